@@ -1,0 +1,272 @@
+//! Application assembly: `AppState`, the router with its middleware, and the server loop with
+//! graceful shutdown.
+//!
+//! `App::build` does everything that can fail before serving (database, migrations, keys,
+//! bootstrap admin, binding the port), so a misconfigured gateway stops at start-up with a
+//! clear error rather than on the first request.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::error::ApiError;
+use crate::keys::{SecretBox, SigningKeys};
+use crate::openapi::ApiDoc;
+use crate::spa::Spa;
+use crate::{accounts, auth, health, spa};
+
+/// Shared state handed to every handler. Cheap to clone (everything is behind `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub keys: Arc<SigningKeys>,
+    pub secret_box: Arc<SecretBox>,
+    pub spa: Option<Spa>,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Connects, migrates and loads keys: everything a handler relies on.
+    pub async fn init(config: Config) -> anyhow::Result<AppState> {
+        let db = Db::connect(&config.database, config.database_max_connections).await?;
+        db.migrate().await?;
+        let secret_box = SecretBox::new(&crate::keys::load_encryption_key(&config)?);
+        let keys = SigningKeys::load_or_create(&db, &config, &secret_box).await?;
+        bootstrap_admin(&db, &config).await?;
+        Ok(AppState {
+            spa: Spa::load(&config.web_dir),
+            config: Arc::new(config),
+            db,
+            keys: Arc::new(keys),
+            secret_box: Arc::new(secret_box),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// Creates the first admin from `ADMIN_USERNAME`/`ADMIN_PASSWORD` when the database has no
+/// user yet; does nothing otherwise (the variables never overwrite an existing account).
+async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
+    let (Some(username), Some(password)) = (&config.admin_username, &config.admin_password) else {
+        return Ok(());
+    };
+    if db::users::count(&db.pool).await? > 0 {
+        return Ok(());
+    }
+    match accounts::create_user(
+        db,
+        username,
+        password.expose(),
+        None,
+        "admin",
+        config.password_min_length,
+    )
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(%username, "created the first admin from ADMIN_USERNAME/ADMIN_PASSWORD");
+            Ok(())
+        }
+        // Another replica won the race; that admin is the one.
+        Err(ApiError::Conflict { .. }) => Ok(()),
+        Err(ApiError::Validation { message, field, .. }) => {
+            let var = if field == Some("username") {
+                "ADMIN_USERNAME"
+            } else {
+                "ADMIN_PASSWORD"
+            };
+            anyhow::bail!("invalid {var}: {message}")
+        }
+        Err(e) => Err(anyhow::anyhow!("creating the first admin: {e}")),
+    }
+}
+
+/// A bound, ready-to-run gateway.
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let addr = SocketAddr::new(config.host, config.port);
+        let state = AppState::init(config).await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} (GATEWAY_HOST/GATEWAY_PORT)"))?;
+        Ok(App { state, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// for up to `SHUTDOWN_TIMEOUT_SECS`, and closes the database pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = router(self.state.clone());
+        serve(self.listener, router, self.state.config.shutdown_timeout, shutdown).await?;
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// The server loop, separate from `App` so tests can serve a router with extra routes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    drain_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let draining = Arc::new(tokio::sync::Notify::new());
+    let notify = draining.clone();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        notify.notify_one();
+    });
+    tokio::select! {
+        res = server => res.context("serving HTTP")?,
+        () = async {
+            draining.notified().await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            tracing::warn!(?drain_timeout, "drain timeout reached; closing the remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The JSON API routes and their OpenAPI document, from one source.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(auth::router())
+}
+
+/// The whole HTTP surface: the API (with OpenAPI and Swagger UI) and the SPA fallback.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let (api_router, openapi) = api().split_for_parts();
+    let api_router = api_router
+        .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+
+    let x_request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(api_router)
+        .merge(SwaggerUi::new(shared::routes::SWAGGER_UI).url(shared::routes::OPENAPI_JSON, openapi))
+        .fallback(spa::fallback)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(cors(&config))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    // The path only: a query string could carry something secret.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+/// Bounds every API request by `REQUEST_TIMEOUT_SECS` (MCP streams will get their own policy).
+async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// CORS for browser clients on other origins: only the exact origins in `ALLOWED_ORIGINS`.
+/// The SPA is served from the gateway itself and needs none.
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(600))
+}

@@ -1,0 +1,507 @@
+//! Typed configuration, loaded once at start-up from defaults, an optional TOML file and the
+//! environment (env wins), and validated before anything binds a port.
+//!
+//! Every setting has one name: its environment variable (`GATEWAY_PORT`). In the TOML file the
+//! same name is written in lowercase (`gateway_port = 8000`). Errors name both, so an operator can
+//! find the bad value wherever it came from. docs/CONFIG.md lists every setting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine;
+
+/// Every variable the gateway reads. Anything else in the config file is an error (a typo must
+/// not silently fall back to a default).
+pub const KNOWN_VARS: &[&str] = &[
+    "CONFIG_FILE",
+    "GATEWAY_HOST",
+    "GATEWAY_PORT",
+    "PUBLIC_URL",
+    "DATA_DIR",
+    "WEB_DIR",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "JWT_SECRET",
+    "ENCRYPTION_KEY",
+    "ADMIN_USERNAME",
+    "ADMIN_PASSWORD",
+    "PASSWORD_MIN_LENGTH",
+    "ALLOWED_ORIGINS",
+    "TRUSTED_PROXIES",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "MAX_BODY_BYTES",
+    "REQUEST_TIMEOUT_SECS",
+    "SHUTDOWN_TIMEOUT_SECS",
+];
+
+/// The validated configuration. Passed around as `Arc<Config>`; never a global.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Base URL clients use to reach the gateway, without a trailing slash. Issuer of tokens
+    /// and base of OAuth resource identifiers.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub web_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub database_max_connections: u32,
+    /// When set, the JWT signing key is derived from it (stable across replicas without a
+    /// shared database row). When unset, a key is generated once and stored in the database.
+    pub jwt_secret: Option<Secret<String>>,
+    /// 32-byte key for encrypting secrets at rest. When unset, generated once and kept in
+    /// `DATA_DIR/encryption.key` (mode 0600).
+    pub encryption_key: Option<Secret<[u8; 32]>>,
+    pub admin_username: Option<String>,
+    pub admin_password: Option<Secret<String>>,
+    pub password_min_length: usize,
+    /// Exact origins (`scheme://host[:port]`) allowed for browser CORS requests.
+    pub allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed. Empty: the socket address is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    /// Where the values came from (for `check-config`).
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// A SQLite file; created (with its directory) if missing.
+    Sqlite { path: PathBuf },
+    /// A Postgres connection URL (may carry a password, hence redacted in `Debug`).
+    Postgres { url: Secret<String> },
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseConfig::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            DatabaseConfig::Postgres { url } => write!(f, "{}", redact_url_password(url.expose())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A value that must never be printed: `Debug` shows `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// An IPv4 or IPv6 network in CIDR notation (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) compare as the IPv4 address they carry.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR network"))?;
+        let addr = canonical_ip(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}` has an invalid prefix length (0-{max})"))?,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+/// A configuration error that names the offending setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var} (config key {key}): {message}", key = var.to_ascii_lowercase())]
+pub struct ConfigError {
+    pub var: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(var: &str, message: impl Into<String>) -> Self {
+        Self {
+            var: var.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads from the process environment plus the file named by `file` or `CONFIG_FILE`.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| KNOWN_VARS.contains(&k.as_str()))
+            .collect();
+        Self::from_sources(&env, file)
+    }
+
+    /// Builds the configuration from an explicit environment map (tests use this instead of
+    /// touching the process environment) and an optional TOML file.
+    pub fn from_sources(
+        env: &BTreeMap<String, String>,
+        file: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("CONFIG_FILE").map(PathBuf::from));
+        let mut values = match &file {
+            Some(path) => read_toml_file(path)?,
+            None => BTreeMap::new(),
+        };
+        for (k, v) in env {
+            if KNOWN_VARS.contains(&k.as_str()) {
+                values.insert(k.clone(), v.clone());
+            }
+        }
+        let vars = Vars(&values);
+
+        let port: u16 = vars.parse("GATEWAY_PORT", 8000, |s| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or("expected a port number 1-65535")
+        })?;
+        let host: IpAddr = vars.parse("GATEWAY_HOST", IpAddr::from([0, 0, 0, 0]), |s| {
+            s.parse().map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1")
+        })?;
+        let public_url = match vars.get("PUBLIC_URL") {
+            Some(raw) => parse_public_url(raw).map_err(|m| ConfigError::new("PUBLIC_URL", m))?,
+            None => format!("http://localhost:{port}"),
+        };
+        let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or("./data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("DATA_DIR", "must not be empty"));
+        }
+        let web_dir = PathBuf::from(vars.get("WEB_DIR").unwrap_or("web/dist"));
+        let database = match vars.get("DATABASE_URL") {
+            None => DatabaseConfig::Sqlite {
+                path: data_dir.join("authmcp.db"),
+            },
+            Some(url) => {
+                parse_database_url(url).map_err(|m| ConfigError::new("DATABASE_URL", m))?
+            }
+        };
+        let database_max_connections = vars.parse("DATABASE_MAX_CONNECTIONS", 10, |s| {
+            s.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or("expected a number of connections 1-1000")
+        })?;
+        let jwt_secret = match vars.get("JWT_SECRET") {
+            None => None,
+            Some(s) if s.len() < 32 => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    "must be at least 32 characters (leave it unset to have a key generated and persisted)",
+                ));
+            }
+            Some(s) => Some(Secret::new(s.to_string())),
+        };
+        let encryption_key = match vars.get("ENCRYPTION_KEY") {
+            None => None,
+            Some(s) => Some(Secret::new(parse_key32(s).map_err(|m| {
+                ConfigError::new("ENCRYPTION_KEY", m)
+            })?)),
+        };
+        let admin_username = vars.get("ADMIN_USERNAME").map(str::to_string);
+        let admin_password = vars.get("ADMIN_PASSWORD").map(|s| Secret::new(s.to_string()));
+        if admin_username.is_some() != admin_password.is_some() {
+            let missing = if admin_username.is_some() {
+                "ADMIN_PASSWORD"
+            } else {
+                "ADMIN_USERNAME"
+            };
+            return Err(ConfigError::new(
+                missing,
+                "ADMIN_USERNAME and ADMIN_PASSWORD must be set together",
+            ));
+        }
+        let password_min_length = vars.parse("PASSWORD_MIN_LENGTH", 12, |s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| (8..=256).contains(n))
+                .ok_or("expected a length 8-256")
+        })?;
+        let allowed_origins = vars
+            .list("ALLOWED_ORIGINS")
+            .into_iter()
+            .map(|o| parse_origin(&o).map_err(|m| ConfigError::new("ALLOWED_ORIGINS", m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = vars
+            .list("TRUSTED_PROXIES")
+            .into_iter()
+            .map(|p| p.parse::<IpNet>().map_err(|m| ConfigError::new("TRUSTED_PROXIES", m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let log_format = vars.parse("LOG_FORMAT", LogFormat::Human, |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "human" | "text" | "pretty" => Ok(LogFormat::Human),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected `human` or `json`"),
+            }
+        })?;
+        let log_level = vars.get("LOG_LEVEL").unwrap_or("info").to_string();
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError::new(
+                "LOG_LEVEL",
+                "expected a level (error, warn, info, debug, trace) or a tracing filter such as `info,authmcp_gateway=debug`",
+            ));
+        }
+        let max_body_bytes = vars.parse("MAX_BODY_BYTES", 4 * 1024 * 1024, |s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| (1024..=256 * 1024 * 1024).contains(n))
+                .ok_or("expected a size in bytes between 1024 and 268435456")
+        })?;
+        let request_timeout = Duration::from_secs(vars.parse("REQUEST_TIMEOUT_SECS", 30, secs)?);
+        let shutdown_timeout =
+            Duration::from_secs(vars.parse("SHUTDOWN_TIMEOUT_SECS", 30, secs)?);
+
+        Ok(Config {
+            host,
+            port,
+            public_url,
+            data_dir,
+            web_dir,
+            database,
+            database_max_connections,
+            jwt_secret,
+            encryption_key,
+            admin_username,
+            admin_password,
+            password_min_length,
+            allowed_origins,
+            trusted_proxies,
+            log_format,
+            log_level,
+            max_body_bytes,
+            request_timeout,
+            shutdown_timeout,
+            config_file: file,
+        })
+    }
+}
+
+fn secs(s: &str) -> Result<u64, &'static str> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| (1..=86_400).contains(n))
+        .ok_or("expected a number of seconds 1-86400")
+}
+
+struct Vars<'a>(&'a BTreeMap<String, String>);
+
+impl Vars<'_> {
+    /// The trimmed value, or `None` when unset or empty (an empty variable means "default").
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0.get(var).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn parse<T>(
+        &self,
+        var: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => {
+                parse(raw).map_err(|m| ConfigError::new(var, format!("{m}, got `{raw}`")))
+            }
+        }
+    }
+
+    /// A comma-separated list; blanks are dropped.
+    fn list(&self, var: &str) -> Vec<String> {
+        self.get(var)
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn read_toml_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new("CONFIG_FILE", format!("cannot read {}: {e}", path.display()))
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        ConfigError::new("CONFIG_FILE", format!("{} is not valid TOML: {e}", path.display()))
+    })?;
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        let var = key.to_ascii_uppercase();
+        if !KNOWN_VARS.contains(&var.as_str()) || var == "CONFIG_FILE" {
+            return Err(ConfigError::new(
+                "CONFIG_FILE",
+                format!("unknown key `{key}` in {} (see docs/CONFIG.md)", path.display()),
+            ));
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s),
+                    other => Ok(other.to_string()),
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?
+                .join(","),
+            _ => {
+                return Err(ConfigError::new(
+                    &var,
+                    "expected a string, integer, boolean or array in the config file",
+                ));
+            }
+        };
+        values.insert(var, text);
+    }
+    Ok(values)
+}
+
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{raw}` must start with http:// or https://"));
+    }
+    if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{raw}` must be a base URL without query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{raw}` must not carry credentials"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw).map_err(|_| format!("`{raw}` is not an origin"))?;
+    let origin = url.origin();
+    if !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{raw}` is not an http(s) origin"));
+    }
+    let serialized = origin.ascii_serialization();
+    if raw.trim_end_matches('/') != serialized {
+        return Err(format!(
+            "`{raw}` must be an origin only (scheme://host[:port]), e.g. `{serialized}`"
+        ));
+    }
+    Ok(serialized)
+}
+
+fn parse_database_url(raw: &str) -> Result<DatabaseConfig, String> {
+    if let Some(rest) = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))
+    {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err("a sqlite URL must name a file, e.g. sqlite://./data/authmcp.db".into());
+        }
+        return Ok(DatabaseConfig::Sqlite {
+            path: PathBuf::from(path),
+        });
+    }
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        url::Url::parse(raw).map_err(|e| format!("not a valid postgres URL: {e}"))?;
+        return Ok(DatabaseConfig::Postgres {
+            url: Secret::new(raw.to_string()),
+        });
+    }
+    Err("expected a sqlite://… or postgres://… URL".into())
+}
+
+fn parse_key32(raw: &str) -> Result<[u8; 32], String> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let unpadded = raw.trim_end_matches('=');
+    let bytes = STANDARD_NO_PAD
+        .decode(unpadded)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
+        .map_err(|_| "expected 32 bytes in base64 (generate one with `openssl rand -base64 32`)")?;
+    bytes
+        .try_into()
+        .map_err(|_| "expected exactly 32 bytes in base64 (`openssl rand -base64 32`)".into())
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => "[unparseable url]".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_sources(&env(pairs), None)
+}
+
+fn err(pairs: &[(&str, &str)]) -> String {
+    load(pairs).err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn defaults_match_the_documented_ones() {
+    let c = load(&[]).unwrap();
+    assert_eq!(c.port, 8000);
+    assert_eq!(c.host.to_string(), "0.0.0.0");
+    assert_eq!(c.public_url, "http://localhost:8000");
+    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.web_dir, PathBuf::from("web/dist"));
+    assert_eq!(
+        c.database,
+        DatabaseConfig::Sqlite {
+            path: PathBuf::from("./data/authmcp.db")
+        }
+    );
+    assert_eq!(c.password_min_length, 12);
+    assert_eq!(c.log_format, LogFormat::Human);
+    assert!(c.allowed_origins.is_empty());
+}
+
+#[test]
+fn errors_name_the_variable_and_the_file_key() {
+    for (pairs, var) in [
+        (vec![("GATEWAY_PORT", "abc")], "GATEWAY_PORT"),
+        (vec![("GATEWAY_PORT", "0")], "GATEWAY_PORT"),
+        (vec![("GATEWAY_HOST", "localhost:1")], "GATEWAY_HOST"),
+        (vec![("PUBLIC_URL", "ftp://x")], "PUBLIC_URL"),
+        (vec![("PUBLIC_URL", "https://x/?a=1")], "PUBLIC_URL"),
+        (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+        (vec![("DATABASE_URL", "sqlite::memory:")], "DATABASE_URL"),
+        (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
+        (vec![("ENCRYPTION_KEY", "AAAA")], "ENCRYPTION_KEY"),
+        (vec![("ADMIN_USERNAME", "root")], "ADMIN_PASSWORD"),
+        (vec![("ALLOWED_ORIGINS", "https://a.example/path")], "ALLOWED_ORIGINS"),
+        (vec![("TRUSTED_PROXIES", "10.0.0.0/33")], "TRUSTED_PROXIES"),
+        (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+        (vec![("LOG_LEVEL", "info,=[")], "LOG_LEVEL"),
+        (vec![("REQUEST_TIMEOUT_SECS", "0")], "REQUEST_TIMEOUT_SECS"),
+    ] {
+        let message = err(&pairs);
+        assert!(
+            message.contains(var) && message.contains(&var.to_ascii_lowercase()),
+            "{pairs:?}: {message}"
+        );
+    }
+}
+
+#[test]
+fn parses_lists_urls_and_keys() {
+    let c = load(&[
+        ("GATEWAY_PORT", "9001"),
+        ("PUBLIC_URL", "https://mcp.example.com/"),
+        ("ALLOWED_ORIGINS", "https://a.example, http://localhost:3000"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+        ("DATABASE_URL", "postgres://u:pw@127.0.0.1:5432/db"),
+        ("ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        ("LOG_FORMAT", "JSON"),
+    ])
+    .unwrap();
+    assert_eq!(c.public_url, "https://mcp.example.com");
+    assert_eq!(
+        c.allowed_origins,
+        vec!["https://a.example", "http://localhost:3000"]
+    );
+    assert!(c.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(!c.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
+    assert!(c.trusted_proxies[1].contains("::1".parse().unwrap()));
+    assert!(
+        c.trusted_proxies[0].contains("::ffff:10.9.9.9".parse().unwrap()),
+        "IPv4-mapped IPv6 peers match IPv4 networks"
+    );
+    assert_eq!(c.encryption_key.unwrap().expose()[31], 31);
+    assert_eq!(c.log_format, LogFormat::Json);
+    let debug = format!("{:?}", c.database);
+    assert!(!debug.contains("pw"), "password redacted: {debug}");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let c = load(&[
+        ("JWT_SECRET", "a-very-long-jwt-secret-value-0123456789"),
+        ("ADMIN_USERNAME", "root"),
+        ("ADMIN_PASSWORD", "hunter2hunter2hunter2"),
+    ])
+    .unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("a-very-long-jwt-secret"), "{debug}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+#[test]
+fn file_values_apply_and_env_wins() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        file,
+        "gateway_port = 9100\nlog_format = \"json\"\nallowed_origins = [\"https://a.example\", \"https://b.example\"]"
+    )
+    .unwrap();
+    let c = Config::from_sources(&env(&[("GATEWAY_PORT", "9200")]), Some(file.path())).unwrap();
+    assert_eq!(c.port, 9200, "env wins over the file");
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.allowed_origins.len(), 2);
+}
+
+#[test]
+fn unknown_file_keys_are_rejected() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "gateway_prot = 9100").unwrap();
+    let message = Config::from_sources(&env(&[]), Some(file.path()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("gateway_prot"), "{message}");
+}

@@ -1,0 +1,157 @@
+//! The database: one `sqlx::AnyPool` over SQLite (default) or Postgres, the embedded
+//! migrations, and — in the submodules — every SQL statement the gateway runs.
+//!
+//! Queries are runtime queries with `$n` placeholders, which both databases accept, so one
+//! statement text serves both. Transactions are opened by callers, never inside `db::*`.
+
+pub mod keys;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+use crate::config::{DatabaseConfig, redact_url_password};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating the SQLite file and its directory if missing) without migrating.
+    pub async fn connect(config: &DatabaseConfig, max_connections: u32) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = match config {
+            DatabaseConfig::Sqlite { path } => {
+                create_parent_dir(path)?;
+                (sqlite_url(path), Backend::Sqlite)
+            }
+            DatabaseConfig::Postgres { url } => (url.expose().clone(), Backend::Postgres),
+        };
+        let options = AnyConnectOptions::from_str(&url).context("parsing DATABASE_URL")?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; the busy timeout makes a
+                        // second writer wait instead of failing; foreign keys are off by
+                        // default in SQLite.
+                        conn.execute("pragma journal_mode = wal").await?;
+                        conn.execute("pragma busy_timeout = 5000").await?;
+                        conn.execute("pragma foreign_keys = on").await?;
+                        conn.execute("pragma synchronous = normal").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| match config {
+                DatabaseConfig::Sqlite { path } => {
+                    format!("opening the SQLite database {}", path.display())
+                }
+                DatabaseConfig::Postgres { url } => {
+                    format!("connecting to {}", redact_url_password(url.expose()))
+                }
+            })?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies every embedded migration not yet applied.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        self.backend
+            .migrator()
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")
+    }
+
+    /// Number of migrations embedded in this binary.
+    pub fn expected_migrations(&self) -> u32 {
+        u32::try_from(self.backend.migrator().iter().count()).unwrap_or(u32::MAX)
+    }
+
+    /// Number of migrations applied successfully (fails if the database is unreachable).
+    pub async fn applied_migrations(&self) -> Result<u32, sqlx::Error> {
+        let count: i64 =
+            sqlx::query_scalar("select count(*) from _sqlx_migrations where success = $1")
+                .bind(true)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u32::try_from(count).unwrap_or(0))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    // mode=rwc creates the file when missing.
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating the database directory {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch, the timestamp unit of every table.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// True when `err` is a violation of the unique constraint `name` (named in the migrations so
+/// this works on both databases; SQLite reports the columns instead, so `columns` is checked too).
+pub fn is_unique_violation(err: &sqlx::Error, name: &str, columns: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                && (db.constraint() == Some(name)
+                    || db.message().contains(name)
+                    || db.message().contains(columns))
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,19 @@
+//! AuthMCP Gateway: the secure front door for Model Context Protocol servers.
+//!
+//! Modules in reading order: configuration and telemetry, the database, keys and passwords,
+//! the HTTP surface (app, error, OpenAPI, feature modules), the SPA. See docs/ARCHITECTURE.md.
+
+pub mod config;
+pub mod telemetry;
+
+pub mod db;
+pub mod keys;
+pub mod password;
+
+pub mod accounts;
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod openapi;
+pub mod spa;

@@ -1,0 +1,127 @@
+//! The `authmcp-gateway` binary: parses the command line, loads the configuration and hands
+//! over to the library.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use authmcp_gateway::app::{App, AppState, shutdown_signal};
+use authmcp_gateway::config::Config;
+use authmcp_gateway::db::Db;
+use authmcp_gateway::{accounts, telemetry};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "authmcp-gateway", version, about = "The secure front door for MCP servers")]
+struct Cli {
+    /// TOML file with settings (lowercase variable names); environment variables win.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create an admin account. The password is read from standard input (one line), never
+    /// from the command line.
+    CreateAdmin {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Validate the configuration, print it with secrets redacted, and exit.
+    CheckConfig,
+    /// Print the OpenAPI document and exit.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            telemetry::init(config.log_format, &config.log_level);
+            let app = App::build(config).await?;
+            let addr = app.local_addr()?;
+            tracing::info!(%addr, public_url = %app.state().config.public_url, "AuthMCP Gateway listening");
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            telemetry::init(config.log_format, &config.log_level);
+            let db = Db::connect(&config.database, 1).await?;
+            db.migrate().await?;
+            println!(
+                "{} migrations applied ({})",
+                db.applied_migrations().await?,
+                db.backend.name()
+            );
+            Ok(())
+        }
+        Command::CreateAdmin { username, email } => {
+            telemetry::init(config.log_format, "warn");
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let state = AppState::init(config).await?;
+            let id = accounts::create_user(
+                &state.db,
+                &username,
+                password,
+                email.as_deref(),
+                "admin",
+                state.config.password_min_length,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created admin `{username}` (id {id})");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            println!("{config:#?}");
+            if !config.web_dir.join("index.html").is_file() {
+                println!(
+                    "note: WEB_DIR {} has no index.html; the admin UI will not be served (cargo xtask build-web)",
+                    config.web_dir.display()
+                );
+            }
+            println!("configuration is valid");
+            Ok(())
+        }
+        Command::Openapi => {
+            let (_, openapi) = authmcp_gateway::app::api().split_for_parts();
+            println!("{}", openapi.to_pretty_json()?);
+            Ok(())
+        }
+    }
+}

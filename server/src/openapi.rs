@@ -1,0 +1,39 @@
+//! The OpenAPI 3.1 document. Every JSON route is registered through
+//! `utoipa_axum::routes!`, which adds it to the router and to this document in one step, so
+//! the two cannot drift (a test also checks that no route bypasses it).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "AuthMCP Gateway API",
+        description = "Admin, account and discovery API of AuthMCP Gateway, the secure front door for MCP servers. Errors are always `{\"error\": {\"code\", \"message\"}}`; see docs/API.md.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "health", description = "Liveness and readiness probes"),
+        (name = "auth", description = "Tokens, keys and sessions"),
+    ),
+    components(schemas(shared::error::ApiErrorBody, shared::error::ApiErrorDetail)),
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or amg_ API key")
+                    .build(),
+            ),
+        );
+    }
+}

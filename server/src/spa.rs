@@ -1,0 +1,80 @@
+//! Serves the built admin SPA (`WEB_DIR`, default `web/dist`) for every path that is not an
+//! API path, with history fallback: a deep link such as `/admin/users` gets `index.html` and
+//! the client-side router takes it from there.
+//!
+//! A path whose last segment has a dot is a static asset and gets a real 404 when missing; an
+//! API path that matches no route gets the JSON 404 (never `index.html`).
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use tower::ServiceExt;
+use tower_http::compression::Compression;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct Spa {
+    assets: Compression<ServeDir>,
+    index: Compression<ServeFile>,
+}
+
+impl Spa {
+    /// `None` (with a log line saying how to build it) when `dir/index.html` is missing.
+    pub fn load(dir: &Path) -> Option<Spa> {
+        let index = dir.join("index.html");
+        if !index.is_file() {
+            tracing::warn!(
+                web_dir = %dir.display(),
+                "admin UI not found (no index.html in WEB_DIR); the API works, `/` will say how to build the UI: cargo xtask build-web"
+            );
+            return None;
+        }
+        tracing::info!(web_dir = %dir.display(), "serving the admin UI");
+        Some(Spa {
+            assets: Compression::new(ServeDir::new(PathBuf::from(dir))),
+            index: Compression::new(ServeFile::new(index)),
+        })
+    }
+}
+
+/// The router's fallback: JSON 404 for API paths, the SPA for everything else.
+pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path();
+    if shared::routes::is_api_path(path) {
+        return ApiError::NotFound("no route for this path").into_response();
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return ApiError::MethodNotAllowed.into_response();
+    }
+    let Some(spa) = &state.spa else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Html("<!DOCTYPE html><title>AuthMCP Gateway</title><p>The admin UI is not built. Run <code>cargo xtask build-web</code> (or set <code>WEB_DIR</code> to a built SPA) and restart the gateway. The API is available under <a href=\"/swagger-ui\">/swagger-ui</a>.</p>"),
+        )
+            .into_response();
+    };
+    let is_asset = path.rsplit('/').next().is_some_and(|last| last.contains('.'));
+    let result = if is_asset {
+        spa.assets.clone().oneshot(req).await.map(|r| r.map(Body::new))
+    } else {
+        spa.index.clone().oneshot(req).await.map(|r| r.map(Body::new))
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            return ApiError::Internal(anyhow::anyhow!("serving the admin UI: {e}")).into_response();
+        }
+    };
+    let headers = response.headers_mut();
+    let cache = if is_asset { "public, max-age=3600" } else { "no-cache" };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}

@@ -1,0 +1,83 @@
+//! The `authmcp-gateway` binary's subcommands.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use authmcp_gateway::db;
+
+use crate::helpers::{TestEnv, db_test};
+
+fn gateway(env: &TestEnv) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.env_vars());
+    cmd
+}
+
+#[tokio::test]
+async fn check_config_names_the_bad_variable_and_redacts_secrets() {
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite).await;
+    let out = gateway(&env)
+        .args(["check-config"])
+        .env("GATEWAY_PORT", "99999")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GATEWAY_PORT") && stderr.contains("99999"), "{stderr}");
+
+    let out = gateway(&env)
+        .args(["check-config"])
+        .env("JWT_SECRET", "super-secret-value-that-is-long-enough")
+        .env("DATABASE_URL", "postgres://u:db-password@127.0.0.1/x")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    assert!(!stdout.contains("super-secret-value"), "{stdout}");
+    assert!(!stdout.contains("db-password"), "{stdout}");
+}
+
+db_test! {
+    async fn migrate_and_create_admin(env: TestEnv) {
+        let out = gateway(&env).arg("migrate").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
+
+        let create = |password: &'static str| {
+            let mut child = gateway(&env)
+                .args(["create-admin", "--username", "ops-admin", "--email", "ops@example.com"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let weak = create("short\n");
+        assert!(!weak.status.success());
+        assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 12"));
+
+        let ok = create("a long unusual phrase\n");
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+        let again = create("a long unusual phrase\n");
+        assert!(!again.status.success(), "a duplicate username is refused");
+
+        let app = env.spawn().await;
+        let user = db::users::find_by_username(&app.state.db.pool, "ops-admin")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(user.role, "admin");
+        assert_eq!(user.email.as_deref(), Some("ops@example.com"));
+        assert!(
+            authmcp_gateway::password::verify("a long unusual phrase".into(), user.password_hash)
+                .await
+                .unwrap()
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Health, readiness, error envelope, request ids, CORS, storage set-up, graceful shutdown,
+//! bootstrap admin.
+
+use std::time::Duration;
+
+use authmcp_gateway::db;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestEnv, db_test};
+
+db_test! {
+    async fn health_and_ready(env: TestEnv) {
+        let app = env.spawn().await;
+        let res = app.get("/health").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+
+        let res = app.get("/ready").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "ready");
+        let expected = match env.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        assert_eq!(body["database"], expected);
+        assert_eq!(body["migrations"], app.state.db.expected_migrations());
+        assert!(app.state.db.expected_migrations() >= 1);
+    }
+}
+
+db_test! {
+    async fn ready_fails_with_json_503_when_the_database_is_gone(env: TestEnv) {
+        let app = env.spawn().await;
+        app.state.db.pool.close().await;
+        let res = app.get("/ready").await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable");
+        // Liveness does not depend on the database.
+        assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+    }
+}
+
+db_test! {
+    async fn unknown_api_paths_and_wrong_methods_get_the_json_envelope(env: TestEnv) {
+        let app = env.spawn().await;
+        for path in ["/admin/api/nope", "/mcp/nope/x", "/.well-known/nope", "/auth/nope"] {
+            let res = app.get(path).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(
+                res.headers()["content-type"], "application/json",
+                "{path} must not fall through to the SPA"
+            );
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "not_found", "{path}");
+            assert!(body["error"]["message"].is_string());
+        }
+        let res = app.client.post(app.url("/health")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+}
+
+db_test! {
+    async fn request_ids_are_set_and_propagated(env: TestEnv) {
+        let app = env.spawn().await;
+        let res = app.get("/health").await;
+        let generated = res.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(generated.len(), 36, "a UUID: {generated}");
+        let res = app
+            .client
+            .get(app.url("/health"))
+            .header("x-request-id", "abc-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-request-id"], "abc-123");
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    }
+}
+
+db_test! {
+    async fn cors_allows_only_the_configured_origins(env: TestEnv) {
+        let app = env.with_var("ALLOWED_ORIGINS", "https://console.example").spawn().await;
+        let preflight = |origin: &'static str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/health"))
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .header("access-control-request-headers", "authorization")
+                .send()
+        };
+        let res = preflight("https://console.example").await.unwrap();
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://console.example");
+        let res = preflight("https://evil.example").await.unwrap();
+        assert!(res.headers().get("access-control-allow-origin").is_none());
+    }
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_with_wal_and_foreign_keys() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let nested = env.data_dir.path().join("nested/dir/gateway.db");
+    let env = env.with_var("DATABASE_URL", &format!("sqlite://{}", nested.display()));
+    let app = env.spawn().await;
+    assert!(nested.is_file(), "the SQLite file and its directories are created");
+    let mode: String = sqlx::query_scalar("pragma journal_mode")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query_scalar("pragma foreign_keys")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    let timeout: i64 = sqlx::query_scalar("pragma busy_timeout")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, 5000);
+}
+
+db_test! {
+    async fn graceful_shutdown_drains_in_flight_requests(env: TestEnv) {
+        use axum::routing::get;
+        let state = authmcp_gateway::app::AppState::init(env.config()).await.unwrap();
+        let router = authmcp_gateway::app::router(state).merge(
+            axum::Router::new().route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "finished"
+                }),
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(authmcp_gateway::app::serve(
+            listener,
+            router,
+            Duration::from_secs(10),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let in_flight = tokio::spawn(async move {
+            reqwest::get(format!("http://{addr}/slow")).await.unwrap().text().await.unwrap()
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tx.send(()).unwrap();
+        assert_eq!(in_flight.await.unwrap(), "finished", "the in-flight request completes");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops after draining")
+            .unwrap()
+            .unwrap();
+        assert!(
+            reqwest::get(format!("http://{addr}/health")).await.is_err(),
+            "no new connections after shutdown"
+        );
+    }
+}
+
+db_test! {
+    async fn admin_env_vars_create_the_first_admin_once(env: TestEnv) {
+        let env = env
+            .with_var("ADMIN_USERNAME", "root-admin")
+            .with_var("ADMIN_PASSWORD", "a long unusual phrase");
+        let app = env.spawn().await;
+        let user = db::users::find_by_username(&app.state.db.pool, "root-admin")
+            .await
+            .unwrap()
+            .expect("admin created");
+        assert_eq!(user.role, "admin");
+        assert_eq!(user.enabled, 1);
+        assert!(user.password_hash.starts_with("$argon2id$"), "stored hashed");
+        app.stop().await;
+
+        // A later start with other values creates nobody: the database already has a user.
+        let env = env
+            .with_var("ADMIN_USERNAME", "second-admin")
+            .with_var("ADMIN_PASSWORD", "another long phrase");
+        let app = env.spawn().await;
+        assert_eq!(db::users::count(&app.state.db.pool).await.unwrap(), 1);
+    }
+}
+
+db_test! {
+    async fn a_weak_admin_password_stops_start_up_with_a_clear_error(env: TestEnv) {
+        let env = env
+            .with_var("ADMIN_USERNAME", "root-admin")
+            .with_var("ADMIN_PASSWORD", "short");
+        let err = env.try_spawn().await.err().expect("start-up fails").to_string();
+        assert!(err.contains("ADMIN_PASSWORD"), "{err}");
+    }
+}

@@ -1,0 +1,237 @@
+//! `TestEnv` (a data directory and a database that outlive restarts) and `TestApp` (a running
+//! gateway on that environment), plus the `db_test!` macro.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+
+use authmcp_gateway::app::{App, AppState};
+use authmcp_gateway::config::{Config, DatabaseConfig, Secret};
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Defines `mod $name { sqlite(), postgres() }`: the same test body against both databases.
+/// The Postgres variant needs `TEST_POSTGRES_URL` (set by `cargo xtask test`); it fails without
+/// it unless `TEST_SKIP_POSTGRES=1` says to skip.
+macro_rules! db_test {
+    ($(#[$meta:meta])* async fn $name:ident($env:ident: TestEnv) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[$meta])*
+            async fn body($env: $crate::helpers::TestEnv) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                body($crate::helpers::TestEnv::new($crate::helpers::Backend::Sqlite).await).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(env) = $crate::helpers::TestEnv::postgres_or_skip().await {
+                    body(env).await
+                }
+            }
+        }
+    };
+}
+pub(crate) use db_test;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A data directory and a database; several gateways can be started on it in turn.
+pub struct TestEnv {
+    pub backend: Backend,
+    pub data_dir: Arc<tempfile::TempDir>,
+    pub database: DatabaseConfig,
+    /// Extra variables layered over the test defaults.
+    pub vars: BTreeMap<String, String>,
+    pub web_dir: Option<PathBuf>,
+}
+
+fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            authmcp_gateway::telemetry::init(
+                authmcp_gateway::config::LogFormat::Human,
+                "info,authmcp_gateway=debug",
+            );
+        }
+    });
+}
+
+impl TestEnv {
+    pub async fn new(backend: Backend) -> TestEnv {
+        init_tracing();
+        let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let database = match backend {
+            Backend::Sqlite => DatabaseConfig::Sqlite {
+                path: data_dir.path().join("authmcp.db"),
+            },
+            Backend::Postgres => DatabaseConfig::Postgres {
+                url: Secret::new(create_postgres_database().await),
+            },
+        };
+        TestEnv {
+            backend,
+            data_dir,
+            database,
+            vars: BTreeMap::new(),
+            web_dir: None,
+        }
+    }
+
+    pub async fn postgres_or_skip() -> Option<TestEnv> {
+        if std::env::var_os("TEST_POSTGRES_URL").is_none()
+            && std::env::var("TEST_SKIP_POSTGRES").as_deref() == Ok("1")
+        {
+            eprintln!("skipped: TEST_SKIP_POSTGRES=1");
+            return None;
+        }
+        Some(TestEnv::new(Backend::Postgres).await)
+    }
+
+    pub fn with_var(mut self, key: &str, value: &str) -> Self {
+        self.vars.insert(key.into(), value.into());
+        self
+    }
+
+    /// The environment variables a gateway on this environment would be started with.
+    pub fn env_vars(&self) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::from([
+            ("GATEWAY_HOST".to_string(), "127.0.0.1".to_string()),
+            (
+                "DATA_DIR".to_string(),
+                self.data_dir.path().display().to_string(),
+            ),
+            (
+                "WEB_DIR".to_string(),
+                self.web_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.path().join("no-web-dir"))
+                    .display()
+                    .to_string(),
+            ),
+            ("DATABASE_URL".to_string(), self.database_url()),
+        ]);
+        vars.extend(self.vars.clone());
+        vars
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            DatabaseConfig::Sqlite { path } => format!("sqlite://{}", path.display()),
+            DatabaseConfig::Postgres { url } => url.expose().clone(),
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        let mut config = Config::from_sources(&self.env_vars(), None).expect("test config");
+        config.port = 0;
+        config
+    }
+
+    pub async fn try_spawn(&self) -> anyhow::Result<TestApp> {
+        let app = App::build(self.config()).await?;
+        let addr = app.local_addr()?;
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Ok(TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            state,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    pub async fn spawn(&self) -> TestApp {
+        self.try_spawn().await.expect("gateway starts")
+    }
+}
+
+/// Creates `t_<random>` on the test Postgres server and returns its URL.
+async fn create_postgres_database() -> String {
+    let admin = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "TEST_POSTGRES_URL is not set: run the suite with `cargo xtask test` (it starts a \
+             throwaway Postgres), or set TEST_SKIP_POSTGRES=1 to skip the Postgres variants"
+        )
+    });
+    let name = format!("t_{}", uuid_like());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to TEST_POSTGRES_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (base, _) = admin.rsplit_once('/').expect("database URL with a path");
+    format!("{base}/{name}")
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running gateway.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Triggers graceful shutdown and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server exits cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
+    }
+}

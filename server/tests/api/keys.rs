@@ -1,0 +1,79 @@
+//! Key material survives restarts; the JWKS publishes the verification key.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestEnv, db_test};
+
+db_test! {
+    async fn a_token_signed_before_a_restart_verifies_after_it(env: TestEnv) {
+        let app = env.spawn().await;
+        let issuer = app.state.config.public_url.clone();
+        let claims = json!({
+            "iss": issuer, "aud": "authmcp:test", "sub": "42",
+            "exp": authmcp_gateway::db::now() + 600,
+        });
+        let token = app.state.keys.sign(&claims).unwrap();
+        let jwks_before: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+        app.stop().await;
+
+        let app = env.spawn().await;
+        let back: Value = app
+            .state
+            .keys
+            .verify(&token, &issuer, "authmcp:test")
+            .expect("token from before the restart verifies");
+        assert_eq!(back["sub"], "42");
+        let res = app.get("/.well-known/jwks.json").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let jwks: Value = res.json().await.unwrap();
+        assert_eq!(jwks, jwks_before, "same keys after restart");
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "OKP");
+        assert_eq!(key["crv"], "Ed25519");
+        assert_eq!(key["alg"], "EdDSA");
+        assert_eq!(key["use"], "sig");
+        assert_eq!(key["kid"], app.state.keys.current_kid());
+        assert!(key.get("d").is_none(), "no private part is published");
+    }
+}
+
+db_test! {
+    async fn the_signing_key_is_stored_encrypted_and_the_key_file_is_private(env: TestEnv) {
+        let app = env.spawn().await;
+        let rows = authmcp_gateway::db::keys::list_usable(&app.state.db.pool, 0).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].private_key[0], 1, "sealed format version");
+        assert_eq!(rows[0].private_key.len(), 1 + 12 + 32 + 16, "nonce + seed + tag");
+        let key_file = env.data_dir.path().join("encryption.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        app.stop().await;
+
+        // With another encryption key the stored signing key cannot be opened: start-up says so
+        // instead of silently minting a new key (which would log everybody out).
+        std::fs::remove_file(&key_file).unwrap();
+        let err = env.try_spawn().await.err().expect("start-up fails").to_string();
+        assert!(err.contains("signing key"), "{err}");
+    }
+}
+
+db_test! {
+    async fn jwt_secret_derives_a_stable_key(env: TestEnv) {
+        let env = env.with_var("JWT_SECRET", "0123456789abcdef0123456789abcdef-test");
+        let a = env.spawn().await;
+        let kid = a.state.keys.current_kid().to_string();
+        a.stop().await;
+        let b = env.spawn().await;
+        assert_eq!(b.state.keys.current_kid(), kid);
+        let other = TestEnv::new(env.backend)
+            .await
+            .with_var("JWT_SECRET", "another-secret-that-is-long-enough-000");
+        let c = other.spawn().await;
+        assert_ne!(c.state.keys.current_kid(), kid);
+    }
+}

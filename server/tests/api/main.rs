@@ -1,0 +1,11 @@
+//! The gateway's one integration-test binary: an in-process gateway per test on
+//! `127.0.0.1:0`, a fresh database per test, every database test run against SQLite and
+//! Postgres (see `helpers::db_test!`).
+
+mod helpers;
+
+mod cli;
+mod foundation;
+mod keys;
+mod openapi;
+mod spa;

@@ -1,0 +1,10 @@
+//! Types that cross the HTTP and WebSocket boundary between the gateway and its clients
+//! (the admin SPA, integrators' scripts, tests); nothing else lives here.
+//!
+//! Every type derives `Serialize`/`Deserialize`; the `openapi` feature adds `utoipa::ToSchema`
+//! so the server can document them without the wasm build paying for utoipa.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod routes;
