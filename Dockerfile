@@ -1,0 +1,32 @@
+# AuthMCP Gateway image: the release binary plus the built admin SPA.
+# Build: docker build -t authmcp-gateway .   Run: docker compose up
+
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# Installs the wasm target, trunk, wasm-bindgen and wasm-opt, then builds web/dist.
+RUN cargo xtask build-web \
+ && cargo build --release --locked --package authmcp-gateway
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data authmcp \
+ && mkdir -p /data && chown authmcp /data
+COPY --from=build /src/target/release/authmcp-gateway /usr/local/bin/authmcp-gateway
+COPY --from=build /src/web/dist /usr/share/authmcp-gateway/web
+ENV GATEWAY_HOST=0.0.0.0 \
+    GATEWAY_PORT=8000 \
+    DATA_DIR=/data \
+    WEB_DIR=/usr/share/authmcp-gateway/web \
+    LOG_FORMAT=json
+USER authmcp
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000 && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ' 200 ' <&3"]
+ENTRYPOINT ["/usr/local/bin/authmcp-gateway"]
+CMD ["serve"]
