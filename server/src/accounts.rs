@@ -1,29 +1,94 @@
-//! Account operations shared by the CLI, start-up bootstrap and (later) the HTTP handlers.
+//! Account operations shared by the HTTP handlers, the CLI and start-up bootstrap: creating
+//! users (and the first admin), changing them under the last-admin rule, API keys, and the
+//! admin audit trail. Every change that affects access invalidates the identity cache at once.
 
-use crate::db::{self, Db};
+use serde_json::{Value, json};
+use shared::auth::{ApiKey, CreateApiKey, CreatedApiKey, Role};
+use shared::users::{UpdateUser, User};
+
+use crate::app::AppState;
+use crate::auth::identity::Principal;
+use crate::auth::tokens::{API_KEY_PREFIX, hash_token, random_token};
+use crate::db::{self, Db, events::AuditRow, users::UserRow};
 use crate::error::ApiError;
 use crate::password;
 
-/// Creates an enabled user after checking the username and password rules.
-pub async fn create_user(
-    db: &Db,
+/// Usernames are case-insensitive: stored and looked up in lowercase.
+pub fn normalize_username(username: &str) -> String {
+    username.trim().to_lowercase()
+}
+
+fn validate_email(email: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(email) = email.map(str::trim).filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.contains('@')
+            });
+    if !valid {
+        return Err(ApiError::validation("email", "not a valid email address"));
+    }
+    Ok(Some(email.to_string()))
+}
+
+pub fn to_user(row: &UserRow) -> User {
+    User {
+        id: row.id,
+        username: row.username.clone(),
+        email: row.email.clone(),
+        role: Role::parse(&row.role).unwrap_or(Role::User),
+        enabled: row.enabled != 0,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        last_login_at: row.last_login_at,
+    }
+}
+
+/// A user, checked and hashed, ready to insert.
+pub struct CheckedUser {
+    username: String,
+    email: Option<String>,
+    password_hash: String,
+    role: Role,
+}
+
+/// Checks the username, email and password rules and hashes the password (off the runtime).
+/// Done before any transaction opens, so a slow hash never holds a database lock.
+pub async fn check_new_user(
     username: &str,
     password: &str,
     email: Option<&str>,
-    role: &str,
+    role: Role,
     min_password_length: usize,
-) -> Result<i64, ApiError> {
-    password::validate_username(username).map_err(|m| ApiError::validation("username", m))?;
-    password::validate_password(password, username, min_password_length)
+) -> Result<CheckedUser, ApiError> {
+    let username = normalize_username(username);
+    password::validate_username(&username).map_err(|m| ApiError::validation("username", m))?;
+    let email = validate_email(email)?;
+    password::validate_password(password, &username, min_password_length)
         .map_err(|m| ApiError::validation("password", m))?;
-    let hash = password::hash(password.to_string()).await?;
+    Ok(CheckedUser {
+        password_hash: password::hash(password.to_string()).await?,
+        username,
+        email,
+        role,
+    })
+}
+
+async fn insert_user(
+    db: impl sqlx::AnyExecutor<'_>,
+    user: &CheckedUser,
+) -> Result<i64, ApiError> {
     db::users::insert(
-        &db.pool,
+        db,
         &db::users::NewUser {
-            username,
-            email,
-            password_hash: &hash,
-            role,
+            username: &user.username,
+            email: user.email.as_deref(),
+            password_hash: &user.password_hash,
+            role: user.role.as_str(),
             now: db::now(),
         },
     )
@@ -35,4 +100,377 @@ pub async fn create_user(
             ApiError::Db(e)
         }
     })
+}
+
+/// Creates an enabled user.
+pub async fn create_user(
+    db: &Db,
+    username: &str,
+    password: &str,
+    email: Option<&str>,
+    role: Role,
+    min_password_length: usize,
+) -> Result<UserRow, ApiError> {
+    let user = check_new_user(username, password, email, role, min_password_length).await?;
+    let id = insert_user(&db.pool, &user).await?;
+    found(db::users::find_by_id(&db.pool, id).await?)
+}
+
+/// Creates the first admin, only while setup is unclaimed and no user exists. Claiming the
+/// single `setup_lock` row in the same transaction makes concurrent calls create at most one.
+pub async fn create_first_admin(
+    db: &Db,
+    username: &str,
+    password: &str,
+    email: Option<&str>,
+    min_password_length: usize,
+) -> Result<UserRow, ApiError> {
+    let setup_done = || ApiError::conflict("setup_complete", "setup is already complete");
+    if db::setup::is_claimed(&db.pool).await? || db::users::count(&db.pool).await? > 0 {
+        return Err(setup_done());
+    }
+    let user = check_new_user(username, password, email, Role::Admin, min_password_length).await?;
+    let mut tx = db.pool.begin().await?;
+    if let Err(e) = db::setup::claim(&mut *tx, db::now()).await {
+        return Err(match e {
+            sqlx::Error::Database(ref d) if d.is_unique_violation() => setup_done(),
+            other => other.into(),
+        });
+    }
+    if db::users::count(&mut *tx).await? > 0 {
+        return Err(setup_done());
+    }
+    let id = insert_user(&mut *tx, &user).await?;
+    tx.commit().await?;
+    found(db::users::find_by_id(&db.pool, id).await?)
+}
+
+fn found<T>(row: Option<T>) -> Result<T, ApiError> {
+    row.ok_or(ApiError::NotFound("no such user"))
+}
+
+/// Who made an admin change, for the audit log.
+pub struct Actor<'a> {
+    pub principal: &'a Principal,
+    pub ip: String,
+}
+
+async fn audit(
+    db: impl sqlx::AnyExecutor<'_>,
+    actor: &Actor<'_>,
+    action: &str,
+    target_type: &str,
+    target_id: Option<String>,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Result<(), ApiError> {
+    db::events::insert_audit(
+        db,
+        &AuditRow {
+            id: 0,
+            actor_user_id: Some(actor.principal.user_id),
+            actor_username: actor.principal.username.clone(),
+            action: action.into(),
+            target_type: target_type.into(),
+            target_id,
+            before_state: before.map(|v| v.to_string()),
+            after_state: after.map(|v| v.to_string()),
+            ip: Some(actor.ip.clone()),
+            created_at: db::now(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn snapshot(user: &User) -> Value {
+    json!({
+        "username": user.username, "email": user.email,
+        "role": user.role, "enabled": user.enabled,
+    })
+}
+
+fn is_active_admin(row: &UserRow) -> bool {
+    row.role == Role::Admin.as_str() && row.enabled != 0
+}
+
+fn last_admin() -> ApiError {
+    ApiError::conflict(
+        "last_admin",
+        "this is the last enabled admin; enable or promote another admin first",
+    )
+}
+
+/// Creates a user on an admin's behalf.
+pub async fn admin_create_user(
+    state: &AppState,
+    actor: &Actor<'_>,
+    username: &str,
+    password: &str,
+    email: Option<&str>,
+    role: Role,
+) -> Result<User, ApiError> {
+    let checked = check_new_user(
+        username,
+        password,
+        email,
+        role,
+        state.config.password_min_length,
+    )
+    .await?;
+    let mut tx = state.db.pool.begin().await?;
+    let id = insert_user(&mut *tx, &checked).await?;
+    let user = to_user(&found(db::users::find_by_id(&mut *tx, id).await?)?);
+    audit(
+        &mut *tx,
+        actor,
+        "user.create",
+        "user",
+        Some(id.to_string()),
+        None,
+        Some(snapshot(&user)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Applies an admin's change to a user. Disabling or demoting ends the user's sessions; the
+/// last enabled admin can be neither.
+pub async fn admin_update_user(
+    state: &AppState,
+    actor: &Actor<'_>,
+    id: i64,
+    change: &UpdateUser,
+) -> Result<User, ApiError> {
+    let email = match &change.email {
+        Some(email) => Some(validate_email(email.as_deref())?),
+        None => None,
+    };
+    let mut tx = state.db.pool.begin().await?;
+    db::users::lock_admins(&mut tx, state.db.backend).await?;
+    let before_row = found(db::users::find_by_id(&mut *tx, id).await?)?;
+    let before = to_user(&before_row);
+    let role = change.role.unwrap_or(before.role);
+    let enabled = change.enabled.unwrap_or(before.enabled);
+    let email = email.unwrap_or_else(|| before.email.clone());
+    let loses_admin = is_active_admin(&before_row) && (role != Role::Admin || !enabled);
+    if loses_admin && db::users::count_other_enabled_admins(&mut *tx, id).await? == 0 {
+        return Err(last_admin());
+    }
+    let now = db::now();
+    db::users::update(&mut *tx, id, email.as_deref(), role.as_str(), i64::from(enabled), now)
+        .await?;
+    let lost_access = (before.enabled && !enabled) || (before.role == Role::Admin && role != Role::Admin);
+    if lost_access {
+        db::sessions::revoke_all_for_user(&mut *tx, id, now, "user_changed_by_admin").await?;
+    }
+    let after = to_user(&found(db::users::find_by_id(&mut *tx, id).await?)?);
+    audit(
+        &mut *tx,
+        actor,
+        "user.update",
+        "user",
+        Some(id.to_string()),
+        Some(snapshot(&before)),
+        Some(snapshot(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth_cache.invalidate_user(id);
+    Ok(after)
+}
+
+/// Sets a new password and ends the user's sessions.
+pub async fn admin_reset_password(
+    state: &AppState,
+    actor: &Actor<'_>,
+    id: i64,
+    new_password: &str,
+) -> Result<(), ApiError> {
+    let user = found(db::users::find_by_id(&state.db.pool, id).await?)?;
+    password::validate_password(new_password, &user.username, state.config.password_min_length)
+        .map_err(|m| ApiError::validation("password", m))?;
+    let hash = password::hash(new_password.to_string()).await?;
+    let now = db::now();
+    let mut tx = state.db.pool.begin().await?;
+    if db::users::set_password(&mut *tx, id, &hash, now).await? == 0 {
+        return Err(ApiError::NotFound("no such user"));
+    }
+    db::sessions::revoke_all_for_user(&mut *tx, id, now, "password_reset").await?;
+    audit(
+        &mut *tx,
+        actor,
+        "user.reset_password",
+        "user",
+        Some(id.to_string()),
+        None,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth_cache.invalidate_user(id);
+    Ok(())
+}
+
+/// Deletes a user (their sessions and API keys go with them); never the last enabled admin.
+pub async fn admin_delete_user(
+    state: &AppState,
+    actor: &Actor<'_>,
+    id: i64,
+) -> Result<(), ApiError> {
+    let mut tx = state.db.pool.begin().await?;
+    db::users::lock_admins(&mut tx, state.db.backend).await?;
+    let row = found(db::users::find_by_id(&mut *tx, id).await?)?;
+    if is_active_admin(&row) && db::users::count_other_enabled_admins(&mut *tx, id).await? == 0 {
+        return Err(last_admin());
+    }
+    db::users::delete(&mut *tx, id).await?;
+    audit(
+        &mut *tx,
+        actor,
+        "user.delete",
+        "user",
+        Some(id.to_string()),
+        Some(snapshot(&to_user(&row))),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth_cache.invalidate_user(id);
+    Ok(())
+}
+
+fn to_api_key(row: &db::api_keys::ApiKeyRow) -> ApiKey {
+    ApiKey {
+        id: row.id,
+        user_id: row.user_id,
+        name: row.name.clone(),
+        prefix: row.prefix.clone(),
+        servers: row
+            .servers
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok()),
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        last_used_at: row.last_used_at,
+        revoked: row.revoked_at.is_some(),
+    }
+}
+
+/// Server names as used in `/mcp/{name}`: 1–64 of `a–z 0–9 - _`, starting with a letter or digit.
+pub fn validate_server_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid server name (a-z, 0-9, '-', '_'; at most 64)"))
+    }
+}
+
+/// Creates an API key for `user_id`; the secret is returned here and never again.
+pub async fn create_api_key(
+    state: &AppState,
+    user_id: i64,
+    req: &CreateApiKey,
+    actor: Option<&Actor<'_>>,
+) -> Result<CreatedApiKey, ApiError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::validation("name", "name must be 1 to 100 characters"));
+    }
+    if req.expires_in_days == Some(0) || req.expires_in_days.is_some_and(|d| d > 3650) {
+        return Err(ApiError::validation(
+            "expires_in_days",
+            "expires_in_days must be 1 to 3650",
+        ));
+    }
+    let servers = match &req.servers {
+        None => None,
+        Some(list) => {
+            for name in list {
+                validate_server_name(name).map_err(|m| ApiError::validation("servers", m))?;
+            }
+            let mut list = list.clone();
+            list.sort();
+            list.dedup();
+            Some(serde_json::to_string(&list).map_err(anyhow::Error::from)?)
+        }
+    };
+    found(db::users::find_by_id(&state.db.pool, user_id).await?)?;
+    let secret = random_token(API_KEY_PREFIX)?;
+    let prefix: String = secret.chars().take(API_KEY_PREFIX.len() + 6).collect();
+    let now = db::now();
+    let mut tx = state.db.pool.begin().await?;
+    let id = db::api_keys::insert(
+        &mut *tx,
+        &db::api_keys::NewApiKey {
+            user_id,
+            name,
+            prefix: &prefix,
+            key_hash: &hash_token(&secret),
+            servers: servers.as_deref(),
+            created_at: now,
+            expires_at: req.expires_in_days.map(|d| now + i64::from(d) * 86_400),
+        },
+    )
+    .await?;
+    let row = db::api_keys::find(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("no such API key"))?;
+    let key = to_api_key(&row);
+    if let Some(actor) = actor {
+        audit(
+            &mut *tx,
+            actor,
+            "api_key.create",
+            "api_key",
+            Some(id.to_string()),
+            None,
+            Some(json!({ "user_id": user_id, "name": key.name, "servers": key.servers })),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(CreatedApiKey { key, secret })
+}
+
+pub async fn list_api_keys(state: &AppState, user_id: i64) -> Result<Vec<ApiKey>, ApiError> {
+    Ok(db::api_keys::list_for_user(&state.db.pool, user_id)
+        .await?
+        .iter()
+        .map(to_api_key)
+        .collect())
+}
+
+/// Revokes one of `user_id`'s keys; it stops working on the next request.
+pub async fn revoke_api_key(
+    state: &AppState,
+    user_id: i64,
+    key_id: i64,
+    actor: Option<&Actor<'_>>,
+) -> Result<(), ApiError> {
+    let mut tx = state.db.pool.begin().await?;
+    if db::api_keys::revoke(&mut *tx, key_id, user_id, db::now()).await? == 0 {
+        return Err(ApiError::NotFound("no such API key"));
+    }
+    if let Some(actor) = actor {
+        audit(
+            &mut *tx,
+            actor,
+            "api_key.revoke",
+            "api_key",
+            Some(key_id.to_string()),
+            None,
+            Some(json!({ "user_id": user_id })),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.auth_cache.invalidate_api_key(key_id);
+    Ok(())
 }

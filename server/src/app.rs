@@ -26,42 +26,105 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::identity::AuthCache;
+use crate::auth::login::LoginThrottle;
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::error::ApiError;
-use crate::keys::{SecretBox, SigningKeys};
+use crate::events::EventSink;
+use crate::keys::{KeyRing, SecretBox};
 use crate::openapi::ApiDoc;
 use crate::spa::Spa;
-use crate::{accounts, auth, health, spa};
+use crate::{accounts, admin, auth, health, setup, spa};
+
+/// How often expired sessions and stale login-failure rows are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often signing keys are re-read from the database.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Shared state handed to every handler. Cheap to clone (everything is behind `Arc`).
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
-    pub keys: Arc<SigningKeys>,
+    pub keys: Arc<KeyRing>,
     pub secret_box: Arc<SecretBox>,
+    pub auth_cache: Arc<AuthCache>,
+    pub login_throttle: Arc<LoginThrottle>,
+    pub events: EventSink,
     pub spa: Option<Spa>,
     pub started: Instant,
 }
 
 impl AppState {
-    /// Connects, migrates and loads keys: everything a handler relies on.
+    /// Connects, migrates and loads keys: everything a handler relies on. Also starts the
+    /// background tasks (security-event writer, pruning).
     pub async fn init(config: Config) -> anyhow::Result<AppState> {
+        let config = Arc::new(config);
         let db = Db::connect(&config.database, config.database_max_connections).await?;
         db.migrate().await?;
-        let secret_box = SecretBox::new(&crate::keys::load_encryption_key(&config)?);
-        let keys = SigningKeys::load_or_create(&db, &config, &secret_box).await?;
+        let secret_box = Arc::new(SecretBox::new(&crate::keys::load_encryption_key(&config)?));
+        let keys = KeyRing::load(db.clone(), config.clone(), secret_box.clone()).await?;
         bootstrap_admin(&db, &config).await?;
+        spawn_pruning(db.clone(), config.auth.access_token_ttl);
+        let keys = Arc::new(keys);
+        spawn_key_reload(keys.clone(), db.clone());
         Ok(AppState {
             spa: Spa::load(&config.web_dir),
-            config: Arc::new(config),
+            auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl)),
+            login_throttle: Arc::new(LoginThrottle::new(
+                config.auth.login_ip_max_failures,
+                config.auth.login_ip_window,
+            )),
+            events: EventSink::spawn(db.clone()),
+            config,
             db,
-            keys: Arc::new(keys),
-            secret_box: Arc::new(secret_box),
+            keys,
+            secret_box,
             started: Instant::now(),
         })
     }
+}
+
+/// Deletes sessions that expired longer ago than any access token lives (so none of their
+/// tokens can still be presented; an unknown session is refused anyway) and old, unlocked
+/// login-failure rows.
+fn spawn_pruning(db: Db, access_ttl: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let now = db::now();
+            let grace = i64::try_from(access_ttl.as_secs()).unwrap_or(i64::MAX);
+            if let Err(e) = db::sessions::prune(&db.pool, now - grace).await {
+                tracing::warn!(error = %e, "pruning expired sessions failed");
+            }
+            if let Err(e) = db::login_failures::prune(&db.pool, now - 86_400, now).await {
+                tracing::warn!(error = %e, "pruning login failures failed");
+            }
+            if db.pool.is_closed() {
+                break;
+            }
+        }
+    });
+}
+
+/// Re-reads the signing keys now and then, so a rotation done elsewhere (CLI, another replica)
+/// is picked up without a restart.
+fn spawn_key_reload(keys: Arc<KeyRing>, db: Db) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if db.pool.is_closed() {
+                break;
+            }
+            if let Err(e) = keys.reload().await {
+                tracing::warn!(error = format!("{e:#}"), "reloading signing keys failed");
+            }
+        }
+    });
 }
 
 /// Creates the first admin from `ADMIN_USERNAME`/`ADMIN_PASSWORD` when the database has no
@@ -73,12 +136,11 @@ async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
     if db::users::count(&db.pool).await? > 0 {
         return Ok(());
     }
-    match accounts::create_user(
+    match accounts::create_first_admin(
         db,
         username,
         password.expose(),
         None,
-        "admin",
         config.password_min_length,
     )
     .await
@@ -87,7 +149,7 @@ async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
             tracing::info!(%username, "created the first admin from ADMIN_USERNAME/ADMIN_PASSWORD");
             Ok(())
         }
-        // Another replica won the race; that admin is the one.
+        // Another replica (or the setup page) won the race; that admin is the one.
         Err(ApiError::Conflict { .. }) => Ok(()),
         Err(ApiError::Validation { message, field, .. }) => {
             let var = if field == Some("username") {
@@ -196,7 +258,9 @@ pub async fn shutdown_signal() {
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(setup::router())
         .merge(auth::router())
+        .merge(admin::router())
 }
 
 /// The whole HTTP surface: the API (with OpenAPI and Swagger UI) and the SPA fallback.

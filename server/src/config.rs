@@ -37,6 +37,15 @@ pub const KNOWN_VARS: &[&str] = &[
     "MAX_BODY_BYTES",
     "REQUEST_TIMEOUT_SECS",
     "SHUTDOWN_TIMEOUT_SECS",
+    "ACCESS_TOKEN_TTL_SECS",
+    "REFRESH_TOKEN_TTL_SECS",
+    "ALLOW_REGISTRATION",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_LOCKOUT_SECS",
+    "LOGIN_LOCKOUT_MAX_SECS",
+    "LOGIN_IP_MAX_FAILURES",
+    "LOGIN_IP_WINDOW_SECS",
+    "AUTH_CACHE_TTL_MS",
 ];
 
 /// The validated configuration. Passed around as `Arc<Config>`; never a global.
@@ -69,8 +78,29 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub auth: AuthConfig,
     /// Where the values came from (for `check-config`).
     pub config_file: Option<PathBuf>,
+}
+
+/// Token lifetimes, registration and login protection.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// `POST /auth/register` works only when true (off by default).
+    pub allow_registration: bool,
+    /// Consecutive failures for one username before it is locked.
+    pub login_max_failures: u32,
+    /// First lock duration; each further failure doubles it, up to `login_lockout_max`.
+    pub login_lockout: Duration,
+    pub login_lockout_max: Duration,
+    /// Failed logins from one client IP within `login_ip_window` before that IP is refused.
+    pub login_ip_max_failures: u32,
+    pub login_ip_window: Duration,
+    /// How long a replica may reuse a user's or session's state read from the database.
+    /// Changes made through this replica invalidate it at once; see docs/ARCHITECTURE.md.
+    pub cache_ttl: Duration,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -320,6 +350,48 @@ impl Config {
         let shutdown_timeout =
             Duration::from_secs(vars.parse("SHUTDOWN_TIMEOUT_SECS", 30, secs)?);
 
+        let auth = AuthConfig {
+            access_token_ttl: Duration::from_secs(vars.parse(
+                "ACCESS_TOKEN_TTL_SECS",
+                900,
+                |s| ranged(s, 60, 86_400, "expected a number of seconds 60-86400"),
+            )?),
+            refresh_token_ttl: Duration::from_secs(vars.parse(
+                "REFRESH_TOKEN_TTL_SECS",
+                30 * 86_400,
+                |s| ranged(s, 300, 365 * 86_400, "expected a number of seconds 300-31536000"),
+            )?),
+            allow_registration: vars.parse("ALLOW_REGISTRATION", false, parse_bool)?,
+            login_max_failures: u32::try_from(vars.parse("LOGIN_MAX_FAILURES", 5, |s| {
+                ranged(s, 1, 100, "expected a number 1-100")
+            })?)
+            .unwrap_or(5),
+            login_lockout: Duration::from_secs(vars.parse("LOGIN_LOCKOUT_SECS", 60, |s| {
+                ranged(s, 1, 86_400, "expected a number of seconds 1-86400")
+            })?),
+            login_lockout_max: Duration::from_secs(vars.parse(
+                "LOGIN_LOCKOUT_MAX_SECS",
+                3600,
+                |s| ranged(s, 1, 7 * 86_400, "expected a number of seconds 1-604800"),
+            )?),
+            login_ip_max_failures: u32::try_from(vars.parse("LOGIN_IP_MAX_FAILURES", 20, |s| {
+                ranged(s, 1, 100_000, "expected a number 1-100000")
+            })?)
+            .unwrap_or(20),
+            login_ip_window: Duration::from_secs(vars.parse("LOGIN_IP_WINDOW_SECS", 900, |s| {
+                ranged(s, 1, 86_400, "expected a number of seconds 1-86400")
+            })?),
+            cache_ttl: Duration::from_millis(vars.parse("AUTH_CACHE_TTL_MS", 2000, |s| {
+                ranged(s, 0, 60_000, "expected milliseconds 0-60000")
+            })?),
+        };
+        if auth.login_lockout_max < auth.login_lockout {
+            return Err(ConfigError::new(
+                "LOGIN_LOCKOUT_MAX_SECS",
+                "must not be smaller than LOGIN_LOCKOUT_SECS",
+            ));
+        }
+
         Ok(Config {
             host,
             port,
@@ -340,8 +412,24 @@ impl Config {
             max_body_bytes,
             request_timeout,
             shutdown_timeout,
+            auth,
             config_file: file,
         })
+    }
+}
+
+fn ranged(s: &str, min: u64, max: u64, message: &'static str) -> Result<u64, &'static str> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or(message)
+}
+
+fn parse_bool(s: &str) -> Result<bool, &'static str> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false"),
     }
 }
 

@@ -4,7 +4,12 @@
 //! Queries are runtime queries with `$n` placeholders, which both databases accept, so one
 //! statement text serves both. Transactions are opened by callers, never inside `db::*`.
 
+pub mod api_keys;
+pub mod events;
 pub mod keys;
+pub mod login_failures;
+pub mod sessions;
+pub mod setup;
 pub mod users;
 
 use std::path::Path;

@@ -22,6 +22,10 @@ pub enum ApiError {
     /// 401: no credentials, or credentials that are invalid, expired or revoked.
     #[error("authentication required")]
     Unauthorized,
+    /// 401: a login with a wrong username or password (or, on the admin login, a non-admin:
+    /// the two are indistinguishable on purpose).
+    #[error("invalid username or password")]
+    InvalidCredentials,
     /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -43,6 +47,13 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("expected an application/json body")]
     UnsupportedMediaType,
+    /// 429: too many attempts; `retry_after` seconds go into `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after: u64,
+    },
     /// 503: a dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -76,7 +87,8 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -92,8 +104,11 @@ impl ApiError {
     /// The stable machine-readable code clients branch on (docs/API.md lists them).
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::Validation { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Validation { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -114,17 +129,28 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut body = ApiErrorBody::new(self.code(), self.to_string());
-        if let ApiError::Validation {
-            field: Some(field), ..
-        } = &self
-        {
-            body.error.details = Some(serde_json::json!({ "field": field }));
-        }
+        body.error.details = match &self {
+            ApiError::Validation {
+                field: Some(field), ..
+            } => Some(serde_json::json!({ "field": field })),
+            ApiError::TooManyRequests { retry_after, .. } => {
+                Some(serde_json::json!({ "retry_after_seconds": retry_after }))
+            }
+            _ => None,
+        };
         let mut response = (self.status_code(), axum::Json(body)).into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
         }
         response
     }
@@ -169,5 +195,57 @@ where
 impl<T: serde::Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path` whose rejections answer with the API error envelope.
+#[derive(Debug, Clone, Copy)]
+pub struct AppPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for AppPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| AppPath(v))
+            .map_err(|rejection| ApiError::Validation {
+                code: "invalid_path",
+                message: rejection.body_text(),
+                field: None,
+            })
+    }
+}
+
+/// `axum::extract::Query` whose rejections answer with the API error envelope.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for AppQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| AppQuery(v))
+            .map_err(|rejection| ApiError::Validation {
+                code: "invalid_query",
+                message: rejection.body_text(),
+                field: None,
+            })
     }
 }

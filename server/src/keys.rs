@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -199,6 +201,109 @@ pub enum TokenError {
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 
+/// Unknown `kid`s trigger a reload from the database at most this often (another replica may
+/// have rotated the key).
+const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The live set of signing keys, reloadable without a restart (key rotation, or a rotation
+/// done by another replica).
+pub struct KeyRing {
+    db: Db,
+    config: Arc<Config>,
+    secret_box: Arc<SecretBox>,
+    keys: RwLock<Arc<SigningKeys>>,
+    last_reload: Mutex<Instant>,
+}
+
+impl KeyRing {
+    pub async fn load(
+        db: Db,
+        config: Arc<Config>,
+        secret_box: Arc<SecretBox>,
+    ) -> anyhow::Result<KeyRing> {
+        let keys = SigningKeys::load_or_create(&db, &config, &secret_box).await?;
+        Ok(KeyRing {
+            db,
+            config,
+            secret_box,
+            keys: RwLock::new(Arc::new(keys)),
+            last_reload: Mutex::new(Instant::now()),
+        })
+    }
+
+    pub fn get(&self) -> Arc<SigningKeys> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let keys = SigningKeys::load_or_create(&self.db, &self.config, &self.secret_box).await?;
+        match self.keys.write() {
+            Ok(mut slot) => *slot = Arc::new(keys),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+        Ok(())
+    }
+
+    /// Generates a new signing key, retires the others (they keep verifying for
+    /// `RETIRED_KEY_GRACE_SECS`) and starts signing with the new one.
+    pub async fn rotate(&self) -> anyhow::Result<String> {
+        if self.config.jwt_secret.is_some() {
+            bail!("the signing key is derived from JWT_SECRET; change JWT_SECRET to rotate it");
+        }
+        let mut tx = self.db.pool.begin().await?;
+        let kid = SigningKeys::generate_in(&mut *tx, &self.secret_box).await?;
+        db::keys::retire_all_except(&mut *tx, &kid, db::now()).await?;
+        tx.commit().await?;
+        self.reload().await?;
+        tracing::info!(%kid, "rotated the JWT signing key");
+        Ok(kid)
+    }
+
+    pub fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        self.get().sign(claims)
+    }
+
+    pub fn current_kid(&self) -> String {
+        self.get().current_kid().to_string()
+    }
+
+    pub fn jwks(&self) -> Jwks {
+        self.get().jwks()
+    }
+
+    /// Verifies with the current set; on an unknown `kid`, reloads (rate-limited) and retries.
+    pub async fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<T, TokenError> {
+        match self.get().verify(token, issuer, audience) {
+            Err(TokenError::UnknownKey) if self.may_reload() => {
+                if let Err(e) = self.reload().await {
+                    tracing::warn!(error = format!("{e:#}"), "reloading signing keys failed");
+                }
+                self.get().verify(token, issuer, audience)
+            }
+            other => other,
+        }
+    }
+
+    fn may_reload(&self) -> bool {
+        let Ok(mut last) = self.last_reload.lock() else {
+            return false;
+        };
+        if last.elapsed() < RELOAD_INTERVAL {
+            return false;
+        }
+        *last = Instant::now();
+        true
+    }
+}
+
 /// The keys that sign (the newest active one) and verify (all usable ones) JWTs.
 pub struct SigningKeys {
     current: String,
@@ -260,11 +365,18 @@ impl SigningKeys {
     /// Generates a key, stores it sealed, and returns its kid. Two replicas racing here both
     /// insert a key; both keys verify and the newest signs, which is harmless.
     pub async fn generate(db: &Db, secret_box: &SecretBox) -> anyhow::Result<String> {
+        Self::generate_in(&db.pool, secret_box).await
+    }
+
+    async fn generate_in(
+        db: impl sqlx::AnyExecutor<'_>,
+        secret_box: &SecretBox,
+    ) -> anyhow::Result<String> {
         let seed: [u8; 32] = random_bytes()?;
         let key = SigningKey::from_seed(&seed)?;
         let context = format!("signing_keys:{}", key.kid);
         db::keys::insert(
-            &db.pool,
+            db,
             &db::keys::SigningKeyRow {
                 kid: key.kid.clone(),
                 algorithm: "EdDSA".into(),

@@ -10,10 +10,14 @@ pub mod db;
 pub mod keys;
 pub mod password;
 
+pub mod error;
+pub mod events;
+
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod auth;
-pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod setup;
 pub mod spa;

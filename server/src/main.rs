@@ -10,6 +10,7 @@ use authmcp_gateway::config::Config;
 use authmcp_gateway::db::Db;
 use authmcp_gateway::{accounts, telemetry};
 use clap::{Parser, Subcommand};
+use shared::auth::Role;
 
 #[derive(Parser)]
 #[command(name = "authmcp-gateway", version, about = "The secure front door for MCP servers")]
@@ -35,6 +36,9 @@ enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Generate a new JWT signing key and retire the current one (it keeps verifying the tokens
+    /// it signed until they expire).
+    RotateSigningKey,
     /// Validate the configuration, print it with secrets redacted, and exit.
     CheckConfig,
     /// Print the OpenAPI document and exit.
@@ -94,17 +98,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             std::io::stdin().lock().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
             let state = AppState::init(config).await?;
-            let id = accounts::create_user(
+            let user = accounts::create_user(
                 &state.db,
                 &username,
                 password,
                 email.as_deref(),
-                "admin",
+                Role::Admin,
                 state.config.password_min_length,
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created admin `{username}` (id {id})");
+            println!("created admin `{}` (id {})", user.username, user.id);
+            Ok(())
+        }
+        Command::RotateSigningKey => {
+            telemetry::init(config.log_format, "warn");
+            let state = AppState::init(config).await?;
+            let kid = state.keys.rotate().await?;
+            println!(
+                "new signing key {kid}; previous keys keep verifying their tokens until they expire (running gateways switch to it within a minute)"
+            );
             Ok(())
         }
         Command::CheckConfig => {

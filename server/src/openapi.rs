@@ -15,7 +15,11 @@ use utoipa::{Modify, OpenApi};
     modifiers(&SecuritySchemes),
     tags(
         (name = "health", description = "Liveness and readiness probes"),
-        (name = "auth", description = "Tokens, keys and sessions"),
+        (name = "setup", description = "First-run setup"),
+        (name = "auth", description = "Sign-in, tokens, sessions and keys for MCP clients and users"),
+        (name = "api-keys", description = "API keys (`amg_…`) for MCP clients and scripts"),
+        (name = "admin", description = "Admin sessions, audit log, security events, signing keys"),
+        (name = "users", description = "User administration"),
     ),
     components(schemas(shared::error::ApiErrorBody, shared::error::ApiErrorDetail)),
 )]

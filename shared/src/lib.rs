@@ -6,5 +6,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod routes;
+pub mod users;

@@ -35,6 +35,10 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(c.password_min_length, 12);
     assert_eq!(c.log_format, LogFormat::Human);
     assert!(c.allowed_origins.is_empty());
+    assert_eq!(c.auth.access_token_ttl.as_secs(), 900);
+    assert_eq!(c.auth.refresh_token_ttl.as_secs(), 30 * 86_400);
+    assert!(!c.auth.allow_registration, "registration is off by default");
+    assert_eq!(c.auth.login_max_failures, 5);
 }
 
 #[test]
@@ -55,6 +59,12 @@ fn errors_name_the_variable_and_the_file_key() {
         (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
         (vec![("LOG_LEVEL", "info,=[")], "LOG_LEVEL"),
         (vec![("REQUEST_TIMEOUT_SECS", "0")], "REQUEST_TIMEOUT_SECS"),
+        (vec![("ALLOW_REGISTRATION", "maybe")], "ALLOW_REGISTRATION"),
+        (vec![("ACCESS_TOKEN_TTL_SECS", "5")], "ACCESS_TOKEN_TTL_SECS"),
+        (
+            vec![("LOGIN_LOCKOUT_SECS", "600"), ("LOGIN_LOCKOUT_MAX_SECS", "60")],
+            "LOGIN_LOCKOUT_MAX_SECS",
+        ),
     ] {
         let message = err(&pairs);
         assert!(

@@ -98,6 +98,12 @@ impl TestEnv {
         Some(TestEnv::new(Backend::Postgres).await)
     }
 
+    /// Creates the first admin (`admin` / `ADMIN_PASSWORD`) at start-up.
+    pub fn with_admin(self) -> Self {
+        self.with_var("ADMIN_USERNAME", "admin")
+            .with_var("ADMIN_PASSWORD", ADMIN_PASSWORD)
+    }
+
     pub fn with_var(mut self, key: &str, value: &str) -> Self {
         self.vars.insert(key.into(), value.into());
         self
@@ -152,6 +158,7 @@ impl TestEnv {
             state,
             shutdown: Some(tx),
             handle: Some(handle),
+            _data_dir: self.data_dir.clone(),
         })
     }
 
@@ -195,6 +202,9 @@ fn uuid_like() -> String {
     )
 }
 
+pub const ADMIN_PASSWORD: &str = "correct horse staple 1234";
+pub const USER_PASSWORD: &str = "user passphrase 5678";
+
 /// A running gateway.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -202,6 +212,9 @@ pub struct TestApp {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Keeps the data directory (and the SQLite file in it) alive as long as the gateway runs,
+    /// even when the `TestEnv` was a temporary.
+    _data_dir: Arc<tempfile::TempDir>,
 }
 
 impl TestApp {
@@ -215,6 +228,102 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    /// `POST /auth/login`; panics unless it succeeds. Returns the token response.
+    pub async fn login(&self, username: &str, password: &str) -> serde_json::Value {
+        let res = self
+            .post_json(
+                "/auth/login",
+                None,
+                serde_json::json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "login of {username}");
+        res.json().await.expect("token json")
+    }
+
+    /// `POST /admin/api/login`; panics unless it succeeds. Returns the access token.
+    pub async fn admin_login(&self, username: &str, password: &str) -> String {
+        let res = self
+            .post_json(
+                "/admin/api/login",
+                None,
+                serde_json::json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "admin login of {username}");
+        let body: serde_json::Value = res.json().await.expect("token json");
+        body["access_token"].as_str().expect("access token").to_string()
+    }
+
+    /// An admin-audience token for the bootstrap admin (`TestEnv::with_admin`).
+    pub async fn admin_token(&self) -> String {
+        self.admin_login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user through the admin API and returns its id.
+    pub async fn create_user(&self, admin: &str, username: &str, role: &str) -> i64 {
+        let res = self
+            .post_json(
+                "/admin/api/users",
+                Some(admin),
+                serde_json::json!({"username": username, "password": USER_PASSWORD, "role": role}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "create {username}");
+        let body: serde_json::Value = res.json().await.expect("user json");
+        body["id"].as_i64().expect("id")
+    }
+
+    /// Waits (up to 5 s) for a security event of `event_type` written by the background writer.
+    pub async fn wait_for_event(&self, event_type: &str) -> authmcp_gateway::db::events::SecurityEventRow {
+        for _ in 0..100 {
+            let rows = authmcp_gateway::db::events::list_security_events(
+                &self.state.db.pool,
+                Some(event_type),
+                10,
+                0,
+            )
+            .await
+            .expect("events");
+            if let Some(row) = rows.into_iter().next() {
+                return row;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no {event_type} security event was recorded");
     }
 
     /// Triggers graceful shutdown and waits for the server to finish.

@@ -22,6 +22,7 @@ db_test! {
             .state
             .keys
             .verify(&token, &issuer, "authmcp:test")
+            .await
             .expect("token from before the restart verifies");
         assert_eq!(back["sub"], "42");
         let res = app.get("/.well-known/jwks.json").await;

@@ -1,0 +1,45 @@
+//! The admin API under `/admin/api`: admin sessions, users, audit log and security events.
+//! Every handler takes `AdminUser`, so only an enabled admin with an admin-audience token gets
+//! in (API keys never do).
+
+mod logs;
+mod session;
+mod users;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(session::router())
+        .merge(users::router())
+        .merge(logs::router())
+}
+
+/// `?page=1&per_page=50` (per_page at most 200).
+#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1-based page number (default 1).
+    pub page: Option<u32>,
+    /// Items per page (default 50, at most 200).
+    pub per_page: Option<u32>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> u32 {
+        self.page.unwrap_or(1).max(1)
+    }
+
+    pub fn per_page(&self) -> u32 {
+        self.per_page.unwrap_or(50).clamp(1, 200)
+    }
+
+    pub fn limit_offset(&self) -> (i64, i64) {
+        let per_page = i64::from(self.per_page());
+        (per_page, (i64::from(self.page()) - 1) * per_page)
+    }
+}

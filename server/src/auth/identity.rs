@@ -1,0 +1,525 @@
+//! Who is calling: bearer-token authentication, checked against current state on every request.
+//!
+//! A JWT's signature is verified once and its claims cached (keyed by the token's SHA-256,
+//! bounded, until expiry); the session it belongs to and its user are then checked on every
+//! request from an in-memory view of the database that is at most `AUTH_CACHE_TTL_MS` old and
+//! is invalidated at once by every change made through this replica (logout, disable, demote,
+//! delete, password reset, key revocation). See docs/ARCHITECTURE.md, "Identity".
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shared::auth::Role;
+
+use crate::app::AppState;
+use crate::auth::client_ip::ClientIp;
+use crate::auth::tokens::{API_KEY_PREFIX, AccessClaims, Audience};
+use crate::db;
+use crate::error::ApiError;
+use crate::events::{EventContext, EventType, Severity};
+use crate::keys::TokenError;
+
+/// Most verified tokens kept; when full, expired entries go first, then everything.
+const MAX_CACHED_TOKENS: usize = 50_000;
+/// `last_used_at` of an API key is written at most this often.
+const API_KEY_TOUCH_SECS: i64 = 60;
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: i64,
+    pub username: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub method: AuthMethod,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthMethod {
+    Jwt {
+        session_id: String,
+    },
+    ApiKey {
+        id: i64,
+        /// Server names the key is restricted to; `None` = all the user may use.
+        servers: Option<Vec<String>>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct UserState {
+    username: String,
+    email: Option<String>,
+    role: Role,
+    enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SessionState {
+    user_id: i64,
+    audience: String,
+    revoked: bool,
+    expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+struct ApiKeyState {
+    id: i64,
+    user_id: i64,
+    revoked: bool,
+    expires_at: Option<i64>,
+    servers: Option<Vec<String>>,
+}
+
+/// A map whose entries are trusted for `ttl` after they were read from the database.
+struct TtlMap<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &K, ttl: std::time::Duration) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, key: K, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_CACHED_TOKENS {
+                entries.clear();
+            }
+            entries.insert(key, (value, Instant::now()));
+        }
+    }
+
+    fn retain(&self, keep: impl Fn(&K, &V) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|k, (v, _)| keep(k, v));
+        }
+    }
+}
+
+/// The per-replica view of identity state. Cheap to share (`Arc` in `AppState`).
+pub struct AuthCache {
+    ttl: std::time::Duration,
+    tokens: TtlMap<[u8; 32], Arc<AccessClaims>>,
+    users: TtlMap<i64, Option<UserState>>,
+    sessions: TtlMap<String, Option<SessionState>>,
+    api_keys: TtlMap<[u8; 32], Option<ApiKeyState>>,
+    api_key_touched: TtlMap<i64, ()>,
+}
+
+impl AuthCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            tokens: TtlMap::new(),
+            users: TtlMap::new(),
+            sessions: TtlMap::new(),
+            api_keys: TtlMap::new(),
+            api_key_touched: TtlMap::new(),
+        }
+    }
+
+    /// Forget a user's state (role, enabled, deletion) and everything that hangs off it.
+    pub fn invalidate_user(&self, user_id: i64) {
+        self.users.retain(|id, _| *id != user_id);
+        self.sessions
+            .retain(|_, s| s.as_ref().is_none_or(|s| s.user_id != user_id));
+        self.api_keys
+            .retain(|_, k| k.as_ref().is_none_or(|k| k.user_id != user_id));
+    }
+
+    pub fn invalidate_session(&self, session_id: &str) {
+        self.sessions.retain(|id, _| id != session_id);
+    }
+
+    pub fn invalidate_api_key(&self, key_id: i64) {
+        self.api_keys
+            .retain(|_, k| k.as_ref().is_none_or(|k| k.id != key_id));
+    }
+}
+
+/// Request details for security events.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub ip: ClientIp,
+    pub ctx: EventContext,
+}
+
+impl FromRequestParts<AppState> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = ClientIp::from_request_parts(parts, state).await?;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Ok(RequestMeta {
+            ip,
+            ctx: EventContext {
+                ip: Some(ip.0.to_string()),
+                user_agent,
+                endpoint: Some(format!("{} {}", parts.method, parts.uri.path())),
+            },
+        })
+    }
+}
+
+/// What a route accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Accept {
+    pub audience: Audience,
+    pub api_keys: bool,
+}
+
+/// Why authentication failed; every variant is answered with the same 401 (403 for
+/// `NotAdmin`), the difference only reaches logs and security events.
+#[derive(Debug)]
+enum Failure {
+    Missing,
+    Malformed(TokenError),
+    Expired,
+    SessionGone,
+    UserGone,
+    UserDisabled(i64),
+    NotAdmin(i64, String),
+    ApiKeyInvalid,
+    Internal(ApiError),
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Authenticates the bearer credential of a request against current state.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+    accept: Accept,
+) -> Result<Principal, ApiError> {
+    let result = match bearer(headers) {
+        None => Err(Failure::Missing),
+        Some(token) if token.starts_with(API_KEY_PREFIX) => {
+            if accept.api_keys {
+                authenticate_api_key(state, token).await
+            } else {
+                Err(Failure::ApiKeyInvalid)
+            }
+        }
+        Some(token) => authenticate_jwt(state, token, accept.audience).await,
+    };
+    result.map_err(|failure| report(state, meta, failure))
+}
+
+/// Records the security event a failure deserves and maps it to the HTTP answer.
+fn report(state: &AppState, meta: &RequestMeta, failure: Failure) -> ApiError {
+    let events = &state.events;
+    match failure {
+        Failure::Missing | Failure::Expired => ApiError::Unauthorized,
+        Failure::Malformed(e) => {
+            events.record(
+                EventType::TokenInvalid,
+                Severity::Medium,
+                &meta.ctx,
+                None,
+                None,
+                json!({ "reason": e.to_string() }),
+            );
+            ApiError::Unauthorized
+        }
+        Failure::SessionGone | Failure::UserGone => {
+            events.record(
+                EventType::TokenInvalid,
+                Severity::Low,
+                &meta.ctx,
+                None,
+                None,
+                json!({ "reason": "session revoked or user deleted" }),
+            );
+            ApiError::Unauthorized
+        }
+        Failure::ApiKeyInvalid => {
+            events.record(
+                EventType::TokenInvalid,
+                Severity::Medium,
+                &meta.ctx,
+                None,
+                None,
+                json!({ "reason": "unknown, revoked or expired API key, or API key not accepted here" }),
+            );
+            ApiError::Unauthorized
+        }
+        Failure::UserDisabled(user_id) => {
+            events.record(
+                EventType::AccessDenied,
+                Severity::Medium,
+                &meta.ctx,
+                Some(user_id),
+                None,
+                json!({ "reason": "user disabled" }),
+            );
+            ApiError::Unauthorized
+        }
+        Failure::NotAdmin(user_id, username) => {
+            events.record(
+                EventType::AccessDenied,
+                Severity::Medium,
+                &meta.ctx,
+                Some(user_id),
+                Some(&username),
+                json!({ "reason": "admin role required" }),
+            );
+            ApiError::Forbidden("admin role required")
+        }
+        Failure::Internal(e) => e,
+    }
+}
+
+async fn authenticate_jwt(
+    state: &AppState,
+    token: &str,
+    audience: Audience,
+) -> Result<Principal, Failure> {
+    let cache = &state.auth_cache;
+    let key = digest(token);
+    let now = db::now();
+    let claims = match cache.tokens.get(&key, std::time::Duration::MAX) {
+        Some(claims) => claims,
+        None => {
+            let claims: AccessClaims = state
+                .keys
+                .verify(
+                    token,
+                    &state.config.public_url,
+                    &audience.claim(&state.config.public_url),
+                )
+                .await
+                .map_err(|e| match e {
+                    TokenError::Invalid(ref inner)
+                        if matches!(
+                            inner.kind(),
+                            jsonwebtoken::errors::ErrorKind::ExpiredSignature
+                        ) =>
+                    {
+                        Failure::Expired
+                    }
+                    other => Failure::Malformed(other),
+                })?;
+            let claims = Arc::new(claims);
+            cache.tokens.put(key, claims.clone());
+            claims
+        }
+    };
+    // The cache is keyed by the token alone: re-check what depends on the route.
+    if claims.exp <= now {
+        return Err(Failure::Expired);
+    }
+    if claims.aud != audience.claim(&state.config.public_url) {
+        return Err(Failure::Malformed(TokenError::Malformed));
+    }
+    let user_id: i64 = claims
+        .sub
+        .parse()
+        .map_err(|_| Failure::Malformed(TokenError::Malformed))?;
+    let session = session_state(state, &claims.sid).await?;
+    match session {
+        Some(s)
+            if !s.revoked
+                && s.user_id == user_id
+                && s.audience == audience.as_str()
+                && s.expires_at > now => {}
+        _ => return Err(Failure::SessionGone),
+    }
+    let user = user_state(state, user_id).await?.ok_or(Failure::UserGone)?;
+    if !user.enabled {
+        return Err(Failure::UserDisabled(user_id));
+    }
+    if audience == Audience::Admin && user.role != Role::Admin {
+        return Err(Failure::NotAdmin(user_id, user.username));
+    }
+    Ok(Principal {
+        user_id,
+        username: user.username,
+        email: user.email,
+        role: user.role,
+        method: AuthMethod::Jwt {
+            session_id: claims.sid.clone(),
+        },
+    })
+}
+
+async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal, Failure> {
+    let cache = &state.auth_cache;
+    let key = digest(token);
+    let api_key = match cache.api_keys.get(&key, cache.ttl) {
+        Some(k) => k,
+        None => {
+            let row = db::api_keys::find_by_hash(&state.db.pool, &hex(&key))
+                .await
+                .map_err(|e| Failure::Internal(e.into()))?;
+            let k = row.map(|r| ApiKeyState {
+                id: r.id,
+                user_id: r.user_id,
+                revoked: r.revoked_at.is_some(),
+                expires_at: r.expires_at,
+                servers: r.servers.and_then(|s| serde_json::from_str(&s).ok()),
+            });
+            cache.api_keys.put(key, k.clone());
+            k
+        }
+    };
+    let now = db::now();
+    let api_key = api_key
+        .filter(|k| !k.revoked && k.expires_at.is_none_or(|e| e > now))
+        .ok_or(Failure::ApiKeyInvalid)?;
+    let user = user_state(state, api_key.user_id)
+        .await?
+        .ok_or(Failure::UserGone)?;
+    if !user.enabled {
+        return Err(Failure::UserDisabled(api_key.user_id));
+    }
+    touch_api_key(state, api_key.id, now);
+    Ok(Principal {
+        user_id: api_key.user_id,
+        username: user.username,
+        email: user.email,
+        role: user.role,
+        method: AuthMethod::ApiKey {
+            id: api_key.id,
+            servers: api_key.servers,
+        },
+    })
+}
+
+/// Records `last_used_at` off the request path, at most once a minute per key.
+fn touch_api_key(state: &AppState, id: i64, now: i64) {
+    let cache = &state.auth_cache;
+    let interval = std::time::Duration::from_secs(API_KEY_TOUCH_SECS as u64);
+    if cache.api_key_touched.get(&id, interval).is_some() {
+        return;
+    }
+    cache.api_key_touched.put(id, ());
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        if let Err(e) = db::api_keys::touch(&db.pool, id, now).await {
+            tracing::debug!(error = %e, "could not record API key use");
+        }
+    });
+}
+
+async fn session_state(state: &AppState, id: &str) -> Result<Option<SessionState>, Failure> {
+    let cache = &state.auth_cache;
+    if let Some(s) = cache.sessions.get(&id.to_string(), cache.ttl) {
+        return Ok(s);
+    }
+    let row = db::sessions::find(&state.db.pool, id)
+        .await
+        .map_err(|e| Failure::Internal(e.into()))?;
+    let s = row.map(|r| SessionState {
+        user_id: r.user_id,
+        audience: r.audience,
+        revoked: r.revoked_at.is_some(),
+        expires_at: r.expires_at,
+    });
+    cache.sessions.put(id.to_string(), s.clone());
+    Ok(s)
+}
+
+async fn user_state(state: &AppState, user_id: i64) -> Result<Option<UserState>, Failure> {
+    let cache = &state.auth_cache;
+    if let Some(u) = cache.users.get(&user_id, cache.ttl) {
+        return Ok(u);
+    }
+    let row = db::users::find_by_id(&state.db.pool, user_id)
+        .await
+        .map_err(|e| Failure::Internal(e.into()))?;
+    let u = row.map(|r| UserState {
+        role: Role::parse(&r.role).unwrap_or(Role::User),
+        username: r.username,
+        email: r.email,
+        enabled: r.enabled != 0,
+    });
+    cache.users.put(user_id, u.clone());
+    Ok(u)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+macro_rules! extractor {
+    ($(#[$doc:meta])* $name:ident, $audience:expr, $api_keys:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Principal);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, Self::Rejection> {
+                let meta = RequestMeta::from_request_parts(parts, state)
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                let accept = Accept { audience: $audience, api_keys: $api_keys };
+                authenticate(state, &parts.headers, &meta, accept).await.map($name)
+            }
+        }
+    };
+}
+
+extractor!(
+    /// An admin with an admin-audience JWT (the admin API). API keys are never accepted.
+    AdminUser,
+    Audience::Admin,
+    false
+);
+extractor!(
+    /// A user with an MCP-audience JWT (self-service: logout, API keys).
+    SessionUser,
+    Audience::Mcp,
+    false
+);
+extractor!(
+    /// A user with an MCP-audience JWT or an API key (`/mcp`, `/auth/me`).
+    McpUser,
+    Audience::Mcp,
+    true
+);

@@ -1,0 +1,238 @@
+//! Sessions and the tokens issued in them.
+//!
+//! * Access token: a JWT (EdDSA, `kid` header) with `iss`, `aud`, `sub`, `exp`, `iat`, `jti` and
+//!   `sid` (the session). Audiences keep the two worlds apart: `<PUBLIC_URL>/mcp` for MCP
+//!   clients and scripts, `<PUBLIC_URL>/admin/api` for the admin API.
+//! * Refresh token: opaque (`amr_` + 256 random bits), stored only as its SHA-256, single use.
+//!   Each refresh marks the presented token used and issues a new one in the same session;
+//!   presenting a used token again revokes the session (all its access and refresh tokens) and
+//!   raises a `token_reuse` security event.
+//! * Revoking a session (logout, reuse, password reset, disable, demotion) rejects every access
+//!   token carrying its `sid` on the next request.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shared::auth::{Role, TokenResponse};
+
+use crate::app::AppState;
+use crate::auth::identity::{RequestMeta, hex};
+use crate::db::{self, sessions::RefreshTokenRow, sessions::SessionRow};
+use crate::error::ApiError;
+use crate::events::{EventType, Severity};
+use crate::keys::random_bytes;
+
+pub const API_KEY_PREFIX: &str = "amg_";
+pub const REFRESH_TOKEN_PREFIX: &str = "amr_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// MCP endpoints and user self-service.
+    Mcp,
+    /// The admin API.
+    Admin,
+}
+
+impl Audience {
+    /// The value stored in `sessions.audience`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Mcp => "mcp",
+            Audience::Admin => "admin",
+        }
+    }
+
+    /// The `aud` claim.
+    pub fn claim(self, public_url: &str) -> String {
+        match self {
+            Audience::Mcp => format!("{public_url}/mcp"),
+            Audience::Admin => format!("{public_url}/admin/api"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub sid: String,
+}
+
+/// A random URL-safe token with a recognisable prefix.
+pub fn random_token(prefix: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    let bytes: [u8; 32] = random_bytes()?;
+    Ok(format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn random_id() -> Result<String, ApiError> {
+    let bytes: [u8; 16] = random_bytes()?;
+    Ok(hex(&bytes))
+}
+
+/// Starts a session for a user who just proved who they are.
+pub async fn start_session(
+    state: &AppState,
+    user_id: i64,
+    audience: Audience,
+) -> Result<TokenResponse, ApiError> {
+    let now = db::now();
+    let ttl = state.config.auth.refresh_token_ttl.as_secs() as i64;
+    let session = SessionRow {
+        id: random_id()?,
+        user_id,
+        audience: audience.as_str().into(),
+        created_at: now,
+        expires_at: now + ttl,
+        revoked_at: None,
+    };
+    let refresh_token = random_token(REFRESH_TOKEN_PREFIX)?;
+    let mut tx = state.db.pool.begin().await?;
+    db::sessions::insert(&mut *tx, &session).await?;
+    db::sessions::insert_refresh(
+        &mut *tx,
+        &RefreshTokenRow {
+            token_hash: hash_token(&refresh_token),
+            session_id: session.id.clone(),
+            created_at: now,
+            expires_at: now + ttl,
+            used_at: None,
+        },
+    )
+    .await?;
+    db::users::touch_login(&mut *tx, user_id, now).await?;
+    tx.commit().await?;
+    access_token(state, user_id, &session.id, audience, Some(refresh_token))
+}
+
+fn access_token(
+    state: &AppState,
+    user_id: i64,
+    session_id: &str,
+    audience: Audience,
+    refresh_token: Option<String>,
+) -> Result<TokenResponse, ApiError> {
+    let now = db::now();
+    let ttl = state.config.auth.access_token_ttl.as_secs();
+    let claims = AccessClaims {
+        iss: state.config.public_url.clone(),
+        aud: audience.claim(&state.config.public_url),
+        sub: user_id.to_string(),
+        exp: now + ttl as i64,
+        iat: now,
+        jti: random_id()?,
+        sid: session_id.to_string(),
+    };
+    Ok(TokenResponse {
+        access_token: state.keys.sign(&claims)?,
+        refresh_token,
+        token_type: "bearer".into(),
+        expires_in: ttl,
+    })
+}
+
+/// Rotates a refresh token: the presented one is spent, a new one is issued in the same session.
+pub async fn refresh(
+    state: &AppState,
+    meta: &RequestMeta,
+    refresh_token: &str,
+    audience: Audience,
+) -> Result<TokenResponse, ApiError> {
+    let now = db::now();
+    let hash = hash_token(refresh_token);
+    let Some(row) = db::sessions::find_refresh(&state.db.pool, &hash).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    let Some(session) = db::sessions::find(&state.db.pool, &row.session_id).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    if session.audience != audience.as_str() {
+        return Err(ApiError::Unauthorized);
+    }
+    if row.used_at.is_some() {
+        reuse_detected(state, meta, &session).await?;
+        return Err(ApiError::Unauthorized);
+    }
+    if session.revoked_at.is_some() || session.expires_at <= now || row.expires_at <= now {
+        return Err(ApiError::Unauthorized);
+    }
+    let user = db::users::find_by_id(&state.db.pool, session.user_id).await?;
+    let allowed = user.as_ref().is_some_and(|u| {
+        u.enabled != 0 && (audience == Audience::Mcp || u.role == Role::Admin.as_str())
+    });
+    if !allowed {
+        return Err(ApiError::Unauthorized);
+    }
+
+    let ttl = state.config.auth.refresh_token_ttl.as_secs() as i64;
+    let next = random_token(REFRESH_TOKEN_PREFIX)?;
+    let mut tx = state.db.pool.begin().await?;
+    if db::sessions::mark_refresh_used(&mut *tx, &hash, now).await? == 0 {
+        // Somebody spent it between our read and this write: the same as reuse.
+        tx.rollback().await?;
+        reuse_detected(state, meta, &session).await?;
+        return Err(ApiError::Unauthorized);
+    }
+    db::sessions::insert_refresh(
+        &mut *tx,
+        &RefreshTokenRow {
+            token_hash: hash_token(&next),
+            session_id: session.id.clone(),
+            created_at: now,
+            expires_at: now + ttl,
+            used_at: None,
+        },
+    )
+    .await?;
+    db::sessions::extend(&mut *tx, &session.id, now + ttl).await?;
+    tx.commit().await?;
+    access_token(state, session.user_id, &session.id, audience, Some(next))
+}
+
+async fn reuse_detected(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &SessionRow,
+) -> Result<(), ApiError> {
+    revoke_session(state, &session.id, "refresh_token_reuse").await?;
+    state.events.record(
+        EventType::TokenReuse,
+        Severity::High,
+        &meta.ctx,
+        Some(session.user_id),
+        None,
+        json!({ "session_id": session.id, "action": "session revoked" }),
+    );
+    Ok(())
+}
+
+/// Revokes a session: its refresh tokens stop working and its access tokens are refused on the
+/// next request.
+pub async fn revoke_session(state: &AppState, session_id: &str, reason: &str) -> Result<(), ApiError> {
+    db::sessions::revoke(&state.db.pool, session_id, db::now(), reason).await?;
+    state.auth_cache.invalidate_session(session_id);
+    Ok(())
+}
+
+/// The session a refresh token belongs to, if it is known (for logout by cookie).
+pub async fn session_of_refresh_token(
+    state: &AppState,
+    refresh_token: &str,
+) -> Result<Option<SessionRow>, ApiError> {
+    let Some(row) = db::sessions::find_refresh(&state.db.pool, &hash_token(refresh_token)).await?
+    else {
+        return Ok(None);
+    };
+    Ok(db::sessions::find(&state.db.pool, &row.session_id).await?)
+}

@@ -1,0 +1,56 @@
+//! First-run setup: create the first admin while the gateway has no user.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use shared::auth::{NewAccount, SetupStatus};
+use shared::error::ApiErrorBody;
+use shared::users::User;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts;
+use crate::app::AppState;
+use crate::db;
+use crate::error::{ApiError, AppJson};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(create_admin))
+}
+
+/// Whether the first admin still has to be created.
+#[utoipa::path(get, path = "/setup/status", tag = "setup", operation_id = "setup_status",
+    responses((status = 200, description = "Setup state", body = SetupStatus)))]
+async fn status(State(state): State<AppState>) -> Result<AppJson<SetupStatus>, ApiError> {
+    let claimed = db::setup::is_claimed(&state.db.pool).await?;
+    let users = db::users::count(&state.db.pool).await?;
+    Ok(AppJson(SetupStatus {
+        setup_required: !claimed && users == 0,
+    }))
+}
+
+/// Creates the first admin. Works only while no user exists; afterwards (and for every
+/// concurrent call but one) it answers 409 `setup_complete` and creates nobody.
+#[utoipa::path(post, path = "/setup/create-admin", tag = "setup", operation_id = "setup_create_admin",
+    request_body = NewAccount,
+    responses(
+        (status = 201, description = "The first admin", body = User),
+        (status = 400, description = "Invalid username, email or password", body = ApiErrorBody),
+        (status = 409, description = "`setup_complete`", body = ApiErrorBody),
+    ))]
+async fn create_admin(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<NewAccount>,
+) -> Result<(StatusCode, AppJson<User>), ApiError> {
+    let row = accounts::create_first_admin(
+        &state.db,
+        &req.username,
+        &req.password,
+        req.email.as_deref(),
+        state.config.password_min_length,
+    )
+    .await?;
+    tracing::info!(username = %row.username, "first admin created through setup");
+    Ok((StatusCode::CREATED, AppJson(accounts::to_user(&row))))
+}
