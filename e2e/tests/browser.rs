@@ -146,42 +146,87 @@ async fn wait_text(client: &Client, id: &str, expected: &str) {
     panic!("#{id} shows {seen:?}, expected it to contain {expected:?}");
 }
 
+async fn fill(client: &Client, id: &str, text: &str) {
+    let field = client.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(client: &Client, id: &str) {
+    client.find(Locator::Id(id)).await.unwrap().click().await.unwrap();
+}
+
+async fn wait_url(client: &Client, suffix: &str) {
+    for _ in 0..100 {
+        if client.current_url().await.unwrap().as_str().ends_with(suffix) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the URL never ended with {suffix}: {}", client.current_url().await.unwrap());
+}
+
+const PASSWORD: &str = "a long unusual passphrase";
+
 #[tokio::test]
-async fn spa_shell_routes_deep_links_and_reads_the_api() {
+async fn setup_sign_in_session_resume_and_deep_links() {
     let gateway = start_gateway().await;
     let base = format!("http://{}", gateway.addr);
     let driver = start_chromedriver();
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path(), 1280, 800).await;
 
-    // `/` redirects to the dashboard, which shows live data from /health and /ready.
+    // First run: `/` goes to the dashboard, which sends a fresh gateway to the setup wizard.
     c.goto(&format!("{base}/")).await.unwrap();
+    wait_url(&c, "/setup").await;
+    text_of(&c, "setup-form").await;
+    screenshot(&c, "setup").await;
+    fill(&c, "setup-username", "admin").await;
+    fill(&c, "setup-password", "short").await;
+    fill(&c, "setup-confirm", "short").await;
+    click(&c, "setup-submit").await;
+    wait_text(&c, "setup-error", "at least 12 characters").await;
+    fill(&c, "setup-password", PASSWORD).await;
+    fill(&c, "setup-confirm", PASSWORD).await;
+    click(&c, "setup-submit").await;
+
+    // Signed in straight away; the dashboard shows live data from /health and /ready.
+    wait_url(&c, "/admin").await;
+    wait_text(&c, "signed-in-as", "admin").await;
     wait_text(&c, "health-status", "ok").await;
     wait_text(&c, "health-version", env!("CARGO_PKG_VERSION")).await;
     wait_text(&c, "ready-database", "sqlite").await;
-    assert!(c.current_url().await.unwrap().as_str().ends_with("/admin"));
     screenshot(&c, "dashboard").await;
 
-    // A client-side route: the nav link swaps the page without a reload.
-    c.find(Locator::LinkText("Sign in")).await.unwrap().click().await.unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("login-form"))
+    // A reload keeps the session (refresh cookie, access token in memory only).
+    c.refresh().await.unwrap();
+    wait_text(&c, "signed-in-as", "admin").await;
+    wait_text(&c, "health-status", "ok").await;
+    let storage = c
+        .execute("return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie", vec![])
         .await
         .unwrap();
-    assert!(c.current_url().await.unwrap().as_str().ends_with("/login"));
+    let storage = storage.as_str().unwrap_or_default();
+    assert!(!storage.contains("amr_") && !storage.contains("eyJ"), "no token readable by JavaScript: {storage}");
 
-    // The form goes through the API funnel, which decodes the server's JSON error envelope.
-    c.find(Locator::Id("login-username")).await.unwrap().send_keys("someone").await.unwrap();
-    c.find(Locator::Id("login-password")).await.unwrap().send_keys("wrong password").await.unwrap();
-    c.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
-    let error = text_of(&c, "login-error").await;
-    assert!(!error.is_empty());
+    // Sign out, fail a sign-in, then sign in.
+    click(&c, "sign-out").await;
+    wait_url(&c, "/login").await;
+    fill(&c, "login-username", "admin").await;
+    fill(&c, "login-password", "wrong password here").await;
+    click(&c, "login-submit").await;
+    wait_text(&c, "login-error", "invalid username or password").await;
     screenshot(&c, "login").await;
+    fill(&c, "login-password", PASSWORD).await;
+    click(&c, "login-submit").await;
+    wait_url(&c, "/admin").await;
+    wait_text(&c, "health-status", "ok").await;
 
-    // Deep links load the app straight onto the route, including unknown ones.
-    c.goto(&format!("{base}/login")).await.unwrap();
-    text_of(&c, "login-form").await;
+    // The setup wizard is gone for good (a signed-in admin lands on the dashboard); deep links
+    // load the app on the right route.
+    c.goto(&format!("{base}/setup")).await.unwrap();
+    wait_url(&c, "/admin").await;
+    wait_text(&c, "signed-in-as", "admin").await;
     c.goto(&format!("{base}/admin/does-not-exist")).await.unwrap();
     assert_eq!(text_of(&c, "not-found").await, "Page not found");
 

@@ -1,11 +1,15 @@
-//! The admin sign-in form, wired to the API funnel.
+//! The admin sign-in form. Failures show the server's message, which never says whether a
+//! username exists.
 
 use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
 
 use crate::api;
+use crate::session::use_session;
 
 #[component]
 pub fn Login() -> impl IntoView {
+    let session = use_session();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
@@ -13,11 +17,11 @@ pub fn Login() -> impl IntoView {
         let (u, p) = (u.clone(), p.clone());
         async move { api::admin_login(&u, &p).await }
     });
-    let navigate = leptos_router::hooks::use_navigate();
+    let navigate = use_navigate();
     Effect::new(move |_| match login.value().get() {
-        Some(Ok(tokens)) => {
-            api::set_access_token(tokens["access_token"].as_str().map(str::to_string));
+        Some(Ok(me)) => {
             error.set(None);
+            session.me.set(Some(me));
             navigate("/admin", Default::default());
         }
         Some(Err(e)) => error.set(Some(e.message)),

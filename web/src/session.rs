@@ -1,0 +1,59 @@
+//! The signed-in admin, shared through context, and the guard for admin-only pages.
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use shared::auth::Me;
+
+use crate::api;
+
+#[derive(Clone, Copy)]
+pub struct Session {
+    /// The signed-in admin, if any.
+    pub me: RwSignal<Option<Me>>,
+    /// False until the start-up check (setup status, session resume) has finished.
+    pub ready: RwSignal<bool>,
+    /// True while the gateway still needs its first admin.
+    pub setup_required: RwSignal<bool>,
+}
+
+impl Session {
+    /// Provides the session to the app and starts the start-up check.
+    pub fn provide() -> Session {
+        let session = Session {
+            me: RwSignal::new(None),
+            ready: RwSignal::new(false),
+            setup_required: RwSignal::new(false),
+        };
+        provide_context(session);
+        leptos::task::spawn_local(async move {
+            match api::setup_status().await {
+                Ok(status) if status.setup_required => session.setup_required.set(true),
+                _ => session.me.set(api::resume().await),
+            }
+            session.ready.set(true);
+        });
+        session
+    }
+}
+
+pub fn use_session() -> Session {
+    expect_context::<Session>()
+}
+
+/// Shows `children` to a signed-in admin; otherwise sends the visitor to the setup wizard
+/// (first run) or the sign-in page.
+#[component]
+pub fn RequireAdmin(children: ChildrenFn) -> impl IntoView {
+    let session = use_session();
+    move || {
+        if !session.ready.get() {
+            view! { <p class="loading" id="session-loading">"Loading…"</p> }.into_any()
+        } else if session.setup_required.get() {
+            view! { <Redirect path="/setup" /> }.into_any()
+        } else if session.me.get().is_none() {
+            view! { <Redirect path="/login" /> }.into_any()
+        } else {
+            children().into_any()
+        }
+    }
+}
