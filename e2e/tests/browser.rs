@@ -4,6 +4,8 @@
 //! `/usr/bin/chromedriver` (or `CHROMIUM`/`CHROMEDRIVER`); `cargo xtask test` provides all of
 //! them. Screenshots land in `target/e2e-artifacts/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -153,17 +155,32 @@ async fn fill(client: &Client, id: &str, text: &str) {
 }
 
 async fn click(client: &Client, id: &str) {
-    client.find(Locator::Id(id)).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn wait_url(client: &Client, suffix: &str) {
     for _ in 0..100 {
-        if client.current_url().await.unwrap().as_str().ends_with(suffix) {
+        if client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(suffix)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the URL never ended with {suffix}: {}", client.current_url().await.unwrap());
+    panic!(
+        "the URL never ended with {suffix}: {}",
+        client.current_url().await.unwrap()
+    );
 }
 
 const PASSWORD: &str = "a long unusual passphrase";
@@ -207,7 +224,10 @@ async fn setup_sign_in_session_resume_and_deep_links() {
         .await
         .unwrap();
     let storage = storage.as_str().unwrap_or_default();
-    assert!(!storage.contains("amr_") && !storage.contains("eyJ"), "no token readable by JavaScript: {storage}");
+    assert!(
+        !storage.contains("amr_") && !storage.contains("eyJ"),
+        "no token readable by JavaScript: {storage}"
+    );
 
     // Sign out, fail a sign-in, then sign in.
     click(&c, "sign-out").await;
@@ -227,7 +247,9 @@ async fn setup_sign_in_session_resume_and_deep_links() {
     c.goto(&format!("{base}/setup")).await.unwrap();
     wait_url(&c, "/admin").await;
     wait_text(&c, "signed-in-as", "admin").await;
-    c.goto(&format!("{base}/admin/does-not-exist")).await.unwrap();
+    c.goto(&format!("{base}/admin/does-not-exist"))
+        .await
+        .unwrap();
     assert_eq!(text_of(&c, "not-found").await, "Page not found");
 
     // The narrow layout renders the same app.

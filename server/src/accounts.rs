@@ -24,11 +24,9 @@ fn validate_email(email: Option<&str>) -> Result<Option<String>, ApiError> {
     };
     let valid = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.contains('@')
-            });
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
     if !valid {
         return Err(ApiError::validation("email", "not a valid email address"));
     }
@@ -78,10 +76,7 @@ pub async fn check_new_user(
     })
 }
 
-async fn insert_user(
-    db: impl sqlx::AnyExecutor<'_>,
-    user: &CheckedUser,
-) -> Result<i64, ApiError> {
+async fn insert_user(db: impl sqlx::AnyExecutor<'_>, user: &CheckedUser) -> Result<i64, ApiError> {
     db::users::insert(
         db,
         &db::users::NewUser {
@@ -259,9 +254,17 @@ pub async fn admin_update_user(
         return Err(last_admin());
     }
     let now = db::now();
-    db::users::update(&mut *tx, id, email.as_deref(), role.as_str(), i64::from(enabled), now)
-        .await?;
-    let lost_access = (before.enabled && !enabled) || (before.role == Role::Admin && role != Role::Admin);
+    db::users::update(
+        &mut *tx,
+        id,
+        email.as_deref(),
+        role.as_str(),
+        i64::from(enabled),
+        now,
+    )
+    .await?;
+    let lost_access =
+        (before.enabled && !enabled) || (before.role == Role::Admin && role != Role::Admin);
     if lost_access {
         db::sessions::revoke_all_for_user(&mut *tx, id, now, "user_changed_by_admin").await?;
     }
@@ -289,8 +292,12 @@ pub async fn admin_reset_password(
     new_password: &str,
 ) -> Result<(), ApiError> {
     let user = found(db::users::find_by_id(&state.db.pool, id).await?)?;
-    password::validate_password(new_password, &user.username, state.config.password_min_length)
-        .map_err(|m| ApiError::validation("password", m))?;
+    password::validate_password(
+        new_password,
+        &user.username,
+        state.config.password_min_length,
+    )
+    .map_err(|m| ApiError::validation("password", m))?;
     let hash = password::hash(new_password.to_string()).await?;
     let now = db::now();
     let mut tx = state.db.pool.begin().await?;
@@ -368,7 +375,9 @@ pub fn validate_server_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{name}` is not a valid server name (a-z, 0-9, '-', '_'; at most 64)"))
+        Err(format!(
+            "`{name}` is not a valid server name (a-z, 0-9, '-', '_'; at most 64)"
+        ))
     }
 }
 
@@ -381,7 +390,10 @@ pub async fn create_api_key(
 ) -> Result<CreatedApiKey, ApiError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::validation("name", "name must be 1 to 100 characters"));
+        return Err(ApiError::validation(
+            "name",
+            "name must be 1 to 100 characters",
+        ));
     }
     if req.expires_in_days == Some(0) || req.expires_in_days.is_some_and(|d| d > 3650) {
         return Err(ApiError::validation(

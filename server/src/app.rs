@@ -194,7 +194,13 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = router(self.state.clone());
-        serve(self.listener, router, self.state.config.shutdown_timeout, shutdown).await?;
+        serve(
+            self.listener,
+            router,
+            self.state.config.shutdown_timeout,
+            shutdown,
+        )
+        .await?;
         self.state.db.close().await;
         Ok(())
     }
@@ -268,7 +274,10 @@ pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let (api_router, openapi) = api().split_for_parts();
     let api_router = api_router
-        .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
 
     let x_request_id = HeaderName::from_static("x-request-id");
@@ -318,7 +327,13 @@ fn cors(config: &Config) -> CorsLayer {
         .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

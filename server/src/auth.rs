@@ -9,8 +9,8 @@ pub mod tokens;
 use axum::extract::State;
 use axum::http::StatusCode;
 use shared::auth::{
-    ApiKey, CreateApiKey, CreatedApiKey, Jwks, LoginRequest, Me, NewAccount, RefreshRequest,
-    Role, SessionMode, TokenResponse,
+    ApiKey, CreateApiKey, CreatedApiKey, Jwks, LoginRequest, Me, NewAccount, RefreshRequest, Role,
+    SessionMode, TokenResponse,
 };
 use shared::error::ApiErrorBody;
 use shared::users::User;

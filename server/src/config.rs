@@ -158,11 +158,15 @@ impl IpNet {
         let ip = canonical_ip(ip);
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -256,7 +260,8 @@ impl Config {
                 .ok_or("expected a port number 1-65535")
         })?;
         let host: IpAddr = vars.parse("GATEWAY_HOST", IpAddr::from([0, 0, 0, 0]), |s| {
-            s.parse().map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1")
+            s.parse()
+                .map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1")
         })?;
         let public_url = match vars.get("PUBLIC_URL") {
             Some(raw) => parse_public_url(raw).map_err(|m| ConfigError::new("PUBLIC_URL", m))?,
@@ -293,12 +298,14 @@ impl Config {
         };
         let encryption_key = match vars.get("ENCRYPTION_KEY") {
             None => None,
-            Some(s) => Some(Secret::new(parse_key32(s).map_err(|m| {
-                ConfigError::new("ENCRYPTION_KEY", m)
-            })?)),
+            Some(s) => Some(Secret::new(
+                parse_key32(s).map_err(|m| ConfigError::new("ENCRYPTION_KEY", m))?,
+            )),
         };
         let admin_username = vars.get("ADMIN_USERNAME").map(str::to_string);
-        let admin_password = vars.get("ADMIN_PASSWORD").map(|s| Secret::new(s.to_string()));
+        let admin_password = vars
+            .get("ADMIN_PASSWORD")
+            .map(|s| Secret::new(s.to_string()));
         if admin_username.is_some() != admin_password.is_some() {
             let missing = if admin_username.is_some() {
                 "ADMIN_PASSWORD"
@@ -324,7 +331,10 @@ impl Config {
         let trusted_proxies = vars
             .list("TRUSTED_PROXIES")
             .into_iter()
-            .map(|p| p.parse::<IpNet>().map_err(|m| ConfigError::new("TRUSTED_PROXIES", m)))
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .map_err(|m| ConfigError::new("TRUSTED_PROXIES", m))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let log_format = vars.parse("LOG_FORMAT", LogFormat::Human, |s| {
             match s.to_ascii_lowercase().as_str() {
@@ -359,7 +369,14 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(vars.parse(
                 "REFRESH_TOKEN_TTL_SECS",
                 30 * 86_400,
-                |s| ranged(s, 300, 365 * 86_400, "expected a number of seconds 300-31536000"),
+                |s| {
+                    ranged(
+                        s,
+                        300,
+                        365 * 86_400,
+                        "expected a number of seconds 300-31536000",
+                    )
+                },
             )?),
             allow_registration: vars.parse("ALLOW_REGISTRATION", false, parse_bool)?,
             login_max_failures: u32::try_from(vars.parse("LOGIN_MAX_FAILURES", 5, |s| {
@@ -456,9 +473,7 @@ impl Vars<'_> {
     ) -> Result<T, ConfigError> {
         match self.get(var) {
             None => Ok(default),
-            Some(raw) => {
-                parse(raw).map_err(|m| ConfigError::new(var, format!("{m}, got `{raw}`")))
-            }
+            Some(raw) => parse(raw).map_err(|m| ConfigError::new(var, format!("{m}, got `{raw}`"))),
         }
     }
 
@@ -478,10 +493,16 @@ impl Vars<'_> {
 
 fn read_toml_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new("CONFIG_FILE", format!("cannot read {}: {e}", path.display()))
+        ConfigError::new(
+            "CONFIG_FILE",
+            format!("cannot read {}: {e}", path.display()),
+        )
     })?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
-        ConfigError::new("CONFIG_FILE", format!("{} is not valid TOML: {e}", path.display()))
+        ConfigError::new(
+            "CONFIG_FILE",
+            format!("{} is not valid TOML: {e}", path.display()),
+        )
     })?;
     let mut values = BTreeMap::new();
     for (key, value) in table {
@@ -489,7 +510,10 @@ fn read_toml_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> 
         if !KNOWN_VARS.contains(&var.as_str()) || var == "CONFIG_FILE" {
             return Err(ConfigError::new(
                 "CONFIG_FILE",
-                format!("unknown key `{key}` in {} (see docs/CONFIG.md)", path.display()),
+                format!(
+                    "unknown key `{key}` in {} (see docs/CONFIG.md)",
+                    path.display()
+                ),
             ));
         }
         let text = match value {
@@ -522,7 +546,9 @@ fn parse_public_url(raw: &str) -> Result<String, String> {
         return Err(format!("`{raw}` must start with http:// or https://"));
     }
     if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("`{raw}` must be a base URL without query or fragment"));
+        return Err(format!(
+            "`{raw}` must be a base URL without query or fragment"
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!("`{raw}` must not carry credentials"));

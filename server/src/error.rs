@@ -37,10 +37,7 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 409: the request conflicts with current state (duplicate name, setup already done).
     #[error("{message}")]
-    Conflict {
-        code: &'static str,
-        message: String,
-    },
+    Conflict { code: &'static str, message: String },
     /// 413: the body is larger than `MAX_BODY_BYTES`.
     #[error("request body too large")]
     PayloadTooLarge,

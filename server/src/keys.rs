@@ -154,7 +154,11 @@ fn write_key_file(path: &Path, key: &[u8; 32]) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(file, "{}", base64::engine::general_purpose::STANDARD.encode(key))?;
+    writeln!(
+        file,
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )?;
     file.sync_all()?;
     Ok(())
 }
@@ -319,10 +323,8 @@ impl SigningKeys {
         secret_box: &SecretBox,
     ) -> anyhow::Result<SigningKeys> {
         if let Some(secret) = &config.jwt_secret {
-            let hkdf = hkdf::Hkdf::<Sha256>::new(
-                Some(b"authmcp-gateway"),
-                secret.expose().as_bytes(),
-            );
+            let hkdf =
+                hkdf::Hkdf::<Sha256>::new(Some(b"authmcp-gateway"), secret.expose().as_bytes());
             let mut seed = [0u8; 32];
             hkdf.expand(b"jwt-signing-ed25519-v1", &mut seed)
                 .map_err(|_| anyhow!("deriving the signing key"))?;
@@ -348,7 +350,10 @@ impl SigningKeys {
                 .map_err(|_| anyhow!("signing key {} has the wrong length", row.kid))?;
             let mut key = SigningKey::from_seed(&seed)?;
             if key.kid != row.kid || key.public_x != row.public_key {
-                bail!("signing key {} does not match its stored public key", row.kid);
+                bail!(
+                    "signing key {} does not match its stored public key",
+                    row.kid
+                );
             }
             // Rows are newest first: the first active one signs, retired ones only verify.
             if row.retired_at.is_none() && current.is_none() {
@@ -458,7 +463,9 @@ mod tests {
     #[test]
     fn sealed_values_open_only_with_the_same_key_and_context() {
         let key = [7u8; 32];
-        let sealed = SecretBox::new(&key).seal(b"backend-token", "row:1").unwrap();
+        let sealed = SecretBox::new(&key)
+            .seal(b"backend-token", "row:1")
+            .unwrap();
         assert!(!sealed.windows(13).any(|w| w == b"backend-token"));
         assert_eq!(
             SecretBox::new(&key).open(&sealed, "row:1").unwrap(),
@@ -487,8 +494,14 @@ mod tests {
         let token = keys.sign(&claims).unwrap();
         let back: serde_json::Value = keys.verify(&token, "i", "a").unwrap();
         assert_eq!(back["sub"], "1");
-        assert!(keys.verify::<serde_json::Value>(&token, "i", "other").is_err());
-        assert!(keys.verify::<serde_json::Value>(&token, "other", "a").is_err());
+        assert!(
+            keys.verify::<serde_json::Value>(&token, "i", "other")
+                .is_err()
+        );
+        assert!(
+            keys.verify::<serde_json::Value>(&token, "other", "a")
+                .is_err()
+        );
         assert!(matches!(
             other.verify::<serde_json::Value>(&token, "i", "a"),
             Err(TokenError::UnknownKey)

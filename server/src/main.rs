@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use shared::auth::Role;
 
 #[derive(Parser)]
-#[command(name = "authmcp-gateway", version, about = "The secure front door for MCP servers")]
+#[command(
+    name = "authmcp-gateway",
+    version,
+    about = "The secure front door for MCP servers"
+)]
 struct Cli {
     /// TOML file with settings (lowercase variable names); environment variables win.
     #[arg(long, global = true, value_name = "FILE")]
@@ -54,7 +58,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

@@ -116,7 +116,11 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 pub async fn verify(password: String, hash: String) -> anyhow::Result<bool> {
     Ok(tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                argon2()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await?)
@@ -128,10 +132,25 @@ mod tests {
 
     #[test]
     fn usernames() {
-        for ok in ["bob", "alice.smith", "a_b-c", "x".repeat(64).as_str(), "007"] {
+        for ok in [
+            "bob",
+            "alice.smith",
+            "a_b-c",
+            "x".repeat(64).as_str(),
+            "007",
+        ] {
             assert!(validate_username(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "", "-bob", ".bob", "bob smith", "bøb", &"x".repeat(65), "a/b"] {
+        for bad in [
+            "ab",
+            "",
+            "-bob",
+            ".bob",
+            "bob smith",
+            "bøb",
+            &"x".repeat(65),
+            "a/b",
+        ] {
             assert!(validate_username(bad).is_err(), "{bad}");
         }
     }
@@ -151,7 +170,11 @@ mod tests {
         let b = hash("a long unusual phrase".into()).await.unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
         assert_ne!(a, b);
-        assert!(verify("a long unusual phrase".into(), a.clone()).await.unwrap());
+        assert!(
+            verify("a long unusual phrase".into(), a.clone())
+                .await
+                .unwrap()
+        );
         assert!(!verify("another phrase".into(), a).await.unwrap());
         assert!(!verify("x".into(), "not a hash".into()).await.unwrap());
     }

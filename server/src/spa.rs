@@ -59,22 +59,41 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         )
             .into_response();
     };
-    let is_asset = path.rsplit('/').next().is_some_and(|last| last.contains('.'));
+    let is_asset = path
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'));
     let result = if is_asset {
-        spa.assets.clone().oneshot(req).await.map(|r| r.map(Body::new))
+        spa.assets
+            .clone()
+            .oneshot(req)
+            .await
+            .map(|r| r.map(Body::new))
     } else {
-        spa.index.clone().oneshot(req).await.map(|r| r.map(Body::new))
+        spa.index
+            .clone()
+            .oneshot(req)
+            .await
+            .map(|r| r.map(Body::new))
     };
     let mut response = match result {
         Ok(response) => response,
         Err(e) => {
-            return ApiError::Internal(anyhow::anyhow!("serving the admin UI: {e}")).into_response();
+            return ApiError::Internal(anyhow::anyhow!("serving the admin UI: {e}"))
+                .into_response();
         }
     };
     let headers = response.headers_mut();
-    let cache = if is_asset { "public, max-age=3600" } else { "no-cache" };
+    let cache = if is_asset {
+        "public, max-age=3600"
+    } else {
+        "no-cache"
+    };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }

@@ -28,8 +28,7 @@ pub fn is_api_path(path: &str) -> bool {
         // "/setup/" covers "/setup/status" but not the SPA page "/setup".
         (!prefix.ends_with('/') && path == *prefix)
             || path.starts_with(prefix)
-                && (prefix.ends_with('/')
-                    || path.as_bytes().get(prefix.len()) == Some(&b'/'))
+                && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/'))
     })
 }
 
@@ -52,7 +51,16 @@ mod tests {
         ] {
             assert!(is_api_path(api), "{api} should be an API path");
         }
-        for spa in ["/", "/admin", "/admin/users", "/login", "/setup", "/mcpfoo", "/healthz", "/auth"] {
+        for spa in [
+            "/",
+            "/admin",
+            "/admin/users",
+            "/login",
+            "/setup",
+            "/mcpfoo",
+            "/healthz",
+            "/auth",
+        ] {
             assert!(!is_api_path(spa), "{spa} should be an SPA path");
         }
     }

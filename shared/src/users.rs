@@ -38,7 +38,11 @@ fn default_role() -> Role {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"role": "admin", "enabled": true})))]
 pub struct UpdateUser {
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub email: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

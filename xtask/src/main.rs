@@ -116,7 +116,10 @@ fn is_root() -> bool {
 
 /// `apt-get install` (through sudo when not root) of the packages that are missing.
 fn apt_install(packages: &[&str]) -> Result<()> {
-    step(&format!("installing Debian packages: {}", packages.join(" ")));
+    step(&format!(
+        "installing Debian packages: {}",
+        packages.join(" ")
+    ));
     let sudo = !is_root();
     let apt = |args: &[&str]| {
         let mut cmd = if sudo {
@@ -141,14 +144,13 @@ fn locked_wasm_bindgen_version() -> Result<String> {
         .map_err(|e| format!("reading Cargo.lock: {e}"))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line == "name = \"wasm-bindgen\"" {
-            if let Some(version) = lines
+        if line == "name = \"wasm-bindgen\""
+            && let Some(version) = lines
                 .next()
                 .and_then(|l| l.strip_prefix("version = \""))
                 .and_then(|l| l.strip_suffix('"'))
-            {
-                return Ok(version.to_string());
-            }
+        {
+            return Ok(version.to_string());
         }
     }
     Err("wasm-bindgen is not in Cargo.lock".into())
@@ -159,7 +161,9 @@ fn has_version(program: &Path, needle: &str) -> bool {
 }
 
 fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
-    step(&format!("cargo install {krate} {version} (once per machine, a few minutes)"));
+    step(&format!(
+        "cargo install {krate} {version} (once per machine, a few minutes)"
+    ));
     let mut cmd = Command::new(cargo());
     cmd.args(["install", krate, "--version", version]);
     if locked {
@@ -188,7 +192,9 @@ fn setup(for_tests: bool) -> Result<()> {
         cargo_install("wasm-bindgen-cli", &wasm_bindgen, false)?;
     }
     if !has_version(&tools_bin_dir().join("wasm-opt"), "version 132") {
-        step(&format!("npm install binaryen@{BINARYEN_VERSION} (wasm-opt) into .tools/"));
+        step(&format!(
+            "npm install binaryen@{BINARYEN_VERSION} (wasm-opt) into .tools/"
+        ));
         sh(Command::new("npm")
             .args(["install", "--prefix"])
             .arg(root().join(".tools"))
@@ -261,15 +267,39 @@ fn exec(mut cmd: Command) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     setup(true)?;
+    step("checking formatting and lints (cargo fmt --check, cargo clippy -D warnings)");
+    sh(Command::new(cargo())
+        .args(["fmt", "--all", "--check"])
+        .current_dir(root()))?;
+    sh(Command::new(cargo())
+        .args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "web",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(root()))?;
     build_web()?;
     let postgres = Postgres::start()?;
     step("running the test suite (cargo nextest run --workspace)");
     let mut cmd = Command::new(cargo());
-    cmd.args(["nextest", "run", "--workspace", "--exclude", "web", "--no-fail-fast"])
-        .args(args)
-        .current_dir(root())
-        .env("TEST_POSTGRES_URL", &postgres.url)
-        .env("E2E_WEB_DIR", root().join("web/dist"));
+    cmd.args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--exclude",
+        "web",
+        "--no-fail-fast",
+    ])
+    .args(args)
+    .current_dir(root())
+    .env("TEST_POSTGRES_URL", &postgres.url)
+    .env("E2E_WEB_DIR", root().join("web/dist"));
     let result = sh(&mut cmd);
     drop(postgres);
     result
@@ -313,7 +343,9 @@ impl Postgres {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             as_postgres_user,
         };
-        step(&format!("starting a throwaway Postgres on 127.0.0.1:{port}"));
+        step(&format!(
+            "starting a throwaway Postgres on 127.0.0.1:{port}"
+        ));
         pg.run(&format!(
             "{initdb} -D {dir}/data -A trust -U postgres --no-sync >/dev/null",
             initdb = pg.bin.join("initdb").display(),

@@ -59,7 +59,11 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 /// Moves the refresh token from the body into the cookie.
 fn into_cookie_response(state: &AppState, mut tokens: TokenResponse) -> Result<Response, ApiError> {
     let refresh = tokens.refresh_token.take().unwrap_or_default();
-    let cookie = refresh_cookie(state, &refresh, state.config.auth.refresh_token_ttl.as_secs())?;
+    let cookie = refresh_cookie(
+        state,
+        &refresh,
+        state.config.auth.refresh_token_ttl.as_secs(),
+    )?;
     let mut response = AppJson(tokens).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
@@ -126,19 +130,17 @@ async fn admin_logout(
         audience: Audience::Admin,
         api_keys: false,
     };
-    if identity::bearer(&headers).is_some() {
-        if let Ok(principal) = identity::authenticate(&state, &headers, &meta, accept).await {
-            if let AuthMethod::Jwt { session_id } = &principal.method {
-                tokens::revoke_session(&state, session_id, "logout").await?;
-            }
-        }
+    if identity::bearer(&headers).is_some()
+        && let Ok(principal) = identity::authenticate(&state, &headers, &meta, accept).await
+        && let AuthMethod::Jwt { session_id } = &principal.method
+    {
+        tokens::revoke_session(&state, session_id, "logout").await?;
     }
-    if let Some(token) = cookie_token(&headers) {
-        if let Some(session) = tokens::session_of_refresh_token(&state, &token).await? {
-            if session.audience == Audience::Admin.as_str() {
-                tokens::revoke_session(&state, &session.id, "logout").await?;
-            }
-        }
+    if let Some(token) = cookie_token(&headers)
+        && let Some(session) = tokens::session_of_refresh_token(&state, &token).await?
+        && session.audience == Audience::Admin.as_str()
+    {
+        tokens::revoke_session(&state, &session.id, "logout").await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

@@ -6,6 +6,7 @@
 //!   verified when there is no user);
 //! * lockout state is kept per lowercased username whether or not the user exists, so a
 //!   locked unknown name looks exactly like a locked real one (429 `login_locked`).
+//!
 //! Failed logins also count per client IP (`ClientIp`: only trusted proxies may name another
 //! address); past the budget the IP gets 429 `too_many_attempts` until its window ends.
 
@@ -107,10 +108,10 @@ pub async fn login(
     }
     let username_key = req.username.trim().to_lowercase();
     let now = db::now();
-    if let Some(row) = db::login_failures::get(&state.db.pool, &username_key).await? {
-        if let Some(until) = row.locked_until.filter(|until| *until > now) {
-            return Err(locked(until - now));
-        }
+    if let Some(row) = db::login_failures::get(&state.db.pool, &username_key).await?
+        && let Some(until) = row.locked_until.filter(|until| *until > now)
+    {
+        return Err(locked(until - now));
     }
 
     let user = if password::validate_username(&username_key).is_ok() {

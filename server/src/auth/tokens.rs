@@ -219,7 +219,11 @@ async fn reuse_detected(
 
 /// Revokes a session: its refresh tokens stop working and its access tokens are refused on the
 /// next request.
-pub async fn revoke_session(state: &AppState, session_id: &str, reason: &str) -> Result<(), ApiError> {
+pub async fn revoke_session(
+    state: &AppState,
+    session_id: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
     db::sessions::revoke(&state.db.pool, session_id, db::now(), reason).await?;
     state.auth_cache.invalidate_session(session_id);
     Ok(())

@@ -54,15 +54,24 @@ fn errors_name_the_variable_and_the_file_key() {
         (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
         (vec![("ENCRYPTION_KEY", "AAAA")], "ENCRYPTION_KEY"),
         (vec![("ADMIN_USERNAME", "root")], "ADMIN_PASSWORD"),
-        (vec![("ALLOWED_ORIGINS", "https://a.example/path")], "ALLOWED_ORIGINS"),
+        (
+            vec![("ALLOWED_ORIGINS", "https://a.example/path")],
+            "ALLOWED_ORIGINS",
+        ),
         (vec![("TRUSTED_PROXIES", "10.0.0.0/33")], "TRUSTED_PROXIES"),
         (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
         (vec![("LOG_LEVEL", "info,=[")], "LOG_LEVEL"),
         (vec![("REQUEST_TIMEOUT_SECS", "0")], "REQUEST_TIMEOUT_SECS"),
         (vec![("ALLOW_REGISTRATION", "maybe")], "ALLOW_REGISTRATION"),
-        (vec![("ACCESS_TOKEN_TTL_SECS", "5")], "ACCESS_TOKEN_TTL_SECS"),
         (
-            vec![("LOGIN_LOCKOUT_SECS", "600"), ("LOGIN_LOCKOUT_MAX_SECS", "60")],
+            vec![("ACCESS_TOKEN_TTL_SECS", "5")],
+            "ACCESS_TOKEN_TTL_SECS",
+        ),
+        (
+            vec![
+                ("LOGIN_LOCKOUT_SECS", "600"),
+                ("LOGIN_LOCKOUT_MAX_SECS", "60"),
+            ],
             "LOGIN_LOCKOUT_MAX_SECS",
         ),
     ] {
@@ -79,10 +88,16 @@ fn parses_lists_urls_and_keys() {
     let c = load(&[
         ("GATEWAY_PORT", "9001"),
         ("PUBLIC_URL", "https://mcp.example.com/"),
-        ("ALLOWED_ORIGINS", "https://a.example, http://localhost:3000"),
+        (
+            "ALLOWED_ORIGINS",
+            "https://a.example, http://localhost:3000",
+        ),
         ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
         ("DATABASE_URL", "postgres://u:pw@127.0.0.1:5432/db"),
-        ("ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        (
+            "ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
         ("LOG_FORMAT", "JSON"),
     ])
     .unwrap();

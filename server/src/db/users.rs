@@ -57,9 +57,9 @@ pub async fn find_by_username(
                 last_login_at
          from users where username = $1",
     )
-        .bind(username)
-        .fetch_optional(db)
-        .await
+    .bind(username)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn find_by_id(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<UserRow>, sqlx::Error> {

@@ -347,7 +347,9 @@ db_test! {
 }
 
 fn res_has_retry(body: &Value) -> bool {
-    body["error"]["details"]["retry_after_seconds"].as_u64().is_some_and(|s| s >= 1)
+    body["error"]["details"]["retry_after_seconds"]
+        .as_u64()
+        .is_some_and(|s| s >= 1)
 }
 
 db_test! {

@@ -25,7 +25,10 @@ async fn check_config_names_the_bad_variable_and_redacts_secrets() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("GATEWAY_PORT") && stderr.contains("99999"), "{stderr}");
+    assert!(
+        stderr.contains("GATEWAY_PORT") && stderr.contains("99999"),
+        "{stderr}"
+    );
 
     let out = gateway(&env)
         .args(["check-config"])

@@ -108,7 +108,10 @@ async fn sqlite_file_is_created_with_wal_and_foreign_keys() {
     let nested = env.data_dir.path().join("nested/dir/gateway.db");
     let env = env.with_var("DATABASE_URL", &format!("sqlite://{}", nested.display()));
     let app = env.spawn().await;
-    assert!(nested.is_file(), "the SQLite file and its directories are created");
+    assert!(
+        nested.is_file(),
+        "the SQLite file and its directories are created"
+    );
     let mode: String = sqlx::query_scalar("pragma journal_mode")
         .fetch_one(&app.state.db.pool)
         .await

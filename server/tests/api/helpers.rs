@@ -249,7 +249,8 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
-        self.send(reqwest::Method::GET, path, Some(token), None).await
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 
     pub async fn post_json(
@@ -258,7 +259,8 @@ impl TestApp {
         token: Option<&str>,
         body: serde_json::Value,
     ) -> reqwest::Response {
-        self.send(reqwest::Method::POST, path, token, Some(body)).await
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     /// `POST /auth/login`; panics unless it succeeds. Returns the token response.
@@ -285,7 +287,10 @@ impl TestApp {
             .await;
         assert_eq!(res.status(), 200, "admin login of {username}");
         let body: serde_json::Value = res.json().await.expect("token json");
-        body["access_token"].as_str().expect("access token").to_string()
+        body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_string()
     }
 
     /// An admin-audience token for the bootstrap admin (`TestEnv::with_admin`).
@@ -308,7 +313,10 @@ impl TestApp {
     }
 
     /// Waits (up to 5 s) for a security event of `event_type` written by the background writer.
-    pub async fn wait_for_event(&self, event_type: &str) -> authmcp_gateway::db::events::SecurityEventRow {
+    pub async fn wait_for_event(
+        &self,
+        event_type: &str,
+    ) -> authmcp_gateway::db::events::SecurityEventRow {
         for _ in 0..100 {
             let rows = authmcp_gateway::db::events::list_security_events(
                 &self.state.db.pool,
@@ -332,7 +340,10 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(handle) = self.handle.take() {
-            handle.await.expect("server task").expect("server exits cleanly");
+            handle
+                .await
+                .expect("server task")
+                .expect("server exits cleanly");
         }
     }
 }

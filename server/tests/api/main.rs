@@ -2,6 +2,8 @@
 //! `127.0.0.1:0`, a fresh database per test, every database test run against SQLite and
 //! Postgres (see `helpers::db_test!`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod helpers;
 
 mod accounts;

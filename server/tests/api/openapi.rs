@@ -13,7 +13,10 @@ async fn every_documented_operation_is_routed() {
     let res = app.get("/api-docs/openapi.json").await;
     assert_eq!(res.status(), StatusCode::OK);
     let doc: Value = res.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "OpenAPI 3.1");
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "OpenAPI 3.1"
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let paths = doc["paths"].as_object().expect("paths");
     for required in ["/health", "/ready", "/.well-known/jwks.json"] {
@@ -21,9 +24,12 @@ async fn every_documented_operation_is_routed() {
     }
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
-            assert!(op["operationId"].is_string(), "{method} {path} has an operationId");
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path} has an operationId"
+            );
             assert!(op["tags"].is_array(), "{method} {path} has a tag");
-            let concrete = path.replace('{', "").replace('}', "");
+            let concrete = path.replace(['{', '}'], "");
             let res = app
                 .client
                 .request(method.to_uppercase().parse().unwrap(), app.url(&concrete))
@@ -33,8 +39,10 @@ async fn every_documented_operation_is_routed() {
                 .unwrap();
             let body: Value = res.json().await.unwrap_or(Value::Null);
             assert!(
-                !matches!(body["error"]["code"].as_str(), Some("not_found" | "method_not_allowed"))
-                    || body["error"]["message"] != "no route for this path",
+                !matches!(
+                    body["error"]["code"].as_str(),
+                    Some("not_found" | "method_not_allowed")
+                ) || body["error"]["message"] != "no route for this path",
                 "{method} {path} is documented but not routed"
             );
         }
@@ -59,16 +67,19 @@ async fn swagger_ui_is_served_offline() {
 #[test]
 fn no_route_bypasses_the_openapi_document() {
     let mut offenders = Vec::new();
-    visit(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut |path, text| {
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if (code.contains(".route(") || code.contains(".route_service("))
-                && !line.contains("// not json:")
-            {
-                offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+    visit(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut |path, text| {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if (code.contains(".route(") || code.contains(".route_service("))
+                    && !line.contains("// not json:")
+                {
+                    offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
             }
-        }
-    });
+        },
+    );
     assert!(
         offenders.is_empty(),
         "routes registered outside utoipa_axum::routes!:\n{}",

@@ -8,7 +8,11 @@ use crate::helpers::{Backend, TestEnv};
 fn web_dir(env: &TestEnv) -> std::path::PathBuf {
     let dir = env.data_dir.path().join("dist");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<!DOCTYPE html><title>spa-index</title>").unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!DOCTYPE html><title>spa-index</title>",
+    )
+    .unwrap();
     std::fs::write(dir.join("app-1234.js"), "console.log('app');".repeat(100)).unwrap();
     dir
 }
@@ -27,7 +31,12 @@ async fn deep_links_get_index_html_and_assets_are_served() {
     }
     let res = app.get("/app-1234.js").await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
     assert!(res.text().await.unwrap().starts_with("console.log"));
 
     let res = app
@@ -37,16 +46,28 @@ async fn deep_links_get_index_html_and_assets_are_served() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["content-encoding"], "gzip", "assets are compressed");
+    assert_eq!(
+        res.headers()["content-encoding"],
+        "gzip",
+        "assets are compressed"
+    );
 
-    assert_eq!(app.get("/missing-asset.js").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/missing-asset.js").await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     let res = app.get("/admin/api/unknown").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
 
-    let res = app.client.post(app.url("/admin/users")).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/admin/users"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
