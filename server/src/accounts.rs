@@ -150,7 +150,7 @@ pub struct Actor<'a> {
     pub ip: String,
 }
 
-async fn audit(
+pub(crate) async fn audit(
     db: impl sqlx::AnyExecutor<'_>,
     actor: &Actor<'_>,
     action: &str,
@@ -281,6 +281,7 @@ pub async fn admin_update_user(
     .await?;
     tx.commit().await?;
     state.auth_cache.invalidate_user(id);
+    state.mcp.forget_user(id);
     Ok(after)
 }
 
@@ -317,6 +318,7 @@ pub async fn admin_reset_password(
     .await?;
     tx.commit().await?;
     state.auth_cache.invalidate_user(id);
+    state.mcp.forget_user(id);
     Ok(())
 }
 
@@ -345,6 +347,7 @@ pub async fn admin_delete_user(
     .await?;
     tx.commit().await?;
     state.auth_cache.invalidate_user(id);
+    state.mcp.forget_user(id);
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! in (API keys never do).
 
 mod logs;
+mod servers;
 mod session;
 mod users;
 
@@ -17,6 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(session::router())
         .merge(users::router())
         .merge(logs::router())
+        .merge(servers::router())
 }
 
 /// `?page=1&per_page=50` (per_page at most 200).

@@ -33,9 +33,10 @@ use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::events::EventSink;
 use crate::keys::{KeyRing, SecretBox};
+use crate::mcp::McpState;
 use crate::openapi::ApiDoc;
 use crate::spa::Spa;
-use crate::{accounts, admin, auth, health, setup, spa};
+use crate::{accounts, admin, auth, health, mcp, setup, spa};
 
 /// How often expired sessions and stale login-failure rows are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -52,6 +53,7 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     pub login_throttle: Arc<LoginThrottle>,
     pub events: EventSink,
+    pub mcp: Arc<McpState>,
     pub spa: Option<Spa>,
     pub started: Instant,
 }
@@ -69,7 +71,10 @@ impl AppState {
         spawn_pruning(db.clone(), config.auth.access_token_ttl);
         let keys = Arc::new(keys);
         spawn_key_reload(keys.clone(), db.clone());
+        let mcp = McpState::init(db.clone(), secret_box.clone(), config.clone()).await?;
+        mcp.spawn_background(&config, db.clone());
         Ok(AppState {
+            mcp,
             spa: Spa::load(&config.web_dir),
             auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl)),
             login_throttle: Arc::new(LoginThrottle::new(
@@ -283,6 +288,7 @@ pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api_router)
+        .merge(mcp::router())
         .merge(SwaggerUi::new(shared::routes::SWAGGER_UI).url(shared::routes::OPENAPI_JSON, openapi))
         .fallback(spa::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

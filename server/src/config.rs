@@ -46,6 +46,11 @@ pub const KNOWN_VARS: &[&str] = &[
     "LOGIN_IP_MAX_FAILURES",
     "LOGIN_IP_WINDOW_SECS",
     "AUTH_CACHE_TTL_MS",
+    "MCP_MAX_REQUEST_BYTES",
+    "MCP_MAX_RESPONSE_BYTES",
+    "MCP_HEALTH_INTERVAL_SECS",
+    "MCP_SESSION_IDLE_SECS",
+    "MCP_DEFAULT_TIMEOUT_SECS",
 ];
 
 /// The validated configuration. Passed around as `Arc<Config>`; never a global.
@@ -79,8 +84,24 @@ pub struct Config {
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub auth: AuthConfig,
+    pub mcp: McpConfig,
     /// Where the values came from (for `check-config`).
     pub config_file: Option<PathBuf>,
+}
+
+/// The MCP proxy.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    /// Largest JSON-RPC message a client may send.
+    pub max_request_bytes: usize,
+    /// Largest JSON response, or single SSE event, a backend may send.
+    pub max_response_bytes: usize,
+    /// Background health-check period (jittered); zero turns the checks off.
+    pub health_interval: Duration,
+    /// A client session unused this long is forgotten (the backend session is ended too).
+    pub session_idle: Duration,
+    /// Timeout of new servers that do not set their own.
+    pub default_timeout: Duration,
 }
 
 /// Token lifetimes, registration and login protection.
@@ -409,6 +430,30 @@ impl Config {
             ));
         }
 
+        let mcp = McpConfig {
+            max_request_bytes: usize::try_from(vars.parse(
+                "MCP_MAX_REQUEST_BYTES",
+                4 * 1024 * 1024,
+                |s| ranged(s, 1024, 256 * 1024 * 1024, "expected bytes 1024-268435456"),
+            )?)
+            .unwrap_or(4 * 1024 * 1024),
+            max_response_bytes: usize::try_from(vars.parse(
+                "MCP_MAX_RESPONSE_BYTES",
+                16 * 1024 * 1024,
+                |s| ranged(s, 1024, 1024 * 1024 * 1024, "expected bytes 1024-1073741824"),
+            )?)
+            .unwrap_or(16 * 1024 * 1024),
+            health_interval: Duration::from_secs(vars.parse("MCP_HEALTH_INTERVAL_SECS", 30, |s| {
+                ranged(s, 0, 86_400, "expected seconds 0-86400 (0 turns health checks off)")
+            })?),
+            session_idle: Duration::from_secs(vars.parse("MCP_SESSION_IDLE_SECS", 3600, |s| {
+                ranged(s, 10, 7 * 86_400, "expected seconds 10-604800")
+            })?),
+            default_timeout: Duration::from_secs(vars.parse("MCP_DEFAULT_TIMEOUT_SECS", 60, |s| {
+                ranged(s, 1, 3600, "expected seconds 1-3600")
+            })?),
+        };
+
         Ok(Config {
             host,
             port,
@@ -430,6 +475,7 @@ impl Config {
             request_timeout,
             shutdown_timeout,
             auth,
+            mcp,
             config_file: file,
         })
     }

@@ -30,6 +30,8 @@ pub enum EventType {
     AccessDenied,
     /// A client IP exceeded its failed-login budget.
     RateLimited,
+    /// A browser request to an MCP endpoint from an origin not in `ALLOWED_ORIGINS`.
+    OriginRejected,
 }
 
 impl EventType {
@@ -41,6 +43,7 @@ impl EventType {
             EventType::AccountLocked => "account_locked",
             EventType::AccessDenied => "access_denied",
             EventType::RateLimited => "rate_limited",
+            EventType::OriginRejected => "origin_rejected",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Modules in reading order: configuration and telemetry, the database, keys and passwords,
 //! the HTTP surface (app, error, OpenAPI, feature modules), the SPA. See docs/ARCHITECTURE.md.
 
+pub mod cache;
 pub mod config;
 pub mod telemetry;
 
@@ -18,6 +19,8 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod health;
+pub mod mcp;
 pub mod openapi;
+pub mod servers;
 pub mod setup;
 pub mod spa;

@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         license(name = "MIT", identifier = "MIT"),
     ),
     modifiers(&SecuritySchemes),
+    paths(crate::mcp::proxy::doc_post, crate::mcp::proxy::doc_get, crate::mcp::proxy::doc_delete),
     tags(
         (name = "health", description = "Liveness and readiness probes"),
         (name = "setup", description = "First-run setup"),
@@ -20,6 +21,8 @@ use utoipa::{Modify, OpenApi};
         (name = "api-keys", description = "API keys (`amg_…`) for MCP clients and scripts"),
         (name = "admin", description = "Admin sessions, audit log, security events, signing keys"),
         (name = "users", description = "User administration"),
+        (name = "mcp-servers", description = "MCP servers registry, per-user access, activity"),
+        (name = "mcp", description = "The MCP endpoints (streamable HTTP, JSON-RPC bodies)"),
     ),
     components(schemas(shared::error::ApiErrorBody, shared::error::ApiErrorDetail)),
 )]

@@ -9,4 +9,5 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod routes;
+pub mod servers;
 pub mod users;

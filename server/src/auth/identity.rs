@@ -6,10 +6,7 @@
 //! is invalidated at once by every change made through this replica (logout, disable, demote,
 //! delete, password reset, key revocation). See docs/ARCHITECTURE.md, "Identity".
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -20,14 +17,13 @@ use shared::auth::Role;
 
 use crate::app::AppState;
 use crate::auth::client_ip::ClientIp;
+use crate::cache::TtlMap;
 use crate::auth::tokens::{API_KEY_PREFIX, AccessClaims, Audience};
 use crate::db;
 use crate::error::ApiError;
 use crate::events::{EventContext, EventType, Severity};
 use crate::keys::TokenError;
 
-/// Most verified tokens kept; when full, expired entries go first, then everything.
-const MAX_CACHED_TOKENS: usize = 50_000;
 /// `last_used_at` of an API key is written at most this often.
 const API_KEY_TOUCH_SECS: i64 = 60;
 
@@ -76,42 +72,6 @@ struct ApiKeyState {
     revoked: bool,
     expires_at: Option<i64>,
     servers: Option<Vec<String>>,
-}
-
-/// A map whose entries are trusted for `ttl` after they were read from the database.
-struct TtlMap<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
-}
-
-impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
-    fn new() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, key: &K, ttl: std::time::Duration) -> Option<V> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(key)
-            .filter(|(_, at)| at.elapsed() < ttl)
-            .map(|(v, _)| v.clone())
-    }
-
-    fn put(&self, key: K, value: V) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_CACHED_TOKENS {
-                entries.clear();
-            }
-            entries.insert(key, (value, Instant::now()));
-        }
-    }
-
-    fn retain(&self, keep: impl Fn(&K, &V) -> bool) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|k, (v, _)| keep(k, v));
-        }
-    }
 }
 
 /// The per-replica view of identity state. Cheap to share (`Arc` in `AppState`).

@@ -1,0 +1,58 @@
+//! `TtlMap`: a small concurrent map whose entries are trusted for a while after they were read
+//! from the database, and can be invalidated at once.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most entries kept; when full, the map is emptied (entries are only caches of the database).
+const MAX_ENTRIES: usize = 50_000;
+
+pub struct TtlMap<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> Default for TtlMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
+    pub fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The value if it was stored less than `ttl` ago.
+    pub fn get(&self, key: &K, ttl: Duration) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(v, _)| v.clone())
+    }
+
+    pub fn put(&self, key: K, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(key, (value, Instant::now()));
+        }
+    }
+
+    pub fn retain(&self, keep: impl Fn(&K, &V) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|k, (v, _)| keep(k, v));
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}

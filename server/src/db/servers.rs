@@ -1,0 +1,223 @@
+//! The `mcp_servers`, `mcp_permissions` and `mcp_activity` tables.
+
+use sqlx::{AnyExecutor, FromRow};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ServerRow {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub enabled: i64,
+    pub transport: String,
+    pub timeout_ms: i64,
+    pub credential_type: Option<String>,
+    pub credential_header: Option<String>,
+    pub credential: Option<Vec<u8>>,
+    pub credential_hint: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
+                credential_header, credential, credential_hint, created_at, updated_at
+         from mcp_servers order by name",
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
+                credential_header, credential, credential_hint, created_at, updated_at
+         from mcp_servers where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Inserts the row (without credential) and returns its id.
+pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into mcp_servers (name, url, description, enabled, transport, timeout_ms,
+                                  created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $7)
+         returning id",
+    )
+    .bind(&row.name)
+    .bind(&row.url)
+    .bind(&row.description)
+    .bind(row.enabled)
+    .bind(&row.transport)
+    .bind(row.timeout_ms)
+    .bind(row.created_at)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "update mcp_servers
+         set name = $1, url = $2, description = $3, enabled = $4, transport = $5,
+             timeout_ms = $6, updated_at = $7
+         where id = $8",
+    )
+    .bind(&row.name)
+    .bind(&row.url)
+    .bind(&row.description)
+    .bind(row.enabled)
+    .bind(&row.transport)
+    .bind(row.timeout_ms)
+    .bind(row.updated_at)
+    .bind(row.id)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
+pub async fn set_credential(
+    db: impl AnyExecutor<'_>,
+    id: i64,
+    kind: Option<&str>,
+    header: Option<&str>,
+    sealed: Option<&[u8]>,
+    hint: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update mcp_servers
+         set credential_type = $1, credential_header = $2, credential = $3, credential_hint = $4
+         where id = $5",
+    )
+    .bind(kind)
+    .bind(header)
+    .bind(sealed)
+    .bind(hint)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(db: impl AnyExecutor<'_>, id: i64) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query("delete from mcp_servers where id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Server ids the user has been granted.
+pub async fn granted_servers(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("select server_id from mcp_permissions where user_id = $1")
+        .bind(user_id)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn grant(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+    server_id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into mcp_permissions (user_id, server_id, granted_at) values ($1, $2, $3)
+         on conflict (user_id, server_id) do nothing",
+    )
+    .bind(user_id)
+    .bind(server_id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn revoke(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+    server_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from mcp_permissions where user_id = $1 and server_id = $2")
+        .bind(user_id)
+        .bind(server_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct ActivityRow {
+    pub id: i64,
+    pub at: i64,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub server: String,
+    pub method: String,
+    pub tool: Option<String>,
+    pub status: String,
+    pub http_status: i64,
+    pub latency_ms: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+}
+
+pub async fn insert_activity(
+    db: impl AnyExecutor<'_>,
+    a: &ActivityRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into mcp_activity (at, user_id, username, server, method, tool, status,
+                                   http_status, latency_ms, bytes_in, bytes_out)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(a.at)
+    .bind(a.user_id)
+    .bind(&a.username)
+    .bind(&a.server)
+    .bind(&a.method)
+    .bind(&a.tool)
+    .bind(&a.status)
+    .bind(a.http_status)
+    .bind(a.latency_ms)
+    .bind(a.bytes_in)
+    .bind(a.bytes_out)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn list_activity(
+    db: impl AnyExecutor<'_>,
+    server: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ActivityRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, at, user_id, username, server, method, tool, status, http_status,
+                latency_ms, bytes_in, bytes_out
+         from mcp_activity where ($1 is null or server = $1)
+         order by id desc limit $2 offset $3",
+    )
+    .bind(server)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_activity(
+    db: impl AnyExecutor<'_>,
+    server: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from mcp_activity where ($1 is null or server = $1)")
+        .bind(server)
+        .fetch_one(db)
+        .await
+}

@@ -1,0 +1,181 @@
+//! The MCP side of the gateway: the registry of backends, the backend client, client sessions,
+//! the per-server proxy (`/mcp/{server}`), activity records and health checks.
+//! `mcp/README.md` explains the protocol handling.
+
+pub mod activity;
+pub mod backend;
+pub mod health;
+pub mod legacy;
+pub mod protocol;
+pub mod proxy;
+pub mod registry;
+pub mod session;
+pub mod sse;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::db::Db;
+use crate::keys::SecretBox;
+use crate::mcp::activity::ActivitySink;
+use crate::mcp::backend::{BackendClient, BackendError, client_info};
+use crate::mcp::registry::{Era, Registry};
+use crate::mcp::session::{ProxySession, SessionStore, Upstream};
+
+/// How often the server list is re-read for edits made by other replicas.
+const REGISTRY_RELOAD: Duration = Duration::from_secs(5);
+const SESSION_SWEEP: Duration = Duration::from_secs(60);
+
+pub struct McpState {
+    pub registry: Registry,
+    pub client: BackendClient,
+    pub sessions: SessionStore,
+    /// Backend sessions the gateway holds for 2026-07-28 clients of older backends, per
+    /// (user, server).
+    held: Mutex<HashMap<(i64, i64), Arc<ProxySession>>>,
+    pub activity: ActivitySink,
+}
+
+impl McpState {
+    pub async fn init(db: Db, secret_box: Arc<SecretBox>, config: Arc<Config>) -> anyhow::Result<Arc<McpState>> {
+        let registry = Registry::load(db.clone(), secret_box, config).await?;
+        Ok(Arc::new(McpState {
+            registry,
+            client: BackendClient::new()?,
+            sessions: SessionStore::default(),
+            held: Mutex::default(),
+            activity: ActivitySink::spawn(db),
+        }))
+    }
+
+    /// Applies an admin edit to the live proxy at once.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        self.registry.reload().await?;
+        let live = self.registry.snapshot();
+        let live_ids: Vec<i64> = live.values().filter(|b| b.enabled).map(|b| b.id).collect();
+        self.sessions.remove_where(|s| live_ids.contains(&s.server_id));
+        if let Ok(mut held) = self.held.lock() {
+            held.retain(|(_, server), _| live_ids.contains(server));
+        }
+        Ok(())
+    }
+
+    /// Forgets a user's sessions and cached grants (access changed, user disabled or deleted).
+    pub fn forget_user(&self, user_id: i64) {
+        self.registry.invalidate_grants(user_id);
+        self.sessions.remove_where(|s| s.user_id != user_id);
+        if let Ok(mut held) = self.held.lock() {
+            held.retain(|(user, _), _| *user != user_id);
+        }
+    }
+
+    pub(crate) async fn held_session(
+        &self,
+        call_user: i64,
+        backend: &registry::Backend,
+        capabilities: Value,
+        client: Value,
+    ) -> Result<Arc<ProxySession>, BackendError> {
+        let key = (call_user, backend.id);
+        if let Some(existing) = self.held.lock().ok().and_then(|h| h.get(&key).cloned()) {
+            let alive = match &*existing.upstream.lock().await {
+                Upstream::Legacy(l) => !l.lock().await.is_closed(),
+                _ => true,
+            };
+            if alive {
+                existing.touch();
+                return Ok(existing);
+            }
+        }
+        let capabilities = if capabilities.is_object() { capabilities } else { json!({}) };
+        let client = if client.is_object() { client } else { client_info() };
+        let init_params = json!({ "capabilities": capabilities, "clientInfo": client });
+        let (upstream, result, version) = if backend.era() == Era::Legacy {
+            let mut legacy = legacy::LegacySession::connect(&self.client, &backend.target).await?;
+            let handshake = legacy.initialize(capabilities, client).await?;
+            (
+                Upstream::Legacy(Arc::new(tokio::sync::Mutex::new(legacy))),
+                handshake.result,
+                handshake.protocol_version,
+            )
+        } else {
+            let handshake = self
+                .client
+                .initialize(&backend.target, protocol::LATEST_HANDSHAKE_VERSION, capabilities, client)
+                .await?;
+            (
+                Upstream::Http {
+                    session_id: handshake.session_id,
+                    version: handshake.protocol_version.clone(),
+                },
+                handshake.result,
+                handshake.protocol_version,
+            )
+        };
+        let mut init_params = init_params;
+        init_params["backendResult"] = result;
+        let session = Arc::new(ProxySession::detached(call_user, backend.id, version, init_params, upstream));
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(key, session.clone());
+        }
+        Ok(session)
+    }
+
+    /// `server/discover` answered for an older backend, from its InitializeResult.
+    pub(crate) fn held_discover(&self, session: &ProxySession) -> Value {
+        let result = &session.init_params["backendResult"];
+        json!({
+            "supportedVersions": [protocol::LATEST_VERSION],
+            "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            "resultType": "complete",
+            "_meta": { "io.modelcontextprotocol/serverInfo": result.get("serverInfo").cloned().unwrap_or(Value::Null) },
+        })
+    }
+
+    pub fn spawn_background(self: &Arc<Self>, config: &Config, db: Db) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REGISTRY_RELOAD);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if db.pool.is_closed() {
+                    break;
+                }
+                if let Err(e) = state.registry.reload().await {
+                    tracing::debug!(error = format!("{e:#}"), "reloading the MCP server registry failed");
+                }
+            }
+        });
+        let state = self.clone();
+        let idle = config.mcp.session_idle;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SESSION_SWEEP);
+            loop {
+                tick.tick().await;
+                let expired = state.sessions.expire(idle);
+                if let Ok(mut held) = state.held.lock() {
+                    held.retain(|_, s| !s.idle_for(idle));
+                }
+                if expired > 0 {
+                    tracing::debug!(expired, "expired idle MCP sessions");
+                }
+            }
+        });
+        health::spawn(self.clone(), config.mcp.health_interval);
+    }
+}
+
+/// `/mcp/{server}` (POST, GET, DELETE). Not under the API layers: MCP streams are long-lived and
+/// bodies are read by the proxy itself with its own limit.
+pub fn router() -> Router<AppState> {
+    let methods = post(proxy::post).get(proxy::get).delete(proxy::delete);
+    Router::new().route("/mcp/{server}", methods) // not json: MCP streamable HTTP (see openapi.rs)
+}

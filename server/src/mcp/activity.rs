@@ -1,0 +1,61 @@
+//! Activity records of proxied MCP requests, written off the hot path: `record` puts the
+//! record on a bounded channel and returns at once; one task writes records in batches, one
+//! transaction per batch. A full queue drops the record and counts it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::db::{self, Db, servers::ActivityRow};
+
+const QUEUE: usize = 16_384;
+const BATCH: usize = 256;
+
+#[derive(Clone)]
+pub struct ActivitySink {
+    tx: mpsc::Sender<ActivityRow>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl ActivitySink {
+    pub fn spawn(db: Db) -> ActivitySink {
+        let (tx, mut rx) = mpsc::channel::<ActivityRow>(QUEUE);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                if let Err(e) = write_batch(&db, &batch).await {
+                    tracing::warn!(error = %e, records = batch.len(), "could not store MCP activity");
+                    if db.pool.is_closed() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                batch.clear();
+            }
+        });
+        ActivitySink {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn record(&self, row: ActivityRow) {
+        if self.tx.try_send(row).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+async fn write_batch(db: &Db, batch: &[ActivityRow]) -> Result<(), sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    for row in batch {
+        db::servers::insert_activity(&mut *tx, row).await?;
+    }
+    tx.commit().await
+}

@@ -1,0 +1,450 @@
+//! The gateway as an MCP client of its backends: one pooled HTTP client, credential injection,
+//! and the few calls the gateway makes on its own behalf (initialize, server/discover,
+//! tools/list for health checks), over streamable HTTP (either era) and legacy HTTP+SSE.
+//!
+//! The client's own `Authorization` never reaches a backend: requests are built from scratch
+//! with an allow-list of headers plus the backend's stored credential.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::mcp::protocol::{self, H_METHOD, H_SESSION, H_VERSION, META_CAPABILITIES, META_VERSION};
+use crate::mcp::sse;
+
+pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// Where and how to reach one backend.
+#[derive(Clone)]
+pub struct Target {
+    pub name: String,
+    pub url: String,
+    pub credential: Option<(HeaderName, HeaderValue)>,
+    pub timeout: Duration,
+    /// Upper bound on a backend response body (JSON) or event (SSE).
+    pub max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("credential", &self.credential.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// Why a backend call failed. Messages name the server, never its URL.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("server '{0}' is unreachable")]
+    Unavailable(String),
+    #[error("server '{0}' did not answer in time")]
+    Timeout(String),
+    #[error("server '{0}' answered HTTP {1}")]
+    Status(String, u16),
+    #[error("server '{0}' sent a response that is not valid MCP")]
+    Protocol(String),
+    #[error("server '{0}' sent a response larger than the limit")]
+    TooLarge(String),
+}
+
+impl BackendError {
+    pub fn code(&self) -> i64 {
+        match self {
+            BackendError::Unavailable(_) => protocol::code::BACKEND_UNAVAILABLE,
+            BackendError::Timeout(_) => protocol::code::BACKEND_TIMEOUT,
+            BackendError::TooLarge(_) => protocol::code::TOO_LARGE,
+            BackendError::Status(..) | BackendError::Protocol(_) => protocol::code::BACKEND_ERROR,
+        }
+    }
+
+    /// The stable short name recorded in activity.
+    pub fn label(&self) -> &'static str {
+        match self {
+            BackendError::Unavailable(_) => "backend_unavailable",
+            BackendError::Timeout(_) => "backend_timeout",
+            BackendError::Status(..) => "backend_error",
+            BackendError::Protocol(_) => "backend_protocol_error",
+            BackendError::TooLarge(_) => "response_too_large",
+        }
+    }
+}
+
+/// The answer to one JSON-RPC request the gateway sent itself.
+#[derive(Debug, Clone)]
+pub struct RpcReply {
+    pub message: Value,
+    pub session_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct BackendClient {
+    http: reqwest::Client,
+}
+
+impl BackendClient {
+    pub fn new() -> anyhow::Result<BackendClient> {
+        let http = reqwest::Client::builder()
+            // Following a redirect could carry the credential to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(BackendClient { http })
+    }
+
+    /// A request to `url` with the backend credential attached and nothing else.
+    pub fn request(&self, target: &Target, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, url);
+        if let Some((name, value)) = &target.credential {
+            req = req.header(name, value);
+        }
+        req
+    }
+
+    /// Sends and waits for the response headers (bounded by the backend timeout).
+    pub async fn send(
+        &self,
+        target: &Target,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BackendError> {
+        match tokio::time::timeout(target.timeout, req.send()).await {
+            Err(_) => Err(BackendError::Timeout(target.name.clone())),
+            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout(target.name.clone())),
+            Ok(Err(e)) => {
+                tracing::debug!(server = %target.name, error = %e, "backend request failed");
+                Err(BackendError::Unavailable(target.name.clone()))
+            }
+            Ok(Ok(res)) => Ok(res),
+        }
+    }
+
+    /// Sends one JSON-RPC request over streamable HTTP and returns its response message,
+    /// whether the backend answers with JSON or an SSE stream.
+    pub async fn rpc(
+        &self,
+        target: &Target,
+        session: Option<&str>,
+        version: Option<&str>,
+        body: &Value,
+    ) -> Result<RpcReply, BackendError> {
+        let mut req = self
+            .request(target, reqwest::Method::POST, &target.url)
+            .header(ACCEPT, ACCEPT_BOTH)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(session) = session {
+            req = req.header(H_SESSION, session);
+        }
+        if let Some(version) = version {
+            req = req.header(H_VERSION, version);
+        }
+        if version == Some(protocol::LATEST_VERSION) {
+            if let Some(method) = body["method"].as_str() {
+                req = req.header(H_METHOD, method);
+            }
+            if let Some(name) = body["params"]["name"].as_str().or(body["params"]["uri"].as_str()) {
+                req = req.header(protocol::H_NAME, name);
+            }
+        }
+        let res = self.send(target, req).await?;
+        let status = res.status().as_u16();
+        let session_id = res
+            .headers()
+            .get(H_SESSION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if status == 202 {
+            return Ok(RpcReply {
+                message: Value::Null,
+                session_id,
+            });
+        }
+        let is_sse = is_event_stream(res.headers());
+        if !(200..300).contains(&status) {
+            // A 400 with a JSON-RPC error body (e.g. an unsupported version) is still an answer.
+            if status == 400
+                && let Ok(bytes) = read_limited(target, res).await
+                && let Ok(message) = serde_json::from_slice::<Value>(&bytes)
+                && message.get("error").is_some()
+            {
+                return Ok(RpcReply {
+                    message,
+                    session_id: None,
+                });
+            }
+            return Err(BackendError::Status(target.name.clone(), status));
+        }
+        let want_id = body.get("id").cloned().unwrap_or(Value::Null);
+        let message = if is_sse {
+            wait_for_response(target, res, &want_id).await?
+        } else {
+            let bytes = read_limited(target, res).await?;
+            serde_json::from_slice(&bytes).map_err(|_| BackendError::Protocol(target.name.clone()))?
+        };
+        Ok(RpcReply {
+            message,
+            session_id,
+        })
+    }
+
+    /// Sends a notification (expects 202).
+    pub async fn notify(
+        &self,
+        target: &Target,
+        session: Option<&str>,
+        version: Option<&str>,
+        body: &Value,
+    ) -> Result<(), BackendError> {
+        self.rpc(target, session, version, body).await.map(|_| ())
+    }
+
+    /// The handshake: `initialize`, then `notifications/initialized`. Returns the backend's
+    /// session id (if it issues one), the negotiated version and the InitializeResult.
+    pub async fn initialize(
+        &self,
+        target: &Target,
+        version: &str,
+        capabilities: Value,
+        client_info: Value,
+    ) -> Result<Handshake, BackendError> {
+        let body = json!({
+            "jsonrpc": "2.0", "id": "authmcp-init", "method": "initialize",
+            "params": { "protocolVersion": version, "capabilities": capabilities, "clientInfo": client_info },
+        });
+        let reply = self.rpc(target, None, None, &body).await?;
+        let result = reply
+            .message
+            .get("result")
+            .cloned()
+            .ok_or_else(|| BackendError::Protocol(target.name.clone()))?;
+        let negotiated = result["protocolVersion"]
+            .as_str()
+            .unwrap_or(version)
+            .to_string();
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.notify(target, reply.session_id.as_deref(), Some(&negotiated), &initialized)
+            .await?;
+        Ok(Handshake {
+            session_id: reply.session_id,
+            protocol_version: negotiated,
+            result,
+        })
+    }
+
+    /// `server/discover` (2026-07-28). `Ok(None)` when the backend does not speak it.
+    pub async fn discover(&self, target: &Target) -> Result<Option<Value>, BackendError> {
+        let body = json!({
+            "jsonrpc": "2.0", "id": "authmcp-discover", "method": "server/discover",
+            "params": { "_meta": {
+                META_VERSION: protocol::LATEST_VERSION,
+                META_CAPABILITIES: {},
+                protocol::META_CLIENT_INFO: client_info(),
+            }},
+        });
+        match self.rpc(target, None, Some(protocol::LATEST_VERSION), &body).await {
+            Ok(reply) => Ok(reply
+                .message
+                .get("result")
+                .filter(|r| {
+                    r["supportedVersions"]
+                        .as_array()
+                        .is_some_and(|v| v.iter().any(|v| v == protocol::LATEST_VERSION))
+                })
+                .cloned()),
+            Err(BackendError::Status(_, 400 | 404 | 405 | 406 | 415)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Connects, negotiates and lists tools, as "test connection" and the health checker do.
+    pub async fn probe(&self, target: &Target, transport: shared::servers::Transport) -> Probe {
+        let started = Instant::now();
+        let result = self.probe_inner(target, transport).await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok(mut probe) => {
+                probe.latency_ms = latency_ms;
+                probe
+            }
+            Err(e) => Probe {
+                latency_ms,
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn probe_inner(
+        &self,
+        target: &Target,
+        transport: shared::servers::Transport,
+    ) -> Result<Probe, BackendError> {
+        use shared::servers::Transport;
+        if transport == Transport::Sse {
+            let mut session = crate::mcp::legacy::LegacySession::connect(self, target).await?;
+            let handshake = session.initialize(json!({}), client_info()).await?;
+            let tools = session
+                .request(json!({"jsonrpc": "2.0", "id": "authmcp-tools", "method": "tools/list", "params": {}}))
+                .await?;
+            return Ok(Probe::from_parts("sse", &handshake.protocol_version, &handshake.result, &tools));
+        }
+        if let Some(discovered) = self.discover(target).await? {
+            let body = json!({
+                "jsonrpc": "2.0", "id": "authmcp-tools", "method": "tools/list",
+                "params": { "_meta": { META_VERSION: protocol::LATEST_VERSION, META_CAPABILITIES: {} } },
+            });
+            let tools = self.rpc(target, None, Some(protocol::LATEST_VERSION), &body).await?;
+            let info = json!({ "serverInfo": discovered["_meta"]["io.modelcontextprotocol/serverInfo"] });
+            return Ok(Probe::from_parts("streamable-http", protocol::LATEST_VERSION, &info, &tools.message));
+        }
+        let handshake = match self
+            .initialize(target, protocol::LATEST_HANDSHAKE_VERSION, json!({}), client_info())
+            .await
+        {
+            Err(BackendError::Status(_, 400 | 404 | 405)) if transport == Transport::Auto => {
+                return Box::pin(self.probe_inner(target, Transport::Sse)).await;
+            }
+            other => other?,
+        };
+        let body = json!({"jsonrpc": "2.0", "id": "authmcp-tools", "method": "tools/list", "params": {}});
+        let tools = self
+            .rpc(target, handshake.session_id.as_deref(), Some(&handshake.protocol_version), &body)
+            .await?;
+        if let Some(session) = &handshake.session_id {
+            let req = self
+                .request(target, reqwest::Method::DELETE, &target.url)
+                .header(H_SESSION, session)
+                .header(H_VERSION, &handshake.protocol_version);
+            let _ = self.send(target, req).await;
+        }
+        Ok(Probe::from_parts(
+            "streamable-http",
+            &handshake.protocol_version,
+            &handshake.result,
+            &tools.message,
+        ))
+    }
+}
+
+/// The result of a completed handshake with a backend.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub session_id: Option<String>,
+    pub protocol_version: String,
+    pub result: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    pub latency_ms: u64,
+    pub transport: Option<String>,
+    pub protocol_version: Option<String>,
+    pub server_name: Option<String>,
+    pub tools: Vec<shared::servers::ToolInfo>,
+    pub error: Option<String>,
+}
+
+impl Probe {
+    fn from_parts(transport: &str, version: &str, init: &Value, tools: &Value) -> Probe {
+        let tools = tools["result"]["tools"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|t| {
+                        Some(shared::servers::ToolInfo {
+                            name: t["name"].as_str()?.to_string(),
+                            description: t["description"].as_str().map(str::to_string),
+                            input_schema: t.get("inputSchema").cloned(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Probe {
+            latency_ms: 0,
+            transport: Some(transport.into()),
+            protocol_version: Some(version.into()),
+            server_name: init["serverInfo"]["name"].as_str().map(str::to_string),
+            tools,
+            error: None,
+        }
+    }
+}
+
+/// How the gateway introduces itself to backends.
+pub fn client_info() -> Value {
+    json!({ "name": "authmcp-gateway", "version": env!("CARGO_PKG_VERSION") })
+}
+
+pub fn is_event_stream(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// Reads a whole (JSON) body, refusing more than the limit.
+pub async fn read_limited(target: &Target, res: reqwest::Response) -> Result<Bytes, BackendError> {
+    if res
+        .content_length()
+        .is_some_and(|len| len > target.max_response_bytes as u64)
+    {
+        return Err(BackendError::TooLarge(target.name.clone()));
+    }
+    let mut body = Vec::new();
+    let mut stream = res.bytes_stream();
+    loop {
+        let next = tokio::time::timeout(target.timeout, stream.next())
+            .await
+            .map_err(|_| BackendError::Timeout(target.name.clone()))?;
+        match next {
+            None => break,
+            Some(Err(_)) => return Err(BackendError::Unavailable(target.name.clone())),
+            Some(Ok(chunk)) => {
+                if body.len() + chunk.len() > target.max_response_bytes {
+                    return Err(BackendError::TooLarge(target.name.clone()));
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(Bytes::from(body))
+}
+
+/// Reads an SSE response until the JSON-RPC response with `id` arrives.
+async fn wait_for_response(
+    target: &Target,
+    res: reqwest::Response,
+    id: &Value,
+) -> Result<Value, BackendError> {
+    let mut parser = sse::Parser::default();
+    let mut stream = res.bytes_stream();
+    loop {
+        let next = tokio::time::timeout(target.timeout, stream.next())
+            .await
+            .map_err(|_| BackendError::Timeout(target.name.clone()))?;
+        let chunk = match next {
+            None => return Err(BackendError::Protocol(target.name.clone())),
+            Some(Err(_)) => return Err(BackendError::Unavailable(target.name.clone())),
+            Some(Ok(chunk)) => chunk,
+        };
+        for event in parser.push(&chunk) {
+            if let Ok(message) = serde_json::from_str::<Value>(&event.data)
+                && message.get("id") == Some(id)
+                && (message.get("result").is_some() || message.get("error").is_some())
+            {
+                return Ok(message);
+            }
+        }
+        if parser.pending() > target.max_response_bytes {
+            return Err(BackendError::TooLarge(target.name.clone()));
+        }
+    }
+}

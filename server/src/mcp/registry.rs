@@ -1,0 +1,238 @@
+//! The live view of the MCP servers registry: every backend with its decrypted credential ready
+//! to attach, its health, and who may use it.
+//!
+//! The server list is small and read on every proxied request, so it is held in memory as an
+//! immutable snapshot swapped on change: at once after an edit made through this replica, and
+//! by a reload every few seconds for edits made elsewhere. Per-user grants are cached like
+//! identity state (`AUTH_CACHE_TTL_MS`, invalidated at once on change).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use shared::auth::Role;
+use shared::servers::{ServerHealth, Transport};
+
+use crate::auth::identity::{AuthMethod, Principal};
+use crate::cache::TtlMap;
+use crate::config::Config;
+use crate::db::{self, Db, servers::ServerRow};
+use crate::keys::SecretBox;
+use crate::mcp::backend::Target;
+
+/// What the gateway has learnt about how a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    Unknown,
+    /// Streamable HTTP with `initialize` (2025-03-26 … 2025-11-25).
+    Handshake,
+    /// Streamable HTTP, stateless 2026-07-28 only.
+    Modern,
+    /// HTTP+SSE (2024-11-05).
+    Legacy,
+}
+
+pub struct Backend {
+    pub id: i64,
+    pub name: String,
+    pub enabled: bool,
+    pub transport: Transport,
+    pub target: Target,
+    pub row: ServerRow,
+    era: Mutex<Era>,
+}
+
+impl Backend {
+    pub fn era(&self) -> Era {
+        self.era.lock().map(|e| *e).unwrap_or(Era::Unknown)
+    }
+
+    pub fn set_era(&self, era: Era) {
+        if let Ok(mut e) = self.era.lock() {
+            *e = era;
+        }
+    }
+}
+
+type Snapshot = Arc<HashMap<String, Arc<Backend>>>;
+
+pub struct Registry {
+    db: Db,
+    secret_box: Arc<SecretBox>,
+    config: Arc<Config>,
+    servers: RwLock<Snapshot>,
+    health: Mutex<HashMap<i64, ServerHealth>>,
+    grants: TtlMap<i64, Arc<HashSet<i64>>>,
+}
+
+pub fn credential_context(id: i64) -> String {
+    format!("mcp_servers:{id}:credential")
+}
+
+impl Registry {
+    pub async fn load(db: Db, secret_box: Arc<SecretBox>, config: Arc<Config>) -> anyhow::Result<Registry> {
+        let registry = Registry {
+            db,
+            secret_box,
+            config,
+            servers: RwLock::new(Arc::default()),
+            health: Mutex::default(),
+            grants: TtlMap::new(),
+        };
+        registry.reload().await?;
+        Ok(registry)
+    }
+
+    /// Re-reads the servers table; backends whose row did not change keep their state.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let rows = db::servers::list(&self.db.pool).await?;
+        let old = self.snapshot();
+        let mut next = HashMap::with_capacity(rows.len());
+        for row in rows {
+            if let Some(existing) = old.get(&row.name)
+                && existing.row.updated_at == row.updated_at
+                && existing.row.id == row.id
+                && existing.row.credential == row.credential
+            {
+                next.insert(row.name.clone(), existing.clone());
+                continue;
+            }
+            match self.backend(row) {
+                Ok(backend) => {
+                    next.insert(backend.name.clone(), Arc::new(backend));
+                }
+                Err(e) => tracing::error!(error = format!("{e:#}"), "cannot load an MCP server"),
+            }
+        }
+        match self.servers.write() {
+            Ok(mut slot) => *slot = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+        Ok(())
+    }
+
+    fn backend(&self, row: ServerRow) -> anyhow::Result<Backend> {
+        let credential = match (&row.credential_type, &row.credential) {
+            (Some(kind), Some(sealed)) => {
+                let secret = self.secret_box.open(sealed, &credential_context(row.id))?;
+                let secret = String::from_utf8(secret)?;
+                Some(credential_header(kind, row.credential_header.as_deref(), &secret)?)
+            }
+            _ => None,
+        };
+        let transport = match row.transport.as_str() {
+            "streamable-http" => Transport::StreamableHttp,
+            "sse" => Transport::Sse,
+            _ => Transport::Auto,
+        };
+        Ok(Backend {
+            id: row.id,
+            name: row.name.clone(),
+            enabled: row.enabled != 0,
+            transport,
+            target: Target {
+                name: row.name.clone(),
+                url: row.url.clone(),
+                credential,
+                timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(30_000)),
+                max_response_bytes: self.config.mcp.max_response_bytes,
+            },
+            era: Mutex::new(if transport == Transport::Sse { Era::Legacy } else { Era::Unknown }),
+            row,
+        })
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        match self.servers.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Backend>> {
+        self.snapshot().get(name).cloned()
+    }
+
+    pub fn health(&self, id: i64) -> ServerHealth {
+        self.health
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&id).cloned())
+            .unwrap_or(ServerHealth {
+                status: "unknown".into(),
+                latency_ms: None,
+                last_error: None,
+                tool_count: None,
+                protocol_version: None,
+                checked_at: None,
+            })
+    }
+
+    pub fn set_health(&self, id: i64, health: ServerHealth) {
+        if let Ok(mut h) = self.health.lock() {
+            h.insert(id, health);
+        }
+    }
+
+    /// Admins may use every server; users only the ones granted to them; an API key can narrow
+    /// that further to the servers it names.
+    pub async fn may_use(&self, principal: &Principal, backend: &Backend) -> anyhow::Result<bool> {
+        if let AuthMethod::ApiKey {
+            servers: Some(allowed),
+            ..
+        } = &principal.method
+            && !allowed.iter().any(|s| s == &backend.name)
+        {
+            return Ok(false);
+        }
+        if principal.role == Role::Admin {
+            return Ok(true);
+        }
+        Ok(self.grants_of(principal.user_id).await?.contains(&backend.id))
+    }
+
+    async fn grants_of(&self, user_id: i64) -> anyhow::Result<Arc<HashSet<i64>>> {
+        if let Some(grants) = self.grants.get(&user_id, self.config.auth.cache_ttl) {
+            return Ok(grants);
+        }
+        let grants: Arc<HashSet<i64>> =
+            Arc::new(db::servers::granted_servers(&self.db.pool, user_id).await?.into_iter().collect());
+        self.grants.put(user_id, grants.clone());
+        Ok(grants)
+    }
+
+    pub fn invalidate_grants(&self, user_id: i64) {
+        self.grants.retain(|id, _| *id != user_id);
+    }
+
+    pub fn invalidate_all_grants(&self) {
+        self.grants.clear();
+    }
+}
+
+/// The header a credential becomes.
+pub fn credential_header(
+    kind: &str,
+    header_name: Option<&str>,
+    secret: &str,
+) -> anyhow::Result<(HeaderName, HeaderValue)> {
+    let mut pair = match kind {
+        "bearer" => (AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {secret}"))?),
+        "basic" => (
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(secret)
+            ))?,
+        ),
+        "header" => (
+            HeaderName::from_bytes(header_name.unwrap_or_default().as_bytes())?,
+            HeaderValue::from_str(secret)?,
+        ),
+        other => anyhow::bail!("unknown credential type {other}"),
+    };
+    pair.1.set_sensitive(true);
+    Ok(pair)
+}

@@ -1,0 +1,141 @@
+//! Client sessions of the per-server proxy (handshake era): the gateway mints its own
+//! `Mcp-Session-Id`, bound to the authenticated user and the server, and maps it to the
+//! backend's session. Sessions are never authentication: the bearer token is checked on every
+//! request, and a session presented by another user (or for another server) is unknown (404).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::auth::identity::hex;
+use crate::db;
+use crate::keys::random_bytes;
+use crate::mcp::legacy::LegacySession;
+
+/// How the gateway reaches the backend for one client session.
+pub enum Upstream {
+    /// Streamable HTTP, handshake era: the backend's own session id (if it issued one) and the
+    /// version negotiated with it.
+    Http {
+        session_id: Option<String>,
+        version: String,
+    },
+    /// A 2026-07-28-only backend behind a handshake-era client: each request is sent stateless,
+    /// with the client's capabilities in `_meta`.
+    Modern,
+    /// HTTP+SSE backend: the gateway holds the stream.
+    Legacy(Arc<tokio::sync::Mutex<LegacySession>>),
+}
+
+pub struct ProxySession {
+    pub id: String,
+    pub user_id: i64,
+    pub server_id: i64,
+    /// The version negotiated with the client.
+    pub client_version: String,
+    /// The client's `initialize` params, to re-initialise a backend that lost its session.
+    pub init_params: Value,
+    pub upstream: tokio::sync::Mutex<Upstream>,
+    last_seen: AtomicI64,
+}
+
+impl ProxySession {
+    /// A session not registered in the store (the gateway-held ones).
+    pub fn detached(
+        user_id: i64,
+        server_id: i64,
+        client_version: String,
+        init_params: Value,
+        upstream: Upstream,
+    ) -> ProxySession {
+        ProxySession {
+            id: String::new(),
+            user_id,
+            server_id,
+            client_version,
+            init_params,
+            upstream: tokio::sync::Mutex::new(upstream),
+            last_seen: AtomicI64::new(db::now()),
+        }
+    }
+
+    pub fn idle_for(&self, idle: Duration) -> bool {
+        self.last_seen.load(Ordering::Relaxed) < db::now() - i64::try_from(idle.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    pub fn touch(&self) {
+        self.last_seen.store(db::now(), Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct SessionStore {
+    sessions: Mutex<HashMap<String, Arc<ProxySession>>>,
+}
+
+impl SessionStore {
+    /// Creates a session with a fresh 256-bit id (visible ASCII, hex).
+    pub fn create(
+        &self,
+        user_id: i64,
+        server_id: i64,
+        client_version: String,
+        init_params: Value,
+        upstream: Upstream,
+    ) -> anyhow::Result<Arc<ProxySession>> {
+        let id = hex(&random_bytes::<32>()?);
+        let session = Arc::new(ProxySession {
+            id: id.clone(),
+            user_id,
+            server_id,
+            client_version,
+            init_params,
+            upstream: tokio::sync::Mutex::new(upstream),
+            last_seen: AtomicI64::new(db::now()),
+        });
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(id, session.clone());
+        }
+        Ok(session)
+    }
+
+    /// The session, only for the user and server it belongs to.
+    pub fn get(&self, id: &str, user_id: i64, server_id: i64) -> Option<Arc<ProxySession>> {
+        let sessions = self.sessions.lock().ok()?;
+        let session = sessions.get(id)?;
+        (session.user_id == user_id && session.server_id == server_id).then(|| session.clone())
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<ProxySession>> {
+        self.sessions.lock().ok()?.remove(id)
+    }
+
+    /// Forgets every session of a user on a server (access revoked) or of a server (deleted).
+    pub fn remove_where(&self, keep: impl Fn(&ProxySession) -> bool) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|_, s| keep(s));
+        }
+    }
+
+    /// Drops sessions idle for longer than `idle`.
+    pub fn expire(&self, idle: Duration) -> usize {
+        let cutoff = db::now() - i64::try_from(idle.as_secs()).unwrap_or(i64::MAX);
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return 0;
+        };
+        let before = sessions.len();
+        sessions.retain(|_, s| s.last_seen.load(Ordering::Relaxed) >= cutoff);
+        before - sessions.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

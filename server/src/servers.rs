@@ -1,0 +1,354 @@
+//! MCP server administration: validation, credentials sealed at rest, per-user access, and
+//! applying every change to the live proxy at once.
+
+use serde_json::json;
+use shared::servers::{
+    CreateServer, CredentialInfo, CredentialInput, McpServer, ServerPermission, Transport,
+    UpdateServer,
+};
+
+use crate::accounts::{self, Actor, validate_server_name};
+use crate::app::AppState;
+use crate::db::{self, servers::ServerRow};
+use crate::error::ApiError;
+use crate::mcp::registry::{credential_context, credential_header};
+
+const MAX_TIMEOUT_SECS: u32 = 3600;
+
+fn transport_str(t: Transport) -> &'static str {
+    match t {
+        Transport::StreamableHttp => "streamable-http",
+        Transport::Sse => "sse",
+        Transport::Auto => "auto",
+    }
+}
+
+fn parse_transport(s: &str) -> Transport {
+    match s {
+        "streamable-http" => Transport::StreamableHttp,
+        "sse" => Transport::Sse,
+        _ => Transport::Auto,
+    }
+}
+
+fn validate_url(raw: &str) -> Result<String, ApiError> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|_| ApiError::validation("url", "not a valid URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ApiError::validation("url", "the URL must be http:// or https://"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::validation(
+            "url",
+            "put credentials in the credential field, not in the URL",
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(ApiError::validation("url", "the URL must not have a fragment"));
+    }
+    Ok(url.to_string())
+}
+
+fn validate_timeout(secs: Option<u32>, default: u64) -> Result<i64, ApiError> {
+    match secs {
+        None => Ok(i64::try_from(default).unwrap_or(60) * 1000),
+        Some(s) if (1..=MAX_TIMEOUT_SECS).contains(&s) => Ok(i64::from(s) * 1000),
+        Some(_) => Err(ApiError::validation(
+            "timeout_seconds",
+            format!("timeout_seconds must be 1 to {MAX_TIMEOUT_SECS}"),
+        )),
+    }
+}
+
+fn validate_description(d: Option<&str>) -> Result<Option<String>, ApiError> {
+    match d.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) if d.chars().count() > 1000 => Err(ApiError::validation(
+            "description",
+            "description must be at most 1000 characters",
+        )),
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+/// The credential to store: (type, header name, secret), or `None` to clear it.
+fn credential_parts(
+    input: &CredentialInput,
+) -> Result<Option<(&'static str, Option<String>, String)>, ApiError> {
+    let field = "credential";
+    let non_empty = |s: &str, what: &str| {
+        if s.is_empty() || s.len() > 8192 {
+            Err(ApiError::validation(field, format!("{what} must be 1 to 8192 characters")))
+        } else {
+            Ok(())
+        }
+    };
+    let parts = match input {
+        CredentialInput::None => return Ok(None),
+        CredentialInput::Bearer { token } => {
+            non_empty(token, "token")?;
+            ("bearer", None, token.clone())
+        }
+        CredentialInput::Basic { username, password } => {
+            non_empty(username, "username")?;
+            if username.contains(':') {
+                return Err(ApiError::validation(field, "a basic-auth username cannot contain ':'"));
+            }
+            ("basic", None, format!("{username}:{password}"))
+        }
+        CredentialInput::Header { name, value } => {
+            non_empty(value, "value")?;
+            let lower = name.to_ascii_lowercase();
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || matches!(
+                    lower.as_str(),
+                    "host" | "content-length" | "content-type" | "accept" | "connection"
+                        | "transfer-encoding" | "mcp-session-id" | "mcp-protocol-version"
+                )
+            {
+                return Err(ApiError::validation(field, format!("`{name}` cannot be used as a credential header")));
+            }
+            ("header", Some(lower), value.clone())
+        }
+    };
+    // The header must be valid on the wire.
+    credential_header(parts.0, parts.1.as_deref(), &parts.2)
+        .map_err(|_| ApiError::validation(field, "the credential contains characters not allowed in an HTTP header"))?;
+    Ok(Some(parts))
+}
+
+fn hint(secret: &str) -> String {
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if secret.chars().count() <= 8 {
+        "…".into()
+    } else {
+        format!("…{tail}")
+    }
+}
+
+pub fn to_api(state: &AppState, row: &ServerRow) -> McpServer {
+    McpServer {
+        id: row.id,
+        name: row.name.clone(),
+        url: row.url.clone(),
+        description: row.description.clone(),
+        enabled: row.enabled != 0,
+        transport: parse_transport(&row.transport),
+        timeout_seconds: u32::try_from(row.timeout_ms / 1000).unwrap_or(60),
+        credential: row.credential_type.as_ref().map(|kind| CredentialInfo {
+            kind: kind.clone(),
+            hint: row.credential_hint.clone().unwrap_or_else(|| "…".into()),
+            header_name: row.credential_header.clone(),
+        }),
+        endpoint: format!("{}/mcp/{}", state.config.public_url, row.name),
+        health: state.mcp.registry.health(row.id),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn snapshot(server: &McpServer) -> serde_json::Value {
+    json!({
+        "name": server.name, "url": server.url, "enabled": server.enabled,
+        "transport": server.transport, "timeout_seconds": server.timeout_seconds,
+        "credential": server.credential.as_ref().map(|c| &c.kind),
+    })
+}
+
+fn name_taken(e: sqlx::Error) -> ApiError {
+    if db::is_unique_violation(&e, "mcp_servers_name_key", "mcp_servers.name") {
+        ApiError::conflict("server_name_taken", "a server with this name already exists")
+    } else {
+        ApiError::Db(e)
+    }
+}
+
+async fn store_credential(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    id: i64,
+    input: &CredentialInput,
+) -> Result<(), ApiError> {
+    match credential_parts(input)? {
+        None => db::servers::set_credential(&mut *tx, id, None, None, None, None).await?,
+        Some((kind, header, secret)) => {
+            let sealed = state.secret_box.seal(secret.as_bytes(), &credential_context(id))?;
+            db::servers::set_credential(
+                &mut *tx,
+                id,
+                Some(kind),
+                header.as_deref(),
+                Some(&sealed),
+                Some(&hint(&secret)),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn credential_input(backend_token: Option<&String>, credential: Option<&CredentialInput>) -> Option<CredentialInput> {
+    credential.cloned().or_else(|| {
+        backend_token.map(|token| {
+            if token.is_empty() {
+                CredentialInput::None
+            } else {
+                CredentialInput::Bearer { token: token.clone() }
+            }
+        })
+    })
+}
+
+pub async fn create(state: &AppState, actor: &Actor<'_>, req: &CreateServer) -> Result<McpServer, ApiError> {
+    validate_server_name(&req.name).map_err(|m| ApiError::validation("name", m))?;
+    let now = db::now();
+    let row = ServerRow {
+        id: 0,
+        name: req.name.clone(),
+        url: validate_url(&req.url)?,
+        description: validate_description(req.description.as_deref())?,
+        enabled: i64::from(req.enabled),
+        transport: transport_str(req.transport).into(),
+        timeout_ms: validate_timeout(req.timeout_seconds, state.config.mcp.default_timeout.as_secs())?,
+        credential_type: None,
+        credential_header: None,
+        credential: None,
+        credential_hint: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let credential = credential_input(req.backend_token.as_ref(), req.credential.as_ref());
+    if let Some(c) = &credential {
+        credential_parts(c)?;
+    }
+    let mut tx = state.db.pool.begin().await?;
+    let id = db::servers::insert(&mut *tx, &row).await.map_err(name_taken)?;
+    if let Some(c) = &credential {
+        store_credential(state, &mut tx, id, c).await?;
+    }
+    let row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let server = to_api(state, &row);
+    accounts::audit(&mut *tx, actor, "mcp_server.create", "mcp_server", Some(id.to_string()), None, Some(snapshot(&server))).await?;
+    tx.commit().await?;
+    state.mcp.reload().await?;
+    Ok(server)
+}
+
+pub async fn update(state: &AppState, actor: &Actor<'_>, id: i64, req: &UpdateServer) -> Result<McpServer, ApiError> {
+    let mut tx = state.db.pool.begin().await?;
+    let before_row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let before = to_api(state, &before_row);
+    let mut row = before_row.clone();
+    if let Some(name) = &req.name {
+        validate_server_name(name).map_err(|m| ApiError::validation("name", m))?;
+        row.name = name.clone();
+    }
+    if let Some(url) = &req.url {
+        row.url = validate_url(url)?;
+    }
+    if let Some(d) = &req.description {
+        row.description = validate_description(Some(d))?;
+    }
+    if let Some(enabled) = req.enabled {
+        row.enabled = i64::from(enabled);
+    }
+    if let Some(t) = req.transport {
+        row.transport = transport_str(t).into();
+    }
+    if req.timeout_seconds.is_some() {
+        row.timeout_ms = validate_timeout(req.timeout_seconds, 60)?;
+    }
+    row.updated_at = db::now().max(before_row.updated_at + 1);
+    db::servers::update(&mut *tx, &row).await.map_err(name_taken)?;
+    if let Some(c) = credential_input(req.backend_token.as_ref(), req.credential.as_ref()) {
+        store_credential(state, &mut tx, id, &c).await?;
+    }
+    let row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let after = to_api(state, &row);
+    accounts::audit(&mut *tx, actor, "mcp_server.update", "mcp_server", Some(id.to_string()), Some(snapshot(&before)), Some(snapshot(&after))).await?;
+    tx.commit().await?;
+    state.mcp.reload().await?;
+    Ok(after)
+}
+
+pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), ApiError> {
+    let mut tx = state.db.pool.begin().await?;
+    let row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    db::servers::delete(&mut *tx, id).await?;
+    accounts::audit(&mut *tx, actor, "mcp_server.delete", "mcp_server", Some(id.to_string()), Some(snapshot(&to_api(state, &row))), None).await?;
+    tx.commit().await?;
+    state.mcp.reload().await?;
+    state.mcp.registry.invalidate_all_grants();
+    Ok(())
+}
+
+pub async fn permissions(state: &AppState, user_id: i64) -> Result<Vec<ServerPermission>, ApiError> {
+    db::users::find_by_id(&state.db.pool, user_id).await?.ok_or(ApiError::NotFound("no such user"))?;
+    let granted = db::servers::granted_servers(&state.db.pool, user_id).await?;
+    Ok(db::servers::list(&state.db.pool)
+        .await?
+        .into_iter()
+        .map(|s| ServerPermission {
+            can_access: granted.contains(&s.id),
+            server_id: s.id,
+            name: s.name,
+        })
+        .collect())
+}
+
+pub async fn set_permission(
+    state: &AppState,
+    actor: &Actor<'_>,
+    user_id: i64,
+    server_id: i64,
+    can_access: bool,
+) -> Result<Vec<ServerPermission>, ApiError> {
+    db::users::find_by_id(&state.db.pool, user_id).await?.ok_or(ApiError::NotFound("no such user"))?;
+    db::servers::find(&state.db.pool, server_id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let mut tx = state.db.pool.begin().await?;
+    if can_access {
+        db::servers::grant(&mut *tx, user_id, server_id, db::now()).await?;
+    } else {
+        db::servers::revoke(&mut *tx, user_id, server_id).await?;
+    }
+    accounts::audit(
+        &mut *tx,
+        actor,
+        if can_access { "mcp_permission.grant" } else { "mcp_permission.revoke" },
+        "user",
+        Some(user_id.to_string()),
+        None,
+        Some(json!({ "server_id": server_id, "can_access": can_access })),
+    )
+    .await?;
+    tx.commit().await?;
+    state.mcp.forget_user(user_id);
+    permissions(state, user_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_never_reveal_short_secrets() {
+        assert_eq!(hint("ghp_1234567890abcd"), "…abcd");
+        assert_eq!(hint("short"), "…");
+    }
+
+    #[test]
+    fn credentials_are_checked() {
+        assert!(credential_parts(&CredentialInput::Header { name: "Host".into(), value: "x".into() }).is_err());
+        assert!(credential_parts(&CredentialInput::Bearer { token: "".into() }).is_err());
+        assert!(credential_parts(&CredentialInput::Bearer { token: "a\nb".into() }).is_err());
+        assert!(credential_parts(&CredentialInput::Basic { username: "a:b".into(), password: "p".into() }).is_err());
+        let ok = credential_parts(&CredentialInput::Header { name: "X-Api-Key".into(), value: "k".into() }).unwrap();
+        assert_eq!(ok.map(|p| p.1), Some(Some("x-api-key".into())));
+    }
+}

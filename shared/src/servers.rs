@@ -1,0 +1,187 @@
+//! MCP server registry wire types.
+
+use serde::{Deserialize, Serialize};
+
+/// How the gateway talks to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Streamable HTTP (2025-03-26 and later, both eras).
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport (2024-11-05): `GET` the URL for an `endpoint` event.
+    Sse,
+    /// Try streamable HTTP, fall back to HTTP+SSE on 400/404/405.
+    #[default]
+    Auto,
+}
+
+/// A backend credential as written by an admin. Never returned by any endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CredentialInput {
+    /// No credential.
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: String },
+    /// `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: String },
+    /// A custom header, e.g. `X-API-Key: <value>`.
+    Header { name: String, value: String },
+}
+
+/// What the API shows of a credential: its kind and the last 4 characters of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CredentialInfo {
+    /// `bearer`, `basic` or `header`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `…abcd`.
+    pub hint: String,
+    /// For `header` credentials: the header name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_name: Option<String>,
+}
+
+/// Health as last seen by the background checker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerHealth {
+    /// `online`, `degraded` (answers, but slowly or with errors), `offline`, or `unknown`
+    /// (not checked yet, or disabled).
+    pub status: String,
+    pub latency_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub tool_count: Option<u32>,
+    pub protocol_version: Option<String>,
+    /// Unix seconds of the last check.
+    pub checked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct McpServer {
+    pub id: i64,
+    /// URL-safe; the path segment of `/mcp/{name}`.
+    pub name: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub transport: Transport,
+    pub timeout_seconds: u32,
+    /// Whether a backend credential is set, and a hint of it; never the secret.
+    pub credential: Option<CredentialInfo>,
+    /// The gateway URL clients use for this server.
+    pub endpoint: String,
+    pub health: ServerHealth,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "github", "url": "http://127.0.0.1:9000/mcp", "backend_token": "ghp_example"})))]
+pub struct CreateServer {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub transport: Transport,
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+    /// Shorthand for a bearer credential (the original gateway's field).
+    #[serde(default)]
+    pub backend_token: Option<String>,
+    #[serde(default)]
+    pub credential: Option<CredentialInput>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Fields to change; absent fields stay. A `credential` of `{"type": "none"}` removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateServer {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub transport: Option<Transport>,
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default)]
+    pub backend_token: Option<String>,
+    #[serde(default)]
+    pub credential: Option<CredentialInput>,
+}
+
+/// The result of "test connection".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectionTest {
+    pub ok: bool,
+    pub latency_ms: u64,
+    pub protocol_version: Option<String>,
+    /// `streamable-http` or `sse`.
+    pub transport: Option<String>,
+    pub server_name: Option<String>,
+    pub tool_count: Option<u32>,
+    pub tools: Vec<ToolInfo>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(rename = "inputSchema")]
+    pub input_schema: Option<serde_json::Value>,
+}
+
+/// One row of `GET /admin/api/users/{id}/mcp-permissions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerPermission {
+    pub server_id: i64,
+    pub name: String,
+    pub can_access: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetServerPermission {
+    pub server_id: i64,
+    pub can_access: bool,
+}
+
+/// One proxied MCP request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivityRecord {
+    pub id: i64,
+    pub at: i64,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub server: String,
+    pub method: String,
+    pub tool: Option<String>,
+    /// `ok` or an error code.
+    pub status: String,
+    pub http_status: u16,
+    pub latency_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
