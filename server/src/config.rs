@@ -440,18 +440,36 @@ impl Config {
             max_response_bytes: usize::try_from(vars.parse(
                 "MCP_MAX_RESPONSE_BYTES",
                 16 * 1024 * 1024,
-                |s| ranged(s, 1024, 1024 * 1024 * 1024, "expected bytes 1024-1073741824"),
+                |s| {
+                    ranged(
+                        s,
+                        1024,
+                        1024 * 1024 * 1024,
+                        "expected bytes 1024-1073741824",
+                    )
+                },
             )?)
             .unwrap_or(16 * 1024 * 1024),
-            health_interval: Duration::from_secs(vars.parse("MCP_HEALTH_INTERVAL_SECS", 30, |s| {
-                ranged(s, 0, 86_400, "expected seconds 0-86400 (0 turns health checks off)")
-            })?),
+            health_interval: Duration::from_secs(vars.parse(
+                "MCP_HEALTH_INTERVAL_SECS",
+                30,
+                |s| {
+                    ranged(
+                        s,
+                        0,
+                        86_400,
+                        "expected seconds 0-86400 (0 turns health checks off)",
+                    )
+                },
+            )?),
             session_idle: Duration::from_secs(vars.parse("MCP_SESSION_IDLE_SECS", 3600, |s| {
                 ranged(s, 10, 7 * 86_400, "expected seconds 10-604800")
             })?),
-            default_timeout: Duration::from_secs(vars.parse("MCP_DEFAULT_TIMEOUT_SECS", 60, |s| {
-                ranged(s, 1, 3600, "expected seconds 1-3600")
-            })?),
+            default_timeout: Duration::from_secs(vars.parse(
+                "MCP_DEFAULT_TIMEOUT_SECS",
+                60,
+                |s| ranged(s, 1, 3600, "expected seconds 1-3600"),
+            )?),
         };
 
         Ok(Config {

@@ -44,7 +44,11 @@ pub struct McpState {
 }
 
 impl McpState {
-    pub async fn init(db: Db, secret_box: Arc<SecretBox>, config: Arc<Config>) -> anyhow::Result<Arc<McpState>> {
+    pub async fn init(
+        db: Db,
+        secret_box: Arc<SecretBox>,
+        config: Arc<Config>,
+    ) -> anyhow::Result<Arc<McpState>> {
         let registry = Registry::load(db.clone(), secret_box, config).await?;
         Ok(Arc::new(McpState {
             registry,
@@ -60,7 +64,8 @@ impl McpState {
         self.registry.reload().await?;
         let live = self.registry.snapshot();
         let live_ids: Vec<i64> = live.values().filter(|b| b.enabled).map(|b| b.id).collect();
-        self.sessions.remove_where(|s| live_ids.contains(&s.server_id));
+        self.sessions
+            .remove_where(|s| live_ids.contains(&s.server_id));
         if let Ok(mut held) = self.held.lock() {
             held.retain(|(_, server), _| live_ids.contains(server));
         }
@@ -94,8 +99,16 @@ impl McpState {
                 return Ok(existing);
             }
         }
-        let capabilities = if capabilities.is_object() { capabilities } else { json!({}) };
-        let client = if client.is_object() { client } else { client_info() };
+        let capabilities = if capabilities.is_object() {
+            capabilities
+        } else {
+            json!({})
+        };
+        let client = if client.is_object() {
+            client
+        } else {
+            client_info()
+        };
         let init_params = json!({ "capabilities": capabilities, "clientInfo": client });
         let (upstream, result, version) = if backend.era() == Era::Legacy {
             let mut legacy = legacy::LegacySession::connect(&self.client, &backend.target).await?;
@@ -108,7 +121,12 @@ impl McpState {
         } else {
             let handshake = self
                 .client
-                .initialize(&backend.target, protocol::LATEST_HANDSHAKE_VERSION, capabilities, client)
+                .initialize(
+                    &backend.target,
+                    protocol::LATEST_HANDSHAKE_VERSION,
+                    capabilities,
+                    client,
+                )
                 .await?;
             (
                 Upstream::Http {
@@ -121,7 +139,13 @@ impl McpState {
         };
         let mut init_params = init_params;
         init_params["backendResult"] = result;
-        let session = Arc::new(ProxySession::detached(call_user, backend.id, version, init_params, upstream));
+        let session = Arc::new(ProxySession::detached(
+            call_user,
+            backend.id,
+            version,
+            init_params,
+            upstream,
+        ));
         if let Ok(mut held) = self.held.lock() {
             held.insert(key, session.clone());
         }
@@ -150,7 +174,10 @@ impl McpState {
                     break;
                 }
                 if let Err(e) = state.registry.reload().await {
-                    tracing::debug!(error = format!("{e:#}"), "reloading the MCP server registry failed");
+                    tracing::debug!(
+                        error = format!("{e:#}"),
+                        "reloading the MCP server registry failed"
+                    );
                 }
             }
         });

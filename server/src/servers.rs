@@ -32,10 +32,13 @@ fn parse_transport(s: &str) -> Transport {
 }
 
 fn validate_url(raw: &str) -> Result<String, ApiError> {
-    let url = url::Url::parse(raw.trim())
-        .map_err(|_| ApiError::validation("url", "not a valid URL"))?;
+    let url =
+        url::Url::parse(raw.trim()).map_err(|_| ApiError::validation("url", "not a valid URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ApiError::validation("url", "the URL must be http:// or https://"));
+        return Err(ApiError::validation(
+            "url",
+            "the URL must be http:// or https://",
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ApiError::validation(
@@ -44,7 +47,10 @@ fn validate_url(raw: &str) -> Result<String, ApiError> {
         ));
     }
     if url.fragment().is_some() {
-        return Err(ApiError::validation("url", "the URL must not have a fragment"));
+        return Err(ApiError::validation(
+            "url",
+            "the URL must not have a fragment",
+        ));
     }
     Ok(url.to_string())
 }
@@ -77,7 +83,10 @@ fn credential_parts(
     let field = "credential";
     let non_empty = |s: &str, what: &str| {
         if s.is_empty() || s.len() > 8192 {
-            Err(ApiError::validation(field, format!("{what} must be 1 to 8192 characters")))
+            Err(ApiError::validation(
+                field,
+                format!("{what} must be 1 to 8192 characters"),
+            ))
         } else {
             Ok(())
         }
@@ -91,7 +100,10 @@ fn credential_parts(
         CredentialInput::Basic { username, password } => {
             non_empty(username, "username")?;
             if username.contains(':') {
-                return Err(ApiError::validation(field, "a basic-auth username cannot contain ':'"));
+                return Err(ApiError::validation(
+                    field,
+                    "a basic-auth username cannot contain ':'",
+                ));
             }
             ("basic", None, format!("{username}:{password}"))
         }
@@ -101,18 +113,31 @@ fn credential_parts(
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
                 || matches!(
                     lower.as_str(),
-                    "host" | "content-length" | "content-type" | "accept" | "connection"
-                        | "transfer-encoding" | "mcp-session-id" | "mcp-protocol-version"
+                    "host"
+                        | "content-length"
+                        | "content-type"
+                        | "accept"
+                        | "connection"
+                        | "transfer-encoding"
+                        | "mcp-session-id"
+                        | "mcp-protocol-version"
                 )
             {
-                return Err(ApiError::validation(field, format!("`{name}` cannot be used as a credential header")));
+                return Err(ApiError::validation(
+                    field,
+                    format!("`{name}` cannot be used as a credential header"),
+                ));
             }
             ("header", Some(lower), value.clone())
         }
     };
     // The header must be valid on the wire.
-    credential_header(parts.0, parts.1.as_deref(), &parts.2)
-        .map_err(|_| ApiError::validation(field, "the credential contains characters not allowed in an HTTP header"))?;
+    credential_header(parts.0, parts.1.as_deref(), &parts.2).map_err(|_| {
+        ApiError::validation(
+            field,
+            "the credential contains characters not allowed in an HTTP header",
+        )
+    })?;
     Ok(Some(parts))
 }
 
@@ -163,7 +188,10 @@ fn snapshot(server: &McpServer) -> serde_json::Value {
 
 fn name_taken(e: sqlx::Error) -> ApiError {
     if db::is_unique_violation(&e, "mcp_servers_name_key", "mcp_servers.name") {
-        ApiError::conflict("server_name_taken", "a server with this name already exists")
+        ApiError::conflict(
+            "server_name_taken",
+            "a server with this name already exists",
+        )
     } else {
         ApiError::Db(e)
     }
@@ -178,7 +206,9 @@ async fn store_credential(
     match credential_parts(input)? {
         None => db::servers::set_credential(&mut *tx, id, None, None, None, None).await?,
         Some((kind, header, secret)) => {
-            let sealed = state.secret_box.seal(secret.as_bytes(), &credential_context(id))?;
+            let sealed = state
+                .secret_box
+                .seal(secret.as_bytes(), &credential_context(id))?;
             db::servers::set_credential(
                 &mut *tx,
                 id,
@@ -193,19 +223,28 @@ async fn store_credential(
     Ok(())
 }
 
-fn credential_input(backend_token: Option<&String>, credential: Option<&CredentialInput>) -> Option<CredentialInput> {
+fn credential_input(
+    backend_token: Option<&String>,
+    credential: Option<&CredentialInput>,
+) -> Option<CredentialInput> {
     credential.cloned().or_else(|| {
         backend_token.map(|token| {
             if token.is_empty() {
                 CredentialInput::None
             } else {
-                CredentialInput::Bearer { token: token.clone() }
+                CredentialInput::Bearer {
+                    token: token.clone(),
+                }
             }
         })
     })
 }
 
-pub async fn create(state: &AppState, actor: &Actor<'_>, req: &CreateServer) -> Result<McpServer, ApiError> {
+pub async fn create(
+    state: &AppState,
+    actor: &Actor<'_>,
+    req: &CreateServer,
+) -> Result<McpServer, ApiError> {
     validate_server_name(&req.name).map_err(|m| ApiError::validation("name", m))?;
     let now = db::now();
     let row = ServerRow {
@@ -215,7 +254,10 @@ pub async fn create(state: &AppState, actor: &Actor<'_>, req: &CreateServer) -> 
         description: validate_description(req.description.as_deref())?,
         enabled: i64::from(req.enabled),
         transport: transport_str(req.transport).into(),
-        timeout_ms: validate_timeout(req.timeout_seconds, state.config.mcp.default_timeout.as_secs())?,
+        timeout_ms: validate_timeout(
+            req.timeout_seconds,
+            state.config.mcp.default_timeout.as_secs(),
+        )?,
         credential_type: None,
         credential_header: None,
         credential: None,
@@ -228,21 +270,41 @@ pub async fn create(state: &AppState, actor: &Actor<'_>, req: &CreateServer) -> 
         credential_parts(c)?;
     }
     let mut tx = state.db.pool.begin().await?;
-    let id = db::servers::insert(&mut *tx, &row).await.map_err(name_taken)?;
+    let id = db::servers::insert(&mut *tx, &row)
+        .await
+        .map_err(name_taken)?;
     if let Some(c) = &credential {
         store_credential(state, &mut tx, id, c).await?;
     }
-    let row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let row = db::servers::find(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("no such server"))?;
     let server = to_api(state, &row);
-    accounts::audit(&mut *tx, actor, "mcp_server.create", "mcp_server", Some(id.to_string()), None, Some(snapshot(&server))).await?;
+    accounts::audit(
+        &mut *tx,
+        actor,
+        "mcp_server.create",
+        "mcp_server",
+        Some(id.to_string()),
+        None,
+        Some(snapshot(&server)),
+    )
+    .await?;
     tx.commit().await?;
     state.mcp.reload().await?;
     Ok(server)
 }
 
-pub async fn update(state: &AppState, actor: &Actor<'_>, id: i64, req: &UpdateServer) -> Result<McpServer, ApiError> {
+pub async fn update(
+    state: &AppState,
+    actor: &Actor<'_>,
+    id: i64,
+    req: &UpdateServer,
+) -> Result<McpServer, ApiError> {
     let mut tx = state.db.pool.begin().await?;
-    let before_row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let before_row = db::servers::find(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("no such server"))?;
     let before = to_api(state, &before_row);
     let mut row = before_row.clone();
     if let Some(name) = &req.name {
@@ -265,13 +327,26 @@ pub async fn update(state: &AppState, actor: &Actor<'_>, id: i64, req: &UpdateSe
         row.timeout_ms = validate_timeout(req.timeout_seconds, 60)?;
     }
     row.updated_at = db::now().max(before_row.updated_at + 1);
-    db::servers::update(&mut *tx, &row).await.map_err(name_taken)?;
+    db::servers::update(&mut *tx, &row)
+        .await
+        .map_err(name_taken)?;
     if let Some(c) = credential_input(req.backend_token.as_ref(), req.credential.as_ref()) {
         store_credential(state, &mut tx, id, &c).await?;
     }
-    let row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let row = db::servers::find(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("no such server"))?;
     let after = to_api(state, &row);
-    accounts::audit(&mut *tx, actor, "mcp_server.update", "mcp_server", Some(id.to_string()), Some(snapshot(&before)), Some(snapshot(&after))).await?;
+    accounts::audit(
+        &mut *tx,
+        actor,
+        "mcp_server.update",
+        "mcp_server",
+        Some(id.to_string()),
+        Some(snapshot(&before)),
+        Some(snapshot(&after)),
+    )
+    .await?;
     tx.commit().await?;
     state.mcp.reload().await?;
     Ok(after)
@@ -279,17 +354,33 @@ pub async fn update(state: &AppState, actor: &Actor<'_>, id: i64, req: &UpdateSe
 
 pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), ApiError> {
     let mut tx = state.db.pool.begin().await?;
-    let row = db::servers::find(&mut *tx, id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    let row = db::servers::find(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("no such server"))?;
     db::servers::delete(&mut *tx, id).await?;
-    accounts::audit(&mut *tx, actor, "mcp_server.delete", "mcp_server", Some(id.to_string()), Some(snapshot(&to_api(state, &row))), None).await?;
+    accounts::audit(
+        &mut *tx,
+        actor,
+        "mcp_server.delete",
+        "mcp_server",
+        Some(id.to_string()),
+        Some(snapshot(&to_api(state, &row))),
+        None,
+    )
+    .await?;
     tx.commit().await?;
     state.mcp.reload().await?;
     state.mcp.registry.invalidate_all_grants();
     Ok(())
 }
 
-pub async fn permissions(state: &AppState, user_id: i64) -> Result<Vec<ServerPermission>, ApiError> {
-    db::users::find_by_id(&state.db.pool, user_id).await?.ok_or(ApiError::NotFound("no such user"))?;
+pub async fn permissions(
+    state: &AppState,
+    user_id: i64,
+) -> Result<Vec<ServerPermission>, ApiError> {
+    db::users::find_by_id(&state.db.pool, user_id)
+        .await?
+        .ok_or(ApiError::NotFound("no such user"))?;
     let granted = db::servers::granted_servers(&state.db.pool, user_id).await?;
     Ok(db::servers::list(&state.db.pool)
         .await?
@@ -309,8 +400,12 @@ pub async fn set_permission(
     server_id: i64,
     can_access: bool,
 ) -> Result<Vec<ServerPermission>, ApiError> {
-    db::users::find_by_id(&state.db.pool, user_id).await?.ok_or(ApiError::NotFound("no such user"))?;
-    db::servers::find(&state.db.pool, server_id).await?.ok_or(ApiError::NotFound("no such server"))?;
+    db::users::find_by_id(&state.db.pool, user_id)
+        .await?
+        .ok_or(ApiError::NotFound("no such user"))?;
+    db::servers::find(&state.db.pool, server_id)
+        .await?
+        .ok_or(ApiError::NotFound("no such server"))?;
     let mut tx = state.db.pool.begin().await?;
     if can_access {
         db::servers::grant(&mut *tx, user_id, server_id, db::now()).await?;
@@ -320,7 +415,11 @@ pub async fn set_permission(
     accounts::audit(
         &mut *tx,
         actor,
-        if can_access { "mcp_permission.grant" } else { "mcp_permission.revoke" },
+        if can_access {
+            "mcp_permission.grant"
+        } else {
+            "mcp_permission.revoke"
+        },
         "user",
         Some(user_id.to_string()),
         None,
@@ -344,11 +443,32 @@ mod tests {
 
     #[test]
     fn credentials_are_checked() {
-        assert!(credential_parts(&CredentialInput::Header { name: "Host".into(), value: "x".into() }).is_err());
+        assert!(
+            credential_parts(&CredentialInput::Header {
+                name: "Host".into(),
+                value: "x".into()
+            })
+            .is_err()
+        );
         assert!(credential_parts(&CredentialInput::Bearer { token: "".into() }).is_err());
-        assert!(credential_parts(&CredentialInput::Bearer { token: "a\nb".into() }).is_err());
-        assert!(credential_parts(&CredentialInput::Basic { username: "a:b".into(), password: "p".into() }).is_err());
-        let ok = credential_parts(&CredentialInput::Header { name: "X-Api-Key".into(), value: "k".into() }).unwrap();
+        assert!(
+            credential_parts(&CredentialInput::Bearer {
+                token: "a\nb".into()
+            })
+            .is_err()
+        );
+        assert!(
+            credential_parts(&CredentialInput::Basic {
+                username: "a:b".into(),
+                password: "p".into()
+            })
+            .is_err()
+        );
+        let ok = credential_parts(&CredentialInput::Header {
+            name: "X-Api-Key".into(),
+            value: "k".into(),
+        })
+        .unwrap();
         assert_eq!(ok.map(|p| p.1), Some(Some("x-api-key".into())));
     }
 }

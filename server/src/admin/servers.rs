@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use shared::error::ApiErrorBody;
 use shared::servers::{
-    ActivityRecord, ConnectionTest, CreateServer, McpServer, ServerPermission,
-    SetServerPermission, UpdateServer,
+    ActivityRecord, ConnectionTest, CreateServer, McpServer, ServerPermission, SetServerPermission,
+    UpdateServer,
 };
 use shared::users::Page;
 use utoipa::IntoParams;
@@ -51,7 +51,9 @@ async fn list_servers(
     AdminUser(_admin): AdminUser,
 ) -> Result<AppJson<Vec<McpServer>>, ApiError> {
     let rows = db::servers::list(&state.db.pool).await?;
-    Ok(AppJson(rows.iter().map(|r| servers::to_api(&state, r)).collect()))
+    Ok(AppJson(
+        rows.iter().map(|r| servers::to_api(&state, r)).collect(),
+    ))
 }
 
 /// Registers a backend. `backend_token` is shorthand for a bearer credential. The credential
@@ -111,7 +113,9 @@ async fn update_server(
     AppPath(id): AppPath<i64>,
     AppJson(req): AppJson<UpdateServer>,
 ) -> Result<AppJson<McpServer>, ApiError> {
-    Ok(AppJson(servers::update(&state, &actor(&admin, &meta), id, &req).await?))
+    Ok(AppJson(
+        servers::update(&state, &actor(&admin, &meta), id, &req).await?,
+    ))
 }
 
 /// Removes a server, its grants and its sessions.
@@ -154,7 +158,11 @@ async fn test_server(
         .registry
         .get(&row.name)
         .ok_or(ApiError::NotFound("no such server"))?;
-    let probe = state.mcp.client.probe(&backend.target, backend.transport).await;
+    let probe = state
+        .mcp
+        .client
+        .probe(&backend.target, backend.transport)
+        .await;
     state.mcp.registry.set_health(id, to_health(&probe));
     Ok(AppJson(ConnectionTest {
         ok: probe.error.is_none(),
@@ -204,7 +212,14 @@ async fn set_permission(
     AppJson(req): AppJson<SetServerPermission>,
 ) -> Result<AppJson<Vec<ServerPermission>>, ApiError> {
     Ok(AppJson(
-        servers::set_permission(&state, &actor(&admin, &meta), id, req.server_id, req.can_access).await?,
+        servers::set_permission(
+            &state,
+            &actor(&admin, &meta),
+            id,
+            req.server_id,
+            req.can_access,
+        )
+        .await?,
     ))
 }
 

@@ -17,8 +17,8 @@ use shared::auth::Role;
 
 use crate::app::AppState;
 use crate::auth::client_ip::ClientIp;
-use crate::cache::TtlMap;
 use crate::auth::tokens::{API_KEY_PREFIX, AccessClaims, Audience};
+use crate::cache::TtlMap;
 use crate::db;
 use crate::error::ApiError;
 use crate::events::{EventContext, EventType, Severity};

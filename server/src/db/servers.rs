@@ -168,10 +168,7 @@ pub struct ActivityRow {
     pub bytes_out: i64,
 }
 
-pub async fn insert_activity(
-    db: impl AnyExecutor<'_>,
-    a: &ActivityRow,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_activity(db: impl AnyExecutor<'_>, a: &ActivityRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into mcp_activity (at, user_id, username, server, method, tool, status,
                                    http_status, latency_ms, bytes_in, bytes_out)

@@ -32,7 +32,10 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
             .field("name", &self.name)
-            .field("credential", &self.credential.as_ref().map(|_| "[redacted]"))
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -100,7 +103,12 @@ impl BackendClient {
     }
 
     /// A request to `url` with the backend credential attached and nothing else.
-    pub fn request(&self, target: &Target, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        target: &Target,
+        method: reqwest::Method,
+        url: &str,
+    ) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method, url);
         if let Some((name, value)) = &target.credential {
             req = req.header(name, value);
@@ -149,7 +157,10 @@ impl BackendClient {
             if let Some(method) = body["method"].as_str() {
                 req = req.header(H_METHOD, method);
             }
-            if let Some(name) = body["params"]["name"].as_str().or(body["params"]["uri"].as_str()) {
+            if let Some(name) = body["params"]["name"]
+                .as_str()
+                .or(body["params"]["uri"].as_str())
+            {
                 req = req.header(protocol::H_NAME, name);
             }
         }
@@ -186,7 +197,8 @@ impl BackendClient {
             wait_for_response(target, res, &want_id).await?
         } else {
             let bytes = read_limited(target, res).await?;
-            serde_json::from_slice(&bytes).map_err(|_| BackendError::Protocol(target.name.clone()))?
+            serde_json::from_slice(&bytes)
+                .map_err(|_| BackendError::Protocol(target.name.clone()))?
         };
         Ok(RpcReply {
             message,
@@ -229,8 +241,13 @@ impl BackendClient {
             .unwrap_or(version)
             .to_string();
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.notify(target, reply.session_id.as_deref(), Some(&negotiated), &initialized)
-            .await?;
+        self.notify(
+            target,
+            reply.session_id.as_deref(),
+            Some(&negotiated),
+            &initialized,
+        )
+        .await?;
         Ok(Handshake {
             session_id: reply.session_id,
             protocol_version: negotiated,
@@ -248,7 +265,10 @@ impl BackendClient {
                 protocol::META_CLIENT_INFO: client_info(),
             }},
         });
-        match self.rpc(target, None, Some(protocol::LATEST_VERSION), &body).await {
+        match self
+            .rpc(target, None, Some(protocol::LATEST_VERSION), &body)
+            .await
+        {
             Ok(reply) => Ok(reply
                 .message
                 .get("result")
@@ -293,19 +313,37 @@ impl BackendClient {
             let tools = session
                 .request(json!({"jsonrpc": "2.0", "id": "authmcp-tools", "method": "tools/list", "params": {}}))
                 .await?;
-            return Ok(Probe::from_parts("sse", &handshake.protocol_version, &handshake.result, &tools));
+            return Ok(Probe::from_parts(
+                "sse",
+                &handshake.protocol_version,
+                &handshake.result,
+                &tools,
+            ));
         }
         if let Some(discovered) = self.discover(target).await? {
             let body = json!({
                 "jsonrpc": "2.0", "id": "authmcp-tools", "method": "tools/list",
                 "params": { "_meta": { META_VERSION: protocol::LATEST_VERSION, META_CAPABILITIES: {} } },
             });
-            let tools = self.rpc(target, None, Some(protocol::LATEST_VERSION), &body).await?;
-            let info = json!({ "serverInfo": discovered["_meta"]["io.modelcontextprotocol/serverInfo"] });
-            return Ok(Probe::from_parts("streamable-http", protocol::LATEST_VERSION, &info, &tools.message));
+            let tools = self
+                .rpc(target, None, Some(protocol::LATEST_VERSION), &body)
+                .await?;
+            let info =
+                json!({ "serverInfo": discovered["_meta"]["io.modelcontextprotocol/serverInfo"] });
+            return Ok(Probe::from_parts(
+                "streamable-http",
+                protocol::LATEST_VERSION,
+                &info,
+                &tools.message,
+            ));
         }
         let handshake = match self
-            .initialize(target, protocol::LATEST_HANDSHAKE_VERSION, json!({}), client_info())
+            .initialize(
+                target,
+                protocol::LATEST_HANDSHAKE_VERSION,
+                json!({}),
+                client_info(),
+            )
             .await
         {
             Err(BackendError::Status(_, 400 | 404 | 405)) if transport == Transport::Auto => {
@@ -313,9 +351,15 @@ impl BackendClient {
             }
             other => other?,
         };
-        let body = json!({"jsonrpc": "2.0", "id": "authmcp-tools", "method": "tools/list", "params": {}});
+        let body =
+            json!({"jsonrpc": "2.0", "id": "authmcp-tools", "method": "tools/list", "params": {}});
         let tools = self
-            .rpc(target, handshake.session_id.as_deref(), Some(&handshake.protocol_version), &body)
+            .rpc(
+                target,
+                handshake.session_id.as_deref(),
+                Some(&handshake.protocol_version),
+                &body,
+            )
             .await?;
         if let Some(session) = &handshake.session_id {
             let req = self

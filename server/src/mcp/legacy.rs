@@ -47,13 +47,19 @@ impl Drop for LegacySession {
 }
 
 impl LegacySession {
-    pub async fn connect(client: &BackendClient, target: &Target) -> Result<LegacySession, BackendError> {
+    pub async fn connect(
+        client: &BackendClient,
+        target: &Target,
+    ) -> Result<LegacySession, BackendError> {
         let req = client
             .request(target, reqwest::Method::GET, &target.url)
             .header(ACCEPT, "text/event-stream");
         let res = client.send(target, req).await?;
         if !res.status().is_success() {
-            return Err(BackendError::Status(target.name.clone(), res.status().as_u16()));
+            return Err(BackendError::Status(
+                target.name.clone(),
+                res.status().as_u16(),
+            ));
         }
         let mut stream = res.bytes_stream();
         let mut parser = sse::Parser::default();
@@ -106,7 +112,10 @@ impl LegacySession {
         if res.status().is_success() {
             Ok(())
         } else {
-            Err(BackendError::Status(self.target.name.clone(), res.status().as_u16()))
+            Err(BackendError::Status(
+                self.target.name.clone(),
+                res.status().as_u16(),
+            ))
         }
     }
 
@@ -148,7 +157,11 @@ impl LegacySession {
         self.post(message).await
     }
 
-    pub async fn initialize(&mut self, capabilities: Value, client_info: Value) -> Result<Handshake, BackendError> {
+    pub async fn initialize(
+        &mut self,
+        capabilities: Value,
+        client_info: Value,
+    ) -> Result<Handshake, BackendError> {
         let reply = self
             .request(json!({
                 "jsonrpc": "2.0", "id": "authmcp-init", "method": "initialize",
@@ -163,7 +176,10 @@ impl LegacySession {
             .await?;
         Ok(Handshake {
             session_id: None,
-            protocol_version: result["protocolVersion"].as_str().unwrap_or("2024-11-05").to_string(),
+            protocol_version: result["protocolVersion"]
+                .as_str()
+                .unwrap_or("2024-11-05")
+                .to_string(),
             result,
         })
     }
@@ -171,7 +187,8 @@ impl LegacySession {
 
 /// The endpoint must stay on the backend's own origin (no SSRF through a rogue `endpoint`).
 fn resolve_endpoint(target: &Target, endpoint: &str) -> Result<String, BackendError> {
-    let base = url::Url::parse(&target.url).map_err(|_| BackendError::Protocol(target.name.clone()))?;
+    let base =
+        url::Url::parse(&target.url).map_err(|_| BackendError::Protocol(target.name.clone()))?;
     let resolved = base
         .join(endpoint.trim())
         .map_err(|_| BackendError::Protocol(target.name.clone()))?;

@@ -123,13 +123,22 @@ impl Message {
                 "JSON-RPC batches are not supported; send one message per request",
             ));
         }
-        let env: Envelope<'_> =
-            serde_json::from_slice(body).map_err(|_| (code::PARSE_ERROR, "the body is not a JSON-RPC message"))?;
-        let kind = match (&env.method, env.id.is_some(), env.result.is_some() || env.error.is_some()) {
+        let env: Envelope<'_> = serde_json::from_slice(body)
+            .map_err(|_| (code::PARSE_ERROR, "the body is not a JSON-RPC message"))?;
+        let kind = match (
+            &env.method,
+            env.id.is_some(),
+            env.result.is_some() || env.error.is_some(),
+        ) {
             (Some(_), true, _) => Kind::Request,
             (Some(_), false, _) => Kind::Notification,
             (None, true, true) => Kind::Response,
-            _ => return Err((code::INVALID_REQUEST, "not a JSON-RPC request, notification or response")),
+            _ => {
+                return Err((
+                    code::INVALID_REQUEST,
+                    "not a JSON-RPC request, notification or response",
+                ));
+            }
         };
         let params: ParamsPeek = env
             .params
@@ -178,7 +187,10 @@ pub fn error_body(id: Option<&str>, code: i64, message: &str, data: Option<Value
 /// not plain ASCII.
 pub fn decode_header_value(raw: &str) -> Option<String> {
     use base64::Engine;
-    match raw.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+    match raw
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
         Some(encoded) => base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .ok()
@@ -198,7 +210,8 @@ mod tests {
         assert_eq!(m.id.as_deref(), Some("7"));
         assert_eq!(m.tool.as_deref(), Some("echo"));
         assert_eq!(m.name.as_deref(), Some("echo"));
-        let m = Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        let m =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert_eq!(m.kind, Kind::Notification);
         let m = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
         assert_eq!(m.kind, Kind::Response);
@@ -216,16 +229,21 @@ mod tests {
     #[test]
     fn header_values() {
         assert_eq!(decode_header_value("echo").as_deref(), Some("echo"));
-        assert_eq!(decode_header_value("=?base64?w6ljaG8=?=").as_deref(), Some("écho"));
+        assert_eq!(
+            decode_header_value("=?base64?w6ljaG8=?=").as_deref(),
+            Some("écho")
+        );
         assert_eq!(decode_header_value("=?base64?!!?="), None);
     }
 
     #[test]
     fn error_bodies_echo_the_id() {
-        let body: Value = serde_json::from_str(&error_body(Some("\"x\""), -32004, "nope", None)).unwrap();
+        let body: Value =
+            serde_json::from_str(&error_body(Some("\"x\""), -32004, "nope", None)).unwrap();
         assert_eq!(body["id"], "x");
         assert_eq!(body["error"]["code"], -32004);
-        let body: Value = serde_json::from_str(&error_body(None, -32700, "bad", Some(json!({"a": 1})))).unwrap();
+        let body: Value =
+            serde_json::from_str(&error_body(None, -32700, "bad", Some(json!({"a": 1})))).unwrap();
         assert_eq!(body["id"], Value::Null);
         assert_eq!(body["error"]["data"]["a"], 1);
     }

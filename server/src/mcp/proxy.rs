@@ -82,7 +82,12 @@ fn backend_error(id: Option<&str>, e: &BackendError) -> Response {
 
 /// 401 with the pointer to the protected-resource metadata (RFC 9728).
 fn unauthorized(state: &AppState, server: &str) -> Response {
-    let mut res = rpc_error(StatusCode::UNAUTHORIZED, None, code::UNAUTHORIZED, "authentication required");
+    let mut res = rpc_error(
+        StatusCode::UNAUTHORIZED,
+        None,
+        code::UNAUTHORIZED,
+        "authentication required",
+    );
     let challenge = format!(
         "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/{server}\"",
         state.config.public_url
@@ -122,7 +127,12 @@ async fn admit(
             None,
             json!({ "origin": headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), "server": server }),
         );
-        return Err(rpc_error(StatusCode::FORBIDDEN, None, code::FORBIDDEN, "origin not allowed"));
+        return Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            code::FORBIDDEN,
+            "origin not allowed",
+        ));
     }
     let accept = Accept {
         audience: Audience::Mcp,
@@ -136,11 +146,21 @@ async fn admit(
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication failed unexpectedly");
-            return Err(rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, code::BACKEND_ERROR, "internal error"));
+            return Err(rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                code::BACKEND_ERROR,
+                "internal error",
+            ));
         }
     };
     let Some(backend) = state.mcp.registry.get(server).filter(|b| b.enabled) else {
-        return Err(rpc_error(StatusCode::NOT_FOUND, None, code::NOT_FOUND, "no such MCP server"));
+        return Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::NOT_FOUND,
+            "no such MCP server",
+        ));
     };
     match state.mcp.registry.may_use(&principal, &backend).await {
         Ok(true) => Ok(Call {
@@ -166,7 +186,12 @@ async fn admit(
         }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "permission check failed");
-            Err(rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, code::BACKEND_ERROR, "internal error"))
+            Err(rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                code::BACKEND_ERROR,
+                "internal error",
+            ))
         }
     }
 }
@@ -275,9 +300,18 @@ pub async fn post(
         return initialize(&state, &call, &msg, body, recorder).await;
     }
     if let Some(sid) = header_str(headers, H_SESSION) {
-        let Some(session) = state.mcp.sessions.get(sid, call.principal.user_id, call.backend.id) else {
+        let Some(session) = state
+            .mcp
+            .sessions
+            .get(sid, call.principal.user_id, call.backend.id)
+        else {
             finish(recorder, "session_not_found", 404, 0);
-            return rpc_error(StatusCode::NOT_FOUND, msg.id.as_deref(), code::NOT_FOUND, "session not found; initialize again");
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                msg.id.as_deref(),
+                code::NOT_FOUND,
+                "session not found; initialize again",
+            );
         };
         session.touch();
         return in_session(&state, &call, &session, &msg, headers, body, recorder).await;
@@ -303,7 +337,8 @@ fn forwarded_headers(headers: &HeaderMap, modern: bool) -> Vec<(String, String)>
         .filter(|(name, _)| {
             let name = name.as_str();
             name == H_LAST_EVENT_ID
-                || (modern && (name == H_METHOD || name == H_NAME || name.starts_with(H_PARAM_PREFIX)))
+                || (modern
+                    && (name == H_METHOD || name == H_NAME || name.starts_with(H_PARAM_PREFIX)))
         })
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect()
@@ -342,21 +377,37 @@ async fn forward(
 enum Shape {
     /// As it is.
     Pass,
-    /// Add `resultType: "complete"` to results (a handshake-era backend answering a
-    /// 2026-07-28 client).
-    AddResultType,
+    /// A handshake-era backend answering a 2026-07-28 client: results gain the fields that
+    /// revision requires (`resultType`, and `ttlMs`/`cacheScope` on list results).
+    Modernize { list: bool },
+}
+
+fn modernize_shape(msg: &Message) -> Shape {
+    Shape::Modernize {
+        list: matches!(
+            msg.method.as_deref(),
+            Some("tools/list" | "prompts/list" | "resources/list" | "resources/templates/list")
+        ),
+    }
 }
 
 fn reshape(data: &str, shape: Shape) -> String {
-    if shape == Shape::Pass {
+    let Shape::Modernize { list } = shape else {
         return data.to_string();
-    }
+    };
     match serde_json::from_str::<Value>(data) {
         Ok(mut message) => {
             if let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) {
                 result
                     .entry("resultType")
                     .or_insert_with(|| Value::String("complete".into()));
+                if list {
+                    // Never cacheable beyond this user: the gateway filters per user.
+                    result.entry("ttlMs").or_insert_with(|| json!(0));
+                    result
+                        .entry("cacheScope")
+                        .or_insert_with(|| Value::String("private".into()));
+                }
             }
             message.to_string()
         }
@@ -405,7 +456,9 @@ async fn relay(
             }
             // A 5xx, or anything that is not JSON, never reaches the client as it is: it could
             // carry the backend's internals.
-            Ok(bytes) if status.is_server_error() || serde_json::from_slice::<Value>(&bytes).is_err() => {
+            Ok(bytes)
+                if status.is_server_error() || serde_json::from_slice::<Value>(&bytes).is_err() =>
+            {
                 let e = if status.is_success() {
                     BackendError::Protocol(target.name.clone())
                 } else {
@@ -439,10 +492,15 @@ async fn relay(
 type Chunks = mpsc::Receiver<Result<Bytes, Infallible>>;
 
 fn sse_response(rx: Chunks) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let mut res = Response::new(Body::from_stream(stream));
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
@@ -477,7 +535,11 @@ fn relay_stream(
                         failure = Some(BackendError::Timeout(target.name.clone()));
                         break;
                     }
-                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                    if tx
+                        .send(Ok(Bytes::from_static(b": keep-alive\n\n")))
+                        .await
+                        .is_err()
+                    {
                         outcome = Some("client_closed");
                         break;
                     }
@@ -539,7 +601,9 @@ async fn initialize(
     let client_version = msg
         .init_version
         .clone()
-        .filter(|v| protocol::SUPPORTED_VERSIONS.contains(&v.as_str()) && v != protocol::LATEST_VERSION)
+        .filter(|v| {
+            protocol::SUPPORTED_VERSIONS.contains(&v.as_str()) && v != protocol::LATEST_VERSION
+        })
         .unwrap_or_else(|| protocol::LATEST_HANDSHAKE_VERSION.to_string());
     let init_params = parse_value(&body)["params"].clone();
     let era = backend.era();
@@ -547,7 +611,8 @@ async fn initialize(
         return initialize_legacy(state, call, msg, client_version, init_params, recorder).await;
     }
     if era == Era::Modern {
-        return initialize_bridged_modern(state, call, msg, client_version, init_params, recorder).await;
+        return initialize_bridged_modern(state, call, msg, client_version, init_params, recorder)
+            .await;
     }
     let res = match forward(state, target, body, None, None, &[]).await {
         Ok(res) => res,
@@ -577,22 +642,48 @@ async fn initialize(
             Ok(session) => session,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "creating a session failed");
-                return rpc_error(StatusCode::INTERNAL_SERVER_ERROR, msg.id.as_deref(), code::BACKEND_ERROR, "internal error");
+                return rpc_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    msg.id.as_deref(),
+                    code::BACKEND_ERROR,
+                    "internal error",
+                );
             }
         };
-        return relay(state, target, res, msg, Some(&session.id), Shape::Pass, recorder).await;
+        return relay(
+            state,
+            target,
+            res,
+            msg,
+            Some(&session.id),
+            Shape::Pass,
+            recorder,
+        )
+        .await;
     }
     if era == Era::Unknown && matches!(status, 400 | 404 | 405) {
         drop(res);
         if let Ok(Some(_)) = state.mcp.client.discover(target).await {
             backend.set_era(Era::Modern);
-            return initialize_bridged_modern(state, call, msg, client_version, init_params, recorder).await;
+            return initialize_bridged_modern(
+                state,
+                call,
+                msg,
+                client_version,
+                init_params,
+                recorder,
+            )
+            .await;
         }
         if backend.transport == shared::servers::Transport::Auto {
-            return initialize_legacy(state, call, msg, client_version, init_params, recorder).await;
+            return initialize_legacy(state, call, msg, client_version, init_params, recorder)
+                .await;
         }
         finish(recorder, "backend_error", 502, 0);
-        return backend_error(msg.id.as_deref(), &BackendError::Status(backend.name.clone(), status));
+        return backend_error(
+            msg.id.as_deref(),
+            &BackendError::Status(backend.name.clone(), status),
+        );
     }
     relay(state, target, res, msg, None, Shape::Pass, recorder).await
 }
@@ -607,7 +698,12 @@ fn json_response(status: StatusCode, body: String, session_id: Option<&str>) -> 
     res
 }
 
-fn init_result(msg: &Message, version: &str, backend_result: &Value, fallback_name: &str) -> String {
+fn init_result(
+    msg: &Message,
+    version: &str,
+    backend_result: &Value,
+    fallback_name: &str,
+) -> String {
     let server_info = backend_result
         .get("serverInfo")
         .cloned()
@@ -657,7 +753,16 @@ async fn initialize_bridged_modern(
     });
     let info = strip_nulls(info);
     let body = init_result(msg, &client_version, &info, &call.backend.name);
-    start_session(state, call, msg, client_version, init_params, Upstream::Modern, body, recorder)
+    start_session(
+        state,
+        call,
+        msg,
+        client_version,
+        init_params,
+        Upstream::Modern,
+        body,
+        recorder,
+    )
 }
 
 fn strip_nulls(mut v: Value) -> Value {
@@ -691,7 +796,12 @@ fn start_session(
         }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "creating a session failed");
-            rpc_error(StatusCode::INTERNAL_SERVER_ERROR, msg.id.as_deref(), code::BACKEND_ERROR, "internal error")
+            rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                msg.id.as_deref(),
+                code::BACKEND_ERROR,
+                "internal error",
+            )
         }
     }
 }
@@ -708,8 +818,14 @@ async fn initialize_legacy(
     let target = &call.backend.target;
     let result = async {
         let mut session = LegacySession::connect(&state.mcp.client, target).await?;
-        let capabilities = init_params.get("capabilities").cloned().unwrap_or_else(|| json!({}));
-        let info = init_params.get("clientInfo").cloned().unwrap_or_else(client_info);
+        let capabilities = init_params
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let info = init_params
+            .get("clientInfo")
+            .cloned()
+            .unwrap_or_else(client_info);
         let handshake = session.initialize(capabilities, info).await?;
         Ok::<_, BackendError>((session, handshake))
     }
@@ -719,7 +835,16 @@ async fn initialize_legacy(
             call.backend.set_era(Era::Legacy);
             let body = init_result(msg, &client_version, &handshake.result, &call.backend.name);
             let upstream = Upstream::Legacy(Arc::new(tokio::sync::Mutex::new(session)));
-            start_session(state, call, msg, client_version, init_params, upstream, body, recorder)
+            start_session(
+                state,
+                call,
+                msg,
+                client_version,
+                init_params,
+                upstream,
+                body,
+                recorder,
+            )
         }
         Err(e) => {
             finish(recorder, e.label(), 502, 0);
@@ -735,7 +860,9 @@ fn with_modern_meta(body: &Bytes, capabilities: &Value) -> (Bytes, Vec<(String, 
     let mut headers = Vec::new();
     if let Some(method) = message["method"].as_str() {
         headers.push((H_METHOD.to_string(), method.to_string()));
-        let name = message["params"]["name"].as_str().or(message["params"]["uri"].as_str());
+        let name = message["params"]["name"]
+            .as_str()
+            .or(message["params"]["uri"].as_str());
         if matches!(method, "tools/call" | "prompts/get" | "resources/read")
             && let Some(name) = name
         {
@@ -760,7 +887,10 @@ fn header_safe(value: &str) -> String {
     if value.bytes().all(|b| (0x20..0x7f).contains(&b)) && value.trim() == value {
         value.to_string()
     } else {
-        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value))
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
     }
 }
 
@@ -778,22 +908,45 @@ async fn in_session(
     let upstream = {
         let guard = session.upstream.lock().await;
         match &*guard {
-            Upstream::Http { session_id, version } => Ok((session_id.clone(), version.clone())),
+            Upstream::Http {
+                session_id,
+                version,
+            } => Ok((session_id.clone(), version.clone())),
             Upstream::Modern => Err(None),
             Upstream::Legacy(legacy) => Err(Some(legacy.clone())),
         }
     };
     match upstream {
         Ok((backend_session, negotiated)) => {
-            let version = header_str(headers, H_VERSION).map(str::to_string).unwrap_or(negotiated);
+            let version = header_str(headers, H_VERSION)
+                .map(str::to_string)
+                .unwrap_or(negotiated);
             let extra = forwarded_headers(headers, false);
-            let mut res = forward(state, target, body.clone(), backend_session.as_deref(), Some(&version), &extra).await;
+            let mut res = forward(
+                state,
+                target,
+                body.clone(),
+                backend_session.as_deref(),
+                Some(&version),
+                &extra,
+            )
+            .await;
             // The backend lost its session: initialise again and retry once (it never saw the
             // request, so the retry is safe whatever the method).
-            if matches!(&res, Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND) && backend_session.is_some() {
+            if matches!(&res, Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND)
+                && backend_session.is_some()
+            {
                 match reinitialize(state, target, session, backend_session.as_deref()).await {
                     Ok(fresh) => {
-                        res = forward(state, target, body, fresh.as_deref(), Some(&version), &extra).await;
+                        res = forward(
+                            state,
+                            target,
+                            body,
+                            fresh.as_deref(),
+                            Some(&version),
+                            &extra,
+                        )
+                        .await;
                     }
                     Err(e) => {
                         finish(recorder, e.label(), 502, 0);
@@ -802,7 +955,18 @@ async fn in_session(
                 }
             }
             match res {
-                Ok(res) => relay(state, target, res, msg, Some(&session.id), Shape::Pass, recorder).await,
+                Ok(res) => {
+                    relay(
+                        state,
+                        target,
+                        res,
+                        msg,
+                        Some(&session.id),
+                        Shape::Pass,
+                        recorder,
+                    )
+                    .await
+                }
                 Err(e) => {
                     finish(recorder, e.label(), 502, 0);
                     backend_error(msg.id.as_deref(), &e)
@@ -810,17 +974,52 @@ async fn in_session(
             }
         }
         Err(None) => {
-            let capabilities = session.init_params.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+            let capabilities = session
+                .init_params
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
             let (body, extra) = with_modern_meta(&body, &capabilities);
-            match forward(state, target, body, None, Some(protocol::LATEST_VERSION), &extra).await {
-                Ok(res) => relay(state, target, res, msg, Some(&session.id), Shape::Pass, recorder).await,
+            match forward(
+                state,
+                target,
+                body,
+                None,
+                Some(protocol::LATEST_VERSION),
+                &extra,
+            )
+            .await
+            {
+                Ok(res) => {
+                    relay(
+                        state,
+                        target,
+                        res,
+                        msg,
+                        Some(&session.id),
+                        Shape::Pass,
+                        recorder,
+                    )
+                    .await
+                }
                 Err(e) => {
                     finish(recorder, e.label(), 502, 0);
                     backend_error(msg.id.as_deref(), &e)
                 }
             }
         }
-        Err(Some(legacy)) => legacy_call(call, &legacy, msg, body, Some(&session.id), recorder).await,
+        Err(Some(legacy)) => {
+            legacy_call(
+                call,
+                &legacy,
+                msg,
+                body,
+                Some(&session.id),
+                Shape::Pass,
+                recorder,
+            )
+            .await
+        }
     }
 }
 
@@ -838,8 +1037,16 @@ async fn reinitialize(
     {
         return Ok(session_id.clone());
     }
-    let capabilities = session.init_params.get("capabilities").cloned().unwrap_or_else(|| json!({}));
-    let info = session.init_params.get("clientInfo").cloned().unwrap_or_else(client_info);
+    let capabilities = session
+        .init_params
+        .get("capabilities")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let info = session
+        .init_params
+        .get("clientInfo")
+        .cloned()
+        .unwrap_or_else(client_info);
     let handshake = state
         .mcp
         .client
@@ -860,6 +1067,7 @@ async fn legacy_call(
     msg: &Message,
     body: Bytes,
     session_id: Option<&str>,
+    shape: Shape,
     recorder: Option<Recorder>,
 ) -> Response {
     let target = call.backend.target.clone();
@@ -899,7 +1107,7 @@ async fn legacy_call(
                     Ok(Some(m)) => m,
                     Ok(None) | Err(_) => break,
                 };
-                let data = message.to_string();
+                let data = reshape(&message.to_string(), shape);
                 let is_response = response_status(&data, want_id.as_deref());
                 let bytes = sse::Event::message(data).encode();
                 bytes_out += bytes.len();
@@ -936,8 +1144,12 @@ async fn legacy_call(
         .await;
         match reply {
             Ok(message) => {
-                let body = message.to_string();
-                let outcome = if message.get("error").is_some() { "error" } else { "ok" };
+                let body = reshape(&message.to_string(), shape);
+                let outcome = if message.get("error").is_some() {
+                    "error"
+                } else {
+                    "ok"
+                };
                 finish(recorder, outcome, 200, body.len());
                 json_response(StatusCode::OK, body, None)
             }
@@ -965,30 +1177,43 @@ async fn stateless(
     let header_method = header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
     if msg.kind != Kind::Response && header_method.as_deref() != msg.method.as_deref() {
         finish(recorder, "header_mismatch", 400, 0);
-        return rpc_error(StatusCode::BAD_REQUEST, msg.id.as_deref(), code::HEADER_MISMATCH, "Mcp-Method header does not match the body's method");
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            msg.id.as_deref(),
+            code::HEADER_MISMATCH,
+            "Mcp-Method header does not match the body's method",
+        );
     }
     if msg.name.is_some() {
         let header_name = header_str(headers, H_NAME).and_then(protocol::decode_header_value);
         if header_name.as_deref() != msg.name.as_deref() {
             finish(recorder, "header_mismatch", 400, 0);
-            return rpc_error(StatusCode::BAD_REQUEST, msg.id.as_deref(), code::HEADER_MISMATCH, "Mcp-Name header does not match the body's name or uri");
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                msg.id.as_deref(),
+                code::HEADER_MISMATCH,
+                "Mcp-Name header does not match the body's name or uri",
+            );
         }
     }
     let backend = &call.backend;
     let target = &backend.target;
-    if backend.era() == Era::Unknown && backend.transport != shared::servers::Transport::Sse {
-        match state.mcp.client.discover(target).await {
-            Ok(Some(_)) => backend.set_era(Era::Modern),
-            Ok(None) => backend.set_era(Era::Handshake),
-            Err(e) => {
-                finish(recorder, e.label(), 502, 0);
-                return backend_error(msg.id.as_deref(), &e);
-            }
-        }
+    if let Err(e) = detect_era(state, backend).await {
+        finish(recorder, e.label(), 502, 0);
+        return backend_error(msg.id.as_deref(), &e);
     }
     if backend.era() == Era::Modern {
         let extra = forwarded_headers(headers, true);
-        return match forward(state, target, body, None, Some(protocol::LATEST_VERSION), &extra).await {
+        return match forward(
+            state,
+            target,
+            body,
+            None,
+            Some(protocol::LATEST_VERSION),
+            &extra,
+        )
+        .await
+        {
             Ok(res) => relay(state, target, res, msg, None, Shape::Pass, recorder).await,
             Err(e) => {
                 finish(recorder, e.label(), 502, 0);
@@ -997,6 +1222,53 @@ async fn stateless(
         };
     }
     held(state, call, msg, body, recorder).await
+}
+
+/// Finds out (once per backend) how it speaks: `server/discover` for 2026-07-28, else a
+/// throwaway handshake, whose 400/404/405 means HTTP+SSE when the transport is `auto`.
+async fn detect_era(state: &AppState, backend: &Backend) -> Result<Era, BackendError> {
+    use shared::servers::Transport;
+    let era = backend.era();
+    if era != Era::Unknown {
+        return Ok(era);
+    }
+    let target = &backend.target;
+    let era = if backend.transport == Transport::Sse {
+        Era::Legacy
+    } else if state.mcp.client.discover(target).await?.is_some() {
+        Era::Modern
+    } else if backend.transport == Transport::StreamableHttp {
+        Era::Handshake
+    } else {
+        match state
+            .mcp
+            .client
+            .initialize(
+                target,
+                protocol::LATEST_HANDSHAKE_VERSION,
+                json!({}),
+                client_info(),
+            )
+            .await
+        {
+            Ok(handshake) => {
+                if let Some(b) = handshake.session_id {
+                    let req = state
+                        .mcp
+                        .client
+                        .request(target, reqwest::Method::DELETE, &target.url)
+                        .header(H_SESSION, b)
+                        .header(H_VERSION, handshake.protocol_version);
+                    let _ = state.mcp.client.send(target, req).await;
+                }
+                Era::Handshake
+            }
+            Err(BackendError::Status(_, 400 | 404 | 405)) => Era::Legacy,
+            Err(e) => return Err(e),
+        }
+    };
+    backend.set_era(era);
+    Ok(era)
 }
 
 /// A 2026-07-28 client in front of an older backend: requests go through a backend session the
@@ -1024,7 +1296,11 @@ async fn held(
     };
     if msg.is("server/discover") {
         let result = state.mcp.held_discover(&session);
-        let id: Value = msg.id.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
+        let id: Value = msg
+            .id
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or(Value::Null);
         let body = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
         finish(recorder, "ok", 200, body.len());
         return json_response(StatusCode::OK, body, None);
@@ -1033,17 +1309,33 @@ async fn held(
     let upstream = {
         let guard = session.upstream.lock().await;
         match &*guard {
-            Upstream::Http { session_id, version } => Ok((session_id.clone(), version.clone())),
+            Upstream::Http {
+                session_id,
+                version,
+            } => Ok((session_id.clone(), version.clone())),
             Upstream::Legacy(l) => Err(l.clone()),
             Upstream::Modern => Ok((None, protocol::LATEST_VERSION.to_string())),
         }
     };
     match upstream {
         Ok((backend_session, version)) => {
-            let mut res = forward(state, target, body.clone(), backend_session.as_deref(), Some(&version), &[]).await;
-            if matches!(&res, Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND) && backend_session.is_some() {
+            let mut res = forward(
+                state,
+                target,
+                body.clone(),
+                backend_session.as_deref(),
+                Some(&version),
+                &[],
+            )
+            .await;
+            if matches!(&res, Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND)
+                && backend_session.is_some()
+            {
                 match reinitialize(state, target, &session, backend_session.as_deref()).await {
-                    Ok(fresh) => res = forward(state, target, body, fresh.as_deref(), Some(&version), &[]).await,
+                    Ok(fresh) => {
+                        res = forward(state, target, body, fresh.as_deref(), Some(&version), &[])
+                            .await
+                    }
                     Err(e) => {
                         finish(recorder, e.label(), 502, 0);
                         return backend_error(msg.id.as_deref(), &e);
@@ -1051,14 +1343,36 @@ async fn held(
                 }
             }
             match res {
-                Ok(res) => relay(state, target, res, msg, None, Shape::AddResultType, recorder).await,
+                Ok(res) => {
+                    relay(
+                        state,
+                        target,
+                        res,
+                        msg,
+                        None,
+                        modernize_shape(msg),
+                        recorder,
+                    )
+                    .await
+                }
                 Err(e) => {
                     finish(recorder, e.label(), 502, 0);
                     backend_error(msg.id.as_deref(), &e)
                 }
             }
         }
-        Err(legacy) => legacy_call(call, &legacy, msg, body, None, recorder).await,
+        Err(legacy) => {
+            legacy_call(
+                call,
+                &legacy,
+                msg,
+                body,
+                None,
+                modernize_shape(msg),
+                recorder,
+            )
+            .await
+        }
     }
 }
 
@@ -1076,15 +1390,27 @@ pub async fn get(
     let Some(sid) = header_str(&headers, H_SESSION) else {
         return method_not_allowed();
     };
-    let Some(session) = state.mcp.sessions.get(sid, call.principal.user_id, call.backend.id) else {
-        return rpc_error(StatusCode::NOT_FOUND, None, code::NOT_FOUND, "session not found; initialize again");
+    let Some(session) = state
+        .mcp
+        .sessions
+        .get(sid, call.principal.user_id, call.backend.id)
+    else {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::NOT_FOUND,
+            "session not found; initialize again",
+        );
     };
     session.touch();
     let target = call.backend.target.clone();
     let upstream = {
         let guard = session.upstream.lock().await;
         match &*guard {
-            Upstream::Http { session_id, version } => Ok((session_id.clone(), version.clone())),
+            Upstream::Http {
+                session_id,
+                version,
+            } => Ok((session_id.clone(), version.clone())),
             Upstream::Modern => return method_not_allowed(),
             Upstream::Legacy(l) => Err(l.clone()),
         }
@@ -1096,7 +1422,10 @@ pub async fn get(
                 .client
                 .request(&target, reqwest::Method::GET, &target.url)
                 .header(reqwest::header::ACCEPT, "text/event-stream")
-                .header(H_VERSION, header_str(&headers, H_VERSION).unwrap_or(&version));
+                .header(
+                    H_VERSION,
+                    header_str(&headers, H_VERSION).unwrap_or(&version),
+                );
             if let Some(b) = &backend_session {
                 req = req.header(H_SESSION, b);
             }
@@ -1106,20 +1435,38 @@ pub async fn get(
             match state.mcp.client.send(&target, req).await {
                 Ok(res) if res.status().is_success() && is_event_stream(res.headers()) => {
                     let max = state.config.mcp.max_response_bytes;
-                    let mut response = sse_response(relay_stream(res, target, None, Shape::Pass, None, None, max));
+                    let mut response = sse_response(relay_stream(
+                        res,
+                        target,
+                        None,
+                        Shape::Pass,
+                        None,
+                        None,
+                        max,
+                    ));
                     if let Ok(v) = HeaderValue::from_str(&session.id) {
                         response.headers_mut().insert(H_SESSION, v);
                     }
                     response
                 }
-                Ok(res) if res.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => method_not_allowed(),
-                Ok(res) => backend_error(None, &BackendError::Status(target.name.clone(), res.status().as_u16())),
+                Ok(res) if res.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => {
+                    method_not_allowed()
+                }
+                Ok(res) => backend_error(
+                    None,
+                    &BackendError::Status(target.name.clone(), res.status().as_u16()),
+                ),
                 Err(e) => backend_error(None, &e),
             }
         }
         Err(legacy) => {
             let Some(mut rx) = legacy.lock().await.unsolicited.take() else {
-                return rpc_error(StatusCode::CONFLICT, None, code::INVALID_REQUEST, "a stream is already open for this session");
+                return rpc_error(
+                    StatusCode::CONFLICT,
+                    None,
+                    code::INVALID_REQUEST,
+                    "a stream is already open for this session",
+                );
             };
             let (tx, chunks) = mpsc::channel(32);
             tokio::spawn(async move {
@@ -1145,8 +1492,14 @@ pub async fn get(
 }
 
 fn method_not_allowed() -> Response {
-    let mut res = rpc_error(StatusCode::METHOD_NOT_ALLOWED, None, code::INVALID_REQUEST, "method not allowed without a session");
-    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    let mut res = rpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        code::INVALID_REQUEST,
+        "method not allowed without a session",
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     res
 }
 
@@ -1164,8 +1517,18 @@ pub async fn delete(
     let Some(sid) = header_str(&headers, H_SESSION) else {
         return method_not_allowed();
     };
-    if state.mcp.sessions.get(sid, call.principal.user_id, call.backend.id).is_none() {
-        return rpc_error(StatusCode::NOT_FOUND, None, code::NOT_FOUND, "session not found");
+    if state
+        .mcp
+        .sessions
+        .get(sid, call.principal.user_id, call.backend.id)
+        .is_none()
+    {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::NOT_FOUND,
+            "session not found",
+        );
     }
     if let Some(session) = state.mcp.sessions.remove(sid) {
         end_backend_session(&state, &call.backend.target, &session).await;

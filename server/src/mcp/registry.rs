@@ -72,7 +72,11 @@ pub fn credential_context(id: i64) -> String {
 }
 
 impl Registry {
-    pub async fn load(db: Db, secret_box: Arc<SecretBox>, config: Arc<Config>) -> anyhow::Result<Registry> {
+    pub async fn load(
+        db: Db,
+        secret_box: Arc<SecretBox>,
+        config: Arc<Config>,
+    ) -> anyhow::Result<Registry> {
         let registry = Registry {
             db,
             secret_box,
@@ -118,7 +122,11 @@ impl Registry {
             (Some(kind), Some(sealed)) => {
                 let secret = self.secret_box.open(sealed, &credential_context(row.id))?;
                 let secret = String::from_utf8(secret)?;
-                Some(credential_header(kind, row.credential_header.as_deref(), &secret)?)
+                Some(credential_header(
+                    kind,
+                    row.credential_header.as_deref(),
+                    &secret,
+                )?)
             }
             _ => None,
         };
@@ -139,7 +147,11 @@ impl Registry {
                 timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(30_000)),
                 max_response_bytes: self.config.mcp.max_response_bytes,
             },
-            era: Mutex::new(if transport == Transport::Sse { Era::Legacy } else { Era::Unknown }),
+            era: Mutex::new(if transport == Transport::Sse {
+                Era::Legacy
+            } else {
+                Era::Unknown
+            }),
             row,
         })
     }
@@ -190,15 +202,22 @@ impl Registry {
         if principal.role == Role::Admin {
             return Ok(true);
         }
-        Ok(self.grants_of(principal.user_id).await?.contains(&backend.id))
+        Ok(self
+            .grants_of(principal.user_id)
+            .await?
+            .contains(&backend.id))
     }
 
     async fn grants_of(&self, user_id: i64) -> anyhow::Result<Arc<HashSet<i64>>> {
         if let Some(grants) = self.grants.get(&user_id, self.config.auth.cache_ttl) {
             return Ok(grants);
         }
-        let grants: Arc<HashSet<i64>> =
-            Arc::new(db::servers::granted_servers(&self.db.pool, user_id).await?.into_iter().collect());
+        let grants: Arc<HashSet<i64>> = Arc::new(
+            db::servers::granted_servers(&self.db.pool, user_id)
+                .await?
+                .into_iter()
+                .collect(),
+        );
         self.grants.put(user_id, grants.clone());
         Ok(grants)
     }
@@ -219,7 +238,10 @@ pub fn credential_header(
     secret: &str,
 ) -> anyhow::Result<(HeaderName, HeaderValue)> {
     let mut pair = match kind {
-        "bearer" => (AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {secret}"))?),
+        "bearer" => (
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {secret}"))?,
+        ),
         "basic" => (
             AUTHORIZATION,
             HeaderValue::from_str(&format!(

@@ -63,7 +63,8 @@ impl ProxySession {
     }
 
     pub fn idle_for(&self, idle: Duration) -> bool {
-        self.last_seen.load(Ordering::Relaxed) < db::now() - i64::try_from(idle.as_secs()).unwrap_or(i64::MAX)
+        self.last_seen.load(Ordering::Relaxed)
+            < db::now() - i64::try_from(idle.as_secs()).unwrap_or(i64::MAX)
     }
 
     pub fn touch(&self) {

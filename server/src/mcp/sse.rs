@@ -134,13 +134,19 @@ mod tests {
         let mut p = Parser::default();
         let mut events = p.push(b"id: 1\r\nevent: message\r\ndata: {\"a\":");
         assert!(events.is_empty());
-        events.extend(p.push(b"1}\r\n\r\n: keep-alive\n\ndata: x\ndata: y\n\nid: 2\ndata:\n\nretry: 500\n\n"));
+        events.extend(
+            p.push(b"1}\r\n\r\n: keep-alive\n\ndata: x\ndata: y\n\nid: 2\ndata:\n\nretry: 500\n\n"),
+        );
         assert_eq!(events.len(), 4);
         assert_eq!(events[0].id.as_deref(), Some("1"));
         assert_eq!(events[0].event.as_deref(), Some("message"));
         assert_eq!(events[0].data, "{\"a\":1}");
         assert_eq!(events[1].data, "x\ny");
-        assert_eq!(events[2].id.as_deref(), Some("2"), "priming event: id with empty data");
+        assert_eq!(
+            events[2].id.as_deref(),
+            Some("2"),
+            "priming event: id with empty data"
+        );
         assert_eq!(events[2].data, "");
         assert_eq!(events[3].retry, Some(500));
     }

@@ -1,0 +1,82 @@
+"""A real MCP backend for the gateway's interop tests, on the installed Python SDK (1.x or 2.x).
+
+Tools: echo (prefixed with the server name, so tests can tell backends apart), add, and slow
+(reports progress before it returns). With --token, every HTTP request must carry
+`Authorization: Bearer <token>`: the gateway's stored backend credential, never the client's.
+"""
+
+import argparse
+import asyncio
+
+import uvicorn
+
+try:  # Python SDK 2.x
+    from mcp.server.mcpserver import Context, MCPServer
+
+    SDK = 2
+except ImportError:  # Python SDK 1.x
+    from mcp.server.fastmcp import Context, FastMCP
+
+    SDK = 1
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--port", type=int, required=True)
+parser.add_argument("--name", default="peer")
+parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+parser.add_argument("--stateless", action="store_true")
+parser.add_argument("--json", action="store_true")
+parser.add_argument("--token")
+args = parser.parse_args()
+
+if SDK == 2:
+    mcp = MCPServer(args.name)
+else:
+    mcp = FastMCP(args.name, stateless_http=args.stateless, json_response=args.json)
+
+
+@mcp.tool()
+def echo(text: str) -> str:
+    """Echo the text back, prefixed with the server name."""
+    return f"{args.name}:{text}"
+
+
+@mcp.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@mcp.tool()
+async def slow(steps: int, ctx: Context) -> str:
+    """Report progress `steps` times, then return."""
+    for i in range(steps):
+        await ctx.report_progress(i + 1, steps)
+        await asyncio.sleep(0.05)
+    return "done"
+
+
+if args.transport == "sse":
+    app = mcp.sse_app()
+elif SDK == 2:
+    app = mcp.streamable_http_app(stateless_http=args.stateless, json_response=args.json)
+else:
+    app = mcp.streamable_http_app()
+
+
+def require_token(inner, token):
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope, receive, send):
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != expected:
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"backend credential missing or wrong"})
+            return
+        await inner(scope, receive, send)
+
+    return guarded
+
+
+if args.token:
+    app = require_token(app, args.token)
+
+uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
