@@ -125,7 +125,7 @@ pub async fn create_first_admin(
         return Err(setup_done());
     }
     let user = check_new_user(username, password, email, Role::Admin, min_password_length).await?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     if let Err(e) = db::setup::claim(&mut *tx, db::now()).await {
         return Err(match e {
             sqlx::Error::Database(ref d) if d.is_unique_violation() => setup_done(),
@@ -213,7 +213,7 @@ pub async fn admin_create_user(
         state.config.password_min_length,
     )
     .await?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let id = insert_user(&mut *tx, &checked).await?;
     let user = to_user(&found(db::users::find_by_id(&mut *tx, id).await?)?);
     audit(
@@ -242,7 +242,7 @@ pub async fn admin_update_user(
         Some(email) => Some(validate_email(email.as_deref())?),
         None => None,
     };
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::users::lock_admins(&mut tx, state.db.backend).await?;
     let before_row = found(db::users::find_by_id(&mut *tx, id).await?)?;
     let before = to_user(&before_row);
@@ -301,7 +301,7 @@ pub async fn admin_reset_password(
     .map_err(|m| ApiError::validation("password", m))?;
     let hash = password::hash(new_password.to_string()).await?;
     let now = db::now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     if db::users::set_password(&mut *tx, id, &hash, now).await? == 0 {
         return Err(ApiError::NotFound("no such user"));
     }
@@ -328,7 +328,7 @@ pub async fn admin_delete_user(
     actor: &Actor<'_>,
     id: i64,
 ) -> Result<(), ApiError> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::users::lock_admins(&mut tx, state.db.backend).await?;
     let row = found(db::users::find_by_id(&mut *tx, id).await?)?;
     if is_active_admin(&row) && db::users::count_other_enabled_admins(&mut *tx, id).await? == 0 {
@@ -420,7 +420,7 @@ pub async fn create_api_key(
     let secret = random_token(API_KEY_PREFIX)?;
     let prefix: String = secret.chars().take(API_KEY_PREFIX.len() + 6).collect();
     let now = db::now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let id = db::api_keys::insert(
         &mut *tx,
         &db::api_keys::NewApiKey {
@@ -469,7 +469,7 @@ pub async fn revoke_api_key(
     key_id: i64,
     actor: Option<&Actor<'_>>,
 ) -> Result<(), ApiError> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     if db::api_keys::revoke(&mut *tx, key_id, user_id, db::now()).await? == 0 {
         return Err(ApiError::NotFound("no such API key"));
     }

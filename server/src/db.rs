@@ -122,6 +122,16 @@ impl Db {
         Ok(u32::try_from(count).unwrap_or(0))
     }
 
+    /// Starts a transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that reads and then writes can fail at once with "database is
+    /// locked" when another writer got in between, which the busy timeout does not cover.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -257,7 +257,7 @@ impl KeyRing {
         if self.config.jwt_secret.is_some() {
             bail!("the signing key is derived from JWT_SECRET; change JWT_SECRET to rotate it");
         }
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let kid = SigningKeys::generate_in(&mut *tx, &self.secret_box).await?;
         db::keys::retire_all_except(&mut *tx, &kid, db::now()).await?;
         tx.commit().await?;

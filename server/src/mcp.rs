@@ -13,6 +13,7 @@ pub mod session;
 pub mod sse;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,9 +42,15 @@ pub struct McpState {
     /// (user, server).
     held: Mutex<HashMap<(i64, i64), Arc<ProxySession>>>,
     pub activity: ActivitySink,
+    ids: AtomicU64,
 }
 
 impl McpState {
+    /// A fresh number for the gateway's own JSON-RPC ids.
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub async fn init(
         db: Db,
         secret_box: Arc<SecretBox>,
@@ -56,6 +63,7 @@ impl McpState {
             sessions: SessionStore::default(),
             held: Mutex::default(),
             activity: ActivitySink::spawn(db),
+            ids: AtomicU64::new(1),
         }))
     }
 

@@ -76,10 +76,11 @@ fn validate_description(d: Option<&str>) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// The credential to store: (type, header name, secret), or `None` to clear it.
-fn credential_parts(
-    input: &CredentialInput,
-) -> Result<Option<(&'static str, Option<String>, String)>, ApiError> {
+/// A credential to store: (type, header name, secret).
+type CredentialParts = (&'static str, Option<String>, String);
+
+/// The credential to store, or `None` to clear it.
+fn credential_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, ApiError> {
     let field = "credential";
     let non_empty = |s: &str, what: &str| {
         if s.is_empty() || s.len() > 8192 {
@@ -269,7 +270,7 @@ pub async fn create(
     if let Some(c) = &credential {
         credential_parts(c)?;
     }
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let id = db::servers::insert(&mut *tx, &row)
         .await
         .map_err(name_taken)?;
@@ -301,7 +302,7 @@ pub async fn update(
     id: i64,
     req: &UpdateServer,
 ) -> Result<McpServer, ApiError> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let before_row = db::servers::find(&mut *tx, id)
         .await?
         .ok_or(ApiError::NotFound("no such server"))?;
@@ -353,7 +354,7 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), ApiError> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let row = db::servers::find(&mut *tx, id)
         .await?
         .ok_or(ApiError::NotFound("no such server"))?;
@@ -406,7 +407,7 @@ pub async fn set_permission(
     db::servers::find(&state.db.pool, server_id)
         .await?
         .ok_or(ApiError::NotFound("no such server"))?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     if can_access {
         db::servers::grant(&mut *tx, user_id, server_id, db::now()).await?;
     } else {

@@ -224,7 +224,31 @@ fn setup_test_deps() -> Result<()> {
     if output(Command::new(cargo()).args(["nextest", "--version"])).is_none() {
         cargo_install("cargo-nextest", NEXTEST_VERSION, true)?;
     }
+    for (venv, spec, version) in PYTHON_PEERS {
+        python_venv(venv, spec, version)?;
+    }
     Ok(())
+}
+
+/// The real MCP peers from PyPI used by the interop tests, one virtualenv per SDK major.
+const PYTHON_PEERS: &[(&str, &str, &str)] = &[
+    ("venv-mcp2", "mcp[cli]==2.3.0", "2.3.0"),
+    ("venv-mcp1", "mcp==1.30.0", "1.30.0"),
+];
+
+fn python_venv(venv: &str, spec: &str, version: &str) -> Result<()> {
+    let dir = root().join(".tools").join(venv);
+    let python = dir.join("bin/python");
+    let installed = output(Command::new(&python).args([
+        "-c",
+        "import importlib.metadata as m; print(m.version('mcp'))",
+    ]));
+    if installed.is_some_and(|v| v.trim() == version) {
+        return Ok(());
+    }
+    step(&format!("installing the MCP test peer {spec} into .tools/{venv}"));
+    sh(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+    sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]))
 }
 
 fn build_web() -> Result<()> {

@@ -98,7 +98,7 @@ pub async fn start_session(
         revoked_at: None,
     };
     let refresh_token = random_token(REFRESH_TOKEN_PREFIX)?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::sessions::insert(&mut *tx, &session).await?;
     db::sessions::insert_refresh(
         &mut *tx,
@@ -177,7 +177,7 @@ pub async fn refresh(
 
     let ttl = state.config.auth.refresh_token_ttl.as_secs() as i64;
     let next = random_token(REFRESH_TOKEN_PREFIX)?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     if db::sessions::mark_refresh_used(&mut *tx, &hash, now).await? == 0 {
         // Somebody spent it between our read and this write: the same as reuse.
         tx.rollback().await?;

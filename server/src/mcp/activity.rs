@@ -53,7 +53,7 @@ impl ActivitySink {
 }
 
 async fn write_batch(db: &Db, batch: &[ActivityRow]) -> Result<(), sqlx::Error> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     for row in batch {
         db::servers::insert_activity(&mut *tx, row).await?;
     }

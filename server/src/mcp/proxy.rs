@@ -373,46 +373,103 @@ async fn forward(
 }
 
 /// How to treat the backend's answer on its way to the client.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    /// As it is.
-    Pass,
+#[derive(Clone, Default)]
+struct Shape {
     /// A handshake-era backend answering a 2026-07-28 client: results gain the fields that
     /// revision requires (`resultType`, and `ttlMs`/`cacheScope` on list results).
-    Modernize { list: bool },
+    modernize: bool,
+    list: bool,
+    /// In a backend session shared by several clients, ids and progress tokens are the
+    /// gateway's own; this maps them back.
+    ids: Option<Arc<IdSwap>>,
+}
+
+const PASS: Shape = Shape {
+    modernize: false,
+    list: false,
+    ids: None,
+};
+
+struct IdSwap {
+    gateway_id: Value,
+    client_id: Value,
+    gateway_token: Option<Value>,
+    client_token: Option<Value>,
 }
 
 fn modernize_shape(msg: &Message) -> Shape {
-    Shape::Modernize {
+    Shape {
+        modernize: true,
         list: matches!(
             msg.method.as_deref(),
             Some("tools/list" | "prompts/list" | "resources/list" | "resources/templates/list")
         ),
+        ids: None,
     }
 }
 
-fn reshape(data: &str, shape: Shape) -> String {
-    let Shape::Modernize { list } = shape else {
+/// Gives a message the gateway's own id (and progress token), so that clients sharing one
+/// backend session can never collide; returns the new body, the id to wait for and the swap.
+fn swap_ids(state: &AppState, body: &Bytes) -> (Bytes, Option<String>, Option<Arc<IdSwap>>) {
+    let mut message = parse_value(body);
+    let Some(client_id) = message.get("id").cloned() else {
+        return (body.clone(), None, None);
+    };
+    let n = state.mcp.next_id();
+    let gateway_id = Value::String(format!("amg-{n}"));
+    message["id"] = gateway_id.clone();
+    let client_token = message["params"]["_meta"].get("progressToken").cloned();
+    let gateway_token = client_token
+        .as_ref()
+        .map(|_| Value::String(format!("amg-p-{n}")));
+    if let Some(token) = &gateway_token {
+        message["params"]["_meta"]["progressToken"] = token.clone();
+    }
+    let want = gateway_id.to_string();
+    (
+        Bytes::from(message.to_string()),
+        Some(want),
+        Some(Arc::new(IdSwap {
+            gateway_id,
+            client_id,
+            gateway_token,
+            client_token,
+        })),
+    )
+}
+
+fn reshape(data: &str, shape: &Shape) -> String {
+    if !shape.modernize && shape.ids.is_none() {
+        return data.to_string();
+    }
+    let Ok(mut message) = serde_json::from_str::<Value>(data) else {
         return data.to_string();
     };
-    match serde_json::from_str::<Value>(data) {
-        Ok(mut message) => {
-            if let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) {
-                result
-                    .entry("resultType")
-                    .or_insert_with(|| Value::String("complete".into()));
-                if list {
-                    // Never cacheable beyond this user: the gateway filters per user.
-                    result.entry("ttlMs").or_insert_with(|| json!(0));
-                    result
-                        .entry("cacheScope")
-                        .or_insert_with(|| Value::String("private".into()));
-                }
-            }
-            message.to_string()
+    if let Some(ids) = &shape.ids {
+        if message.get("id") == Some(&ids.gateway_id) && message.get("method").is_none() {
+            message["id"] = ids.client_id.clone();
         }
-        Err(_) => data.to_string(),
+        if let (Some(gateway), Some(client)) = (&ids.gateway_token, &ids.client_token)
+            && message["params"].get("progressToken") == Some(gateway)
+        {
+            message["params"]["progressToken"] = client.clone();
+        }
     }
+    if shape.modernize
+        && let Some(result) = message.get_mut("result").and_then(Value::as_object_mut)
+    {
+        result
+            .entry("resultType")
+            .or_insert_with(|| Value::String("complete".into()));
+        if shape.list {
+            // Never cacheable beyond this user: the gateway filters per user.
+            result.entry("ttlMs").or_insert_with(|| json!(0));
+            result
+                .entry("cacheScope")
+                .or_insert_with(|| Value::String("private".into()));
+        }
+    }
+    message.to_string()
 }
 
 /// Whether a message is the response to `id`, and if so whether it is an error.
@@ -426,7 +483,6 @@ fn response_status(data: &str, id: Option<&str>) -> Option<bool> {
 
 /// Turns a backend response into the client's, streaming SSE as it arrives.
 async fn relay(
-    state: &AppState,
     target: &Target,
     res: reqwest::Response,
     msg: &Message,
@@ -435,6 +491,12 @@ async fn relay(
     recorder: Option<Recorder>,
 ) -> Response {
     let status = res.status();
+    // The id the backend answers to: the gateway's own when ids were swapped.
+    let want_id = shape
+        .ids
+        .as_ref()
+        .map(|ids| ids.gateway_id.to_string())
+        .or_else(|| msg.id.clone());
     let mut response = if status == reqwest::StatusCode::ACCEPTED {
         finish(recorder, "ok", 202, 0);
         StatusCode::ACCEPTED.into_response()
@@ -442,11 +504,11 @@ async fn relay(
         sse_response(relay_stream(
             res,
             target.clone(),
+            want_id,
             msg.id.clone(),
             shape,
             Some(target.timeout),
             recorder,
-            state.config.mcp.max_response_bytes,
         ))
     } else {
         match crate::mcp::backend::read_limited(target, res).await {
@@ -469,12 +531,12 @@ async fn relay(
             }
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                let outcome = match response_status(&text, msg.id.as_deref()) {
+                let outcome = match response_status(&text, want_id.as_deref()) {
                     Some(true) => "error",
                     _ if status.is_success() => "ok",
                     _ => "error",
                 };
-                let body = reshape(&text, shape);
+                let body = reshape(&text, &shape);
                 finish(recorder, outcome, status.as_u16(), body.len());
                 let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
                 (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -513,10 +575,10 @@ fn relay_stream(
     res: reqwest::Response,
     target: Target,
     want_id: Option<String>,
+    client_id: Option<String>,
     shape: Shape,
     idle: Option<Duration>,
     recorder: Option<Recorder>,
-    max_event: usize,
 ) -> Chunks {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
@@ -558,7 +620,7 @@ fn relay_stream(
                     outcome = Some(if is_error { "error" } else { "ok" });
                 }
                 if !event.data.is_empty() {
-                    event.data = reshape(&event.data, shape);
+                    event.data = reshape(&event.data, &shape);
                 }
                 let bytes = event.encode();
                 bytes_out += bytes.len();
@@ -567,7 +629,7 @@ fn relay_stream(
                     break 'outer;
                 }
             }
-            if parser.pending() > max_event {
+            if parser.pending() > target.max_response_bytes {
                 failure = Some(BackendError::TooLarge(target.name.clone()));
                 break;
             }
@@ -575,7 +637,7 @@ fn relay_stream(
         // A response stream that ended without the response gets an error the client can act on.
         if outcome.is_none() && want_id.is_some() {
             let e = failure.unwrap_or_else(|| BackendError::Protocol(target.name.clone()));
-            let data = protocol::error_body(want_id.as_deref(), e.code(), &e.to_string(), None);
+            let data = protocol::error_body(client_id.as_deref(), e.code(), &e.to_string(), None);
             let _ = tx.send(Ok(sse::Event::message(data).encode())).await;
             outcome = Some(e.label());
         }
@@ -623,7 +685,7 @@ async fn initialize(
     };
     let status = res.status().as_u16();
     if (200..300).contains(&status) {
-        backend.set_era(Era::Handshake);
+        backend.learn_era(Era::Handshake);
         let backend_session = res
             .headers()
             .get(H_SESSION)
@@ -650,21 +712,12 @@ async fn initialize(
                 );
             }
         };
-        return relay(
-            state,
-            target,
-            res,
-            msg,
-            Some(&session.id),
-            Shape::Pass,
-            recorder,
-        )
-        .await;
+        return relay(target, res, msg, Some(&session.id), PASS, recorder).await;
     }
-    if era == Era::Unknown && matches!(status, 400 | 404 | 405) {
+    if matches!(era, Era::Unknown | Era::Modern) && matches!(status, 400 | 404 | 405) {
         drop(res);
         if let Ok(Some(_)) = state.mcp.client.discover(target).await {
-            backend.set_era(Era::Modern);
+            backend.set_era(Era::ModernOnly);
             return initialize_bridged_modern(
                 state,
                 call,
@@ -675,7 +728,7 @@ async fn initialize(
             )
             .await;
         }
-        if backend.transport == shared::servers::Transport::Auto {
+        if backend.transport == shared::servers::Transport::Auto && era == Era::Unknown {
             return initialize_legacy(state, call, msg, client_version, init_params, recorder)
                 .await;
         }
@@ -685,7 +738,7 @@ async fn initialize(
             &BackendError::Status(backend.name.clone(), status),
         );
     }
-    relay(state, target, res, msg, None, Shape::Pass, recorder).await
+    relay(target, res, msg, None, PASS, recorder).await
 }
 
 fn json_response(status: StatusCode, body: String, session_id: Option<&str>) -> Response {
@@ -955,18 +1008,7 @@ async fn in_session(
                 }
             }
             match res {
-                Ok(res) => {
-                    relay(
-                        state,
-                        target,
-                        res,
-                        msg,
-                        Some(&session.id),
-                        Shape::Pass,
-                        recorder,
-                    )
-                    .await
-                }
+                Ok(res) => relay(target, res, msg, Some(&session.id), PASS, recorder).await,
                 Err(e) => {
                     finish(recorder, e.label(), 502, 0);
                     backend_error(msg.id.as_deref(), &e)
@@ -990,18 +1032,7 @@ async fn in_session(
             )
             .await
             {
-                Ok(res) => {
-                    relay(
-                        state,
-                        target,
-                        res,
-                        msg,
-                        Some(&session.id),
-                        Shape::Pass,
-                        recorder,
-                    )
-                    .await
-                }
+                Ok(res) => relay(target, res, msg, Some(&session.id), PASS, recorder).await,
                 Err(e) => {
                     finish(recorder, e.label(), 502, 0);
                     backend_error(msg.id.as_deref(), &e)
@@ -1009,16 +1040,7 @@ async fn in_session(
             }
         }
         Err(Some(legacy)) => {
-            legacy_call(
-                call,
-                &legacy,
-                msg,
-                body,
-                Some(&session.id),
-                Shape::Pass,
-                recorder,
-            )
-            .await
+            legacy_call(call, &legacy, msg, body, Some(&session.id), PASS, recorder).await
         }
     }
 }
@@ -1107,7 +1129,7 @@ async fn legacy_call(
                     Ok(Some(m)) => m,
                     Ok(None) | Err(_) => break,
                 };
-                let data = reshape(&message.to_string(), shape);
+                let data = reshape(&message.to_string(), &shape);
                 let is_response = response_status(&data, want_id.as_deref());
                 let bytes = sse::Event::message(data).encode();
                 bytes_out += bytes.len();
@@ -1144,7 +1166,7 @@ async fn legacy_call(
         .await;
         match reply {
             Ok(message) => {
-                let body = reshape(&message.to_string(), shape);
+                let body = reshape(&message.to_string(), &shape);
                 let outcome = if message.get("error").is_some() {
                     "error"
                 } else {
@@ -1202,7 +1224,7 @@ async fn stateless(
         finish(recorder, e.label(), 502, 0);
         return backend_error(msg.id.as_deref(), &e);
     }
-    if backend.era() == Era::Modern {
+    if matches!(backend.era(), Era::Modern | Era::ModernOnly) {
         let extra = forwarded_headers(headers, true);
         return match forward(
             state,
@@ -1214,7 +1236,7 @@ async fn stateless(
         )
         .await
         {
-            Ok(res) => relay(state, target, res, msg, None, Shape::Pass, recorder).await,
+            Ok(res) => relay(target, res, msg, None, PASS, recorder).await,
             Err(e) => {
                 finish(recorder, e.label(), 502, 0);
                 backend_error(msg.id.as_deref(), &e)
@@ -1229,16 +1251,27 @@ async fn stateless(
 async fn detect_era(state: &AppState, backend: &Backend) -> Result<Era, BackendError> {
     use shared::servers::Transport;
     let era = backend.era();
-    if era != Era::Unknown {
+    if era != Era::Unknown && era != Era::Handshake {
         return Ok(era);
     }
     let target = &backend.target;
+    // A backend first met through `initialize` may speak 2026-07-28 too: ask once.
+    if era == Era::Handshake {
+        if backend.transport != shared::servers::Transport::Sse
+            && state.mcp.client.discover(target).await?.is_some()
+        {
+            backend.set_era(Era::Modern);
+            return Ok(Era::Modern);
+        }
+        backend.set_era(Era::HandshakeOnly);
+        return Ok(Era::HandshakeOnly);
+    }
     let era = if backend.transport == Transport::Sse {
         Era::Legacy
     } else if state.mcp.client.discover(target).await?.is_some() {
         Era::Modern
     } else if backend.transport == Transport::StreamableHttp {
-        Era::Handshake
+        Era::HandshakeOnly
     } else {
         match state
             .mcp
@@ -1261,14 +1294,14 @@ async fn detect_era(state: &AppState, backend: &Backend) -> Result<Era, BackendE
                         .header(H_VERSION, handshake.protocol_version);
                     let _ = state.mcp.client.send(target, req).await;
                 }
-                Era::Handshake
+                Era::HandshakeOnly
             }
             Err(BackendError::Status(_, 400 | 404 | 405)) => Era::Legacy,
             Err(e) => return Err(e),
         }
     };
-    backend.set_era(era);
-    Ok(era)
+    backend.learn_era(era);
+    Ok(backend.era())
 }
 
 /// A 2026-07-28 client in front of an older backend: requests go through a backend session the
@@ -1306,6 +1339,12 @@ async fn held(
         return json_response(StatusCode::OK, body, None);
     }
     let target = &call.backend.target;
+    // Several clients share this backend session: ids and progress tokens become the gateway's.
+    let (body, _, ids) = swap_ids(state, &body);
+    let shape = Shape {
+        ids,
+        ..modernize_shape(msg)
+    };
     let upstream = {
         let guard = session.upstream.lock().await;
         match &*guard {
@@ -1343,36 +1382,14 @@ async fn held(
                 }
             }
             match res {
-                Ok(res) => {
-                    relay(
-                        state,
-                        target,
-                        res,
-                        msg,
-                        None,
-                        modernize_shape(msg),
-                        recorder,
-                    )
-                    .await
-                }
+                Ok(res) => relay(target, res, msg, None, shape, recorder).await,
                 Err(e) => {
                     finish(recorder, e.label(), 502, 0);
                     backend_error(msg.id.as_deref(), &e)
                 }
             }
         }
-        Err(legacy) => {
-            legacy_call(
-                call,
-                &legacy,
-                msg,
-                body,
-                None,
-                modernize_shape(msg),
-                recorder,
-            )
-            .await
-        }
+        Err(legacy) => legacy_call(call, &legacy, msg, body, None, shape, recorder).await,
     }
 }
 
@@ -1434,16 +1451,8 @@ pub async fn get(
             }
             match state.mcp.client.send(&target, req).await {
                 Ok(res) if res.status().is_success() && is_event_stream(res.headers()) => {
-                    let max = state.config.mcp.max_response_bytes;
-                    let mut response = sse_response(relay_stream(
-                        res,
-                        target,
-                        None,
-                        Shape::Pass,
-                        None,
-                        None,
-                        max,
-                    ));
+                    let mut response =
+                        sse_response(relay_stream(res, target, None, None, PASS, None, None));
                     if let Ok(v) = HeaderValue::from_str(&session.id) {
                         response.headers_mut().insert(H_SESSION, v);
                     }

@@ -26,10 +26,16 @@ use crate::mcp::backend::Target;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Era {
     Unknown,
-    /// Streamable HTTP with `initialize` (2025-03-26 … 2025-11-25).
+    /// Streamable HTTP with `initialize` (2025-03-26 … 2025-11-25); whether it also speaks
+    /// 2026-07-28 is not known yet.
     Handshake,
-    /// Streamable HTTP, stateless 2026-07-28 only.
+    /// Streamable HTTP with `initialize` only (`server/discover` was tried and refused).
+    HandshakeOnly,
+    /// Streamable HTTP that speaks 2026-07-28 (`server/discover` works); it may speak the
+    /// handshake era too, which `initialize` finds out by trying.
     Modern,
+    /// Speaks 2026-07-28 and refuses `initialize`: handshake-era clients are bridged.
+    ModernOnly,
     /// HTTP+SSE (2024-11-05).
     Legacy,
 }
@@ -51,6 +57,16 @@ impl Backend {
 
     pub fn set_era(&self, era: Era) {
         if let Ok(mut e) = self.era.lock() {
+            *e = era;
+        }
+    }
+
+    /// Records what was learnt only if nothing was known yet (concurrent first requests must
+    /// not flip a finding back and forth).
+    pub fn learn_era(&self, era: Era) {
+        if let Ok(mut e) = self.era.lock()
+            && *e == Era::Unknown
+        {
             *e = era;
         }
     }

@@ -63,10 +63,7 @@ impl Parser {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<Event> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        loop {
-            let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') else {
-                break;
-            };
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
             // A lone '\r' at the end may be the first half of "\r\n": wait for more.
             if self.buf[pos] == b'\r' && pos + 1 == self.buf.len() {
                 break;

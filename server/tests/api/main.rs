@@ -10,5 +10,7 @@ mod accounts;
 mod cli;
 mod foundation;
 mod keys;
+mod mcp;
 mod openapi;
+mod peers;
 mod spa;

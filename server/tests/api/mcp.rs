@@ -1,0 +1,579 @@
+//! The MCP servers registry and the per-server proxy, against real MCP peers.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, TestEnv, USER_PASSWORD, db_test};
+use crate::peers::{PeerServer, Sdk, run_python_client};
+
+/// Registers a server and returns its id.
+async fn add_server(app: &TestApp, admin: &str, body: Value) -> i64 {
+    let res = app
+        .post_json("/admin/api/mcp-servers", Some(admin), body.clone())
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "register {body}");
+    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+async fn set_access(app: &TestApp, admin: &str, user: i64, server: i64, can_access: bool) {
+    let res = app
+        .send(
+            Method::PATCH,
+            &format!("/admin/api/users/{user}/mcp-permissions"),
+            Some(admin),
+            Some(json!({"server_id": server, "can_access": can_access})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn user_token(app: &TestApp, username: &str) -> String {
+    app.login(username, USER_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// One raw MCP POST; returns status, headers and the JSON-RPC message it answered with
+/// (from JSON or from the SSE stream).
+async fn rpc(
+    app: &TestApp,
+    server: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut req = app
+        .client
+        .post(app.url(&format!("/mcp/{server}")))
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(session) = session {
+        req = req.header("mcp-session-id", session);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let message = if headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"))
+    {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|m| m.get("id").is_some() && m.get("method").is_none())
+            .unwrap_or(Value::Null)
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    (status, headers, message)
+}
+
+fn initialize_body() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}})
+}
+
+/// Initializes a session and returns its id.
+async fn open_session(app: &TestApp, server: &str, token: &str) -> String {
+    let (status, headers, message) =
+        rpc(app, server, Some(token), None, &[], initialize_body()).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert!(
+        message["result"]["protocolVersion"].is_string(),
+        "{message}"
+    );
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let (status, _, _) = rpc(
+        app,
+        server,
+        Some(token),
+        Some(&session),
+        &[("mcp-protocol-version", "2025-11-25")],
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    session
+}
+
+async fn call_echo(
+    app: &TestApp,
+    server: &str,
+    token: &str,
+    session: &str,
+    text: &str,
+) -> (StatusCode, Value) {
+    let (status, _, message) = rpc(
+        app,
+        server,
+        Some(token),
+        Some(session),
+        &[("mcp-protocol-version", "2025-11-25")],
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}}),
+    )
+    .await;
+    (status, message)
+}
+
+#[tokio::test]
+async fn python_sdk_client_reaches_every_kind_of_backend_in_every_mode() {
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let peers = [
+        (
+            "py2",
+            PeerServer::start(Sdk::Py2, "py2", &["--token", "backend-secret-py2"]).await,
+            true,
+        ),
+        (
+            "py2stateless",
+            PeerServer::start(Sdk::Py2, "py2stateless", &["--stateless", "--json"]).await,
+            false,
+        ),
+        ("py1", PeerServer::start(Sdk::Py1, "py1", &[]).await, true),
+        (
+            "py1sse",
+            PeerServer::start(Sdk::Py1, "py1sse", &["--transport", "sse"]).await,
+            true,
+        ),
+    ];
+    for (name, peer, _) in &peers {
+        let mut body = json!({"name": name, "url": peer.url()});
+        if *name == "py2" {
+            body["backend_token"] = json!("backend-secret-py2");
+        }
+        add_server(&app, &admin, body).await;
+    }
+    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (name, _, streams_progress) in &peers {
+        let url = app.url(&format!("/mcp/{name}"));
+        let runs = ["auto", "legacy", "2026-07-28"].map(|mode| {
+            let (url, token) = (url.clone(), token.clone());
+            async move { (mode, run_python_client(&url, &token, mode).await) }
+        });
+        for (mode, out) in futures::future::join_all(runs).await {
+            assert!(out.get("error").is_none(), "{name} {mode}: {out}");
+            assert_eq!(
+                out["tools"],
+                json!(["add", "echo", "slow"]),
+                "{name} {mode}"
+            );
+            assert_eq!(out["echo"], format!("{name}:hi"), "{name} {mode}");
+            assert_eq!(out["add"], "5", "{name} {mode}");
+            assert_eq!(out["slow"], "done", "{name} {mode}");
+            if *streams_progress {
+                assert_eq!(
+                    out["progress"],
+                    json!([1.0, 2.0, 3.0]),
+                    "{name} {mode}: progress relayed"
+                );
+                assert_eq!(out["progress_before_result"], true, "{name} {mode}");
+            }
+        }
+    }
+}
+
+db_test! {
+    async fn every_request_is_authenticated_and_authorised(env: TestEnv) {
+        let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        let alpha = add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
+        let beta = add_server(&app, &admin, json!({"name": "beta", "url": peer.url()})).await;
+        let bob = app.create_user(&admin, "bob", "user").await;
+        let bob_token = user_token(&app, "bob").await;
+
+        // No or bad credentials: 401 with the protected-resource metadata pointer, on every method.
+        for method in [Method::POST, Method::GET, Method::DELETE] {
+            for token in [None, Some("garbage")] {
+                let mut req = app.client.request(method.clone(), app.url("/mcp/alpha")).json(&initialize_body());
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let res = req.send().await.unwrap();
+                assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {token:?}");
+                let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_string();
+                assert_eq!(
+                    challenge,
+                    format!("Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/alpha\"", app.state.config.public_url)
+                );
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["error"]["code"], -32001);
+            }
+        }
+        // An admin-audience token is not an MCP token.
+        let (status, _, _) = rpc(&app, "alpha", Some(&admin), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Default deny for users; a grant opens exactly one server; a revoke closes it again.
+        let (status, _, message) = rpc(&app, "alpha", Some(&bob_token), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(message["error"]["code"], -32003);
+        set_access(&app, &admin, bob, alpha, true).await;
+        let session = open_session(&app, "alpha", &bob_token).await;
+        let (status, message) = call_echo(&app, "alpha", &bob_token, &session, "x").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(message["result"]["content"][0]["text"], "alpha:x");
+        let (status, _, _) = rpc(&app, "beta", Some(&bob_token), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "the grant covers alpha only");
+        set_access(&app, &admin, bob, alpha, false).await;
+        let (status, _) = call_echo(&app, "alpha", &bob_token, &session, "x").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "a revoke applies to the next request, session or not");
+        let perms: Value = app.get_as(&format!("/admin/api/users/{bob}/mcp-permissions"), &admin).await.json().await.unwrap();
+        assert_eq!(perms, json!([
+            {"server_id": alpha, "name": "alpha", "can_access": false},
+            {"server_id": beta, "name": "beta", "can_access": false},
+        ]));
+
+        // An API key can be narrowed to some servers.
+        set_access(&app, &admin, bob, alpha, true).await;
+        set_access(&app, &admin, bob, beta, true).await;
+        let key: Value = app
+            .post_json("/auth/api-keys", Some(&bob_token), json!({"name": "ci", "servers": ["beta"]}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let secret = key["secret"].as_str().unwrap();
+        let (status, _, _) = rpc(&app, "alpha", Some(secret), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, _) = rpc(&app, "beta", Some(secret), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // Unknown and disabled servers; foreign origins.
+        let (status, _, message) = rpc(&app, "nope", Some(&bob_token), None, &[], initialize_body()).await;
+        assert_eq!((status, message["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!(-32004)));
+        let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{beta}"), Some(&admin), Some(json!({"enabled": false}))).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let (status, _, _) = rpc(&app, "beta", Some(secret), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "a disabled server is gone from the proxy at once");
+        let (status, _, _) = rpc(&app, "alpha", Some(&bob_token), None, &[("origin", "https://evil.example")], initialize_body()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        app.wait_for_event("origin_rejected").await;
+        app.wait_for_event("access_denied").await;
+    }
+}
+
+db_test! {
+    async fn sessions_belong_to_their_user(env: TestEnv) {
+        let peer = PeerServer::start(Sdk::Py1, "alpha", &[]).await;
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        let alpha = add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
+        for name in ["alice", "mallory"] {
+            let id = app.create_user(&admin, name, "user").await;
+            set_access(&app, &admin, id, alpha, true).await;
+        }
+        let alice = user_token(&app, "alice").await;
+        let mallory = user_token(&app, "mallory").await;
+        let session = open_session(&app, "alpha", &alice).await;
+        assert!(session.len() >= 32 && session.chars().all(|c| c.is_ascii_graphic()));
+
+        let (status, message) = call_echo(&app, "alpha", &mallory, &session, "steal").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "another user's session id is unknown to mallory");
+        assert_eq!(message["error"]["code"], -32004);
+        for method in [Method::GET, Method::DELETE] {
+            let res = app
+                .client
+                .request(method.clone(), app.url("/mcp/alpha"))
+                .bearer_auth(&mallory)
+                .header("mcp-session-id", &session)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method}");
+        }
+        // The session still works for its owner, and ends on DELETE.
+        let (status, message) = call_echo(&app, "alpha", &alice, &session, "mine").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(message["result"]["content"][0]["text"], "alpha:mine");
+        let res = app.client.delete(app.url("/mcp/alpha")).bearer_auth(&alice).header("mcp-session-id", &session).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let (status, _) = call_echo(&app, "alpha", &alice, &session, "gone").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn a_backend_restart_mid_session_is_survived() {
+    let mut peer = PeerServer::start(Sdk::Py1, "alpha", &[]).await;
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
+    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let session = open_session(&app, "alpha", &token).await;
+    let (status, message) = call_echo(&app, "alpha", &token, &session, "before").await;
+    assert_eq!(
+        (status, message["result"]["content"][0]["text"].clone()),
+        (StatusCode::OK, json!("alpha:before"))
+    );
+    peer.restart().await;
+    let (status, message) = call_echo(&app, "alpha", &token, &session, "after").await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(
+        message["result"]["content"][0]["text"], "alpha:after",
+        "re-initialised transparently"
+    );
+}
+
+db_test! {
+    async fn backend_credentials_are_sealed_and_never_returned(env: TestEnv) {
+        let peer = PeerServer::start(Sdk::Py2, "alpha", &["--token", "s3cret-backend-token-0001"]).await;
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        let bearer = add_server(&app, &admin, json!({"name": "alpha", "url": peer.url(), "backend_token": "s3cret-backend-token-0001"})).await;
+        let basic = add_server(&app, &admin, json!({"name": "basic", "url": peer.url(),
+            "credential": {"type": "basic", "username": "svc", "password": "basic-pass-9999"}})).await;
+        let custom = add_server(&app, &admin, json!({"name": "custom", "url": peer.url(),
+            "credential": {"type": "header", "name": "X-Api-Key", "value": "header-key-7777"}})).await;
+        let secrets = ["s3cret-backend-token-0001", "basic-pass-9999", "header-key-7777"];
+
+        let mut seen = Vec::new();
+        seen.push(app.get_as("/admin/api/mcp-servers", &admin).await.text().await.unwrap());
+        for id in [bearer, basic, custom] {
+            seen.push(app.get_as(&format!("/admin/api/mcp-servers/{id}"), &admin).await.text().await.unwrap());
+            seen.push(app.send(Method::POST, &format!("/admin/api/mcp-servers/{id}/test"), Some(&admin), None).await.text().await.unwrap());
+        }
+        seen.push(app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{bearer}"), Some(&admin), Some(json!({"description": "d"}))).await.text().await.unwrap());
+        seen.push(app.get_as("/admin/api/audit-log", &admin).await.text().await.unwrap());
+        seen.push(app.get("/api-docs/openapi.json").await.text().await.unwrap());
+        for text in &seen {
+            for secret in secrets {
+                assert!(!text.contains(secret), "a response leaked a credential: {text}");
+            }
+        }
+        let listed: Value = serde_json::from_str(&seen[0]).unwrap();
+        assert_eq!(listed[0]["credential"], json!({"type": "bearer", "hint": "…0001"}));
+        assert_eq!(listed[1]["credential"]["type"], "basic");
+        assert_eq!(listed[2]["credential"], json!({"type": "header", "hint": "…7777", "header_name": "x-api-key"}));
+
+        let stored: Vec<Vec<u8>> = sqlx::query_scalar("select credential from mcp_servers where credential is not null")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 3);
+        for blob in &stored {
+            for secret in secrets {
+                assert!(!blob.windows(secret.len()).any(|w| w == secret.as_bytes()), "stored in clear");
+            }
+        }
+        // The backend demands its own credential: the client's token is replaced by it.
+        let token = app.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_string();
+        let session = open_session(&app, "alpha", &token).await;
+        let (status, message) = call_echo(&app, "alpha", &token, &session, "authed").await;
+        assert_eq!((status, message["result"]["content"][0]["text"].clone()), (StatusCode::OK, json!("alpha:authed")));
+        // Removing the credential makes the backend refuse the gateway.
+        let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{bearer}"), Some(&admin), Some(json!({"credential": {"type": "none"}}))).await;
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["credential"], Value::Null);
+        let (status, _, _) = rpc(&app, "alpha", Some(&token), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+}
+
+db_test! {
+    async fn the_registry_validates_and_tests_connections(env: TestEnv) {
+        let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        for (body, field) in [
+            (json!({"name": "Bad Name", "url": peer.url()}), "name"),
+            (json!({"name": "ok", "url": "ftp://x"}), "url"),
+            (json!({"name": "ok", "url": "http://user:pw@host/mcp"}), "url"),
+            (json!({"name": "ok", "url": peer.url(), "timeout_seconds": 0}), "timeout_seconds"),
+            (json!({"name": "ok", "url": peer.url(), "credential": {"type": "header", "name": "Host", "value": "x"}}), "credential"),
+        ] {
+            let res = app.post_json("/admin/api/mcp-servers", Some(&admin), body).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            let err: Value = res.json().await.unwrap();
+            assert_eq!(err["error"]["details"]["field"], field);
+        }
+        let id = add_server(&app, &admin, json!({"name": "alpha", "url": peer.url(), "description": "demo"})).await;
+        let dup = app.post_json("/admin/api/mcp-servers", Some(&admin), json!({"name": "alpha", "url": peer.url()})).await;
+        assert_eq!(dup.status(), StatusCode::CONFLICT);
+
+        let test: Value = app.send(Method::POST, &format!("/admin/api/mcp-servers/{id}/test"), Some(&admin), None).await.json().await.unwrap();
+        assert_eq!(test["ok"], true, "{test}");
+        assert_eq!(test["tool_count"], 3);
+        assert_eq!(test["server_name"], "alpha");
+        assert!(test["protocol_version"].is_string());
+        let server: Value = app.get_as(&format!("/admin/api/mcp-servers/{id}"), &admin).await.json().await.unwrap();
+        assert_eq!(server["health"]["status"], "online");
+        assert_eq!(server["health"]["tool_count"], 3);
+        assert_eq!(server["endpoint"], format!("{}/mcp/alpha", app.state.config.public_url));
+
+        // Renaming moves the endpoint at once.
+        let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{id}"), Some(&admin), Some(json!({"name": "renamed"}))).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let token = app.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_string();
+        let (status, _, _) = rpc(&app, "alpha", Some(&token), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, _) = rpc(&app, "renamed", Some(&token), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // A dead backend: a clear error, no internals.
+        let dead = add_server(&app, &admin, json!({"name": "dead", "url": "http://127.0.0.1:9/mcp", "timeout_seconds": 2})).await;
+        let test: Value = app.send(Method::POST, &format!("/admin/api/mcp-servers/{dead}/test"), Some(&admin), None).await.json().await.unwrap();
+        assert_eq!(test["ok"], false);
+        assert_eq!(test["error"], "server 'dead' is unreachable");
+        let (status, _, message) = rpc(&app, "dead", Some(&token), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(message["error"]["code"], -32050);
+        assert_eq!(message["id"], 1);
+        assert!(!message.to_string().contains("127.0.0.1"), "{message}");
+
+        let res = app.send(Method::DELETE, &format!("/admin/api/mcp-servers/{id}"), Some(&admin), None).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let (status, _, _) = rpc(&app, "renamed", Some(&token), None, &[], initialize_body()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_get_json_rpc_errors_and_activity_is_recorded() {
+    let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("MCP_MAX_REQUEST_BYTES", "2048")
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
+    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let raw = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(app.url("/mcp/alpha"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for (body, content_type, status, code) in [
+        ("{not json", "application/json", 400, -32700),
+        (
+            "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]",
+            "application/json",
+            400,
+            -32600,
+        ),
+        ("{\"jsonrpc\":\"2.0\"}", "application/json", 400, -32600),
+        ("{}", "text/plain", 415, -32600),
+    ] {
+        let res = raw(body, content_type).await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{body}");
+        let message: Value = res.json().await.unwrap();
+        assert_eq!(message["error"]["code"], code, "{body}");
+    }
+    let big = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x".repeat(4096)}}});
+    let (status, _, message) = rpc(&app, "alpha", Some(&token), None, &[], big).await;
+    assert_eq!(
+        (status, message["error"]["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!(-32005))
+    );
+
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let modern = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+    ];
+    let (status, _, message) = rpc(&app, "alpha", Some(&token), None, &modern, list.clone()).await;
+    assert_eq!(
+        (status, message["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(-32020)),
+        "Mcp-Method mismatch"
+    );
+    let (status, _, message) = rpc(
+        &app,
+        "alpha",
+        Some(&token),
+        None,
+        &[("mcp-protocol-version", "1999-01-01")],
+        list.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, message["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(-32022))
+    );
+    let (status, _, message) = rpc(&app, "alpha", Some(&token), None, &[], list.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "no session and no 2026 version: {message}"
+    );
+    let ok = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/list"),
+    ];
+    let (status, _, message) = rpc(&app, "alpha", Some(&token), None, &ok, list).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(message["result"]["tools"].as_array().unwrap().len(), 3);
+
+    let session = open_session(&app, "alpha", &token).await;
+    call_echo(&app, "alpha", &token, &session, "logged").await;
+    let mut activity = Value::Null;
+    for _ in 0..100 {
+        activity = app
+            .get_as("/admin/api/mcp-activity?server=alpha", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if activity["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["tool"] == "echo")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let call = activity["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tool"] == "echo")
+        .expect("tools/call recorded");
+    assert_eq!(call["method"], "tools/call");
+    assert_eq!(call["status"], "ok");
+    assert_eq!(call["username"], "admin");
+    assert!(call["bytes_out"].as_u64().unwrap() > 0);
+    assert!(
+        activity["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "header_mismatch")
+    );
+}

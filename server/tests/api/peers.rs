@@ -1,0 +1,150 @@
+//! Real MCP peers from PyPI (the Python SDK, 1.x and 2.x), started per test on free loopback
+//! ports. `cargo xtask test` installs them into `.tools/venv-mcp1` and `.tools/venv-mcp2`
+//! (or point `MCP_PY1`/`MCP_PY2` at other interpreters).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sdk {
+    Py1,
+    Py2,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn python(sdk: Sdk) -> PathBuf {
+    let (var, venv) = match sdk {
+        Sdk::Py1 => ("MCP_PY1", "venv-mcp1"),
+        Sdk::Py2 => ("MCP_PY2", "venv-mcp2"),
+    };
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".tools").join(venv).join("bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask setup --test` (or the suite with `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+fn script(name: &str) -> PathBuf {
+    workspace().join("e2e/peers").join(name)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A backend MCP server process, killed on drop.
+pub struct PeerServer {
+    child: Child,
+    pub port: u16,
+    sdk: Sdk,
+    args: Vec<String>,
+}
+
+impl PeerServer {
+    /// `args`: e.g. `["--transport", "sse"]`, `["--stateless", "--json"]`, `["--token", "t"]`.
+    pub async fn start(sdk: Sdk, name: &str, args: &[&str]) -> PeerServer {
+        let port = free_port();
+        let mut all = vec!["--name".to_string(), name.to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let child = spawn(sdk, port, &all);
+        let server = PeerServer {
+            child,
+            port,
+            sdk,
+            args: all,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("MCP peer on port {} did not start", self.port);
+    }
+
+    /// The URL of its MCP endpoint.
+    pub fn url(&self) -> String {
+        if self.args.iter().any(|a| a == "sse") {
+            format!("http://127.0.0.1:{}/sse", self.port)
+        } else {
+            format!("http://127.0.0.1:{}/mcp", self.port)
+        }
+    }
+
+    /// Kills the process and starts it again on the same port (its sessions are gone).
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.sdk, self.port, &self.args);
+        self.wait_ready().await;
+    }
+}
+
+fn spawn(sdk: Sdk, port: u16, args: &[String]) -> Child {
+    Command::new(python(sdk))
+        .arg(script("mcp_server.py"))
+        .arg("--port")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .spawn()
+        .expect("start the MCP peer")
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the Python SDK 2.x client against `url` (modes `auto`, `legacy`, `2026-07-28`) and
+/// returns what it reported: tools, call results, progress seen before the result.
+pub async fn run_python_client(url: &str, token: &str, mode: &str) -> Value {
+    let out = tokio::process::Command::new(python(Sdk::Py2))
+        .arg(script("mcp_client.py"))
+        .args(["--url", url, "--token", token, "--mode", mode])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run the MCP client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "client printed no JSON: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
