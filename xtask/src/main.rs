@@ -98,7 +98,12 @@ fn sh(cmd: &mut Command) -> Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("{:?} failed with {status}", cmd.get_program()))
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+        Err(format!(
+            "`{} {}` failed with {status}",
+            cmd.get_program().to_string_lossy(),
+            args.join(" ")
+        ))
     }
 }
 
@@ -246,9 +251,18 @@ fn python_venv(venv: &str, spec: &str, version: &str) -> Result<()> {
     if installed.is_some_and(|v| v.trim() == version) {
         return Ok(());
     }
-    step(&format!("installing the MCP test peer {spec} into .tools/{venv}"));
+    step(&format!(
+        "installing the MCP test peer {spec} into .tools/{venv}"
+    ));
     sh(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
-    sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]))
+    sh(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        spec,
+    ]))
 }
 
 fn build_web() -> Result<()> {
