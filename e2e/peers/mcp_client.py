@@ -1,7 +1,8 @@
 """A real MCP client (Python SDK 2.x) for the gateway's interop tests.
 
-Connects to --url with `Authorization: Bearer --token`, lists tools, calls echo, add and slow
-(recording progress), and prints one JSON line with what it saw. Exit status 0 on success.
+Connects to --url with `Authorization: Bearer --token` in --mode (auto, legacy, 2026-07-28),
+lists tools, calls --tool with --args, then --progress-tool with --progress-args while
+recording progress, and prints one JSON line with what it saw. Exit status 0 on success.
 """
 
 import argparse
@@ -17,6 +18,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--url", required=True)
 parser.add_argument("--token", required=True)
 parser.add_argument("--mode", default="auto")
+parser.add_argument("--tool", default="echo")
+parser.add_argument("--args", default='{"text": "hi"}')
+parser.add_argument("--progress-tool", default="slow")
+parser.add_argument("--progress-args", default='{"steps": 3}')
 args = parser.parse_args()
 
 
@@ -30,16 +35,16 @@ async def main():
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         async with Client(streamable_http_client(args.url, http_client=http), mode=args.mode) as client:
             tools = await client.list_tools()
-            echo = await client.call_tool("echo", {"text": "hi"})
-            add = await client.call_tool("add", {"a": 2, "b": 3})
-            slow = await client.call_tool("slow", {"steps": 3}, progress_callback=on_progress)
+            called = await client.call_tool(args.tool, json.loads(args.args))
+            slow = await client.call_tool(
+                args.progress_tool, json.loads(args.progress_args), progress_callback=on_progress
+            )
             events.append(("result", None))
     out = {
         "tools": sorted(t.name for t in tools.tools),
-        "echo": echo.content[0].text,
-        "add": add.content[0].text,
-        "slow": slow.content[0].text,
+        "text": called.content[0].text,
         "progress": [p for kind, p in events if kind == "progress"],
+        "progress_result": slow.content[0].text,
         "progress_before_result": [kind for kind, _ in events][-1] == "result",
     }
     print(json.dumps(out))

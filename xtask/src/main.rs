@@ -232,7 +232,51 @@ fn setup_test_deps() -> Result<()> {
     for (venv, spec, version) in PYTHON_PEERS {
         python_venv(venv, spec, version)?;
     }
-    Ok(())
+    node_peers()
+}
+
+/// The real MCP peers from npm used by the interop tests.
+const NODE_PEERS: &[(&str, &str)] = &[
+    ("@modelcontextprotocol/sdk", "1.32.2"),
+    ("@modelcontextprotocol/server-everything", "2026.8.31"),
+];
+
+fn node_peers() -> Result<()> {
+    let dir = root().join(".tools/node-peers");
+    let installed = |name: &str, version: &str| {
+        std::fs::read_to_string(dir.join("node_modules").join(name).join("package.json"))
+            .is_ok_and(|json| json.contains(&format!("\"version\": \"{version}\"")))
+    };
+    if NODE_PEERS
+        .iter()
+        .all(|(name, version)| installed(name, version))
+    {
+        return Ok(());
+    }
+    step("installing the MCP test peers from npm into .tools/node-peers");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let manifest = dir.join("package.json");
+    if !manifest.exists() {
+        std::fs::write(
+            &manifest,
+            "{\"name\": \"authmcp-test-peers\", \"private\": true}\n",
+        )
+        .map_err(|e| format!("writing {}: {e}", manifest.display()))?;
+    }
+    sh(Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--save-exact",
+        ])
+        .args(
+            NODE_PEERS
+                .iter()
+                .map(|(name, version)| format!("{name}@{version}")),
+        )
+        .current_dir(&dir))
 }
 
 /// The real MCP peers from PyPI used by the interop tests, one virtualenv per SDK major.

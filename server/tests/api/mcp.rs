@@ -4,7 +4,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_PASSWORD, TestApp, TestEnv, USER_PASSWORD, db_test};
-use crate::peers::{PeerServer, Sdk, run_python_client};
+use crate::peers::{
+    EVERYTHING, EverythingServer, PYTHON_PEER, PeerServer, Sdk, run_python_client, run_ts_client,
+};
 
 /// Registers a server and returns its id.
 async fn add_server(app: &TestApp, admin: &str, body: Value) -> i64 {
@@ -125,66 +127,112 @@ async fn call_echo(
     (status, message)
 }
 
+/// Every real client × every kind of real backend, through `/mcp/{server}` with a user token.
 #[tokio::test]
-async fn python_sdk_client_reaches_every_kind_of_backend_in_every_mode() {
+async fn real_clients_reach_every_kind_of_backend_in_every_mode() {
     let app = TestEnv::new(crate::helpers::Backend::Sqlite)
         .await
         .with_admin()
         .spawn()
         .await;
     let admin = app.admin_token().await;
-    let peers = [
+    let py2 = PeerServer::start(Sdk::Py2, "py2", &["--token", "backend-secret-py2"]).await;
+    let py2_stateless =
+        PeerServer::start(Sdk::Py2, "py2stateless", &["--stateless", "--json"]).await;
+    let py1 = PeerServer::start(Sdk::Py1, "py1", &[]).await;
+    let py1_sse = PeerServer::start(Sdk::Py1, "py1sse", &["--transport", "sse"]).await;
+    let everything = EverythingServer::start("streamableHttp").await;
+    let everything_sse = EverythingServer::start("sse").await;
+    // (name, url, script, expected text, streams progress)
+    let backends = [
+        ("py2", py2.url(), &PYTHON_PEER, "py2:hi", true),
         (
-            "py2",
-            PeerServer::start(Sdk::Py2, "py2", &["--token", "backend-secret-py2"]).await,
+            "py2stateless",
+            py2_stateless.url(),
+            &PYTHON_PEER,
+            "py2stateless:hi",
+            false,
+        ),
+        ("py1", py1.url(), &PYTHON_PEER, "py1:hi", true),
+        ("py1sse", py1_sse.url(), &PYTHON_PEER, "py1sse:hi", true),
+        (
+            "everything",
+            everything.url(),
+            &EVERYTHING,
+            "Echo: hi",
             true,
         ),
         (
-            "py2stateless",
-            PeerServer::start(Sdk::Py2, "py2stateless", &["--stateless", "--json"]).await,
-            false,
-        ),
-        ("py1", PeerServer::start(Sdk::Py1, "py1", &[]).await, true),
-        (
-            "py1sse",
-            PeerServer::start(Sdk::Py1, "py1sse", &["--transport", "sse"]).await,
+            "everythingsse",
+            everything_sse.url(),
+            &EVERYTHING,
+            "Echo: hi",
             true,
         ),
     ];
-    for (name, peer, _) in &peers {
-        let mut body = json!({"name": name, "url": peer.url()});
+    for (name, url, _, _, _) in &backends {
+        let mut body = json!({"name": name, "url": url});
         if *name == "py2" {
             body["backend_token"] = json!("backend-secret-py2");
         }
         add_server(&app, &admin, body).await;
     }
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for (name, _, streams_progress) in &peers {
+    // A plain user with access, not the admin.
+    let user = app.create_user(&admin, "carol", "user").await;
+    let servers: Value = app
+        .get_as("/admin/api/mcp-servers", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for server in servers.as_array().unwrap() {
+        set_access(&app, &admin, user, server["id"].as_i64().unwrap(), true).await;
+    }
+    let token = user_token(&app, "carol").await;
+    for (name, _, script, text, streams_progress) in &backends {
         let url = app.url(&format!("/mcp/{name}"));
-        let runs = ["auto", "legacy", "2026-07-28"].map(|mode| {
+        let python = ["auto", "legacy", "2026-07-28"].map(|mode| {
             let (url, token) = (url.clone(), token.clone());
-            async move { (mode, run_python_client(&url, &token, mode).await) }
+            async move {
+                (
+                    format!("python {mode}"),
+                    run_python_client(&url, &token, mode, script).await,
+                )
+            }
         });
-        for (mode, out) in futures::future::join_all(runs).await {
-            assert!(out.get("error").is_none(), "{name} {mode}: {out}");
-            assert_eq!(
-                out["tools"],
-                json!(["add", "echo", "slow"]),
-                "{name} {mode}"
+        let ts = {
+            let (url, token) = (url.clone(), token.clone());
+            async move {
+                (
+                    "typescript".to_string(),
+                    run_ts_client(&url, &token, script).await,
+                )
+            }
+        };
+        let (mut runs, ts) = futures::future::join(futures::future::join_all(python), ts).await;
+        runs.push(ts);
+        for (client, out) in runs {
+            assert!(out.get("error").is_none(), "{client} → {name}: {out}");
+            let tools = out["tools"].as_array().unwrap();
+            assert!(
+                tools.contains(&json!(script.tool)) && tools.contains(&json!(script.progress_tool)),
+                "{client} → {name}: {out}"
             );
-            assert_eq!(out["echo"], format!("{name}:hi"), "{name} {mode}");
-            assert_eq!(out["add"], "5", "{name} {mode}");
-            assert_eq!(out["slow"], "done", "{name} {mode}");
+            assert_eq!(out["text"], *text, "{client} → {name}");
+            assert!(out["progress_result"].is_string(), "{client} → {name}");
             if *streams_progress {
+                let progress: Vec<f64> = out["progress"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_f64().unwrap())
+                    .collect();
                 assert_eq!(
-                    out["progress"],
-                    json!([1.0, 2.0, 3.0]),
-                    "{name} {mode}: progress relayed"
+                    progress,
+                    vec![1.0, 2.0, 3.0],
+                    "{client} → {name}: progress relayed"
                 );
-                assert_eq!(out["progress_before_result"], true, "{name} {mode}");
+                assert_eq!(out["progress_before_result"], true, "{client} → {name}");
             }
         }
     }

@@ -54,6 +54,138 @@ pub struct PeerServer {
     args: Vec<String>,
 }
 
+/// The npm peers (`cargo xtask setup --test` installs them into `.tools/node-peers`).
+pub fn node_peers_dir() -> PathBuf {
+    let dir = std::env::var_os("MCP_NODE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".tools/node-peers"));
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
+        "{} has no MCP npm peers: run `cargo xtask setup --test`",
+        dir.display()
+    );
+    dir
+}
+
+/// `@modelcontextprotocol/server-everything` in `streamableHttp` or `sse` mode, on loopback.
+pub struct EverythingServer {
+    child: Child,
+    pub port: u16,
+    transport: &'static str,
+}
+
+impl EverythingServer {
+    pub async fn start(transport: &'static str) -> EverythingServer {
+        let port = free_port();
+        // A clean environment: its `get-env` tool prints what it was started with.
+        let child = Command::new("node")
+            .arg(script("everything.mjs"))
+            .arg(transport)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("PEERS_DIR", node_peers_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start server-everything");
+        let server = EverythingServer {
+            child,
+            port,
+            transport,
+        };
+        wait_port(port).await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        match self.transport {
+            "sse" => format!("http://127.0.0.1:{}/sse", self.port),
+            _ => format!("http://127.0.0.1:{}/mcp", self.port),
+        }
+    }
+}
+
+impl Drop for EverythingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("MCP peer on port {port} did not start");
+}
+
+/// What a client should call on a backend, and what it should see.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub tool: &'static str,
+    pub args: &'static str,
+    pub progress_tool: &'static str,
+    pub progress_args: &'static str,
+}
+
+pub const PYTHON_PEER: Script = Script {
+    tool: "echo",
+    args: r#"{"text": "hi"}"#,
+    progress_tool: "slow",
+    progress_args: r#"{"steps": 3}"#,
+};
+
+pub const EVERYTHING: Script = Script {
+    tool: "echo",
+    args: r#"{"message": "hi"}"#,
+    progress_tool: "trigger-long-running-operation",
+    progress_args: r#"{"duration": 1, "steps": 3}"#,
+};
+
+/// The official TypeScript SDK client; reports like `run_python_client`.
+pub async fn run_ts_client(url: &str, token: &str, script: &Script) -> Value {
+    let out = tokio::process::Command::new("node")
+        .arg(self::script("ts_client.mjs"))
+        .args([
+            url,
+            token,
+            script.tool,
+            script.args,
+            script.progress_tool,
+            script.progress_args,
+        ])
+        .env("PEERS_DIR", node_peers_dir())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run the TypeScript MCP client");
+    last_json_line(&out)
+}
+
+fn last_json_line(out: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "client printed no JSON: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 impl PeerServer {
     /// `args`: e.g. `["--transport", "sse"]`, `["--stateless", "--json"]`, `["--token", "t"]`.
     pub async fn start(sdk: Sdk, name: &str, args: &[&str]) -> PeerServer {
@@ -99,7 +231,7 @@ impl PeerServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.child = spawn(self.sdk, self.port, &self.args);
-        self.wait_ready().await;
+        wait_port(self.port).await;
     }
 }
 
@@ -129,22 +261,22 @@ impl Drop for PeerServer {
     }
 }
 
-/// Runs the Python SDK 2.x client against `url` (modes `auto`, `legacy`, `2026-07-28`) and
-/// returns what it reported: tools, call results, progress seen before the result.
-pub async fn run_python_client(url: &str, token: &str, mode: &str) -> Value {
+/// Runs the Python SDK 2.x client against `url` in `mode` (`auto`, `legacy`, `2026-07-28`)
+/// and returns what it reported: tools, the tool's text, progress seen before the result.
+pub async fn run_python_client(url: &str, token: &str, mode: &str, script: &Script) -> Value {
     let out = tokio::process::Command::new(python(Sdk::Py2))
-        .arg(script("mcp_client.py"))
+        .arg(self::script("mcp_client.py"))
         .args(["--url", url, "--token", token, "--mode", mode])
+        .args(["--tool", script.tool, "--args", script.args])
+        .args([
+            "--progress-tool",
+            script.progress_tool,
+            "--progress-args",
+            script.progress_args,
+        ])
         .stdin(Stdio::null())
         .output()
         .await
-        .expect("run the MCP client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!(
-            "client printed no JSON: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+        .expect("run the Python MCP client");
+    last_json_line(&out)
 }
