@@ -238,6 +238,63 @@ async fn real_clients_reach_every_kind_of_backend_in_every_mode() {
     }
 }
 
+/// The Rust SDK (rmcp) as a client of `/mcp/{server}`, against a handshake-era and a
+/// 2026-07-28-capable backend.
+#[tokio::test]
+async fn the_rust_sdk_client_lists_and_calls_tools() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let py1 = PeerServer::start(Sdk::Py1, "py1", &[]).await;
+    let py2 = PeerServer::start(Sdk::Py2, "py2", &[]).await;
+    let everything = EverythingServer::start("streamableHttp").await;
+    add_server(&app, &admin, json!({"name": "py1", "url": py1.url()})).await;
+    add_server(&app, &admin, json!({"name": "py2", "url": py2.url()})).await;
+    add_server(
+        &app,
+        &admin,
+        json!({"name": "everything", "url": everything.url()}),
+    )
+    .await;
+    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (name, args, expected) in [
+        ("py1", json!({"text": "rs"}), "py1:rs"),
+        ("py2", json!({"text": "rs"}), "py2:rs"),
+        ("everything", json!({"message": "rs"}), "Echo: rs"),
+    ] {
+        let config =
+            StreamableHttpClientTransportConfig::with_uri(app.url(&format!("/mcp/{name}")))
+                .auth_header(token.clone());
+        let client =
+            ().serve(StreamableHttpClientTransport::from_config(config))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tools = client.list_all_tools().await.unwrap();
+        assert!(tools.iter().any(|t| t.name == "echo"), "{name}");
+        let Value::Object(args) = args else {
+            unreachable!()
+        };
+        let result = client
+            .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = result.content[0].as_text().map(|t| t.text.clone());
+        assert_eq!(text.as_deref(), Some(expected), "{name}");
+        client.cancel().await.unwrap();
+    }
+}
+
 db_test! {
     async fn every_request_is_authenticated_and_authorised(env: TestEnv) {
         let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
@@ -624,4 +681,46 @@ async fn malformed_requests_get_json_rpc_errors_and_activity_is_recorded() {
             .iter()
             .any(|r| r["status"] == "header_mismatch")
     );
+}
+
+#[tokio::test]
+async fn background_health_checks_follow_the_backend() {
+    let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("MCP_HEALTH_INTERVAL_SECS", "1")
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let id = add_server(
+        &app,
+        &admin,
+        json!({"name": "alpha", "url": peer.url(), "timeout_seconds": 2}),
+    )
+    .await;
+    let health = |want: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            for _ in 0..150 {
+                let server: Value = app
+                    .get_as(&format!("/admin/api/mcp-servers/{id}"), admin)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                if server["health"]["status"] == want {
+                    return server["health"].clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("health never became {want}");
+        }
+    };
+    let online = health("online").await;
+    assert_eq!(online["tool_count"], 3);
+    assert!(online["checked_at"].is_i64());
+    drop(peer);
+    let offline = health("offline").await;
+    assert_eq!(offline["last_error"], "server 'alpha' is unreachable");
 }
