@@ -281,7 +281,11 @@ pub async fn admin_update_user(
     .await?;
     tx.commit().await?;
     state.auth_cache.invalidate_user(id);
-    state.mcp.forget_user(id);
+    if lost_access {
+        state.mcp.forget_user(id);
+    } else {
+        state.mcp.registry.invalidate_grants(id);
+    }
     Ok(after)
 }
 

@@ -80,7 +80,20 @@ impl McpState {
         Ok(())
     }
 
-    /// Forgets a user's sessions and cached grants (access changed, user disabled or deleted).
+    /// Applies a grant change: the cached grants go; on a revoke, so do the user's sessions
+    /// with that server (they would be refused anyway: every request is authorised anew).
+    pub fn forget_access(&self, user_id: i64, server_id: i64, can_access: bool) {
+        self.registry.invalidate_grants(user_id);
+        if !can_access {
+            self.sessions
+                .remove_where(|s| !(s.user_id == user_id && s.server_id == server_id));
+            if let Ok(mut held) = self.held.lock() {
+                held.remove(&(user_id, server_id));
+            }
+        }
+    }
+
+    /// Forgets a user's sessions and cached grants (user disabled, demoted or deleted).
     pub fn forget_user(&self, user_id: i64) {
         self.registry.invalidate_grants(user_id);
         self.sessions.remove_where(|s| s.user_id != user_id);

@@ -428,7 +428,7 @@ pub async fn set_permission(
     )
     .await?;
     tx.commit().await?;
-    state.mcp.forget_user(user_id);
+    state.mcp.forget_access(user_id, server_id, can_access);
     permissions(state, user_id).await
 }
 
