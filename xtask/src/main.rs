@@ -33,13 +33,15 @@ fn main() -> ExitCode {
         "test" | "ci" => test(&rest),
         "setup" => setup(rest.iter().any(|a| a == "--test")),
         "build-web" => setup(false).and_then(|()| build_web()),
+        "bench" => bench(rest.iter().any(|a| a == "--quick")),
         _ => {
             eprintln!(
                 "usage: cargo xtask <run|test|setup [--test]|build-web> [ARGS]\n\
                  \n  run        build the admin UI and run the gateway (ARGS go to the gateway)\
                  \n  test       run the whole test suite (ARGS go to cargo nextest run)\
                  \n  setup      install the build tools (--test: and the test dependencies)\
-                 \n  build-web  build the admin UI into web/dist"
+                 \n  build-web  build the admin UI into web/dist\
+                 \n  bench      benchmark the MCP path (--quick: seconds, debug build)"
             );
             return ExitCode::from(2);
         }
@@ -385,6 +387,43 @@ fn test(args: &[String]) -> Result<()> {
     let result = sh(&mut cmd);
     drop(postgres);
     result
+}
+
+/// `cargo xtask bench [--quick]`: builds the gateway and the harness (release; debug for
+/// `--quick`) and runs the harness. Results: Markdown on stdout, JSON in `target/bench/`.
+fn bench(quick: bool) -> Result<()> {
+    let profile = if quick { "debug" } else { "release" };
+    step(&format!(
+        "building the gateway and the benchmark harness ({profile})"
+    ));
+    let mut build = Command::new(cargo());
+    build
+        .args([
+            "build",
+            "--package",
+            "authmcp-gateway",
+            "--package",
+            "bench",
+        ])
+        .current_dir(root());
+    if !quick {
+        build.arg("--release");
+    }
+    sh(&mut build)?;
+    let bin = root().join("target").join(profile);
+    step("running the benchmark");
+    let mut run = Command::new(bin.join("bench"));
+    run.arg("--gateway")
+        .arg(bin.join("authmcp-gateway"))
+        .arg("--backend")
+        .arg(bin.join("bench-backend"))
+        .arg("--out")
+        .arg(root().join("target/bench"))
+        .current_dir(root());
+    if quick {
+        run.arg("--quick");
+    }
+    sh(&mut run)
 }
 
 fn postgres_bin_dir() -> Option<PathBuf> {

@@ -1,0 +1,687 @@
+//! `cargo xtask bench [--quick]`: measures the MCP path directly against a minimal Rust backend
+//! and through the gateway (auth, access check and activity logging on), in the same run, and
+//! reports throughput, latency percentiles, the latency the gateway adds, gateway CPU time per
+//! request and gateway memory. Markdown on stdout, JSON in `target/bench/`.
+//!
+//! Usage: bench --gateway <bin> --backend <bin> [--quick] [--out <dir>]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "bench passphrase 1234";
+
+struct Args {
+    gateway: PathBuf,
+    backend: PathBuf,
+    quick: bool,
+    out: PathBuf,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = std::env::args().skip(1);
+    let (mut gateway, mut backend, mut quick, mut out) =
+        (None, None, false, PathBuf::from("target/bench"));
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--gateway" => gateway = args.next().map(PathBuf::from),
+            "--backend" => backend = args.next().map(PathBuf::from),
+            "--quick" => quick = true,
+            "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(Args {
+        gateway: gateway.context("--gateway <path> is required")?,
+        backend: backend.context("--backend <path> is required")?,
+        quick,
+        out,
+    })
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_port(port: u16) -> anyhow::Result<()> {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("nothing listens on port {port}")
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command name: state is field 3, utime 14, stime 15 (1-based), in clock ticks.
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One kind of request to send repeatedly.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    path: String,
+    headers: Vec<(String, String)>,
+    /// Requests sent in order per iteration; a response's `mcp-session-id` is carried to the
+    /// next request of the same iteration (the new-session scenario).
+    bodies: Vec<Bytes>,
+}
+
+#[derive(Default)]
+struct Measured {
+    iterations: u64,
+    requests: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+    seconds: f64,
+}
+
+impl Measured {
+    fn rps(&self) -> f64 {
+        self.iterations as f64 / self.seconds.max(1e-9)
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+/// Drives `target` over `conns` keep-alive HTTP/1.1 connections for `duration`.
+async fn load(target: &Target, conns: usize, duration: Duration) -> anyhow::Result<Measured> {
+    let target = Arc::new(target.clone());
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let workers = (0..conns).map(|_| {
+        let target = target.clone();
+        tokio::spawn(async move { worker(&target, deadline).await })
+    });
+    let mut total = Measured::default();
+    for w in futures_util::future::join_all(workers).await {
+        let m = w??;
+        total.iterations += m.iterations;
+        total.requests += m.requests;
+        total.errors += m.errors;
+        total.latencies_us.extend(m.latencies_us);
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    total.latencies_us.sort_unstable();
+    Ok(total)
+}
+
+async fn worker(target: &Target, deadline: Instant) -> anyhow::Result<Measured> {
+    let stream = tokio::net::TcpStream::connect(target.addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut m = Measured::default();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let mut session: Option<String> = None;
+        let mut ok = true;
+        for body in &target.bodies {
+            let mut req = Request::post(&target.path)
+                .header("host", target.addr.to_string())
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream");
+            for (k, v) in &target.headers {
+                req = req.header(k, v);
+            }
+            if let Some(s) = &session {
+                req = req.header("mcp-session-id", s);
+            }
+            sender.ready().await?;
+            let res = sender
+                .send_request(req.body(Full::new(body.clone()))?)
+                .await?;
+            if let Some(s) = res
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                session = Some(s.to_string());
+            }
+            ok &= res.status().is_success();
+            res.into_body().collect().await?;
+            m.requests += 1;
+        }
+        if ok {
+            m.iterations += 1;
+            m.latencies_us
+                .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        } else {
+            m.errors += 1;
+        }
+    }
+    Ok(m)
+}
+
+fn rpc(id: u64, method: &str, params: Value) -> Bytes {
+    Bytes::from(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string())
+}
+
+fn call_echo() -> Bytes {
+    rpc(
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "hello"}}),
+    )
+}
+
+fn initialize() -> Bytes {
+    rpc(
+        0,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}),
+    )
+}
+
+struct Setup {
+    _dir: PathBuf,
+    gateway: Proc,
+    _backends: Vec<Proc>,
+    gateway_port: u16,
+    json_port: u16,
+    sse_port: u16,
+    token: String,
+}
+
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: Value,
+) -> anyhow::Result<(reqwest::header::HeaderMap, Value)> {
+    let mut req = http.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await?;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {text}");
+    }
+    let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok((headers, value))
+}
+
+async fn setup(args: &Args) -> anyhow::Result<Setup> {
+    let dir = std::env::temp_dir().join(format!("authmcp-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let json_port = free_port()?;
+    let sse_port = free_port()?;
+    let gateway_port = free_port()?;
+    let spawn_backend = |port: u16, mode: &str| -> anyhow::Result<Proc> {
+        Ok(Proc(
+            Command::new(&args.backend)
+                .arg(port.to_string())
+                .arg(mode)
+                .stdout(Stdio::null())
+                .spawn()?,
+        ))
+    };
+    let backends = vec![
+        spawn_backend(json_port, "json")?,
+        spawn_backend(sse_port, "sse")?,
+    ];
+    let gateway = Proc(
+        Command::new(&args.gateway)
+            .env_clear()
+            .env("GATEWAY_HOST", "127.0.0.1")
+            .env("GATEWAY_PORT", gateway_port.to_string())
+            .env("DATA_DIR", &dir)
+            .env("WEB_DIR", dir.join("no-ui"))
+            .env("ADMIN_USERNAME", "admin")
+            .env("ADMIN_PASSWORD", PASSWORD)
+            .env("LOG_LEVEL", "warn")
+            .env("MCP_HEALTH_INTERVAL_SECS", "0")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the gateway")?,
+    );
+    for port in [json_port, sse_port, gateway_port] {
+        wait_port(port).await?;
+    }
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{gateway_port}");
+    let login = json!({"username": "admin", "password": PASSWORD});
+    let (_, admin) = post_json(&http, &format!("{base}/admin/api/login"), None, login).await?;
+    let admin = admin["access_token"]
+        .as_str()
+        .context("admin token")?
+        .to_string();
+    // A plain user with grants, so the access check is the real one (not the admin shortcut).
+    let (_, user) = post_json(
+        &http,
+        &format!("{base}/admin/api/users"),
+        Some(&admin),
+        json!({"username": "loadtest", "password": PASSWORD, "role": "user"}),
+    )
+    .await?;
+    let user_id = user["id"].as_i64().context("user id")?;
+    for (name, port) in [("bench", json_port), ("bench-sse", sse_port)] {
+        let (_, server) = post_json(&http, &format!("{base}/admin/api/mcp-servers"), Some(&admin),
+            json!({"name": name, "url": format!("http://127.0.0.1:{port}/mcp"), "backend_token": "bench-backend-credential"})).await?;
+        let res = http
+            .patch(format!("{base}/admin/api/users/{user_id}/mcp-permissions"))
+            .bearer_auth(&admin)
+            .json(&json!({"server_id": server["id"], "can_access": true}))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("granting {name}: {}", res.status());
+        }
+    }
+    let (_, tokens) = post_json(
+        &http,
+        &format!("{base}/auth/login"),
+        None,
+        json!({"username": "loadtest", "password": PASSWORD}),
+    )
+    .await?;
+    Ok(Setup {
+        _dir: dir,
+        gateway,
+        _backends: backends,
+        gateway_port,
+        json_port,
+        sse_port,
+        token: tokens["access_token"]
+            .as_str()
+            .context("token")?
+            .to_string(),
+    })
+}
+
+/// Opens a handshake-era session at `path` and returns its id.
+async fn open_session(port: u16, path: &str, token: Option<&str>) -> anyhow::Result<String> {
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let mut req = http
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(initialize());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await?;
+    let session = res
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .context("no session id")?
+        .to_string();
+    res.bytes().await?;
+    let mut note = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    if let Some(t) = token {
+        note = note.bearer_auth(t);
+    }
+    note.send().await?;
+    Ok(session)
+}
+
+struct Row {
+    scenario: String,
+    conns: usize,
+    direct: Measured,
+    gateway: Measured,
+    cpu_us_per_request: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let secs = if args.quick {
+        Duration::from_millis(700)
+    } else {
+        Duration::from_secs(8)
+    };
+    let s = setup(&args).await?;
+    let gw_pid = s.gateway.0.id();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (idle_rss, _) = memory_kib(gw_pid);
+    let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let auth = ("authorization".to_string(), format!("Bearer {}", s.token));
+    let version = ("mcp-protocol-version".to_string(), "2025-11-25".to_string());
+    let direct_session = open_session(s.json_port, "/mcp", None).await?;
+    let gateway_session = open_session(s.gateway_port, "/mcp/bench", Some(&s.token)).await?;
+    let direct_sse_session = open_session(s.sse_port, "/mcp", None).await?;
+    let gateway_sse_session =
+        open_session(s.gateway_port, "/mcp/bench-sse", Some(&s.token)).await?;
+    let session = |id: &str| ("mcp-session-id".to_string(), id.to_string());
+    let modern = vec![
+        ("mcp-protocol-version".to_string(), "2026-07-28".to_string()),
+        ("mcp-method".to_string(), "tools/call".to_string()),
+        ("mcp-name".to_string(), "echo".to_string()),
+    ];
+    let modern_call = rpc(
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "hello"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}),
+    );
+
+    let conns_list: &[usize] = if args.quick {
+        &[1, 8]
+    } else {
+        &[1, 8, 32, 128]
+    };
+    let mut scenarios: Vec<(String, usize, Target, Target)> = Vec::new();
+    for &conns in conns_list {
+        scenarios.push((
+            "tools/call (session, JSON)".into(),
+            conns,
+            Target {
+                addr: addr(s.json_port),
+                path: "/mcp".into(),
+                headers: vec![version.clone(), session(&direct_session)],
+                bodies: vec![call_echo()],
+            },
+            Target {
+                addr: addr(s.gateway_port),
+                path: "/mcp/bench".into(),
+                headers: vec![auth.clone(), version.clone(), session(&gateway_session)],
+                bodies: vec![call_echo()],
+            },
+        ));
+    }
+    let c = if args.quick { 8 } else { 32 };
+    scenarios.push((
+        "tools/list (session, JSON)".into(),
+        c,
+        Target {
+            addr: addr(s.json_port),
+            path: "/mcp".into(),
+            headers: vec![version.clone(), session(&direct_session)],
+            bodies: vec![rpc(2, "tools/list", json!({}))],
+        },
+        Target {
+            addr: addr(s.gateway_port),
+            path: "/mcp/bench".into(),
+            headers: vec![auth.clone(), version.clone(), session(&gateway_session)],
+            bodies: vec![rpc(2, "tools/list", json!({}))],
+        },
+    ));
+    scenarios.push((
+        "tools/call (session, SSE response)".into(),
+        c,
+        Target {
+            addr: addr(s.sse_port),
+            path: "/mcp".into(),
+            headers: vec![version.clone(), session(&direct_sse_session)],
+            bodies: vec![call_echo()],
+        },
+        Target {
+            addr: addr(s.gateway_port),
+            path: "/mcp/bench-sse".into(),
+            headers: vec![auth.clone(), version.clone(), session(&gateway_sse_session)],
+            bodies: vec![call_echo()],
+        },
+    ));
+    scenarios.push((
+        "tools/call (2026-07-28 stateless)".into(),
+        c,
+        Target {
+            addr: addr(s.json_port),
+            path: "/mcp".into(),
+            headers: modern.clone(),
+            bodies: vec![modern_call.clone()],
+        },
+        Target {
+            addr: addr(s.gateway_port),
+            path: "/mcp/bench".into(),
+            headers: [vec![auth.clone()], modern.clone()].concat(),
+            bodies: vec![modern_call.clone()],
+        },
+    ));
+    scenarios.push((
+        "new session: initialize + tools/list".into(),
+        c,
+        Target {
+            addr: addr(s.json_port),
+            path: "/mcp".into(),
+            headers: vec![version.clone()],
+            bodies: vec![initialize(), rpc(2, "tools/list", json!({}))],
+        },
+        Target {
+            addr: addr(s.gateway_port),
+            path: "/mcp/bench".into(),
+            headers: vec![auth.clone(), version.clone()],
+            bodies: vec![initialize(), rpc(2, "tools/list", json!({}))],
+        },
+    ));
+
+    let mut rows = Vec::new();
+    for (name, conns, direct, through) in scenarios {
+        let direct = load(&direct, conns, secs).await?;
+        let cpu_before = cpu_seconds(gw_pid);
+        let gateway = load(&through, conns, secs).await?;
+        // Let the activity writer finish the batch this run queued: it is part of the cost.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let cpu = cpu_seconds(gw_pid) - cpu_before;
+        let cpu_us_per_request = cpu * 1e6 / (gateway.requests.max(1) as f64);
+        eprintln!(
+            "{name} @ {conns}: direct {:.0} rps, gateway {:.0} rps",
+            direct.rps(),
+            gateway.rps()
+        );
+        rows.push(Row {
+            scenario: name,
+            conns,
+            direct,
+            gateway,
+            cpu_us_per_request,
+        });
+    }
+    let (_, peak_rss) = memory_kib(gw_pid);
+
+    // Open server-to-client streams through the gateway and measure what they cost.
+    let streams = if args.quick { 200 } else { 10_000 };
+    let before_streams = memory_kib(gw_pid).0;
+    let (opened, handles) = open_streams(s.gateway_port, &gateway_session, &s.token, streams).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_streams = memory_kib(gw_pid).0;
+    for h in handles {
+        h.abort();
+    }
+    report(
+        &args,
+        &rows,
+        idle_rss,
+        peak_rss,
+        opened,
+        before_streams,
+        with_streams,
+    )
+}
+
+/// Opens `n` GET streams in one session; returns the live connections (dropped to close).
+async fn open_streams(
+    port: u16,
+    session: &str,
+    token: &str,
+    n: usize,
+) -> (usize, Vec<tokio::task::JoinHandle<()>>) {
+    let mut handles = Vec::with_capacity(n);
+    let mut ok = 0;
+    for _ in 0..n {
+        let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            break;
+        };
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await
+        else {
+            break;
+        };
+        let req = Request::get("/mcp/bench")
+            .header("host", format!("127.0.0.1:{port}"))
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {token}"))
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(Full::new(Bytes::new()));
+        let Ok(req) = req else { break };
+        let handle = tokio::spawn(async move {
+            let driver = tokio::spawn(conn);
+            if let Ok(res) = sender.send_request(req).await {
+                let mut body = res.into_body();
+                while let Some(Ok(_)) = body.frame().await {}
+            }
+            driver.abort();
+        });
+        handles.push(handle);
+        ok += 1;
+    }
+    (ok, handles)
+}
+
+fn report(
+    args: &Args,
+    rows: &[Row],
+    idle_rss: u64,
+    peak_rss: u64,
+    streams: usize,
+    before: u64,
+    with_streams: u64,
+) -> anyhow::Result<()> {
+    let mode = if args.quick {
+        "quick (debug build, seconds; proves the harness works, says nothing about speed)"
+    } else {
+        "full (release build)"
+    };
+    println!("## MCP path benchmark: {mode}\n");
+    println!(
+        "| scenario | conns | direct req/s | gateway req/s | ratio | direct p50 / p90 / p99 ms | gateway p50 / p90 / p99 ms | added p50 / p99 ms | gateway CPU µs/req | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut json_rows = Vec::new();
+    for r in rows {
+        let (d, g) = (&r.direct, &r.gateway);
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} | {:.1} | {} |",
+            r.scenario,
+            r.conns,
+            d.rps(),
+            g.rps(),
+            g.rps() / d.rps().max(1e-9),
+            d.percentile(0.5),
+            d.percentile(0.9),
+            d.percentile(0.99),
+            g.percentile(0.5),
+            g.percentile(0.9),
+            g.percentile(0.99),
+            g.percentile(0.5) - d.percentile(0.5),
+            g.percentile(0.99) - d.percentile(0.99),
+            r.cpu_us_per_request,
+            d.errors + g.errors,
+        );
+        json_rows.push(json!({
+            "scenario": r.scenario, "connections": r.conns,
+            "direct": {"rps": d.rps(), "p50_ms": d.percentile(0.5), "p90_ms": d.percentile(0.9), "p99_ms": d.percentile(0.99), "errors": d.errors},
+            "gateway": {"rps": g.rps(), "p50_ms": g.percentile(0.5), "p90_ms": g.percentile(0.9), "p99_ms": g.percentile(0.99), "errors": g.errors},
+            "added_p50_ms": g.percentile(0.5) - d.percentile(0.5),
+            "added_p99_ms": g.percentile(0.99) - d.percentile(0.99),
+            "gateway_cpu_us_per_request": r.cpu_us_per_request,
+        }));
+    }
+    let stream_cost_mib = (with_streams.saturating_sub(before)) as f64 / 1024.0;
+    println!(
+        "\nGateway memory: idle RSS {:.1} MiB, peak RSS during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
+        idle_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+        stream_cost_mib
+    );
+    println!(
+        "Not measured yet: the aggregated /mcp endpoint and rate limiting (features not built yet)."
+    );
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let out = json!({
+        "mode": if args.quick { "quick" } else { "full" },
+        "machine": {"cpu": machine, "cpus": cpus},
+        "rows": json_rows,
+        "memory": {"idle_rss_mib": idle_rss as f64 / 1024.0, "peak_rss_mib": peak_rss as f64 / 1024.0, "open_streams": streams, "open_streams_added_mib": stream_cost_mib},
+    });
+    std::fs::create_dir_all(&args.out)?;
+    let file = args.out.join(if args.quick {
+        "quick.json"
+    } else {
+        "results.json"
+    });
+    std::fs::write(&file, serde_json::to_string_pretty(&out)?)?;
+    eprintln!("results written to {}", Path::new(&file).display());
+    Ok(())
+}
