@@ -318,7 +318,9 @@ pub fn router(state: AppState) -> Router {
                     // The path only: a query string could carry something secret.
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                // One line per request at debug: at MCP rates an info line each would cost more
+                // than the proxying (MCP traffic has its activity records instead).
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }

@@ -22,6 +22,8 @@ pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 pub struct Target {
     pub name: String,
     pub url: String,
+    /// `url`, parsed once (parsing it per request showed up in profiles).
+    pub parsed_url: reqwest::Url,
     pub credential: Option<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
     /// Upper bound on a backend response body (JSON) or event (SSE).
@@ -102,12 +104,17 @@ impl BackendClient {
         Ok(BackendClient { http })
     }
 
-    /// A request to `url` with the backend credential attached and nothing else.
-    pub fn request(
+    /// A request to the backend's URL with its credential attached and nothing else.
+    pub fn request(&self, target: &Target, method: reqwest::Method) -> reqwest::RequestBuilder {
+        self.request_to(target, method, target.parsed_url.clone())
+    }
+
+    /// A request to another URL of the same backend (the HTTP+SSE message endpoint).
+    pub fn request_to(
         &self,
         target: &Target,
         method: reqwest::Method,
-        url: &str,
+        url: impl reqwest::IntoUrl,
     ) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method, url);
         if let Some((name, value)) = &target.credential {
@@ -143,7 +150,7 @@ impl BackendClient {
         body: &Value,
     ) -> Result<RpcReply, BackendError> {
         let mut req = self
-            .request(target, reqwest::Method::POST, &target.url)
+            .request(target, reqwest::Method::POST)
             .header(ACCEPT, ACCEPT_BOTH)
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string());
@@ -363,7 +370,7 @@ impl BackendClient {
             .await?;
         if let Some(session) = &handshake.session_id {
             let req = self
-                .request(target, reqwest::Method::DELETE, &target.url)
+                .request(target, reqwest::Method::DELETE)
                 .header(H_SESSION, session)
                 .header(H_VERSION, &handshake.protocol_version);
             let _ = self.send(target, req).await;

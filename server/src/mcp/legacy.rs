@@ -52,7 +52,7 @@ impl LegacySession {
         target: &Target,
     ) -> Result<LegacySession, BackendError> {
         let req = client
-            .request(target, reqwest::Method::GET, &target.url)
+            .request(target, reqwest::Method::GET)
             .header(ACCEPT, "text/event-stream");
         let res = client.send(target, req).await?;
         if !res.status().is_success() {
@@ -105,7 +105,7 @@ impl LegacySession {
     async fn post(&self, message: &Value) -> Result<(), BackendError> {
         let req = self
             .client
-            .request(&self.target, reqwest::Method::POST, &self.endpoint)
+            .request_to(&self.target, reqwest::Method::POST, self.endpoint.as_str())
             .header(CONTENT_TYPE, "application/json")
             .body(message.to_string());
         let res = self.client.send(&self.target, req).await?;

@@ -33,6 +33,7 @@ use crate::auth::tokens::Audience;
 use crate::db::{self, servers::ActivityRow};
 use crate::error::{ApiError, AppPath};
 use crate::events::{EventType, Severity};
+use crate::mcp::activity::ActivitySink;
 use crate::mcp::backend::{ACCEPT_BOTH, BackendError, Target, client_info, is_event_stream};
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{
@@ -198,7 +199,7 @@ async fn admit(
 
 /// Writes the activity record of one request when its response is complete.
 struct Recorder {
-    state: AppState,
+    sink: ActivitySink,
     row: ActivityRow,
     started: Instant,
 }
@@ -206,7 +207,7 @@ struct Recorder {
 impl Recorder {
     fn new(state: &AppState, call: &Call, msg: &Message, bytes_in: usize) -> Option<Recorder> {
         (msg.kind == Kind::Request).then(|| Recorder {
-            state: state.clone(),
+            sink: state.mcp.activity.clone(),
             started: call.started,
             row: ActivityRow {
                 at: db::now(),
@@ -226,7 +227,7 @@ impl Recorder {
         self.row.http_status = i64::from(http_status);
         self.row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
         self.row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.state.mcp.activity.record(self.row);
+        self.sink.record(self.row);
     }
 }
 
@@ -356,7 +357,7 @@ async fn forward(
     let mut req = state
         .mcp
         .client
-        .request(target, reqwest::Method::POST, &target.url)
+        .request(target, reqwest::Method::POST)
         .header(reqwest::header::ACCEPT, ACCEPT_BOTH)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
@@ -1289,7 +1290,7 @@ async fn detect_era(state: &AppState, backend: &Backend) -> Result<Era, BackendE
                     let req = state
                         .mcp
                         .client
-                        .request(target, reqwest::Method::DELETE, &target.url)
+                        .request(target, reqwest::Method::DELETE)
                         .header(H_SESSION, b)
                         .header(H_VERSION, handshake.protocol_version);
                     let _ = state.mcp.client.send(target, req).await;
@@ -1437,7 +1438,7 @@ pub async fn get(
             let mut req = state
                 .mcp
                 .client
-                .request(&target, reqwest::Method::GET, &target.url)
+                .request(&target, reqwest::Method::GET)
                 .header(reqwest::header::ACCEPT, "text/event-stream")
                 .header(
                     H_VERSION,
@@ -1556,7 +1557,7 @@ pub async fn end_backend_session(state: &AppState, target: &Target, session: &Pr
         let req = state
             .mcp
             .client
-            .request(target, reqwest::Method::DELETE, &target.url)
+            .request(target, reqwest::Method::DELETE)
             .header(H_SESSION, b)
             .header(H_VERSION, version);
         let _ = state.mcp.client.send(target, req).await;

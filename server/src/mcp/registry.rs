@@ -159,6 +159,7 @@ impl Registry {
             target: Target {
                 name: row.name.clone(),
                 url: row.url.clone(),
+                parsed_url: reqwest::Url::parse(&row.url)?,
                 credential,
                 timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(30_000)),
                 max_response_bytes: self.config.mcp.max_response_bytes,
