@@ -369,6 +369,9 @@ fn test(args: &[String]) -> Result<()> {
         ])
         .current_dir(root()))?;
     build_web()?;
+    // Smoke-test the benchmark harness (debug build, seconds): proves it works, asserts
+    // nothing about speed.
+    bench(true)?;
     let postgres = Postgres::start()?;
     step("running the test suite (cargo nextest run --workspace)");
     let mut cmd = Command::new(cargo());
