@@ -231,6 +231,12 @@ impl Recorder {
     }
 }
 
+/// Records a backend failure and answers the client with it.
+fn fail(recorder: Option<Recorder>, id: Option<&str>, e: &BackendError) -> Response {
+    finish(recorder, e.label(), 502, 0);
+    backend_error(id, e)
+}
+
 fn finish(recorder: Option<Recorder>, status: &str, http_status: u16, bytes_out: usize) {
     if let Some(r) = recorder {
         r.finish(status, http_status, bytes_out);
@@ -513,10 +519,7 @@ async fn relay(
         ))
     } else {
         match crate::mcp::backend::read_limited(target, res).await {
-            Err(e) => {
-                finish(recorder, e.label(), 502, 0);
-                backend_error(msg.id.as_deref(), &e)
-            }
+            Err(e) => fail(recorder, msg.id.as_deref(), &e),
             // A 5xx, or anything that is not JSON, never reaches the client as it is: it could
             // carry the backend's internals.
             Ok(bytes)
@@ -527,8 +530,7 @@ async fn relay(
                 } else {
                     BackendError::Status(target.name.clone(), status.as_u16())
                 };
-                finish(recorder, e.label(), 502, 0);
-                backend_error(msg.id.as_deref(), &e)
+                fail(recorder, msg.id.as_deref(), &e)
             }
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
@@ -679,10 +681,7 @@ async fn initialize(
     }
     let res = match forward(state, target, body, None, None, &[]).await {
         Ok(res) => res,
-        Err(e) => {
-            finish(recorder, e.label(), 502, 0);
-            return backend_error(msg.id.as_deref(), &e);
-        }
+        Err(e) => return fail(recorder, msg.id.as_deref(), &e),
     };
     let status = res.status().as_u16();
     if (200..300).contains(&status) {
@@ -792,13 +791,9 @@ async fn initialize_bridged_modern(
         Ok(Some(d)) => d,
         Ok(None) => {
             let e = BackendError::Protocol(call.backend.name.clone());
-            finish(recorder, e.label(), 502, 0);
-            return backend_error(msg.id.as_deref(), &e);
+            return fail(recorder, msg.id.as_deref(), &e);
         }
-        Err(e) => {
-            finish(recorder, e.label(), 502, 0);
-            return backend_error(msg.id.as_deref(), &e);
-        }
+        Err(e) => return fail(recorder, msg.id.as_deref(), &e),
     };
     let info = json!({
         "capabilities": discovered.get("capabilities").cloned().unwrap_or_else(|| json!({})),
@@ -900,10 +895,7 @@ async fn initialize_legacy(
                 recorder,
             )
         }
-        Err(e) => {
-            finish(recorder, e.label(), 502, 0);
-            backend_error(msg.id.as_deref(), &e)
-        }
+        Err(e) => fail(recorder, msg.id.as_deref(), &e),
     }
 }
 
@@ -976,44 +968,19 @@ async fn in_session(
                 .map(str::to_string)
                 .unwrap_or(negotiated);
             let extra = forwarded_headers(headers, false);
-            let mut res = forward(
+            let res = forward_in(
                 state,
                 target,
-                body.clone(),
-                backend_session.as_deref(),
-                Some(&version),
+                session,
+                body,
+                backend_session,
+                &version,
                 &extra,
             )
             .await;
-            // The backend lost its session: initialise again and retry once (it never saw the
-            // request, so the retry is safe whatever the method).
-            if matches!(&res, Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND)
-                && backend_session.is_some()
-            {
-                match reinitialize(state, target, session, backend_session.as_deref()).await {
-                    Ok(fresh) => {
-                        res = forward(
-                            state,
-                            target,
-                            body,
-                            fresh.as_deref(),
-                            Some(&version),
-                            &extra,
-                        )
-                        .await;
-                    }
-                    Err(e) => {
-                        finish(recorder, e.label(), 502, 0);
-                        return backend_error(msg.id.as_deref(), &e);
-                    }
-                }
-            }
             match res {
                 Ok(res) => relay(target, res, msg, Some(&session.id), PASS, recorder).await,
-                Err(e) => {
-                    finish(recorder, e.label(), 502, 0);
-                    backend_error(msg.id.as_deref(), &e)
-                }
+                Err(e) => fail(recorder, msg.id.as_deref(), &e),
             }
         }
         Err(None) => {
@@ -1034,16 +1001,41 @@ async fn in_session(
             .await
             {
                 Ok(res) => relay(target, res, msg, Some(&session.id), PASS, recorder).await,
-                Err(e) => {
-                    finish(recorder, e.label(), 502, 0);
-                    backend_error(msg.id.as_deref(), &e)
-                }
+                Err(e) => fail(recorder, msg.id.as_deref(), &e),
             }
         }
         Err(Some(legacy)) => {
             legacy_call(call, &legacy, msg, body, Some(&session.id), PASS, recorder).await
         }
     }
+}
+
+/// Forwards within a backend session; when the backend forgot the session (404), runs the
+/// handshake again and sends once more (it never saw the request, so the retry is safe
+/// whatever the method).
+async fn forward_in(
+    state: &AppState,
+    target: &Target,
+    session: &ProxySession,
+    body: Bytes,
+    backend_session: Option<String>,
+    version: &str,
+    extra: &[(String, String)],
+) -> Result<reqwest::Response, BackendError> {
+    let res = forward(
+        state,
+        target,
+        body.clone(),
+        backend_session.as_deref(),
+        Some(version),
+        extra,
+    )
+    .await?;
+    if res.status() != reqwest::StatusCode::NOT_FOUND || backend_session.is_none() {
+        return Ok(res);
+    }
+    let fresh = reinitialize(state, target, session, backend_session.as_deref()).await?;
+    forward(state, target, body, fresh.as_deref(), Some(version), extra).await
 }
 
 /// Re-runs the handshake for a session whose backend session expired. Concurrent callers that
@@ -1111,10 +1103,7 @@ async fn legacy_call(
     let started = legacy.lock().await.start(&message).await;
     let mut rx = match started {
         Ok(rx) => rx,
-        Err(e) => {
-            finish(recorder, e.label(), 502, 0);
-            return backend_error(msg.id.as_deref(), &e);
-        }
+        Err(e) => return fail(recorder, msg.id.as_deref(), &e),
     };
     let wants_progress = !message["params"]["_meta"]["progressToken"].is_null();
     let mut response = if wants_progress {
@@ -1176,10 +1165,7 @@ async fn legacy_call(
                 finish(recorder, outcome, 200, body.len());
                 json_response(StatusCode::OK, body, None)
             }
-            Err(e) => {
-                finish(recorder, e.label(), 502, 0);
-                backend_error(msg.id.as_deref(), &e)
-            }
+            Err(e) => fail(recorder, msg.id.as_deref(), &e),
         }
     };
     if let Some(sid) = session_id.and_then(|s| HeaderValue::from_str(s).ok()) {
@@ -1222,8 +1208,7 @@ async fn stateless(
     let backend = &call.backend;
     let target = &backend.target;
     if let Err(e) = detect_era(state, backend).await {
-        finish(recorder, e.label(), 502, 0);
-        return backend_error(msg.id.as_deref(), &e);
+        return fail(recorder, msg.id.as_deref(), &e);
     }
     if matches!(backend.era(), Era::Modern | Era::ModernOnly) {
         let extra = forwarded_headers(headers, true);
@@ -1238,10 +1223,7 @@ async fn stateless(
         .await
         {
             Ok(res) => relay(target, res, msg, None, PASS, recorder).await,
-            Err(e) => {
-                finish(recorder, e.label(), 502, 0);
-                backend_error(msg.id.as_deref(), &e)
-            }
+            Err(e) => fail(recorder, msg.id.as_deref(), &e),
         };
     }
     held(state, call, msg, body, recorder).await
@@ -1323,10 +1305,7 @@ async fn held(
         .await
     {
         Ok(s) => s,
-        Err(e) => {
-            finish(recorder, e.label(), 502, 0);
-            return backend_error(msg.id.as_deref(), &e);
-        }
+        Err(e) => return fail(recorder, msg.id.as_deref(), &e),
     };
     if msg.is("server/discover") {
         let result = state.mcp.held_discover(&session);
@@ -1359,35 +1338,19 @@ async fn held(
     };
     match upstream {
         Ok((backend_session, version)) => {
-            let mut res = forward(
+            let res = forward_in(
                 state,
                 target,
-                body.clone(),
-                backend_session.as_deref(),
-                Some(&version),
+                &session,
+                body,
+                backend_session,
+                &version,
                 &[],
             )
             .await;
-            if matches!(&res, Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND)
-                && backend_session.is_some()
-            {
-                match reinitialize(state, target, &session, backend_session.as_deref()).await {
-                    Ok(fresh) => {
-                        res = forward(state, target, body, fresh.as_deref(), Some(&version), &[])
-                            .await
-                    }
-                    Err(e) => {
-                        finish(recorder, e.label(), 502, 0);
-                        return backend_error(msg.id.as_deref(), &e);
-                    }
-                }
-            }
             match res {
                 Ok(res) => relay(target, res, msg, None, shape, recorder).await,
-                Err(e) => {
-                    finish(recorder, e.label(), 502, 0);
-                    backend_error(msg.id.as_deref(), &e)
-                }
+                Err(e) => fail(recorder, msg.id.as_deref(), &e),
             }
         }
         Err(legacy) => legacy_call(call, &legacy, msg, body, None, shape, recorder).await,
