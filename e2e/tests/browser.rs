@@ -252,6 +252,8 @@ async fn setup_sign_in_session_resume_and_deep_links() {
         .unwrap();
     assert_eq!(text_of(&c, "not-found").await, "Page not found");
 
+    admin_pages(&c, &base).await;
+
     // The narrow layout renders the same app.
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/admin")).await.unwrap();
@@ -259,4 +261,150 @@ async fn setup_sign_in_session_resume_and_deep_links() {
     screenshot(&c, "dashboard-390").await;
 
     c.close().await.unwrap();
+}
+
+/// A real MCP backend (the Python SDK peer the server's interop tests use), killed on drop.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_peer() -> (Peer, u16) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("MCP_PY2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".tools/venv-mcp2/bin/python"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&python)
+        .arg(root.join("e2e/peers/mcp_server.py"))
+        .args(["--port", &port.to_string(), "--name", "alpha"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (cargo xtask setup --test installs it)",
+                python.display()
+            )
+        });
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return (Peer(child), port);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the MCP peer did not start");
+}
+
+async fn nav(client: &Client, link: &str, url_suffix: &str) {
+    client
+        .find(Locator::LinkText(link))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_url(client, url_suffix).await;
+}
+
+/// Servers, users, access, API keys, activity and security events, through the UI.
+async fn admin_pages(c: &Client, base: &str) {
+    let (_peer, port) = start_peer().await;
+
+    nav(c, "MCP servers", "/admin/mcp-servers").await;
+    text_of(c, "servers-empty").await;
+    click(c, "add-server-toggle").await;
+    fill(c, "server-name", "alpha").await;
+    fill(c, "server-url", &format!("http://127.0.0.1:{port}/mcp")).await;
+    click(c, "add-server-submit").await;
+    wait_text(c, "add-server-result", "Added alpha").await;
+    click(c, "test-alpha").await;
+    wait_text(c, "test-result-alpha", "3 tools").await;
+    screenshot(c, "servers").await;
+
+    nav(c, "Users", "/admin/users").await;
+    click(c, "new-user-toggle").await;
+    fill(c, "new-user-username", "bob").await;
+    fill(c, "new-user-password", "a long unusual passphrase").await;
+    click(c, "new-user-submit").await;
+    wait_text(c, "new-user-result", "Created bob").await;
+    text_of(c, "user-link-bob").await;
+    screenshot(c, "users").await;
+    c.find(Locator::Id("user-link-bob"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "user-title", "bob").await;
+    let access = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("access-alpha"))
+        .await
+        .unwrap();
+    assert_eq!(
+        access.prop("checked").await.unwrap().as_deref(),
+        Some("false"),
+        "default deny"
+    );
+    access.click().await.unwrap();
+    for _ in 0..50 {
+        let checked = c
+            .find(Locator::Id("access-alpha"))
+            .await
+            .unwrap()
+            .prop("checked")
+            .await
+            .unwrap();
+        if checked.as_deref() == Some("true") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fill(c, "api-key-name", "laptop").await;
+    click(c, "api-key-create").await;
+    let secret = text_of(c, "api-key-secret").await;
+    assert!(secret.starts_with("amg_"), "{secret}");
+    screenshot(c, "user-detail").await;
+
+    // bob's key works on the server he was just granted.
+    let res = reqwest::Client::new()
+        .post(format!("{base}/mcp/alpha"))
+        .bearer_auth(&secret)
+        .header("accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the grant made in the UI is live");
+
+    nav(c, "Activity", "/admin/mcp-activity").await;
+    for _ in 0..50 {
+        click(c, "activity-refresh").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(table) = c.find(Locator::Id("activity-table")).await
+            && table.text().await.unwrap_or_default().contains("bob")
+        {
+            break;
+        }
+    }
+    wait_text(c, "activity-table", "initialize").await;
+    screenshot(c, "activity").await;
+
+    nav(c, "Security events", "/admin/security-logs").await;
+    wait_text(c, "events-table", "auth_failed").await;
+    screenshot(c, "security-events").await;
 }

@@ -12,10 +12,18 @@ use std::cell::RefCell;
 use gloo_net::http::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::auth::{LoginRequest, Me, NewAccount, SessionMode, SetupStatus, TokenResponse};
+use shared::auth::{
+    ApiKey, CreateApiKey, CreatedApiKey, LoginRequest, Me, NewAccount, SessionMode, SetupStatus,
+    TokenResponse,
+};
 use shared::error::ApiErrorBody;
+use shared::events::SecurityEvent;
 use shared::health::{Health, Ready};
-use shared::users::User;
+use shared::servers::{
+    ActivityRecord, ConnectionTest, CreateServer, McpServer, ServerPermission, SetServerPermission,
+    UpdateServer,
+};
+use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
 
 /// An error as the UI shows it: the server's code and message, or a transport failure.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +129,128 @@ async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
 
 async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
     decode(send(Method::POST, path, Some(body)).await?).await
+}
+
+async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    decode(send(Method::PATCH, path, Some(body)).await?).await
+}
+
+/// For endpoints that answer 204.
+async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
+    send(Method::POST, path, Some(body)).await.map(|_| ())
+}
+
+async fn delete(path: &str) -> Result<(), ApiError> {
+    send::<()>(Method::DELETE, path, None).await.map(|_| ())
+}
+
+/// Percent-encodes a query value.
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn list_users(q: &str) -> Result<Page<User>, ApiError> {
+    get(&format!(
+        "/admin/api/users?per_page=200&q={}",
+        query_value(q)
+    ))
+    .await
+}
+
+pub async fn create_user(user: &CreateUser) -> Result<User, ApiError> {
+    post("/admin/api/users", user).await
+}
+
+pub async fn get_user(id: i64) -> Result<User, ApiError> {
+    get(&format!("/admin/api/users/{id}")).await
+}
+
+pub async fn update_user(id: i64, change: &UpdateUser) -> Result<User, ApiError> {
+    patch(&format!("/admin/api/users/{id}"), change).await
+}
+
+pub async fn reset_password(id: i64, password: &str) -> Result<(), ApiError> {
+    post_empty(
+        &format!("/admin/api/users/{id}/password"),
+        &ResetPassword {
+            password: password.into(),
+        },
+    )
+    .await
+}
+
+pub async fn delete_user(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/users/{id}")).await
+}
+
+pub async fn permissions(user: i64) -> Result<Vec<ServerPermission>, ApiError> {
+    get(&format!("/admin/api/users/{user}/mcp-permissions")).await
+}
+
+pub async fn set_permission(
+    user: i64,
+    server_id: i64,
+    can_access: bool,
+) -> Result<Vec<ServerPermission>, ApiError> {
+    patch(
+        &format!("/admin/api/users/{user}/mcp-permissions"),
+        &SetServerPermission {
+            server_id,
+            can_access,
+        },
+    )
+    .await
+}
+
+pub async fn api_keys(user: i64) -> Result<Vec<ApiKey>, ApiError> {
+    get(&format!("/admin/api/users/{user}/api-keys")).await
+}
+
+pub async fn create_api_key(user: i64, key: &CreateApiKey) -> Result<CreatedApiKey, ApiError> {
+    post(&format!("/admin/api/users/{user}/api-keys"), key).await
+}
+
+pub async fn revoke_api_key(user: i64, key: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/users/{user}/api-keys/{key}")).await
+}
+
+pub async fn list_servers() -> Result<Vec<McpServer>, ApiError> {
+    get("/admin/api/mcp-servers").await
+}
+
+pub async fn create_server(server: &CreateServer) -> Result<McpServer, ApiError> {
+    post("/admin/api/mcp-servers", server).await
+}
+
+pub async fn update_server(id: i64, change: &UpdateServer) -> Result<McpServer, ApiError> {
+    patch(&format!("/admin/api/mcp-servers/{id}"), change).await
+}
+
+pub async fn delete_server(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/mcp-servers/{id}")).await
+}
+
+pub async fn test_server(id: i64) -> Result<ConnectionTest, ApiError> {
+    post(
+        &format!("/admin/api/mcp-servers/{id}/test"),
+        &serde_json::json!({}),
+    )
+    .await
+}
+
+pub async fn security_events() -> Result<Page<SecurityEvent>, ApiError> {
+    get("/admin/api/security-events?per_page=100").await
+}
+
+pub async fn activity() -> Result<Page<ActivityRecord>, ApiError> {
+    get("/admin/api/mcp-activity?per_page=100").await
 }
 
 pub async fn health() -> Result<Health, ApiError> {

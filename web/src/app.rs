@@ -5,6 +5,9 @@ use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::layout::Layout;
+use crate::pages::logs::{Activity, SecurityEvents};
+use crate::pages::servers::Servers;
+use crate::pages::users::{UserDetail, Users};
 use crate::pages::{dashboard::Dashboard, login::Login, not_found::NotFound, setup::Setup};
 use crate::session::{RequireAdmin, Session};
 
@@ -17,6 +20,11 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/admin" /> } />
                     <Route path=path!("/admin") view=|| view! { <RequireAdmin><Dashboard /></RequireAdmin> } />
+                    <Route path=path!("/admin/mcp-servers") view=|| view! { <RequireAdmin><Servers /></RequireAdmin> } />
+                    <Route path=path!("/admin/users") view=|| view! { <RequireAdmin><Users /></RequireAdmin> } />
+                    <Route path=path!("/admin/users/:id") view=|| view! { <RequireAdmin><UserDetail /></RequireAdmin> } />
+                    <Route path=path!("/admin/security-logs") view=|| view! { <RequireAdmin><SecurityEvents /></RequireAdmin> } />
+                    <Route path=path!("/admin/mcp-activity") view=|| view! { <RequireAdmin><Activity /></RequireAdmin> } />
                     <Route path=path!("/login") view=Login />
                     <Route path=path!("/setup") view=Setup />
                 </Routes>

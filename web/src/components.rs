@@ -1,3 +1,4 @@
 //! Reusable widgets.
 
 pub mod layout;
+pub mod widgets;

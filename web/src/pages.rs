@@ -2,5 +2,8 @@
 
 pub mod dashboard;
 pub mod login;
+pub mod logs;
 pub mod not_found;
+pub mod servers;
 pub mod setup;
+pub mod users;

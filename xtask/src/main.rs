@@ -368,6 +368,17 @@ fn test(args: &[String]) -> Result<()> {
             "warnings",
         ])
         .current_dir(root()))?;
+    sh(Command::new(cargo())
+        .args([
+            "clippy",
+            "--package",
+            "web",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--quiet",
+        ])
+        .args(["--", "-D", "warnings"])
+        .current_dir(root()))?;
     build_web()?;
     // Smoke-test the benchmark harness (debug build, seconds): proves it works, asserts
     // nothing about speed.

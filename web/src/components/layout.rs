@@ -23,7 +23,11 @@ pub fn Layout(children: Children) -> impl IntoView {
         <div class="shell">
             <nav class="nav" aria-label="Main">
                 <A href="/admin" attr:class="brand">"AuthMCP Gateway"</A>
-                <A href="/admin">"Dashboard"</A>
+                <A href="/admin" exact=true>"Dashboard"</A>
+                <A href="/admin/mcp-servers">"MCP servers"</A>
+                <A href="/admin/users">"Users"</A>
+                <A href="/admin/mcp-activity">"Activity"</A>
+                <A href="/admin/security-logs">"Security events"</A>
                 <a href="/swagger-ui/" rel="external">"API docs"</a>
                 <div class="nav-user">
                     {move || match session.me.get() {

@@ -1,0 +1,66 @@
+//! Small shared pieces: error alert, empty state, status badge, copy button, two-step delete.
+
+use leptos::prelude::*;
+
+/// An error message from the API, as an alert.
+#[component]
+pub fn ErrorAlert(message: String) -> impl IntoView {
+    view! { <div class="alert" role="alert">{message}</div> }
+}
+
+/// A coloured badge for a status word (`online`, `offline`, `high`, …).
+#[component]
+pub fn Badge(text: String) -> impl IntoView {
+    let class = format!(
+        "badge badge-{}",
+        text.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
+    view! { <span class=class>{text}</span> }
+}
+
+/// Copies `text` to the clipboard.
+#[component]
+pub fn CopyButton(text: String, #[prop(optional)] id: Option<&'static str>) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let on_click = move |_| {
+        let clipboard = window().navigator().clipboard();
+        let _ = clipboard.write_text(&text);
+        copied.set(true);
+    };
+    view! {
+        <button type="button" class="secondary" id=id on:click=on_click>
+            {move || if copied.get() { "Copied" } else { "Copy" }}
+        </button>
+    }
+}
+
+/// A delete button that asks for a second click before it acts.
+#[component]
+pub fn ConfirmDelete(
+    #[prop(into)] on_confirm: Callback<()>,
+    #[prop(optional)] id: Option<String>,
+) -> impl IntoView {
+    let armed = RwSignal::new(false);
+    view! {
+        {move || if armed.get() {
+            view! {
+                <span class="confirm">
+                    <button type="button" class="danger" id=id.clone().map(|i| format!("{i}-confirm"))
+                        on:click=move |_| { armed.set(false); on_confirm.run(()); }>"Really delete"</button>
+                    <button type="button" class="secondary" on:click=move |_| armed.set(false)>"Cancel"</button>
+                </span>
+            }.into_any()
+        } else {
+            view! {
+                <button type="button" class="danger-outline" id=id.clone() on:click=move |_| armed.set(true)>"Delete"</button>
+            }.into_any()
+        }}
+    }
+}
+
+/// Seconds since the epoch, as a short UTC date and time.
+pub fn when(secs: i64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(secs as f64 * 1000.0));
+    let iso: String = date.to_iso_string().into();
+    iso.get(..16).unwrap_or(&iso).replace('T', " ")
+}

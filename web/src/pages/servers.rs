@@ -1,0 +1,253 @@
+//! MCP servers: list with health, add (credentials are write-only), enable/disable, test the
+//! connection and see its tools, delete, and copy-paste client configuration.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::servers::{
+    ConnectionTest, CreateServer, CredentialInput, McpServer, Transport, UpdateServer,
+};
+
+use crate::api;
+use crate::components::widgets::{Badge, ConfirmDelete, CopyButton, ErrorAlert};
+
+#[component]
+pub fn Servers() -> impl IntoView {
+    let reload = RwSignal::new(0u32);
+    let error = RwSignal::new(None::<String>);
+    let servers = LocalResource::new(move || {
+        reload.track();
+        async move { api::list_servers().await }
+    });
+    let refresh = Callback::new(move |()| reload.update(|n| *n += 1));
+    view! {
+        <h1>"MCP servers"</h1>
+        <AddServerForm on_added=refresh />
+        {move || error.get().map(|m| view! { <ErrorAlert message=m /> })}
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || servers.get().map(|res| match res {
+                Err(e) => view! { <ErrorAlert message=e.message /> }.into_any(),
+                Ok(list) if list.is_empty() => view! {
+                    <p class="empty" id="servers-empty">"No MCP servers yet. Add one above."</p>
+                }.into_any(),
+                Ok(list) => view! {
+                    <div class="server-list" id="servers-list">
+                        {list.into_iter().map(|s| view! { <ServerCard server=s error=error on_change=refresh /> }).collect_view()}
+                    </div>
+                }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ServerCard(
+    server: McpServer,
+    error: RwSignal<Option<String>>,
+    on_change: Callback<()>,
+) -> impl IntoView {
+    let id = server.id;
+    let name = server.name.clone();
+    let test = RwSignal::new(None::<Result<ConnectionTest, String>>);
+    let testing = RwSignal::new(false);
+    let run_test = move |_| {
+        testing.set(true);
+        spawn_local(async move {
+            test.set(Some(api::test_server(id).await.map_err(|e| e.message)));
+            testing.set(false);
+        });
+    };
+    let toggle = move |ev: leptos::ev::Event| {
+        let enabled = event_target_checked(&ev);
+        spawn_local(async move {
+            let change = UpdateServer {
+                enabled: Some(enabled),
+                ..Default::default()
+            };
+            if let Err(e) = api::update_server(id, &change).await {
+                error.set(Some(e.message));
+            }
+            on_change.run(());
+        });
+    };
+    let on_delete = Callback::new(move |()| {
+        spawn_local(async move {
+            if let Err(e) = api::delete_server(id).await {
+                error.set(Some(e.message));
+            }
+            on_change.run(());
+        });
+    });
+    let health = server.health.clone();
+    let credential = server
+        .credential
+        .as_ref()
+        .map(|c| format!("{} {}", c.kind, c.hint))
+        .unwrap_or_else(|| "none".into());
+    let snippet = serde_json::to_string_pretty(&serde_json::json!({
+        "mcpServers": { server.name.clone(): {
+            "type": "http",
+            "url": server.endpoint,
+            "headers": { "Authorization": "Bearer <your MCP token or amg_ API key>" },
+        }}
+    }))
+    .unwrap_or_default();
+    view! {
+        <article class="panel server" id=format!("server-{name}")>
+            <header class="server-head">
+                <h2>{name.clone()}</h2>
+                <Badge text=health.status.clone() />
+                <label class="inline"><input type="checkbox" aria-label="Enabled" id=format!("server-enabled-{name}")
+                    prop:checked=server.enabled on:change=toggle />"enabled"</label>
+            </header>
+            <dl class="facts">
+                <dt>"Endpoint"</dt><dd><code>{server.endpoint.clone()}</code></dd>
+                <dt>"Backend"</dt><dd><code>{server.url.clone()}</code>{format!(" · {:?} · {} s timeout", server.transport, server.timeout_seconds)}</dd>
+                <dt>"Credential"</dt><dd>{credential}</dd>
+                <dt>"Health"</dt><dd>{format!(
+                    "{}{}{}",
+                    health.latency_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "not checked yet".into()),
+                    health.tool_count.map(|n| format!(" · {n} tools")).unwrap_or_default(),
+                    health.last_error.map(|e| format!(" · {e}")).unwrap_or_default(),
+                )}</dd>
+            </dl>
+            {server.description.clone().map(|d| view! { <p>{d}</p> })}
+            <div class="actions">
+                <button type="button" id=format!("test-{name}") on:click=run_test disabled=move || testing.get()>
+                    {move || if testing.get() { "Testing…" } else { "Test connection" }}
+                </button>
+                <ConfirmDelete on_confirm=on_delete id=format!("delete-{name}") />
+            </div>
+            {move || test.get().map(|res| match res {
+                Err(e) => view! { <ErrorAlert message=e /> }.into_any(),
+                Ok(t) if !t.ok => view! {
+                    <div class="alert" role="alert" id=format!("test-result-{}", server.name)>{t.error.unwrap_or_default()}</div>
+                }.into_any(),
+                Ok(t) => view! {
+                    <div class="test-ok" id=format!("test-result-{}", server.name)>
+                        <p class="ok">{format!(
+                            "Connected in {} ms · {} · protocol {} · {} tools",
+                            t.latency_ms,
+                            t.transport.unwrap_or_default(),
+                            t.protocol_version.unwrap_or_default(),
+                            t.tool_count.unwrap_or(0),
+                        )}</p>
+                        <ul class="tools">
+                            {t.tools.into_iter().map(|tool| view! {
+                                <li>
+                                    <details>
+                                        <summary><code>{tool.name}</code>" "{tool.description.unwrap_or_default()}</summary>
+                                        <pre>{tool.input_schema.map(|s| serde_json::to_string_pretty(&s).unwrap_or_default()).unwrap_or_default()}</pre>
+                                    </details>
+                                </li>
+                            }).collect_view()}
+                        </ul>
+                    </div>
+                }.into_any(),
+            })}
+            <details>
+                <summary>"Client configuration"</summary>
+                <p class="muted">"For Claude Code, Cursor, VS Code and other clients that take an MCP JSON configuration; clients that support OAuth can omit the header."</p>
+                <pre>{snippet.clone()}</pre>
+                <CopyButton text=snippet />
+            </details>
+        </article>
+    }
+}
+
+#[component]
+fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let url = RwSignal::new(String::new());
+    let description = RwSignal::new(String::new());
+    let transport = RwSignal::new("auto".to_string());
+    let timeout = RwSignal::new("60".to_string());
+    let kind = RwSignal::new("none".to_string());
+    let secret = RwSignal::new(String::new());
+    let extra = RwSignal::new(String::new());
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let credential = match kind.get_untracked().as_str() {
+            "bearer" => Some(CredentialInput::Bearer {
+                token: secret.get_untracked(),
+            }),
+            "basic" => Some(CredentialInput::Basic {
+                username: extra.get_untracked(),
+                password: secret.get_untracked(),
+            }),
+            "header" => Some(CredentialInput::Header {
+                name: extra.get_untracked(),
+                value: secret.get_untracked(),
+            }),
+            _ => None,
+        };
+        let description = description.get_untracked();
+        let req = CreateServer {
+            name: name.get_untracked(),
+            url: url.get_untracked(),
+            description: (!description.trim().is_empty()).then_some(description),
+            enabled: true,
+            transport: match transport.get_untracked().as_str() {
+                "streamable-http" => Transport::StreamableHttp,
+                "sse" => Transport::Sse,
+                _ => Transport::Auto,
+            },
+            timeout_seconds: timeout.get_untracked().parse().ok(),
+            backend_token: None,
+            credential,
+        };
+        spawn_local(async move {
+            match api::create_server(&req).await {
+                Ok(server) => {
+                    message.set(Some(Ok(format!("Added {}", server.name))));
+                    name.set(String::new());
+                    url.set(String::new());
+                    secret.set(String::new());
+                    on_added.run(());
+                }
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+        });
+    };
+    view! {
+        <details class="panel">
+            <summary id="add-server-toggle">"Add a server"</summary>
+            <form class="grid-form" id="add-server-form" on:submit=on_submit>
+                <label>"Name (the path of /mcp/{name})"<input id="server-name" required pattern="[a-z0-9][a-z0-9_-]*" bind:value=name /></label>
+                <label>"URL"<input id="server-url" type="url" required placeholder="http://127.0.0.1:9000/mcp" bind:value=url /></label>
+                <label>"Description"<input id="server-description" bind:value=description /></label>
+                <label>"Transport"
+                    <select id="server-transport" on:change=move |ev| transport.set(event_target_value(&ev))>
+                        <option value="auto">"auto (streamable HTTP, else HTTP+SSE)"</option>
+                        <option value="streamable-http">"streamable HTTP"</option>
+                        <option value="sse">"HTTP+SSE (legacy)"</option>
+                    </select>
+                </label>
+                <label>"Timeout (seconds)"<input id="server-timeout" type="number" min="1" max="3600" bind:value=timeout /></label>
+                <label>"Backend credential"
+                    <select id="server-credential" on:change=move |ev| kind.set(event_target_value(&ev))>
+                        <option value="none">"none"</option>
+                        <option value="bearer">"bearer token"</option>
+                        <option value="basic">"basic auth"</option>
+                        <option value="header">"custom header"</option>
+                    </select>
+                </label>
+                {move || match kind.get().as_str() {
+                    "basic" => view! { <label>"Username"<input id="server-credential-extra" bind:value=extra /></label> }.into_any(),
+                    "header" => view! { <label>"Header name"<input id="server-credential-extra" placeholder="X-API-Key" bind:value=extra /></label> }.into_any(),
+                    _ => ().into_any(),
+                }}
+                {move || (kind.get() != "none").then(|| view! {
+                    <label>"Secret (write-only: never shown again)"
+                        <input id="server-credential-secret" type="password" autocomplete="off" bind:value=secret />
+                    </label>
+                })}
+                <button type="submit" id="add-server-submit">"Add server"</button>
+            </form>
+            {move || message.get().map(|m| match m {
+                Ok(text) => view! { <p class="ok" id="add-server-result">{text}</p> }.into_any(),
+                Err(text) => view! { <ErrorAlert message=text /> }.into_any(),
+            })}
+        </details>
+    }
+}
