@@ -232,6 +232,8 @@ fn initialize() -> Bytes {
 }
 
 struct Setup {
+    /// Gateway RSS right after start, before any login (KiB).
+    start_rss: u64,
     _dir: PathBuf,
     gateway: Proc,
     _backends: Vec<Proc>,
@@ -300,6 +302,8 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
     for port in [json_port, sse_port, gateway_port] {
         wait_port(port).await?;
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start_rss = memory_kib(gateway.0.id()).0;
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{gateway_port}");
     let login = json!({"username": "admin", "password": PASSWORD});
@@ -338,6 +342,7 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
     )
     .await?;
     Ok(Setup {
+        start_rss,
         _dir: dir,
         gateway,
         _backends: backends,
@@ -551,7 +556,7 @@ async fn main() -> anyhow::Result<()> {
     report(
         &args,
         &rows,
-        idle_rss,
+        (s.start_rss, idle_rss),
         peak_rss,
         opened,
         before_streams,
@@ -602,7 +607,7 @@ async fn open_streams(
 fn report(
     args: &Args,
     rows: &[Row],
-    idle_rss: u64,
+    (start_rss, idle_rss): (u64, u64),
     peak_rss: u64,
     streams: usize,
     before: u64,
@@ -650,7 +655,8 @@ fn report(
     }
     let stream_cost_mib = (with_streams.saturating_sub(before)) as f64 / 1024.0;
     println!(
-        "\nGateway memory: idle RSS {:.1} MiB, peak RSS during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
+        "\nGateway memory: idle RSS at start {:.1} MiB, idle after setup (4 argon2id logins) {:.1} MiB, peak during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
+        start_rss as f64 / 1024.0,
         idle_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0,
         stream_cost_mib
@@ -673,7 +679,7 @@ fn report(
         "mode": if args.quick { "quick" } else { "full" },
         "machine": {"cpu": machine, "cpus": cpus},
         "rows": json_rows,
-        "memory": {"idle_rss_mib": idle_rss as f64 / 1024.0, "peak_rss_mib": peak_rss as f64 / 1024.0, "open_streams": streams, "open_streams_added_mib": stream_cost_mib},
+        "memory": {"start_rss_mib": start_rss as f64 / 1024.0, "idle_rss_mib": idle_rss as f64 / 1024.0, "peak_rss_mib": peak_rss as f64 / 1024.0, "open_streams": streams, "open_streams_added_mib": stream_cost_mib},
     });
     std::fs::create_dir_all(&args.out)?;
     let file = args.out.join(if args.quick {

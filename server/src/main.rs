@@ -50,6 +50,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fix_malloc_threshold();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -76,6 +77,27 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc raises its mmap threshold after the first large free, so every later argon2id hash
+/// (19 MiB) is carved from a thread arena and stays resident after it is freed: a few logins
+/// took the idle gateway from 17 to 76 MiB. A fixed threshold, which glibc reads only from the
+/// environment at start-up, keeps such buffers mmap-backed and returned on free. So the gateway
+/// re-executes itself once with `MALLOC_MMAP_THRESHOLD_` set, unless the operator set it.
+fn fix_malloc_threshold() {
+    const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(VAR).is_some() {
+        return;
+    }
+    #[cfg(unix)]
+    if let Ok(exe) = std::env::current_exe() {
+        use std::os::unix::process::CommandExt;
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(VAR, "1048576")
+            .exec();
+        eprintln!("warning: could not re-execute with {VAR} set ({err}); continuing");
     }
 }
 

@@ -99,8 +99,19 @@ pub fn validate_password(password: &str, username: &str, min_length: usize) -> R
     Ok(())
 }
 
+/// At most this many argon2 computations run at once: each takes 19 MiB and tens of
+/// milliseconds of a core, so unbounded concurrent logins would be a memory and CPU DoS.
+fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
 /// Hashes on the blocking pool.
 pub async fn hash(password: String) -> anyhow::Result<String> {
+    let _slot = hash_slots().acquire().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&crate::keys::random_bytes::<16>()?)
             .map_err(|e| anyhow!("encoding salt: {e}"))?;
@@ -114,6 +125,7 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 
 /// Verifies on the blocking pool; a malformed stored hash verifies nothing.
 pub async fn verify(password: String, hash: String) -> anyhow::Result<bool> {
+    let _slot = hash_slots().acquire().await?;
     Ok(tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
