@@ -283,24 +283,26 @@ async fn start_peer() -> (Peer, u16) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(&python)
-        .arg(root.join("e2e/peers/mcp_server.py"))
-        .args(["--port", &port.to_string(), "--name", "alpha"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (cargo xtask setup --test installs it)",
-                python.display()
-            )
-        });
+    let peer = Peer(
+        Command::new(&python)
+            .arg(root.join("e2e/peers/mcp_server.py"))
+            .args(["--port", &port.to_string(), "--name", "alpha"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (cargo xtask setup --test installs it)",
+                    python.display()
+                )
+            }),
+    );
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return (Peer(child), port);
+            return (peer, port);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
