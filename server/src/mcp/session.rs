@@ -72,6 +72,10 @@ impl ProxySession {
     }
 }
 
+/// Sessions one user may hold on the replica; a new one beyond this evicts their least recently
+/// used (a client that never ends its sessions cannot exhaust the gateway's memory).
+pub const MAX_SESSIONS_PER_USER: usize = 256;
+
 #[derive(Default)]
 pub struct SessionStore {
     sessions: Mutex<HashMap<String, Arc<ProxySession>>>,
@@ -98,6 +102,16 @@ impl SessionStore {
             last_seen: AtomicI64::new(db::now()),
         });
         if let Ok(mut sessions) = self.sessions.lock() {
+            let mine: Vec<(i64, String)> = sessions
+                .values()
+                .filter(|s| s.user_id == user_id)
+                .map(|s| (s.last_seen.load(Ordering::Relaxed), s.id.clone()))
+                .collect();
+            if mine.len() >= MAX_SESSIONS_PER_USER
+                && let Some((_, oldest)) = mine.into_iter().min()
+            {
+                sessions.remove(&oldest);
+            }
             sessions.insert(id, session.clone());
         }
         Ok(session)
@@ -138,5 +152,42 @@ impl SessionStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream() -> Upstream {
+        Upstream::Http {
+            session_id: None,
+            version: "2025-11-25".into(),
+        }
+    }
+
+    #[test]
+    fn sessions_are_bound_and_capped_per_user() {
+        let store = SessionStore::default();
+        let first = store
+            .create(1, 10, "v".into(), Value::Null, upstream())
+            .unwrap();
+        assert!(store.get(&first.id, 1, 10).is_some());
+        assert!(store.get(&first.id, 2, 10).is_none(), "another user");
+        assert!(store.get(&first.id, 1, 11).is_none(), "another server");
+        for _ in 0..MAX_SESSIONS_PER_USER {
+            store
+                .create(1, 10, "v".into(), Value::Null, upstream())
+                .unwrap();
+        }
+        assert_eq!(store.len(), MAX_SESSIONS_PER_USER);
+        let other = store
+            .create(2, 10, "v".into(), Value::Null, upstream())
+            .unwrap();
+        assert!(
+            store.get(&other.id, 2, 10).is_some(),
+            "other users are not evicted"
+        );
+        assert_eq!(store.len(), MAX_SESSIONS_PER_USER + 1);
     }
 }
