@@ -409,4 +409,15 @@ async fn admin_pages(c: &Client, base: &str) {
     nav(c, "Security events", "/admin/security-logs").await;
     wait_text(c, "events-table", "auth_failed").await;
     screenshot(c, "security-events").await;
+
+    nav(c, "My API keys", "/admin/api-keys").await;
+    fill(c, "api-key-name", "my-laptop").await;
+    click(c, "api-key-create").await;
+    assert!(text_of(c, "api-key-secret").await.starts_with("amg_"));
+    screenshot(c, "own-api-keys").await;
+
+    nav(c, "Dashboard", "/admin").await;
+    wait_text(c, "servers-online", "/ 1").await;
+    wait_text(c, "recent-events", "auth_failed").await;
+    screenshot(c, "dashboard-overview").await;
 }

@@ -7,7 +7,7 @@ use leptos_router::path;
 use crate::components::layout::Layout;
 use crate::pages::logs::{Activity, SecurityEvents};
 use crate::pages::servers::Servers;
-use crate::pages::users::{UserDetail, Users};
+use crate::pages::users::{OwnApiKeys, UserDetail, Users};
 use crate::pages::{dashboard::Dashboard, login::Login, not_found::NotFound, setup::Setup};
 use crate::session::{RequireAdmin, Session};
 
@@ -23,6 +23,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/mcp-servers") view=|| view! { <RequireAdmin><Servers /></RequireAdmin> } />
                     <Route path=path!("/admin/users") view=|| view! { <RequireAdmin><Users /></RequireAdmin> } />
                     <Route path=path!("/admin/users/:id") view=|| view! { <RequireAdmin><UserDetail /></RequireAdmin> } />
+                    <Route path=path!("/admin/api-keys") view=|| view! { <RequireAdmin><OwnApiKeys /></RequireAdmin> } />
                     <Route path=path!("/admin/security-logs") view=|| view! { <RequireAdmin><SecurityEvents /></RequireAdmin> } />
                     <Route path=path!("/admin/mcp-activity") view=|| view! { <RequireAdmin><Activity /></RequireAdmin> } />
                     <Route path=path!("/login") view=Login />

@@ -28,6 +28,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/mcp-activity">"Activity"</A>
                 <A href="/admin/security-logs">"Security events"</A>
+                <A href="/admin/api-keys">"My API keys"</A>
                 <a href="/swagger-ui/" rel="external">"API docs"</a>
                 <div class="nav-user">
                     {move || match session.me.get() {

@@ -346,3 +346,15 @@ pub fn ApiKeys(user: Signal<i64>) -> impl IntoView {
         </section>
     }
 }
+
+/// `/admin/api-keys`: the signed-in admin's own API keys.
+#[component]
+pub fn OwnApiKeys() -> impl IntoView {
+    let session = crate::session::use_session();
+    let me = Signal::derive(move || session.me.get().map(|m| m.id).unwrap_or(0));
+    view! {
+        <h1>"My API keys"</h1>
+        <p class="muted">"API keys authenticate MCP clients and scripts on /mcp (never the admin API). Send them as Authorization: Bearer amg_…"</p>
+        <ApiKeys user=me />
+    }
+}
