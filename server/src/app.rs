@@ -297,6 +297,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api_router)
         .merge(mcp::router())
+        .route("/metrics", axum::routing::get(crate::metrics::handler)) // not json: Prometheus text
         .merge(SwaggerUi::new(shared::routes::SWAGGER_UI).url(shared::routes::OPENAPI_JSON, openapi))
         .fallback(spa::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

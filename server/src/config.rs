@@ -51,6 +51,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_HEALTH_INTERVAL_SECS",
     "MCP_SESSION_IDLE_SECS",
     "MCP_DEFAULT_TIMEOUT_SECS",
+    "METRICS_TOKEN",
+    "METRICS_PUBLIC",
 ];
 
 /// The validated configuration. Passed around as `Arc<Config>`; never a global.
@@ -85,8 +87,18 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub auth: AuthConfig,
     pub mcp: McpConfig,
+    pub metrics: MetricsConfig,
     /// Where the values came from (for `check-config`).
     pub config_file: Option<PathBuf>,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub token: Option<Secret<String>>,
+    /// Without a token: whether `/metrics` is open (it is off otherwise).
+    pub public: bool,
 }
 
 /// The MCP proxy.
@@ -472,6 +484,20 @@ impl Config {
             )?),
         };
 
+        let metrics = MetricsConfig {
+            token: match vars.get("METRICS_TOKEN") {
+                None => None,
+                Some(t) if t.len() < 16 => {
+                    return Err(ConfigError::new(
+                        "METRICS_TOKEN",
+                        "must be at least 16 characters",
+                    ));
+                }
+                Some(t) => Some(Secret::new(t.to_string())),
+            },
+            public: vars.parse("METRICS_PUBLIC", false, parse_bool)?,
+        };
+
         Ok(Config {
             host,
             port,
@@ -494,6 +520,7 @@ impl Config {
             shutdown_timeout,
             auth,
             mcp,
+            metrics,
             config_file: file,
         })
     }

@@ -81,6 +81,8 @@ pub struct EventContext {
 pub struct EventSink {
     tx: mpsc::Sender<SecurityEventRow>,
     dropped: Arc<AtomicU64>,
+    /// Events recorded since start, by type (for `/metrics`).
+    counts: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
 }
 
 impl EventSink {
@@ -97,6 +99,7 @@ impl EventSink {
         EventSink {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            counts: Arc::default(),
         }
     }
 
@@ -119,6 +122,9 @@ impl EventSink {
             endpoint = ctx.endpoint.as_deref(),
             "security event"
         );
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(event_type.as_str()).or_default() += 1;
+        }
         let row = SecurityEventRow {
             event_type: event_type.as_str().into(),
             severity: severity.as_str().into(),
@@ -134,6 +140,14 @@ impl EventSink {
         if self.tx.try_send(row).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Events recorded since start, by type.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        self.counts
+            .lock()
+            .map(|c| c.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
     }
 
     /// Events dropped because the queue was full.

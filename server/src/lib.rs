@@ -20,6 +20,7 @@ pub mod app;
 pub mod auth;
 pub mod health;
 pub mod mcp;
+pub mod metrics;
 pub mod openapi;
 pub mod servers;
 pub mod setup;

@@ -29,6 +29,7 @@ use crate::mcp::activity::ActivitySink;
 use crate::mcp::backend::{BackendClient, BackendError, client_info};
 use crate::mcp::registry::{Era, Registry};
 use crate::mcp::session::{ProxySession, SessionStore, Upstream};
+use crate::metrics::Metrics;
 
 /// How often the server list is re-read for edits made by other replicas.
 const REGISTRY_RELOAD: Duration = Duration::from_secs(5);
@@ -42,6 +43,7 @@ pub struct McpState {
     /// (user, server).
     held: Mutex<HashMap<(i64, i64), Arc<ProxySession>>>,
     pub activity: ActivitySink,
+    pub metrics: Arc<Metrics>,
     ids: AtomicU64,
 }
 
@@ -57,12 +59,14 @@ impl McpState {
         config: Arc<Config>,
     ) -> anyhow::Result<Arc<McpState>> {
         let registry = Registry::load(db.clone(), secret_box, config).await?;
+        let metrics = Arc::new(Metrics::default());
         Ok(Arc::new(McpState {
             registry,
             client: BackendClient::new()?,
             sessions: SessionStore::default(),
             held: Mutex::default(),
-            activity: ActivitySink::spawn(db),
+            activity: ActivitySink::spawn(db, metrics.clone()),
+            metrics,
             ids: AtomicU64::new(1),
         }))
     }

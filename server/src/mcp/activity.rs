@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::db::{self, Db, servers::ActivityRow};
+use crate::metrics::Metrics;
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 8_192;
@@ -23,7 +24,7 @@ pub struct ActivitySink {
 }
 
 impl ActivitySink {
-    pub fn spawn(db: Db) -> ActivitySink {
+    pub fn spawn(db: Db, metrics: Arc<Metrics>) -> ActivitySink {
         let (tx, mut rx) = mpsc::channel::<ActivityRow>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
@@ -31,6 +32,7 @@ impl ActivitySink {
                 // Let more records arrive, then write them together.
                 tokio::time::sleep(FLUSH_EVERY).await;
                 while batch.len() < BATCH && rx.try_recv().map(|r| batch.push(r)).is_ok() {}
+                metrics.observe(&batch);
                 if let Err(e) = write_batch(&db, &batch).await {
                     tracing::warn!(error = %e, records = batch.len(), "could not store MCP activity");
                     if db.pool.is_closed() {

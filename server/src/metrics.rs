@@ -1,0 +1,245 @@
+//! `GET /metrics`: Prometheus text format.
+//!
+//! Request counters and latency histograms are fed by the activity writer from the records it
+//! already receives, so the proxy's hot path pays nothing for them (they lag by at most one
+//! activity flush, 250 ms). Gauges (sessions, backend health) are read when scraped.
+//!
+//! Access: off unless configured; `METRICS_TOKEN` requires `Authorization: Bearer <token>`,
+//! `METRICS_PUBLIC=true` opens it (for an internal-only bind).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::auth::identity::bearer;
+use crate::db::servers::ActivityRow;
+use crate::error::ApiError;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Counts {
+    requests: BTreeMap<(String, String, String), u64>,
+    latency: BTreeMap<String, Histogram>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    counts: Mutex<Counts>,
+}
+
+impl Metrics {
+    /// Counts a batch of activity records (called by the activity writer).
+    pub fn observe(&self, rows: &[ActivityRow]) {
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
+        for row in rows {
+            *counts
+                .requests
+                .entry((row.server.clone(), row.method.clone(), row.status.clone()))
+                .or_default() += 1;
+            let seconds = row.latency_ms as f64 / 1000.0;
+            let h = counts.latency.entry(row.server.clone()).or_default();
+            h.count += 1;
+            h.sum += seconds;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                if seconds <= *le {
+                    h.buckets[i] += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A label value, escaped as the text format requires.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn render(state: &AppState) -> String {
+    let mut out = String::with_capacity(4096);
+    header_lines(
+        &mut out,
+        "authmcp_build_info",
+        "gauge",
+        "Build information.",
+    );
+    let _ = writeln!(
+        out,
+        "authmcp_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    header_lines(
+        &mut out,
+        "authmcp_uptime_seconds",
+        "gauge",
+        "Seconds since the gateway started.",
+    );
+    let _ = writeln!(
+        out,
+        "authmcp_uptime_seconds {}",
+        state.started.elapsed().as_secs()
+    );
+
+    if let Ok(counts) = state.mcp.metrics.counts.lock() {
+        header_lines(
+            &mut out,
+            "authmcp_mcp_requests_total",
+            "counter",
+            "Proxied MCP requests by server, method and outcome.",
+        );
+        for ((server, method, status), n) in &counts.requests {
+            let _ = writeln!(
+                out,
+                "authmcp_mcp_requests_total{{server=\"{}\",method=\"{}\",status=\"{}\"}} {n}",
+                label(server),
+                label(method),
+                label(status)
+            );
+        }
+        header_lines(
+            &mut out,
+            "authmcp_mcp_request_duration_seconds",
+            "histogram",
+            "Latency of proxied MCP requests as the gateway saw it.",
+        );
+        for (server, h) in &counts.latency {
+            let server = label(server);
+            for (le, n) in BUCKETS.iter().zip(h.buckets) {
+                let _ = writeln!(
+                    out,
+                    "authmcp_mcp_request_duration_seconds_bucket{{server=\"{server}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "authmcp_mcp_request_duration_seconds_bucket{{server=\"{server}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "authmcp_mcp_request_duration_seconds_sum{{server=\"{server}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "authmcp_mcp_request_duration_seconds_count{{server=\"{server}\"}} {}",
+                h.count
+            );
+        }
+    }
+
+    header_lines(
+        &mut out,
+        "authmcp_security_events_total",
+        "counter",
+        "Security events by type (auth failures, token misuse, access denied, …).",
+    );
+    for (kind, n) in state.events.counts() {
+        let _ = writeln!(out, "authmcp_security_events_total{{type=\"{kind}\"}} {n}");
+    }
+    header_lines(
+        &mut out,
+        "authmcp_backend_up",
+        "gauge",
+        "1 when the last health check found the server online or degraded.",
+    );
+    let mut servers: Vec<_> = state.mcp.registry.snapshot().values().cloned().collect();
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    for server in servers {
+        let health = state.mcp.registry.health(server.id);
+        let up = u8::from(matches!(health.status.as_str(), "online" | "degraded"));
+        let _ = writeln!(
+            out,
+            "authmcp_backend_up{{server=\"{}\",status=\"{}\"}} {up}",
+            label(&server.name),
+            label(&health.status)
+        );
+    }
+    header_lines(
+        &mut out,
+        "authmcp_mcp_sessions",
+        "gauge",
+        "Open MCP client sessions on this replica.",
+    );
+    let _ = writeln!(out, "authmcp_mcp_sessions {}", state.mcp.sessions.len());
+    header_lines(
+        &mut out,
+        "authmcp_activity_dropped_total",
+        "counter",
+        "Activity records dropped because the write queue was full.",
+    );
+    let _ = writeln!(
+        out,
+        "authmcp_activity_dropped_total {}",
+        state.mcp.activity.dropped()
+    );
+    header_lines(
+        &mut out,
+        "authmcp_security_events_dropped_total",
+        "counter",
+        "Security events dropped because the write queue was full.",
+    );
+    let _ = writeln!(
+        out,
+        "authmcp_security_events_dropped_total {}",
+        state.events.dropped()
+    );
+    out
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let config = &state.config.metrics;
+    match &config.token {
+        Some(token) => {
+            let presented = bearer(&headers).map(digest);
+            if presented != Some(digest(token.expose())) {
+                return ApiError::Unauthorized.into_response();
+            }
+        }
+        None if config.public => {}
+        None => {
+            return ApiError::NotFound("metrics are off: set METRICS_TOKEN or METRICS_PUBLIC")
+                .into_response();
+        }
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&state),
+    )
+        .into_response()
+}
