@@ -409,6 +409,35 @@ async fn admin_pages(c: &Client, base: &str) {
     nav(c, "Security events", "/admin/security-logs").await;
     wait_text(c, "events-table", "auth_failed").await;
     screenshot(c, "security-events").await;
+    // Filters go to the server; nothing critical happened in this run.
+    c.find(Locator::Css("#events-severity option[value='critical']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(c, "events-empty").await;
+    c.find(Locator::Css("#events-severity option[value='']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(c, "events-export").await;
+    let href = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("events-download"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        href.starts_with("data:application/x-ndjson") && href.contains("auth_failed"),
+        "{href}"
+    );
 
     nav(c, "My API keys", "/admin/api-keys").await;
     fill(c, "api-key-name", "my-laptop").await;

@@ -133,6 +133,10 @@ impl EventSink {
             ip: ctx.ip.clone(),
             user_agent: ctx.user_agent.clone(),
             endpoint: ctx.endpoint.clone(),
+            // The MCP server and tool, when the details name them, get their own columns so
+            // events can be filtered by them.
+            server: details["server"].as_str().map(str::to_string),
+            tool: details["tool"].as_str().map(str::to_string),
             details: (!details.is_null()).then(|| details.to_string()),
             created_at: db::now(),
             ..Default::default()

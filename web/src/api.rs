@@ -245,8 +245,28 @@ pub async fn test_server(id: i64) -> Result<ConnectionTest, ApiError> {
     .await
 }
 
-pub async fn security_events() -> Result<Page<SecurityEvent>, ApiError> {
-    get("/admin/api/security-events?per_page=100").await
+/// `filter` is a query string such as `type=auth_failed&severity=high` (already encoded).
+pub async fn security_events(filter: &str) -> Result<Page<SecurityEvent>, ApiError> {
+    get(&format!("/admin/api/security-events?per_page=100&{filter}")).await
+}
+
+/// The filtered events as JSON Lines text.
+pub async fn export_security_events(filter: &str) -> Result<String, ApiError> {
+    let path = format!("/admin/api/security-events/export?{filter}");
+    match send::<()>(Method::GET, &path, None).await? {
+        Some(res) => res.text().await.map_err(transport_error),
+        None => Ok(String::new()),
+    }
+}
+
+/// Builds a query string from (key, value) pairs, skipping empty values.
+pub fn query(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", query_value(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 pub async fn activity() -> Result<Page<ActivityRecord>, ApiError> {

@@ -1,6 +1,9 @@
 //! `/admin/api/audit-log` and `/admin/api/security-events`.
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::error::ApiErrorBody;
 use shared::events::SecurityEvent;
@@ -12,13 +15,14 @@ use utoipa_axum::routes;
 use crate::admin::PageQuery;
 use crate::app::AppState;
 use crate::auth::identity::AdminUser;
-use crate::db;
+use crate::db::{self, events::EventFilter, events::SecurityEventRow};
 use crate::error::{ApiError, AppJson, AppQuery};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(audit_log))
         .routes(routes!(security_events))
+        .routes(routes!(export_security_events))
 }
 
 fn parse_json(text: Option<&str>) -> Option<serde_json::Value> {
@@ -70,11 +74,51 @@ struct EventQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     event_type: Option<String>,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    severity: Option<String>,
+    user_id: Option<i64>,
+    /// MCP server name.
+    server: Option<String>,
+    /// Unix seconds, inclusive.
+    since: Option<i64>,
+    /// Unix seconds, exclusive.
+    until: Option<i64>,
     page: Option<u32>,
     per_page: Option<u32>,
 }
 
-/// Security events, newest first.
+impl EventQuery {
+    fn filter(&self) -> EventFilter {
+        EventFilter {
+            event_type: self.event_type.clone().filter(|s| !s.is_empty()),
+            severity: self.severity.clone().filter(|s| !s.is_empty()),
+            user_id: self.user_id,
+            server: self.server.clone().filter(|s| !s.is_empty()),
+            since: self.since,
+            until: self.until,
+            before_id: None,
+        }
+    }
+}
+
+fn to_event(r: SecurityEventRow) -> SecurityEvent {
+    SecurityEvent {
+        details: parse_json(r.details.as_deref()),
+        id: r.id,
+        event_type: r.event_type,
+        severity: r.severity,
+        user_id: r.user_id,
+        username: r.username,
+        ip: r.ip,
+        user_agent: r.user_agent,
+        endpoint: r.endpoint,
+        server: r.server,
+        tool: r.tool,
+        created_at: r.created_at,
+    }
+}
+
+/// Security events, newest first, filtered by type, severity, user, server and time range.
 #[utoipa::path(get, path = "/admin/api/security-events", tag = "admin", operation_id = "security_events",
     security(("bearer" = [])),
     params(EventQuery),
@@ -92,29 +136,72 @@ async fn security_events(
         per_page: query.per_page,
     };
     let (limit, offset) = page.limit_offset();
-    let event_type = query.event_type.as_deref();
-    let rows = db::events::list_security_events(&state.db.pool, event_type, limit, offset).await?;
-    let total = db::events::count_security_events(&state.db.pool, event_type).await?;
+    let filter = query.filter();
+    let rows = db::events::list_security_events(&state.db.pool, &filter, limit, offset).await?;
+    let total = db::events::count_security_events(&state.db.pool, &filter).await?;
     Ok(AppJson(Page {
-        items: rows
-            .into_iter()
-            .map(|r| SecurityEvent {
-                details: parse_json(r.details.as_deref()),
-                id: r.id,
-                event_type: r.event_type,
-                severity: r.severity,
-                user_id: r.user_id,
-                username: r.username,
-                ip: r.ip,
-                user_agent: r.user_agent,
-                endpoint: r.endpoint,
-                server: r.server,
-                tool: r.tool,
-                created_at: r.created_at,
-            })
-            .collect(),
+        items: rows.into_iter().map(to_event).collect(),
         total,
         page: page.page(),
         per_page: page.per_page(),
     }))
+}
+
+/// The same events as JSON Lines (one event per line, newest first), streamed in batches;
+/// takes the same filters as the list.
+#[utoipa::path(get, path = "/admin/api/security-events/export", tag = "admin", operation_id = "export_security_events",
+    security(("bearer" = [])),
+    params(EventQuery),
+    responses(
+        (status = 200, description = "JSON Lines", content_type = "application/x-ndjson"),
+        (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
+    ))]
+async fn export_security_events(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    AppQuery(query): AppQuery<EventQuery>,
+) -> Response {
+    let mut filter = query.filter();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        loop {
+            let rows =
+                match db::events::list_security_events(&state.db.pool, &filter, 1000, 0).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(error = %e, "exporting security events failed");
+                        let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
+                        return;
+                    }
+                };
+            let Some(last) = rows.last().map(|r| r.id) else {
+                return;
+            };
+            let mut chunk = String::new();
+            for row in rows {
+                if let Ok(line) = serde_json::to_string(&to_event(row)) {
+                    chunk.push_str(&line);
+                    chunk.push('\n');
+                }
+            }
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+            filter.before_id = Some(last);
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"security-events.jsonl\"",
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

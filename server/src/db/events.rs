@@ -44,33 +44,71 @@ pub async fn insert_security_event(
     Ok(())
 }
 
+/// Filters of the security-event list and export; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub severity: Option<String>,
+    pub user_id: Option<i64>,
+    pub server: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
+    /// Only ids below this (keyset pagination for the export).
+    pub before_id: Option<i64>,
+}
+
+const EVENT_WHERE: &str = "($1 is null or event_type = $1)
+           and ($2 is null or severity = $2)
+           and ($3 is null or user_id = $3)
+           and ($4 is null or server = $4)
+           and ($5 is null or created_at >= $5)
+           and ($6 is null or created_at < $6)
+           and ($7 is null or id < $7)";
+
 pub async fn list_security_events(
     db: impl AnyExecutor<'_>,
-    event_type: Option<&str>,
+    filter: &EventFilter,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<SecurityEventRow>, sqlx::Error> {
-    sqlx::query_as(
+    let sql = format!(
         "select id, event_type, severity, user_id, username, ip, user_agent, endpoint, server,
                 tool, details, created_at
          from security_events
-         where ($1 is null or event_type = $1)
+         where {EVENT_WHERE}
          order by id desc
-         limit $2 offset $3",
-    )
-    .bind(event_type)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await
+         limit $8 offset $9"
+    );
+    // The statement text is a constant; every value is bound.
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(filter.event_type.as_deref())
+        .bind(filter.severity.as_deref())
+        .bind(filter.user_id)
+        .bind(filter.server.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.before_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
 }
 
 pub async fn count_security_events(
     db: impl AnyExecutor<'_>,
-    event_type: Option<&str>,
+    filter: &EventFilter,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from security_events where ($1 is null or event_type = $1)")
-        .bind(event_type)
+    let sql = format!("select count(*) from security_events where {EVENT_WHERE}");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(filter.event_type.as_deref())
+        .bind(filter.severity.as_deref())
+        .bind(filter.user_id)
+        .bind(filter.server.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.before_id)
         .fetch_one(db)
         .await
 }

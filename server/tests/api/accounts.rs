@@ -683,3 +683,58 @@ db_test! {
         assert_eq!(body["error"]["code"], "invalid_json");
     }
 }
+
+db_test! {
+    async fn security_events_filter_and_export(env: TestEnv) {
+        let app = env.with_admin().spawn().await;
+        for _ in 0..2 {
+            app.post_json("/auth/login", None, json!({"username": "admin", "password": "wrong password!"})).await;
+        }
+        let r1 = app.login("admin", ADMIN_PASSWORD).await["refresh_token"].clone();
+        app.post_json("/auth/refresh", None, json!({"refresh_token": r1})).await;
+        app.post_json("/auth/refresh", None, json!({"refresh_token": r1})).await;
+        app.wait_for_event("token_reuse").await;
+        let admin = app.admin_token().await;
+        for _ in 0..50 {
+            let page: Value = app.get_as("/admin/api/security-events?type=auth_failed", &admin).await.json().await.unwrap();
+            if page["total"] == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let high: Value = app.get_as("/admin/api/security-events?severity=high", &admin).await.json().await.unwrap();
+        assert_eq!(high["total"], 1);
+        assert_eq!(high["items"][0]["event_type"], "token_reuse");
+        let failed: Value = app.get_as("/admin/api/security-events?type=auth_failed&per_page=1", &admin).await.json().await.unwrap();
+        assert_eq!(failed["total"], 2);
+        assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+        let future: Value = app
+            .get_as(&format!("/admin/api/security-events?since={}", authmcp_gateway::db::now() + 3600), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(future["total"], 0);
+
+        let all: Value = app.get_as("/admin/api/security-events", &admin).await.json().await.unwrap();
+        let res = app.get_as("/admin/api/security-events/export", &admin).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+        let text = res.text().await.unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len() as i64, all["total"].as_i64().unwrap());
+        assert_eq!(lines[0]["id"], all["items"][0]["id"], "newest first");
+        let exported: Vec<Value> = app
+            .get_as("/admin/api/security-events/export?type=auth_failed", &admin)
+            .await
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(exported.len(), 2);
+        assert!(!text.contains(ADMIN_PASSWORD) && !text.contains("wrong password"), "no secrets");
+        assert_eq!(app.get("/admin/api/security-events/export").await.status(), StatusCode::UNAUTHORIZED);
+    }
+}

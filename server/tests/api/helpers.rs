@@ -318,9 +318,13 @@ impl TestApp {
         event_type: &str,
     ) -> authmcp_gateway::db::events::SecurityEventRow {
         for _ in 0..100 {
+            let filter = authmcp_gateway::db::events::EventFilter {
+                event_type: Some(event_type.to_string()),
+                ..Default::default()
+            };
             let rows = authmcp_gateway::db::events::list_security_events(
                 &self.state.db.pool,
-                Some(event_type),
+                &filter,
                 10,
                 0,
             )

@@ -727,7 +727,10 @@ async fn background_health_checks_follow_the_backend() {
 
 #[tokio::test]
 async fn metrics_are_off_by_default_and_move_with_traffic() {
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite).await.spawn().await;
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .spawn()
+        .await;
     let res = app.get("/metrics").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND, "off unless configured");
     app.stop().await;
@@ -740,15 +743,28 @@ async fn metrics_are_off_by_default_and_move_with_traffic() {
         .spawn()
         .await;
     assert_eq!(app.get("/metrics").await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get_as("/metrics", "wrong-token-0123456789").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get_as("/metrics", "wrong-token-0123456789")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
     let admin = app.admin_token().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_string();
+    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let session = open_session(&app, "alpha", &token).await;
     for i in 0..3 {
         call_echo(&app, "alpha", &token, &session, &format!("m{i}")).await;
     }
-    app.post_json("/auth/login", None, json!({"username": "admin", "password": "wrong password!"})).await;
+    app.post_json(
+        "/auth/login",
+        None,
+        json!({"username": "admin", "password": "wrong password!"}),
+    )
+    .await;
 
     let sample = |scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]| {
         scrape
@@ -756,7 +772,9 @@ async fn metrics_are_off_by_default_and_move_with_traffic() {
             .iter()
             .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
             .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
                 _ => f64::NAN,
             })
     };
@@ -764,15 +782,41 @@ async fn metrics_are_off_by_default_and_move_with_traffic() {
     for _ in 0..60 {
         let res = app.get_as("/metrics", "scrape-token-0123456789").await;
         assert_eq!(res.status(), StatusCode::OK);
-        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
         let text = res.text().await.unwrap();
-        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid text format");
-        calls = sample(&scrape, "authmcp_mcp_requests_total", &[("server", "alpha"), ("method", "tools/call"), ("status", "ok")]);
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("valid text format");
+        calls = sample(
+            &scrape,
+            "authmcp_mcp_requests_total",
+            &[
+                ("server", "alpha"),
+                ("method", "tools/call"),
+                ("status", "ok"),
+            ],
+        );
         if calls == Some(3.0) {
-            assert_eq!(sample(&scrape, "authmcp_security_events_total", &[("type", "auth_failed")]), Some(1.0));
+            assert_eq!(
+                sample(
+                    &scrape,
+                    "authmcp_security_events_total",
+                    &[("type", "auth_failed")]
+                ),
+                Some(1.0)
+            );
             assert_eq!(sample(&scrape, "authmcp_mcp_sessions", &[]), Some(1.0));
             assert!(sample(&scrape, "authmcp_build_info", &[]).is_some());
-            assert!(text.contains("authmcp_mcp_request_duration_seconds_bucket{server=\"alpha\",le=\"+Inf\"} 4"), "{text}");
+            assert!(
+                text.contains(
+                    "authmcp_mcp_request_duration_seconds_bucket{server=\"alpha\",le=\"+Inf\"} 4"
+                ),
+                "{text}"
+            );
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -11,7 +11,7 @@ pub fn Dashboard() -> impl IntoView {
     let health = LocalResource::new(api::health);
     let ready = LocalResource::new(api::ready);
     let servers = LocalResource::new(api::list_servers);
-    let events = LocalResource::new(api::security_events);
+    let events = LocalResource::new(|| api::security_events(""));
     let activity = LocalResource::new(api::activity);
     view! {
         <h1>"Dashboard"</h1>

@@ -2,6 +2,7 @@
 //! WebSocket stream).
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
 use crate::api;
 use crate::components::widgets::{Badge, ErrorAlert, when};
@@ -9,17 +10,58 @@ use crate::components::widgets::{Badge, ErrorAlert, when};
 #[component]
 pub fn SecurityEvents() -> impl IntoView {
     let reload = RwSignal::new(0u32);
+    let kind = RwSignal::new(String::new());
+    let severity = RwSignal::new(String::new());
+    let export = RwSignal::new(None::<Result<String, String>>);
+    let filter = move || api::query(&[("type", kind.get()), ("severity", severity.get())]);
     let events = LocalResource::new(move || {
         reload.track();
-        async move { api::security_events().await }
+        let filter = filter();
+        async move { api::security_events(&filter).await }
     });
+    let on_export = move |_| {
+        let filter = filter();
+        spawn_local(async move {
+            export.set(Some(
+                api::export_security_events(&filter)
+                    .await
+                    .map(|text| {
+                        format!(
+                            "data:application/x-ndjson;charset=utf-8,{}",
+                            js_sys::encode_uri_component(&text)
+                        )
+                    })
+                    .map_err(|e| e.message),
+            ));
+        });
+    };
     view! {
         <h1>"Security events"</h1>
-        <div class="toolbar"><button type="button" id="events-refresh" on:click=move |_| reload.update(|n| *n += 1)>"Refresh"</button></div>
+        <div class="toolbar">
+            <label class="inline">"Type"
+                <select id="events-type" on:change=move |ev| kind.set(event_target_value(&ev))>
+                    <option value="">"all"</option>
+                    {["auth_failed", "token_invalid", "token_reuse", "account_locked", "access_denied", "rate_limited", "origin_rejected"]
+                        .into_iter().map(|t| view! { <option value=t>{t}</option> }).collect_view()}
+                </select>
+            </label>
+            <label class="inline">"Severity"
+                <select id="events-severity" on:change=move |ev| severity.set(event_target_value(&ev))>
+                    <option value="">"all"</option>
+                    {["info", "low", "medium", "high", "critical"].into_iter().map(|s| view! { <option value=s>{s}</option> }).collect_view()}
+                </select>
+            </label>
+            <button type="button" id="events-refresh" on:click=move |_| reload.update(|n| *n += 1)>"Refresh"</button>
+            <button type="button" class="secondary" id="events-export" on:click=on_export>"Export JSONL"</button>
+            {move || export.get().map(|res| match res {
+                Ok(href) => view! { <a id="events-download" href=href download="security-events.jsonl">"Save security-events.jsonl"</a> }.into_any(),
+                Err(e) => view! { <ErrorAlert message=e /> }.into_any(),
+            })}
+        </div>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || events.get().map(|res| match res {
                 Err(e) => view! { <ErrorAlert message=e.message /> }.into_any(),
-                Ok(page) if page.items.is_empty() => view! { <p class="empty">"No security events."</p> }.into_any(),
+                Ok(page) if page.items.is_empty() => view! { <p class="empty" id="events-empty">"No security events match."</p> }.into_any(),
                 Ok(page) => view! {
                     <p class="muted">{format!("{} events", page.total)}</p>
                     <table id="events-table">
