@@ -51,6 +51,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_HEALTH_INTERVAL_SECS",
     "MCP_SESSION_IDLE_SECS",
     "MCP_DEFAULT_TIMEOUT_SECS",
+    "MCP_RATE_LIMIT_USER_PER_MINUTE",
+    "MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE",
     "METRICS_TOKEN",
     "METRICS_PUBLIC",
 ];
@@ -92,6 +94,13 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
 }
 
+/// MCP rate limits (requests per minute; 0 turns a limit off). Bursts of ten seconds' worth.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitConfig {
+    pub user_per_minute: u32,
+    pub user_server_per_minute: u32,
+}
+
 /// Who may read `/metrics`.
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
@@ -114,6 +123,7 @@ pub struct McpConfig {
     pub session_idle: Duration,
     /// Timeout of new servers that do not set their own.
     pub default_timeout: Duration,
+    pub rate_limits: RateLimitConfig,
 }
 
 /// Token lifetimes, registration and login protection.
@@ -482,6 +492,34 @@ impl Config {
                 60,
                 |s| ranged(s, 1, 3600, "expected seconds 1-3600"),
             )?),
+            rate_limits: RateLimitConfig {
+                user_per_minute: u32::try_from(vars.parse(
+                    "MCP_RATE_LIMIT_USER_PER_MINUTE",
+                    6000,
+                    |s| {
+                        ranged(
+                            s,
+                            0,
+                            1_000_000_000,
+                            "expected requests per minute (0 = off)",
+                        )
+                    },
+                )?)
+                .unwrap_or(6000),
+                user_server_per_minute: u32::try_from(vars.parse(
+                    "MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE",
+                    0,
+                    |s| {
+                        ranged(
+                            s,
+                            0,
+                            1_000_000_000,
+                            "expected requests per minute (0 = off)",
+                        )
+                    },
+                )?)
+                .unwrap_or(0),
+            },
         };
 
         let metrics = MetricsConfig {

@@ -10,6 +10,7 @@ pub mod telemetry;
 pub mod db;
 pub mod keys;
 pub mod password;
+pub mod ratelimit;
 
 pub mod error;
 pub mod events;

@@ -30,6 +30,7 @@ use crate::mcp::backend::{BackendClient, BackendError, client_info};
 use crate::mcp::registry::{Era, Registry};
 use crate::mcp::session::{ProxySession, SessionStore, Upstream};
 use crate::metrics::Metrics;
+use crate::ratelimit::McpLimits;
 
 /// How often the server list is re-read for edits made by other replicas.
 const REGISTRY_RELOAD: Duration = Duration::from_secs(5);
@@ -44,6 +45,7 @@ pub struct McpState {
     held: Mutex<HashMap<(i64, i64), Arc<ProxySession>>>,
     pub activity: ActivitySink,
     pub metrics: Arc<Metrics>,
+    pub limits: McpLimits,
     ids: AtomicU64,
 }
 
@@ -58,6 +60,7 @@ impl McpState {
         secret_box: Arc<SecretBox>,
         config: Arc<Config>,
     ) -> anyhow::Result<Arc<McpState>> {
+        let limits = McpLimits::new(&config.mcp.rate_limits);
         let registry = Registry::load(db.clone(), secret_box, config).await?;
         let metrics = Arc::new(Metrics::default());
         Ok(Arc::new(McpState {
@@ -67,6 +70,7 @@ impl McpState {
             held: Mutex::default(),
             activity: ActivitySink::spawn(db, metrics.clone()),
             metrics,
+            limits,
             ids: AtomicU64::new(1),
         }))
     }
@@ -213,6 +217,7 @@ impl McpState {
             loop {
                 tick.tick().await;
                 let expired = state.sessions.expire(idle);
+                state.limits.shrink();
                 if let Ok(mut held) = state.held.lock() {
                     held.retain(|_, s| !s.idle_for(idle));
                 }

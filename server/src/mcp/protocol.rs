@@ -44,6 +44,8 @@ pub mod code {
     pub const NOT_FOUND: i64 = -32004;
     /// The request or response exceeds the configured size limit.
     pub const TOO_LARGE: i64 = -32005;
+    /// Over a rate limit; `data.retryAfterSeconds` says when to try again.
+    pub const RATE_LIMITED: i64 = -32029;
     /// `Mcp-Method`/`Mcp-Name` headers disagree with the body (2026-07-28).
     pub const HEADER_MISMATCH: i64 = -32020;
     /// Unsupported `MCP-Protocol-Version` (2026-07-28).

@@ -164,11 +164,14 @@ async fn admit(
         ));
     };
     match state.mcp.registry.may_use(&principal, &backend).await {
-        Ok(true) => Ok(Call {
-            principal,
-            backend,
-            started: Instant::now(),
-        }),
+        Ok(true) => match state.mcp.limits.check(principal.user_id, backend.id) {
+            Ok(()) => Ok(Call {
+                principal,
+                backend,
+                started: Instant::now(),
+            }),
+            Err(limited) => Err(rate_limited(state, meta, &principal, server, limited)),
+        },
         Ok(false) => {
             state.events.record(
                 EventType::AccessDenied,
@@ -195,6 +198,37 @@ async fn admit(
             ))
         }
     }
+}
+
+/// 429 with `Retry-After`, and a JSON-RPC error whose `data.retryAfterSeconds` a model can use.
+fn rate_limited(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    server: &str,
+    limited: crate::ratelimit::Limited,
+) -> Response {
+    let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    if limited.report {
+        state.events.record(
+            EventType::RateLimited,
+            Severity::Medium,
+            &meta.ctx,
+            Some(principal.user_id),
+            Some(&principal.username),
+            json!({ "server": server, "scope": limited.scope }),
+        );
+    }
+    let mut res = rpc_error_data(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        code::RATE_LIMITED,
+        "rate limit exceeded; retry later",
+        Some(json!({ "retryAfterSeconds": secs, "scope": limited.scope })),
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// Writes the activity record of one request when its response is complete.

@@ -823,3 +823,61 @@ async fn metrics_are_off_by_default_and_move_with_traffic() {
     }
     panic!("tools/call counter never reached 3: {calls:?}");
 }
+
+#[tokio::test]
+async fn rate_limits_refuse_with_retry_after_and_ignore_reinitialising() {
+    let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    // 60 per minute: a burst of 10, then one per second.
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("MCP_RATE_LIMIT_USER_PER_MINUTE", "60")
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let alpha = add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
+    let bob = app.create_user(&admin, "bob", "user").await;
+    set_access(&app, &admin, bob, alpha, true).await;
+    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob_token = user_token(&app, "bob").await;
+
+    let mut admitted = 0;
+    let mut refused = None;
+    for _ in 0..12 {
+        // Each attempt opens a new session: sessions must not reset the budget.
+        let (status, headers, message) =
+            rpc(&app, "alpha", Some(&token), None, &[], initialize_body()).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((headers, message));
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        admitted += 1;
+    }
+    assert_eq!(admitted, 10, "the burst");
+    let (headers, message) = refused.expect("refused after the burst");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(message["error"]["code"], -32029);
+    assert_eq!(message["error"]["data"]["retryAfterSeconds"], retry);
+    // Another user has their own budget.
+    let (status, _, _) = rpc(
+        &app,
+        "alpha",
+        Some(&bob_token),
+        None,
+        &[],
+        initialize_body(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // After the wait, admitted again.
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    let (status, _, _) = rpc(&app, "alpha", Some(&token), None, &[], initialize_body()).await;
+    assert_eq!(status, StatusCode::OK);
+    let event = app.wait_for_event("rate_limited").await;
+    assert_eq!(event.server.as_deref(), Some("alpha"));
+}
