@@ -550,7 +550,9 @@ async fn main() -> anyhow::Result<()> {
     // Open server-to-client streams through the gateway and measure what they cost.
     let streams = if args.quick { 200 } else { 10_000 };
     let before_streams = memory_kib(gw_pid).0;
-    let (opened, handles) = open_streams(s.gateway_port, &gateway_session, &s.token, streams).await;
+    // A fresh session: the new-session scenario churned through the user's session budget.
+    let stream_session = open_session(s.gateway_port, "/mcp/bench", Some(&s.token)).await?;
+    let (opened, handles) = open_streams(s.gateway_port, &stream_session, &s.token, streams).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_streams = memory_kib(gw_pid).0;
     for h in handles {
@@ -593,12 +595,19 @@ async fn open_streams(
             .header("mcp-protocol-version", "2025-11-25")
             .body(Full::new(Bytes::new()));
         let Ok(req) = req else { break };
+        let driver = tokio::spawn(conn);
+        // Count a stream only once the gateway has answered it with 200.
+        let Ok(res) = sender.send_request(req).await else {
+            driver.abort();
+            break;
+        };
+        if !res.status().is_success() {
+            driver.abort();
+            break;
+        }
         let handle = tokio::spawn(async move {
-            let driver = tokio::spawn(conn);
-            if let Ok(res) = sender.send_request(req).await {
-                let mut body = res.into_body();
-                while let Some(Ok(_)) = body.frame().await {}
-            }
+            let mut body = res.into_body();
+            while let Some(Ok(_)) = body.frame().await {}
             driver.abort();
         });
         handles.push(handle);

@@ -32,6 +32,8 @@ pub enum Upstream {
 
 pub struct ProxySession {
     pub id: String,
+    /// Creation order, to break ties between sessions last used in the same second.
+    seq: u64,
     pub user_id: i64,
     pub server_id: i64,
     /// The version negotiated with the client.
@@ -53,6 +55,7 @@ impl ProxySession {
     ) -> ProxySession {
         ProxySession {
             id: String::new(),
+            seq: 0,
             user_id,
             server_id,
             client_version,
@@ -79,6 +82,7 @@ pub const MAX_SESSIONS_PER_USER: usize = 256;
 #[derive(Default)]
 pub struct SessionStore {
     sessions: Mutex<HashMap<String, Arc<ProxySession>>>,
+    seq: std::sync::atomic::AtomicU64,
 }
 
 impl SessionStore {
@@ -94,6 +98,7 @@ impl SessionStore {
         let id = hex(&random_bytes::<32>()?);
         let session = Arc::new(ProxySession {
             id: id.clone(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
             user_id,
             server_id,
             client_version,
@@ -102,13 +107,13 @@ impl SessionStore {
             last_seen: AtomicI64::new(db::now()),
         });
         if let Ok(mut sessions) = self.sessions.lock() {
-            let mine: Vec<(i64, String)> = sessions
+            let mine: Vec<(i64, u64, String)> = sessions
                 .values()
                 .filter(|s| s.user_id == user_id)
-                .map(|s| (s.last_seen.load(Ordering::Relaxed), s.id.clone()))
+                .map(|s| (s.last_seen.load(Ordering::Relaxed), s.seq, s.id.clone()))
                 .collect();
             if mine.len() >= MAX_SESSIONS_PER_USER
-                && let Some((_, oldest)) = mine.into_iter().min()
+                && let Some((_, _, oldest)) = mine.into_iter().min()
             {
                 sessions.remove(&oldest);
             }
@@ -181,6 +186,10 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.len(), MAX_SESSIONS_PER_USER);
+        assert!(
+            store.get(&first.id, 1, 10).is_none(),
+            "the least recently used went first"
+        );
         let other = store
             .create(2, 10, "v".into(), Value::Null, upstream())
             .unwrap();
