@@ -293,12 +293,19 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
             .env("WEB_DIR", dir.join("no-ui"))
             .env("ADMIN_USERNAME", "admin")
             .env("ADMIN_PASSWORD", PASSWORD)
-            .env("LOG_LEVEL", "warn")
+            .env(
+                "LOG_LEVEL",
+                std::env::var("BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("MCP_HEALTH_INTERVAL_SECS", "0")
             // Rate limiting on, set high enough never to trigger.
             .env("MCP_RATE_LIMIT_USER_PER_MINUTE", "1000000000")
             .env("MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE", "1000000000")
-            .stdout(Stdio::null())
+            .stdout(if std::env::var_os("BENCH_GATEWAY_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .context("starting the gateway")?,
     );
@@ -602,6 +609,17 @@ async fn open_streams(
             break;
         };
         if !res.status().is_success() {
+            let status = res.status();
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            eprintln!(
+                "opening SSE streams stopped: the gateway answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
             driver.abort();
             break;
         }

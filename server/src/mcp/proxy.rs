@@ -709,7 +709,9 @@ async fn initialize(
     if era == Era::Legacy {
         return initialize_legacy(state, call, msg, client_version, init_params, recorder).await;
     }
-    if era == Era::Modern {
+    // A backend that also speaks 2026-07-28 (`Modern`) still gets the client's handshake: only
+    // a backend that refused `initialize` is bridged.
+    if era == Era::ModernOnly {
         return initialize_bridged_modern(state, call, msg, client_version, init_params, recorder)
             .await;
     }
@@ -751,6 +753,7 @@ async fn initialize(
     if matches!(era, Era::Unknown | Era::Modern) && matches!(status, 400 | 404 | 405) {
         drop(res);
         if let Ok(Some(_)) = state.mcp.client.discover(target).await {
+            tracing::info!(server = %backend.name, status, "the backend refused initialize but speaks 2026-07-28: bridging handshake-era clients");
             backend.set_era(Era::ModernOnly);
             return initialize_bridged_modern(
                 state,
@@ -1426,7 +1429,10 @@ pub async fn get(
                 session_id,
                 version,
             } => Ok((session_id.clone(), version.clone())),
-            Upstream::Modern => return method_not_allowed(),
+            Upstream::Modern => {
+                tracing::debug!(server = %server, "GET on a session bridged to a 2026-07-28 backend: no stream");
+                return method_not_allowed();
+            }
             Upstream::Legacy(l) => Err(l.clone()),
         }
     };
@@ -1457,6 +1463,7 @@ pub async fn get(
                     response
                 }
                 Ok(res) if res.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => {
+                    tracing::debug!(server = %server, "the backend offers no GET stream");
                     method_not_allowed()
                 }
                 Ok(res) => backend_error(

@@ -3,7 +3,7 @@
 //! backend's session. Sessions are never authentication: the bearer token is checked on every
 //! request, and a session presented by another user (or for another server) is unknown (404).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,8 +32,6 @@ pub enum Upstream {
 
 pub struct ProxySession {
     pub id: String,
-    /// Creation order, to break ties between sessions last used in the same second.
-    seq: u64,
     pub user_id: i64,
     pub server_id: i64,
     /// The version negotiated with the client.
@@ -55,7 +53,6 @@ impl ProxySession {
     ) -> ProxySession {
         ProxySession {
             id: String::new(),
-            seq: 0,
             user_id,
             server_id,
             client_version,
@@ -75,14 +72,21 @@ impl ProxySession {
     }
 }
 
-/// Sessions one user may hold on the replica; a new one beyond this evicts their least recently
-/// used (a client that never ends its sessions cannot exhaust the gateway's memory).
+/// Sessions one user may hold on the replica; a new one beyond this evicts their oldest (a
+/// client that never ends its sessions cannot exhaust the gateway's memory; an evicted
+/// client gets 404 and initialises again, as the protocol expects).
 pub const MAX_SESSIONS_PER_USER: usize = 256;
 
 #[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Arc<ProxySession>>,
+    /// Each user's session ids in creation order (may hold ids already removed).
+    order: HashMap<i64, VecDeque<String>>,
+}
+
+#[derive(Default)]
 pub struct SessionStore {
-    sessions: Mutex<HashMap<String, Arc<ProxySession>>>,
-    seq: std::sync::atomic::AtomicU64,
+    inner: Mutex<Sessions>,
 }
 
 impl SessionStore {
@@ -98,7 +102,6 @@ impl SessionStore {
         let id = hex(&random_bytes::<32>()?);
         let session = Arc::new(ProxySession {
             id: id.clone(),
-            seq: self.seq.fetch_add(1, Ordering::Relaxed),
             user_id,
             server_id,
             client_version,
@@ -106,53 +109,58 @@ impl SessionStore {
             upstream: tokio::sync::Mutex::new(upstream),
             last_seen: AtomicI64::new(db::now()),
         });
-        if let Ok(mut sessions) = self.sessions.lock() {
-            let mine: Vec<(i64, u64, String)> = sessions
-                .values()
-                .filter(|s| s.user_id == user_id)
-                .map(|s| (s.last_seen.load(Ordering::Relaxed), s.seq, s.id.clone()))
-                .collect();
-            if mine.len() >= MAX_SESSIONS_PER_USER
-                && let Some((_, _, oldest)) = mine.into_iter().min()
-            {
-                sessions.remove(&oldest);
+        if let Ok(mut inner) = self.inner.lock() {
+            let Sessions { by_id, order } = &mut *inner;
+            let queue = order.entry(user_id).or_default();
+            // Evict the oldest live sessions (skipping ids already gone) to stay under the cap.
+            while queue.len() >= MAX_SESSIONS_PER_USER {
+                if let Some(old) = queue.pop_front() {
+                    by_id.remove(&old);
+                }
             }
-            sessions.insert(id, session.clone());
+            queue.push_back(id.clone());
+            by_id.insert(id, session.clone());
         }
         Ok(session)
     }
 
     /// The session, only for the user and server it belongs to.
     pub fn get(&self, id: &str, user_id: i64, server_id: i64) -> Option<Arc<ProxySession>> {
-        let sessions = self.sessions.lock().ok()?;
-        let session = sessions.get(id)?;
+        let inner = self.inner.lock().ok()?;
+        let session = inner.by_id.get(id)?;
         (session.user_id == user_id && session.server_id == server_id).then(|| session.clone())
     }
 
     pub fn remove(&self, id: &str) -> Option<Arc<ProxySession>> {
-        self.sessions.lock().ok()?.remove(id)
+        let mut inner = self.inner.lock().ok()?;
+        let session = inner.by_id.remove(id)?;
+        if let Some(queue) = inner.order.get_mut(&session.user_id) {
+            queue.retain(|q| q != id);
+        }
+        Some(session)
     }
 
-    /// Forgets every session of a user on a server (access revoked) or of a server (deleted).
+    /// Forgets every session for which `keep` is false (access revoked, server deleted).
     pub fn remove_where(&self, keep: impl Fn(&ProxySession) -> bool) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.retain(|_, s| keep(s));
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.by_id.retain(|_, s| keep(s));
+            let Sessions { by_id, order } = &mut *inner;
+            for queue in order.values_mut() {
+                queue.retain(|id| by_id.contains_key(id));
+            }
+            order.retain(|_, q| !q.is_empty());
         }
     }
 
     /// Drops sessions idle for longer than `idle`.
     pub fn expire(&self, idle: Duration) -> usize {
-        let cutoff = db::now() - i64::try_from(idle.as_secs()).unwrap_or(i64::MAX);
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return 0;
-        };
-        let before = sessions.len();
-        sessions.retain(|_, s| s.last_seen.load(Ordering::Relaxed) >= cutoff);
-        before - sessions.len()
+        let before = self.len();
+        self.remove_where(|s| !s.idle_for(idle));
+        before - self.len()
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+        self.inner.lock().map(|s| s.by_id.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

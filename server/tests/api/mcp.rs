@@ -881,3 +881,58 @@ async fn rate_limits_refuse_with_retry_after_and_ignore_reinitialising() {
     let event = app.wait_for_event("rate_limited").await;
     assert_eq!(event.server.as_deref(), Some("alpha"));
 }
+
+/// A backend that speaks both eras keeps getting handshake-era clients' own handshake (and so
+/// its GET stream), also after a 2026-07-28 client found out it is modern.
+#[tokio::test]
+async fn dual_era_backends_are_not_bridged_for_handshake_clients() {
+    let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
+    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let modern = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/list"),
+    ];
+    let (status, _, _) = rpc(&app, "alpha", Some(&token), None, &modern, list).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let session = open_session(&app, "alpha", &token).await;
+    let res = app
+        .client
+        .get(app.url("/mcp/alpha"))
+        .bearer_auth(&token)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the backend's own GET stream is relayed"
+    );
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    drop(res);
+    let (status, message) = call_echo(&app, "alpha", &token, &session, "both").await;
+    assert_eq!(
+        (status, message["result"]["content"][0]["text"].clone()),
+        (StatusCode::OK, json!("alpha:both"))
+    );
+}
