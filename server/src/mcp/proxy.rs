@@ -1401,24 +1401,9 @@ pub async fn get(
     meta: RequestMeta,
     headers: HeaderMap,
 ) -> Response {
-    let call = match admit(&state, &server, &headers, &meta).await {
-        Ok(call) => call,
+    let (call, session) = match admit_session(&state, &server, &headers, &meta).await {
+        Ok(found) => found,
         Err(res) => return res,
-    };
-    let Some(sid) = header_str(&headers, H_SESSION) else {
-        return method_not_allowed();
-    };
-    let Some(session) = state
-        .mcp
-        .sessions
-        .get(sid, call.principal.user_id, call.backend.id)
-    else {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            code::NOT_FOUND,
-            "session not found; initialize again",
-        );
     };
     session.touch();
     let target = call.backend.target.clone();
@@ -1524,30 +1509,41 @@ pub async fn delete(
     meta: RequestMeta,
     headers: HeaderMap,
 ) -> Response {
-    let call = match admit(&state, &server, &headers, &meta).await {
-        Ok(call) => call,
+    let (call, session) = match admit_session(&state, &server, &headers, &meta).await {
+        Ok(found) => found,
         Err(res) => return res,
     };
-    let Some(sid) = header_str(&headers, H_SESSION) else {
-        return method_not_allowed();
-    };
-    if state
-        .mcp
-        .sessions
-        .get(sid, call.principal.user_id, call.backend.id)
-        .is_none()
-    {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            code::NOT_FOUND,
-            "session not found",
-        );
-    }
-    if let Some(session) = state.mcp.sessions.remove(sid) {
+    if let Some(session) = state.mcp.sessions.remove(&session.id) {
         end_backend_session(&state, &call.backend.target, &session).await;
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// GET and DELETE: the same gate as POST, then the caller's own session (405 without one,
+/// 404 for one that is unknown or not theirs).
+async fn admit_session(
+    state: &AppState,
+    server: &str,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+) -> Result<(Call, Arc<ProxySession>), Response> {
+    let call = admit(state, server, headers, meta).await?;
+    let Some(sid) = header_str(headers, H_SESSION) else {
+        return Err(method_not_allowed());
+    };
+    match state
+        .mcp
+        .sessions
+        .get(sid, call.principal.user_id, call.backend.id)
+    {
+        Some(session) => Ok((call, session)),
+        None => Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::NOT_FOUND,
+            "session not found; initialize again",
+        )),
+    }
 }
 
 /// Ends the backend side of a session (best effort).
