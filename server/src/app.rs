@@ -139,9 +139,7 @@ async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
     let (Some(username), Some(password)) = (&config.admin_username, &config.admin_password) else {
         return Ok(());
     };
-    if db::users::count(&db.pool).await? > 0 {
-        return Ok(());
-    }
+    // Creates nobody (409 `setup_complete`, treated as done below) once any user exists.
     match accounts::create_first_admin(
         db,
         username,
@@ -155,7 +153,7 @@ async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
             tracing::info!(%username, "created the first admin from ADMIN_USERNAME/ADMIN_PASSWORD");
             Ok(())
         }
-        // Another replica (or the setup page) won the race; that admin is the one.
+        // Users exist already, or another replica (or the setup page) won the race.
         Err(ApiError::Conflict { .. }) => Ok(()),
         Err(ApiError::Validation { message, field, .. }) => {
             let var = if field == Some("username") {

@@ -199,6 +199,10 @@ fn setup(for_tests: bool) -> Result<()> {
         cargo_install("wasm-bindgen-cli", &wasm_bindgen, false)?;
     }
     if !has_version(&tools_bin_dir().join("wasm-opt"), "version 132") {
+        // wasm-opt comes from npm (the binaryen package).
+        if output(Command::new("npm").arg("--version")).is_none() {
+            apt_install(&["nodejs", "npm"])?;
+        }
         step(&format!(
             "npm install binaryen@{BINARYEN_VERSION} (wasm-opt) into .tools/"
         ));
@@ -216,6 +220,13 @@ fn setup(for_tests: bool) -> Result<()> {
 
 fn setup_test_deps() -> Result<()> {
     let mut packages = Vec::new();
+    // The MCP test peers run on Node.js and Python.
+    if output(Command::new("node").arg("--version")).is_none() {
+        packages.push("nodejs");
+    }
+    if output(Command::new("python3").args(["-m", "venv", "--help"])).is_none() {
+        packages.extend(["python3", "python3-venv"]);
+    }
     if !Path::new("/usr/bin/chromium").exists() {
         packages.push("chromium");
     }

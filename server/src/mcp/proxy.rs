@@ -450,11 +450,10 @@ fn modernize_shape(msg: &Message) -> Shape {
 }
 
 /// Gives a message the gateway's own id (and progress token), so that clients sharing one
-/// backend session can never collide; returns the new body, the id to wait for and the swap.
-fn swap_ids(state: &AppState, body: &Bytes) -> (Bytes, Option<String>, Option<Arc<IdSwap>>) {
-    let mut message = parse_value(body);
+/// backend session can never collide; returns the new body and the swap.
+fn swap_ids(state: &AppState, mut message: Value) -> (Bytes, Option<Arc<IdSwap>>) {
     let Some(client_id) = message.get("id").cloned() else {
-        return (body.clone(), None, None);
+        return (Bytes::from(message.to_string()), None);
     };
     let n = state.mcp.next_id();
     let gateway_id = Value::String(format!("amg-{n}"));
@@ -466,10 +465,8 @@ fn swap_ids(state: &AppState, body: &Bytes) -> (Bytes, Option<String>, Option<Ar
     if let Some(token) = &gateway_token {
         message["params"]["_meta"]["progressToken"] = token.clone();
     }
-    let want = gateway_id.to_string();
     (
         Bytes::from(message.to_string()),
-        Some(want),
         Some(Arc::new(IdSwap {
             gateway_id,
             client_id,
@@ -727,28 +724,14 @@ async fn initialize(
             .get(H_SESSION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let session = match state.mcp.sessions.create(
-            call.principal.user_id,
-            backend.id,
-            client_version.clone(),
-            init_params,
-            Upstream::Http {
-                session_id: backend_session,
-                version: client_version,
-            },
-        ) {
-            Ok(session) => session,
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "creating a session failed");
-                return rpc_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    msg.id.as_deref(),
-                    code::BACKEND_ERROR,
-                    "internal error",
-                );
-            }
+        let upstream = Upstream::Http {
+            session_id: backend_session,
+            version: client_version.clone(),
         };
-        return relay(target, res, msg, Some(&session.id), PASS, recorder).await;
+        return match new_session(state, call, msg, client_version, init_params, upstream) {
+            Ok(session) => relay(target, res, msg, Some(&session.id), PASS, recorder).await,
+            Err(res) => res,
+        };
     }
     if matches!(era, Era::Unknown | Era::Modern) && matches!(status, 400 | 404 | 405) {
         drop(res);
@@ -869,18 +852,37 @@ fn start_session(
     body: String,
     recorder: Option<Recorder>,
 ) -> Response {
-    match state.mcp.sessions.create(
-        call.principal.user_id,
-        call.backend.id,
-        client_version,
-        init_params,
-        upstream,
-    ) {
+    match new_session(state, call, msg, client_version, init_params, upstream) {
         Ok(session) => {
             finish(recorder, "ok", 200, body.len());
             json_response(StatusCode::OK, body, Some(&session.id))
         }
-        Err(e) => {
+        Err(res) => res,
+    }
+}
+
+/// Registers a client session for the caller and server (a 500 only if the OS random
+/// generator fails).
+#[allow(clippy::result_large_err)] // the error is the response itself, on a path taken never
+fn new_session(
+    state: &AppState,
+    call: &Call,
+    msg: &Message,
+    client_version: String,
+    init_params: Value,
+    upstream: Upstream,
+) -> Result<Arc<ProxySession>, Response> {
+    state
+        .mcp
+        .sessions
+        .create(
+            call.principal.user_id,
+            call.backend.id,
+            client_version,
+            init_params,
+            upstream,
+        )
+        .map_err(|e| {
             tracing::error!(error = format!("{e:#}"), "creating a session failed");
             rpc_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -888,8 +890,7 @@ fn start_session(
                 code::BACKEND_ERROR,
                 "internal error",
             )
-        }
-    }
+        })
 }
 
 /// A handshake-era client in front of an HTTP+SSE backend: the gateway holds the SSE stream.
@@ -1357,7 +1358,7 @@ async fn held(
     }
     let target = &call.backend.target;
     // Several clients share this backend session: ids and progress tokens become the gateway's.
-    let (body, _, ids) = swap_ids(state, &body);
+    let (body, ids) = swap_ids(state, message);
     let shape = Shape {
         ids,
         ..modernize_shape(msg)
