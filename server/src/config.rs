@@ -51,6 +51,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_HEALTH_INTERVAL_SECS",
     "MCP_SESSION_IDLE_SECS",
     "MCP_DEFAULT_TIMEOUT_SECS",
+    "MCP_AGGREGATE_PAGE_SIZE",
     "MCP_RATE_LIMIT_USER_PER_MINUTE",
     "MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE",
     "METRICS_TOKEN",
@@ -123,6 +124,8 @@ pub struct McpConfig {
     pub session_idle: Duration,
     /// Timeout of new servers that do not set their own.
     pub default_timeout: Duration,
+    /// Items per page of the aggregated endpoint's lists.
+    pub aggregate_page_size: usize,
     pub rate_limits: RateLimitConfig,
 }
 
@@ -492,6 +495,12 @@ impl Config {
                 60,
                 |s| ranged(s, 1, 3600, "expected seconds 1-3600"),
             )?),
+            aggregate_page_size: usize::try_from(vars.parse(
+                "MCP_AGGREGATE_PAGE_SIZE",
+                500,
+                |s| ranged(s, 1, 10_000, "expected items per page 1-10000"),
+            )?)
+            .unwrap_or(500),
             rate_limits: RateLimitConfig {
                 user_per_minute: u32::try_from(vars.parse(
                     "MCP_RATE_LIMIT_USER_PER_MINUTE",

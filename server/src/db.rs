@@ -11,6 +11,7 @@ pub mod login_failures;
 pub mod servers;
 pub mod sessions;
 pub mod setup;
+pub mod tool_rules;
 pub mod users;
 
 use std::path::Path;

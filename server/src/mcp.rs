@@ -6,6 +6,9 @@ pub mod activity;
 pub mod backend;
 pub mod health;
 pub mod legacy;
+pub mod link;
+pub mod aggregate;
+pub mod naming;
 pub mod protocol;
 pub mod proxy;
 pub mod registry;
@@ -26,6 +29,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::keys::SecretBox;
 use crate::mcp::activity::ActivitySink;
+use crate::mcp::aggregate::AggregateState;
 use crate::mcp::backend::{BackendClient, BackendError, client_info};
 use crate::mcp::registry::{Era, Registry};
 use crate::mcp::session::{ProxySession, SessionStore, Upstream};
@@ -46,6 +50,7 @@ pub struct McpState {
     pub activity: ActivitySink,
     pub metrics: Arc<Metrics>,
     pub limits: McpLimits,
+    pub aggregate: AggregateState,
     ids: AtomicU64,
 }
 
@@ -71,6 +76,7 @@ impl McpState {
             activity: ActivitySink::spawn(db, metrics.clone()),
             metrics,
             limits,
+            aggregate: AggregateState::default(),
             ids: AtomicU64::new(1),
         }))
     }
@@ -85,6 +91,14 @@ impl McpState {
         if let Ok(mut held) = self.held.lock() {
             held.retain(|(_, server), _| live_ids.contains(server));
         }
+        let versions = live
+            .values()
+            .filter(|b| b.enabled)
+            .map(|b| (b.id, b.row.updated_at))
+            .collect();
+        self.aggregate.catalog.retain_current(&versions);
+        self.aggregate
+            .retain_links(|_, server| live_ids.contains(&server), None);
         Ok(())
     }
 
@@ -98,6 +112,8 @@ impl McpState {
             if let Ok(mut held) = self.held.lock() {
                 held.remove(&(user_id, server_id));
             }
+            self.aggregate
+                .retain_links(|user, server| !(user == user_id && server == server_id), None);
         }
     }
 
@@ -108,6 +124,7 @@ impl McpState {
         if let Ok(mut held) = self.held.lock() {
             held.retain(|(user, _), _| *user != user_id);
         }
+        self.aggregate.retain_links(|user, _| user != user_id, None);
     }
 
     pub(crate) async fn held_session(
@@ -221,6 +238,7 @@ impl McpState {
                 if let Ok(mut held) = state.held.lock() {
                     held.retain(|_, s| !s.idle_for(idle));
                 }
+                state.aggregate.retain_links(|_, _| true, Some(idle));
                 if expired > 0 {
                     tracing::debug!(expired, "expired idle MCP sessions");
                 }
@@ -234,5 +252,10 @@ impl McpState {
 /// bodies are read by the proxy itself with its own limit.
 pub fn router() -> Router<AppState> {
     let methods = post(proxy::post).get(proxy::get).delete(proxy::delete);
-    Router::new().route("/mcp/{server}", methods) // not json: MCP streamable HTTP (see openapi.rs)
+    let aggregated = post(aggregate::post)
+        .get(aggregate::get)
+        .delete(aggregate::delete);
+    Router::new()
+        .route("/mcp/{server}", methods) // not json: MCP streamable HTTP (see openapi.rs)
+        .route("/mcp", aggregated) // not json: MCP streamable HTTP (see openapi.rs)
 }

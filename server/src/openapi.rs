@@ -13,7 +13,14 @@ use utoipa::{Modify, OpenApi};
         license(name = "MIT", identifier = "MIT"),
     ),
     modifiers(&SecuritySchemes),
-    paths(crate::mcp::proxy::doc_post, crate::mcp::proxy::doc_get, crate::mcp::proxy::doc_delete),
+    paths(
+        crate::mcp::proxy::doc_post,
+        crate::mcp::proxy::doc_get,
+        crate::mcp::proxy::doc_delete,
+        crate::mcp::aggregate::doc_post,
+        crate::mcp::aggregate::doc_get,
+        crate::mcp::aggregate::doc_delete,
+    ),
     tags(
         (name = "health", description = "Liveness and readiness probes"),
         (name = "setup", description = "First-run setup"),

@@ -70,6 +70,31 @@ impl McpLimits {
         Ok(())
     }
 
+    /// Takes one request from the user's budget only (aggregated requests that reach no single
+    /// server: lists, `initialize`, `ping`).
+    pub fn check_user(&self, user: i64) -> Result<(), Limited> {
+        if let Some(limiter) = &self.per_user
+            && let Err(not_until) = limiter.check_key(&user)
+        {
+            return Err(self.limited(user, "user", not_until.wait_time_from(self.clock.now())));
+        }
+        Ok(())
+    }
+
+    /// Takes one request from the user × server budget only (the user's was taken already).
+    pub fn check_server(&self, user: i64, server: i64) -> Result<(), Limited> {
+        if let Some(limiter) = &self.per_user_server
+            && let Err(not_until) = limiter.check_key(&(user, server))
+        {
+            return Err(self.limited(
+                user,
+                "user_server",
+                not_until.wait_time_from(self.clock.now()),
+            ));
+        }
+        Ok(())
+    }
+
     fn limited(&self, user: i64, scope: &'static str, retry_after: Duration) -> Limited {
         let report = self.reported.get(&(user, scope), REPORT_EVERY).is_none();
         if report {

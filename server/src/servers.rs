@@ -11,7 +11,8 @@ use crate::accounts::{self, Actor, validate_server_name};
 use crate::app::AppState;
 use crate::db::{self, servers::ServerRow};
 use crate::error::ApiError;
-use crate::mcp::registry::{credential_context, credential_header};
+use crate::mcp::naming;
+use crate::mcp::registry::{credential_context, credential_header, derive_prefix, effective_prefix};
 
 const MAX_TIMEOUT_SECS: u32 = 3600;
 
@@ -173,6 +174,7 @@ pub fn to_api(state: &AppState, row: &ServerRow) -> McpServer {
             header_name: row.credential_header.clone(),
         }),
         endpoint: format!("{}/mcp/{}", state.config.public_url, row.name),
+        tool_prefix: effective_prefix(row),
         health: state.mcp.registry.health(row.id),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -183,7 +185,7 @@ fn snapshot(server: &McpServer) -> serde_json::Value {
     json!({
         "name": server.name, "url": server.url, "enabled": server.enabled,
         "transport": server.transport, "timeout_seconds": server.timeout_seconds,
-        "credential": server.credential.as_ref().map(|c| &c.kind),
+        "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix,
     })
 }
 
@@ -192,6 +194,12 @@ fn name_taken(e: sqlx::Error) -> ApiError {
         ApiError::conflict(
             "server_name_taken",
             "a server with this name already exists",
+        )
+    } else if db::is_unique_violation(&e, "mcp_servers_prefix_key", "mcp_servers_prefix_key") {
+        ApiError::conflict(
+            "tool_prefix_taken",
+            "another server already uses this tool prefix (its name or its tool_prefix); \
+             choose another tool_prefix",
         )
     } else {
         ApiError::Db(e)
@@ -222,6 +230,19 @@ async fn store_credential(
         }
     }
     Ok(())
+}
+
+/// The prefix to store: the one asked for (validated), else none when the name is a valid
+/// prefix, else one derived from the name.
+fn stored_prefix(requested: Option<&str>, name: &str) -> Result<Option<String>, ApiError> {
+    match requested {
+        Some(p) if !p.is_empty() => {
+            naming::validate_prefix(p).map_err(|m| ApiError::validation("tool_prefix", m))?;
+            Ok(Some(p.to_string()))
+        }
+        _ if naming::validate_prefix(name).is_ok() => Ok(None),
+        _ => Ok(Some(derive_prefix(name))),
+    }
 }
 
 fn credential_input(
@@ -263,6 +284,7 @@ pub async fn create(
         credential_header: None,
         credential: None,
         credential_hint: None,
+        tool_prefix: stored_prefix(req.tool_prefix.as_deref(), &req.name)?,
         created_at: now,
         updated_at: now,
     };
@@ -327,6 +349,11 @@ pub async fn update(
     if req.timeout_seconds.is_some() {
         row.timeout_ms = validate_timeout(req.timeout_seconds, 60)?;
     }
+    let requested = match req.tool_prefix.as_deref() {
+        Some(p) => Some(p),
+        None => row.tool_prefix.as_deref(),
+    };
+    row.tool_prefix = stored_prefix(requested, &row.name)?;
     row.updated_at = db::now().max(before_row.updated_at + 1);
     db::servers::update(&mut *tx, &row)
         .await

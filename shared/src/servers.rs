@@ -75,6 +75,9 @@ pub struct McpServer {
     pub credential: Option<CredentialInfo>,
     /// The gateway URL clients use for this server.
     pub endpoint: String,
+    /// What its tool and prompt names start with on the aggregated `/mcp` endpoint
+    /// (`{prefix}__{tool}`): the `tool_prefix` set, else the name.
+    pub tool_prefix: String,
     pub health: ServerHealth,
     pub created_at: i64,
     pub updated_at: i64,
@@ -99,6 +102,10 @@ pub struct CreateServer {
     pub backend_token: Option<String>,
     #[serde(default)]
     pub credential: Option<CredentialInput>,
+    /// Prefix of its names on the aggregated `/mcp` (default: the name). `a-z 0-9 - _`, at most
+    /// 32, no `__`, not ending in `_`; unique among servers.
+    #[serde(default)]
+    pub tool_prefix: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -125,6 +132,9 @@ pub struct UpdateServer {
     pub backend_token: Option<String>,
     #[serde(default)]
     pub credential: Option<CredentialInput>,
+    /// A new prefix; `""` goes back to the default (the name).
+    #[serde(default)]
+    pub tool_prefix: Option<String>,
 }
 
 /// The result of "test connection".

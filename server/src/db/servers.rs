@@ -15,6 +15,8 @@ pub struct ServerRow {
     pub credential_header: Option<String>,
     pub credential: Option<Vec<u8>>,
     pub credential_hint: Option<String>,
+    /// The aggregated endpoint's name prefix; `None` = the server's name.
+    pub tool_prefix: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -22,7 +24,7 @@ pub struct ServerRow {
 pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
-                credential_header, credential, credential_hint, created_at, updated_at
+                credential_header, credential, credential_hint, tool_prefix, created_at, updated_at
          from mcp_servers order by name",
     )
     .fetch_all(db)
@@ -32,7 +34,7 @@ pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Erro
 pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
-                credential_header, credential, credential_hint, created_at, updated_at
+                credential_header, credential, credential_hint, tool_prefix, created_at, updated_at
          from mcp_servers where id = $1",
     )
     .bind(id)
@@ -44,8 +46,8 @@ pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>
 pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "insert into mcp_servers (name, url, description, enabled, transport, timeout_ms,
-                                  created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $7)
+                                  created_at, updated_at, tool_prefix)
+         values ($1, $2, $3, $4, $5, $6, $7, $7, $8)
          returning id",
     )
     .bind(&row.name)
@@ -55,6 +57,7 @@ pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sq
     .bind(&row.transport)
     .bind(row.timeout_ms)
     .bind(row.created_at)
+    .bind(&row.tool_prefix)
     .fetch_one(db)
     .await
 }
@@ -63,7 +66,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     let res = sqlx::query(
         "update mcp_servers
          set name = $1, url = $2, description = $3, enabled = $4, transport = $5,
-             timeout_ms = $6, updated_at = $7
+             timeout_ms = $6, updated_at = $7, tool_prefix = $9
          where id = $8",
     )
     .bind(&row.name)
@@ -74,6 +77,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     .bind(row.timeout_ms)
     .bind(row.updated_at)
     .bind(row.id)
+    .bind(&row.tool_prefix)
     .execute(db)
     .await?;
     Ok(res.rows_affected())

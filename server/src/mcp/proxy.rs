@@ -54,11 +54,11 @@ struct Call {
     started: Instant,
 }
 
-fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
     rpc_error_data(status, id, code, message, None)
 }
 
-fn rpc_error_data(
+pub(crate) fn rpc_error_data(
     status: StatusCode,
     id: Option<&str>,
     code: i64,
@@ -73,7 +73,7 @@ fn rpc_error_data(
         .into_response()
 }
 
-fn backend_error(id: Option<&str>, e: &BackendError) -> Response {
+pub(crate) fn backend_error(id: Option<&str>, e: &BackendError) -> Response {
     let status = match e {
         BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_GATEWAY,
@@ -82,7 +82,7 @@ fn backend_error(id: Option<&str>, e: &BackendError) -> Response {
 }
 
 /// 401 with the pointer to the protected-resource metadata (RFC 9728).
-fn unauthorized(state: &AppState, server: &str) -> Response {
+pub(crate) fn unauthorized(state: &AppState, resource: &str) -> Response {
     let mut res = rpc_error(
         StatusCode::UNAUTHORIZED,
         None,
@@ -90,7 +90,7 @@ fn unauthorized(state: &AppState, server: &str) -> Response {
         "authentication required",
     );
     let challenge = format!(
-        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/{server}\"",
+        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/{resource}\"",
         state.config.public_url
     );
     if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -100,7 +100,7 @@ fn unauthorized(state: &AppState, server: &str) -> Response {
 }
 
 /// `Origin`, when present, must be the gateway's own or one of `ALLOWED_ORIGINS`.
-fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -113,12 +113,14 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     origin == own || state.config.allowed_origins.iter().any(|o| o == origin)
 }
 
-async fn admit(
+/// The gate every MCP request passes first: `Origin`, then authentication against current
+/// state (401 with the protected-resource metadata of `resource`, e.g. `mcp/github`).
+pub(crate) async fn authenticate(
     state: &AppState,
-    server: &str,
+    resource: &str,
     headers: &HeaderMap,
     meta: &RequestMeta,
-) -> Result<Call, Response> {
+) -> Result<Principal, Response> {
     if !origin_allowed(state, headers) {
         state.events.record(
             EventType::OriginRejected,
@@ -126,7 +128,7 @@ async fn admit(
             &meta.ctx,
             None,
             None,
-            json!({ "origin": headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), "server": server }),
+            json!({ "origin": headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), "resource": resource }),
         );
         return Err(rpc_error(
             StatusCode::FORBIDDEN,
@@ -139,22 +141,33 @@ async fn admit(
         audience: Audience::Mcp,
         api_keys: true,
     };
-    let principal = match identity::authenticate(state, headers, meta, accept).await {
-        Ok(p) => p,
-        Err(ApiError::Unauthorized) => return Err(unauthorized(state, server)),
-        Err(ApiError::Forbidden(m)) => {
-            return Err(rpc_error(StatusCode::FORBIDDEN, None, code::FORBIDDEN, m));
-        }
+    match identity::authenticate(state, headers, meta, accept).await {
+        Ok(p) => Ok(p),
+        Err(ApiError::Unauthorized) => Err(unauthorized(state, resource)),
+        Err(ApiError::Forbidden(m)) => Err(rpc_error(StatusCode::FORBIDDEN, None, code::FORBIDDEN, m)),
         Err(e) => {
             tracing::error!(error = %e, "authentication failed unexpectedly");
-            return Err(rpc_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                code::BACKEND_ERROR,
-                "internal error",
-            ));
+            Err(internal_error())
         }
-    };
+    }
+}
+
+pub(crate) fn internal_error() -> Response {
+    rpc_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        code::BACKEND_ERROR,
+        "internal error",
+    )
+}
+
+async fn admit(
+    state: &AppState,
+    server: &str,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+) -> Result<Call, Response> {
+    let principal = authenticate(state, &format!("mcp/{server}"), headers, meta).await?;
     let Some(backend) = state.mcp.registry.get(server).filter(|b| b.enabled) else {
         return Err(rpc_error(
             StatusCode::NOT_FOUND,
@@ -201,7 +214,7 @@ async fn admit(
 }
 
 /// 429 with `Retry-After`, and a JSON-RPC error whose `data.retryAfterSeconds` a model can use.
-fn rate_limited(
+pub(crate) fn rate_limited(
     state: &AppState,
     meta: &RequestMeta,
     principal: &Principal,
@@ -278,7 +291,7 @@ fn finish(recorder: Option<Recorder>, status: &str, http_status: u16, bytes_out:
 }
 
 /// Reads the request body, refusing more than `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -289,7 +302,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     })
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -386,7 +399,7 @@ fn forwarded_headers(headers: &HeaderMap, modern: bool) -> Vec<(String, String)>
 }
 
 /// POSTs a message to a streamable-HTTP backend; returns once the response headers are in.
-async fn forward(
+pub(crate) async fn forward(
     state: &AppState,
     target: &Target,
     body: Bytes,
@@ -585,9 +598,9 @@ async fn relay(
     response
 }
 
-type Chunks = mpsc::Receiver<Result<Bytes, Infallible>>;
+pub(crate) type Chunks = mpsc::Receiver<Result<Bytes, Infallible>>;
 
-fn sse_response(rx: Chunks) -> Response {
+pub(crate) fn sse_response(rx: Chunks) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -680,7 +693,7 @@ fn relay_stream(
     rx
 }
 
-fn parse_value(body: &Bytes) -> Value {
+pub(crate) fn parse_value(body: &Bytes) -> Value {
     serde_json::from_slice(body).unwrap_or(Value::Null)
 }
 
@@ -761,7 +774,7 @@ async fn initialize(
     relay(target, res, msg, None, PASS, recorder).await
 }
 
-fn json_response(status: StatusCode, body: String, session_id: Option<&str>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String, session_id: Option<&str>) -> Response {
     let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(sid) = session_id
         && let Ok(value) = HeaderValue::from_str(sid)
@@ -939,7 +952,7 @@ async fn initialize_legacy(
 
 /// Adds the 2026-07-28 request metadata (version, client capabilities) to a message, for a
 /// modern backend behind a handshake-era client.
-fn with_modern_meta(body: &Bytes, capabilities: &Value) -> (Bytes, Vec<(String, String)>) {
+pub(crate) fn with_modern_meta(body: &Bytes, capabilities: &Value) -> (Bytes, Vec<(String, String)>) {
     let mut message = parse_value(body);
     let mut headers = Vec::new();
     if let Some(method) = message["method"].as_str() {
@@ -966,7 +979,7 @@ fn with_modern_meta(body: &Bytes, capabilities: &Value) -> (Bytes, Vec<(String, 
 }
 
 /// `Mcp-*` header values are base64-wrapped when not plain visible ASCII.
-fn header_safe(value: &str) -> String {
+pub(crate) fn header_safe(value: &str) -> String {
     use base64::Engine;
     if value.bytes().all(|b| (0x20..0x7f).contains(&b)) && value.trim() == value {
         value.to_string()
@@ -1051,7 +1064,7 @@ async fn in_session(
 /// Forwards within a backend session; when the backend forgot the session (404), runs the
 /// handshake again and sends once more (it never saw the request, so the retry is safe
 /// whatever the method).
-async fn forward_in(
+pub(crate) async fn forward_in(
     state: &AppState,
     target: &Target,
     session: &ProxySession,
@@ -1078,7 +1091,7 @@ async fn forward_in(
 
 /// Re-runs the handshake for a session whose backend session expired. Concurrent callers that
 /// saw the same stale id do it once.
-async fn reinitialize(
+pub(crate) async fn reinitialize(
     state: &AppState,
     target: &Target,
     session: &ProxySession,
@@ -1269,7 +1282,7 @@ async fn stateless(
 
 /// Finds out (once per backend) how it speaks: `server/discover` for 2026-07-28, else a
 /// throwaway handshake, whose 400/404/405 means HTTP+SSE when the transport is `auto`.
-async fn detect_era(state: &AppState, backend: &Backend) -> Result<Era, BackendError> {
+pub(crate) async fn detect_era(state: &AppState, backend: &Backend) -> Result<Era, BackendError> {
     use shared::servers::Transport;
     let era = backend.era();
     if era != Era::Unknown && era != Era::Handshake {

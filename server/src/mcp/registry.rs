@@ -18,9 +18,10 @@ use shared::servers::{ServerHealth, Transport};
 use crate::auth::identity::{AuthMethod, Principal};
 use crate::cache::TtlMap;
 use crate::config::Config;
-use crate::db::{self, Db, servers::ServerRow};
+use crate::db::{self, Db, servers::ServerRow, tool_rules::Subject};
 use crate::keys::SecretBox;
 use crate::mcp::backend::Target;
+use crate::mcp::naming;
 
 /// What the gateway has learnt about how a backend speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct Backend {
     pub transport: Transport,
     pub target: Target,
     pub row: ServerRow,
+    /// The prefix of its names on the aggregated endpoint (`mcp/naming.rs`).
+    pub prefix: String,
     era: Mutex<Era>,
 }
 
@@ -81,6 +84,104 @@ pub struct Registry {
     servers: RwLock<Snapshot>,
     health: Mutex<HashMap<i64, ServerHealth>>,
     grants: TtlMap<i64, Arc<HashSet<i64>>>,
+    tool_rules: TtlMap<Subject, Arc<ToolRules>>,
+}
+
+/// The prefix a server's names get on the aggregated endpoint: its `tool_prefix`, else its name
+/// (made valid if the name predates the prefix rules; the admin API stores a valid one).
+pub fn effective_prefix(row: &ServerRow) -> String {
+    let raw = row.tool_prefix.as_deref().unwrap_or(&row.name);
+    if naming::validate_prefix(raw).is_ok() {
+        return raw.to_string();
+    }
+    derive_prefix(raw)
+}
+
+/// A valid prefix derived from a server name: runs of `_` collapsed, cut to the maximum length,
+/// no trailing `_`.
+pub fn derive_prefix(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if c == '_' && out.ends_with('_') {
+            continue;
+        }
+        out.push(c);
+    }
+    let mut out: String = out
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(naming::MAX_PREFIX)
+        .collect();
+    while out.ends_with('_') {
+        out.pop();
+    }
+    if out.is_empty() { "server".into() } else { out }
+}
+
+/// One subject's per-tool rules, by server.
+#[derive(Default)]
+pub struct ToolRules {
+    by_server: HashMap<i64, Vec<(String, bool)>>,
+}
+
+impl ToolRules {
+    fn from_rows(rows: Vec<db::tool_rules::ToolRuleRow>) -> ToolRules {
+        let mut by_server: HashMap<i64, Vec<(String, bool)>> = HashMap::new();
+        for r in rows {
+            by_server
+                .entry(r.server_id)
+                .or_default()
+                .push((r.pattern, r.effect == "allow"));
+        }
+        ToolRules { by_server }
+    }
+
+    /// A matching deny wins; when allow rules exist, the tool must match one.
+    pub fn permits(&self, server_id: i64, tool: &str) -> bool {
+        let Some(rules) = self.by_server.get(&server_id) else {
+            return true;
+        };
+        let mut any_allow = false;
+        let mut allowed = false;
+        for (pattern, allow) in rules {
+            let hit = naming::glob_match(pattern, tool);
+            if *allow {
+                any_allow = true;
+                allowed |= hit;
+            } else if hit {
+                return false;
+            }
+        }
+        !any_allow || allowed
+    }
+
+    pub fn has_rules_for(&self, server_id: i64) -> bool {
+        self.by_server.contains_key(&server_id)
+    }
+}
+
+/// The tool rules that apply to a caller: their user's, and their API key's.
+pub struct ToolFilter {
+    user: Arc<ToolRules>,
+    key: Option<Arc<ToolRules>>,
+}
+
+impl ToolFilter {
+    pub fn permits(&self, server_id: i64, tool: &str) -> bool {
+        self.user.permits(server_id, tool)
+            && self.key.as_ref().is_none_or(|k| k.permits(server_id, tool))
+    }
+
+    /// Whether any rule concerns this server (lists need filtering only then).
+    pub fn restricts(&self, server_id: i64) -> bool {
+        self.user.has_rules_for(server_id)
+            || self.key.as_ref().is_some_and(|k| k.has_rules_for(server_id))
+    }
 }
 
 pub fn credential_context(id: i64) -> String {
@@ -100,6 +201,7 @@ impl Registry {
             servers: RwLock::new(Arc::default()),
             health: Mutex::default(),
             grants: TtlMap::new(),
+            tool_rules: TtlMap::new(),
         };
         registry.reload().await?;
         Ok(registry)
@@ -164,6 +266,7 @@ impl Registry {
                 timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(30_000)),
                 max_response_bytes: self.config.mcp.max_response_bytes,
             },
+            prefix: effective_prefix(&row),
             era: Mutex::new(if transport == Transport::Sse {
                 Era::Legacy
             } else {
@@ -241,10 +344,37 @@ impl Registry {
 
     pub fn invalidate_grants(&self, user_id: i64) {
         self.grants.retain(|id, _| *id != user_id);
+        self.tool_rules.retain(|s, _| *s != Subject::User(user_id));
+    }
+
+    /// The caller's per-tool rules (cached like grants, invalidated at once on change).
+    pub async fn tool_filter(&self, principal: &Principal) -> anyhow::Result<ToolFilter> {
+        let user = self.rules_of(Subject::User(principal.user_id)).await?;
+        let key = match &principal.method {
+            AuthMethod::ApiKey { id, .. } => Some(self.rules_of(Subject::ApiKey(*id)).await?),
+            AuthMethod::Jwt { .. } => None,
+        };
+        Ok(ToolFilter { user, key })
+    }
+
+    async fn rules_of(&self, subject: Subject) -> anyhow::Result<Arc<ToolRules>> {
+        if let Some(rules) = self.tool_rules.get(&subject, self.config.auth.cache_ttl) {
+            return Ok(rules);
+        }
+        let rules = Arc::new(ToolRules::from_rows(
+            db::tool_rules::list(&self.db.pool, subject).await?,
+        ));
+        self.tool_rules.put(subject, rules.clone());
+        Ok(rules)
+    }
+
+    pub fn invalidate_tool_rules(&self, subject: Subject) {
+        self.tool_rules.retain(|s, _| *s != subject);
     }
 
     pub fn invalidate_all_grants(&self) {
         self.grants.clear();
+        self.tool_rules.clear();
     }
 }
 

@@ -1,0 +1,1422 @@
+//! `/mcp`: one MCP server made of every backend the caller may use.
+//!
+//! The gateway is the MCP server here (it answers `initialize`, `server/discover`, `ping` and
+//! the lists itself) and an MCP client of each backend through [`Link`]s. Lists fan out in
+//! parallel to the caller's enabled backends (from the per-backend [`Catalog`] cache), are
+//! merged under prefixed names (`mcp/naming.rs`), filtered by the caller's tool rules, and
+//! paginated with cursors that carry each backend's position. `tools/call`, `prompts/get`,
+//! `resources/*` and `completion/complete` are routed by those names — never broadcast.
+//!
+//! Sessions survive replicas: the `Mcp-Session-Id` is the client's user id, protocol version,
+//! capabilities and clientInfo sealed with the gateway's encryption key (AES-256-GCM). Any
+//! replica sharing the key opens the backend sessions it needs from that, lazily, per
+//! (client session, backend); a backend whose session expired is re-initialised alone.
+
+pub mod catalog;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::app::AppState;
+use crate::auth::identity::{Principal, RequestMeta};
+use crate::db::{self, servers::ActivityRow};
+use crate::events::{EventType, Severity};
+use crate::keys::random_bytes;
+use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind};
+use crate::mcp::backend::BackendError;
+use crate::mcp::link::Link;
+use crate::mcp::naming;
+use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_SESSION, H_VERSION, Kind, Message, code};
+use crate::mcp::proxy::{self, Chunks};
+use crate::mcp::registry::{Backend, ToolFilter};
+use crate::mcp::sse;
+
+/// What the aggregated endpoint is called in activity records and events.
+pub const AGGREGATED: &str = "*";
+const SESSION_CONTEXT: &str = "mcp:aggregated-session";
+/// Sealed session contents larger than this keep only the names of the client's capabilities.
+const MAX_SESSION_JSON: usize = 4096;
+/// Prefix of the ids the gateway gives backend-to-client requests: `amg.{server}.{id}`.
+const SERVER_REQUEST_PREFIX: &str = "amg.";
+/// Prefix of resource URIs rewritten because two backends use the same one.
+const URI_SCHEME: &str = "mcpgw://";
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Aggregated client sessions one user may have backend sessions for on one replica.
+const MAX_SESSIONS_PER_USER: usize = 256;
+
+type LinkSlot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+
+/// The aggregated endpoint's state on this replica: cached lists, backend sessions per client
+/// session, and the clients' GET streams.
+#[derive(Default)]
+pub struct AggregateState {
+    pub catalog: Catalog,
+    links: Mutex<HashMap<(Arc<str>, i64), LinkSlot>>,
+    keys_by_user: Mutex<HashMap<i64, VecDeque<Arc<str>>>>,
+    outboxes: Mutex<HashMap<Arc<str>, mpsc::Sender<Value>>>,
+    /// (session, client request id) → (server, gateway id), for `notifications/cancelled`.
+    inflight: Mutex<HashMap<(Arc<str>, String), (i64, Value)>>,
+}
+
+impl AggregateState {
+    fn slot(&self, key: &Arc<str>, user_id: i64, server_id: i64) -> LinkSlot {
+        let mut evicted = Vec::new();
+        let slot = {
+            let Ok(mut links) = self.links.lock() else {
+                return LinkSlot::default();
+            };
+            if let Some(slot) = links.get(&(key.clone(), server_id)) {
+                return slot.clone();
+            }
+            if let Ok(mut keys) = self.keys_by_user.lock() {
+                let queue = keys.entry(user_id).or_default();
+                if !queue.contains(key) {
+                    while queue.len() >= MAX_SESSIONS_PER_USER {
+                        if let Some(old) = queue.pop_front() {
+                            evicted.push(old);
+                        }
+                    }
+                    queue.push_back(key.clone());
+                }
+            }
+            links.retain(|(k, _), _| !evicted.contains(k));
+            links
+                .entry((key.clone(), server_id))
+                .or_default()
+                .clone()
+        };
+        if let Ok(mut outboxes) = self.outboxes.lock() {
+            outboxes.retain(|k, _| !evicted.contains(k));
+        }
+        slot
+    }
+
+    /// The open backend sessions of a client session.
+    fn links_of(&self, key: &str) -> Vec<LinkSlot> {
+        self.links
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|((k, _), _)| &**k == key)
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn link_slot(&self, key: &str, server_id: i64) -> Option<LinkSlot> {
+        self.links
+            .lock()
+            .ok()?
+            .iter()
+            .find(|((k, s), _)| &**k == key && *s == server_id)
+            .map(|(_, slot)| slot.clone())
+    }
+
+    /// Forgets a client session here; returns its backend sessions to end.
+    fn remove_session(&self, key: &str) -> Vec<LinkSlot> {
+        if let Ok(mut outboxes) = self.outboxes.lock() {
+            outboxes.remove(key);
+        }
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.retain(|(k, _), _| &**k != key);
+        }
+        let Ok(mut links) = self.links.lock() else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        links.retain(|(k, _), slot| {
+            let keep = &**k != key;
+            if !keep {
+                removed.push(slot.clone());
+            }
+            keep
+        });
+        removed
+    }
+
+    /// Drops backend sessions of servers that are gone, of users who lost access, or idle.
+    pub fn retain_links(&self, keep: impl Fn(i64, i64) -> bool, idle: Option<Duration>) {
+        if let Ok(mut links) = self.links.lock() {
+            links.retain(|(_, server_id), slot| {
+                let Ok(guard) = slot.try_lock() else {
+                    return true;
+                };
+                match &*guard {
+                    None => false,
+                    Some(link) => {
+                        keep(link.session.user_id, *server_id)
+                            && idle.is_none_or(|idle| !link.session.idle_for(idle))
+                    }
+                }
+            });
+        }
+    }
+
+    fn outbox(&self, key: &str) -> Option<mpsc::Sender<Value>> {
+        self.outboxes.lock().ok()?.get(key).cloned()
+    }
+}
+
+/// What the sealed `Mcp-Session-Id` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionToken {
+    /// User id: a session presented by anyone else is unknown.
+    u: i64,
+    /// Random session key.
+    k: String,
+    /// Negotiated protocol version.
+    v: String,
+    /// The client's capabilities and clientInfo (to open backend sessions on any replica).
+    c: Value,
+    i: Value,
+}
+
+/// One request's client session: a handshake-era session, or a 2026-07-28 client's
+/// per-user context.
+struct Sess {
+    key: Arc<str>,
+    capabilities: Value,
+    client: Value,
+    modern: bool,
+}
+
+fn seal_session(state: &AppState, token: &SessionToken) -> anyhow::Result<String> {
+    let mut json = serde_json::to_vec(token)?;
+    if json.len() > MAX_SESSION_JSON {
+        let names: serde_json::Map<String, Value> = token
+            .c
+            .as_object()
+            .map(|c| c.keys().map(|k| (k.clone(), json!({}))).collect())
+            .unwrap_or_default();
+        let slim = SessionToken {
+            c: Value::Object(names),
+            i: json!({ "name": token.i["name"].as_str().unwrap_or("client").chars().take(100).collect::<String>() }),
+            ..token.clone()
+        };
+        json = serde_json::to_vec(&slim)?;
+    }
+    let sealed = state.secret_box.seal(&json, SESSION_CONTEXT)?;
+    Ok(format!("s1.{}", URL_SAFE_NO_PAD.encode(sealed)))
+}
+
+fn open_session(state: &AppState, id: &str) -> Option<SessionToken> {
+    let sealed = URL_SAFE_NO_PAD.decode(id.strip_prefix("s1.")?).ok()?;
+    let json = state.secret_box.open(&sealed, SESSION_CONTEXT).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// The raw JSON id as a value.
+fn id_value(raw: Option<&str>) -> Value {
+    raw.and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn result_body(raw_id: Option<&str>, result: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id_value(raw_id), "result": result }).to_string()
+}
+
+/// A JSON-RPC error answered with HTTP 200: the request was well-formed MCP, the answer is no.
+fn rpc_refusal(raw_id: Option<&str>, code: i64, message: &str) -> Response {
+    proxy::json_response(
+        StatusCode::OK,
+        protocol::error_body(raw_id, code, message, None),
+        None,
+    )
+}
+
+/// Everything one aggregated request needs.
+struct Ctx {
+    state: AppState,
+    principal: Principal,
+    meta: RequestMeta,
+    started: Instant,
+    bytes_in: usize,
+    accepts_sse: bool,
+}
+
+impl Ctx {
+    fn record(&self, server: &str, msg: &Message, status: &str, http: u16, bytes_out: usize) {
+        if msg.kind != Kind::Request {
+            return;
+        }
+        self.state.mcp.activity.record(ActivityRow {
+            at: db::now(),
+            user_id: Some(self.principal.user_id),
+            username: Some(self.principal.username.clone()),
+            server: server.to_string(),
+            method: msg.method.clone().unwrap_or_default(),
+            tool: msg.tool.clone(),
+            status: status.to_string(),
+            http_status: i64::from(http),
+            latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            bytes_in: i64::try_from(self.bytes_in).unwrap_or(i64::MAX),
+            bytes_out: i64::try_from(bytes_out).unwrap_or(i64::MAX),
+            ..Default::default()
+        });
+    }
+
+    /// The enabled backends the caller may use, by name.
+    async fn usable(&self) -> Result<Vec<Arc<Backend>>, Response> {
+        let mut out = Vec::new();
+        let snapshot = self.state.mcp.registry.snapshot();
+        let mut backends: Vec<&Arc<Backend>> = snapshot.values().filter(|b| b.enabled).collect();
+        backends.sort_by(|a, b| a.name.cmp(&b.name));
+        for backend in backends {
+            match self.state.mcp.registry.may_use(&self.principal, backend).await {
+                Ok(true) => out.push(backend.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "permission check failed");
+                    return Err(proxy::internal_error());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn tool_filter(&self) -> Result<ToolFilter, Response> {
+        self.state
+            .mcp
+            .registry
+            .tool_filter(&self.principal)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = format!("{e:#}"), "tool rules could not be read");
+                proxy::internal_error()
+            })
+    }
+
+    fn deny(&self, server: &str, tool: Option<&str>, reason: &str) {
+        self.state.events.record(
+            EventType::AccessDenied,
+            Severity::Medium,
+            &self.meta.ctx,
+            Some(self.principal.user_id),
+            Some(&self.principal.username),
+            json!({ "server": server, "tool": tool, "reason": reason, "endpoint": "/mcp" }),
+        );
+    }
+}
+
+/// `POST /mcp`.
+pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let principal = match proxy::authenticate(&state, "mcp", headers, &meta).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let is_json = proxy::header_str(headers, header::CONTENT_TYPE.as_str())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !is_json {
+        return proxy::rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            code::INVALID_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    let body = match proxy::read_body(body, state.config.mcp.max_request_bytes).await {
+        Ok(body) => body,
+        Err(res) => return res,
+    };
+    let msg = match Message::parse(&body) {
+        Ok(msg) => msg,
+        Err((code, message)) => {
+            return proxy::rpc_error(StatusCode::BAD_REQUEST, None, code, message);
+        }
+    };
+    let version = proxy::header_str(headers, H_VERSION);
+    if let Some(v) = version
+        && !protocol::SUPPORTED_VERSIONS.contains(&v)
+    {
+        return proxy::rpc_error_data(
+            StatusCode::BAD_REQUEST,
+            msg.id.as_deref(),
+            code::UNSUPPORTED_VERSION,
+            "unsupported MCP-Protocol-Version",
+            Some(json!({ "supported": protocol::SUPPORTED_VERSIONS })),
+        );
+    }
+    let ctx = Ctx {
+        accepts_sse: proxy::header_str(headers, header::ACCEPT.as_str())
+            .is_some_and(|a| a.contains("text/event-stream")),
+        state,
+        principal,
+        meta,
+        started: Instant::now(),
+        bytes_in: body.len(),
+    };
+    if msg.kind == Kind::Request
+        && let Err(limited) = ctx.state.mcp.limits.check_user(ctx.principal.user_id)
+    {
+        ctx.record(AGGREGATED, &msg, "rate_limited", 429, 0);
+        return proxy::rate_limited(&ctx.state, &ctx.meta, &ctx.principal, AGGREGATED, limited);
+    }
+    if msg.is("initialize") {
+        return initialize(&ctx, &msg, &body).await;
+    }
+    let sess = if let Some(sid) = proxy::header_str(headers, H_SESSION) {
+        match open_session(&ctx.state, sid).filter(|t| t.u == ctx.principal.user_id) {
+            Some(t) => Sess {
+                key: Arc::from(t.k),
+                capabilities: t.c,
+                client: t.i,
+                modern: false,
+            },
+            None => {
+                ctx.record(AGGREGATED, &msg, "session_not_found", 404, 0);
+                return proxy::rpc_error(
+                    StatusCode::NOT_FOUND,
+                    msg.id.as_deref(),
+                    code::NOT_FOUND,
+                    "session not found; initialize again",
+                );
+            }
+        }
+    } else if version == Some(protocol::LATEST_VERSION)
+        || msg.meta_version.as_deref() == Some(protocol::LATEST_VERSION)
+    {
+        if let Err(res) = check_modern_headers(headers, &msg) {
+            ctx.record(AGGREGATED, &msg, "header_mismatch", 400, 0);
+            return res;
+        }
+        let message = proxy::parse_value(&body);
+        let meta = &message["params"]["_meta"];
+        Sess {
+            key: Arc::from(format!("u{}", ctx.principal.user_id)),
+            capabilities: meta[protocol::META_CAPABILITIES].clone(),
+            client: meta[protocol::META_CLIENT_INFO].clone(),
+            modern: true,
+        }
+    } else {
+        ctx.record(AGGREGATED, &msg, "missing_session", 400, 0);
+        return proxy::rpc_error(
+            StatusCode::BAD_REQUEST,
+            msg.id.as_deref(),
+            code::INVALID_REQUEST,
+            "missing Mcp-Session-Id: send initialize first, or use MCP-Protocol-Version 2026-07-28",
+        );
+    };
+    dispatch(&ctx, &sess, &msg, body).await
+}
+
+fn check_modern_headers(headers: &HeaderMap, msg: &Message) -> Result<(), Response> {
+    let header_method =
+        proxy::header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
+    if msg.kind != Kind::Response && header_method.as_deref() != msg.method.as_deref() {
+        return Err(proxy::rpc_error(
+            StatusCode::BAD_REQUEST,
+            msg.id.as_deref(),
+            code::HEADER_MISMATCH,
+            "Mcp-Method header does not match the body's method",
+        ));
+    }
+    if msg.name.is_some() {
+        let header_name =
+            proxy::header_str(headers, H_NAME).and_then(protocol::decode_header_value);
+        if header_name.as_deref() != msg.name.as_deref() {
+            return Err(proxy::rpc_error(
+                StatusCode::BAD_REQUEST,
+                msg.id.as_deref(),
+                code::HEADER_MISMATCH,
+                "Mcp-Name header does not match the body's name or uri",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The union of what the caller's backends offer.
+async fn capabilities(ctx: &Ctx) -> Result<(Value, Option<String>), Response> {
+    let backends = ctx.usable().await?;
+    let infos = futures_util::future::join_all(backends.iter().map(|b| async move {
+        let info = tokio::time::timeout(
+            b.target.timeout,
+            ctx.state.mcp.aggregate.catalog.info(&ctx.state, b),
+        )
+        .await;
+        (b, info)
+    }))
+    .await;
+    let mut caps = json!({ "tools": { "listChanged": true } });
+    let mut instructions = Vec::new();
+    for (backend, info) in infos {
+        let info = match info {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => {
+                tracing::info!(server = %backend.name, error = %e, "backend left out of the aggregated capabilities");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let theirs = &info["capabilities"];
+        if theirs.get("prompts").is_some() {
+            caps["prompts"] = json!({ "listChanged": true });
+        }
+        if let Some(resources) = theirs.get("resources") {
+            let subscribe = resources["subscribe"].as_bool().unwrap_or(false)
+                || caps["resources"]["subscribe"].as_bool().unwrap_or(false);
+            caps["resources"] = json!({ "listChanged": true, "subscribe": subscribe });
+        }
+        if theirs.get("logging").is_some() {
+            caps["logging"] = json!({});
+        }
+        if theirs.get("completions").is_some() {
+            caps["completions"] = json!({});
+        }
+        if let Some(text) = info["instructions"].as_str() {
+            instructions.push(format!("[{}] {text}", backend.prefix));
+        }
+    }
+    let instructions = (!instructions.is_empty()).then(|| {
+        format!(
+            "Tools and prompts of several MCP servers, named `<server>__<name>`.\n{}",
+            instructions.join("\n")
+        )
+    });
+    Ok((caps, instructions))
+}
+
+fn server_info() -> Value {
+    json!({ "name": "authmcp-gateway", "title": "AuthMCP Gateway", "version": env!("CARGO_PKG_VERSION") })
+}
+
+async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
+    let message = proxy::parse_value(body);
+    let version = msg
+        .init_version
+        .as_deref()
+        .filter(|v| protocol::SUPPORTED_VERSIONS.contains(v) && *v != protocol::LATEST_VERSION)
+        .unwrap_or(protocol::LATEST_HANDSHAKE_VERSION)
+        .to_string();
+    let key = match random_bytes::<16>() {
+        Ok(bytes) => URL_SAFE_NO_PAD.encode(bytes),
+        Err(_) => return proxy::internal_error(),
+    };
+    let token = SessionToken {
+        u: ctx.principal.user_id,
+        k: key,
+        v: version.clone(),
+        c: message["params"]["capabilities"].clone(),
+        i: message["params"]["clientInfo"].clone(),
+    };
+    let Ok(session_id) = seal_session(&ctx.state, &token) else {
+        return proxy::internal_error();
+    };
+    let (caps, instructions) = match capabilities(ctx).await {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": caps,
+        "serverInfo": server_info(),
+    });
+    if let Some(text) = instructions {
+        result["instructions"] = json!(text);
+    }
+    let body = result_body(msg.id.as_deref(), result);
+    ctx.record(AGGREGATED, msg, "ok", 200, body.len());
+    proxy::json_response(StatusCode::OK, body, Some(&session_id))
+}
+
+/// Adds what 2026-07-28 requires of results.
+fn modernize(sess: &Sess, result: &mut Value, list: bool) {
+    if !sess.modern {
+        return;
+    }
+    if let Some(obj) = result.as_object_mut() {
+        obj.entry("resultType")
+            .or_insert_with(|| Value::String("complete".into()));
+        if list {
+            obj.entry("ttlMs").or_insert_with(|| json!(0));
+            obj.entry("cacheScope")
+                .or_insert_with(|| Value::String("private".into()));
+        }
+    }
+}
+
+async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Response {
+    let message = proxy::parse_value(&body);
+    match msg.kind {
+        Kind::Response => return client_response(ctx, sess, message).await,
+        Kind::Notification => return client_notification(ctx, sess, msg, message).await,
+        Kind::Request => {}
+    }
+    let method = msg.method.as_deref().unwrap_or_default();
+    let reply = |mut result: Value, list: bool| {
+        modernize(sess, &mut result, list);
+        let body = result_body(msg.id.as_deref(), result);
+        ctx.record(AGGREGATED, msg, "ok", 200, body.len());
+        proxy::json_response(StatusCode::OK, body, None)
+    };
+    match method {
+        "ping" => reply(json!({}), false),
+        "server/discover" => match capabilities(ctx).await {
+            Ok((caps, instructions)) => {
+                let mut result = json!({
+                    "supportedVersions": [protocol::LATEST_VERSION],
+                    "capabilities": caps,
+                    "_meta": { "io.modelcontextprotocol/serverInfo": server_info() },
+                });
+                if let Some(text) = instructions {
+                    result["instructions"] = json!(text);
+                }
+                reply(result, false)
+            }
+            Err(res) => res,
+        },
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+            let kind = ListKind::from_method(method).unwrap_or(ListKind::Tools);
+            match list(ctx, msg, &message, kind).await {
+                Ok(result) => reply(result, true),
+                Err(res) => res,
+            }
+        }
+        "logging/setLevel" => {
+            for slot in ctx.state.mcp.aggregate.links_of(&sess.key) {
+                if let Some(link) = slot.lock().await.clone() {
+                    let mut forwarded = message.clone();
+                    forwarded["id"] = json!(format!("amg-{}", ctx.state.mcp.next_id()));
+                    let state = ctx.state.clone();
+                    tokio::spawn(async move {
+                        let _ = link.call(&state, forwarded, None).await;
+                    });
+                }
+            }
+            reply(json!({}), false)
+        }
+        "tools/call" | "prompts/get" => {
+            let kind = if method == "tools/call" {
+                ListKind::Tools
+            } else {
+                ListKind::Prompts
+            };
+            let Some(exposed) = message["params"]["name"].as_str() else {
+                return invalid(ctx, msg, "params.name is required");
+            };
+            match resolve_name(ctx, kind, exposed).await {
+                Ok((backend, name)) => {
+                    let mut message = message.clone();
+                    message["params"]["name"] = json!(name);
+                    route(ctx, sess, msg, message, backend, Some(name)).await
+                }
+                Err(res) => res,
+            }
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let Some(uri) = message["params"]["uri"].as_str() else {
+                return invalid(ctx, msg, "params.uri is required");
+            };
+            match resolve_uri(ctx, msg, uri).await {
+                Ok((backend, original)) => {
+                    let mut message = message.clone();
+                    message["params"]["uri"] = json!(original);
+                    route(ctx, sess, msg, message, backend, None).await
+                }
+                Err(res) => res,
+            }
+        }
+        "completion/complete" => {
+            let reference = &message["params"]["ref"];
+            let resolved = match (reference["type"].as_str(), reference["name"].as_str(), reference["uri"].as_str()) {
+                (Some("ref/prompt"), Some(name), _) => resolve_name(ctx, ListKind::Prompts, name)
+                    .await
+                    .map(|(b, n)| (b, "name", n)),
+                (Some("ref/resource"), _, Some(uri)) => resolve_uri(ctx, msg, uri)
+                    .await
+                    .map(|(b, u)| (b, "uri", u)),
+                _ => return invalid(ctx, msg, "params.ref must name a prompt or a resource"),
+            };
+            match resolved {
+                Ok((backend, field, value)) => {
+                    let mut message = message.clone();
+                    message["params"]["ref"][field] = json!(value);
+                    route(ctx, sess, msg, message, backend, None).await
+                }
+                Err(res) => res,
+            }
+        }
+        _ => {
+            ctx.record(AGGREGATED, msg, "method_not_found", 200, 0);
+            rpc_refusal(msg.id.as_deref(), code::METHOD_NOT_FOUND, "method not found")
+        }
+    }
+}
+
+fn invalid(ctx: &Ctx, msg: &Message, message: &str) -> Response {
+    ctx.record(AGGREGATED, msg, "invalid_params", 200, 0);
+    rpc_refusal(msg.id.as_deref(), code::INVALID_PARAMS, message)
+}
+
+/// A client's response to a backend's request (sampling, elicitation, roots): back to the
+/// backend that asked, with its own id.
+async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response {
+    let routed = message["id"]
+        .as_str()
+        .and_then(|id| id.strip_prefix(SERVER_REQUEST_PREFIX))
+        .and_then(|rest| rest.split_once('.'))
+        .and_then(|(server, raw)| Some((server.parse::<i64>().ok()?, serde_json::from_str::<Value>(raw).ok()?)));
+    let Some((server_id, original)) = routed else {
+        return proxy::rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            code::INVALID_REQUEST,
+            "a response to no request of this session",
+        );
+    };
+    let link = match ctx.state.mcp.aggregate.link_slot(&sess.key, server_id) {
+        Some(slot) => slot.lock().await.clone(),
+        None => None,
+    };
+    let Some(link) = link else {
+        return proxy::rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::NOT_FOUND,
+            "the backend session that asked is gone",
+        );
+    };
+    message["id"] = original;
+    match link.send(&ctx.state, message).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => proxy::backend_error(None, &e),
+    }
+}
+
+async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Response {
+    let aggregate = &ctx.state.mcp.aggregate;
+    match msg.method.as_deref() {
+        Some("notifications/cancelled") => {
+            let client_id = message["params"]["requestId"].to_string();
+            let target = aggregate
+                .inflight
+                .lock()
+                .ok()
+                .and_then(|i| i.get(&(sess.key.clone(), client_id)).cloned());
+            if let Some((server_id, gateway_id)) = target
+                && let Some(slot) = aggregate.link_slot(&sess.key, server_id)
+                && let Some(link) = slot.lock().await.clone()
+            {
+                let mut forwarded = message.clone();
+                forwarded["params"]["requestId"] = gateway_id;
+                let _ = link.send(&ctx.state, forwarded).await;
+            }
+        }
+        Some("notifications/initialized") => {}
+        Some(_) => {
+            // roots/list_changed and the like concern every backend session of the client.
+            for slot in aggregate.links_of(&sess.key) {
+                if let Some(link) = slot.lock().await.clone() {
+                    let _ = link.send(&ctx.state, message.clone()).await;
+                }
+            }
+        }
+        None => {}
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// The cursor of the aggregated lists: each backend's next offset (backends absent are done).
+fn decode_cursor(raw: &str) -> Option<HashMap<i64, usize>> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let pairs: Vec<(i64, usize)> = serde_json::from_slice(&bytes).ok()?;
+    Some(pairs.into_iter().collect())
+}
+
+fn encode_cursor(positions: &[(i64, usize)]) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(positions).unwrap_or_default())
+}
+
+/// Merges one list over the caller's backends.
+async fn list(ctx: &Ctx, msg: &Message, message: &Value, kind: ListKind) -> Result<Value, Response> {
+    let positions = match message["params"]["cursor"].as_str() {
+        Some(raw) => match decode_cursor(raw) {
+            Some(p) => Some(p),
+            None => return Err(invalid(ctx, msg, "invalid cursor")),
+        },
+        None => None,
+    };
+    let backends: Vec<Arc<Backend>> = ctx
+        .usable()
+        .await?
+        .into_iter()
+        .filter(|b| positions.as_ref().is_none_or(|p| p.contains_key(&b.id)))
+        .collect();
+    let filter = ctx.tool_filter().await?;
+    let fetched = fetch_lists(ctx, msg, &backends, kind).await;
+    let mut per_backend: Vec<(Arc<Backend>, Vec<Value>)> = Vec::new();
+    for (backend, items) in fetched {
+        let items = match kind {
+            ListKind::Tools => items
+                .iter()
+                .filter(|t| t["name"].as_str().is_some_and(|n| filter.permits(backend.id, n)))
+                .map(|t| renamed(&backend, t))
+                .collect(),
+            ListKind::Prompts => items.iter().map(|p| renamed(&backend, p)).collect(),
+            ListKind::Resources | ListKind::Templates => items.to_vec(),
+        };
+        per_backend.push((backend, items));
+    }
+    if kind == ListKind::Resources {
+        rewrite_colliding_uris(&mut per_backend);
+    }
+    let page_size = ctx.state.config.mcp.aggregate_page_size;
+    let mut page = Vec::new();
+    let mut next: Vec<(i64, usize)> = Vec::new();
+    for (backend, items) in per_backend {
+        let start = positions
+            .as_ref()
+            .and_then(|p| p.get(&backend.id).copied())
+            .unwrap_or(0)
+            .min(items.len());
+        let room = page_size.saturating_sub(page.len());
+        let end = (start + room).min(items.len());
+        page.extend(items[start..end].iter().cloned());
+        if end < items.len() {
+            next.push((backend.id, end));
+        }
+    }
+    let mut result = json!({ kind.field(): page });
+    if !next.is_empty() {
+        result["nextCursor"] = json!(encode_cursor(&next));
+    }
+    Ok(result)
+}
+
+/// Fetches one list from each backend in parallel; a backend that fails or is too slow is left
+/// out (and an activity record says why).
+async fn fetch_lists(
+    ctx: &Ctx,
+    msg: &Message,
+    backends: &[Arc<Backend>],
+    kind: ListKind,
+) -> Vec<(Arc<Backend>, Arc<Vec<Value>>)> {
+    let catalog = &ctx.state.mcp.aggregate.catalog;
+    let results = futures_util::future::join_all(backends.iter().map(|b| async move {
+        if ctx.state.mcp.registry.health(b.id).status == "offline" {
+            return (b.clone(), Err("backend_offline"));
+        }
+        match tokio::time::timeout(b.target.timeout, catalog.list(&ctx.state, b, kind)).await {
+            Ok(Ok(items)) => (b.clone(), Ok(items)),
+            Ok(Err(e)) => (b.clone(), Err(e.label())),
+            Err(_) => (b.clone(), Err("backend_timeout")),
+        }
+    }))
+    .await;
+    let mut out = Vec::new();
+    for (backend, result) in results {
+        match result {
+            Ok(items) => out.push((backend, items)),
+            Err(label) => {
+                tracing::info!(server = %backend.name, reason = label, list = kind.method(), "backend left out of an aggregated list");
+                ctx.record(&backend.name, msg, label, 200, 0);
+            }
+        }
+    }
+    out
+}
+
+fn renamed(backend: &Backend, item: &Value) -> Value {
+    let mut item = item.clone();
+    if let Some(name) = item["name"].as_str() {
+        item["name"] = json!(naming::exposed(&backend.prefix, name));
+    }
+    item
+}
+
+fn percent_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A URI offered by more than one backend becomes `mcpgw://{prefix}/{percent-encoded uri}`.
+fn rewrite_colliding_uris(per_backend: &mut [(Arc<Backend>, Vec<Value>)]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (_, items) in per_backend.iter() {
+        let unique: HashSet<&str> = items.iter().filter_map(|r| r["uri"].as_str()).collect();
+        for uri in unique {
+            *seen.entry(uri.to_string()).or_default() += 1;
+        }
+    }
+    for (backend, items) in per_backend.iter_mut() {
+        for item in items.iter_mut() {
+            if let Some(uri) = item["uri"].as_str()
+                && seen.get(uri).copied().unwrap_or(0) > 1
+            {
+                item["uri"] = json!(format!("{URI_SCHEME}{}/{}", backend.prefix, percent_encode(uri)));
+            }
+        }
+    }
+}
+
+fn by_prefix(ctx: &Ctx, prefix: &str) -> Option<Arc<Backend>> {
+    ctx.state
+        .mcp
+        .registry
+        .snapshot()
+        .values()
+        .find(|b| b.enabled && b.prefix == prefix)
+        .cloned()
+}
+
+fn unknown(kind: ListKind, name: &str) -> Response {
+    let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
+    rpc_refusal(None, code::INVALID_PARAMS, &format!("unknown {what}: {name}"))
+}
+
+/// The backend and its own name for an exposed tool or prompt name.
+async fn resolve_name(
+    ctx: &Ctx,
+    kind: ListKind,
+    exposed: &str,
+) -> Result<(Arc<Backend>, String), Response> {
+    let backend = naming::prefix_of(exposed).and_then(|p| by_prefix(ctx, p));
+    let Some(backend) = backend else {
+        return Err(unknown(kind, exposed));
+    };
+    if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
+        return Ok((backend, name.to_string()));
+    }
+    // An alias: the backend's list says which name it stands for.
+    let items = ctx
+        .state
+        .mcp
+        .aggregate
+        .catalog
+        .list(&ctx.state, &backend, kind)
+        .await
+        .map_err(|e| proxy::backend_error(None, &e))?;
+    items
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .find(|n| naming::exposed(&backend.prefix, n) == exposed)
+        .map(|n| (backend.clone(), n.to_string()))
+        .ok_or_else(|| unknown(kind, exposed))
+}
+
+/// A URI template matches a URI when its literal parts appear in order (`{…}` matches
+/// anything).
+fn template_matches(template: &str, uri: &str) -> bool {
+    let mut pattern = String::new();
+    let mut in_var = false;
+    for c in template.chars() {
+        match c {
+            '{' => {
+                in_var = true;
+                pattern.push('*');
+            }
+            '}' => in_var = false,
+            c if !in_var => pattern.push(c),
+            _ => {}
+        }
+    }
+    naming::glob_match(&pattern, uri)
+}
+
+/// The backend and its own URI for a URI the client reads.
+async fn resolve_uri(ctx: &Ctx, msg: &Message, uri: &str) -> Result<(Arc<Backend>, String), Response> {
+    if let Some(rest) = uri.strip_prefix(URI_SCHEME)
+        && let Some((prefix, encoded)) = rest.split_once('/')
+        && let Some(backend) = by_prefix(ctx, prefix)
+    {
+        let original: String = url::form_urlencoded::parse(format!("u={encoded}").as_bytes())
+            .find(|(k, _)| k == "u")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        return Ok((backend, original));
+    }
+    let backends = ctx.usable().await?;
+    let resources = fetch_lists(ctx, msg, &backends, ListKind::Resources).await;
+    let exact: Vec<&Arc<Backend>> = resources
+        .iter()
+        .filter(|(_, items)| items.iter().any(|r| r["uri"].as_str() == Some(uri)))
+        .map(|(b, _)| b)
+        .collect();
+    if exact.len() == 1 {
+        return Ok((exact[0].clone(), uri.to_string()));
+    }
+    if exact.is_empty() {
+        let templates = fetch_lists(ctx, msg, &backends, ListKind::Templates).await;
+        let matching: Vec<&Arc<Backend>> = templates
+            .iter()
+            .filter(|(_, items)| {
+                items
+                    .iter()
+                    .filter_map(|t| t["uriTemplate"].as_str())
+                    .any(|t| template_matches(t, uri))
+            })
+            .map(|(b, _)| b)
+            .collect();
+        if matching.len() == 1 {
+            return Ok((matching[0].clone(), uri.to_string()));
+        }
+        if matching.is_empty() {
+            ctx.record(AGGREGATED, msg, "not_found", 200, 0);
+            return Err(rpc_refusal(msg.id.as_deref(), -32002, "resource not found"));
+        }
+    }
+    ctx.record(AGGREGATED, msg, "ambiguous", 200, 0);
+    Err(rpc_refusal(
+        msg.id.as_deref(),
+        code::INVALID_PARAMS,
+        "more than one server offers this resource; use the URI from resources/list",
+    ))
+}
+
+/// The backend session of this client session with `backend`, opened on first use.
+async fn link_for(ctx: &Ctx, sess: &Sess, backend: &Arc<Backend>) -> Result<Arc<Link>, BackendError> {
+    let aggregate = &ctx.state.mcp.aggregate;
+    let slot = aggregate.slot(&sess.key, ctx.principal.user_id, backend.id);
+    let mut guard = slot.lock().await;
+    if let Some(link) = &*guard
+        && link.backend.row.updated_at == backend.row.updated_at
+        && link.alive().await
+    {
+        link.session.touch();
+        return Ok(link.clone());
+    }
+    let link = Arc::new(
+        Link::open(
+            &ctx.state,
+            backend.clone(),
+            ctx.principal.user_id,
+            sess.capabilities.clone(),
+            sess.client.clone(),
+        )
+        .await?,
+    );
+    *guard = Some(link.clone());
+    drop(guard);
+    if let Some(mut rx) = link.listen(&ctx.state).await {
+        let state = ctx.state.clone();
+        let key = sess.key.clone();
+        let server_id = backend.id;
+        tokio::spawn(async move {
+            while let Some(message) = rx.recv().await {
+                let Some(message) = from_backend(&state, server_id, message, None) else {
+                    continue;
+                };
+                if let Some(outbox) = state.mcp.aggregate.outbox(&key) {
+                    let _ = outbox.try_send(message);
+                }
+            }
+        });
+    }
+    Ok(link)
+}
+
+/// A message a backend sent outside a response, on its way to the client: list changes
+/// invalidate the catalog (and reach clients through the change feed), server requests get an
+/// id that names the backend, progress gets the client's token back.
+fn from_backend(
+    state: &AppState,
+    server_id: i64,
+    mut message: Value,
+    progress: Option<(&Value, &Value)>,
+) -> Option<Value> {
+    let method = message["method"].as_str()?.to_string();
+    if method.ends_with("/list_changed") && method != "notifications/roots/list_changed" {
+        state.mcp.aggregate.catalog.changed(server_id, &method);
+        return None;
+    }
+    if let Some(id) = message.get("id").cloned() {
+        message["id"] = json!(format!("{SERVER_REQUEST_PREFIX}{server_id}.{id}"));
+    }
+    if method == "notifications/progress"
+        && let Some((gateway, client)) = progress
+        && message["params"]["progressToken"] == *gateway
+    {
+        message["params"]["progressToken"] = client.clone();
+    }
+    Some(message)
+}
+
+/// Sends a request to the backend that owns it and relays the answer: as SSE (progress and
+/// other messages first) when the client accepts it, else as JSON.
+async fn route(
+    ctx: &Ctx,
+    sess: &Sess,
+    msg: &Message,
+    mut message: Value,
+    backend: Arc<Backend>,
+    tool: Option<String>,
+) -> Response {
+    let state = &ctx.state;
+    let is_tool_call = msg.is("tools/call");
+    let tool_name = tool.filter(|_| is_tool_call);
+    let record = |status: &str, http: u16, bytes: usize| {
+        let mut m = msg.clone();
+        m.tool = tool_name.clone();
+        ctx.record(&backend.name, &m, status, http, bytes);
+    };
+    match state.mcp.registry.may_use(&ctx.principal, &backend).await {
+        Ok(true) => {}
+        Ok(false) => {
+            ctx.deny(&backend.name, tool_name.as_deref(), "no access to this server");
+            record("access_denied", 200, 0);
+            return rpc_refusal(
+                msg.id.as_deref(),
+                code::FORBIDDEN,
+                "you do not have access to this MCP server",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "permission check failed");
+            return proxy::internal_error();
+        }
+    }
+    if let Some(name) = &tool_name {
+        let filter = match ctx.tool_filter().await {
+            Ok(f) => f,
+            Err(res) => return res,
+        };
+        if !filter.permits(backend.id, name) {
+            ctx.deny(&backend.name, Some(name), "tool denied by a rule");
+            record("access_denied", 200, 0);
+            return rpc_refusal(
+                msg.id.as_deref(),
+                code::FORBIDDEN,
+                "you are not allowed to call this tool",
+            );
+        }
+    }
+    if let Err(limited) = state.mcp.limits.check_server(ctx.principal.user_id, backend.id) {
+        record("rate_limited", 429, 0);
+        return proxy::rate_limited(state, &ctx.meta, &ctx.principal, &backend.name, limited);
+    }
+    let link = match link_for(ctx, sess, &backend).await {
+        Ok(link) => link,
+        Err(e) => {
+            record(e.label(), 502, 0);
+            return proxy::backend_error(msg.id.as_deref(), &e);
+        }
+    };
+    let n = state.mcp.next_id();
+    let gateway_id = json!(format!("amg-{n}"));
+    message["id"] = gateway_id.clone();
+    let client_token = message["params"]["_meta"].get("progressToken").cloned();
+    let gateway_token = json!(format!("amg-p-{n}"));
+    if client_token.is_some() {
+        message["params"]["_meta"]["progressToken"] = gateway_token.clone();
+    }
+    let client_id = msg.id.clone().unwrap_or_default();
+    let inflight_key = (sess.key.clone(), client_id.clone());
+    if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
+        inflight.insert(inflight_key.clone(), (backend.id, gateway_id));
+    }
+    let client_id_value = id_value(msg.id.as_deref());
+    let modern = sess.modern;
+    let finish_reply = move |mut reply: Value| -> (String, &'static str) {
+        reply["id"] = client_id_value.clone();
+        let outcome = if reply.get("error").is_some() { "error" } else { "ok" };
+        if modern && let Some(result) = reply.get_mut("result") {
+            if let Some(obj) = result.as_object_mut() {
+                obj.entry("resultType")
+                    .or_insert_with(|| Value::String("complete".into()));
+            }
+        }
+        (reply.to_string(), outcome)
+    };
+    let outbox = state.mcp.aggregate.outbox(&sess.key);
+    if !ctx.accepts_sse {
+        // JSON only: whatever the backend sends meanwhile goes to the client's GET stream.
+        let (tx, mut rx) = mpsc::channel::<Value>(64);
+        let forward = {
+            let state = state.clone();
+            let server_id = backend.id;
+            tokio::spawn(async move {
+                while let Some(m) = rx.recv().await {
+                    if let Some(m) = from_backend(&state, server_id, m, None)
+                        && let Some(outbox) = &outbox
+                    {
+                        let _ = outbox.try_send(m);
+                    }
+                }
+            })
+        };
+        let result = link.call(state, message, Some(&tx)).await;
+        drop(tx);
+        let _ = forward.await;
+        if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
+            inflight.remove(&inflight_key);
+        }
+        return match result {
+            Ok(reply) => {
+                let (body, outcome) = finish_reply(reply);
+                record(outcome, 200, body.len());
+                proxy::json_response(StatusCode::OK, body, None)
+            }
+            Err(e) => {
+                record(e.label(), 502, 0);
+                proxy::backend_error(msg.id.as_deref(), &e)
+            }
+        };
+    }
+    let (chunks_tx, chunks_rx): (mpsc::Sender<Result<Bytes, Infallible>>, Chunks) =
+        mpsc::channel(32);
+    let (events_tx, mut events_rx) = mpsc::channel::<Value>(64);
+    let call = {
+        let state = state.clone();
+        let link = link.clone();
+        tokio::spawn(async move { link.call(&state, message, Some(&events_tx)).await })
+    };
+    let state = state.clone();
+    let server_id = backend.id;
+    let server_name = backend.name.clone();
+    let recorder = ActivityRow {
+        at: db::now(),
+        user_id: Some(ctx.principal.user_id),
+        username: Some(ctx.principal.username.clone()),
+        server: server_name,
+        method: msg.method.clone().unwrap_or_default(),
+        tool: tool_name.clone(),
+        bytes_in: i64::try_from(ctx.bytes_in).unwrap_or(i64::MAX),
+        ..Default::default()
+    };
+    let started = ctx.started;
+    let raw_id = msg.id.clone();
+    tokio::spawn(async move {
+        let mut bytes_out = 0usize;
+        let progress = client_token.as_ref().map(|c| (gateway_token.clone(), c.clone()));
+        let mut client_gone = false;
+        while let Some(m) = events_rx.recv().await {
+            let Some(m) = from_backend(
+                &state,
+                server_id,
+                m,
+                progress.as_ref().map(|(g, c)| (g, c)),
+            ) else {
+                continue;
+            };
+            let bytes = sse::Event::message(m.to_string()).encode();
+            bytes_out += bytes.len();
+            if chunks_tx.send(Ok(bytes)).await.is_err() {
+                client_gone = true;
+                break;
+            }
+        }
+        let (status, body) = if client_gone {
+            // Dropping the backend stream cancels the request there.
+            call.abort();
+            ("client_closed", None)
+        } else {
+            match call.await {
+                Ok(Ok(reply)) => {
+                    let (body, outcome) = finish_reply(reply);
+                    (outcome, Some(body))
+                }
+                Ok(Err(e)) => (
+                    e.label(),
+                    Some(protocol::error_body(raw_id.as_deref(), e.code(), &e.to_string(), None)),
+                ),
+                Err(_) => ("backend_error", None),
+            }
+        };
+        if let Some(body) = body {
+            let bytes = sse::Event::message(body).encode();
+            bytes_out += bytes.len();
+            let _ = chunks_tx.send(Ok(bytes)).await;
+        }
+        if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
+            inflight.remove(&inflight_key);
+        }
+        let mut row = recorder;
+        row.status = status.to_string();
+        row.http_status = 200;
+        row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
+        row.latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        state.mcp.activity.record(row);
+    });
+    proxy::sse_response(chunks_rx)
+}
+
+/// `GET /mcp`: the session's stream of backend messages and list changes.
+pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> Response {
+    let principal = match proxy::authenticate(&state, "mcp", &headers, &meta).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let Some(sid) = proxy::header_str(&headers, H_SESSION) else {
+        return proxy::rpc_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            code::INVALID_REQUEST,
+            "GET needs an Mcp-Session-Id",
+        );
+    };
+    let Some(token) = open_session(&state, sid).filter(|t| t.u == principal.user_id) else {
+        return proxy::rpc_error(StatusCode::NOT_FOUND, None, code::NOT_FOUND, "session not found");
+    };
+    let key: Arc<str> = Arc::from(token.k);
+    let (outbox_tx, mut outbox_rx) = mpsc::channel::<Value>(256);
+    if let Ok(mut outboxes) = state.mcp.aggregate.outboxes.lock() {
+        outboxes.insert(key.clone(), outbox_tx);
+    }
+    let mut changes = state.mcp.aggregate.catalog.changes.subscribe();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(32);
+    tokio::spawn(async move {
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        keep_alive.tick().await;
+        // A change notification is sent once per kind even if several backends changed.
+        loop {
+            let message = tokio::select! {
+                m = outbox_rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                change = changes.recv() => match change {
+                    Ok(change) => {
+                        let visible = match state.mcp.registry.snapshot().values().find(|b| b.id == change.server_id) {
+                            Some(backend) => state.mcp.registry.may_use(&principal, backend).await.unwrap_or(false),
+                            // A server that is gone changed the lists too.
+                            None => true,
+                        };
+                        if !visible {
+                            continue;
+                        }
+                        json!({ "jsonrpc": "2.0", "method": change.method })
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" })
+                    }
+                    Err(_) => break,
+                },
+                _ = keep_alive.tick() => {
+                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if tx
+                .send(Ok(sse::Event::message(message.to_string()).encode()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut res = proxy::sse_response(rx);
+    if let Ok(v) = HeaderValue::from_str(sid) {
+        res.headers_mut().insert(H_SESSION, v);
+    }
+    res
+}
+
+/// `DELETE /mcp`: ends the session's backend sessions on this replica.
+pub async fn delete(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> Response {
+    let principal = match proxy::authenticate(&state, "mcp", &headers, &meta).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let Some(token) = proxy::header_str(&headers, H_SESSION)
+        .and_then(|sid| open_session(&state, sid))
+        .filter(|t| t.u == principal.user_id)
+    else {
+        return proxy::rpc_error(StatusCode::NOT_FOUND, None, code::NOT_FOUND, "session not found");
+    };
+    for slot in state.mcp.aggregate.remove_session(&token.k) {
+        if let Some(link) = slot.lock().await.take() {
+            link.close(&state).await;
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Aggregated MCP endpoint: every server the caller may use, as one MCP server (tools and
+/// prompts named `{prefix}__{name}`). Streamable HTTP, both protocol eras. Errors are JSON-RPC
+/// error bodies; 401 carries `WWW-Authenticate: Bearer resource_metadata="…"`.
+#[utoipa::path(
+    post,
+    path = "/mcp",
+    tag = "mcp",
+    operation_id = "mcp_aggregated_post",
+    request_body(content = serde_json::Value, content_type = "application/json", description = "One JSON-RPC message"),
+    params(
+        ("Mcp-Session-Id" = Option<String>, Header, description = "Session (handshake era)"),
+        ("MCP-Protocol-Version" = Option<String>, Header, description = "Negotiated version"),
+    ),
+    responses(
+        (status = 200, description = "JSON-RPC response (application/json or text/event-stream)"),
+        (status = 202, description = "Notification or response accepted"),
+        (status = 400, description = "Malformed message, missing session or header mismatch"),
+        (status = 401, description = "Authentication required"),
+        (status = 404, description = "Unknown session"),
+        (status = 429, description = "Rate limited (JSON-RPC error with data.retryAfterSeconds)"),
+    ),
+    security(("bearer" = []))
+)]
+#[allow(dead_code)]
+pub(crate) fn doc_post() {}
+
+/// The aggregated session's server-to-client SSE stream: backend messages and list changes.
+#[utoipa::path(
+    get,
+    path = "/mcp",
+    tag = "mcp",
+    operation_id = "mcp_aggregated_get",
+    params(("Mcp-Session-Id" = String, Header, description = "Session")),
+    responses(
+        (status = 200, description = "text/event-stream"),
+        (status = 401, description = "Authentication required"),
+        (status = 404, description = "Unknown session"),
+        (status = 405, description = "No session given"),
+    ),
+    security(("bearer" = []))
+)]
+#[allow(dead_code)]
+pub(crate) fn doc_get() {}
+
+/// Ends an aggregated session and its backend sessions.
+#[utoipa::path(
+    delete,
+    path = "/mcp",
+    tag = "mcp",
+    operation_id = "mcp_aggregated_delete",
+    params(("Mcp-Session-Id" = String, Header, description = "Session")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "Authentication required"),
+        (status = 404, description = "Unknown session"),
+    ),
+    security(("bearer" = []))
+)]
+#[allow(dead_code)]
+pub(crate) fn doc_delete() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let positions = vec![(3, 10), (7, 0)];
+        let decoded = decode_cursor(&encode_cursor(&positions)).unwrap();
+        assert_eq!(decoded.get(&3), Some(&10));
+        assert_eq!(decoded.get(&7), Some(&0));
+        assert!(decode_cursor("not a cursor").is_none());
+    }
+
+    #[test]
+    fn templates_match_literal_parts() {
+        assert!(template_matches("file:///{path}", "file:///etc/hosts"));
+        assert!(template_matches("repo://{owner}/{repo}/issues", "repo://a/b/issues"));
+        assert!(!template_matches("repo://{owner}/{repo}/issues", "repo://a/b/pulls"));
+        assert!(!template_matches("db://{table}", "file:///x"));
+    }
+}

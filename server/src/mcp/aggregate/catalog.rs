@@ -1,0 +1,301 @@
+//! What each backend offers — its capabilities and its tools, prompts, resources and resource
+//! templates — fetched through a backend session the gateway holds for itself and cached per
+//! backend. A cache entry goes when the backend says its list changed (on the gateway's own
+//! stream or any aggregated client's), when an admin edits the server, or after `LIST_TTL`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::app::AppState;
+use crate::mcp::backend::{BackendError, client_info};
+use crate::mcp::link::Link;
+use crate::mcp::registry::Backend;
+
+/// How long a list is trusted without a change notification.
+const LIST_TTL: Duration = Duration::from_secs(300);
+/// A backend that pages forever is cut off here.
+const MAX_PAGES: usize = 100;
+const MAX_ITEMS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl Kind {
+    pub fn method(self) -> &'static str {
+        match self {
+            Kind::Tools => "tools/list",
+            Kind::Prompts => "prompts/list",
+            Kind::Resources => "resources/list",
+            Kind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The result field holding the items.
+    pub fn field(self) -> &'static str {
+        match self {
+            Kind::Tools => "tools",
+            Kind::Prompts => "prompts",
+            Kind::Resources => "resources",
+            Kind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The capability a backend must declare to be asked.
+    pub fn capability(self) -> &'static str {
+        match self {
+            Kind::Tools => "tools",
+            Kind::Prompts => "prompts",
+            Kind::Resources | Kind::Templates => "resources",
+        }
+    }
+
+    pub fn from_method(method: &str) -> Option<Kind> {
+        [Kind::Tools, Kind::Prompts, Kind::Resources, Kind::Templates]
+            .into_iter()
+            .find(|k| k.method() == method)
+    }
+
+    /// The kinds a `notifications/*/list_changed` invalidates.
+    pub fn changed_by(method: &str) -> &'static [Kind] {
+        match method {
+            "notifications/tools/list_changed" => &[Kind::Tools],
+            "notifications/prompts/list_changed" => &[Kind::Prompts],
+            "notifications/resources/list_changed" => &[Kind::Resources, Kind::Templates],
+            _ => &[],
+        }
+    }
+}
+
+/// A backend's list changed: aggregated clients' GET streams forward it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub server_id: i64,
+    pub method: &'static str,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// The server row version the entry was filled from (an edit empties it).
+    updated_at: i64,
+    link: Option<Arc<Link>>,
+    lists: HashMap<Kind, (Arc<Vec<Value>>, Instant)>,
+}
+
+pub struct Catalog {
+    entries: Mutex<HashMap<i64, Entry>>,
+    /// One fetch at a time per backend (concurrent callers wait and read the cache).
+    fetching: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    pub changes: broadcast::Sender<Change>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog {
+            entries: Mutex::default(),
+            fetching: Mutex::default(),
+            changes: broadcast::channel(256).0,
+        }
+    }
+}
+
+impl Catalog {
+    fn gate(&self, server_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.fetching
+            .lock()
+            .map(|mut f| f.entry(server_id).or_default().clone())
+            .unwrap_or_default()
+    }
+
+    fn cached_link(&self, backend: &Backend) -> Option<Arc<Link>> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(&backend.id)?;
+        (entry.updated_at == backend.row.updated_at)
+            .then(|| entry.link.clone())
+            .flatten()
+    }
+
+    fn cached_list(&self, backend: &Backend, kind: Kind) -> Option<Arc<Vec<Value>>> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(&backend.id)?;
+        if entry.updated_at != backend.row.updated_at {
+            return None;
+        }
+        let (items, at) = entry.lists.get(&kind)?;
+        (at.elapsed() < LIST_TTL).then(|| items.clone())
+    }
+
+    /// The gateway's own session with the backend (opened on first use; its stream, when the
+    /// backend offers one, is watched for list changes).
+    async fn link(&self, state: &AppState, backend: &Arc<Backend>) -> Result<Arc<Link>, BackendError> {
+        if let Some(link) = self.cached_link(backend)
+            && link.alive().await
+        {
+            return Ok(link);
+        }
+        let gate = self.gate(backend.id);
+        let _fetching = gate.lock().await;
+        if let Some(link) = self.cached_link(backend)
+            && link.alive().await
+        {
+            return Ok(link);
+        }
+        let link = Arc::new(Link::open(state, backend.clone(), 0, json!({}), client_info()).await?);
+        if let Ok(mut entries) = self.entries.lock() {
+            let entry = entries.entry(backend.id).or_default();
+            if entry.updated_at != backend.row.updated_at {
+                *entry = Entry {
+                    updated_at: backend.row.updated_at,
+                    ..Entry::default()
+                };
+            }
+            entry.link = Some(link.clone());
+        }
+        if let Some(mut rx) = link.listen(state).await {
+            let state = state.clone();
+            let server_id = backend.id;
+            tokio::spawn(async move {
+                while let Some(message) = rx.recv().await {
+                    if let Some(method) = message["method"].as_str() {
+                        state.mcp.aggregate.catalog.changed(server_id, method);
+                    }
+                }
+            });
+        }
+        Ok(link)
+    }
+
+    /// The backend's InitializeResult (capabilities, serverInfo, instructions).
+    pub async fn info(&self, state: &AppState, backend: &Arc<Backend>) -> Result<Value, BackendError> {
+        Ok(self.link(state, backend).await?.result.clone())
+    }
+
+    /// Every item of one list (all pages), from the cache when fresh.
+    pub async fn list(
+        &self,
+        state: &AppState,
+        backend: &Arc<Backend>,
+        kind: Kind,
+    ) -> Result<Arc<Vec<Value>>, BackendError> {
+        if let Some(items) = self.cached_list(backend, kind) {
+            return Ok(items);
+        }
+        let link = self.link(state, backend).await?;
+        if link.result["capabilities"].get(kind.capability()).is_none() {
+            return Ok(Arc::default());
+        }
+        let gate = self.gate(backend.id);
+        let _fetching = gate.lock().await;
+        if let Some(items) = self.cached_list(backend, kind) {
+            return Ok(items);
+        }
+        let fetched = fetch_all(state, &link, kind).await;
+        let items = match fetched {
+            Ok(items) => Arc::new(items),
+            Err(e) => {
+                // The session may be what broke: the next attempt opens a fresh one.
+                self.forget_link(backend.id);
+                return Err(e);
+            }
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            let entry = entries.entry(backend.id).or_default();
+            if entry.updated_at == backend.row.updated_at {
+                entry.lists.insert(kind, (items.clone(), Instant::now()));
+            }
+        }
+        Ok(items)
+    }
+
+    fn forget_link(&self, server_id: i64) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&server_id)
+        {
+            entry.link = None;
+        }
+    }
+
+    /// A backend said a list changed: the cached list goes and aggregated clients hear of it.
+    pub fn changed(&self, server_id: i64, method: &str) {
+        let kinds = Kind::changed_by(method);
+        if kinds.is_empty() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&server_id)
+        {
+            for kind in kinds {
+                entry.lists.remove(kind);
+            }
+        }
+        let method = match kinds[0] {
+            Kind::Tools => "notifications/tools/list_changed",
+            Kind::Prompts => "notifications/prompts/list_changed",
+            Kind::Resources | Kind::Templates => "notifications/resources/list_changed",
+        };
+        let _ = self.changes.send(Change { server_id, method });
+    }
+
+    /// Forgets everything about servers that are gone or were edited (admin edits), and tells
+    /// aggregated clients their lists changed.
+    pub fn retain_current(&self, current: &HashMap<i64, i64>) {
+        let mut changed = Vec::new();
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|id, entry| {
+                let keep = current.get(id) == Some(&entry.updated_at);
+                if !keep {
+                    changed.push(*id);
+                }
+                keep
+            });
+        }
+        for server_id in changed {
+            for method in [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ] {
+                let _ = self.changes.send(Change { server_id, method });
+            }
+        }
+    }
+}
+
+async fn fetch_all(state: &AppState, link: &Link, kind: Kind) -> Result<Vec<Value>, BackendError> {
+    let name = &link.backend.name;
+    let mut items = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for _ in 0..MAX_PAGES {
+        let mut params = json!({});
+        if let Some(c) = cursor.take() {
+            params["cursor"] = c;
+        }
+        let message = json!({
+            "jsonrpc": "2.0",
+            "id": format!("amg-{}", state.mcp.next_id()),
+            "method": kind.method(),
+            "params": params,
+        });
+        let reply = link.call(state, message, None).await?;
+        let result = reply
+            .get("result")
+            .ok_or_else(|| BackendError::Protocol(name.clone()))?;
+        if let Some(page) = result.get(kind.field()).and_then(Value::as_array) {
+            items.extend(page.iter().cloned());
+        }
+        match result.get("nextCursor") {
+            Some(next) if !next.is_null() && items.len() < MAX_ITEMS => cursor = Some(next.clone()),
+            _ => break,
+        }
+    }
+    items.truncate(MAX_ITEMS);
+    Ok(items)
+}
