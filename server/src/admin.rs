@@ -5,6 +5,7 @@
 mod logs;
 mod servers;
 mod session;
+mod tool_rules;
 mod users;
 
 use serde::Deserialize;
@@ -19,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(logs::router())
         .merge(servers::router())
+        .merge(tool_rules::router())
 }
 
 /// `?page=1&per_page=50` (per_page at most 200).

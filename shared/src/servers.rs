@@ -195,3 +195,43 @@ pub struct ActivityRecord {
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
+
+/// Whether a tool rule lets matching tools through or keeps them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ToolRuleEffect {
+    Allow,
+    Deny,
+}
+
+impl ToolRuleEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolRuleEffect::Allow => "allow",
+            ToolRuleEffect::Deny => "deny",
+        }
+    }
+}
+
+/// A per-tool rule on one server. Patterns are a backend tool name or a glob (`*`, `?`). For a
+/// server: a matching `deny` wins; if any `allow` exists, a tool must match one. An API key's
+/// rules narrow its owner's further.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolRule {
+    pub server_id: i64,
+    /// The server's name (read-only).
+    #[serde(default)]
+    pub server: String,
+    pub pattern: String,
+    pub effect: ToolRuleEffect,
+}
+
+/// The complete rule set of a user or API key (replaces the previous one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"rules": [{"server_id": 1, "pattern": "delete_*", "effect": "deny"}]})))]
+pub struct ToolRules {
+    pub rules: Vec<ToolRule>,
+}

@@ -609,7 +609,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
             let Some(exposed) = message["params"]["name"].as_str() else {
                 return invalid(ctx, msg, "params.name is required");
             };
-            match resolve_name(ctx, kind, exposed).await {
+            match resolve_name(ctx, msg, kind, exposed).await {
                 Ok((backend, name)) => {
                     let mut message = message.clone();
                     message["params"]["name"] = json!(name);
@@ -634,7 +634,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
         "completion/complete" => {
             let reference = &message["params"]["ref"];
             let resolved = match (reference["type"].as_str(), reference["name"].as_str(), reference["uri"].as_str()) {
-                (Some("ref/prompt"), Some(name), _) => resolve_name(ctx, ListKind::Prompts, name)
+                (Some("ref/prompt"), Some(name), _) => resolve_name(ctx, msg, ListKind::Prompts, name)
                     .await
                     .map(|(b, n)| (b, "name", n)),
                 (Some("ref/resource"), _, Some(uri)) => resolve_uri(ctx, msg, uri)
@@ -873,20 +873,23 @@ fn by_prefix(ctx: &Ctx, prefix: &str) -> Option<Arc<Backend>> {
         .cloned()
 }
 
-fn unknown(kind: ListKind, name: &str) -> Response {
+fn unknown(raw_id: Option<&str>, kind: ListKind, name: &str) -> Response {
     let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
-    rpc_refusal(None, code::INVALID_PARAMS, &format!("unknown {what}: {name}"))
+    rpc_refusal(raw_id, code::INVALID_PARAMS, &format!("unknown {what}: {name}"))
 }
 
 /// The backend and its own name for an exposed tool or prompt name.
 async fn resolve_name(
     ctx: &Ctx,
+    msg: &Message,
     kind: ListKind,
     exposed: &str,
 ) -> Result<(Arc<Backend>, String), Response> {
+    let raw_id = msg.id.as_deref();
     let backend = naming::prefix_of(exposed).and_then(|p| by_prefix(ctx, p));
     let Some(backend) = backend else {
-        return Err(unknown(kind, exposed));
+        ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
+        return Err(unknown(raw_id, kind, exposed));
     };
     if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
         return Ok((backend, name.to_string()));
@@ -899,13 +902,16 @@ async fn resolve_name(
         .catalog
         .list(&ctx.state, &backend, kind)
         .await
-        .map_err(|e| proxy::backend_error(None, &e))?;
+        .map_err(|e| proxy::backend_error(raw_id, &e))?;
     items
         .iter()
         .filter_map(|t| t["name"].as_str())
         .find(|n| naming::exposed(&backend.prefix, n) == exposed)
         .map(|n| (backend.clone(), n.to_string()))
-        .ok_or_else(|| unknown(kind, exposed))
+        .ok_or_else(|| {
+            ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
+            unknown(raw_id, kind, exposed)
+        })
 }
 
 /// A URI template matches a URI when its literal parts appear in order (`{…}` matches

@@ -349,9 +349,125 @@ pub async fn post(
             Some(json!({ "supported": protocol::SUPPORTED_VERSIONS })),
         );
     }
-    let recorder = Recorder::new(&state, &call, &msg, body.len());
+    // Per-tool rules: a denied tool is refused here and left out of tools/list.
+    let tool_filter = if msg.is("tools/call") || msg.is("tools/list") {
+        match state.mcp.registry.tool_filter(&call.principal).await {
+            Ok(f) if f.restricts(call.backend.id) => Some(f),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "tool rules could not be read");
+                return internal_error();
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(filter) = &tool_filter
+        && msg.is("tools/call")
+        && let Some(tool) = msg.tool.as_deref()
+        && !filter.permits(call.backend.id, tool)
+    {
+        state.events.record(
+            EventType::AccessDenied,
+            Severity::Medium,
+            &meta.ctx,
+            Some(call.principal.user_id),
+            Some(&call.principal.username),
+            json!({ "server": server, "tool": tool, "reason": "tool denied by a rule" }),
+        );
+        if let Some(r) = Recorder::new(&state, &call, &msg, body.len()) {
+            r.finish("access_denied", 200, 0);
+        }
+        return json_response(
+            StatusCode::OK,
+            protocol::error_body(
+                msg.id.as_deref(),
+                code::FORBIDDEN,
+                "you are not allowed to call this tool",
+                None,
+            ),
+            None,
+        );
+    }
+    let res = dispatch(&state, &call, &msg, headers, body).await;
+    match tool_filter {
+        Some(filter) if msg.is("tools/list") => {
+            let server_id = call.backend.id;
+            filter_response(res, state.config.mcp.max_response_bytes, move |message| {
+                if let Some(tools) = message["result"]["tools"].as_array_mut() {
+                    tools.retain(|t| t["name"].as_str().is_some_and(|n| filter.permits(server_id, n)));
+                }
+            })
+            .await
+        }
+        _ => res,
+    }
+}
+
+/// Rewrites every JSON-RPC message of a response (JSON or SSE) with `edit`.
+async fn filter_response(
+    res: Response,
+    limit: usize,
+    edit: impl Fn(&mut Value) + Send + Sync + 'static,
+) -> Response {
+    let (mut parts, body) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let is_sse = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let rewrite = move |data: &str| match serde_json::from_str::<Value>(data) {
+        Ok(mut message) => {
+            edit(&mut message);
+            message.to_string()
+        }
+        Err(_) => data.to_string(),
+    };
+    if !is_sse {
+        return match axum::body::to_bytes(body, limit).await {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                Response::from_parts(parts, Body::from(rewrite(&text)))
+            }
+            Err(_) => internal_error(),
+        };
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(32);
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut parser = sse::Parser::default();
+        while let Some(Ok(chunk)) = stream.next().await {
+            for event in parser.push(&chunk) {
+                let event = sse::Event {
+                    data: rewrite(&event.data),
+                    ..event
+                };
+                if tx.send(Ok(event.encode())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The per-server proxy once the request is admitted and parsed.
+async fn dispatch(
+    state: &AppState,
+    call: &Call,
+    msg: &Message,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (state, call, msg) = (state.clone(), call, msg);
+    let version = header_str(headers, H_VERSION);
+    let recorder = Recorder::new(&state, call, msg, body.len());
     if msg.is("initialize") {
-        return initialize(&state, &call, &msg, body, recorder).await;
+        return initialize(&state, call, msg, body, recorder).await;
     }
     if let Some(sid) = header_str(headers, H_SESSION) {
         let Some(session) = state
@@ -368,12 +484,12 @@ pub async fn post(
             );
         };
         session.touch();
-        return in_session(&state, &call, &session, &msg, headers, body, recorder).await;
+        return in_session(&state, call, &session, msg, headers, body, recorder).await;
     }
     let modern = version == Some(protocol::LATEST_VERSION)
         || msg.meta_version.as_deref() == Some(protocol::LATEST_VERSION);
     if modern {
-        return stateless(&state, &call, &msg, headers, body, recorder).await;
+        return stateless(&state, call, msg, headers, body, recorder).await;
     }
     finish(recorder, "missing_session", 400, 0);
     rpc_error(

@@ -166,6 +166,7 @@ impl ToolRules {
 }
 
 /// The tool rules that apply to a caller: their user's, and their API key's.
+#[derive(Clone)]
 pub struct ToolFilter {
     user: Arc<ToolRules>,
     key: Option<Arc<ToolRules>>,

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod accounts;
+mod aggregate;
 mod cli;
 mod foundation;
 mod keys;

@@ -9,7 +9,7 @@ use crate::peers::{
 };
 
 /// Registers a server and returns its id.
-async fn add_server(app: &TestApp, admin: &str, body: Value) -> i64 {
+pub async fn add_server(app: &TestApp, admin: &str, body: Value) -> i64 {
     let res = app
         .post_json("/admin/api/mcp-servers", Some(admin), body.clone())
         .await;
@@ -17,7 +17,7 @@ async fn add_server(app: &TestApp, admin: &str, body: Value) -> i64 {
     res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
 }
 
-async fn set_access(app: &TestApp, admin: &str, user: i64, server: i64, can_access: bool) {
+pub async fn set_access(app: &TestApp, admin: &str, user: i64, server: i64, can_access: bool) {
     let res = app
         .send(
             Method::PATCH,
@@ -29,7 +29,7 @@ async fn set_access(app: &TestApp, admin: &str, user: i64, server: i64, can_acce
     assert_eq!(res.status(), StatusCode::OK);
 }
 
-async fn user_token(app: &TestApp, username: &str) -> String {
+pub async fn user_token(app: &TestApp, username: &str) -> String {
     app.login(username, USER_PASSWORD).await["access_token"]
         .as_str()
         .unwrap()
@@ -46,9 +46,21 @@ async fn rpc(
     extra: &[(&str, &str)],
     body: Value,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    rpc_at(app, &format!("/mcp/{server}"), token, session, extra, body).await
+}
+
+/// `rpc` to any MCP path (`/mcp` for the aggregated endpoint).
+pub async fn rpc_at(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let mut req = app
         .client
-        .post(app.url(&format!("/mcp/{server}")))
+        .post(app.url(path))
         .header("accept", "application/json, text/event-stream")
         .json(&body);
     if let Some(token) = token {

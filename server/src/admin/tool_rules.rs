@@ -1,0 +1,208 @@
+//! `/admin/api/users/{id}/tool-rules` and `/admin/api/api-keys/{id}/tool-rules`: per-tool
+//! allow/deny rules, applied on the next request (`/mcp` and `/mcp/{server}`).
+
+use axum::extract::State;
+use serde_json::json;
+use shared::error::ApiErrorBody;
+use shared::servers::{ToolRule, ToolRuleEffect, ToolRules};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts::{self, Actor};
+use crate::app::AppState;
+use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::db::{self, tool_rules::Subject};
+use crate::error::{ApiError, AppJson, AppPath};
+use crate::mcp::naming;
+
+/// Rules one user or key may have.
+const MAX_RULES: usize = 500;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_user_rules, set_user_rules))
+        .routes(routes!(get_key_rules, set_key_rules))
+}
+
+async fn rules_of(state: &AppState, subject: Subject) -> Result<ToolRules, ApiError> {
+    let rows = db::tool_rules::list(&state.db.pool, subject).await?;
+    Ok(ToolRules {
+        rules: rows
+            .into_iter()
+            .map(|r| ToolRule {
+                server_id: r.server_id,
+                server: r.server,
+                pattern: r.pattern,
+                effect: if r.effect == "allow" {
+                    ToolRuleEffect::Allow
+                } else {
+                    ToolRuleEffect::Deny
+                },
+            })
+            .collect(),
+    })
+}
+
+async fn replace(
+    state: &AppState,
+    actor: &Actor<'_>,
+    subject: Subject,
+    req: &ToolRules,
+) -> Result<ToolRules, ApiError> {
+    if req.rules.len() > MAX_RULES {
+        return Err(ApiError::validation(
+            "rules",
+            format!("at most {MAX_RULES} rules"),
+        ));
+    }
+    for rule in &req.rules {
+        naming::validate_pattern(&rule.pattern).map_err(|m| ApiError::validation("pattern", m))?;
+    }
+    let mut tx = state.db.begin().await?;
+    let (kind, id) = match subject {
+        Subject::User(id) => {
+            db::users::find_by_id(&mut *tx, id)
+                .await?
+                .ok_or(ApiError::NotFound("no such user"))?;
+            ("user", id)
+        }
+        Subject::ApiKey(id) => {
+            db::api_keys::find(&mut *tx, id)
+                .await?
+                .ok_or(ApiError::NotFound("no such API key"))?;
+            ("api_key", id)
+        }
+    };
+    let before = db::tool_rules::list(&mut *tx, subject).await?;
+    db::tool_rules::clear(&mut *tx, subject).await?;
+    let now = db::now();
+    for rule in &req.rules {
+        if db::servers::find(&mut *tx, rule.server_id).await?.is_none() {
+            return Err(ApiError::validation(
+                "server_id",
+                format!("no server with id {}", rule.server_id),
+            ));
+        }
+        db::tool_rules::insert(
+            &mut *tx,
+            subject,
+            rule.server_id,
+            &rule.pattern,
+            rule.effect.as_str(),
+            now,
+        )
+        .await?;
+    }
+    let summary = |rows: Vec<(i64, String, String)>| {
+        rows.into_iter()
+            .map(|(s, p, e)| json!({ "server_id": s, "pattern": p, "effect": e }))
+            .collect::<Vec<_>>()
+    };
+    accounts::audit(
+        &mut *tx,
+        actor,
+        "tool_rules.set",
+        kind,
+        Some(id.to_string()),
+        Some(json!(summary(
+            before
+                .into_iter()
+                .map(|r| (r.server_id, r.pattern, r.effect))
+                .collect()
+        ))),
+        Some(json!(summary(
+            req.rules
+                .iter()
+                .map(|r| (r.server_id, r.pattern.clone(), r.effect.as_str().to_string()))
+                .collect()
+        ))),
+    )
+    .await?;
+    tx.commit().await?;
+    state.mcp.registry.invalidate_tool_rules(subject);
+    rules_of(state, subject).await
+}
+
+fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
+    Actor {
+        principal: &admin.0,
+        ip: meta.ip.0.to_string(),
+    }
+}
+
+/// A user's per-tool rules.
+#[utoipa::path(get, path = "/admin/api/users/{id}/tool-rules", tag = "users", operation_id = "get_user_tool_rules",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The rules", body = ToolRules),
+        (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
+    ))]
+async fn get_user_rules(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<AppJson<ToolRules>, ApiError> {
+    Ok(AppJson(rules_of(&state, Subject::User(id)).await?))
+}
+
+/// Replaces a user's per-tool rules; effective on their next request.
+#[utoipa::path(put, path = "/admin/api/users/{id}/tool-rules", tag = "users", operation_id = "set_user_tool_rules",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "User id")),
+    request_body = ToolRules,
+    responses(
+        (status = 200, description = "The rules now", body = ToolRules),
+        (status = 400, description = "Invalid pattern or unknown server", body = ApiErrorBody),
+        (status = 404, description = "No such user", body = ApiErrorBody),
+    ))]
+async fn set_user_rules(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    AppPath(id): AppPath<i64>,
+    AppJson(req): AppJson<ToolRules>,
+) -> Result<AppJson<ToolRules>, ApiError> {
+    Ok(AppJson(
+        replace(&state, &actor(&admin, &meta), Subject::User(id), &req).await?,
+    ))
+}
+
+/// An API key's per-tool rules (any user's key).
+#[utoipa::path(get, path = "/admin/api/api-keys/{id}/tool-rules", tag = "users", operation_id = "get_api_key_tool_rules",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "API key id")),
+    responses(
+        (status = 200, description = "The rules", body = ToolRules),
+        (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
+    ))]
+async fn get_key_rules(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    AppPath(id): AppPath<i64>,
+) -> Result<AppJson<ToolRules>, ApiError> {
+    Ok(AppJson(rules_of(&state, Subject::ApiKey(id)).await?))
+}
+
+/// Replaces an API key's per-tool rules (they narrow its owner's rules); effective on the
+/// key's next request.
+#[utoipa::path(put, path = "/admin/api/api-keys/{id}/tool-rules", tag = "users", operation_id = "set_api_key_tool_rules",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "API key id")),
+    request_body = ToolRules,
+    responses(
+        (status = 200, description = "The rules now", body = ToolRules),
+        (status = 400, description = "Invalid pattern or unknown server", body = ApiErrorBody),
+        (status = 404, description = "No such API key", body = ApiErrorBody),
+    ))]
+async fn set_key_rules(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    AppPath(id): AppPath<i64>,
+    AppJson(req): AppJson<ToolRules>,
+) -> Result<AppJson<ToolRules>, ApiError> {
+    Ok(AppJson(
+        replace(&state, &actor(&admin, &meta), Subject::ApiKey(id), &req).await?,
+    ))
+}
