@@ -453,3 +453,87 @@ async fn sessions_survive_restarts_and_replicas() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     replica.stop().await;
 }
+
+/// A backend's request to the client (sampling) reaches the client on the call's stream with an
+/// id that names the backend, and the client's answer goes back to that backend.
+#[tokio::test]
+async fn server_requests_reach_the_client_and_answers_go_back() {
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let everything = crate::peers::EverythingServer::start("streamableHttp").await;
+    add_server(&app, &admin, json!({"name": "every", "url": everything.url(), "transport": "streamable-http"})).await;
+    let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
+    let token = app.login("admin", crate::helpers::ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, headers, _) = rpc_at(
+        &app,
+        "/mcp",
+        Some(&token),
+        None,
+        &[],
+        req(1, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "t", "version": "1"}})),
+    )
+    .await;
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let res = app
+        .client
+        .post(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&req(5, "tools/call", json!({"name": "every__trigger-sampling-request", "arguments": {"prompt": "hello"}})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut stream = res.bytes_stream();
+    let mut buffer = String::new();
+    let mut answered = false;
+    let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                    continue;
+                };
+                let message: Value = serde_json::from_str(data).unwrap();
+                if message["method"] == "sampling/createMessage" {
+                    let id = message["id"].as_str().unwrap().to_string();
+                    assert!(id.starts_with("amg."), "the request id names its backend: {id}");
+                    let (status, _, _) = rpc_at(
+                        &app,
+                        "/mcp",
+                        Some(&token),
+                        Some(&session),
+                        &[("mcp-protocol-version", "2025-06-18")],
+                        json!({"jsonrpc": "2.0", "id": id, "result": {"role": "assistant", "content": {"type": "text", "text": "sampled reply"}, "model": "test-model"}}),
+                    )
+                    .await;
+                    assert_eq!(status, StatusCode::ACCEPTED);
+                    answered = true;
+                } else if message["id"] == 5 {
+                    return message;
+                }
+            }
+        }
+        Value::Null
+    })
+    .await
+    .expect("the call finished");
+    assert!(answered, "the sampling request reached the client");
+    assert!(outcome.to_string().contains("sampled reply"), "{outcome}");
+    // Meanwhile the other backend answered normally on the same session.
+    assert_eq!(text(&call(&app, &token, &session, "alpha__add", json!({"a": 1, "b": 2})).await), "3");
+    // An answer to nothing is refused.
+    let (status, _, _) = rpc_at(&app, "/mcp", Some(&token), Some(&session), &[], json!({"jsonrpc": "2.0", "id": "amg.999.1", "result": {}})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
