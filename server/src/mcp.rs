@@ -3,11 +3,11 @@
 //! `mcp/README.md` explains the protocol handling.
 
 pub mod activity;
+pub mod aggregate;
 pub mod backend;
 pub mod health;
 pub mod legacy;
 pub mod link;
-pub mod aggregate;
 pub mod naming;
 pub mod protocol;
 pub mod proxy;
@@ -112,8 +112,10 @@ impl McpState {
             if let Ok(mut held) = self.held.lock() {
                 held.remove(&(user_id, server_id));
             }
-            self.aggregate
-                .retain_links(|user, server| !(user == user_id && server == server_id), None);
+            self.aggregate.retain_links(
+                |user, server| !(user == user_id && server == server_id),
+                None,
+            );
         }
     }
 

@@ -12,7 +12,9 @@ use crate::app::AppState;
 use crate::db::{self, servers::ServerRow};
 use crate::error::ApiError;
 use crate::mcp::naming;
-use crate::mcp::registry::{credential_context, credential_header, derive_prefix, effective_prefix};
+use crate::mcp::registry::{
+    credential_context, credential_header, derive_prefix, effective_prefix,
+};
 
 const MAX_TIMEOUT_SECS: u32 = 3600;
 

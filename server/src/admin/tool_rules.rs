@@ -113,7 +113,11 @@ async fn replace(
         Some(json!(summary(
             req.rules
                 .iter()
-                .map(|r| (r.server_id, r.pattern.clone(), r.effect.as_str().to_string()))
+                .map(|r| (
+                    r.server_id,
+                    r.pattern.clone(),
+                    r.effect.as_str().to_string()
+                ))
                 .collect()
         ))),
     )

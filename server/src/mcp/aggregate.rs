@@ -38,7 +38,7 @@ use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind};
 use crate::mcp::backend::BackendError;
 use crate::mcp::link::Link;
 use crate::mcp::naming;
-use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_SESSION, H_VERSION, Kind, Message, code};
+use crate::mcp::protocol::{self, H_SESSION, H_VERSION, Kind, Message, code};
 use crate::mcp::proxy::{self, Chunks};
 use crate::mcp::registry::{Backend, ToolFilter};
 use crate::mcp::sse;
@@ -57,6 +57,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const MAX_SESSIONS_PER_USER: usize = 256;
 
 type LinkSlot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+/// A client request on its way: (session key, the client's raw JSON id).
+type Inflight = (Arc<str>, String);
 
 /// The aggregated endpoint's state on this replica: cached lists, backend sessions per client
 /// session, and the clients' GET streams.
@@ -67,7 +69,7 @@ pub struct AggregateState {
     keys_by_user: Mutex<HashMap<i64, VecDeque<Arc<str>>>>,
     outboxes: Mutex<HashMap<Arc<str>, mpsc::Sender<Value>>>,
     /// (session, client request id) → (server, gateway id), for `notifications/cancelled`.
-    inflight: Mutex<HashMap<(Arc<str>, String), (i64, Value)>>,
+    inflight: Mutex<HashMap<Inflight, (i64, Value)>>,
 }
 
 impl AggregateState {
@@ -92,10 +94,7 @@ impl AggregateState {
                 }
             }
             links.retain(|(k, _), _| !evicted.contains(k));
-            links
-                .entry((key.clone(), server_id))
-                .or_default()
-                .clone()
+            links.entry((key.clone(), server_id)).or_default().clone()
         };
         if let Ok(mut outboxes) = self.outboxes.lock() {
             outboxes.retain(|k, _| !evicted.contains(k));
@@ -275,7 +274,13 @@ impl Ctx {
         let mut backends: Vec<&Arc<Backend>> = snapshot.values().filter(|b| b.enabled).collect();
         backends.sort_by(|a, b| a.name.cmp(&b.name));
         for backend in backends {
-            match self.state.mcp.registry.may_use(&self.principal, backend).await {
+            match self
+                .state
+                .mcp
+                .registry
+                .may_use(&self.principal, backend)
+                .await
+            {
                 Ok(true) => out.push(backend.clone()),
                 Ok(false) => {}
                 Err(e) => {
@@ -390,7 +395,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     } else if version == Some(protocol::LATEST_VERSION)
         || msg.meta_version.as_deref() == Some(protocol::LATEST_VERSION)
     {
-        if let Err(res) = check_modern_headers(headers, &msg) {
+        if let Some(res) = proxy::check_modern_headers(headers, &msg) {
             ctx.record(AGGREGATED, &msg, "header_mismatch", 400, 0);
             return res;
         }
@@ -412,32 +417,6 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         );
     };
     dispatch(&ctx, &sess, &msg, body).await
-}
-
-fn check_modern_headers(headers: &HeaderMap, msg: &Message) -> Result<(), Response> {
-    let header_method =
-        proxy::header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
-    if msg.kind != Kind::Response && header_method.as_deref() != msg.method.as_deref() {
-        return Err(proxy::rpc_error(
-            StatusCode::BAD_REQUEST,
-            msg.id.as_deref(),
-            code::HEADER_MISMATCH,
-            "Mcp-Method header does not match the body's method",
-        ));
-    }
-    if msg.name.is_some() {
-        let header_name =
-            proxy::header_str(headers, H_NAME).and_then(protocol::decode_header_value);
-        if header_name.as_deref() != msg.name.as_deref() {
-            return Err(proxy::rpc_error(
-                StatusCode::BAD_REQUEST,
-                msg.id.as_deref(),
-                code::HEADER_MISMATCH,
-                "Mcp-Name header does not match the body's name or uri",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The union of what the caller's backends offer.
@@ -633,13 +612,19 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
         }
         "completion/complete" => {
             let reference = &message["params"]["ref"];
-            let resolved = match (reference["type"].as_str(), reference["name"].as_str(), reference["uri"].as_str()) {
-                (Some("ref/prompt"), Some(name), _) => resolve_name(ctx, msg, ListKind::Prompts, name)
-                    .await
-                    .map(|(b, n)| (b, "name", n)),
-                (Some("ref/resource"), _, Some(uri)) => resolve_uri(ctx, msg, uri)
-                    .await
-                    .map(|(b, u)| (b, "uri", u)),
+            let resolved = match (
+                reference["type"].as_str(),
+                reference["name"].as_str(),
+                reference["uri"].as_str(),
+            ) {
+                (Some("ref/prompt"), Some(name), _) => {
+                    resolve_name(ctx, msg, ListKind::Prompts, name)
+                        .await
+                        .map(|(b, n)| (b, "name", n))
+                }
+                (Some("ref/resource"), _, Some(uri)) => {
+                    resolve_uri(ctx, msg, uri).await.map(|(b, u)| (b, "uri", u))
+                }
                 _ => return invalid(ctx, msg, "params.ref must name a prompt or a resource"),
             };
             match resolved {
@@ -653,7 +638,11 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
         }
         _ => {
             ctx.record(AGGREGATED, msg, "method_not_found", 200, 0);
-            rpc_refusal(msg.id.as_deref(), code::METHOD_NOT_FOUND, "method not found")
+            rpc_refusal(
+                msg.id.as_deref(),
+                code::METHOD_NOT_FOUND,
+                "method not found",
+            )
         }
     }
 }
@@ -670,7 +659,12 @@ async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response
         .as_str()
         .and_then(|id| id.strip_prefix(SERVER_REQUEST_PREFIX))
         .and_then(|rest| rest.split_once('.'))
-        .and_then(|(server, raw)| Some((server.parse::<i64>().ok()?, serde_json::from_str::<Value>(raw).ok()?)));
+        .and_then(|(server, raw)| {
+            Some((
+                server.parse::<i64>().ok()?,
+                serde_json::from_str::<Value>(raw).ok()?,
+            ))
+        });
     let Some((server_id, original)) = routed else {
         return proxy::rpc_error(
             StatusCode::BAD_REQUEST,
@@ -743,7 +737,12 @@ fn encode_cursor(positions: &[(i64, usize)]) -> String {
 }
 
 /// Merges one list over the caller's backends.
-async fn list(ctx: &Ctx, msg: &Message, message: &Value, kind: ListKind) -> Result<Value, Response> {
+async fn list(
+    ctx: &Ctx,
+    msg: &Message,
+    message: &Value,
+    kind: ListKind,
+) -> Result<Value, Response> {
     let positions = match message["params"]["cursor"].as_str() {
         Some(raw) => match decode_cursor(raw) {
             Some(p) => Some(p),
@@ -764,7 +763,11 @@ async fn list(ctx: &Ctx, msg: &Message, message: &Value, kind: ListKind) -> Resu
         let items = match kind {
             ListKind::Tools => items
                 .iter()
-                .filter(|t| t["name"].as_str().is_some_and(|n| filter.permits(backend.id, n)))
+                .filter(|t| {
+                    t["name"]
+                        .as_str()
+                        .is_some_and(|n| filter.permits(backend.id, n))
+                })
                 .map(|t| renamed(&backend, t))
                 .collect(),
             ListKind::Prompts => items.iter().map(|p| renamed(&backend, p)).collect(),
@@ -857,7 +860,11 @@ fn rewrite_colliding_uris(per_backend: &mut [(Arc<Backend>, Vec<Value>)]) {
             if let Some(uri) = item["uri"].as_str()
                 && seen.get(uri).copied().unwrap_or(0) > 1
             {
-                item["uri"] = json!(format!("{URI_SCHEME}{}/{}", backend.prefix, percent_encode(uri)));
+                item["uri"] = json!(format!(
+                    "{URI_SCHEME}{}/{}",
+                    backend.prefix,
+                    percent_encode(uri)
+                ));
             }
         }
     }
@@ -874,8 +881,16 @@ fn by_prefix(ctx: &Ctx, prefix: &str) -> Option<Arc<Backend>> {
 }
 
 fn unknown(raw_id: Option<&str>, kind: ListKind, name: &str) -> Response {
-    let what = if kind == ListKind::Tools { "tool" } else { "prompt" };
-    rpc_refusal(raw_id, code::INVALID_PARAMS, &format!("unknown {what}: {name}"))
+    let what = if kind == ListKind::Tools {
+        "tool"
+    } else {
+        "prompt"
+    };
+    rpc_refusal(
+        raw_id,
+        code::INVALID_PARAMS,
+        &format!("unknown {what}: {name}"),
+    )
 }
 
 /// The backend and its own name for an exposed tool or prompt name.
@@ -934,7 +949,11 @@ fn template_matches(template: &str, uri: &str) -> bool {
 }
 
 /// The backend and its own URI for a URI the client reads.
-async fn resolve_uri(ctx: &Ctx, msg: &Message, uri: &str) -> Result<(Arc<Backend>, String), Response> {
+async fn resolve_uri(
+    ctx: &Ctx,
+    msg: &Message,
+    uri: &str,
+) -> Result<(Arc<Backend>, String), Response> {
     if let Some(rest) = uri.strip_prefix(URI_SCHEME)
         && let Some((prefix, encoded)) = rest.split_once('/')
         && let Some(backend) = by_prefix(ctx, prefix)
@@ -984,7 +1003,11 @@ async fn resolve_uri(ctx: &Ctx, msg: &Message, uri: &str) -> Result<(Arc<Backend
 }
 
 /// The backend session of this client session with `backend`, opened on first use.
-async fn link_for(ctx: &Ctx, sess: &Sess, backend: &Arc<Backend>) -> Result<Arc<Link>, BackendError> {
+async fn link_for(
+    ctx: &Ctx,
+    sess: &Sess,
+    backend: &Arc<Backend>,
+) -> Result<Arc<Link>, BackendError> {
     let aggregate = &ctx.state.mcp.aggregate;
     let slot = aggregate.slot(&sess.key, ctx.principal.user_id, backend.id);
     let mut guard = slot.lock().await;
@@ -1072,7 +1095,11 @@ async fn route(
     match state.mcp.registry.may_use(&ctx.principal, &backend).await {
         Ok(true) => {}
         Ok(false) => {
-            ctx.deny(&backend.name, tool_name.as_deref(), "no access to this server");
+            ctx.deny(
+                &backend.name,
+                tool_name.as_deref(),
+                "no access to this server",
+            );
             record("access_denied", 200, 0);
             return rpc_refusal(
                 msg.id.as_deref(),
@@ -1100,7 +1127,11 @@ async fn route(
             );
         }
     }
-    if let Err(limited) = state.mcp.limits.check_server(ctx.principal.user_id, backend.id) {
+    if let Err(limited) = state
+        .mcp
+        .limits
+        .check_server(ctx.principal.user_id, backend.id)
+    {
         record("rate_limited", 429, 0);
         return proxy::rate_limited(state, &ctx.meta, &ctx.principal, &backend.name, limited);
     }
@@ -1128,12 +1159,14 @@ async fn route(
     let modern = sess.modern;
     let finish_reply = move |mut reply: Value| -> (String, &'static str) {
         reply["id"] = client_id_value.clone();
-        let outcome = if reply.get("error").is_some() { "error" } else { "ok" };
-        if modern && let Some(result) = reply.get_mut("result") {
-            if let Some(obj) = result.as_object_mut() {
-                obj.entry("resultType")
-                    .or_insert_with(|| Value::String("complete".into()));
-            }
+        let outcome = if reply.get("error").is_some() {
+            "error"
+        } else {
+            "ok"
+        };
+        if modern && let Some(obj) = reply.get_mut("result").and_then(Value::as_object_mut) {
+            obj.entry("resultType")
+                .or_insert_with(|| Value::String("complete".into()));
         }
         (reply.to_string(), outcome)
     };
@@ -1197,15 +1230,14 @@ async fn route(
     let raw_id = msg.id.clone();
     tokio::spawn(async move {
         let mut bytes_out = 0usize;
-        let progress = client_token.as_ref().map(|c| (gateway_token.clone(), c.clone()));
+        let progress = client_token
+            .as_ref()
+            .map(|c| (gateway_token.clone(), c.clone()));
         let mut client_gone = false;
         while let Some(m) = events_rx.recv().await {
-            let Some(m) = from_backend(
-                &state,
-                server_id,
-                m,
-                progress.as_ref().map(|(g, c)| (g, c)),
-            ) else {
+            let Some(m) =
+                from_backend(&state, server_id, m, progress.as_ref().map(|(g, c)| (g, c)))
+            else {
                 continue;
             };
             let bytes = sse::Event::message(m.to_string()).encode();
@@ -1227,7 +1259,12 @@ async fn route(
                 }
                 Ok(Err(e)) => (
                     e.label(),
-                    Some(protocol::error_body(raw_id.as_deref(), e.code(), &e.to_string(), None)),
+                    Some(protocol::error_body(
+                        raw_id.as_deref(),
+                        e.code(),
+                        &e.to_string(),
+                        None,
+                    )),
                 ),
                 Err(_) => ("backend_error", None),
             }
@@ -1265,7 +1302,12 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
         );
     };
     let Some(token) = open_session(&state, sid).filter(|t| t.u == principal.user_id) else {
-        return proxy::rpc_error(StatusCode::NOT_FOUND, None, code::NOT_FOUND, "session not found");
+        return proxy::rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::NOT_FOUND,
+            "session not found",
+        );
     };
     let key: Arc<str> = Arc::from(token.k);
     let (outbox_tx, mut outbox_rx) = mpsc::channel::<Value>(256);
@@ -1325,7 +1367,11 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
 }
 
 /// `DELETE /mcp`: ends the session's backend sessions on this replica.
-pub async fn delete(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> Response {
+pub async fn delete(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+) -> Response {
     let principal = match proxy::authenticate(&state, "mcp", &headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
@@ -1334,7 +1380,12 @@ pub async fn delete(State(state): State<AppState>, meta: RequestMeta, headers: H
         .and_then(|sid| open_session(&state, sid))
         .filter(|t| t.u == principal.user_id)
     else {
-        return proxy::rpc_error(StatusCode::NOT_FOUND, None, code::NOT_FOUND, "session not found");
+        return proxy::rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::NOT_FOUND,
+            "session not found",
+        );
     };
     for slot in state.mcp.aggregate.remove_session(&token.k) {
         if let Some(link) = slot.lock().await.take() {
@@ -1421,8 +1472,14 @@ mod tests {
     #[test]
     fn templates_match_literal_parts() {
         assert!(template_matches("file:///{path}", "file:///etc/hosts"));
-        assert!(template_matches("repo://{owner}/{repo}/issues", "repo://a/b/issues"));
-        assert!(!template_matches("repo://{owner}/{repo}/issues", "repo://a/b/pulls"));
+        assert!(template_matches(
+            "repo://{owner}/{repo}/issues",
+            "repo://a/b/issues"
+        ));
+        assert!(!template_matches(
+            "repo://{owner}/{repo}/issues",
+            "repo://a/b/pulls"
+        ));
         assert!(!template_matches("db://{table}", "file:///x"));
     }
 }

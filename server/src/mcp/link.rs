@@ -56,7 +56,9 @@ impl Link {
         let (upstream, result, version) = match era {
             Era::Legacy => {
                 let mut legacy = LegacySession::connect(&mcp.client, target).await?;
-                let handshake = legacy.initialize(capabilities.clone(), client.clone()).await?;
+                let handshake = legacy
+                    .initialize(capabilities.clone(), client.clone())
+                    .await?;
                 (
                     Upstream::Legacy(Arc::new(tokio::sync::Mutex::new(legacy))),
                     handshake.result,
@@ -172,8 +174,10 @@ impl Link {
                 .await?
             }
             Hop::Modern => {
-                let (body, headers) =
-                    proxy::with_modern_meta(&Bytes::from(message.to_string()), &self.capabilities());
+                let (body, headers) = proxy::with_modern_meta(
+                    &Bytes::from(message.to_string()),
+                    &self.capabilities(),
+                );
                 proxy::forward(
                     state,
                     target,
@@ -251,8 +255,10 @@ impl Link {
                 ok_status(target, res.status().as_u16())
             }
             Hop::Modern => {
-                let (body, headers) =
-                    proxy::with_modern_meta(&Bytes::from(message.to_string()), &self.capabilities());
+                let (body, headers) = proxy::with_modern_meta(
+                    &Bytes::from(message.to_string()),
+                    &self.capabilities(),
+                );
                 let res = proxy::forward(
                     state,
                     target,

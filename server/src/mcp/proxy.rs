@@ -54,7 +54,12 @@ struct Call {
     started: Instant,
 }
 
-pub(crate) fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(
+    status: StatusCode,
+    id: Option<&str>,
+    code: i64,
+    message: &str,
+) -> Response {
     rpc_error_data(status, id, code, message, None)
 }
 
@@ -144,7 +149,9 @@ pub(crate) async fn authenticate(
     match identity::authenticate(state, headers, meta, accept).await {
         Ok(p) => Ok(p),
         Err(ApiError::Unauthorized) => Err(unauthorized(state, resource)),
-        Err(ApiError::Forbidden(m)) => Err(rpc_error(StatusCode::FORBIDDEN, None, code::FORBIDDEN, m)),
+        Err(ApiError::Forbidden(m)) => {
+            Err(rpc_error(StatusCode::FORBIDDEN, None, code::FORBIDDEN, m))
+        }
         Err(e) => {
             tracing::error!(error = %e, "authentication failed unexpectedly");
             Err(internal_error())
@@ -395,7 +402,11 @@ pub async fn post(
             let server_id = call.backend.id;
             filter_response(res, state.config.mcp.max_response_bytes, move |message| {
                 if let Some(tools) = message["result"]["tools"].as_array_mut() {
-                    tools.retain(|t| t["name"].as_str().is_some_and(|n| filter.permits(server_id, n)));
+                    tools.retain(|t| {
+                        t["name"]
+                            .as_str()
+                            .is_some_and(|n| filter.permits(server_id, n))
+                    });
                 }
             })
             .await
@@ -890,7 +901,11 @@ async fn initialize(
     relay(target, res, msg, None, PASS, recorder).await
 }
 
-pub(crate) fn json_response(status: StatusCode, body: String, session_id: Option<&str>) -> Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: String,
+    session_id: Option<&str>,
+) -> Response {
     let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(sid) = session_id
         && let Ok(value) = HeaderValue::from_str(sid)
@@ -1068,7 +1083,10 @@ async fn initialize_legacy(
 
 /// Adds the 2026-07-28 request metadata (version, client capabilities) to a message, for a
 /// modern backend behind a handshake-era client.
-pub(crate) fn with_modern_meta(body: &Bytes, capabilities: &Value) -> (Bytes, Vec<(String, String)>) {
+pub(crate) fn with_modern_meta(
+    body: &Bytes,
+    capabilities: &Value,
+) -> (Bytes, Vec<(String, String)>) {
     let mut message = parse_value(body);
     let mut headers = Vec::new();
     if let Some(method) = message["method"].as_str() {
@@ -1341,6 +1359,31 @@ async fn legacy_call(
     response
 }
 
+/// A 2026-07-28 request's `Mcp-Method`/`Mcp-Name` must agree with its body; the refusal if not.
+pub(crate) fn check_modern_headers(headers: &HeaderMap, msg: &Message) -> Option<Response> {
+    let header_method = header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
+    if msg.kind != Kind::Response && header_method.as_deref() != msg.method.as_deref() {
+        return Some(rpc_error(
+            StatusCode::BAD_REQUEST,
+            msg.id.as_deref(),
+            code::HEADER_MISMATCH,
+            "Mcp-Method header does not match the body's method",
+        ));
+    }
+    if msg.name.is_some() {
+        let header_name = header_str(headers, H_NAME).and_then(protocol::decode_header_value);
+        if header_name.as_deref() != msg.name.as_deref() {
+            return Some(rpc_error(
+                StatusCode::BAD_REQUEST,
+                msg.id.as_deref(),
+                code::HEADER_MISMATCH,
+                "Mcp-Name header does not match the body's name or uri",
+            ));
+        }
+    }
+    None
+}
+
 /// A 2026-07-28 request: no session; the headers must agree with the body.
 async fn stateless(
     state: &AppState,
@@ -1350,27 +1393,9 @@ async fn stateless(
     body: Bytes,
     recorder: Option<Recorder>,
 ) -> Response {
-    let header_method = header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
-    if msg.kind != Kind::Response && header_method.as_deref() != msg.method.as_deref() {
+    if let Some(res) = check_modern_headers(headers, msg) {
         finish(recorder, "header_mismatch", 400, 0);
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            msg.id.as_deref(),
-            code::HEADER_MISMATCH,
-            "Mcp-Method header does not match the body's method",
-        );
-    }
-    if msg.name.is_some() {
-        let header_name = header_str(headers, H_NAME).and_then(protocol::decode_header_value);
-        if header_name.as_deref() != msg.name.as_deref() {
-            finish(recorder, "header_mismatch", 400, 0);
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                msg.id.as_deref(),
-                code::HEADER_MISMATCH,
-                "Mcp-Name header does not match the body's name or uri",
-            );
-        }
+        return res;
     }
     let backend = &call.backend;
     let target = &backend.target;

@@ -181,7 +181,10 @@ impl ToolFilter {
     /// Whether any rule concerns this server (lists need filtering only then).
     pub fn restricts(&self, server_id: i64) -> bool {
         self.user.has_rules_for(server_id)
-            || self.key.as_ref().is_some_and(|k| k.has_rules_for(server_id))
+            || self
+                .key
+                .as_ref()
+                .is_some_and(|k| k.has_rules_for(server_id))
     }
 }
 

@@ -51,6 +51,10 @@ async fn call(app: &TestApp, token: &str, session: &str, tool: &str, args: Value
     message
 }
 
+async fn call_text(app: &TestApp, token: &str, session: &str, tool: &str, args: Value) -> String {
+    text(&call(app, token, session, tool, args).await).to_string()
+}
+
 fn text(message: &Value) -> &str {
     message["result"]["content"][0]["text"]
         .as_str()
@@ -140,11 +144,21 @@ async fn real_clients_see_every_backend_under_distinct_names() {
     let url = app.url("/mcp");
     let python = ["auto", "legacy", "2026-07-28"].map(|mode| {
         let (url, token, script) = (url.clone(), token.clone(), script.clone());
-        async move { (format!("python {mode}"), run_python_client(&url, &token, mode, &script).await) }
+        async move {
+            (
+                format!("python {mode}"),
+                run_python_client(&url, &token, mode, &script).await,
+            )
+        }
     });
     let ts = {
         let (url, token, script) = (url.clone(), token.clone(), script.clone());
-        async move { ("typescript".to_string(), run_ts_client(&url, &token, &script).await) }
+        async move {
+            (
+                "typescript".to_string(),
+                run_ts_client(&url, &token, &script).await,
+            )
+        }
     };
     let (mut runs, ts) = futures::future::join(futures::future::join_all(python), ts).await;
     runs.push(ts);
@@ -165,7 +179,10 @@ async fn real_clients_see_every_backend_under_distinct_names() {
             "gamma__echo",
             "gamma__add",
         ] {
-            assert!(tools.contains(&expected), "{client}: {expected} in {tools:?}");
+            assert!(
+                tools.contains(&expected),
+                "{client}: {expected} in {tools:?}"
+            );
         }
         assert!(
             tools.iter().all(|t| t.len() <= 64),
@@ -192,22 +209,40 @@ async fn real_clients_see_every_backend_under_distinct_names() {
         .clone();
     assert!(alias.len() <= 64 && alias != format!("beta__{LONG_TOOL}"));
     let reply = call(&app, &token, &session, &alias, json!({"quarter": "Q3"})).await;
-    assert_eq!(text(&reply), "beta:report Q3", "the alias routes to the long name");
+    assert_eq!(
+        text(&reply),
+        "beta:report Q3",
+        "the alias routes to the long name"
+    );
     // The same alias after a restart of the gateway: a pure function of prefix and name.
     assert_eq!(
         alias,
-        names.iter().find(|n| n.starts_with("beta__fetch")).unwrap().clone()
+        names
+            .iter()
+            .find(|n| n.starts_with("beta__fetch"))
+            .unwrap()
+            .clone()
     );
     for (tool, expected) in [("alpha__echo", "alpha:x"), ("gamma__echo", "gamma:x")] {
         let reply = call(&app, &token, &session, tool, json!({"text": "x"})).await;
         assert_eq!(text(&reply), expected, "{tool}");
     }
-    let reply = call(&app, &token, &session, "gamma__add", json!({"a": 2, "b": 3})).await;
+    let reply = call(
+        &app,
+        &token,
+        &session,
+        "gamma__add",
+        json!({"a": 2, "b": 3}),
+    )
+    .await;
     assert_eq!(text(&reply), "5");
     // Unknown names are refused, never guessed or broadcast.
     for name in ["echo", "nosuch__echo", "alpha__nosuchtool_0123456789ab"] {
         let reply = call(&app, &token, &session, name, json!({})).await;
-        assert!(reply.get("error").is_some() || reply["result"]["isError"] == true, "{name}: {reply}");
+        assert!(
+            reply.get("error").is_some() || reply["result"]["isError"] == true,
+            "{name}: {reply}"
+        );
     }
     // The unprefixed backend name is not a tool of the aggregated server.
     let reply = call(&app, &token, &session, "echo", json!({"text": "x"})).await;
@@ -223,7 +258,10 @@ async fn real_clients_see_every_backend_under_distinct_names() {
             .await
             .unwrap();
         let rows = activity["items"].as_array().unwrap();
-        if rows.iter().any(|a| a["method"] == "tools/call" && a["tool"] == "add" && a["status"] == "ok") {
+        if rows
+            .iter()
+            .any(|a| a["method"] == "tools/call" && a["tool"] == "add" && a["status"] == "ok")
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -359,7 +397,12 @@ async fn sessions_survive_restarts_and_replicas() {
     let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
     let mut beta = PeerServer::start(Sdk::Py1, "beta", &[]).await;
     let alpha_id = add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
-    add_server(&app, &admin, json!({"name": "beta", "url": beta.url(), "transport": "streamable-http"})).await;
+    add_server(
+        &app,
+        &admin,
+        json!({"name": "beta", "url": beta.url(), "transport": "streamable-http"}),
+    )
+    .await;
     let token = app.login("admin", crate::helpers::ADMIN_PASSWORD).await["access_token"]
         .as_str()
         .unwrap()
@@ -373,31 +416,89 @@ async fn sessions_survive_restarts_and_replicas() {
     sorted.dedup();
     assert_eq!(sorted.len(), 6, "{names:?}");
     assert_eq!(names.len(), 6, "no duplicates across pages: {names:?}");
-    let (_, _, bad) = rpc_at(&app, "/mcp", Some(&token), Some(&session), &[], req(3, "tools/list", json!({"cursor": "garbage!"}))).await;
+    let (_, _, bad) = rpc_at(
+        &app,
+        "/mcp",
+        Some(&token),
+        Some(&session),
+        &[],
+        req(3, "tools/list", json!({"cursor": "garbage!"})),
+    )
+    .await;
     assert_eq!(error_code(&bad), -32602);
 
-    assert_eq!(text(&call(&app, &token, &session, "beta__echo", json!({"text": "1"})).await), "beta:1");
+    assert_eq!(
+        call_text(&app, &token, &session, "beta__echo", json!({"text": "1"})).await,
+        "beta:1"
+    );
     beta.restart().await;
     assert_eq!(
-        text(&call(&app, &token, &session, "beta__echo", json!({"text": "2"})).await),
+        call_text(&app, &token, &session, "beta__echo", json!({"text": "2"})).await,
         "beta:2",
         "the restarted backend is re-initialised behind the same client session"
     );
-    assert_eq!(text(&call(&app, &token, &session, "alpha__echo", json!({"text": "3"})).await), "alpha:3");
+    assert_eq!(
+        call_text(&app, &token, &session, "alpha__echo", json!({"text": "3"})).await,
+        "alpha:3"
+    );
 
     // Another replica on the same store and key serves the same session.
     let replica = env.spawn().await;
-    assert_eq!(text(&call(&replica, &token, &session, "alpha__echo", json!({"text": "4"})).await), "alpha:4");
-    assert_eq!(text(&call(&replica, &token, &session, "beta__add", json!({"a": 1, "b": 1})).await), "2");
+    assert_eq!(
+        call_text(
+            &replica,
+            &token,
+            &session,
+            "alpha__echo",
+            json!({"text": "4"})
+        )
+        .await,
+        "alpha:4"
+    );
+    assert_eq!(
+        call_text(
+            &replica,
+            &token,
+            &session,
+            "beta__add",
+            json!({"a": 1, "b": 1})
+        )
+        .await,
+        "2"
+    );
     // The session is bound to its user, and a forged one is unknown.
     app.create_user(&admin, "frank", "admin").await;
     let frank = user_token(&app, "frank").await;
-    let (status, _, _) = rpc_at(&app, "/mcp", Some(&frank), Some(&session), &[], req(4, "tools/list", json!({}))).await;
+    let (status, _, _) = rpc_at(
+        &app,
+        "/mcp",
+        Some(&frank),
+        Some(&session),
+        &[],
+        req(4, "tools/list", json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let forged = format!("{}x", &session[..session.len() - 1]);
-    let (status, _, _) = rpc_at(&app, "/mcp", Some(&token), Some(&forged), &[], req(4, "tools/list", json!({}))).await;
+    let (status, _, _) = rpc_at(
+        &app,
+        "/mcp",
+        Some(&token),
+        Some(&forged),
+        &[],
+        req(4, "tools/list", json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = rpc_at(&app, "/mcp", None, Some(&session), &[], req(4, "tools/list", json!({}))).await;
+    let (status, _, _) = rpc_at(
+        &app,
+        "/mcp",
+        None,
+        Some(&session),
+        &[],
+        req(4, "tools/list", json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // An admin edit (a new prefix) reaches the client's GET stream as list_changed.
@@ -413,7 +514,12 @@ async fn sessions_survive_restarts_and_replicas() {
     assert_eq!(res.status(), StatusCode::OK);
     let mut stream = res.bytes_stream();
     let res = app
-        .send(Method::PATCH, &format!("/admin/api/mcp-servers/{alpha_id}"), Some(&admin), Some(json!({"tool_prefix": "al"})))
+        .send(
+            Method::PATCH,
+            &format!("/admin/api/mcp-servers/{alpha_id}"),
+            Some(&admin),
+            Some(json!({"tool_prefix": "al"})),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut seen = String::new();
@@ -430,14 +536,27 @@ async fn sessions_survive_restarts_and_replicas() {
     .unwrap_or(false);
     assert!(found, "list_changed on the GET stream: {seen}");
     let names = tool_names(&app, &token, &session).await;
-    assert!(names.contains(&"al__echo".to_string()) && !names.contains(&"alpha__echo".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"al__echo".to_string()) && !names.contains(&"alpha__echo".to_string()),
+        "{names:?}"
+    );
     // A prefix another server already has is refused.
     let res = app
-        .send(Method::PATCH, &format!("/admin/api/mcp-servers/{alpha_id}"), Some(&admin), Some(json!({"tool_prefix": "beta"})))
+        .send(
+            Method::PATCH,
+            &format!("/admin/api/mcp-servers/{alpha_id}"),
+            Some(&admin),
+            Some(json!({"tool_prefix": "beta"})),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     let res = app
-        .send(Method::PATCH, &format!("/admin/api/mcp-servers/{alpha_id}"), Some(&admin), Some(json!({"tool_prefix": "bad__prefix"})))
+        .send(
+            Method::PATCH,
+            &format!("/admin/api/mcp-servers/{alpha_id}"),
+            Some(&admin),
+            Some(json!({"tool_prefix": "bad__prefix"})),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 
@@ -465,7 +584,12 @@ async fn server_requests_reach_the_client_and_answers_go_back() {
         .await;
     let admin = app.admin_token().await;
     let everything = crate::peers::EverythingServer::start("streamableHttp").await;
-    add_server(&app, &admin, json!({"name": "every", "url": everything.url(), "transport": "streamable-http"})).await;
+    add_server(
+        &app,
+        &admin,
+        json!({"name": "every", "url": everything.url(), "transport": "streamable-http"}),
+    )
+    .await;
     let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
     add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
     let token = app.login("admin", crate::helpers::ADMIN_PASSWORD).await["access_token"]
@@ -489,7 +613,11 @@ async fn server_requests_reach_the_client_and_answers_go_back() {
         .header("accept", "application/json, text/event-stream")
         .header("mcp-session-id", &session)
         .header("mcp-protocol-version", "2025-06-18")
-        .json(&req(5, "tools/call", json!({"name": "every__trigger-sampling-request", "arguments": {"prompt": "hello"}})))
+        .json(&req(
+            5,
+            "tools/call",
+            json!({"name": "every__trigger-sampling-request", "arguments": {"prompt": "hello"}}),
+        ))
         .send()
         .await
         .unwrap();
@@ -532,8 +660,26 @@ async fn server_requests_reach_the_client_and_answers_go_back() {
     assert!(answered, "the sampling request reached the client");
     assert!(outcome.to_string().contains("sampled reply"), "{outcome}");
     // Meanwhile the other backend answered normally on the same session.
-    assert_eq!(text(&call(&app, &token, &session, "alpha__add", json!({"a": 1, "b": 2})).await), "3");
+    assert_eq!(
+        call_text(
+            &app,
+            &token,
+            &session,
+            "alpha__add",
+            json!({"a": 1, "b": 2})
+        )
+        .await,
+        "3"
+    );
     // An answer to nothing is refused.
-    let (status, _, _) = rpc_at(&app, "/mcp", Some(&token), Some(&session), &[], json!({"jsonrpc": "2.0", "id": "amg.999.1", "result": {}})).await;
+    let (status, _, _) = rpc_at(
+        &app,
+        "/mcp",
+        Some(&token),
+        Some(&session),
+        &[],
+        json!({"jsonrpc": "2.0", "id": "amg.999.1", "result": {}}),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -135,7 +135,11 @@ impl Catalog {
 
     /// The gateway's own session with the backend (opened on first use; its stream, when the
     /// backend offers one, is watched for list changes).
-    async fn link(&self, state: &AppState, backend: &Arc<Backend>) -> Result<Arc<Link>, BackendError> {
+    async fn link(
+        &self,
+        state: &AppState,
+        backend: &Arc<Backend>,
+    ) -> Result<Arc<Link>, BackendError> {
         if let Some(link) = self.cached_link(backend)
             && link.alive().await
         {
@@ -174,7 +178,11 @@ impl Catalog {
     }
 
     /// The backend's InitializeResult (capabilities, serverInfo, instructions).
-    pub async fn info(&self, state: &AppState, backend: &Arc<Backend>) -> Result<Value, BackendError> {
+    pub async fn info(
+        &self,
+        state: &AppState,
+        backend: &Arc<Backend>,
+    ) -> Result<Value, BackendError> {
         Ok(self.link(state, backend).await?.result.clone())
     }
 
