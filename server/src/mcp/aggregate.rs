@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -34,7 +35,7 @@ use crate::auth::identity::{Principal, RequestMeta};
 use crate::db::{self, servers::ActivityRow};
 use crate::events::{EventType, Severity};
 use crate::keys::random_bytes;
-use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind};
+use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind, Listed};
 use crate::mcp::backend::BackendError;
 use crate::mcp::link::Link;
 use crate::mcp::naming;
@@ -57,6 +58,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const MAX_SESSIONS_PER_USER: usize = 256;
 
 type LinkSlot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+/// A backend request in flight (owned, so a streaming answer can keep polling it).
+type BackendCall =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, BackendError>> + Send>>;
 /// A client request on its way: (session key, the client's raw JSON id).
 type Inflight = (Arc<str>, String);
 
@@ -269,27 +273,15 @@ impl Ctx {
 
     /// The enabled backends the caller may use, by name.
     async fn usable(&self) -> Result<Vec<Arc<Backend>>, Response> {
-        let mut out = Vec::new();
-        let snapshot = self.state.mcp.registry.snapshot();
-        let mut backends: Vec<&Arc<Backend>> = snapshot.values().filter(|b| b.enabled).collect();
-        backends.sort_by(|a, b| a.name.cmp(&b.name));
-        for backend in backends {
-            match self
-                .state
-                .mcp
-                .registry
-                .may_use(&self.principal, backend)
-                .await
-            {
-                Ok(true) => out.push(backend.clone()),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "permission check failed");
-                    return Err(proxy::internal_error());
-                }
-            }
-        }
-        Ok(out)
+        self.state
+            .mcp
+            .registry
+            .usable(&self.principal)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = format!("{e:#}"), "permission check failed");
+                proxy::internal_error()
+            })
     }
 
     async fn tool_filter(&self) -> Result<ToolFilter, Response> {
@@ -561,8 +553,11 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
         },
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
             let kind = ListKind::from_method(method).unwrap_or(ListKind::Tools);
-            match list(ctx, msg, &message, kind).await {
-                Ok(result) => reply(result, true),
+            match list(ctx, sess, msg, &message, kind).await {
+                Ok(body) => {
+                    ctx.record(AGGREGATED, msg, "ok", 200, body.len());
+                    proxy::json_response(StatusCode::OK, body, None)
+                }
                 Err(res) => res,
             }
         }
@@ -736,13 +731,15 @@ fn encode_cursor(positions: &[(i64, usize)]) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(positions).unwrap_or_default())
 }
 
-/// Merges one list over the caller's backends.
+/// Merges one list over the caller's backends into the JSON-RPC response body. Items are
+/// copied from the catalog's pre-rendered JSON; only colliding resource URIs are rewritten.
 async fn list(
     ctx: &Ctx,
+    sess: &Sess,
     msg: &Message,
     message: &Value,
     kind: ListKind,
-) -> Result<Value, Response> {
+) -> Result<String, Response> {
     let positions = match message["params"]["cursor"].as_str() {
         Some(raw) => match decode_cursor(raw) {
             Some(p) => Some(p),
@@ -756,118 +753,162 @@ async fn list(
         .into_iter()
         .filter(|b| positions.as_ref().is_none_or(|p| p.contains_key(&b.id)))
         .collect();
-    let filter = ctx.tool_filter().await?;
+    let filter = if kind == ListKind::Tools {
+        Some(ctx.tool_filter().await?)
+    } else {
+        None
+    };
     let fetched = fetch_lists(ctx, msg, &backends, kind).await;
-    let mut per_backend: Vec<(Arc<Backend>, Vec<Value>)> = Vec::new();
-    for (backend, items) in fetched {
-        let items = match kind {
-            ListKind::Tools => items
-                .iter()
-                .filter(|t| {
-                    t["name"]
-                        .as_str()
-                        .is_some_and(|n| filter.permits(backend.id, n))
-                })
-                .map(|t| renamed(&backend, t))
-                .collect(),
-            ListKind::Prompts => items.iter().map(|p| renamed(&backend, p)).collect(),
-            ListKind::Resources | ListKind::Templates => items.to_vec(),
-        };
-        per_backend.push((backend, items));
-    }
-    if kind == ListKind::Resources {
-        rewrite_colliding_uris(&mut per_backend);
-    }
+    // Only resources can need rewriting (two backends with one URI).
+    let rewritten = (kind == ListKind::Resources)
+        .then(|| colliding_uris(&fetched))
+        .flatten();
     let page_size = ctx.state.config.mcp.aggregate_page_size;
-    let mut page = Vec::new();
+    let mut page: Vec<std::borrow::Cow<'_, RawValue>> = Vec::new();
     let mut next: Vec<(i64, usize)> = Vec::new();
-    for (backend, items) in per_backend {
+    for (backend, listed) in &fetched {
+        // Positions count the items this caller can see.
+        let visible: Vec<usize> = (0..listed.rendered.len())
+            .filter(|&i| {
+                filter.as_ref().is_none_or(|f| {
+                    listed
+                        .name(i)
+                        .is_some_and(|n| f.permits(backend.id, n))
+                })
+            })
+            .collect();
         let start = positions
             .as_ref()
             .and_then(|p| p.get(&backend.id).copied())
             .unwrap_or(0)
-            .min(items.len());
+            .min(visible.len());
         let room = page_size.saturating_sub(page.len());
-        let end = (start + room).min(items.len());
-        page.extend(items[start..end].iter().cloned());
-        if end < items.len() {
+        let end = (start + room).min(visible.len());
+        for &i in &visible[start..end] {
+            match rewritten.as_ref().and_then(|r| r.get(&(backend.id, i))) {
+                Some(raw) => page.push(std::borrow::Cow::Owned(raw.clone())),
+                None => page.push(std::borrow::Cow::Borrowed(&*listed.rendered[i])),
+            }
+        }
+        if end < visible.len() {
             next.push((backend.id, end));
         }
     }
-    let mut result = json!({ kind.field(): page });
-    if !next.is_empty() {
-        result["nextCursor"] = json!(encode_cursor(&next));
+    let mut body = String::with_capacity(64 + page.iter().map(|r| r.get().len() + 1).sum::<usize>());
+    body.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    body.push_str(msg.id.as_deref().unwrap_or("null"));
+    body.push_str(r#","result":{""#);
+    body.push_str(kind.field());
+    body.push_str(r#"":["#);
+    for (i, item) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(item.get());
     }
-    Ok(result)
+    body.push(']');
+    if !next.is_empty() {
+        body.push_str(r#","nextCursor":""#);
+        body.push_str(&encode_cursor(&next));
+        body.push('"');
+    }
+    if sess.modern {
+        body.push_str(r#","resultType":"complete","ttlMs":0,"cacheScope":"private""#);
+    }
+    body.push_str("}}");
+    Ok(body)
 }
 
-/// Fetches one list from each backend in parallel; a backend that fails or is too slow is left
-/// out (and an activity record says why).
+/// Fetches one list from each backend: fresh cached lists at once, the others in parallel; a
+/// backend that fails or is too slow is left out (and an activity record says why).
 async fn fetch_lists(
     ctx: &Ctx,
     msg: &Message,
     backends: &[Arc<Backend>],
     kind: ListKind,
-) -> Vec<(Arc<Backend>, Arc<Vec<Value>>)> {
+) -> Vec<(Arc<Backend>, Arc<Listed>)> {
     let catalog = &ctx.state.mcp.aggregate.catalog;
-    let results = futures_util::future::join_all(backends.iter().map(|b| async move {
-        if ctx.state.mcp.registry.health(b.id).status == "offline" {
-            return (b.clone(), Err("backend_offline"));
+    let registry = &ctx.state.mcp.registry;
+    let mut out: Vec<Option<(Arc<Backend>, Arc<Listed>)>> = Vec::with_capacity(backends.len());
+    let mut missing = Vec::new();
+    for (i, b) in backends.iter().enumerate() {
+        if registry.is_offline(b.id) {
+            ctx.record(&b.name, msg, "backend_offline", 200, 0);
+            out.push(None);
+            continue;
         }
-        match tokio::time::timeout(b.target.timeout, catalog.list(&ctx.state, b, kind)).await {
-            Ok(Ok(items)) => (b.clone(), Ok(items)),
-            Ok(Err(e)) => (b.clone(), Err(e.label())),
-            Err(_) => (b.clone(), Err("backend_timeout")),
-        }
-    }))
-    .await;
-    let mut out = Vec::new();
-    for (backend, result) in results {
-        match result {
-            Ok(items) => out.push((backend, items)),
-            Err(label) => {
-                tracing::info!(server = %backend.name, reason = label, list = kind.method(), "backend left out of an aggregated list");
-                ctx.record(&backend.name, msg, label, 200, 0);
+        match catalog.cached_list(b, kind) {
+            Some(listed) => out.push(Some((b.clone(), listed))),
+            None => {
+                out.push(None);
+                missing.push(i);
             }
         }
     }
-    out
-}
-
-fn renamed(backend: &Backend, item: &Value) -> Value {
-    let mut item = item.clone();
-    if let Some(name) = item["name"].as_str() {
-        item["name"] = json!(naming::exposed(&backend.prefix, name));
+    if !missing.is_empty() {
+        let fetched = futures_util::future::join_all(missing.iter().map(|&i| {
+            let b = &backends[i];
+            async move {
+                let result =
+                    match tokio::time::timeout(b.target.timeout, catalog.list(&ctx.state, b, kind))
+                        .await
+                    {
+                        Ok(Ok(listed)) => Ok(listed),
+                        Ok(Err(e)) => Err(e.label()),
+                        Err(_) => Err("backend_timeout"),
+                    };
+                (i, result)
+            }
+        }))
+        .await;
+        for (i, result) in fetched {
+            let backend = &backends[i];
+            match result {
+                Ok(listed) => out[i] = Some((backend.clone(), listed)),
+                Err(label) => {
+                    tracing::info!(server = %backend.name, reason = label, list = kind.method(), "backend left out of an aggregated list");
+                    ctx.record(&backend.name, msg, label, 200, 0);
+                }
+            }
+        }
     }
-    item
+    out.into_iter().flatten().collect()
 }
 
 fn percent_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// A URI offered by more than one backend becomes `mcpgw://{prefix}/{percent-encoded uri}`.
-fn rewrite_colliding_uris(per_backend: &mut [(Arc<Backend>, Vec<Value>)]) {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (_, items) in per_backend.iter() {
-        let unique: HashSet<&str> = items.iter().filter_map(|r| r["uri"].as_str()).collect();
+/// Resources whose URI more than one backend lists, rendered with the URI
+/// `mcpgw://{prefix}/{percent-encoded uri}`, by (server, index); `None` when nothing collides.
+fn colliding_uris(
+    fetched: &[(Arc<Backend>, Arc<Listed>)],
+) -> Option<HashMap<(i64, usize), Box<RawValue>>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (_, listed) in fetched {
+        let unique: HashSet<&str> = listed.items.iter().filter_map(|r| r["uri"].as_str()).collect();
         for uri in unique {
-            *seen.entry(uri.to_string()).or_default() += 1;
+            *seen.entry(uri).or_default() += 1;
         }
     }
-    for (backend, items) in per_backend.iter_mut() {
-        for item in items.iter_mut() {
+    if seen.values().all(|&n| n < 2) {
+        return None;
+    }
+    let mut out = HashMap::new();
+    for (backend, listed) in fetched {
+        for (i, item) in listed.items.iter().enumerate() {
             if let Some(uri) = item["uri"].as_str()
                 && seen.get(uri).copied().unwrap_or(0) > 1
             {
-                item["uri"] = json!(format!(
-                    "{URI_SCHEME}{}/{}",
-                    backend.prefix,
-                    percent_encode(uri)
-                ));
+                let mut item = item.clone();
+                item["uri"] = json!(format!("{URI_SCHEME}{}/{}", backend.prefix, percent_encode(uri)));
+                if let Ok(raw) = serde_json::value::to_raw_value(&item) {
+                    out.insert((backend.id, i), raw);
+                }
             }
         }
     }
+    Some(out)
 }
 
 fn by_prefix(ctx: &Ctx, prefix: &str) -> Option<Arc<Backend>> {
@@ -919,6 +960,7 @@ async fn resolve_name(
         .await
         .map_err(|e| proxy::backend_error(raw_id, &e))?;
     items
+        .items
         .iter()
         .filter_map(|t| t["name"].as_str())
         .find(|n| naming::exposed(&backend.prefix, n) == exposed)
@@ -968,7 +1010,7 @@ async fn resolve_uri(
     let resources = fetch_lists(ctx, msg, &backends, ListKind::Resources).await;
     let exact: Vec<&Arc<Backend>> = resources
         .iter()
-        .filter(|(_, items)| items.iter().any(|r| r["uri"].as_str() == Some(uri)))
+        .filter(|(_, listed)| listed.items.iter().any(|r| r["uri"].as_str() == Some(uri)))
         .map(|(b, _)| b)
         .collect();
     if exact.len() == 1 {
@@ -978,8 +1020,9 @@ async fn resolve_uri(
         let templates = fetch_lists(ctx, msg, &backends, ListKind::Templates).await;
         let matching: Vec<&Arc<Backend>> = templates
             .iter()
-            .filter(|(_, items)| {
-                items
+            .filter(|(_, listed)| {
+                listed
+                    .items
                     .iter()
                     .filter_map(|t| t["uriTemplate"].as_str())
                     .any(|t| template_matches(t, uri))
@@ -1170,26 +1213,73 @@ async fn route(
         }
         (reply.to_string(), outcome)
     };
-    let outbox = state.mcp.aggregate.outbox(&sess.key);
+    let (events_tx, mut events_rx) = mpsc::channel::<Value>(64);
+    let mut call: BackendCall = {
+        let state = state.clone();
+        let link = link.clone();
+        Box::pin(async move { link.call(&state, message, Some(&events_tx)).await })
+    };
+    let server_id = backend.id;
+    let progress = client_token.map(|c| (gateway_token, c));
+    // The answer alone comes back as JSON; if the backend sends anything before it (progress,
+    // log messages, a request to the client) and the client takes SSE, the answer streams.
+    let mut pending = Vec::new();
+    let early = tokio::select! {
+        result = &mut call => Some(result),
+        Some(m) = events_rx.recv() => {
+            pending.push(m);
+            None
+        }
+    };
+    if let Some(result) = &early {
+        while let Ok(m) = events_rx.try_recv() {
+            pending.push(m);
+        }
+        if pending.is_empty() || !ctx.accepts_sse {
+            let outbox = state.mcp.aggregate.outbox(&sess.key);
+            for m in pending {
+                if let Some(m) = from_backend(state, server_id, m, None)
+                    && let Some(outbox) = &outbox
+                {
+                    let _ = outbox.try_send(m);
+                }
+            }
+            if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
+                inflight.remove(&inflight_key);
+            }
+            return match result {
+                Ok(reply) => {
+                    let (body, outcome) = finish_reply(reply.clone());
+                    record(outcome, 200, body.len());
+                    proxy::json_response(StatusCode::OK, body, None)
+                }
+                Err(e) => {
+                    record(e.label(), 502, 0);
+                    proxy::backend_error(msg.id.as_deref(), e)
+                }
+            };
+        }
+    }
     if !ctx.accepts_sse {
         // JSON only: whatever the backend sends meanwhile goes to the client's GET stream.
-        let (tx, mut rx) = mpsc::channel::<Value>(64);
-        let forward = {
-            let state = state.clone();
-            let server_id = backend.id;
-            tokio::spawn(async move {
-                while let Some(m) = rx.recv().await {
-                    if let Some(m) = from_backend(&state, server_id, m, None)
-                        && let Some(outbox) = &outbox
-                    {
-                        let _ = outbox.try_send(m);
-                    }
-                }
-            })
+        let outbox = state.mcp.aggregate.outbox(&sess.key);
+        let forward = |m: Value| {
+            if let Some(m) = from_backend(state, server_id, m, None)
+                && let Some(outbox) = &outbox
+            {
+                let _ = outbox.try_send(m);
+            }
         };
-        let result = link.call(state, message, Some(&tx)).await;
-        drop(tx);
-        let _ = forward.await;
+        pending.into_iter().for_each(forward);
+        let result = loop {
+            tokio::select! {
+                Some(m) = events_rx.recv() => forward(m),
+                r = &mut call => break r,
+            }
+        };
+        while let Ok(m) = events_rx.try_recv() {
+            forward(m);
+        }
         if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
             inflight.remove(&inflight_key);
         }
@@ -1205,22 +1295,17 @@ async fn route(
             }
         };
     }
+    if let Some(result) = early {
+        call = Box::pin(futures_util::future::ready(result));
+    }
     let (chunks_tx, chunks_rx): (mpsc::Sender<Result<Bytes, Infallible>>, Chunks) =
         mpsc::channel(32);
-    let (events_tx, mut events_rx) = mpsc::channel::<Value>(64);
-    let call = {
-        let state = state.clone();
-        let link = link.clone();
-        tokio::spawn(async move { link.call(&state, message, Some(&events_tx)).await })
-    };
     let state = state.clone();
-    let server_id = backend.id;
-    let server_name = backend.name.clone();
     let recorder = ActivityRow {
         at: db::now(),
         user_id: Some(ctx.principal.user_id),
         username: Some(ctx.principal.username.clone()),
-        server: server_name,
+        server: backend.name.clone(),
         method: msg.method.clone().unwrap_or_default(),
         tool: tool_name.clone(),
         bytes_in: i64::try_from(ctx.bytes_in).unwrap_or(i64::MAX),
@@ -1230,44 +1315,62 @@ async fn route(
     let raw_id = msg.id.clone();
     tokio::spawn(async move {
         let mut bytes_out = 0usize;
-        let progress = client_token
-            .as_ref()
-            .map(|c| (gateway_token.clone(), c.clone()));
-        let mut client_gone = false;
-        while let Some(m) = events_rx.recv().await {
-            let Some(m) =
-                from_backend(&state, server_id, m, progress.as_ref().map(|(g, c)| (g, c)))
-            else {
-                continue;
-            };
-            let bytes = sse::Event::message(m.to_string()).encode();
-            bytes_out += bytes.len();
-            if chunks_tx.send(Ok(bytes)).await.is_err() {
-                client_gone = true;
-                break;
-            }
-        }
-        let (status, body) = if client_gone {
-            // Dropping the backend stream cancels the request there.
-            call.abort();
-            ("client_closed", None)
-        } else {
-            match call.await {
-                Ok(Ok(reply)) => {
-                    let (body, outcome) = finish_reply(reply);
-                    (outcome, Some(body))
+        let progress = progress.as_ref().map(|(g, c)| (g, c));
+        let send = |m: Value, bytes_out: &mut usize| {
+            let event = from_backend(&state, server_id, m, progress).map(|m| {
+                let bytes = sse::Event::message(m.to_string()).encode();
+                *bytes_out += bytes.len();
+                bytes
+            });
+            let tx = chunks_tx.clone();
+            async move {
+                match event {
+                    Some(bytes) => tx.send(Ok(bytes)).await.is_ok(),
+                    None => true,
                 }
-                Ok(Err(e)) => (
-                    e.label(),
-                    Some(protocol::error_body(
-                        raw_id.as_deref(),
-                        e.code(),
-                        &e.to_string(),
-                        None,
-                    )),
-                ),
-                Err(_) => ("backend_error", None),
             }
+        };
+        let mut client_gone = false;
+        for m in pending {
+            client_gone |= !send(m, &mut bytes_out).await;
+        }
+        // Dropping `call` (client gone) drops the backend stream: the request is cancelled.
+        let result = if client_gone {
+            None
+        } else {
+            loop {
+                tokio::select! {
+                    Some(m) = events_rx.recv() => {
+                        if !send(m, &mut bytes_out).await {
+                            break None;
+                        }
+                    }
+                    r = &mut call => {
+                        let mut open = true;
+                        while let Ok(m) = events_rx.try_recv() {
+                            open &= send(m, &mut bytes_out).await;
+                        }
+                        break open.then_some(r);
+                    }
+                }
+            }
+        };
+        drop(call);
+        let (status, body) = match result {
+            None => ("client_closed", None),
+            Some(Ok(reply)) => {
+                let (body, outcome) = finish_reply(reply);
+                (outcome, Some(body))
+            }
+            Some(Err(e)) => (
+                e.label(),
+                Some(protocol::error_body(
+                    raw_id.as_deref(),
+                    e.code(),
+                    &e.to_string(),
+                    None,
+                )),
+            ),
         };
         if let Some(body) = body {
             let bytes = sse::Event::message(body).encode();

@@ -306,6 +306,41 @@ impl Registry {
             })
     }
 
+    /// Whether the last health check found the server unreachable (cheap: no clone).
+    pub fn is_offline(&self, id: i64) -> bool {
+        self.health
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&id).map(|h| h.status == "offline"))
+            .unwrap_or(false)
+    }
+
+    /// The enabled servers the caller may use, by name (grants read once).
+    pub async fn usable(&self, principal: &Principal) -> anyhow::Result<Vec<Arc<Backend>>> {
+        let snapshot = self.snapshot();
+        let grants = if principal.role == Role::Admin {
+            None
+        } else {
+            Some(self.grants_of(principal.user_id).await?)
+        };
+        let key_servers = match &principal.method {
+            AuthMethod::ApiKey {
+                servers: Some(allowed),
+                ..
+            } => Some(allowed),
+            _ => None,
+        };
+        let mut out: Vec<Arc<Backend>> = snapshot
+            .values()
+            .filter(|b| b.enabled)
+            .filter(|b| grants.as_ref().is_none_or(|g| g.contains(&b.id)))
+            .filter(|b| key_servers.is_none_or(|k| k.iter().any(|s| s == &b.name)))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     pub fn set_health(&self, id: i64, health: ServerHealth) {
         if let Ok(mut h) = self.health.lock() {
             h.insert(id, health);

@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::app::AppState;
 use crate::mcp::backend::{BackendError, client_info};
 use crate::mcp::link::Link;
+use crate::mcp::naming;
 use crate::mcp::registry::Backend;
 
 /// How long a list is trusted without a change notification.
@@ -82,12 +84,44 @@ pub struct Change {
     pub method: &'static str,
 }
 
+/// One backend's list: the items as the backend sent them, and each rendered once as it is
+/// exposed on `/mcp` (tools and prompts renamed `{prefix}__{name}`), ready to be copied into
+/// answers without re-serialising.
+#[derive(Default)]
+pub struct Listed {
+    pub items: Vec<Value>,
+    pub rendered: Vec<Box<RawValue>>,
+}
+
+impl Listed {
+    fn new(backend: &Backend, kind: Kind, items: Vec<Value>) -> Listed {
+        let rendered = items
+            .iter()
+            .filter_map(|item| {
+                let mut item = item.clone();
+                if matches!(kind, Kind::Tools | Kind::Prompts)
+                    && let Some(name) = item["name"].as_str()
+                {
+                    item["name"] = json!(naming::exposed(&backend.prefix, name));
+                }
+                serde_json::value::to_raw_value(&item).ok()
+            })
+            .collect();
+        Listed { items, rendered }
+    }
+
+    /// The backend's own name of item `i` (tools and prompts).
+    pub fn name(&self, i: usize) -> Option<&str> {
+        self.items.get(i).and_then(|item| item["name"].as_str())
+    }
+}
+
 #[derive(Default)]
 struct Entry {
     /// The server row version the entry was filled from (an edit empties it).
     updated_at: i64,
     link: Option<Arc<Link>>,
-    lists: HashMap<Kind, (Arc<Vec<Value>>, Instant)>,
+    lists: HashMap<Kind, (Arc<Listed>, Instant)>,
 }
 
 pub struct Catalog {
@@ -123,7 +157,8 @@ impl Catalog {
             .flatten()
     }
 
-    fn cached_list(&self, backend: &Backend, kind: Kind) -> Option<Arc<Vec<Value>>> {
+    /// The cached list if it is fresh (no waiting, no backend traffic).
+    pub fn cached_list(&self, backend: &Backend, kind: Kind) -> Option<Arc<Listed>> {
         let entries = self.entries.lock().ok()?;
         let entry = entries.get(&backend.id)?;
         if entry.updated_at != backend.row.updated_at {
@@ -192,7 +227,7 @@ impl Catalog {
         state: &AppState,
         backend: &Arc<Backend>,
         kind: Kind,
-    ) -> Result<Arc<Vec<Value>>, BackendError> {
+    ) -> Result<Arc<Listed>, BackendError> {
         if let Some(items) = self.cached_list(backend, kind) {
             return Ok(items);
         }
@@ -207,7 +242,7 @@ impl Catalog {
         }
         let fetched = fetch_all(state, &link, kind).await;
         let items = match fetched {
-            Ok(items) => Arc::new(items),
+            Ok(items) => Arc::new(Listed::new(backend, kind, items)),
             Err(e) => {
                 // The session may be what broke: the next attempt opens a fresh one.
                 self.forget_link(backend.id);
