@@ -393,6 +393,43 @@ async fn admin_pages(c: &Client, base: &str) {
         .unwrap();
     assert_eq!(res.status(), 200, "the grant made in the UI is live");
 
+    // A tool rule made in the UI is live on the aggregated endpoint.
+    fill(c, "tool-rule-pattern", "ad?").await;
+    c.find(Locator::Css("#tool-rule-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "tool-rules", "ad?").await;
+    let http = reqwest::Client::new();
+    let mcp = |body: serde_json::Value, session: Option<String>| {
+        let mut req = http
+            .post(format!("{base}/mcp"))
+            .bearer_auth(&secret)
+            .header("accept", "application/json")
+            .json(&body);
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send()
+    };
+    let res = mcp(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}), None)
+        .await
+        .unwrap();
+    let session = res.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let denied: serde_json::Value = mcp(
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "alpha__add", "arguments": {"a": 1, "b": 2}}}),
+        Some(session),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(denied["error"]["code"], -32003, "{denied}");
+
     nav(c, "Activity", "/admin/mcp-activity").await;
     for _ in 0..50 {
         click(c, "activity-refresh").await;

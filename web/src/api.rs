@@ -21,7 +21,7 @@ use shared::events::SecurityEvent;
 use shared::health::{Health, Ready};
 use shared::servers::{
     ActivityRecord, ConnectionTest, CreateServer, McpServer, ServerPermission, SetServerPermission,
-    UpdateServer,
+    ToolRules, UpdateServer,
 };
 use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
 
@@ -135,6 +135,10 @@ async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Resul
     decode(send(Method::PATCH, path, Some(body)).await?).await
 }
 
+async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    decode(send(Method::PUT, path, Some(body)).await?).await
+}
+
 /// For endpoints that answer 204.
 async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
     send(Method::POST, path, Some(body)).await.map(|_| ())
@@ -207,6 +211,14 @@ pub async fn set_permission(
         },
     )
     .await
+}
+
+pub async fn tool_rules(user: i64) -> Result<ToolRules, ApiError> {
+    get(&format!("/admin/api/users/{user}/tool-rules")).await
+}
+
+pub async fn set_tool_rules(user: i64, rules: &ToolRules) -> Result<ToolRules, ApiError> {
+    put(&format!("/admin/api/users/{user}/tool-rules"), rules).await
 }
 
 pub async fn api_keys(user: i64) -> Result<Vec<ApiKey>, ApiError> {

@@ -19,8 +19,26 @@ pub fn Servers() -> impl IntoView {
         async move { api::list_servers().await }
     });
     let refresh = Callback::new(move |()| reload.update(|n| *n += 1));
+    let aggregated = format!("{}/mcp", web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default());
+    let aggregated_snippet = serde_json::to_string_pretty(&serde_json::json!({
+        "mcpServers": { "gateway": {
+            "type": "http",
+            "url": aggregated,
+            "headers": { "Authorization": "Bearer <your MCP token or amg_ API key>" },
+        }}
+    }))
+    .unwrap_or_default();
     view! {
         <h1>"MCP servers"</h1>
+        <section class="panel" id="aggregated-endpoint">
+            <h2>"All servers at one URL"</h2>
+            <p><code>{aggregated.clone()}</code>" serves every server a user may use, with tools named "<code>"{prefix}__{tool}"</code>"."</p>
+            <details>
+                <summary>"Client configuration"</summary>
+                <pre>{aggregated_snippet.clone()}</pre>
+                <CopyButton text=aggregated_snippet />
+            </details>
+        </section>
         <AddServerForm on_added=refresh />
         {move || error.get().map(|m| view! { <ErrorAlert message=m /> })}
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
@@ -103,6 +121,7 @@ fn ServerCard(
                 <dt>"Endpoint"</dt><dd><code>{server.endpoint.clone()}</code></dd>
                 <dt>"Backend"</dt><dd><code>{server.url.clone()}</code>{format!(" · {:?} · {} s timeout", server.transport, server.timeout_seconds)}</dd>
                 <dt>"Credential"</dt><dd>{credential}</dd>
+                <dt>"On /mcp"</dt><dd><code>{format!("{}__<tool>", server.tool_prefix)}</code></dd>
                 <dt>"Health"</dt><dd>{format!(
                     "{}{}{}",
                     health.latency_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "not checked yet".into()),
@@ -164,6 +183,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     let kind = RwSignal::new("none".to_string());
     let secret = RwSignal::new(String::new());
     let extra = RwSignal::new(String::new());
+    let prefix = RwSignal::new(String::new());
     let message = RwSignal::new(None::<Result<String, String>>);
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -195,6 +215,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
             timeout_seconds: timeout.get_untracked().parse().ok(),
             backend_token: None,
             credential,
+            tool_prefix: Some(prefix.get_untracked()).filter(|p| !p.trim().is_empty()),
         };
         spawn_local(async move {
             match api::create_server(&req).await {
@@ -216,6 +237,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
                 <label>"Name (the path of /mcp/{name})"<input id="server-name" required pattern="[a-z0-9][a-z0-9_-]*" bind:value=name /></label>
                 <label>"URL"<input id="server-url" type="url" required placeholder="http://127.0.0.1:9000/mcp" bind:value=url /></label>
                 <label>"Description"<input id="server-description" bind:value=description /></label>
+                <label>"Tool prefix on /mcp (default: the name)"<input id="server-prefix" pattern="[a-z0-9][a-z0-9_-]*" maxlength="32" bind:value=prefix /></label>
                 <label>"Transport"
                     <select id="server-transport" on:change=move |ev| transport.set(event_target_value(&ev))>
                         <option value="auto">"auto (streamable HTTP, else HTTP+SSE)"</option>

@@ -1,11 +1,12 @@
 //! Users: list and search, create, change role and enabled, and the user page with per-server
-//! access, API keys, password reset and deletion.
+//! access, per-tool rules, API keys, password reset and deletion.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use shared::auth::{CreateApiKey, Role};
+use shared::servers::{McpServer, ToolRule, ToolRuleEffect, ToolRules};
 use shared::users::{CreateUser, UpdateUser, User};
 
 use crate::api;
@@ -220,12 +221,110 @@ pub fn UserDetail() -> impl IntoView {
                 })}
             </Transition>
         </section>
+        <ToolRulesEditor user=Signal::derive(id) />
         <ApiKeys user=Signal::derive(id) />
         <ResetPasswordForm user=Signal::derive(id) />
         <section class="panel">
             <h2>"Delete user"</h2>
             <p class="muted">"Deletes the user with their sessions and API keys."</p>
             <ConfirmDelete on_confirm=on_delete id="delete-user".to_string() />
+        </section>
+    }
+}
+
+/// A user's per-tool rules: edited as a list and saved whole.
+#[component]
+fn ToolRulesEditor(user: Signal<i64>) -> impl IntoView {
+    let rules = RwSignal::new(Vec::<ToolRule>::new());
+    let servers = RwSignal::new(Vec::<McpServer>::new());
+    let loaded = RwSignal::new(false);
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let server = RwSignal::new(String::new());
+    let pattern = RwSignal::new(String::new());
+    let effect = RwSignal::new("deny".to_string());
+    Effect::new(move || {
+        let id = user.get();
+        spawn_local(async move {
+            match (api::tool_rules(id).await, api::list_servers().await) {
+                (Ok(r), Ok(s)) => {
+                    if let Some(first) = s.first() {
+                        server.set(first.id.to_string());
+                    }
+                    rules.set(r.rules);
+                    servers.set(s);
+                    loaded.set(true);
+                }
+                (Err(e), _) | (_, Err(e)) => message.set(Some(Err(e.message))),
+            }
+        });
+    });
+    let save = move |next: Vec<ToolRule>| {
+        let id = user.get_untracked();
+        spawn_local(async move {
+            match api::set_tool_rules(id, &ToolRules { rules: next }).await {
+                Ok(saved) => {
+                    rules.set(saved.rules);
+                    message.set(Some(Ok("Saved; applies from the user's next request.".into())));
+                }
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+        });
+    };
+    let on_add = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Ok(server_id) = server.get_untracked().parse::<i64>() else {
+            return;
+        };
+        let mut next = rules.get_untracked();
+        next.push(ToolRule {
+            server_id,
+            server: String::new(),
+            pattern: pattern.get_untracked().trim().to_string(),
+            effect: if effect.get_untracked() == "allow" {
+                ToolRuleEffect::Allow
+            } else {
+                ToolRuleEffect::Deny
+            },
+        });
+        pattern.set(String::new());
+        save(next);
+    };
+    view! {
+        <section class="panel">
+            <h2>"Tool rules"</h2>
+            <p class="muted">"Per server: a matching deny wins; if any allow exists, a tool must match one. Patterns are the backend's tool names or globs (* and ?)."</p>
+            {move || (loaded.get() && rules.with(Vec::is_empty)).then(|| view! { <p class="empty" id="tool-rules-empty">"No rules: every tool of the servers this user may use."</p> })}
+            <ul class="plain" id="tool-rules">
+                {move || rules.get().into_iter().enumerate().map(|(i, r)| {
+                    let remove = move |_| {
+                        let mut next = rules.get_untracked();
+                        next.remove(i);
+                        save(next);
+                    };
+                    view! {
+                        <li>
+                            <span class=if r.effect == ToolRuleEffect::Deny { "badge high" } else { "badge ok" }>{format!("{:?}", r.effect).to_lowercase()}</span>
+                            " " {r.server.clone()} " · " <code>{r.pattern.clone()}</code> " "
+                            <button type="button" class="danger-outline" on:click=remove>"Remove"</button>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            <form class="inline-form" id="tool-rule-form" on:submit=on_add>
+                <select aria-label="Server" id="tool-rule-server" bind:value=server>
+                    {move || servers.get().into_iter().map(|s| view! { <option value=s.id.to_string()>{s.name.clone()}</option> }).collect_view()}
+                </select>
+                <input type="text" aria-label="Tool pattern" id="tool-rule-pattern" placeholder="delete_*" required bind:value=pattern />
+                <select aria-label="Effect" id="tool-rule-effect" bind:value=effect>
+                    <option value="deny">"deny"</option>
+                    <option value="allow">"allow"</option>
+                </select>
+                <button type="submit">"Add rule"</button>
+            </form>
+            {move || message.get().map(|m| match m {
+                Ok(text) => view! { <p class="ok">{text}</p> }.into_any(),
+                Err(text) => view! { <ErrorAlert message=text /> }.into_any(),
+            })}
         </section>
     }
 }
