@@ -3,6 +3,7 @@
 //! in (API keys never do).
 
 mod logs;
+mod oauth;
 mod servers;
 mod session;
 mod tool_rules;
@@ -21,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(logs::router())
         .merge(servers::router())
         .merge(tool_rules::router())
+        .merge(oauth::router())
 }
 
 /// `?page=1&per_page=50` (per_page at most 200).

@@ -35,9 +35,10 @@ use crate::error::ApiError;
 use crate::events::EventSink;
 use crate::keys::{KeyRing, SecretBox};
 use crate::mcp::McpState;
+use crate::oauth::OAuthState;
 use crate::openapi::ApiDoc;
 use crate::spa::Spa;
-use crate::{accounts, admin, auth, health, mcp, setup, spa};
+use crate::{accounts, admin, auth, health, mcp, oauth, setup, spa};
 
 /// How often expired sessions and stale login-failure rows are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -55,6 +56,7 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     pub events: EventSink,
     pub mcp: Arc<McpState>,
+    pub oauth: Arc<OAuthState>,
     pub spa: Option<Spa>,
     pub started: Instant,
 }
@@ -75,6 +77,7 @@ impl AppState {
         let mcp = McpState::init(db.clone(), secret_box.clone(), config.clone()).await?;
         mcp.spawn_background(&config, db.clone());
         Ok(AppState {
+            oauth: Arc::new(OAuthState::new(&config)),
             mcp,
             spa: Spa::load(&config.web_dir),
             auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl)),
@@ -94,7 +97,7 @@ impl AppState {
 
 /// Deletes sessions that expired longer ago than any access token lives (so none of their
 /// tokens can still be presented; an unknown session is refused anyway) and old, unlocked
-/// login-failure rows.
+/// login-failure rows, and old authorization codes.
 fn spawn_pruning(db: Db, access_ttl: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_INTERVAL);
@@ -107,6 +110,10 @@ fn spawn_pruning(db: Db, access_ttl: Duration) {
             }
             if let Err(e) = db::login_failures::prune(&db.pool, now - 86_400, now).await {
                 tracing::warn!(error = %e, "pruning login failures failed");
+            }
+            // Spent or expired authorization codes are kept a day (reuse detection), then go.
+            if let Err(e) = db::oauth::prune_codes(&db.pool, now - 86_400).await {
+                tracing::warn!(error = %e, "pruning OAuth codes failed");
             }
             if db.pool.is_closed() {
                 break;
@@ -277,6 +284,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(setup::router())
         .merge(auth::router())
+        .merge(oauth::router())
         .merge(admin::router())
 }
 
@@ -295,6 +303,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api_router)
         .merge(mcp::router())
+        .merge(oauth::form_router())
         .route("/metrics", axum::routing::get(crate::metrics::handler)) // not json: Prometheus text
         .merge(SwaggerUi::new(shared::routes::SWAGGER_UI).url(shared::routes::OPENAPI_JSON, openapi))
         .fallback(spa::fallback)

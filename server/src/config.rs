@@ -56,6 +56,13 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE",
     "METRICS_TOKEN",
     "METRICS_PUBLIC",
+    "OAUTH_DCR",
+    "OAUTH_DCR_TOKEN",
+    "OAUTH_CIMD",
+    "OAUTH_CIMD_ALLOW_HTTP",
+    "OAUTH_CIMD_ALLOW_PRIVATE",
+    "OAUTH_REGISTER_PER_MINUTE",
+    "OAUTH_TOKEN_PER_MINUTE",
 ];
 
 /// The validated configuration. Passed around as `Arc<Config>`; never a global.
@@ -91,6 +98,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mcp: McpConfig,
     pub metrics: MetricsConfig,
+    pub oauth: OAuthConfig,
     /// Where the values came from (for `check-config`).
     pub config_file: Option<PathBuf>,
 }
@@ -100,6 +108,25 @@ pub struct Config {
 pub struct RateLimitConfig {
     pub user_per_minute: u32,
     pub user_server_per_minute: u32,
+}
+
+/// The OAuth authorization server for MCP clients.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// Dynamic client registration (RFC 7591) at `/oauth/register`.
+    pub dcr: bool,
+    /// When set, registration requires `Authorization: Bearer <token>` (an initial access token).
+    pub dcr_token: Option<Secret<String>>,
+    /// Client ID metadata documents (URL client ids).
+    pub cimd: bool,
+    /// Fetch metadata documents over plain http (development only).
+    pub cimd_allow_http: bool,
+    /// Fetch metadata documents from loopback/private addresses (development only).
+    pub cimd_allow_private: bool,
+    /// Registrations per client IP per minute.
+    pub register_per_minute: u32,
+    /// Token and revocation requests per client IP per minute.
+    pub token_per_minute: u32,
 }
 
 /// Who may read `/metrics`.
@@ -545,7 +572,33 @@ impl Config {
             public: vars.parse("METRICS_PUBLIC", false, parse_bool)?,
         };
 
+        let oauth = OAuthConfig {
+            dcr: vars.parse("OAUTH_DCR", true, parse_bool)?,
+            dcr_token: match vars.get("OAUTH_DCR_TOKEN") {
+                None => None,
+                Some(t) if t.len() < 16 => {
+                    return Err(ConfigError::new(
+                        "OAUTH_DCR_TOKEN",
+                        "must be at least 16 characters",
+                    ));
+                }
+                Some(t) => Some(Secret::new(t.to_string())),
+            },
+            cimd: vars.parse("OAUTH_CIMD", true, parse_bool)?,
+            cimd_allow_http: vars.parse("OAUTH_CIMD_ALLOW_HTTP", false, parse_bool)?,
+            cimd_allow_private: vars.parse("OAUTH_CIMD_ALLOW_PRIVATE", false, parse_bool)?,
+            register_per_minute: u32::try_from(vars.parse("OAUTH_REGISTER_PER_MINUTE", 20, |s| {
+                ranged(s, 1, 1_000_000, "expected registrations per minute")
+            })?)
+            .unwrap_or(20),
+            token_per_minute: u32::try_from(vars.parse("OAUTH_TOKEN_PER_MINUTE", 120, |s| {
+                ranged(s, 1, 1_000_000, "expected requests per minute")
+            })?)
+            .unwrap_or(120),
+        };
+
         Ok(Config {
+            oauth,
             host,
             port,
             public_url,

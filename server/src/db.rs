@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod events;
 pub mod keys;
 pub mod login_failures;
+pub mod oauth;
 pub mod servers;
 pub mod sessions;
 pub mod setup;

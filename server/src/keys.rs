@@ -40,6 +40,14 @@ const ED25519_PKCS8_PREFIX: [u8; 16] = [
 ];
 
 /// Fills a fresh array from the operating system's CSPRNG.
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).map_err(|e| anyhow!("the OS random generator failed: {e}"))?;
@@ -283,7 +291,7 @@ impl KeyRing {
         &self,
         token: &str,
         issuer: &str,
-        audience: &str,
+        audience: &[&str],
     ) -> Result<T, TokenError> {
         match self.get().verify(token, issuer, audience) {
             Err(TokenError::UnknownKey) if self.may_reload() => {
@@ -418,7 +426,7 @@ impl SigningKeys {
         &self,
         token: &str,
         issuer: &str,
-        audience: &str,
+        audience: &[&str],
     ) -> Result<T, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
@@ -431,7 +439,7 @@ impl SigningKeys {
             .ok_or(TokenError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
+        validation.set_audience(audience);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
         Ok(jsonwebtoken::decode::<T>(token, &key.decoding, &validation)?.claims)
@@ -492,18 +500,18 @@ mod tests {
         };
         let claims = serde_json::json!({"iss": "i", "aud": "a", "sub": "1", "exp": db::now() + 60});
         let token = keys.sign(&claims).unwrap();
-        let back: serde_json::Value = keys.verify(&token, "i", "a").unwrap();
+        let back: serde_json::Value = keys.verify(&token, "i", &["a"]).unwrap();
         assert_eq!(back["sub"], "1");
         assert!(
-            keys.verify::<serde_json::Value>(&token, "i", "other")
+            keys.verify::<serde_json::Value>(&token, "i", &["other"])
                 .is_err()
         );
         assert!(
-            keys.verify::<serde_json::Value>(&token, "other", "a")
+            keys.verify::<serde_json::Value>(&token, "other", &["a"])
                 .is_err()
         );
         assert!(matches!(
-            other.verify::<serde_json::Value>(&token, "i", "a"),
+            other.verify::<serde_json::Value>(&token, "i", &["a"]),
             Err(TokenError::UnknownKey)
         ));
     }

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod health;
 pub mod mcp;
 pub mod metrics;
+pub mod oauth;
 pub mod openapi;
 pub mod servers;
 pub mod setup;

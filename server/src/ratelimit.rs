@@ -117,3 +117,31 @@ impl McpLimits {
         }
     }
 }
+
+/// Requests per client IP on the unauthenticated OAuth endpoints (registration, token,
+/// revocation): GCRA with a burst of ten seconds' worth.
+pub struct IpLimiter {
+    limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
+    clock: DefaultClock,
+}
+
+impl IpLimiter {
+    pub fn new(per_minute: u32) -> IpLimiter {
+        let quota = quota(per_minute.max(1)).unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN));
+        IpLimiter {
+            limiter: RateLimiter::dashmap(quota),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `Err(retry_after)` when the IP is over its budget.
+    pub fn check(&self, ip: std::net::IpAddr) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    pub fn shrink(&self) {
+        self.limiter.retain_recent();
+    }
+}

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod oauth;
 pub mod routes;
 pub mod servers;
 pub mod users;

@@ -129,6 +129,7 @@ async fn admin_logout(
     let accept = Accept {
         audience: Audience::Admin,
         api_keys: false,
+        resource: None,
     };
     if identity::bearer(&headers).is_some()
         && let Ok(principal) = identity::authenticate(&state, &headers, &meta, accept).await

@@ -35,6 +35,33 @@ pub struct Principal {
     pub email: Option<String>,
     pub role: Role,
     pub method: AuthMethod,
+    /// What an OAuth token's scopes allow on MCP endpoints.
+    pub scope: McpScope,
+}
+
+/// OAuth scopes on the MCP side: `mcp` is everything, `mcp:read` discovery and lists only.
+/// Password sessions and API keys have `Full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpScope {
+    Full,
+    Read,
+    None,
+}
+
+impl McpScope {
+    pub fn from_claim(scope: Option<&str>) -> McpScope {
+        let Some(scope) = scope else {
+            return McpScope::Full;
+        };
+        let mut words = scope.split(' ');
+        if words.clone().any(|w| w == "mcp") {
+            McpScope::Full
+        } else if words.any(|w| w == "mcp:read") {
+            McpScope::Read
+        } else {
+            McpScope::None
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -148,9 +175,12 @@ impl FromRequestParts<AppState> for RequestMeta {
 
 /// What a route accepts.
 #[derive(Debug, Clone, Copy)]
-pub struct Accept {
+pub struct Accept<'a> {
     pub audience: Audience,
     pub api_keys: bool,
+    /// The MCP resource being called (`mcp` or `mcp/{server}`): tokens bound to it by OAuth
+    /// (`aud` = `<PUBLIC_URL>/{resource}`) are accepted besides the audience's own.
+    pub resource: Option<&'a str>,
 }
 
 /// Why authentication failed; every variant is answered with the same 401 (403 for
@@ -186,7 +216,7 @@ pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     meta: &RequestMeta,
-    accept: Accept,
+    accept: Accept<'_>,
 ) -> Result<Principal, ApiError> {
     let result = match bearer(headers) {
         None => Err(Failure::Missing),
@@ -197,7 +227,7 @@ pub async fn authenticate(
                 Err(Failure::ApiKeyInvalid)
             }
         }
-        Some(token) => authenticate_jwt(state, token, accept.audience).await,
+        Some(token) => authenticate_jwt(state, token, accept.audience, accept.resource).await,
     };
     result.map_err(|failure| report(state, meta, failure))
 }
@@ -266,10 +296,18 @@ fn report(state: &AppState, meta: &RequestMeta, failure: Failure) -> ApiError {
     }
 }
 
+/// Whether `aud` is `<public_url>/<resource>`.
+fn is_resource(aud: &str, public_url: &str, resource: &str) -> bool {
+    aud.strip_prefix(public_url)
+        .and_then(|rest| rest.strip_prefix('/'))
+        == Some(resource)
+}
+
 async fn authenticate_jwt(
     state: &AppState,
     token: &str,
     audience: Audience,
+    resource: Option<&str>,
 ) -> Result<Principal, Failure> {
     let cache = &state.auth_cache;
     let key = digest(token);
@@ -277,13 +315,13 @@ async fn authenticate_jwt(
     let claims = match cache.tokens.get(&key, std::time::Duration::MAX) {
         Some(claims) => claims,
         None => {
+            let own = audience.claim(&state.config.public_url);
+            let bound = resource.map(|r| format!("{}/{r}", state.config.public_url));
+            let mut audiences = vec![own.as_str()];
+            audiences.extend(bound.as_deref());
             let claims: AccessClaims = state
                 .keys
-                .verify(
-                    token,
-                    &state.config.public_url,
-                    &audience.claim(&state.config.public_url),
-                )
+                .verify(token, &state.config.public_url, &audiences)
                 .await
                 .map_err(|e| match e {
                     TokenError::Invalid(ref inner)
@@ -305,7 +343,10 @@ async fn authenticate_jwt(
     if claims.exp <= now {
         return Err(Failure::Expired);
     }
-    if claims.aud != audience.claim(&state.config.public_url) {
+    let public_url = &state.config.public_url;
+    let aud_ok = claims.aud == audience.claim(public_url)
+        || resource.is_some_and(|r| is_resource(&claims.aud, public_url, r));
+    if !aud_ok {
         return Err(Failure::Malformed(TokenError::Malformed));
     }
     let user_id: i64 = claims
@@ -336,6 +377,7 @@ async fn authenticate_jwt(
         method: AuthMethod::Jwt {
             session_id: claims.sid.clone(),
         },
+        scope: McpScope::from_claim(claims.scope.as_deref()),
     })
 }
 
@@ -375,6 +417,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal
         username: user.username,
         email: user.email,
         role: user.role,
+        scope: McpScope::Full,
         method: AuthMethod::ApiKey {
             id: api_key.id,
             servers: api_key.servers,
@@ -460,7 +503,7 @@ macro_rules! extractor {
                 let meta = RequestMeta::from_request_parts(parts, state)
                     .await
                     .unwrap_or_else(|never| match never {});
-                let accept = Accept { audience: $audience, api_keys: $api_keys };
+                let accept = Accept { audience: $audience, api_keys: $api_keys, resource: None };
                 authenticate(state, &parts.headers, &meta, accept).await.map($name)
             }
         }

@@ -90,6 +90,18 @@ pub async fn login(
     req: &LoginRequest,
     audience: Audience,
 ) -> Result<TokenResponse, ApiError> {
+    let user = verify_credentials(state, meta, req, audience).await?;
+    tokens::start_session(state, user.id, audience).await
+}
+
+/// Checks a username and password with the lockout and throttling rules; the user on success.
+/// (Also the sign-in step of the OAuth consent page.)
+pub async fn verify_credentials(
+    state: &AppState,
+    meta: &RequestMeta,
+    req: &LoginRequest,
+    audience: Audience,
+) -> Result<db::users::UserRow, ApiError> {
     let ip = meta.ip.0;
     if let Some(retry) = state.login_throttle.blocked(ip) {
         state.events.record(
@@ -134,7 +146,7 @@ pub async fn login(
         return Err(failed(state, meta, &username_key, now).await?);
     };
     db::login_failures::clear(&state.db.pool, &username_key).await?;
-    tokens::start_session(state, user.id, audience).await
+    Ok(user)
 }
 
 fn locked(retry_after: i64) -> ApiError {

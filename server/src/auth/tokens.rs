@@ -60,6 +60,21 @@ pub struct AccessClaims {
     pub iat: i64,
     pub jti: String,
     pub sid: String,
+    /// OAuth scopes granted (space-separated); absent for password sessions (everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The OAuth client the token was issued to (RFC 9068 `client_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// What an OAuth session's tokens carry beyond a password session's.
+pub struct OAuthBinding<'a> {
+    pub client_key: i64,
+    pub client_id: &'a str,
+    /// The resource (`aud`) the tokens are bound to.
+    pub resource: &'a str,
+    pub scope: &'a str,
 }
 
 /// A random URL-safe token with a recognisable prefix.
@@ -96,6 +111,9 @@ pub async fn start_session(
         created_at: now,
         expires_at: now + ttl,
         revoked_at: None,
+        client_key: None,
+        resource: None,
+        scope: None,
     };
     let refresh_token = random_token(REFRESH_TOKEN_PREFIX)?;
     let mut tx = state.db.begin().await?;
@@ -113,26 +131,85 @@ pub async fn start_session(
     .await?;
     db::users::touch_login(&mut *tx, user_id, now).await?;
     tx.commit().await?;
-    access_token(state, user_id, &session.id, audience, Some(refresh_token))
+    let aud = audience.claim(&state.config.public_url);
+    access_token(state, user_id, &session.id, &aud, None, Some(refresh_token))
+}
+
+/// Starts the session of an OAuth grant inside the caller's transaction (the code is spent in
+/// the same one); returns the session id and the refresh token.
+pub async fn start_oauth_session(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    user_id: i64,
+    binding: &OAuthBinding<'_>,
+) -> Result<(String, String), ApiError> {
+    let now = db::now();
+    let ttl = state.config.auth.refresh_token_ttl.as_secs() as i64;
+    let session = SessionRow {
+        id: random_id()?,
+        user_id,
+        audience: Audience::Mcp.as_str().into(),
+        created_at: now,
+        expires_at: now + ttl,
+        revoked_at: None,
+        client_key: Some(binding.client_key),
+        resource: Some(binding.resource.to_string()),
+        scope: Some(binding.scope.to_string()),
+    };
+    let refresh_token = random_token(REFRESH_TOKEN_PREFIX)?;
+    db::sessions::insert(&mut *tx, &session).await?;
+    db::sessions::insert_refresh(
+        &mut *tx,
+        &RefreshTokenRow {
+            token_hash: hash_token(&refresh_token),
+            session_id: session.id.clone(),
+            created_at: now,
+            expires_at: now + ttl,
+            used_at: None,
+        },
+    )
+    .await?;
+    Ok((session.id, refresh_token))
+}
+
+/// The access token of an OAuth session.
+pub fn oauth_access_token(
+    state: &AppState,
+    user_id: i64,
+    session_id: &str,
+    binding: &OAuthBinding<'_>,
+    refresh_token: Option<String>,
+) -> Result<TokenResponse, ApiError> {
+    access_token(
+        state,
+        user_id,
+        session_id,
+        binding.resource,
+        Some(binding),
+        refresh_token,
+    )
 }
 
 fn access_token(
     state: &AppState,
     user_id: i64,
     session_id: &str,
-    audience: Audience,
+    aud: &str,
+    oauth: Option<&OAuthBinding<'_>>,
     refresh_token: Option<String>,
 ) -> Result<TokenResponse, ApiError> {
     let now = db::now();
     let ttl = state.config.auth.access_token_ttl.as_secs();
     let claims = AccessClaims {
         iss: state.config.public_url.clone(),
-        aud: audience.claim(&state.config.public_url),
+        aud: aud.to_string(),
         sub: user_id.to_string(),
         exp: now + ttl as i64,
         iat: now,
         jti: random_id()?,
         sid: session_id.to_string(),
+        scope: oauth.map(|o| o.scope.to_string()),
+        client_id: oauth.map(|o| o.client_id.to_string()),
     };
     Ok(TokenResponse {
         access_token: state.keys.sign(&claims)?,
@@ -149,6 +226,21 @@ pub async fn refresh(
     refresh_token: &str,
     audience: Audience,
 ) -> Result<TokenResponse, ApiError> {
+    let (session, next) = rotate(state, meta, refresh_token, audience, None).await?;
+    let aud = audience.claim(&state.config.public_url);
+    access_token(state, session.user_id, &session.id, &aud, None, Some(next))
+}
+
+/// Spends a refresh token and issues the next one in the same session. `client_key` is the
+/// authenticated OAuth client (`None` for password sessions): a session is refreshed only by
+/// the kind of caller that started it.
+pub async fn rotate(
+    state: &AppState,
+    meta: &RequestMeta,
+    refresh_token: &str,
+    audience: Audience,
+    client_key: Option<i64>,
+) -> Result<(SessionRow, String), ApiError> {
     let now = db::now();
     let hash = hash_token(refresh_token);
     let Some(row) = db::sessions::find_refresh(&state.db.pool, &hash).await? else {
@@ -157,7 +249,7 @@ pub async fn refresh(
     let Some(session) = db::sessions::find(&state.db.pool, &row.session_id).await? else {
         return Err(ApiError::Unauthorized);
     };
-    if session.audience != audience.as_str() {
+    if session.audience != audience.as_str() || session.client_key != client_key {
         return Err(ApiError::Unauthorized);
     }
     if row.used_at.is_some() {
@@ -197,7 +289,7 @@ pub async fn refresh(
     .await?;
     db::sessions::extend(&mut *tx, &session.id, now + ttl).await?;
     tx.commit().await?;
-    access_token(state, session.user_id, &session.id, audience, Some(next))
+    Ok((session, next))
 }
 
 async fn reuse_detected(

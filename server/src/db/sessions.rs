@@ -11,6 +11,13 @@ pub struct SessionRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// The OAuth client that started it (`oauth_clients.id`), if any.
+    pub client_key: Option<i64>,
+    /// The resource its access tokens are bound to (their `aud`); `None` = `<PUBLIC_URL>/mcp`
+    /// or the admin API, by audience.
+    pub resource: Option<String>,
+    /// Granted OAuth scopes (space-separated); `None` for password sessions (everything).
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -24,14 +31,18 @@ pub struct RefreshTokenRow {
 
 pub async fn insert(db: impl AnyExecutor<'_>, row: &SessionRow) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "insert into sessions (id, user_id, audience, created_at, expires_at)
-         values ($1, $2, $3, $4, $5)",
+        "insert into sessions (id, user_id, audience, created_at, expires_at, client_key,
+                               resource, scope)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&row.id)
     .bind(row.user_id)
     .bind(&row.audience)
     .bind(row.created_at)
     .bind(row.expires_at)
+    .bind(row.client_key)
+    .bind(&row.resource)
+    .bind(&row.scope)
     .execute(db)
     .await?;
     Ok(())
@@ -39,7 +50,8 @@ pub async fn insert(db: impl AnyExecutor<'_>, row: &SessionRow) -> Result<(), sq
 
 pub async fn find(db: impl AnyExecutor<'_>, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
     sqlx::query_as(
-        "select id, user_id, audience, created_at, expires_at, revoked_at
+        "select id, user_id, audience, created_at, expires_at, revoked_at, client_key, resource,
+                scope
          from sessions where id = $1",
     )
     .bind(id)
@@ -150,4 +162,20 @@ pub async fn prune(db: impl AnyExecutor<'_>, before: i64) -> Result<u64, sqlx::E
         .execute(db)
         .await?;
     Ok(res.rows_affected())
+}
+
+/// Live sessions of an OAuth client (for one user, or all users).
+pub async fn of_client(
+    db: impl AnyExecutor<'_>,
+    client_key: i64,
+    user_id: Option<i64>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select id from sessions
+         where client_key = $1 and ($2 is null or user_id = $2) and revoked_at is null",
+    )
+    .bind(client_key)
+    .bind(user_id)
+    .fetch_all(db)
+    .await
 }

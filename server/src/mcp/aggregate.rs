@@ -336,6 +336,9 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
             return proxy::rpc_error(StatusCode::BAD_REQUEST, None, code, message);
         }
     };
+    if !proxy::scope_allows(principal.scope, &msg) {
+        return proxy::insufficient_scope(&state, "mcp", msg.id.as_deref());
+    }
     let version = proxy::header_str(headers, H_VERSION);
     if let Some(v) = version
         && !protocol::SUPPORTED_VERSIONS.contains(&v)

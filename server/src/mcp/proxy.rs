@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
-use crate::auth::identity::{self, Accept, Principal, RequestMeta};
+use crate::auth::identity::{self, Accept, McpScope, Principal, RequestMeta};
 use crate::auth::tokens::Audience;
 use crate::db::{self, servers::ActivityRow};
 use crate::error::{ApiError, AppPath};
@@ -95,8 +95,9 @@ pub(crate) fn unauthorized(state: &AppState, resource: &str) -> Response {
         "authentication required",
     );
     let challenge = format!(
-        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/{resource}\"",
-        state.config.public_url
+        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/{resource}\", scope=\"{}\"",
+        state.config.public_url,
+        crate::oauth::SCOPE_FULL,
     );
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
@@ -145,6 +146,7 @@ pub(crate) async fn authenticate(
     let accept = Accept {
         audience: Audience::Mcp,
         api_keys: true,
+        resource: Some(resource),
     };
     match identity::authenticate(state, headers, meta, accept).await {
         Ok(p) => Ok(p),
@@ -157,6 +159,48 @@ pub(crate) async fn authenticate(
             Err(internal_error())
         }
     }
+}
+
+/// Whether a token's OAuth scope allows a request: `mcp:read` may discover and list, not call.
+pub(crate) fn scope_allows(scope: McpScope, msg: &Message) -> bool {
+    match scope {
+        McpScope::Full => true,
+        McpScope::None => false,
+        McpScope::Read => {
+            msg.kind != Kind::Request
+                || matches!(
+                    msg.method.as_deref(),
+                    Some(
+                        "initialize"
+                            | "ping"
+                            | "server/discover"
+                            | "tools/list"
+                            | "prompts/list"
+                            | "resources/list"
+                            | "resources/templates/list"
+                    )
+                )
+        }
+    }
+}
+
+/// 403 for a token whose scope does not cover the request (the step-up challenge).
+pub(crate) fn insufficient_scope(state: &AppState, resource: &str, id: Option<&str>) -> Response {
+    let mut res = rpc_error(
+        StatusCode::FORBIDDEN,
+        id,
+        code::FORBIDDEN,
+        "the token's scope does not allow this request",
+    );
+    let challenge = format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}/.well-known/oauth-protected-resource/{resource}\"",
+        crate::oauth::SCOPE_FULL,
+        state.config.public_url
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    res
 }
 
 pub(crate) fn internal_error() -> Response {
@@ -343,6 +387,9 @@ pub async fn post(
         Ok(msg) => msg,
         Err((code, message)) => return rpc_error(StatusCode::BAD_REQUEST, None, code, message),
     };
+    if !scope_allows(call.principal.scope, &msg) {
+        return insufficient_scope(&state, &format!("mcp/{server}"), msg.id.as_deref());
+    }
     let headers = &parts.headers;
     let version = header_str(headers, H_VERSION);
     if let Some(v) = version

@@ -104,6 +104,14 @@ impl TestEnv {
             .with_var("ADMIN_PASSWORD", ADMIN_PASSWORD)
     }
 
+    /// Listens on a fixed free port and says so in `PUBLIC_URL` (for flows where clients follow
+    /// the gateway's own URLs, such as OAuth discovery).
+    pub fn with_public_port(self) -> Self {
+        let port = crate::peers::free_port();
+        self.with_var("GATEWAY_PORT", &port.to_string())
+            .with_var("PUBLIC_URL", &format!("http://127.0.0.1:{port}"))
+    }
+
     pub fn with_var(mut self, key: &str, value: &str) -> Self {
         self.vars.insert(key.into(), value.into());
         self
@@ -140,7 +148,9 @@ impl TestEnv {
 
     pub fn config(&self) -> Config {
         let mut config = Config::from_sources(&self.env_vars(), None).expect("test config");
-        config.port = 0;
+        if !self.vars.contains_key("GATEWAY_PORT") {
+            config.port = 0;
+        }
         config
     }
 

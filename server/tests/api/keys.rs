@@ -21,7 +21,7 @@ db_test! {
         let back: Value = app
             .state
             .keys
-            .verify(&token, &issuer, "authmcp:test")
+            .verify(&token, &issuer, &["authmcp:test"])
             .await
             .expect("token from before the restart verifies");
         assert_eq!(back["sub"], "42");

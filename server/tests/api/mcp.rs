@@ -329,7 +329,7 @@ db_test! {
                 let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_string();
                 assert_eq!(
                     challenge,
-                    format!("Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/alpha\"", app.state.config.public_url)
+                    format!("Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp/alpha\", scope=\"mcp\"", app.state.config.public_url)
                 );
                 let body: Value = res.json().await.unwrap();
                 assert_eq!(body["error"]["code"], -32001);

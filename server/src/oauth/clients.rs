@@ -1,0 +1,693 @@
+//! OAuth clients: dynamic registration (RFC 7591), client ID metadata documents (URL client
+//! ids, fetched with SSRF protection), admin-registered clients, redirect-URI rules and client
+//! authentication at the token endpoint.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::identity::{RequestMeta, bearer};
+use crate::auth::tokens::{hash_token, random_token};
+use crate::db::{self, oauth::ClientRow};
+use crate::error::ApiError;
+use crate::events::{EventType, Severity};
+use crate::oauth::{SCOPES, no_store, oauth_error};
+
+/// How long a fetched metadata document is trusted.
+const CIMD_TTL: Duration = Duration::from_secs(300);
+const CIMD_MAX_BYTES: usize = 64 * 1024;
+const CIMD_TIMEOUT: Duration = Duration::from_secs(5);
+const CLIENT_ID_PREFIX: &str = "amc_";
+const CLIENT_SECRET_PREFIX: &str = "amcs_";
+const MAX_REDIRECT_URIS: usize = 20;
+
+/// Whether a redirect URI may be registered: https anywhere; http only on a loopback host;
+/// a private-use scheme (`com.example.app:/cb`) only for native applications. Never a
+/// fragment.
+pub fn validate_redirect_uri(raw: &str, native: bool) -> Result<(), String> {
+    let url = url::Url::parse(raw).map_err(|_| format!("`{raw}` is not an absolute URI"))?;
+    if url.fragment().is_some() {
+        return Err(format!("`{raw}` has a fragment"));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        "http" => Err(format!("`{raw}`: http is only allowed for loopback redirects")),
+        "javascript" | "data" | "file" | "vbscript" | "about" | "blob" => {
+            Err(format!("`{raw}`: scheme not allowed"))
+        }
+        _ if native => Ok(()),
+        _ => Err(format!(
+            "`{raw}`: custom schemes need application_type \"native\""
+        )),
+    }
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Exact match, except that a loopback http redirect may use any port (RFC 8252 §7.3).
+pub fn redirect_matches(registered: &str, presented: &str) -> bool {
+    if registered == presented {
+        return true;
+    }
+    let (Ok(mut a), Ok(mut b)) = (url::Url::parse(registered), url::Url::parse(presented)) else {
+        return false;
+    };
+    if a.scheme() != "http" || b.scheme() != "http" || !is_loopback_host(&a) || !is_loopback_host(&b)
+    {
+        return false;
+    }
+    let _ = a.set_port(None);
+    let _ = b.set_port(None);
+    a == b
+}
+
+pub fn to_api(row: &ClientRow, grants: i64) -> shared::oauth::OAuthClient {
+    shared::oauth::OAuthClient {
+        id: row.id,
+        client_id: row.client_id.clone(),
+        kind: row.kind.clone(),
+        name: row.name.clone(),
+        redirect_uris: row.redirect_uris(),
+        token_endpoint_auth_method: row.token_endpoint_auth_method.clone(),
+        application_type: row.application_type.clone(),
+        client_uri: row.client_uri.clone(),
+        created_at: row.created_at,
+        revoked_at: row.revoked_at,
+        grants,
+    }
+}
+
+/// What a registration or a metadata document may say (RFC 7591 §2).
+#[derive(Debug, Deserialize)]
+struct ClientMetadata {
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    response_types: Option<Vec<String>>,
+    #[serde(default)]
+    client_name: Option<String>,
+    #[serde(default)]
+    client_uri: Option<String>,
+    #[serde(default)]
+    logo_uri: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    application_type: Option<String>,
+}
+
+struct Checked {
+    name: String,
+    redirect_uris: Vec<String>,
+    auth_method: String,
+    application_type: String,
+    client_uri: Option<String>,
+    logo_uri: Option<String>,
+    scope: Option<String>,
+}
+
+/// Validates client metadata; the error is `(error code, description)` per RFC 7591 §3.2.2.
+fn check_metadata(m: ClientMetadata, default_auth: &str) -> Result<Checked, (&'static str, String)> {
+    let application_type = m.application_type.unwrap_or_else(|| "web".into());
+    if application_type != "web" && application_type != "native" {
+        return Err((
+            "invalid_client_metadata",
+            "application_type must be \"web\" or \"native\"".into(),
+        ));
+    }
+    if m.redirect_uris.is_empty() || m.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err((
+            "invalid_redirect_uri",
+            format!("1 to {MAX_REDIRECT_URIS} redirect_uris are required"),
+        ));
+    }
+    for uri in &m.redirect_uris {
+        validate_redirect_uri(uri, application_type == "native")
+            .map_err(|e| ("invalid_redirect_uri", e))?;
+    }
+    let auth_method = m
+        .token_endpoint_auth_method
+        .unwrap_or_else(|| default_auth.to_string());
+    if !matches!(
+        auth_method.as_str(),
+        "none" | "client_secret_basic" | "client_secret_post"
+    ) {
+        return Err((
+            "invalid_client_metadata",
+            "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post"
+                .into(),
+        ));
+    }
+    if let Some(grants) = &m.grant_types
+        && grants
+            .iter()
+            .any(|g| g != "authorization_code" && g != "refresh_token")
+    {
+        return Err((
+            "invalid_client_metadata",
+            "only the authorization_code and refresh_token grants are supported".into(),
+        ));
+    }
+    if let Some(types) = &m.response_types
+        && types.iter().any(|t| t != "code")
+    {
+        return Err((
+            "invalid_client_metadata",
+            "only the \"code\" response type is supported".into(),
+        ));
+    }
+    if let Some(scope) = &m.scope
+        && scope.split(' ').any(|s| !s.is_empty() && !SCOPES.contains(&s))
+    {
+        return Err((
+            "invalid_client_metadata",
+            format!("supported scopes: {}", SCOPES.join(" ")),
+        ));
+    }
+    let https_uri = |u: Option<String>| u.filter(|u| u.starts_with("https://") && u.len() <= 2000);
+    let name: String = m
+        .client_name
+        .map(|n| n.trim().chars().filter(|c| !c.is_control()).take(100).collect())
+        .filter(|n: &String| !n.is_empty())
+        .unwrap_or_else(|| "Unnamed client".into());
+    Ok(Checked {
+        name,
+        redirect_uris: m.redirect_uris,
+        auth_method,
+        application_type,
+        client_uri: https_uri(m.client_uri),
+        logo_uri: https_uri(m.logo_uri),
+        scope: m.scope,
+    })
+}
+
+fn registration_error(error: &str, description: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, error, description)
+}
+
+/// Stores a new client; returns it with its secret (confidential clients) in the clear, once.
+async fn insert(
+    state: &AppState,
+    kind: &str,
+    checked: Checked,
+    ip: Option<String>,
+) -> Result<(ClientRow, Option<String>), ApiError> {
+    let secret = (checked.auth_method != "none")
+        .then(|| random_token(CLIENT_SECRET_PREFIX))
+        .transpose()?;
+    let now = db::now();
+    let mut row = ClientRow {
+        id: 0,
+        client_id: random_token(CLIENT_ID_PREFIX)?,
+        kind: kind.into(),
+        name: checked.name,
+        redirect_uris: serde_json::to_string(&checked.redirect_uris).unwrap_or_else(|_| "[]".into()),
+        token_endpoint_auth_method: checked.auth_method,
+        secret_hash: secret.as_deref().map(hash_token),
+        application_type: checked.application_type,
+        client_uri: checked.client_uri,
+        logo_uri: checked.logo_uri,
+        scope: checked.scope,
+        registered_ip: ip,
+        created_at: now,
+        updated_at: now,
+        revoked_at: None,
+    };
+    row.id = db::oauth::insert_client(&state.db.pool, &row).await?;
+    Ok((row, secret))
+}
+
+/// Dynamic client registration (RFC 7591). Public clients (`token_endpoint_auth_method:
+/// "none"`) get no secret; others get one, shown only in this answer. Rate limited per IP;
+/// can be turned off (`OAUTH_DCR`) or require an initial access token (`OAUTH_DCR_TOKEN`).
+#[utoipa::path(post, path = "/oauth/register", tag = "oauth", operation_id = "oauth_register",
+    request_body(content = Object, description = "RFC 7591 client metadata", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered: client_id (and client_secret for confidential clients)", body = Object),
+        (status = 400, description = "`invalid_redirect_uri` or `invalid_client_metadata`", body = Object),
+        (status = 401, description = "An initial access token is required", body = Object),
+        (status = 403, description = "Registration is turned off", body = Object),
+        (status = 429, description = "Too many registrations from this address", body = Object),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let oauth = &state.config.oauth;
+    if !oauth.dcr {
+        return oauth_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "dynamic client registration is turned off; ask an administrator for a client",
+        );
+    }
+    if let Some(expected) = &oauth.dcr_token {
+        let presented = bearer(&headers).unwrap_or_default();
+        if !crate::keys::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "registration requires an initial access token",
+            );
+        }
+    }
+    if let Err(retry) = state.oauth.register_limit.check(meta.ip.0) {
+        state.events.record(
+            EventType::RateLimited,
+            Severity::Medium,
+            &meta.ctx,
+            None,
+            None,
+            json!({ "endpoint": "oauth_register" }),
+        );
+        let mut res = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "too many registrations from this address",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, retry.as_secs().max(1).into());
+        return res;
+    }
+    let metadata: ClientMetadata = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return registration_error(
+                "invalid_client_metadata",
+                &format!("the body is not client metadata JSON: {e}"),
+            );
+        }
+    };
+    // RFC 7591: the default method is client_secret_basic.
+    let checked = match check_metadata(metadata, "client_secret_basic") {
+        Ok(c) => c,
+        Err((code, message)) => return registration_error(code, &message),
+    };
+    let (row, secret) = match insert(&state, "dynamic", checked, Some(meta.ip.0.to_string())).await
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    tracing::info!(client_id = %row.client_id, name = %row.name, "OAuth client registered");
+    let mut doc = json!({
+        "client_id": row.client_id,
+        "client_id_issued_at": row.created_at,
+        "client_name": row.name,
+        "redirect_uris": row.redirect_uris(),
+        "token_endpoint_auth_method": row.token_endpoint_auth_method,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "application_type": row.application_type,
+    });
+    if let Some(secret) = secret {
+        doc["client_secret"] = json!(secret);
+        doc["client_secret_expires_at"] = json!(0);
+    }
+    if let Some(scope) = &row.scope {
+        doc["scope"] = json!(scope);
+    }
+    if let Some(uri) = &row.client_uri {
+        doc["client_uri"] = json!(uri);
+    }
+    let mut res = (StatusCode::CREATED, axum::Json(doc)).into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+/// An admin registers a client (always allowed, whatever `OAUTH_DCR` says).
+pub async fn create_by_admin(
+    state: &AppState,
+    req: &shared::oauth::CreateOAuthClient,
+) -> Result<(ClientRow, Option<String>), ApiError> {
+    let metadata = ClientMetadata {
+        client_id: None,
+        redirect_uris: req.redirect_uris.clone(),
+        token_endpoint_auth_method: Some(
+            if req.confidential {
+                "client_secret_basic"
+            } else {
+                "none"
+            }
+            .into(),
+        ),
+        grant_types: None,
+        response_types: None,
+        client_name: Some(req.name.clone()),
+        client_uri: None,
+        logo_uri: None,
+        scope: None,
+        application_type: Some(
+            if req.redirect_uris.iter().all(|u| u.starts_with("https://")) {
+                "web"
+            } else {
+                "native"
+            }
+            .into(),
+        ),
+    };
+    let checked = check_metadata(metadata, "none").map_err(|(_, m)| ApiError::validation("redirect_uris", m))?;
+    insert(state, "admin", checked, None).await
+}
+
+/// Why a client id could not be used.
+#[derive(Debug)]
+pub enum LookupError {
+    Unknown,
+    Revoked,
+    /// A metadata document could not be used (the reason is shown to the user, never sent to
+    /// a redirect URI).
+    Document(String),
+    Internal(ApiError),
+}
+
+/// The client for an id: a registered one, or a metadata document fetched from its URL.
+pub async fn lookup(state: &AppState, client_id: &str) -> Result<Arc<ClientRow>, LookupError> {
+    if client_id.starts_with("https://") || client_id.starts_with("http://") {
+        if !state.config.oauth.cimd {
+            return Err(LookupError::Document(
+                "client ID metadata documents are turned off".into(),
+            ));
+        }
+        return cimd_client(state, client_id).await;
+    }
+    let row = db::oauth::find_client(&state.db.pool, client_id)
+        .await
+        .map_err(|e| LookupError::Internal(e.into()))?
+        .ok_or(LookupError::Unknown)?;
+    if row.revoked_at.is_some() {
+        return Err(LookupError::Revoked);
+    }
+    Ok(Arc::new(row))
+}
+
+/// A CIMD client: cached, else fetched and validated, and kept in `oauth_clients` so grants can
+/// refer to it. An admin-revoked CIMD client stays revoked.
+async fn cimd_client(state: &AppState, url: &str) -> Result<Arc<ClientRow>, LookupError> {
+    if let Some(row) = state.oauth.cimd_cache.get(&url.to_string(), CIMD_TTL) {
+        return Ok(row);
+    }
+    let existing = db::oauth::find_client(&state.db.pool, url)
+        .await
+        .map_err(|e| LookupError::Internal(e.into()))?;
+    if existing.as_ref().is_some_and(|r| r.revoked_at.is_some()) {
+        return Err(LookupError::Revoked);
+    }
+    let metadata = fetch_document(state, url).await.map_err(LookupError::Document)?;
+    if metadata.client_id.as_deref() != Some(url) {
+        return Err(LookupError::Document(
+            "the metadata document's client_id is not its own URL".into(),
+        ));
+    }
+    if metadata
+        .token_endpoint_auth_method
+        .as_deref()
+        .is_some_and(|m| m != "none")
+    {
+        return Err(LookupError::Document(
+            "metadata-document clients must be public (token_endpoint_auth_method \"none\")"
+                .into(),
+        ));
+    }
+    let checked = check_metadata(metadata, "none").map_err(|(_, m)| LookupError::Document(m))?;
+    let now = db::now();
+    let mut row = ClientRow {
+        id: existing.as_ref().map_or(0, |r| r.id),
+        client_id: url.to_string(),
+        kind: "cimd".into(),
+        name: checked.name,
+        redirect_uris: serde_json::to_string(&checked.redirect_uris).unwrap_or_else(|_| "[]".into()),
+        token_endpoint_auth_method: "none".into(),
+        secret_hash: None,
+        application_type: checked.application_type,
+        client_uri: checked.client_uri,
+        logo_uri: checked.logo_uri,
+        scope: checked.scope,
+        registered_ip: None,
+        created_at: existing.as_ref().map_or(now, |r| r.created_at),
+        updated_at: now,
+        revoked_at: None,
+    };
+    let stored = if existing.is_some() {
+        db::oauth::update_cimd_client(&state.db.pool, &row).await
+    } else {
+        match db::oauth::insert_client(&state.db.pool, &row).await {
+            Ok(id) => {
+                row.id = id;
+                Ok(())
+            }
+            // Another request stored it first.
+            Err(e) if db::is_unique_violation(&e, "oauth_clients_client_id_key", "oauth_clients.client_id") => {
+                match db::oauth::find_client(&state.db.pool, url).await {
+                    Ok(Some(r)) => {
+                        row.id = r.id;
+                        Ok(())
+                    }
+                    Ok(None) => Err(e),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    };
+    stored.map_err(|e| LookupError::Internal(e.into()))?;
+    let row = Arc::new(row);
+    state.oauth.cimd_cache.put(url.to_string(), row.clone());
+    Ok(row)
+}
+
+/// Whether an address is one a metadata-document fetch must never reach (loopback, private,
+/// link-local, shared, multicast, documentation, unspecified, …).
+pub fn is_forbidden_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10 shared address space
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0/24 protocol assignments
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18/15 benchmarking
+                || o[0] >= 240 // reserved
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link local
+                || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_forbidden_address(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Fetches a metadata document: https only (unless allowed), public addresses only (unless
+/// allowed; checked on the resolved address the request then uses, so DNS cannot swap it), no
+/// redirects, at most 64 KiB in 5 seconds.
+async fn fetch_document(state: &AppState, raw: &str) -> Result<ClientMetadata, String> {
+    let oauth = &state.config.oauth;
+    let url = url::Url::parse(raw).map_err(|_| "the client id is not a valid URL".to_string())?;
+    let https = url.scheme() == "https";
+    if !https && !(oauth.cimd_allow_http && url.scheme() == "http") {
+        return Err("a client id URL must use https".into());
+    }
+    if url.path().len() <= 1 || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("a client id URL needs a path and no fragment or credentials".into());
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| "the client id URL has no host".to_string())?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<std::net::SocketAddr> =
+        tokio::time::timeout(CIMD_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+            .await
+            .map_err(|_| "resolving the client id host timed out".to_string())?
+            .map_err(|_| "the client id host does not resolve".to_string())?
+            .collect();
+    let Some(addr) = addrs.first().copied() else {
+        return Err("the client id host does not resolve".into());
+    };
+    if !oauth.cimd_allow_private && addrs.iter().any(|a| is_forbidden_address(a.ip())) {
+        return Err("the client id URL points at a private or reserved address".into());
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(CIMD_TIMEOUT)
+        .resolve(&host, addr)
+        .build()
+        .map_err(|_| "internal error".to_string())?;
+    let res = client
+        .get(url.clone())
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|_| "the client metadata document could not be fetched".to_string())?;
+    if !res.status().is_success() {
+        return Err(format!(
+            "fetching the client metadata document answered {}",
+            res.status().as_u16()
+        ));
+    }
+    if res.content_length().is_some_and(|n| n > CIMD_MAX_BYTES as u64) {
+        return Err("the client metadata document is too large".into());
+    }
+    let mut body = Vec::new();
+    let mut res = res;
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|_| "reading the client metadata document failed".to_string())?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > CIMD_MAX_BYTES {
+            return Err("the client metadata document is too large".into());
+        }
+    }
+    serde_json::from_slice(&body).map_err(|_| "the client metadata document is not valid JSON".into())
+}
+
+/// Authenticates the client of a token or revocation request by its registered method.
+/// `client_secret_basic`: `Authorization: Basic` (id and secret form-urlencoded);
+/// `client_secret_post`: `client_id` and `client_secret` in the body; `none`: `client_id` only.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &std::collections::HashMap<String, String>,
+) -> Result<Arc<ClientRow>, Response> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| {
+            let (id, secret) = s.split_once(':')?;
+            let decode = |v: &str| {
+                url::form_urlencoded::parse(format!("v={v}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((decode(id)?, decode(secret)?))
+        });
+    let invalid = |description: &str| {
+        let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+        if basic.is_some() {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"oauth\""),
+            );
+        }
+        res
+    };
+    let (client_id, secret, method) = match (&basic, form.get("client_secret")) {
+        (Some((id, secret)), None) => (id.clone(), Some(secret.clone()), "client_secret_basic"),
+        (None, Some(secret)) => (
+            form.get("client_id").cloned().unwrap_or_default(),
+            Some(secret.clone()),
+            "client_secret_post",
+        ),
+        (None, None) => (form.get("client_id").cloned().unwrap_or_default(), None, "none"),
+        (Some(_), Some(_)) => return Err(invalid("use one client authentication method")),
+    };
+    if basic.is_some() && form.get("client_id").is_some_and(|id| *id != client_id) {
+        return Err(invalid("client_id does not match the Authorization header"));
+    }
+    let client = match lookup(state, &client_id).await {
+        Ok(c) => c,
+        Err(LookupError::Internal(e)) => return Err(e.into_response()),
+        Err(_) => return Err(invalid("unknown or revoked client")),
+    };
+    if client.token_endpoint_auth_method != method {
+        return Err(invalid(&format!(
+            "this client authenticates with {}",
+            client.token_endpoint_auth_method
+        )));
+    }
+    if let Some(secret) = secret {
+        let ok = client.secret_hash.as_deref().is_some_and(|h| {
+            crate::keys::constant_time_eq(h.as_bytes(), hash_token(&secret).as_bytes())
+        });
+        if !ok {
+            return Err(invalid("wrong client secret"));
+        }
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uri_rules() {
+        assert!(validate_redirect_uri("https://app.example.com/cb", false).is_ok());
+        assert!(validate_redirect_uri("http://127.0.0.1:3000/callback", false).is_ok());
+        assert!(validate_redirect_uri("http://localhost/cb", false).is_ok());
+        assert!(validate_redirect_uri("http://[::1]:8/cb", false).is_ok());
+        assert!(validate_redirect_uri("http://example.com/cb", false).is_err());
+        assert!(validate_redirect_uri("https://app.example.com/cb#x", false).is_err());
+        assert!(validate_redirect_uri("com.example.app:/cb", false).is_err());
+        assert!(validate_redirect_uri("com.example.app:/cb", true).is_ok());
+        assert!(validate_redirect_uri("javascript:alert(1)", true).is_err());
+        assert!(validate_redirect_uri("/relative", false).is_err());
+    }
+
+    #[test]
+    fn loopback_redirects_match_on_any_port_only() {
+        assert!(redirect_matches("https://a.example/cb", "https://a.example/cb"));
+        assert!(!redirect_matches("https://a.example/cb", "https://a.example/cb/"));
+        assert!(!redirect_matches("https://a.example/cb", "https://a.example:444/cb"));
+        assert!(redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:51234/cb"));
+        assert!(redirect_matches("http://127.0.0.1:1/cb", "http://127.0.0.1:2/cb"));
+        assert!(!redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:5/other"));
+        assert!(!redirect_matches("http://127.0.0.1/cb", "http://localhost:5/cb"));
+    }
+
+    #[test]
+    fn forbidden_addresses() {
+        for bad in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+            "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "224.0.0.1", "240.0.0.1",
+        ] {
+            assert!(is_forbidden_address(bad.parse().unwrap()), "{bad}");
+        }
+        for good in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+            assert!(!is_forbidden_address(good.parse().unwrap()), "{good}");
+        }
+    }
+}

@@ -1,0 +1,897 @@
+//! The authorization-code flow: `/oauth/authorize`, the consent API behind the admin UI's
+//! consent page, `/oauth/token` (code exchange and refresh) and `/oauth/revoke`.
+//!
+//! A pending authorization request travels sealed (AES-256-GCM, 10 minutes) between the
+//! authorize endpoint, the consent page and the decision, so any replica can finish it.
+//! Codes are single-use, bound to the client, redirect URI, PKCE challenge, resource and
+//! scope, and stored only as hashes; a reused code revokes what was issued with it.
+//! Consent is remembered per user and client (`oauth_grants`); the consent page signs the user
+//! in with a sealed, HttpOnly, SameSite=Lax cookie (`__Host-` and Secure on https), so a
+//! remembered grant is not asked for again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shared::auth::{LoginRequest, Role};
+use shared::oauth::{ConsentDecision, ConsentRequest, ConsentResult};
+
+use crate::app::AppState;
+use crate::auth::identity::{AuthMethod, McpScope, Principal, RequestMeta};
+use crate::auth::login;
+use crate::auth::tokens::{self, Audience, OAuthBinding, hash_token, random_token};
+use crate::db::{self, oauth::ClientRow, oauth::CodeRow};
+use crate::error::{ApiError, AppJson, AppQuery};
+use crate::events::{EventType, Severity};
+use crate::oauth::clients::{self, LookupError, redirect_matches};
+use crate::oauth::{
+    CONSENT_PAGE, SCOPE_FULL, SCOPES, canonical_resource, error_page, no_store, oauth_error,
+    parse_form,
+};
+
+const REQUEST_CONTEXT: &str = "oauth:authorization-request";
+const COOKIE_CONTEXT: &str = "oauth:consent-session";
+/// How long a user has to finish the consent page.
+const REQUEST_TTL: i64 = 600;
+/// Codes live this long.
+const CODE_TTL: i64 = 60;
+/// The consent page's sign-in lasts this long.
+const COOKIE_TTL: i64 = 12 * 3600;
+const CODE_PREFIX: &str = "amcode_";
+
+/// A pending authorization request (sealed into the consent page's URL).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AuthRequest {
+    /// `oauth_clients.id`.
+    c: i64,
+    /// The client id as presented.
+    i: String,
+    /// Redirect URI (the one the client sent, or its only registered one).
+    r: String,
+    s: Option<String>,
+    /// PKCE S256 challenge.
+    p: String,
+    /// Canonical resource.
+    a: String,
+    /// Granted scope (space-separated).
+    o: String,
+    /// Expiry.
+    e: i64,
+}
+
+fn seal<T: Serialize>(state: &AppState, value: &T, context: &str) -> Result<String, ApiError> {
+    let json = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(state.secret_box.seal(&json, context)?))
+}
+
+fn open<T: for<'de> Deserialize<'de>>(state: &AppState, sealed: &str, context: &str) -> Option<T> {
+    let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    let json = state.secret_box.open(&bytes, context).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// `redirect_uri` with parameters added (the authorization response, RFC 6749 §4.1.2, with
+/// `iss` per RFC 9207).
+fn redirect_with(base: &str, params: &[(&str, Option<&str>)]) -> String {
+    let Ok(mut url) = url::Url::parse(base) else {
+        return base.to_string();
+    };
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in params {
+            if let Some(v) = v {
+                pairs.append_pair(k, v);
+            }
+        }
+    }
+    url.to_string()
+}
+
+fn error_redirect(state: &AppState, req: &AuthRequest, error: &str, description: &str) -> String {
+    redirect_with(
+        &req.r,
+        &[
+            ("error", Some(error)),
+            ("error_description", Some(description)),
+            ("state", req.s.as_deref()),
+            ("iss", Some(&state.config.public_url)),
+        ],
+    )
+}
+
+fn see_other(location: &str) -> Response {
+    let mut res = Redirect::to(location).into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+fn cookie_name(state: &AppState) -> &'static str {
+    if state.config.public_url.starts_with("https://") {
+        "__Host-amg_consent"
+    } else {
+        "amg_consent"
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConsentCookie {
+    u: i64,
+    e: i64,
+}
+
+fn consent_cookie(state: &AppState, user_id: i64) -> Result<HeaderValue, ApiError> {
+    let sealed = seal(
+        state,
+        &ConsentCookie {
+            u: user_id,
+            e: db::now() + COOKIE_TTL,
+        },
+        COOKIE_CONTEXT,
+    )?;
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{}={sealed}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_TTL}{secure}",
+        cookie_name(state)
+    ))
+    .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// The user signed in on the consent page of this browser, if still enabled.
+async fn cookie_user(state: &AppState, headers: &HeaderMap) -> Option<db::users::UserRow> {
+    let name = cookie_name(state);
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())?;
+    let cookie: ConsentCookie = open(state, &value, COOKIE_CONTEXT)?;
+    if cookie.e <= db::now() {
+        return None;
+    }
+    db::users::find_by_id(&state.db.pool, cookie.u)
+        .await
+        .ok()
+        .flatten()
+        .filter(|u| u.enabled != 0)
+}
+
+/// Whether the user may use the resource: `/mcp` always (it shows only their servers), a
+/// server when they are an admin or were granted it.
+async fn may_use_resource(
+    state: &AppState,
+    user: &db::users::UserRow,
+    resource: &str,
+) -> Result<bool, ApiError> {
+    let prefix = format!("{}/mcp/", state.config.public_url);
+    let Some(server) = resource.strip_prefix(&prefix) else {
+        return Ok(true);
+    };
+    let Some(backend) = state.mcp.registry.get(server).filter(|b| b.enabled) else {
+        return Ok(false);
+    };
+    let principal = Principal {
+        user_id: user.id,
+        username: user.username.clone(),
+        email: None,
+        role: Role::parse(&user.role).unwrap_or(Role::User),
+        method: AuthMethod::Jwt {
+            session_id: String::new(),
+        },
+        scope: McpScope::Full,
+    };
+    Ok(state.mcp.registry.may_use(&principal, &backend).await?)
+}
+
+/// Issues a code and remembers the consent, in one transaction.
+async fn issue_code(
+    state: &AppState,
+    req: &AuthRequest,
+    user_id: i64,
+) -> Result<String, ApiError> {
+    let code = random_token(CODE_PREFIX)?;
+    let now = db::now();
+    let mut tx = state.db.begin().await?;
+    db::oauth::insert_code(
+        &mut *tx,
+        &CodeRow {
+            code_hash: hash_token(&code),
+            client_key: req.c,
+            user_id,
+            redirect_uri: req.r.clone(),
+            code_challenge: req.p.clone(),
+            resource: req.a.clone(),
+            scope: req.o.clone(),
+            created_at: now,
+            expires_at: now + CODE_TTL,
+            used_at: None,
+            session_id: None,
+        },
+    )
+    .await?;
+    db::oauth::upsert_grant(&mut *tx, user_id, req.c, &req.o, now).await?;
+    tx.commit().await?;
+    Ok(code)
+}
+
+fn code_redirect(state: &AppState, req: &AuthRequest, code: &str) -> String {
+    redirect_with(
+        &req.r,
+        &[
+            ("code", Some(code)),
+            ("state", req.s.as_deref()),
+            ("iss", Some(&state.config.public_url)),
+        ],
+    )
+}
+
+fn lookup_page(e: LookupError) -> Response {
+    match e {
+        LookupError::Unknown => error_page(
+            StatusCode::BAD_REQUEST,
+            "Unknown application",
+            "This application is not registered with the gateway.",
+        ),
+        LookupError::Revoked => error_page(
+            StatusCode::BAD_REQUEST,
+            "Application blocked",
+            "An administrator revoked this application's access.",
+        ),
+        LookupError::Document(reason) => error_page(
+            StatusCode::BAD_REQUEST,
+            "This application cannot sign in",
+            &reason,
+        ),
+        LookupError::Internal(e) => {
+            tracing::error!(error = %e, "OAuth client lookup failed");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The gateway could not check this application.",
+            )
+        }
+    }
+}
+
+/// A PKCE S256 challenge: 43 characters of base64url.
+fn valid_challenge(c: &str) -> bool {
+    c.len() == 43
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A PKCE verifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
+fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Requested scopes: known ones kept (in the gateway's order), `offline_access` accepted and
+/// ignored (refresh tokens are always issued), anything else refused. None asked: the client's
+/// registered scope, else `mcp`.
+fn granted_scope(requested: Option<&str>, client: &ClientRow) -> Result<String, String> {
+    let raw = requested
+        .filter(|s| !s.trim().is_empty())
+        .or(client.scope.as_deref())
+        .unwrap_or(SCOPE_FULL);
+    let asked: Vec<&str> = raw.split(' ').filter(|s| !s.is_empty()).collect();
+    if let Some(unknown) = asked
+        .iter()
+        .find(|s| !SCOPES.contains(s) && **s != "offline_access")
+    {
+        return Err(format!("unknown scope `{unknown}`"));
+    }
+    let granted: Vec<&str> = SCOPES
+        .iter()
+        .copied()
+        .filter(|s| asked.contains(s))
+        .collect();
+    Ok(if granted.is_empty() {
+        SCOPE_FULL.to_string()
+    } else {
+        granted.join(" ")
+    })
+}
+
+/// `GET /oauth/authorize`: validates the request; errors about the client or its redirect URI
+/// are shown, all others go back to the redirect URI. A user who already consented (and is
+/// signed in on this browser) goes straight back with a code; anyone else to the consent page.
+pub async fn authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = match parse_form(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(_) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid sign-in request",
+                "A parameter is repeated.",
+            );
+        }
+    };
+    let Some(client_id) = params.get("client_id") else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid sign-in request",
+            "The request names no client_id.",
+        );
+    };
+    let client = match clients::lookup(&state, client_id).await {
+        Ok(c) => c,
+        Err(e) => return lookup_page(e),
+    };
+    let registered = client.redirect_uris();
+    let redirect_uri = match params.get("redirect_uri") {
+        Some(r) if registered.iter().any(|reg| redirect_matches(reg, r)) => r.clone(),
+        None if registered.len() == 1 => registered[0].clone(),
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Redirect address not registered",
+                "The application asked to return to an address it did not register, so the \
+                 gateway will not send you there.",
+            );
+        }
+    };
+    let mut req = AuthRequest {
+        c: client.id,
+        i: client.client_id.clone(),
+        r: redirect_uri,
+        s: params.get("state").cloned(),
+        p: String::new(),
+        a: String::new(),
+        o: String::new(),
+        e: db::now() + REQUEST_TTL,
+    };
+    let back = |req: &AuthRequest, error: &str, description: &str| {
+        see_other(&error_redirect(&state, req, error, description))
+    };
+    if params.get("response_type").map(String::as_str) != Some("code") {
+        return back(
+            &req,
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        );
+    }
+    match (
+        params.get("code_challenge"),
+        params.get("code_challenge_method").map(String::as_str),
+    ) {
+        (Some(c), Some("S256")) if valid_challenge(c) => req.p = c.clone(),
+        (Some(_), Some("S256")) => {
+            return back(&req, "invalid_request", "malformed code_challenge");
+        }
+        (None, _) => {
+            return back(
+                &req,
+                "invalid_request",
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            );
+        }
+        (Some(_), _) => {
+            return back(
+                &req,
+                "invalid_request",
+                "code_challenge_method must be S256",
+            );
+        }
+    }
+    req.a = match params.get("resource") {
+        None => format!("{}/mcp", state.config.public_url),
+        Some(raw) => match canonical_resource(&state, raw) {
+            Some(r) => r,
+            None => {
+                return back(
+                    &req,
+                    "invalid_target",
+                    "resource must be this gateway's /mcp or /mcp/{server} URL",
+                );
+            }
+        },
+    };
+    req.o = match granted_scope(params.get("scope").map(String::as_str), &client) {
+        Ok(s) => s,
+        Err(m) => return back(&req, "invalid_scope", &m),
+    };
+    // A remembered consent: no page, unless the client asks for one.
+    let prompt_consent = params
+        .get("prompt")
+        .is_some_and(|p| p.split(' ').any(|p| p == "consent" || p == "login"));
+    if !prompt_consent && let Some(user) = cookie_user(&state, &headers).await {
+        let grant = db::oauth::find_grant(&state.db.pool, user.id, client.id).await;
+        let covered = matches!(&grant, Ok(Some(g)) if req.o.split(' ').all(|s| g.scope.split(' ').any(|h| h == s)));
+        if covered && may_use_resource(&state, &user, &req.a).await.unwrap_or(false) {
+            return match issue_code(&state, &req, user.id).await {
+                Ok(code) => see_other(&code_redirect(&state, &req, &code)),
+                Err(e) => {
+                    tracing::error!(error = %e, "issuing an authorization code failed");
+                    back(&req, "server_error", "the gateway could not issue a code")
+                }
+            };
+        }
+    }
+    match seal(&state, &req, REQUEST_CONTEXT) {
+        Ok(sealed) => see_other(&format!(
+            "{}{CONSENT_PAGE}?request={sealed}",
+            state.config.public_url
+        )),
+        Err(_) => back(&req, "server_error", "the gateway could not start the sign-in"),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RequestQuery {
+    /// The `request` parameter of the consent page.
+    request: String,
+}
+
+fn open_request(state: &AppState, sealed: &str) -> Result<AuthRequest, ApiError> {
+    open::<AuthRequest>(state, sealed, REQUEST_CONTEXT)
+        .filter(|r| r.e > db::now())
+        .ok_or(ApiError::Validation {
+            code: "consent_request_invalid",
+            message: "this sign-in request is invalid or expired; start again from the application"
+                .into(),
+            field: Some("request"),
+        })
+}
+
+async fn request_client(state: &AppState, req: &AuthRequest) -> Result<Arc<ClientRow>, ApiError> {
+    match clients::lookup(state, &req.i).await {
+        Ok(c) if c.id == req.c => Ok(c),
+        Ok(_) | Err(LookupError::Unknown | LookupError::Revoked | LookupError::Document(_)) => {
+            Err(ApiError::Validation {
+                code: "consent_request_invalid",
+                message: "this application can no longer sign in".into(),
+                field: Some("request"),
+            })
+        }
+        Err(LookupError::Internal(e)) => Err(e),
+    }
+}
+
+/// What the consent page shows: the client, where it will send the browser, the scopes and
+/// the MCP endpoint; and who is signed in on this browser already.
+#[utoipa::path(get, path = "/oauth/api/request", tag = "oauth", operation_id = "oauth_consent_request",
+    params(RequestQuery),
+    responses(
+        (status = 200, description = "The pending request", body = ConsentRequest),
+        (status = 400, description = "`consent_request_invalid`", body = shared::error::ApiErrorBody),
+    ))]
+pub async fn consent_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AppQuery(query): AppQuery<RequestQuery>,
+) -> Result<AppJson<ConsentRequest>, ApiError> {
+    let req = open_request(&state, &query.request)?;
+    let client = request_client(&state, &req).await?;
+    let redirect_host = url::Url::parse(&req.r)
+        .ok()
+        .map(|u| match u.host_str() {
+            Some(h) => h.to_string(),
+            None => u.scheme().to_string(),
+        })
+        .unwrap_or_default();
+    Ok(AppJson(ConsentRequest {
+        client_id: client.client_id.clone(),
+        client_name: client.name.clone(),
+        client_kind: client.kind.clone(),
+        client_uri: client.client_uri.clone(),
+        redirect_uri: req.r.clone(),
+        redirect_host,
+        scopes: req.o.split(' ').map(str::to_string).collect(),
+        resource: req.a.clone(),
+        signed_in_as: cookie_user(&state, &headers).await.map(|u| u.username),
+    }))
+}
+
+/// The user's decision. Signs in with `username`/`password` (lockout rules as for login) or the
+/// browser's consent sign-in; approving issues a code and remembers the consent, denying
+/// returns `error=access_denied` to the client. Same-origin only (`Origin` must be the
+/// gateway's).
+#[utoipa::path(post, path = "/oauth/api/decision", tag = "oauth", operation_id = "oauth_consent_decision",
+    request_body = ConsentDecision,
+    responses(
+        (status = 200, description = "Where to send the browser", body = ConsentResult),
+        (status = 400, description = "`consent_request_invalid`", body = shared::error::ApiErrorBody),
+        (status = 401, description = "`invalid_credentials`, or not signed in", body = shared::error::ApiErrorBody),
+        (status = 403, description = "Cross-origin request, or no access to the MCP server", body = shared::error::ApiErrorBody),
+        (status = 429, description = "`login_locked` / `too_many_attempts`", body = shared::error::ApiErrorBody),
+    ))]
+pub async fn consent_decision(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    AppJson(decision): AppJson<ConsentDecision>,
+) -> Result<Response, ApiError> {
+    let own = url::Url::parse(&state.config.public_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if origin != Some(own.as_str()) {
+        state.events.record(
+            EventType::OriginRejected,
+            Severity::Medium,
+            &meta.ctx,
+            None,
+            None,
+            json!({ "origin": origin, "endpoint": "oauth_consent" }),
+        );
+        return Err(ApiError::Forbidden("cross-origin consent is not allowed"));
+    }
+    let req = open_request(&state, &decision.request)?;
+    let client = request_client(&state, &req).await?;
+    let (user, signed_in_now) = match (&decision.username, &decision.password) {
+        (Some(username), Some(password)) => {
+            let creds = LoginRequest {
+                username: username.clone(),
+                password: password.clone(),
+                session: Default::default(),
+            };
+            (
+                login::verify_credentials(&state, &meta, &creds, Audience::Mcp).await?,
+                true,
+            )
+        }
+        _ => (
+            cookie_user(&state, &headers)
+                .await
+                .ok_or(ApiError::Unauthorized)?,
+            false,
+        ),
+    };
+    let redirect_to = if !decision.approve {
+        error_redirect(&state, &req, "access_denied", "the user denied the request")
+    } else {
+        if !may_use_resource(&state, &user, &req.a).await? {
+            return Err(ApiError::Forbidden(
+                "you do not have access to this MCP server; ask an administrator",
+            ));
+        }
+        let code = issue_code(&state, &req, user.id).await?;
+        tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");
+        code_redirect(&state, &req, &code)
+    };
+    let mut res = AppJson(ConsentResult { redirect_to }).into_response();
+    no_store(res.headers_mut());
+    if signed_in_now {
+        res.headers_mut()
+            .insert(header::SET_COOKIE, consent_cookie(&state, user.id)?);
+    }
+    Ok(res)
+}
+
+fn token_response(token: shared::auth::TokenResponse, scope: &str) -> Response {
+    let mut res = axum::Json(json!({
+        "access_token": token.access_token,
+        "token_type": "Bearer",
+        "expires_in": token.expires_in,
+        "refresh_token": token.refresh_token,
+        "scope": scope,
+    }))
+    .into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+fn invalid_grant(description: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
+}
+
+fn limited(state: &AppState, meta: &RequestMeta, endpoint: &str) -> Option<Response> {
+    let retry = state.oauth.token_limit.check(meta.ip.0).err()?;
+    state.events.record(
+        EventType::RateLimited,
+        Severity::Medium,
+        &meta.ctx,
+        None,
+        None,
+        json!({ "endpoint": endpoint }),
+    );
+    let mut res = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "slow_down",
+        "too many requests from this address",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, retry.as_secs().max(1).into());
+    Some(res)
+}
+
+fn form_body(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, Response> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    parse_form(body)
+}
+
+/// `POST /oauth/token`: `authorization_code` (with PKCE) and `refresh_token` (rotating).
+pub async fn token(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(res) = limited(&state, &meta, "oauth_token") {
+        return res;
+    }
+    let form = match form_body(&headers, &body) {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    let client = match clients::authenticate(&state, &headers, &form).await {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let result = match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => exchange_code(&state, &meta, &client, &form).await,
+        Some("refresh_token") => refresh(&state, &meta, &client, &form).await,
+        Some(_) => Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "supported: authorization_code, refresh_token",
+        )),
+        None => Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required",
+        )),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "token endpoint failed");
+        oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the gateway could not issue tokens",
+        )
+    })
+}
+
+async fn exchange_code(
+    state: &AppState,
+    meta: &RequestMeta,
+    client: &ClientRow,
+    form: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let Some(code) = form.get("code") else {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code is required",
+        ));
+    };
+    let hash = hash_token(code);
+    let Some(row) = db::oauth::find_code(&state.db.pool, &hash).await? else {
+        return Ok(invalid_grant("unknown authorization code"));
+    };
+    if row.client_key != client.id {
+        return Ok(invalid_grant("the code was issued to another client"));
+    }
+    let now = db::now();
+    if row.used_at.is_some() {
+        // A replayed code: whatever was issued with it is revoked (RFC 6749 §4.1.2).
+        if let Some(session) = &row.session_id {
+            tokens::revoke_session(state, session, "authorization_code_reuse").await?;
+        }
+        state.events.record(
+            EventType::TokenReuse,
+            Severity::High,
+            &meta.ctx,
+            Some(row.user_id),
+            None,
+            json!({ "client_id": client.client_id, "action": "authorization code reused; its tokens were revoked" }),
+        );
+        return Ok(invalid_grant("the authorization code was already used"));
+    }
+    if row.expires_at <= now {
+        return Ok(invalid_grant("the authorization code expired"));
+    }
+    if form.get("redirect_uri") != Some(&row.redirect_uri) {
+        db::oauth::burn_code(&state.db.pool, &hash, now).await?;
+        return Ok(invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let verifier_ok = form
+        .get("code_verifier")
+        .is_some_and(|v| valid_verifier(v) && s256(v) == row.code_challenge);
+    if !verifier_ok {
+        db::oauth::burn_code(&state.db.pool, &hash, now).await?;
+        return Ok(invalid_grant("the PKCE code_verifier does not match"));
+    }
+    if let Some(resource) = form.get("resource")
+        && canonical_resource(state, resource).as_deref() != Some(row.resource.as_str())
+    {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "resource differs from the authorization request",
+        ));
+    }
+    let user = db::users::find_by_id(&state.db.pool, row.user_id).await?;
+    if user.is_none_or(|u| u.enabled == 0) {
+        return Ok(invalid_grant("the user can no longer sign in"));
+    }
+    let binding = OAuthBinding {
+        client_key: client.id,
+        client_id: &client.client_id,
+        resource: &row.resource,
+        scope: &row.scope,
+    };
+    let mut tx = state.db.begin().await?;
+    let (session_id, refresh_token) =
+        tokens::start_oauth_session(state, &mut tx, row.user_id, &binding).await?;
+    if db::oauth::spend_code(&mut *tx, &hash, now, &session_id).await? == 0 {
+        tx.rollback().await?;
+        return Ok(invalid_grant("the authorization code was already used"));
+    }
+    db::oauth::touch_grant(&mut *tx, row.user_id, client.id, now).await?;
+    tx.commit().await?;
+    let issued =
+        tokens::oauth_access_token(state, row.user_id, &session_id, &binding, Some(refresh_token))?;
+    Ok(token_response(issued, &row.scope))
+}
+
+async fn refresh(
+    state: &AppState,
+    meta: &RequestMeta,
+    client: &ClientRow,
+    form: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let Some(refresh_token) = form.get("refresh_token") else {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "refresh_token is required",
+        ));
+    };
+    let Some(session) = tokens::session_of_refresh_token(state, refresh_token).await? else {
+        return Ok(invalid_grant("unknown refresh token"));
+    };
+    if session.client_key != Some(client.id) {
+        return Ok(invalid_grant("the refresh token was issued to another client"));
+    }
+    let resource = session
+        .resource
+        .clone()
+        .unwrap_or_else(|| format!("{}/mcp", state.config.public_url));
+    let scope = session.scope.clone().unwrap_or_else(|| SCOPE_FULL.into());
+    if let Some(asked) = form.get("resource")
+        && canonical_resource(state, asked).as_deref() != Some(resource.as_str())
+    {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "a refresh token is bound to the resource it was issued for",
+        ));
+    }
+    if let Some(asked) = form.get("scope")
+        && asked
+            .split(' ')
+            .filter(|s| !s.is_empty() && *s != "offline_access")
+            .any(|s| !scope.split(' ').any(|g| g == s))
+    {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "a refresh cannot widen the granted scope",
+        ));
+    }
+    let (session, next) = match tokens::rotate(state, meta, refresh_token, Audience::Mcp, Some(client.id)).await {
+        Ok(r) => r,
+        Err(ApiError::Unauthorized) => {
+            return Ok(invalid_grant(
+                "the refresh token is invalid, expired, revoked or was already used",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    db::oauth::touch_grant(&state.db.pool, session.user_id, client.id, db::now()).await?;
+    let binding = OAuthBinding {
+        client_key: client.id,
+        client_id: &client.client_id,
+        resource: &resource,
+        scope: &scope,
+    };
+    let issued = tokens::oauth_access_token(state, session.user_id, &session.id, &binding, Some(next))?;
+    Ok(token_response(issued, &scope))
+}
+
+/// `POST /oauth/revoke` (RFC 7009): a refresh token or an access token of this client; its
+/// session ends (every token issued in it stops working). Unknown tokens are not an error.
+pub async fn revoke(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(res) = limited(&state, &meta, "oauth_revoke") {
+        return res;
+    }
+    let form = match form_body(&headers, &body) {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    let client = match clients::authenticate(&state, &headers, &form).await {
+        Ok(c) => c,
+        Err(res) => return res,
+    };
+    let Some(token) = form.get("token") else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
+    };
+    let session_id = if token.starts_with(tokens::REFRESH_TOKEN_PREFIX) {
+        tokens::session_of_refresh_token(&state, token)
+            .await
+            .ok()
+            .flatten()
+            .filter(|s| s.client_key == Some(client.id))
+            .map(|s| s.id)
+    } else {
+        access_token_session(&state, token)
+            .await
+            .filter(|(_, client_id)| client_id.as_deref() == Some(client.client_id.as_str()))
+            .map(|(sid, _)| sid)
+    };
+    if let Some(sid) = session_id
+        && let Err(e) = tokens::revoke_session(&state, &sid, "oauth_revocation").await
+    {
+        tracing::error!(error = %e, "revoking a session failed");
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "try again",
+        );
+    }
+    let mut res = StatusCode::OK.into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+/// The session and client of an access token whose signature checks (expired ones too).
+async fn access_token_session(state: &AppState, token: &str) -> Option<(String, Option<String>)> {
+    #[derive(Deserialize)]
+    struct Peek {
+        aud: String,
+    }
+    let payload = token.split('.').nth(1)?;
+    let peek: Peek = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    if !peek.aud.starts_with(&state.config.public_url) {
+        return None;
+    }
+    let claims: tokens::AccessClaims = state
+        .keys
+        .verify(token, &state.config.public_url, &[peek.aud.as_str()])
+        .await
+        .ok()?;
+    Some((claims.sid, claims.client_id))
+}
