@@ -375,7 +375,10 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
         .await?;
         for server_id in &aggregated_ids[..n] {
             let res = http
-                .patch(format!("{base}/admin/api/users/{}/mcp-permissions", user["id"]))
+                .patch(format!(
+                    "{base}/admin/api/users/{}/mcp-permissions",
+                    user["id"]
+                ))
                 .bearer_auth(&admin)
                 .json(&json!({"server_id": server_id, "can_access": true}))
                 .send()

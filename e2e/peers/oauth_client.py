@@ -6,7 +6,7 @@ the authorization server metadata, registers the client (DCR), and runs the auth
 grant with PKCE, `resource` and an RFC 9207 `iss` check. The browser step is done headlessly:
 
   1. GET the authorization URL the SDK built (no redirect following). The gateway answers
-     `302 Location: <issuer>/oauth/consent?request=<opaque>`, or, when consent is remembered,
+     `303 Location: <issuer>/consent?request=<opaque>` (the admin UI's consent page), or, when consent is remembered,
      `302 Location: <redirect_uri>?code=...&state=...&iss=...`.
   2. For the consent page: POST `{"request", "username", "password", "approve"}` as JSON to
      `<issuer>/oauth/api/decision` with `Origin: <issuer origin>`; the 200 JSON answer carries
@@ -139,14 +139,14 @@ async def main() -> dict:
             else:
                 consent = urlparse(location)
                 opaque = _one(parse_qs(consent.query), "request")
-                if not consent.path.endswith("/oauth/consent") or not opaque:
+                if not consent.path.endswith("/consent") or not opaque:
                     raise RuntimeError(f"unexpected authorization redirect: {location}")
                 # The decision API lives under the issuer; without AS metadata (the SDK's
                 # legacy fallback), take the consent page's own base instead.
                 if provider.context.oauth_metadata is not None:
                     issuer = str(provider.context.oauth_metadata.issuer).rstrip("/")
                 else:
-                    issuer = f"{consent.scheme}://{consent.netloc}{consent.path[: -len('/oauth/consent')]}"
+                    issuer = f"{consent.scheme}://{consent.netloc}{consent.path[: -len('/consent')]}"
                 iss = urlparse(issuer)
                 origin = f"{iss.scheme}://{iss.netloc}"
                 decision = await browser.post(

@@ -418,7 +418,10 @@ async fn admin_pages(c: &Client, base: &str) {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}), None)
         .await
         .unwrap();
-    let session = res.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let session = res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let denied: serde_json::Value = mcp(
         serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "alpha__add", "arguments": {"a": 1, "b": 2}}}),
         Some(session),

@@ -587,9 +587,11 @@ impl Config {
             cimd: vars.parse("OAUTH_CIMD", true, parse_bool)?,
             cimd_allow_http: vars.parse("OAUTH_CIMD_ALLOW_HTTP", false, parse_bool)?,
             cimd_allow_private: vars.parse("OAUTH_CIMD_ALLOW_PRIVATE", false, parse_bool)?,
-            register_per_minute: u32::try_from(vars.parse("OAUTH_REGISTER_PER_MINUTE", 20, |s| {
-                ranged(s, 1, 1_000_000, "expected registrations per minute")
-            })?)
+            register_per_minute: u32::try_from(vars.parse(
+                "OAUTH_REGISTER_PER_MINUTE",
+                20,
+                |s| ranged(s, 1, 1_000_000, "expected registrations per minute"),
+            )?)
             .unwrap_or(20),
             token_per_minute: u32::try_from(vars.parse("OAUTH_TOKEN_PER_MINUTE", 120, |s| {
                 ranged(s, 1, 1_000_000, "expected requests per minute")

@@ -108,16 +108,13 @@ pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-/// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error.
-pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
+/// Parses an `application/x-www-form-urlencoded` body or query; a repeated parameter is an
+/// error (its description).
+pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!("parameter `{k}` is repeated"),
-            ));
+            return Err(format!("parameter `{k}` is repeated"));
         }
     }
     Ok(out)
@@ -269,7 +266,10 @@ pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::X_FRAME_OPTIONS, "DENY"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
         ],
         body,
     )

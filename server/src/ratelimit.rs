@@ -119,7 +119,8 @@ impl McpLimits {
 }
 
 /// Requests per client IP on the unauthenticated OAuth endpoints (registration, token,
-/// revocation): GCRA with a burst of ten seconds' worth.
+/// revocation): GCRA allowing the whole minute's budget as a burst (clients register and
+/// exchange in bursts; the limit is against floods).
 pub struct IpLimiter {
     limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
     clock: DefaultClock,
@@ -127,7 +128,8 @@ pub struct IpLimiter {
 
 impl IpLimiter {
     pub fn new(per_minute: u32) -> IpLimiter {
-        let quota = quota(per_minute.max(1)).unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN));
+        let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(rate).allow_burst(rate);
         IpLimiter {
             limiter: RateLimiter::dashmap(quota),
             clock: DefaultClock::default(),

@@ -55,6 +55,10 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     let Some(spa) = &state.spa else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+            ],
             Html("<!DOCTYPE html><title>AuthMCP Gateway</title><p>The admin UI is not built. Run <code>cargo xtask build-web</code> (or set <code>WEB_DIR</code> to a built SPA) and restart the gateway. The API is available under <a href=\"/swagger-ui\">/swagger-ui</a>.</p>"),
         )
             .into_response();

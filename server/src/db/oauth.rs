@@ -110,7 +110,11 @@ pub async fn list_clients(db: impl AnyExecutor<'_>) -> Result<Vec<ClientRow>, sq
     .await
 }
 
-pub async fn revoke_client(db: impl AnyExecutor<'_>, id: i64, now: i64) -> Result<u64, sqlx::Error> {
+pub async fn revoke_client(
+    db: impl AnyExecutor<'_>,
+    id: i64,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
     let res = sqlx::query(
         "update oauth_clients set revoked_at = $1 where id = $2 and revoked_at is null",
     )
@@ -190,7 +194,11 @@ pub async fn spend_code(
 }
 
 /// Marks a code spent without a session (a failed exchange burns it).
-pub async fn burn_code(db: impl AnyExecutor<'_>, code_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn burn_code(
+    db: impl AnyExecutor<'_>,
+    code_hash: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("update oauth_codes set used_at = $1 where code_hash = $2 and used_at is null")
         .bind(now)
         .bind(code_hash)
@@ -303,7 +311,10 @@ pub async fn delete_grant(
     Ok(res.rows_affected())
 }
 
-pub async fn delete_client_grants(db: impl AnyExecutor<'_>, client_key: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_client_grants(
+    db: impl AnyExecutor<'_>,
+    client_key: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("delete from oauth_grants where client_key = $1")
         .bind(client_key)
         .execute(db)

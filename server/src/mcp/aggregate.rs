@@ -773,11 +773,9 @@ async fn list(
         // Positions count the items this caller can see.
         let visible: Vec<usize> = (0..listed.rendered.len())
             .filter(|&i| {
-                filter.as_ref().is_none_or(|f| {
-                    listed
-                        .name(i)
-                        .is_some_and(|n| f.permits(backend.id, n))
-                })
+                filter
+                    .as_ref()
+                    .is_none_or(|f| listed.name(i).is_some_and(|n| f.permits(backend.id, n)))
             })
             .collect();
         let start = positions
@@ -797,7 +795,8 @@ async fn list(
             next.push((backend.id, end));
         }
     }
-    let mut body = String::with_capacity(64 + page.iter().map(|r| r.get().len() + 1).sum::<usize>());
+    let mut body =
+        String::with_capacity(64 + page.iter().map(|r| r.get().len() + 1).sum::<usize>());
     body.push_str(r#"{"jsonrpc":"2.0","id":"#);
     body.push_str(msg.id.as_deref().unwrap_or("null"));
     body.push_str(r#","result":{""#);
@@ -889,7 +888,11 @@ fn colliding_uris(
 ) -> Option<HashMap<(i64, usize), Box<RawValue>>> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (_, listed) in fetched {
-        let unique: HashSet<&str> = listed.items.iter().filter_map(|r| r["uri"].as_str()).collect();
+        let unique: HashSet<&str> = listed
+            .items
+            .iter()
+            .filter_map(|r| r["uri"].as_str())
+            .collect();
         for uri in unique {
             *seen.entry(uri).or_default() += 1;
         }
@@ -904,7 +907,11 @@ fn colliding_uris(
                 && seen.get(uri).copied().unwrap_or(0) > 1
             {
                 let mut item = item.clone();
-                item["uri"] = json!(format!("{URI_SCHEME}{}/{}", backend.prefix, percent_encode(uri)));
+                item["uri"] = json!(format!(
+                    "{URI_SCHEME}{}/{}",
+                    backend.prefix,
+                    percent_encode(uri)
+                ));
                 if let Ok(raw) = serde_json::value::to_raw_value(&item) {
                     out.insert((backend.id, i), raw);
                 }

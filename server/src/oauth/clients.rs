@@ -41,7 +41,9 @@ pub fn validate_redirect_uri(raw: &str, native: bool) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&url) => Ok(()),
-        "http" => Err(format!("`{raw}`: http is only allowed for loopback redirects")),
+        "http" => Err(format!(
+            "`{raw}`: http is only allowed for loopback redirects"
+        )),
         "javascript" | "data" | "file" | "vbscript" | "about" | "blob" => {
             Err(format!("`{raw}`: scheme not allowed"))
         }
@@ -69,7 +71,10 @@ pub fn redirect_matches(registered: &str, presented: &str) -> bool {
     let (Ok(mut a), Ok(mut b)) = (url::Url::parse(registered), url::Url::parse(presented)) else {
         return false;
     };
-    if a.scheme() != "http" || b.scheme() != "http" || !is_loopback_host(&a) || !is_loopback_host(&b)
+    if a.scheme() != "http"
+        || b.scheme() != "http"
+        || !is_loopback_host(&a)
+        || !is_loopback_host(&b)
     {
         return false;
     }
@@ -130,7 +135,10 @@ struct Checked {
 }
 
 /// Validates client metadata; the error is `(error code, description)` per RFC 7591 §3.2.2.
-fn check_metadata(m: ClientMetadata, default_auth: &str) -> Result<Checked, (&'static str, String)> {
+fn check_metadata(
+    m: ClientMetadata,
+    default_auth: &str,
+) -> Result<Checked, (&'static str, String)> {
     let application_type = m.application_type.unwrap_or_else(|| "web".into());
     if application_type != "web" && application_type != "native" {
         return Err((
@@ -180,7 +188,9 @@ fn check_metadata(m: ClientMetadata, default_auth: &str) -> Result<Checked, (&'s
         ));
     }
     if let Some(scope) = &m.scope
-        && scope.split(' ').any(|s| !s.is_empty() && !SCOPES.contains(&s))
+        && scope
+            .split(' ')
+            .any(|s| !s.is_empty() && !SCOPES.contains(&s))
     {
         return Err((
             "invalid_client_metadata",
@@ -190,7 +200,13 @@ fn check_metadata(m: ClientMetadata, default_auth: &str) -> Result<Checked, (&'s
     let https_uri = |u: Option<String>| u.filter(|u| u.starts_with("https://") && u.len() <= 2000);
     let name: String = m
         .client_name
-        .map(|n| n.trim().chars().filter(|c| !c.is_control()).take(100).collect())
+        .map(|n| {
+            n.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect()
+        })
         .filter(|n: &String| !n.is_empty())
         .unwrap_or_else(|| "Unnamed client".into());
     Ok(Checked {
@@ -224,7 +240,8 @@ async fn insert(
         client_id: random_token(CLIENT_ID_PREFIX)?,
         kind: kind.into(),
         name: checked.name,
-        redirect_uris: serde_json::to_string(&checked.redirect_uris).unwrap_or_else(|_| "[]".into()),
+        redirect_uris: serde_json::to_string(&checked.redirect_uris)
+            .unwrap_or_else(|_| "[]".into()),
         token_endpoint_auth_method: checked.auth_method,
         secret_hash: secret.as_deref().map(hash_token),
         application_type: checked.application_type,
@@ -370,7 +387,8 @@ pub async fn create_by_admin(
             .into(),
         ),
     };
-    let checked = check_metadata(metadata, "none").map_err(|(_, m)| ApiError::validation("redirect_uris", m))?;
+    let checked = check_metadata(metadata, "none")
+        .map_err(|(_, m)| ApiError::validation("redirect_uris", m))?;
     insert(state, "admin", checked, None).await
 }
 
@@ -417,7 +435,9 @@ async fn cimd_client(state: &AppState, url: &str) -> Result<Arc<ClientRow>, Look
     if existing.as_ref().is_some_and(|r| r.revoked_at.is_some()) {
         return Err(LookupError::Revoked);
     }
-    let metadata = fetch_document(state, url).await.map_err(LookupError::Document)?;
+    let metadata = fetch_document(state, url)
+        .await
+        .map_err(LookupError::Document)?;
     if metadata.client_id.as_deref() != Some(url) {
         return Err(LookupError::Document(
             "the metadata document's client_id is not its own URL".into(),
@@ -429,8 +449,7 @@ async fn cimd_client(state: &AppState, url: &str) -> Result<Arc<ClientRow>, Look
         .is_some_and(|m| m != "none")
     {
         return Err(LookupError::Document(
-            "metadata-document clients must be public (token_endpoint_auth_method \"none\")"
-                .into(),
+            "metadata-document clients must be public (token_endpoint_auth_method \"none\")".into(),
         ));
     }
     let checked = check_metadata(metadata, "none").map_err(|(_, m)| LookupError::Document(m))?;
@@ -440,7 +459,8 @@ async fn cimd_client(state: &AppState, url: &str) -> Result<Arc<ClientRow>, Look
         client_id: url.to_string(),
         kind: "cimd".into(),
         name: checked.name,
-        redirect_uris: serde_json::to_string(&checked.redirect_uris).unwrap_or_else(|_| "[]".into()),
+        redirect_uris: serde_json::to_string(&checked.redirect_uris)
+            .unwrap_or_else(|_| "[]".into()),
         token_endpoint_auth_method: "none".into(),
         secret_hash: None,
         application_type: checked.application_type,
@@ -461,7 +481,13 @@ async fn cimd_client(state: &AppState, url: &str) -> Result<Arc<ClientRow>, Look
                 Ok(())
             }
             // Another request stored it first.
-            Err(e) if db::is_unique_violation(&e, "oauth_clients_client_id_key", "oauth_clients.client_id") => {
+            Err(e)
+                if db::is_unique_violation(
+                    &e,
+                    "oauth_clients_client_id_key",
+                    "oauth_clients.client_id",
+                ) =>
+            {
                 match db::oauth::find_client(&state.db.pool, url).await {
                     Ok(Some(r)) => {
                         row.id = r.id;
@@ -519,7 +545,8 @@ async fn fetch_document(state: &AppState, raw: &str) -> Result<ClientMetadata, S
     let oauth = &state.config.oauth;
     let url = url::Url::parse(raw).map_err(|_| "the client id is not a valid URL".to_string())?;
     let https = url.scheme() == "https";
-    if !https && !(oauth.cimd_allow_http && url.scheme() == "http") {
+    let plain_http_allowed = oauth.cimd_allow_http && url.scheme() == "http";
+    if !(https || plain_http_allowed) {
         return Err("a client id URL must use https".into());
     }
     if url.path().len() <= 1 || url.fragment().is_some() || !url.username().is_empty() {
@@ -562,7 +589,10 @@ async fn fetch_document(state: &AppState, raw: &str) -> Result<ClientMetadata, S
             res.status().as_u16()
         ));
     }
-    if res.content_length().is_some_and(|n| n > CIMD_MAX_BYTES as u64) {
+    if res
+        .content_length()
+        .is_some_and(|n| n > CIMD_MAX_BYTES as u64)
+    {
         return Err("the client metadata document is too large".into());
     }
     let mut body = Vec::new();
@@ -577,7 +607,8 @@ async fn fetch_document(state: &AppState, raw: &str) -> Result<ClientMetadata, S
             return Err("the client metadata document is too large".into());
         }
     }
-    serde_json::from_slice(&body).map_err(|_| "the client metadata document is not valid JSON".into())
+    serde_json::from_slice(&body)
+        .map_err(|_| "the client metadata document is not valid JSON".into())
 }
 
 /// Authenticates the client of a token or revocation request by its registered method.
@@ -593,7 +624,11 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|(_, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| {
             let (id, secret) = s.split_once(':')?;
@@ -621,7 +656,11 @@ pub async fn authenticate(
             Some(secret.clone()),
             "client_secret_post",
         ),
-        (None, None) => (form.get("client_id").cloned().unwrap_or_default(), None, "none"),
+        (None, None) => (
+            form.get("client_id").cloned().unwrap_or_default(),
+            None,
+            "none",
+        ),
         (Some(_), Some(_)) => return Err(invalid("use one client authentication method")),
     };
     if basic.is_some() && form.get("client_id").is_some_and(|id| *id != client_id) {
@@ -669,20 +708,52 @@ mod tests {
 
     #[test]
     fn loopback_redirects_match_on_any_port_only() {
-        assert!(redirect_matches("https://a.example/cb", "https://a.example/cb"));
-        assert!(!redirect_matches("https://a.example/cb", "https://a.example/cb/"));
-        assert!(!redirect_matches("https://a.example/cb", "https://a.example:444/cb"));
-        assert!(redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:51234/cb"));
-        assert!(redirect_matches("http://127.0.0.1:1/cb", "http://127.0.0.1:2/cb"));
-        assert!(!redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:5/other"));
-        assert!(!redirect_matches("http://127.0.0.1/cb", "http://localhost:5/cb"));
+        assert!(redirect_matches(
+            "https://a.example/cb",
+            "https://a.example/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://a.example/cb",
+            "https://a.example/cb/"
+        ));
+        assert!(!redirect_matches(
+            "https://a.example/cb",
+            "https://a.example:444/cb"
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:51234/cb"
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1:1/cb",
+            "http://127.0.0.1:2/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5/other"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://localhost:5/cb"
+        ));
     }
 
     #[test]
     fn forbidden_addresses() {
         for bad in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "224.0.0.1", "240.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+            "240.0.0.1",
         ] {
             assert!(is_forbidden_address(bad.parse().unwrap()), "{bad}");
         }

@@ -198,11 +198,7 @@ async fn may_use_resource(
 }
 
 /// Issues a code and remembers the consent, in one transaction.
-async fn issue_code(
-    state: &AppState,
-    req: &AuthRequest,
-    user_id: i64,
-) -> Result<String, ApiError> {
+async fn issue_code(state: &AppState, req: &AuthRequest, user_id: i64) -> Result<String, ApiError> {
     let code = random_token(CODE_PREFIX)?;
     let now = db::now();
     let mut tx = state.db.begin().await?;
@@ -421,7 +417,11 @@ pub async fn authorize(
     if !prompt_consent && let Some(user) = cookie_user(&state, &headers).await {
         let grant = db::oauth::find_grant(&state.db.pool, user.id, client.id).await;
         let covered = matches!(&grant, Ok(Some(g)) if req.o.split(' ').all(|s| g.scope.split(' ').any(|h| h == s)));
-        if covered && may_use_resource(&state, &user, &req.a).await.unwrap_or(false) {
+        if covered
+            && may_use_resource(&state, &user, &req.a)
+                .await
+                .unwrap_or(false)
+        {
             return match issue_code(&state, &req, user.id).await {
                 Ok(code) => see_other(&code_redirect(&state, &req, &code)),
                 Err(e) => {
@@ -436,7 +436,11 @@ pub async fn authorize(
             "{}{CONSENT_PAGE}?request={sealed}",
             state.config.public_url
         )),
-        Err(_) => back(&req, "server_error", "the gateway could not start the sign-in"),
+        Err(_) => back(
+            &req,
+            "server_error",
+            "the gateway could not start the sign-in",
+        ),
     }
 }
 
@@ -620,17 +624,14 @@ fn limited(state: &AppState, meta: &RequestMeta, endpoint: &str) -> Option<Respo
     Some(res)
 }
 
-fn form_body(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, Response> {
+/// The form parameters of a token or revocation request; the error says what is wrong.
+fn form_body(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return Err("the body must be application/x-www-form-urlencoded".into());
     }
     parse_form(body)
 }
@@ -647,7 +648,7 @@ pub async fn token(
     }
     let form = match form_body(&headers, &body) {
         Ok(f) => f,
-        Err(res) => return res,
+        Err(m) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
     };
     let client = match clients::authenticate(&state, &headers, &form).await {
         Ok(c) => c,
@@ -757,8 +758,13 @@ async fn exchange_code(
     }
     db::oauth::touch_grant(&mut *tx, row.user_id, client.id, now).await?;
     tx.commit().await?;
-    let issued =
-        tokens::oauth_access_token(state, row.user_id, &session_id, &binding, Some(refresh_token))?;
+    let issued = tokens::oauth_access_token(
+        state,
+        row.user_id,
+        &session_id,
+        &binding,
+        Some(refresh_token),
+    )?;
     Ok(token_response(issued, &row.scope))
 }
 
@@ -779,7 +785,9 @@ async fn refresh(
         return Ok(invalid_grant("unknown refresh token"));
     };
     if session.client_key != Some(client.id) {
-        return Ok(invalid_grant("the refresh token was issued to another client"));
+        return Ok(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
     }
     let resource = session
         .resource
@@ -807,15 +815,16 @@ async fn refresh(
             "a refresh cannot widen the granted scope",
         ));
     }
-    let (session, next) = match tokens::rotate(state, meta, refresh_token, Audience::Mcp, Some(client.id)).await {
-        Ok(r) => r,
-        Err(ApiError::Unauthorized) => {
-            return Ok(invalid_grant(
-                "the refresh token is invalid, expired, revoked or was already used",
-            ));
-        }
-        Err(e) => return Err(e),
-    };
+    let (session, next) =
+        match tokens::rotate(state, meta, refresh_token, Audience::Mcp, Some(client.id)).await {
+            Ok(r) => r,
+            Err(ApiError::Unauthorized) => {
+                return Ok(invalid_grant(
+                    "the refresh token is invalid, expired, revoked or was already used",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
     db::oauth::touch_grant(&state.db.pool, session.user_id, client.id, db::now()).await?;
     let binding = OAuthBinding {
         client_key: client.id,
@@ -823,7 +832,8 @@ async fn refresh(
         resource: &resource,
         scope: &scope,
     };
-    let issued = tokens::oauth_access_token(state, session.user_id, &session.id, &binding, Some(next))?;
+    let issued =
+        tokens::oauth_access_token(state, session.user_id, &session.id, &binding, Some(next))?;
     Ok(token_response(issued, &scope))
 }
 
@@ -840,14 +850,18 @@ pub async fn revoke(
     }
     let form = match form_body(&headers, &body) {
         Ok(f) => f,
-        Err(res) => return res,
+        Err(m) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
     };
     let client = match clients::authenticate(&state, &headers, &form).await {
         Ok(c) => c,
         Err(res) => return res,
     };
     let Some(token) = form.get("token") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
     };
     let session_id = if token.starts_with(tokens::REFRESH_TOKEN_PREFIX) {
         tokens::session_of_refresh_token(&state, token)

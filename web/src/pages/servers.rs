@@ -19,7 +19,12 @@ pub fn Servers() -> impl IntoView {
         async move { api::list_servers().await }
     });
     let refresh = Callback::new(move |()| reload.update(|n| *n += 1));
-    let aggregated = format!("{}/mcp", web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default());
+    let aggregated = format!(
+        "{}/mcp",
+        web_sys::window()
+            .and_then(|w| w.location().origin().ok())
+            .unwrap_or_default()
+    );
     let aggregated_snippet = serde_json::to_string_pretty(&serde_json::json!({
         "mcpServers": { "gateway": {
             "type": "http",

@@ -222,6 +222,7 @@ pub fn UserDetail() -> impl IntoView {
             </Transition>
         </section>
         <ToolRulesEditor user=Signal::derive(id) />
+        <crate::pages::oauth::UserGrants user=Signal::derive(id) />
         <ApiKeys user=Signal::derive(id) />
         <ResetPasswordForm user=Signal::derive(id) />
         <section class="panel">
@@ -264,7 +265,9 @@ fn ToolRulesEditor(user: Signal<i64>) -> impl IntoView {
             match api::set_tool_rules(id, &ToolRules { rules: next }).await {
                 Ok(saved) => {
                     rules.set(saved.rules);
-                    message.set(Some(Ok("Saved; applies from the user's next request.".into())));
+                    message.set(Some(Ok(
+                        "Saved; applies from the user's next request.".into()
+                    )));
                 }
                 Err(e) => message.set(Some(Err(e.message))),
             }

@@ -1,0 +1,747 @@
+//! The OAuth 2.1 authorization server: the Python SDK's real login, the conformance suite, and
+//! every negative case driven by hand.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, TestEnv, USER_PASSWORD, db_test};
+use crate::mcp::{add_server, rpc_at, set_access};
+use crate::peers::{PeerServer, Sdk, conformance_suite, run_oauth_client};
+
+/// A client that follows no redirects (the browser's first hop is what we check).
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+const VERIFIER: &str = "a-pkce-code-verifier-that-is-long-enough-0123456789";
+
+fn challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn query_of(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Registers a public client (DCR) and returns its client_id.
+async fn register(app: &TestApp, redirect: &str) -> String {
+    let res = app
+        .post_json(
+            "/oauth/register",
+            None,
+            json!({"client_name": "Test Client", "redirect_uris": [redirect], "token_endpoint_auth_method": "none", "application_type": "native"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body.get("client_secret").is_none(),
+        "public clients get no secret"
+    );
+    body["client_id"].as_str().unwrap().to_string()
+}
+
+#[derive(Clone)]
+struct Authz<'a> {
+    client_id: &'a str,
+    redirect: &'a str,
+    resource: Option<String>,
+    scope: Option<&'a str>,
+}
+
+/// GET /oauth/authorize; returns the response (not followed).
+async fn authorize(app: &TestApp, a: &Authz<'_>, cookie: Option<&str>) -> reqwest::Response {
+    let mut url = url::Url::parse(&app.url("/oauth/authorize")).unwrap();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", a.client_id)
+            .append_pair("redirect_uri", a.redirect)
+            .append_pair("state", "xyz-state")
+            .append_pair("code_challenge", &challenge(VERIFIER))
+            .append_pair("code_challenge_method", "S256");
+        if let Some(r) = &a.resource {
+            q.append_pair("resource", r);
+        }
+        if let Some(s) = a.scope {
+            q.append_pair("scope", s);
+        }
+    }
+    let mut req = no_redirects().get(url);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req.send().await.unwrap()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// The consent decision; returns (status, body, Set-Cookie).
+async fn decide(
+    app: &TestApp,
+    request: &str,
+    approve: bool,
+    creds: Option<(&str, &str)>,
+    origin: &str,
+) -> (StatusCode, Value, Option<String>) {
+    let mut body = json!({"request": request, "approve": approve});
+    if let Some((u, p)) = creds {
+        body["username"] = json!(u);
+        body["password"] = json!(p);
+    }
+    let res = app
+        .client
+        .post(app.url("/oauth/api/decision"))
+        .header("origin", origin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+    (status, res.json().await.unwrap_or(Value::Null), cookie)
+}
+
+/// The whole browser step: authorize → consent page → approve with credentials → the code.
+async fn code_for(app: &TestApp, a: &Authz<'_>, user: &str, password: &str) -> String {
+    let res = authorize(app, a, None).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "authorize redirects to the consent page"
+    );
+    let consent = location(&res);
+    assert!(
+        consent.starts_with(&format!("{}/consent?request=", app.state.config.public_url)),
+        "{consent}"
+    );
+    let request = query_of(&consent)["request"].clone();
+    let (status, body, _) = decide(
+        app,
+        &request,
+        true,
+        Some((user, password)),
+        &app.state.config.public_url,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let back = query_of(body["redirect_to"].as_str().unwrap());
+    assert_eq!(back["state"], "xyz-state");
+    assert_eq!(back["iss"], app.state.config.public_url, "RFC 9207 iss");
+    back["code"].clone()
+}
+
+/// POSTs an `application/x-www-form-urlencoded` body.
+async fn form_post(app: &TestApp, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    app.client
+        .post(app.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let res = form_post(app, "/oauth/token", form).await;
+    let status = res.status();
+    if status == StatusCode::OK {
+        assert!(
+            res.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("no-store")
+        );
+    }
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn exchange(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    redirect: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
+    token_request(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// POST initialize at an MCP path with a bearer token; returns the HTTP status.
+async fn mcp_status(app: &TestApp, path: &str, token: &str) -> StatusCode {
+    let (status, _, _) = rpc_at(
+        app,
+        path,
+        Some(token),
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await;
+    status
+}
+
+/// The Python SDK's `OAuthClientProvider` logs in against `/mcp/{server}` and `/mcp`:
+/// discovery, registration, PKCE, consent, token, calls and a refresh; a denial is reported.
+#[tokio::test]
+async fn python_sdk_oauth_login_end_to_end() {
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_public_port();
+    let app = env.spawn().await;
+    let admin = app.admin_token().await;
+    let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    let alpha_id = add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
+    let user = app.create_user(&admin, "gina", "user").await;
+    set_access(&app, &admin, user, alpha_id, true).await;
+    let public = app.state.config.public_url.clone();
+    let runs = futures::future::join_all(
+        [
+            ("per-server", format!("{public}/mcp/alpha"), "echo", vec![]),
+            ("aggregated", format!("{public}/mcp"), "alpha__echo", vec![]),
+            (
+                "per-server, 2026-07-28",
+                format!("{public}/mcp/alpha"),
+                "echo",
+                vec!["--mode", "2026-07-28"],
+            ),
+            (
+                "aggregated, client_secret_post",
+                format!("{public}/mcp"),
+                "alpha__echo",
+                vec!["--token-auth-method", "client_secret_post"],
+            ),
+        ]
+        .map(|(what, url, tool, extra)| async move {
+            let mut args = vec!["--tool", tool];
+            args.extend(extra);
+            (
+                what,
+                run_oauth_client(&url, "gina", USER_PASSWORD, &args).await,
+            )
+        }),
+    )
+    .await;
+    for (what, out) in runs {
+        assert!(out.get("error").is_none(), "{what}: {out}");
+        assert_eq!(out["text"], "alpha:hi", "{what}: {out}");
+        assert_eq!(out["text_after_refresh"], "alpha:hi", "{what}: {out}");
+        assert_eq!(out["refreshed"], true, "{what}: the SDK refreshed: {out}");
+        assert_eq!(out["access_token_changed"], true, "{what}: {out}");
+        assert_eq!(
+            out["token_requests"],
+            json!(["authorization_code", "refresh_token"]),
+            "{what}: {out}"
+        );
+    }
+    let out = run_oauth_client(
+        &format!("{public}/mcp/alpha"),
+        "gina",
+        USER_PASSWORD,
+        &["--decision", "deny"],
+    )
+    .await;
+    assert_eq!(out["denied"], true, "{out}");
+    assert_eq!(out["token_requests"], json!([]), "{out}");
+    // The grant is listed for the admin, with its last use.
+    let grants: Value = app
+        .get_as(&format!("/admin/api/users/{user}/oauth-grants"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let grants = grants.as_array().unwrap();
+    assert!(!grants.is_empty());
+    assert!(
+        grants
+            .iter()
+            .all(|g| g["last_used_at"].is_i64() && g["scope"] == "mcp"),
+        "{grants:?}"
+    );
+}
+
+/// The MCP conformance suite's authorization-server scenarios, with the browser step driven
+/// through the real consent flow.
+#[tokio::test]
+async fn conformance_suite_authorization_scenarios() {
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_public_port();
+    let app = env.spawn().await;
+    let issuer = app.state.config.public_url.clone();
+    let client_id = register(&app, "http://127.0.0.1/callback").await;
+    let (node, suite) = conformance_suite();
+    let out_dir = tempfile::tempdir().unwrap();
+    let port = crate::peers::free_port();
+    let mut child = tokio::process::Command::new(node)
+        .arg(suite)
+        .args(["authorization", "--url", &issuer, "--client-id", &client_id])
+        .args(["--resource", &format!("{issuer}/mcp")])
+        .args(["-p", &port.to_string(), "-o"])
+        .arg(out_dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the conformance suite");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut authorize_url = None;
+    let mut log = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("/oauth/authorize?") {
+                authorize_url = Some(line.trim().to_string());
+            }
+            if authorize_url.is_some() && line.contains("Callback server started") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(found, "the suite asked for the browser step: {log}");
+    let url = authorize_url.unwrap();
+    let url = &url[url.find("http").unwrap()..];
+    let res = no_redirects().get(url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let request = query_of(&location(&res))["request"].clone();
+    let (status, body, _) = decide(
+        &app,
+        &request,
+        true,
+        Some(("admin", ADMIN_PASSWORD)),
+        &issuer,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The browser goes back to the suite's callback.
+    reqwest::get(body["redirect_to"].as_str().unwrap())
+        .await
+        .unwrap();
+    let drain = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the suite finished")
+        .unwrap();
+    let rest = drain.await.unwrap_or_default();
+    let mut checks = Vec::new();
+    for dir in std::fs::read_dir(out_dir.path()).unwrap() {
+        let file = dir.unwrap().path().join("checks.json");
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            checks.extend(serde_json::from_str::<Vec<Value>>(&text).unwrap());
+        }
+    }
+    assert!(
+        status.success(),
+        "conformance suite failed:\n{log}{rest}\n{checks:#?}"
+    );
+    assert!(
+        checks.len() >= 3,
+        "both scenarios reported their checks: {checks:#?}"
+    );
+    for check in &checks {
+        assert!(
+            matches!(check["status"].as_str(), Some("SUCCESS")),
+            "{check:#}"
+        );
+    }
+}
+
+db_test! {
+    /// Discovery documents, challenges, registration rules and the happy path by hand.
+    async fn discovery_registration_and_code_flow(env: TestEnv) {
+        let app = env.with_admin().with_public_port().spawn().await;
+        let admin = app.admin_token().await;
+        let public = app.state.config.public_url.clone();
+        let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+        let alpha_id = add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
+        add_server(&app, &admin, json!({"name": "beta", "url": alpha.url()})).await;
+
+        let meta: Value = app.get("/.well-known/oauth-authorization-server").await.json().await.unwrap();
+        assert_eq!(meta["issuer"], public);
+        assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(meta["registration_endpoint"], format!("{public}/oauth/register"));
+        let oidc: Value = app.get("/.well-known/openid-configuration").await.json().await.unwrap();
+        assert_eq!(oidc["token_endpoint"], meta["token_endpoint"]);
+        for (path, resource) in [
+            ("/.well-known/oauth-protected-resource/mcp/alpha", format!("{public}/mcp/alpha")),
+            ("/.well-known/oauth-protected-resource/mcp", format!("{public}/mcp")),
+            ("/.well-known/oauth-protected-resource", format!("{public}/mcp")),
+        ] {
+            let prm: Value = app.get(path).await.json().await.unwrap();
+            assert_eq!(prm["resource"], resource, "{path}");
+            assert_eq!(prm["authorization_servers"], json!([public]));
+        }
+        assert_eq!(app.get("/.well-known/oauth-protected-resource/mcp/nosuch").await.status(), StatusCode::NOT_FOUND);
+        let res = app.client.post(app.url("/mcp")).json(&json!({})).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            format!("Bearer resource_metadata=\"{public}/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\"").as_str()
+        );
+
+        // Registration rules.
+        for (bad, error) in [
+            (json!({"redirect_uris": ["http://evil.example/cb"]}), "invalid_redirect_uri"),
+            (json!({"redirect_uris": []}), "invalid_redirect_uri"),
+            (json!({"redirect_uris": ["https://a.example/cb#frag"]}), "invalid_redirect_uri"),
+            (json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"]}), "invalid_client_metadata"),
+            (json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt"}), "invalid_client_metadata"),
+            (json!("not an object"), "invalid_client_metadata"),
+        ] {
+            let res = app.post_json("/oauth/register", None, bad.clone()).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(res.json::<Value>().await.unwrap()["error"], error, "{bad}");
+        }
+        let confidential: Value = app
+            .post_json("/oauth/register", None, json!({"redirect_uris": ["https://app.example/cb"], "client_name": "Web App"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(confidential["token_endpoint_auth_method"], "client_secret_basic", "RFC 7591 default");
+        assert!(confidential["client_secret"].as_str().unwrap().len() > 30);
+
+        let redirect = "http://127.0.0.1:9/callback";
+        let client_id = register(&app, "http://127.0.0.1/callback").await;
+        let user = app.create_user(&admin, "hal", "user").await;
+        set_access(&app, &admin, user, alpha_id, true).await;
+        let to_alpha = Authz { client_id: &client_id, redirect, resource: Some(format!("{public}/mcp/alpha")), scope: None };
+
+        // The consent page's view of the request.
+        let res = authorize(&app, &to_alpha, None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let shown: Value = app.get(&format!("/oauth/api/request?request={request}")).await.json().await.unwrap();
+        assert_eq!(shown["client_name"], "Test Client");
+        assert_eq!(shown["redirect_host"], "127.0.0.1");
+        assert_eq!(shown["resource"], format!("{public}/mcp/alpha"));
+        assert_eq!(shown["scopes"], json!(["mcp"]));
+        assert_eq!(shown["signed_in_as"], Value::Null);
+        assert_eq!(app.get("/oauth/api/request?request=forged").await.status(), StatusCode::BAD_REQUEST);
+        // The consent page cannot be framed.
+        let page = app.get(&format!("/consent?request={request}")).await;
+        assert_eq!(page.headers()["x-frame-options"], "DENY");
+        assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        // Cross-origin decisions are refused; wrong passwords too.
+        let (status, _, _) = decide(&app, &request, true, Some(("hal", USER_PASSWORD)), "https://evil.example").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body, _) = decide(&app, &request, true, Some(("hal", "wrong password 123")), &public).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        // Denial goes back to the client.
+        let (status, body, _) = decide(&app, &request, false, Some(("hal", USER_PASSWORD)), &public).await;
+        assert_eq!(status, StatusCode::OK);
+        let back = query_of(body["redirect_to"].as_str().unwrap());
+        assert_eq!(back["error"], "access_denied");
+        assert_eq!(back["state"], "xyz-state");
+        assert_eq!(back["iss"], public);
+
+        // Approve, exchange, use.
+        let code = code_for(&app, &to_alpha, "hal", USER_PASSWORD).await;
+        let (status, tokens) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        assert_eq!(tokens["token_type"], "Bearer");
+        assert_eq!(tokens["scope"], "mcp");
+        let access = tokens["access_token"].as_str().unwrap().to_string();
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &access).await, StatusCode::OK);
+        // Bound to its resource: not another server, not the aggregated endpoint, not the API.
+        assert_eq!(mcp_status(&app, "/mcp/beta", &access).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(mcp_status(&app, "/mcp", &access).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_as("/auth/me", &access).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_as("/admin/api/users", &access).await.status(), StatusCode::UNAUTHORIZED);
+
+        // A token for /mcp works there, and per server for servers the user may use.
+        let to_all = Authz { resource: Some(format!("{public}/mcp")), ..to_alpha.clone() };
+        let code = code_for(&app, &to_all, "hal", USER_PASSWORD).await;
+        let (_, all) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        let all_access = all["access_token"].as_str().unwrap();
+        assert_eq!(mcp_status(&app, "/mcp", all_access).await, StatusCode::OK);
+        assert_eq!(mcp_status(&app, "/mcp/alpha", all_access).await, StatusCode::OK);
+        assert_eq!(mcp_status(&app, "/mcp/beta", all_access).await, StatusCode::FORBIDDEN, "not granted");
+        // A user without access to a server cannot approve a token for it.
+        let to_beta = Authz { resource: Some(format!("{public}/mcp/beta")), ..to_alpha.clone() };
+        let res = authorize(&app, &to_beta, None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let (status, _, _) = decide(&app, &request, true, Some(("hal", USER_PASSWORD)), &public).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+}
+
+db_test! {
+    /// PKCE, code reuse, redirect URIs, refresh reuse, revocation, scopes, remembered consent,
+    /// client revocation, and metadata documents (served and private).
+    async fn negative_cases(env: TestEnv) {
+        let app = env
+            .with_admin()
+            .with_public_port()
+            .with_var("OAUTH_CIMD_ALLOW_HTTP", "true")
+            .spawn()
+            .await;
+        let admin = app.admin_token().await;
+        let public = app.state.config.public_url.clone();
+        let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+        add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
+        let redirect = "http://127.0.0.1:7/callback";
+        let client_id = register(&app, "http://127.0.0.1/callback").await;
+        let a = Authz { client_id: &client_id, redirect, resource: Some(format!("{public}/mcp/alpha")), scope: None };
+
+        // Authorize-time errors about the client or redirect URI are shown, never redirected.
+        for bad in [
+            Authz { redirect: "http://127.0.0.1:7/other", ..a.clone() },
+            Authz { redirect: "https://evil.example/callback", ..a.clone() },
+            Authz { client_id: "amc_unknown", ..a.clone() },
+        ] {
+            let res = authorize(&app, &bad, None).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            assert!(res.headers().get("location").is_none());
+            assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        }
+        // Others go back to the redirect URI.
+        let res = no_redirects()
+            .get(app.url(&format!("/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect}&state=s&code_challenge={}&code_challenge_method=plain", challenge(VERIFIER))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(query_of(&location(&res))["error"], "invalid_request", "plain PKCE is refused");
+        let res = no_redirects()
+            .get(app.url(&format!("/oauth/authorize?response_type=token&client_id={client_id}&redirect_uri={redirect}&state=s")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(query_of(&location(&res))["error"], "unsupported_response_type");
+        let res = authorize(&app, &Authz { resource: Some("https://elsewhere.example/mcp".into()), ..a.clone() }, None).await;
+        assert_eq!(query_of(&location(&res))["error"], "invalid_target");
+        let res = authorize(&app, &Authz { scope: Some("admin"), ..a.clone() }, None).await;
+        assert_eq!(query_of(&location(&res))["error"], "invalid_scope");
+
+        // Wrong PKCE verifier: refused, and the code is burnt.
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (status, body) = exchange(&app, &client_id, &code, redirect, "a-different-verifier-that-is-also-long-enough-000").await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+        let (status, _) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // Mismatched redirect URI at the token endpoint.
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (_, body) = exchange(&app, &client_id, &code, "http://127.0.0.1:8/callback", VERIFIER).await;
+        assert_eq!(body["error"], "invalid_grant");
+        // Reused code: refused, and the tokens issued with it are revoked.
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (status, first) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        assert_eq!(status, StatusCode::OK);
+        let access = first["access_token"].as_str().unwrap().to_string();
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &access).await, StatusCode::OK);
+        let (status, body) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &access).await, StatusCode::UNAUTHORIZED);
+        app.wait_for_event("token_reuse").await;
+        // Another client cannot use the code, nor authenticate as a public client with a secret.
+        let other = register(&app, "http://127.0.0.1/callback").await;
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (_, body) = exchange(&app, &other, &code, redirect, VERIFIER).await;
+        assert_eq!(body["error"], "invalid_grant");
+        let (status, body) = token_request(&app, &[("grant_type", "authorization_code"), ("client_id", &client_id), ("client_secret", "guess"), ("code", "x")]).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+        let (_, body) = token_request(&app, &[("grant_type", "password"), ("client_id", &client_id)]).await;
+        assert_eq!(body["error"], "unsupported_grant_type");
+
+        // Refresh rotates; presenting a spent refresh token revokes the session.
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (_, t1) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        let r1 = t1["refresh_token"].as_str().unwrap().to_string();
+        let (status, t2) = token_request(&app, &[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", &r1)]).await;
+        assert_eq!(status, StatusCode::OK, "{t2}");
+        let a2 = t2["access_token"].as_str().unwrap().to_string();
+        assert_ne!(t2["refresh_token"], t1["refresh_token"]);
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &a2).await, StatusCode::OK);
+        let (_, body) = token_request(&app, &[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", &r1)]).await;
+        assert_eq!(body["error"], "invalid_grant");
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &a2).await, StatusCode::UNAUTHORIZED, "reuse revoked the session");
+        // A refresh cannot move to another resource or widen the scope.
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (_, t) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        let r = t["refresh_token"].as_str().unwrap().to_string();
+        let (_, body) = token_request(&app, &[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", &r), ("resource", &format!("{public}/mcp"))]).await;
+        assert_eq!(body["error"], "invalid_target");
+        // Revocation (RFC 7009): the refresh token's session ends; unknown tokens are fine.
+        let access = t["access_token"].as_str().unwrap().to_string();
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &access).await, StatusCode::OK);
+        let res = form_post(&app, "/oauth/revoke", &[("token", r.as_str()), ("client_id", &client_id)]).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &access).await, StatusCode::UNAUTHORIZED);
+        let res = form_post(&app, "/oauth/revoke", &[("token", "nonsense"), ("client_id", &client_id)]).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        // Access-token revocation.
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (_, t) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        let access = t["access_token"].as_str().unwrap().to_string();
+        form_post(&app, "/oauth/revoke", &[("token", access.as_str()), ("client_id", &client_id)]).await;
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &access).await, StatusCode::UNAUTHORIZED);
+
+        // mcp:read may list but not call: 403 insufficient_scope (step-up).
+        let read = Authz { scope: Some("mcp:read"), ..a.clone() };
+        let res = authorize(&app, &read, None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let (_, body, cookie) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        let cookie = cookie.expect("the consent page signs the user in");
+        let code = query_of(body["redirect_to"].as_str().unwrap())["code"].clone();
+        let (_, t) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        assert_eq!(t["scope"], "mcp:read");
+        let read_token = t["access_token"].as_str().unwrap().to_string();
+        let (status, headers, _) = rpc_at(&app, "/mcp/alpha", Some(&read_token), None, &[], json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await;
+        assert_eq!(status, StatusCode::OK);
+        let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+        let v = [("mcp-protocol-version", "2025-06-18")];
+        let (status, _, listed) = rpc_at(&app, "/mcp/alpha", Some(&read_token), Some(&session), &v, json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}})).await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert!(listed["result"]["tools"].is_array());
+        let (status, headers, _) = rpc_at(&app, "/mcp/alpha", Some(&read_token), Some(&session), &v, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp\""));
+
+        // Remembered consent: the signed-in browser goes straight back with a code.
+        let res = authorize(&app, &read, Some(&cookie)).await;
+        let back = query_of(&location(&res));
+        assert!(back.contains_key("code") && back["state"] == "xyz-state", "{back:?}");
+        // A wider scope than consented asks again.
+        let res = authorize(&app, &a, Some(&cookie)).await;
+        assert!(location(&res).starts_with(&format!("{public}/consent?")));
+
+        // Metadata documents: a private address is refused without a fetch; a served one works.
+        for url in ["http://10.1.2.3/client.json", "http://127.0.0.1:1/client.json", "http://169.254.169.254/latest/meta-data"] {
+            let res = authorize(&app, &Authz { client_id: url, ..a.clone() }, None).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{url}");
+            assert!(res.text().await.unwrap().contains("private or reserved address"), "{url}");
+        }
+        let res = authorize(&app, &Authz { client_id: "https://10.0.0.1/c.json", ..a.clone() }, None).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+        // Revoking a client ends its tokens and its refreshes.
+        let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+        let (_, t) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        let access = t["access_token"].as_str().unwrap().to_string();
+        let clients: Value = app.get_as("/admin/api/oauth/clients", &admin).await.json().await.unwrap();
+        let key = clients.as_array().unwrap().iter().find(|c| c["client_id"] == client_id.as_str()).unwrap()["id"].as_i64().unwrap();
+        let res = app.send(Method::DELETE, &format!("/admin/api/oauth/clients/{key}"), Some(&admin), None).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(mcp_status(&app, "/mcp/alpha", &access).await, StatusCode::UNAUTHORIZED);
+        let (status, _) = token_request(&app, &[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", t["refresh_token"].as_str().unwrap())]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let res = authorize(&app, &a, None).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "a revoked client cannot start a sign-in");
+    }
+}
+
+/// A client identified by its metadata document URL (served on loopback, allowed here).
+#[tokio::test]
+async fn metadata_document_clients() {
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_public_port()
+        .with_var("OAUTH_CIMD_ALLOW_HTTP", "true")
+        .with_var("OAUTH_CIMD_ALLOW_PRIVATE", "true");
+    let app = env.spawn().await;
+    let public = app.state.config.public_url.clone();
+    let doc_port = crate::peers::free_port();
+    let doc_url = format!("http://127.0.0.1:{doc_port}/oauth/client.json");
+    let doc = json!({"client_id": doc_url, "client_name": "Documented App", "redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"});
+    let wrong = json!({"client_id": "http://127.0.0.1/someone-else.json", "client_name": "Impostor", "redirect_uris": ["http://127.0.0.1/callback"]});
+    let router = axum::Router::new()
+        .route(
+            "/oauth/client.json",
+            axum::routing::get(move || async move { axum::Json(doc) }),
+        )
+        .route(
+            "/oauth/wrong.json",
+            axum::routing::get(move || async move { axum::Json(wrong) }),
+        );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", doc_port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let redirect = "http://127.0.0.1:5/callback";
+    let a = Authz {
+        client_id: &doc_url,
+        redirect,
+        resource: Some(format!("{public}/mcp")),
+        scope: None,
+    };
+    let code = code_for(&app, &a, "admin", ADMIN_PASSWORD).await;
+    let (status, t) = exchange(&app, &doc_url, &code, redirect, VERIFIER).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let res = authorize(&app, &a, None).await;
+    let request = query_of(&location(&res))["request"].clone();
+    let shown: Value = app
+        .get(&format!("/oauth/api/request?request={request}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["client_name"], "Documented App");
+    assert_eq!(shown["client_kind"], "cimd");
+    // A document that names another client id is refused.
+    let wrong_url = format!("http://127.0.0.1:{doc_port}/oauth/wrong.json");
+    let res = authorize(
+        &app,
+        &Authz {
+            client_id: &wrong_url,
+            ..a.clone()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // Unregistered redirect for the documented client.
+    let res = authorize(
+        &app,
+        &Authz {
+            redirect: "https://evil.example/cb",
+            ..a.clone()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
