@@ -2,10 +2,12 @@
 //! Every handler takes `AdminUser`, so only an enabled admin with an admin-audience token gets
 //! in (API keys never do).
 
+mod limits;
 mod logs;
 mod oauth;
 mod servers;
 mod session;
+mod stats;
 mod tool_rules;
 mod users;
 
@@ -15,6 +17,9 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
+/// The `settings` key of the rate-limit defaults.
+pub const RATE_LIMITS_SETTING: &str = limits::SETTING_KEY;
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(session::router())
@@ -23,6 +28,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(servers::router())
         .merge(tool_rules::router())
         .merge(oauth::router())
+        .merge(limits::router())
+        .merge(stats::router())
+        .routes(utoipa_axum::routes!(crate::live::ticket))
 }
 
 /// `?page=1&per_page=50` (per_page at most 200).

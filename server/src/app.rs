@@ -33,7 +33,9 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::events::EventSink;
+use crate::filelog::FileLog;
 use crate::keys::{KeyRing, SecretBox};
+use crate::live::LiveHub;
 use crate::mcp::McpState;
 use crate::oauth::OAuthState;
 use crate::openapi::ApiDoc;
@@ -42,6 +44,8 @@ use crate::{accounts, admin, auth, health, mcp, oauth, setup, spa};
 
 /// How often expired sessions and stale login-failure rows are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often new audit rows are copied to the JSONL log.
+const AUDIT_TAIL_INTERVAL: Duration = Duration::from_secs(2);
 /// How often signing keys are re-read from the database.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -57,6 +61,7 @@ pub struct AppState {
     pub events: EventSink,
     pub mcp: Arc<McpState>,
     pub oauth: Arc<OAuthState>,
+    pub live: LiveHub,
     pub spa: Option<Spa>,
     pub started: Instant,
 }
@@ -71,10 +76,13 @@ impl AppState {
         let secret_box = Arc::new(SecretBox::new(&crate::keys::load_encryption_key(&config)?));
         let keys = KeyRing::load(db.clone(), config.clone(), secret_box.clone()).await?;
         bootstrap_admin(&db, &config).await?;
-        spawn_pruning(db.clone(), config.auth.access_token_ttl);
+        spawn_pruning(db.clone(), &config);
         let keys = Arc::new(keys);
         spawn_key_reload(keys.clone(), db.clone());
-        let mcp = McpState::init(db.clone(), secret_box.clone(), config.clone()).await?;
+        let live = LiveHub::default();
+        let mcp =
+            McpState::init(db.clone(), secret_box.clone(), config.clone(), live.clone()).await?;
+        spawn_audit_log(db.clone(), &config);
         mcp.spawn_background(&config, db.clone());
         Ok(AppState {
             oauth: Arc::new(OAuthState::new(&config)),
@@ -85,7 +93,16 @@ impl AppState {
                 config.auth.login_ip_max_failures,
                 config.auth.login_ip_window,
             )),
-            events: EventSink::spawn(db.clone()),
+            events: EventSink::spawn(
+                db.clone(),
+                live.clone(),
+                Some(FileLog::new(
+                    &config.log_dir,
+                    "security",
+                    config.log_retention_days,
+                )),
+            ),
+            live,
             config,
             db,
             keys,
@@ -95,10 +112,59 @@ impl AppState {
     }
 }
 
+/// Copies new audit-log rows to `audit-YYYY-MM-DD.jsonl` every few seconds (rows are written
+/// inside the transactions of the changes they describe, so the file follows the table).
+fn spawn_audit_log(db: Db, config: &Config) {
+    let file = FileLog::new(&config.log_dir, "audit", config.log_retention_days);
+    tokio::spawn(async move {
+        let mut last = match db::events::max_audit_id(&db.pool).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "the audit JSONL log is off: cannot read the audit log");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(AUDIT_TAIL_INTERVAL);
+        loop {
+            tick.tick().await;
+            if db.pool.is_closed() {
+                break;
+            }
+            let rows = match db::events::audit_after(&db.pool, last, 1000).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading new audit rows failed");
+                    continue;
+                }
+            };
+            let Some(newest) = rows.last().map(|r| r.id) else {
+                continue;
+            };
+            let lines = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "at": r.created_at, "actor_user_id": r.actor_user_id,
+                        "actor": r.actor_username, "action": r.action, "target_type": r.target_type,
+                        "target_id": r.target_id, "ip": r.ip,
+                        "before": r.before_state.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+                        "after": r.after_state.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+                    })
+                    .to_string()
+                })
+                .collect();
+            file.append(lines, db::now()).await;
+            last = newest;
+        }
+    });
+}
+
 /// Deletes sessions that expired longer ago than any access token lives (so none of their
 /// tokens can still be presented; an unknown session is refused anyway) and old, unlocked
 /// login-failure rows, and old authorization codes.
-fn spawn_pruning(db: Db, access_ttl: Duration) {
+fn spawn_pruning(db: Db, config: &Config) {
+    let access_ttl = config.auth.access_token_ttl;
+    let retention = i64::from(config.log_retention_days) * 86_400;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_INTERVAL);
         loop {
@@ -110,6 +176,14 @@ fn spawn_pruning(db: Db, access_ttl: Duration) {
             }
             if let Err(e) = db::login_failures::prune(&db.pool, now - 86_400, now).await {
                 tracing::warn!(error = %e, "pruning login failures failed");
+            }
+            // The dashboard's data is bounded by the log retention (the JSONL files keep the
+            // same span, pruned as they rotate).
+            if let Err(e) = db::servers::prune_activity(&db.pool, now - retention).await {
+                tracing::warn!(error = %e, "pruning MCP activity failed");
+            }
+            if let Err(e) = db::events::prune_security_events(&db.pool, now - retention).await {
+                tracing::warn!(error = %e, "pruning security events failed");
             }
             // Spent or expired authorization codes are kept a day (reuse detection), then go.
             if let Err(e) = db::oauth::prune_codes(&db.pool, now - 86_400).await {
@@ -304,6 +378,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_router)
         .merge(mcp::router())
         .merge(oauth::form_router())
+        .route("/admin/api/live", axum::routing::get(crate::live::socket)) // not json: WebSocket upgrade
         .route("/metrics", axum::routing::get(crate::metrics::handler)) // not json: Prometheus text
         .merge(SwaggerUi::new(shared::routes::SWAGGER_UI).url(shared::routes::OPENAPI_JSON, openapi))
         .fallback(spa::fallback)

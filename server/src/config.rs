@@ -54,6 +54,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_AGGREGATE_PAGE_SIZE",
     "MCP_RATE_LIMIT_USER_PER_MINUTE",
     "MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE",
+    "MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE",
+    "LOG_DIR",
+    "LOG_RETENTION_DAYS",
     "METRICS_TOKEN",
     "METRICS_PUBLIC",
     "OAUTH_DCR",
@@ -92,6 +95,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Where the JSONL activity, security and audit logs go (`DATA_DIR/logs` by default).
+    pub log_dir: PathBuf,
+    /// Days of JSONL files, activity records and security events kept.
+    pub log_retention_days: u32,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -108,6 +115,7 @@ pub struct Config {
 pub struct RateLimitConfig {
     pub user_per_minute: u32,
     pub user_server_per_minute: u32,
+    pub user_tool_per_minute: u32,
 }
 
 /// The OAuth authorization server for MCP clients.
@@ -345,6 +353,14 @@ impl Config {
             return Err(ConfigError::new("DATA_DIR", "must not be empty"));
         }
         let web_dir = PathBuf::from(vars.get("WEB_DIR").unwrap_or("web/dist"));
+        let log_dir = match vars.get("LOG_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => data_dir.join("logs"),
+        };
+        let log_retention_days = u32::try_from(vars.parse("LOG_RETENTION_DAYS", 30, |s| {
+            ranged(s, 1, 3650, "expected days 1-3650")
+        })?)
+        .unwrap_or(30);
         let database = match vars.get("DATABASE_URL") {
             None => DatabaseConfig::Sqlite {
                 path: data_dir.join("authmcp.db"),
@@ -555,6 +571,19 @@ impl Config {
                     },
                 )?)
                 .unwrap_or(0),
+                user_tool_per_minute: u32::try_from(vars.parse(
+                    "MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE",
+                    0,
+                    |s| {
+                        ranged(
+                            s,
+                            0,
+                            1_000_000_000,
+                            "expected requests per minute (0 = off)",
+                        )
+                    },
+                )?)
+                .unwrap_or(0),
             },
         };
 
@@ -601,6 +630,8 @@ impl Config {
 
         Ok(Config {
             oauth,
+            log_dir,
+            log_retention_days,
             host,
             port,
             public_url,

@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod events;
 pub mod keys;
+pub mod limits;
 pub mod login_failures;
 pub mod oauth;
 pub mod servers;

@@ -1,17 +1,25 @@
 //! Security events: recorded without blocking the request that raised them.
 //!
 //! `EventSink::record` puts the event on a bounded channel; one background task writes them to
-//! the `security_events` table. When the channel is full the event is dropped and counted, so a
-//! flood of bad requests can never slow the gateway down or exhaust its memory.
+//! the `security_events` table, the `security-YYYY-MM-DD.jsonl` log and the live feed. When the
+//! channel is full the event is dropped and counted, so a flood of bad requests can never slow
+//! the gateway down or exhaust its memory. Identical events within a minute are folded: the
+//! first is written at once, the repeats as one event whose details carry `repeated: N`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shared::live::LiveMessage;
 use tokio::sync::mpsc;
 
 use crate::db::events::SecurityEventRow;
 use crate::db::{self, Db};
+use crate::filelog::FileLog;
+use crate::live::LiveHub;
 
 const QUEUE: usize = 4096;
 
@@ -32,6 +40,14 @@ pub enum EventType {
     RateLimited,
     /// A browser request to an MCP endpoint from an origin not in `ALLOWED_ORIGINS`.
     OriginRejected,
+    /// A suspicious-payload rule matched a tool call's arguments or a backend's answer.
+    SuspiciousPayload,
+    /// An MCP session id presented by a user it does not belong to.
+    SessionHijackAttempt,
+    /// An admin changed something (also in the audit log).
+    AdminAction,
+    /// A backend refused the gateway's stored credential (401/403).
+    BackendCredentialError,
 }
 
 impl EventType {
@@ -44,6 +60,10 @@ impl EventType {
             EventType::AccessDenied => "access_denied",
             EventType::RateLimited => "rate_limited",
             EventType::OriginRejected => "origin_rejected",
+            EventType::SuspiciousPayload => "suspicious_payload",
+            EventType::SessionHijackAttempt => "session_hijack_attempt",
+            EventType::AdminAction => "admin_action",
+            EventType::BackendCredentialError => "backend_credential_error",
         }
     }
 }
@@ -77,32 +97,110 @@ pub struct EventContext {
     pub endpoint: Option<String>,
 }
 
+/// Identical events (same type, user, address, endpoint and details) within this window are
+/// folded into one: the first is written at once, the repeats as one event with a count.
+const DEDUP_WINDOW: Duration = Duration::from_secs(60);
+const DEDUP_SWEEP: Duration = Duration::from_secs(5);
+/// Distinct keys tracked for folding; past it, events are written unfolded.
+const DEDUP_KEYS: usize = 10_000;
+
+struct Folded {
+    first: Instant,
+    repeats: u64,
+    row: SecurityEventRow,
+}
+
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::Sender<SecurityEventRow>,
     dropped: Arc<AtomicU64>,
-    /// Events recorded since start, by type (for `/metrics`).
+    /// Events recorded since start, by type (for `/metrics`; repeats included).
     counts: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
+    folding: Arc<Mutex<HashMap<u64, Folded>>>,
 }
 
 impl EventSink {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(db: Db) -> EventSink {
+    /// Starts the writer task (database, JSONL file, live feed) and the folding sweep.
+    pub fn spawn(db: Db, live: LiveHub, file: Option<FileLog>) -> EventSink {
         let (tx, mut rx) = mpsc::channel::<SecurityEventRow>(QUEUE);
         tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                if let Err(e) = db::events::insert_security_event(&db.pool, &event).await {
-                    tracing::warn!(error = %e, event_type = %event.event_type, "could not store a security event");
+            let mut batch = Vec::with_capacity(64);
+            while rx.recv_many(&mut batch, 64).await > 0 {
+                let mut lines = Vec::with_capacity(batch.len());
+                for event in &batch {
+                    if let Err(e) = db::events::insert_security_event(&db.pool, event).await {
+                        tracing::warn!(error = %e, event_type = %event.event_type, "could not store a security event");
+                    }
+                    let api = crate::live::event(event);
+                    if file.is_some()
+                        && let Ok(line) = serde_json::to_string(&api)
+                    {
+                        lines.push(line);
+                    }
+                    live.publish(|| LiveMessage::SecurityEvent { event: api });
                 }
+                if let Some(file) = &file {
+                    file.append(lines, db::now()).await;
+                }
+                batch.clear();
             }
         });
-        EventSink {
+        let sink = EventSink {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             counts: Arc::default(),
+            folding: Arc::default(),
+        };
+        let sweeper = sink.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DEDUP_SWEEP);
+            loop {
+                tick.tick().await;
+                if sweeper.tx.is_closed() {
+                    break;
+                }
+                sweeper.sweep(false);
+            }
+        });
+        sink
+    }
+
+    /// Writes the summaries of windows that ended (all of them when `all`).
+    fn sweep(&self, all: bool) {
+        let mut summaries = Vec::new();
+        if let Ok(mut folding) = self.folding.lock() {
+            folding.retain(|_, f| {
+                if !all && f.first.elapsed() < DEDUP_WINDOW {
+                    return true;
+                }
+                if f.repeats > 0 {
+                    let mut row = f.row.clone();
+                    let mut details: Value = row
+                        .details
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str(d).ok())
+                        .unwrap_or_else(|| Value::Object(Default::default()));
+                    if let Some(obj) = details.as_object_mut() {
+                        obj.insert("repeated".into(), Value::from(f.repeats));
+                        obj.insert("window_seconds".into(), Value::from(DEDUP_WINDOW.as_secs()));
+                    }
+                    row.details = Some(details.to_string());
+                    row.created_at = db::now();
+                    summaries.push(row);
+                }
+                false
+            });
+        }
+        for row in summaries {
+            self.enqueue(row);
         }
     }
 
+    fn enqueue(&self, row: SecurityEventRow) {
+        if self.tx.try_send(row).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
@@ -141,9 +239,42 @@ impl EventSink {
             created_at: db::now(),
             ..Default::default()
         };
-        if self.tx.try_send(row).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        // Fold repeats: the first of a kind is written at once, the rest counted.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            &row.event_type,
+            row.user_id,
+            &row.username,
+            &row.ip,
+            &row.endpoint,
+            &row.details,
+        )
+            .hash(&mut hasher);
+        let key = hasher.finish();
+        if let Ok(mut folding) = self.folding.lock() {
+            if let Some(f) = folding.get_mut(&key)
+                && f.first.elapsed() < DEDUP_WINDOW
+            {
+                f.repeats += 1;
+                return;
+            }
+            if folding.len() < DEDUP_KEYS {
+                folding.insert(
+                    key,
+                    Folded {
+                        first: Instant::now(),
+                        repeats: 0,
+                        row: row.clone(),
+                    },
+                );
+            }
         }
+        self.enqueue(row);
+    }
+
+    /// Writes pending repeat counts now (shutdown, tests).
+    pub fn flush_repeats(&self) {
+        self.sweep(true);
     }
 
     /// Events recorded since start, by type.

@@ -8,18 +8,21 @@ pub mod config;
 pub mod telemetry;
 
 pub mod db;
+pub mod detect;
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
 
 pub mod error;
 pub mod events;
+pub mod filelog;
 
 pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod health;
+pub mod live;
 pub mod mcp;
 pub mod metrics;
 pub mod oauth;

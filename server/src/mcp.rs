@@ -6,6 +6,7 @@ pub mod activity;
 pub mod aggregate;
 pub mod backend;
 pub mod health;
+pub mod inspect;
 pub mod legacy;
 pub mod link;
 pub mod naming;
@@ -27,14 +28,16 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::config::Config;
 use crate::db::Db;
+use crate::filelog::FileLog;
 use crate::keys::SecretBox;
+use crate::live::LiveHub;
 use crate::mcp::activity::ActivitySink;
 use crate::mcp::aggregate::AggregateState;
 use crate::mcp::backend::{BackendClient, BackendError, client_info};
 use crate::mcp::registry::{Era, Registry};
 use crate::mcp::session::{ProxySession, SessionStore, Upstream};
 use crate::metrics::Metrics;
-use crate::ratelimit::McpLimits;
+use crate::ratelimit::{LimitTable, McpLimits};
 
 /// How often the server list is re-read for edits made by other replicas.
 const REGISTRY_RELOAD: Duration = Duration::from_secs(5);
@@ -64,21 +67,41 @@ impl McpState {
         db: Db,
         secret_box: Arc<SecretBox>,
         config: Arc<Config>,
+        live: LiveHub,
     ) -> anyhow::Result<Arc<McpState>> {
         let limits = McpLimits::new(&config.mcp.rate_limits);
-        let registry = Registry::load(db.clone(), secret_box, config).await?;
+        limits.set(load_limit_table(db.clone(), &config).await?);
+        let registry = Registry::load(db.clone(), secret_box, config.clone()).await?;
         let metrics = Arc::new(Metrics::default());
         Ok(Arc::new(McpState {
             registry,
             client: BackendClient::new()?,
             sessions: SessionStore::default(),
             held: Mutex::default(),
-            activity: ActivitySink::spawn(db, metrics.clone()),
+            activity: ActivitySink::spawn(
+                db,
+                metrics.clone(),
+                live,
+                Some(FileLog::new(
+                    &config.log_dir,
+                    "activity",
+                    config.log_retention_days,
+                )),
+            ),
             metrics,
             limits,
             aggregate: AggregateState::default(),
             ids: AtomicU64::new(1),
         }))
+    }
+
+    /// Re-reads the rate limits (after an admin edit here, or periodically for other replicas).
+    pub async fn reload_limits(&self, db: &Db, config: &Config) -> anyhow::Result<()> {
+        let table = load_limit_table(db.clone(), config).await?;
+        if *self.limits.table() != table {
+            self.limits.set(table);
+        }
+        Ok(())
     }
 
     /// Applies an admin edit to the live proxy at once.
@@ -213,7 +236,9 @@ impl McpState {
 
     pub fn spawn_background(self: &Arc<Self>, config: &Config, db: Db) {
         let state = self.clone();
+        let config_for_reload = config.clone();
         tokio::spawn(async move {
+            let config = config_for_reload;
             let mut tick = tokio::time::interval(REGISTRY_RELOAD);
             tick.tick().await;
             loop {
@@ -226,6 +251,9 @@ impl McpState {
                         error = format!("{e:#}"),
                         "reloading the MCP server registry failed"
                     );
+                }
+                if let Err(e) = state.reload_limits(&db, &config).await {
+                    tracing::debug!(error = format!("{e:#}"), "reloading rate limits failed");
                 }
             }
         });
@@ -248,6 +276,36 @@ impl McpState {
         });
         health::spawn(self.clone(), config.mcp.health_interval);
     }
+}
+
+/// The rate limits in force: the configuration's defaults, unless an admin saved others, plus
+/// the overrides.
+pub async fn load_limit_table(db: Db, config: &Config) -> anyhow::Result<LimitTable> {
+    let mut table = LimitTable::from_config(&config.mcp.rate_limits);
+    if let Some(saved) =
+        crate::db::limits::get_setting(&db.pool, crate::admin::RATE_LIMITS_SETTING).await?
+        && let Ok(defaults) = serde_json::from_str::<LimitTable>(&saved)
+    {
+        table.user_per_minute = defaults.user_per_minute;
+        table.user_server_per_minute = defaults.user_server_per_minute;
+        table.user_tool_per_minute = defaults.user_tool_per_minute;
+    }
+    for o in crate::db::limits::list_overrides(&db.pool).await? {
+        let per_minute = u32::try_from(o.per_minute).unwrap_or(u32::MAX);
+        match (o.kind.as_str(), o.user_id, o.server_id, o.tool) {
+            ("user", Some(user), _, _) => {
+                table.users.insert(user, per_minute);
+            }
+            ("server", _, Some(server), _) => {
+                table.servers.insert(server, per_minute);
+            }
+            ("tool", _, Some(server), Some(tool)) => {
+                table.tools.insert((server, tool), per_minute);
+            }
+            _ => {}
+        }
+    }
+    Ok(table)
 }
 
 /// `/mcp/{server}` (POST, GET, DELETE). Not under the API layers: MCP streams are long-lived and

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         crate::mcp::aggregate::doc_post,
         crate::mcp::aggregate::doc_get,
         crate::mcp::aggregate::doc_delete,
+        crate::live::doc_socket,
     ),
     tags(
         (name = "health", description = "Liveness and readiness probes"),

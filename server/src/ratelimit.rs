@@ -1,28 +1,66 @@
-//! Rate limits on MCP traffic, per user and per user × server (GCRA, through `governor`).
+//! Rate limits on MCP traffic — per user, per user × server and per user × tool — and per client
+//! IP on the unauthenticated OAuth endpoints.
 //!
-//! Keys come from the authenticated identity, never from the MCP session, so re-initialising
-//! does not reset a limit. Limits hold per replica; with several replicas each allows the
-//! configured rate (see docs/CONFIG.md). Over the limit a request gets HTTP 429 with
+//! MCP limits are GCRA (a token bucket without timers: one "theoretical arrival time" per key)
+//! with a burst of ten seconds' worth. Defaults come from the configuration and can be changed
+//! live through the admin API, with overrides for one user (their overall budget), one server
+//! (each user's budget on it) or one tool (each user's budget for it). Keys come from the
+//! authenticated identity, never from the MCP session, so re-initialising does not reset a
+//! limit. Limits hold per replica (docs/CONFIG.md). Over a limit a request gets HTTP 429 with
 //! `Retry-After` and a JSON-RPC error whose `data.retryAfterSeconds` a model can act on, and a
-//! `rate_limited` security event is recorded at most once a minute per user and scope.
+//! `rate_limited` security event (repeats are folded into one event with a count).
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
 
-use crate::cache::TtlMap;
 use crate::config::RateLimitConfig;
 
-/// How often the same user's limit hits become a new security event.
-const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// The limits in force: defaults (0 = off) and overrides, all in requests per minute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitTable {
+    pub user_per_minute: u32,
+    pub user_server_per_minute: u32,
+    pub user_tool_per_minute: u32,
+    #[serde(skip)]
+    pub users: HashMap<i64, u32>,
+    #[serde(skip)]
+    pub servers: HashMap<i64, u32>,
+    #[serde(skip)]
+    pub tools: HashMap<(i64, String), u32>,
+}
+
+impl LimitTable {
+    pub fn from_config(config: &RateLimitConfig) -> LimitTable {
+        LimitTable {
+            user_per_minute: config.user_per_minute,
+            user_server_per_minute: config.user_server_per_minute,
+            user_tool_per_minute: config.user_tool_per_minute,
+            ..LimitTable::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    User(i64),
+    Server(i64, i64),
+    /// (user, server, hash of the tool name)
+    Tool(i64, i64, u64),
+}
 
 pub struct McpLimits {
-    per_user: Option<DefaultKeyedRateLimiter<i64>>,
-    per_user_server: Option<DefaultKeyedRateLimiter<(i64, i64)>>,
-    clock: DefaultClock,
-    reported: TtlMap<(i64, &'static str), ()>,
+    table: RwLock<Arc<LimitTable>>,
+    /// Theoretical arrival time per key, in nanoseconds since `origin`.
+    tat: DashMap<Key, u64>,
+    origin: Instant,
 }
 
 /// A refused request: which limit, and how long until it would pass.
@@ -30,91 +68,109 @@ pub struct McpLimits {
 pub struct Limited {
     pub scope: &'static str,
     pub retry_after: Duration,
-    /// True the first time in `REPORT_EVERY` for this user and scope.
-    pub report: bool,
 }
 
-fn quota(per_minute: u32) -> Option<Quota> {
-    let rate = NonZeroU32::new(per_minute)?;
-    // A burst of ten seconds' worth of requests.
-    let burst = NonZeroU32::new((per_minute / 6).max(1)).unwrap_or(NonZeroU32::MIN);
-    Some(Quota::per_minute(rate).allow_burst(burst))
+fn tool_hash(tool: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tool.hash(&mut h);
+    h.finish()
 }
 
 impl McpLimits {
     pub fn new(config: &RateLimitConfig) -> McpLimits {
         McpLimits {
-            per_user: quota(config.user_per_minute).map(RateLimiter::dashmap),
-            per_user_server: quota(config.user_server_per_minute).map(RateLimiter::dashmap),
-            clock: DefaultClock::default(),
-            reported: TtlMap::new(),
+            table: RwLock::new(Arc::new(LimitTable::from_config(config))),
+            tat: DashMap::new(),
+            origin: Instant::now(),
         }
+    }
+
+    pub fn table(&self) -> Arc<LimitTable> {
+        match self.table.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts new limits in force at once (budgets already spent stay spent).
+    pub fn set(&self, table: LimitTable) {
+        match self.table.write() {
+            Ok(mut t) => *t = Arc::new(table),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// One request from `key`'s budget of `per_minute` (GCRA, burst of ten seconds' worth).
+    fn take(&self, key: Key, per_minute: u32, scope: &'static str) -> Result<(), Limited> {
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let interval = 60_000_000_000 / u64::from(per_minute);
+        let tolerance = interval * u64::from((per_minute / 6).max(1));
+        let now = self.now();
+        let mut tat = self.tat.entry(key).or_insert(now);
+        let next = (*tat).max(now) + interval;
+        if next - now > tolerance {
+            return Err(Limited {
+                scope,
+                retry_after: Duration::from_nanos(next - now - tolerance),
+            });
+        }
+        *tat = next;
+        Ok(())
     }
 
     /// Takes one request from the user's and the user × server budget.
     pub fn check(&self, user: i64, server: i64) -> Result<(), Limited> {
-        if let Some(limiter) = &self.per_user
-            && let Err(not_until) = limiter.check_key(&user)
-        {
-            return Err(self.limited(user, "user", not_until.wait_time_from(self.clock.now())));
-        }
-        if let Some(limiter) = &self.per_user_server
-            && let Err(not_until) = limiter.check_key(&(user, server))
-        {
-            return Err(self.limited(
-                user,
-                "user_server",
-                not_until.wait_time_from(self.clock.now()),
-            ));
-        }
-        Ok(())
+        self.check_user(user)?;
+        self.check_server(user, server)
     }
 
-    /// Takes one request from the user's budget only (aggregated requests that reach no single
-    /// server: lists, `initialize`, `ping`).
+    /// The user's own budget (aggregated requests that reach no single server take only this).
     pub fn check_user(&self, user: i64) -> Result<(), Limited> {
-        if let Some(limiter) = &self.per_user
-            && let Err(not_until) = limiter.check_key(&user)
-        {
-            return Err(self.limited(user, "user", not_until.wait_time_from(self.clock.now())));
-        }
-        Ok(())
+        let table = self.table();
+        let limit = table
+            .users
+            .get(&user)
+            .copied()
+            .unwrap_or(table.user_per_minute);
+        self.take(Key::User(user), limit, "user")
     }
 
-    /// Takes one request from the user × server budget only (the user's was taken already).
+    /// The user × server budget (the user's was taken already).
     pub fn check_server(&self, user: i64, server: i64) -> Result<(), Limited> {
-        if let Some(limiter) = &self.per_user_server
-            && let Err(not_until) = limiter.check_key(&(user, server))
-        {
-            return Err(self.limited(
-                user,
-                "user_server",
-                not_until.wait_time_from(self.clock.now()),
-            ));
-        }
-        Ok(())
+        let table = self.table();
+        let limit = table
+            .servers
+            .get(&server)
+            .copied()
+            .unwrap_or(table.user_server_per_minute);
+        self.take(Key::Server(user, server), limit, "user_server")
     }
 
-    fn limited(&self, user: i64, scope: &'static str, retry_after: Duration) -> Limited {
-        let report = self.reported.get(&(user, scope), REPORT_EVERY).is_none();
-        if report {
-            self.reported.put((user, scope), ());
-        }
-        Limited {
-            scope,
-            retry_after,
-            report,
-        }
+    /// The user × tool budget of a `tools/call`.
+    pub fn check_tool(&self, user: i64, server: i64, tool: &str) -> Result<(), Limited> {
+        let table = self.table();
+        let limit = if table.tools.is_empty() {
+            table.user_tool_per_minute
+        } else {
+            table
+                .tools
+                .get(&(server, tool.to_string()))
+                .copied()
+                .unwrap_or(table.user_tool_per_minute)
+        };
+        self.take(Key::Tool(user, server, tool_hash(tool)), limit, "user_tool")
     }
 
-    /// Drops state of keys that are back to a full budget (called periodically).
+    /// Drops keys that are back to a full budget (called periodically).
     pub fn shrink(&self) {
-        if let Some(l) = &self.per_user {
-            l.retain_recent();
-        }
-        if let Some(l) = &self.per_user_server {
-            l.retain_recent();
-        }
+        let now = self.now();
+        self.tat.retain(|_, tat| *tat > now);
     }
 }
 
@@ -145,5 +201,48 @@ impl IpLimiter {
 
     pub fn shrink(&self) {
         self.limiter.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_bursts_then_refuses_then_recovers() {
+        let limits = McpLimits::new(&RateLimitConfig {
+            user_per_minute: 60,
+            user_server_per_minute: 0,
+            user_tool_per_minute: 0,
+        });
+        // 60/min: a burst of 10, then one a second.
+        for i in 0..10 {
+            assert!(limits.check_user(1).is_ok(), "request {i}");
+        }
+        let refused = limits.check_user(1).unwrap_err();
+        assert_eq!(refused.scope, "user");
+        assert!(refused.retry_after <= Duration::from_secs(1));
+        assert!(limits.check_user(2).is_ok(), "other users are separate");
+        // Overrides win, and can turn a limit off.
+        let mut table = LimitTable::from_config(&RateLimitConfig {
+            user_per_minute: 60,
+            user_server_per_minute: 6,
+            user_tool_per_minute: 0,
+        });
+        table.users.insert(1, 0);
+        table.tools.insert((5, "slow".into()), 6);
+        limits.set(table);
+        assert!(limits.check_user(1).is_ok(), "user 1 is unlimited now");
+        assert!(limits.check_server(1, 5).is_ok());
+        assert_eq!(limits.check_server(1, 5).unwrap_err().scope, "user_server");
+        assert!(limits.check_tool(1, 5, "slow").is_ok());
+        assert_eq!(
+            limits.check_tool(1, 5, "slow").unwrap_err().scope,
+            "user_tool"
+        );
+        assert!(
+            limits.check_tool(1, 5, "fast").is_ok(),
+            "other tools use the default (off)"
+        );
     }
 }

@@ -177,6 +177,7 @@ pub fn to_api(state: &AppState, row: &ServerRow) -> McpServer {
         }),
         endpoint: format!("{}/mcp/{}", state.config.public_url, row.name),
         tool_prefix: effective_prefix(row),
+        detection: row.detection.clone(),
         health: state.mcp.registry.health(row.id),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -187,7 +188,7 @@ fn snapshot(server: &McpServer) -> serde_json::Value {
     json!({
         "name": server.name, "url": server.url, "enabled": server.enabled,
         "transport": server.transport, "timeout_seconds": server.timeout_seconds,
-        "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix,
+        "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix, "detection": server.detection,
     })
 }
 
@@ -232,6 +233,19 @@ async fn store_credential(
         }
     }
     Ok(())
+}
+
+fn validate_detection(mode: Option<&str>) -> Result<Option<&'static str>, ApiError> {
+    match mode {
+        None => Ok(None),
+        Some("off") => Ok(Some("off")),
+        Some("log") => Ok(Some("log")),
+        Some("block") => Ok(Some("block")),
+        Some(_) => Err(ApiError::validation(
+            "detection",
+            "detection is \"off\", \"log\" or \"block\"",
+        )),
+    }
 }
 
 /// The prefix to store: the one asked for (validated), else none when the name is a valid
@@ -287,6 +301,9 @@ pub async fn create(
         credential: None,
         credential_hint: None,
         tool_prefix: stored_prefix(req.tool_prefix.as_deref(), &req.name)?,
+        detection: validate_detection(req.detection.as_deref())?
+            .unwrap_or("log")
+            .into(),
         created_at: now,
         updated_at: now,
     };
@@ -356,6 +373,9 @@ pub async fn update(
         None => row.tool_prefix.as_deref(),
     };
     row.tool_prefix = stored_prefix(requested, &row.name)?;
+    if let Some(mode) = validate_detection(req.detection.as_deref())? {
+        row.detection = mode.into();
+    }
     row.updated_at = db::now().max(before_row.updated_at + 1);
     db::servers::update(&mut *tx, &row)
         .await

@@ -78,6 +78,8 @@ pub struct McpServer {
     /// What its tool and prompt names start with on the aggregated `/mcp` endpoint
     /// (`{prefix}__{tool}`): the `tool_prefix` set, else the name.
     pub tool_prefix: String,
+    /// Suspicious-payload detection on tool calls and answers: `off`, `log` or `block`.
+    pub detection: String,
     pub health: ServerHealth,
     pub created_at: i64,
     pub updated_at: i64,
@@ -106,6 +108,9 @@ pub struct CreateServer {
     /// 32, no `__`, not ending in `_`; unique among servers.
     #[serde(default)]
     pub tool_prefix: Option<String>,
+    /// `off`, `log` (default) or `block`.
+    #[serde(default)]
+    pub detection: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -135,6 +140,9 @@ pub struct UpdateServer {
     /// A new prefix; `""` goes back to the default (the name).
     #[serde(default)]
     pub tool_prefix: Option<String>,
+    /// `off`, `log` or `block`.
+    #[serde(default)]
+    pub detection: Option<String>,
 }
 
 /// The result of "test connection".
@@ -194,6 +202,15 @@ pub struct ActivityRecord {
     pub latency_ms: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The MCP client's name (`clientInfo.name`), when known.
+    #[serde(default)]
+    pub client_name: Option<String>,
+    /// The JSON-RPC error code of a failed request.
+    #[serde(default)]
+    pub rpc_error_code: Option<i64>,
+    /// A suspicious-payload rule matched the arguments or the result.
+    #[serde(default)]
+    pub suspicious: bool,
 }
 
 /// Whether a tool rule lets matching tools through or keeps them out.
@@ -234,4 +251,39 @@ pub struct ToolRule {
 #[cfg_attr(feature = "openapi", schema(example = json!({"rules": [{"server_id": 1, "pattern": "delete_*", "effect": "deny"}]})))]
 pub struct ToolRules {
     pub rules: Vec<ToolRule>,
+}
+
+/// MCP rate limits in requests per minute (0 = off), applied live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"user_per_minute": 600, "user_server_per_minute": 0, "user_tool_per_minute": 0, "overrides": [{"kind": "tool", "server_id": 1, "tool": "search", "per_minute": 30}]})))]
+pub struct RateLimits {
+    /// Each user's overall budget.
+    pub user_per_minute: u32,
+    /// Each user's budget per server.
+    pub user_server_per_minute: u32,
+    /// Each user's budget per tool.
+    pub user_tool_per_minute: u32,
+    #[serde(default)]
+    pub overrides: Vec<RateLimitOverride>,
+}
+
+/// A limit for one user (their overall budget), one server (each user's budget on it) or one
+/// tool of a server (each user's budget for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RateLimitOverride {
+    /// `user`, `server` or `tool`.
+    pub kind: String,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    #[serde(default)]
+    pub server_id: Option<i64>,
+    /// The backend's tool name (`kind: tool`).
+    #[serde(default)]
+    pub tool: Option<String>,
+    pub per_minute: u32,
+    /// The user's or server's name (read-only).
+    #[serde(default)]
+    pub label: Option<String>,
 }

@@ -102,20 +102,7 @@ impl EventQuery {
 }
 
 fn to_event(r: SecurityEventRow) -> SecurityEvent {
-    SecurityEvent {
-        details: parse_json(r.details.as_deref()),
-        id: r.id,
-        event_type: r.event_type,
-        severity: r.severity,
-        user_id: r.user_id,
-        username: r.username,
-        ip: r.ip,
-        user_agent: r.user_agent,
-        endpoint: r.endpoint,
-        server: r.server,
-        tool: r.tool,
-        created_at: r.created_at,
-    }
+    crate::live::event(&r)
 }
 
 /// Security events, newest first, filtered by type, severity, user, server and time range.

@@ -253,20 +253,7 @@ async fn activity(
     Ok(AppJson(Page {
         items: rows
             .into_iter()
-            .map(|r| ActivityRecord {
-                id: r.id,
-                at: r.at,
-                user_id: r.user_id,
-                username: r.username,
-                server: r.server,
-                method: r.method,
-                tool: r.tool,
-                status: r.status,
-                http_status: u16::try_from(r.http_status).unwrap_or(0),
-                latency_ms: u64::try_from(r.latency_ms).unwrap_or(0),
-                bytes_in: u64::try_from(r.bytes_in).unwrap_or(0),
-                bytes_out: u64::try_from(r.bytes_out).unwrap_or(0),
-            })
+            .map(|r| crate::live::activity(&r))
             .collect(),
         total,
         page: page.page(),

@@ -169,3 +169,38 @@ pub async fn count_audit(db: impl AnyExecutor<'_>) -> Result<i64, sqlx::Error> {
         .fetch_one(db)
         .await
 }
+
+/// Audit rows after `after_id`, oldest first (the JSONL tailer).
+pub async fn audit_after(
+    db: impl AnyExecutor<'_>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, actor_user_id, actor_username, action, target_type, target_id, before_state,
+                after_state, ip, created_at
+         from audit_log where id > $1 order by id limit $2",
+    )
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn max_audit_id(db: impl AnyExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select coalesce(max(id), 0) from audit_log")
+        .fetch_one(db)
+        .await
+}
+
+/// Deletes security events older than `before` (retention).
+pub async fn prune_security_events(
+    db: impl AnyExecutor<'_>,
+    before: i64,
+) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query("delete from security_events where created_at < $1")
+        .bind(before)
+        .execute(db)
+        .await?;
+    Ok(res.rows_affected())
+}

@@ -17,6 +17,8 @@ pub struct ServerRow {
     pub credential_hint: Option<String>,
     /// The aggregated endpoint's name prefix; `None` = the server's name.
     pub tool_prefix: Option<String>,
+    /// Suspicious-payload detection: `off`, `log` or `block`.
+    pub detection: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -24,7 +26,8 @@ pub struct ServerRow {
 pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
-                credential_header, credential, credential_hint, tool_prefix, created_at, updated_at
+                credential_header, credential, credential_hint, tool_prefix, detection, created_at,
+                updated_at
          from mcp_servers order by name",
     )
     .fetch_all(db)
@@ -34,7 +37,8 @@ pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Erro
 pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
-                credential_header, credential, credential_hint, tool_prefix, created_at, updated_at
+                credential_header, credential, credential_hint, tool_prefix, detection, created_at,
+                updated_at
          from mcp_servers where id = $1",
     )
     .bind(id)
@@ -58,6 +62,7 @@ pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sq
     .bind(row.timeout_ms)
     .bind(row.created_at)
     .bind(&row.tool_prefix)
+    .bind(&row.detection)
     .fetch_one(db)
     .await
 }
@@ -66,7 +71,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     let res = sqlx::query(
         "update mcp_servers
          set name = $1, url = $2, description = $3, enabled = $4, transport = $5,
-             timeout_ms = $6, updated_at = $7, tool_prefix = $9
+             timeout_ms = $6, updated_at = $7, tool_prefix = $9, detection = $10
          where id = $8",
     )
     .bind(&row.name)
@@ -78,6 +83,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     .bind(row.updated_at)
     .bind(row.id)
     .bind(&row.tool_prefix)
+    .bind(&row.detection)
     .execute(db)
     .await?;
     Ok(res.rows_affected())
@@ -170,13 +176,18 @@ pub struct ActivityRow {
     pub latency_ms: i64,
     pub bytes_in: i64,
     pub bytes_out: i64,
+    pub client_name: Option<String>,
+    pub rpc_error_code: Option<i64>,
+    /// 0/1: a suspicious-payload rule matched.
+    pub suspicious: i64,
 }
 
 pub async fn insert_activity(db: impl AnyExecutor<'_>, a: &ActivityRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into mcp_activity (at, user_id, username, server, method, tool, status,
-                                   http_status, latency_ms, bytes_in, bytes_out)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                   http_status, latency_ms, bytes_in, bytes_out, client_name,
+                                   rpc_error_code, suspicious)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(a.at)
     .bind(a.user_id)
@@ -189,6 +200,9 @@ pub async fn insert_activity(db: impl AnyExecutor<'_>, a: &ActivityRow) -> Resul
     .bind(a.latency_ms)
     .bind(a.bytes_in)
     .bind(a.bytes_out)
+    .bind(&a.client_name)
+    .bind(a.rpc_error_code)
+    .bind(a.suspicious)
     .execute(db)
     .await?;
     Ok(())
@@ -202,7 +216,7 @@ pub async fn list_activity(
 ) -> Result<Vec<ActivityRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, at, user_id, username, server, method, tool, status, http_status,
-                latency_ms, bytes_in, bytes_out
+                latency_ms, bytes_in, bytes_out, client_name, rpc_error_code, suspicious
          from mcp_activity where ($1 is null or server = $1)
          order by id desc limit $2 offset $3",
     )
@@ -221,4 +235,39 @@ pub async fn count_activity(
         .bind(server)
         .fetch_one(db)
         .await
+}
+
+/// Deletes activity older than `before` (retention).
+pub async fn prune_activity(db: impl AnyExecutor<'_>, before: i64) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query("delete from mcp_activity where at < $1")
+        .bind(before)
+        .execute(db)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct StatRow {
+    pub at: i64,
+    pub username: Option<String>,
+    pub server: String,
+    pub tool: Option<String>,
+    pub status: String,
+    pub latency_ms: i64,
+}
+
+/// Activity since `since`, newest first, at most `limit` rows (for the stats).
+pub async fn activity_since(
+    db: impl AnyExecutor<'_>,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<StatRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select at, username, server, tool, status, latency_ms from mcp_activity
+         where at >= $1 order by at desc limit $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }

@@ -3,6 +3,7 @@
 //! what has queued up and writes it in one transaction of multi-row inserts. Waking per record
 //! would cost a thread wake-up and an SQL statement per proxied request (measured: about a
 //! tenth of the gateway's CPU at 20k requests/s). A full queue drops the record and counts it.
+//! The same batch goes to the `activity-YYYY-MM-DD.jsonl` log and to live-feed subscribers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use shared::live::LiveMessage;
+
 use crate::db::{self, Db, servers::ActivityRow};
+use crate::filelog::FileLog;
+use crate::live::LiveHub;
 use crate::metrics::Metrics;
 
 const QUEUE: usize = 65_536;
@@ -24,7 +29,12 @@ pub struct ActivitySink {
 }
 
 impl ActivitySink {
-    pub fn spawn(db: Db, metrics: Arc<Metrics>) -> ActivitySink {
+    pub fn spawn(
+        db: Db,
+        metrics: Arc<Metrics>,
+        live: LiveHub,
+        file: Option<FileLog>,
+    ) -> ActivitySink {
         let (tx, mut rx) = mpsc::channel::<ActivityRow>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
@@ -33,6 +43,21 @@ impl ActivitySink {
                 tokio::time::sleep(FLUSH_EVERY).await;
                 while batch.len() < BATCH && rx.try_recv().map(|r| batch.push(r)).is_ok() {}
                 metrics.observe(&batch);
+                if live.subscribers() > 0 || file.is_some() {
+                    let mut lines = Vec::new();
+                    for row in &batch {
+                        let record = crate::live::activity(row);
+                        if file.is_some()
+                            && let Ok(line) = serde_json::to_string(&record)
+                        {
+                            lines.push(line);
+                        }
+                        live.publish(|| LiveMessage::Activity { record });
+                    }
+                    if let Some(file) = &file {
+                        file.append(lines, db::now()).await;
+                    }
+                }
                 if let Err(e) = write_batch(&db, &batch).await {
                     tracing::warn!(error = %e, records = batch.len(), "could not store MCP activity");
                     if db.pool.is_closed() {

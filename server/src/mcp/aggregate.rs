@@ -37,6 +37,7 @@ use crate::events::{EventType, Severity};
 use crate::keys::random_bytes;
 use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind, Listed};
 use crate::mcp::backend::BackendError;
+use crate::mcp::inspect;
 use crate::mcp::link::Link;
 use crate::mcp::naming;
 use crate::mcp::protocol::{self, H_SESSION, H_VERSION, Kind, Message, code};
@@ -248,6 +249,8 @@ struct Ctx {
     started: Instant,
     bytes_in: usize,
     accepts_sse: bool,
+    /// The client's `clientInfo.name`, once the session is known.
+    client_name: Option<String>,
 }
 
 impl Ctx {
@@ -267,6 +270,7 @@ impl Ctx {
             latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
             bytes_in: i64::try_from(self.bytes_in).unwrap_or(i64::MAX),
             bytes_out: i64::try_from(bytes_out).unwrap_or(i64::MAX),
+            client_name: self.client_name.clone(),
             ..Default::default()
         });
     }
@@ -351,7 +355,8 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
             Some(json!({ "supported": protocol::SUPPORTED_VERSIONS })),
         );
     }
-    let ctx = Ctx {
+    let mut ctx = Ctx {
+        client_name: None,
         accepts_sse: proxy::header_str(headers, header::ACCEPT.as_str())
             .is_some_and(|a| a.contains("text/event-stream")),
         state,
@@ -411,6 +416,9 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
             "missing Mcp-Session-Id: send initialize first, or use MCP-Protocol-Version 2026-07-28",
         );
     };
+    ctx.client_name = sess.client["name"]
+        .as_str()
+        .map(|n| n.chars().take(100).collect());
     dispatch(&ctx, &sess, &msg, body).await
 }
 
@@ -1180,13 +1188,42 @@ async fn route(
             );
         }
     }
-    if let Err(limited) = state
+    let limited = state
         .mcp
         .limits
         .check_server(ctx.principal.user_id, backend.id)
-    {
+        .and_then(|()| match &tool_name {
+            Some(tool) => state
+                .mcp
+                .limits
+                .check_tool(ctx.principal.user_id, backend.id, tool),
+            None => Ok(()),
+        });
+    if let Err(limited) = limited {
         record("rate_limited", 429, 0);
         return proxy::rate_limited(state, &ctx.meta, &ctx.principal, &backend.name, limited);
+    }
+    let mut suspicious = false;
+    if is_tool_call
+        && let Some((_, block)) = inspect::check_call(
+            state,
+            &ctx.meta.ctx,
+            &ctx.principal,
+            &backend.name,
+            backend.detection,
+            tool_name.as_deref(),
+            &message,
+        )
+    {
+        suspicious = true;
+        if block {
+            record("blocked", 200, 0);
+            return rpc_refusal(
+                msg.id.as_deref(),
+                inspect::BLOCKED,
+                "the call was blocked by the gateway's payload rules",
+            );
+        }
     }
     let link = match link_for(ctx, sess, &backend).await {
         Ok(link) => link,
@@ -1210,7 +1247,27 @@ async fn route(
     }
     let client_id_value = id_value(msg.id.as_deref());
     let modern = sess.modern;
+    let answer_check = (
+        state.clone(),
+        ctx.meta.ctx.clone(),
+        ctx.principal.clone(),
+        backend.name.clone(),
+        backend.detection,
+        tool_name.clone(),
+    );
     let finish_reply = move |mut reply: Value| -> (String, &'static str) {
+        if is_tool_call {
+            let (state, events_ctx, principal, server, mode, tool) = &answer_check;
+            inspect::check_answer(
+                state,
+                events_ctx,
+                Some(principal),
+                server,
+                *mode,
+                tool.as_deref(),
+                &mut reply,
+            );
+        }
         reply["id"] = client_id_value.clone();
         let outcome = if reply.get("error").is_some() {
             "error"
@@ -1319,6 +1376,8 @@ async fn route(
         method: msg.method.clone().unwrap_or_default(),
         tool: tool_name.clone(),
         bytes_in: i64::try_from(ctx.bytes_in).unwrap_or(i64::MAX),
+        client_name: ctx.client_name.clone(),
+        suspicious: i64::from(suspicious),
         ..Default::default()
     };
     let started = ctx.started;

@@ -35,6 +35,7 @@ use crate::error::{ApiError, AppPath};
 use crate::events::{EventType, Severity};
 use crate::mcp::activity::ActivitySink;
 use crate::mcp::backend::{ACCEPT_BOTH, BackendError, Target, client_info, is_event_stream};
+use crate::mcp::inspect;
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{
     self, H_LAST_EVENT_ID, H_METHOD, H_NAME, H_PARAM_PREFIX, H_SESSION, H_VERSION, Kind, Message,
@@ -273,16 +274,15 @@ pub(crate) fn rate_limited(
     limited: crate::ratelimit::Limited,
 ) -> Response {
     let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    if limited.report {
-        state.events.record(
-            EventType::RateLimited,
-            Severity::Medium,
-            &meta.ctx,
-            Some(principal.user_id),
-            Some(&principal.username),
-            json!({ "server": server, "scope": limited.scope }),
-        );
-    }
+    // Repeats within a minute are folded into one event with a count (`EventSink`).
+    state.events.record(
+        EventType::RateLimited,
+        Severity::Medium,
+        &meta.ctx,
+        Some(principal.user_id),
+        Some(&principal.username),
+        json!({ "server": server, "scope": limited.scope }),
+    );
     let mut res = rpc_error_data(
         StatusCode::TOO_MANY_REQUESTS,
         None,
@@ -443,7 +443,74 @@ pub async fn post(
             None,
         );
     }
-    let res = dispatch(&state, &call, &msg, headers, body).await;
+    if msg.is("tools/call")
+        && let Some(tool) = msg.tool.as_deref()
+        && let Err(limited) =
+            state
+                .mcp
+                .limits
+                .check_tool(call.principal.user_id, call.backend.id, tool)
+    {
+        if let Some(r) = Recorder::new(&state, &call, &msg, body.len()) {
+            r.finish("rate_limited", 429, 0);
+        }
+        return rate_limited(&state, &meta, &call.principal, &server, limited);
+    }
+    // Suspicious payloads in the arguments: flagged (and refused when the server blocks).
+    let mut suspicious = false;
+    if msg.is("tools/call") && call.backend.detection != crate::detect::Mode::Off {
+        let message = parse_value(&body);
+        if let Some((_, block)) = inspect::check_call(
+            &state,
+            &meta.ctx,
+            &call.principal,
+            &server,
+            call.backend.detection,
+            msg.tool.as_deref(),
+            &message,
+        ) {
+            suspicious = true;
+            if block {
+                if let Some(mut r) = Recorder::new(&state, &call, &msg, body.len()) {
+                    r.row.suspicious = 1;
+                    r.row.rpc_error_code = Some(inspect::BLOCKED);
+                    r.finish("blocked", 200, 0);
+                }
+                return json_response(
+                    StatusCode::OK,
+                    protocol::error_body(
+                        msg.id.as_deref(),
+                        inspect::BLOCKED,
+                        "the call was blocked by the gateway's payload rules",
+                        None,
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+    let res = dispatch(&state, &call, &msg, headers, body, suspicious, &meta.ctx).await;
+    // Answers are checked too (results and tool descriptions).
+    let res = if call.backend.detection != crate::detect::Mode::Off
+        && (msg.is("tools/call") || msg.is("tools/list"))
+    {
+        let (state2, ctx, principal) = (state.clone(), meta.ctx.clone(), call.principal.clone());
+        let (server2, mode, tool) = (server.clone(), call.backend.detection, msg.tool.clone());
+        filter_response(res, state.config.mcp.max_response_bytes, move |message| {
+            inspect::check_answer(
+                &state2,
+                &ctx,
+                Some(&principal),
+                &server2,
+                mode,
+                tool.as_deref(),
+                message,
+            );
+        })
+        .await
+    } else {
+        res
+    };
     match tool_filter {
         Some(filter) if msg.is("tools/list") => {
             let server_id = call.backend.id;
@@ -514,16 +581,31 @@ async fn filter_response(
 }
 
 /// The per-server proxy once the request is admitted and parsed.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     state: &AppState,
     call: &Call,
     msg: &Message,
     headers: &HeaderMap,
     body: Bytes,
+    suspicious: bool,
+    ctx: &crate::events::EventContext,
 ) -> Response {
     let (state, call, msg) = (state.clone(), call, msg);
     let version = header_str(headers, H_VERSION);
-    let recorder = Recorder::new(&state, call, msg, body.len());
+    let mut recorder = Recorder::new(&state, call, msg, body.len());
+    if let Some(r) = &mut recorder {
+        r.row.suspicious = i64::from(suspicious);
+        if msg.is("initialize") || msg.meta_version.is_some() {
+            let message = parse_value(&body);
+            let info = if msg.is("initialize") {
+                &message["params"]["clientInfo"]["name"]
+            } else {
+                &message["params"]["_meta"][protocol::META_CLIENT_INFO]["name"]
+            };
+            r.row.client_name = info.as_str().map(|n| n.chars().take(100).collect());
+        }
+    }
     if msg.is("initialize") {
         return initialize(&state, call, msg, body, recorder).await;
     }
@@ -533,6 +615,18 @@ async fn dispatch(
             .sessions
             .get(sid, call.principal.user_id, call.backend.id)
         else {
+            if let Some(owner) = state.mcp.sessions.owner(sid)
+                && owner != call.principal.user_id
+            {
+                state.events.record(
+                    EventType::SessionHijackAttempt,
+                    Severity::High,
+                    ctx,
+                    Some(call.principal.user_id),
+                    Some(&call.principal.username),
+                    json!({ "server": call.backend.name, "reason": "another user's MCP session id" }),
+                );
+            }
             finish(recorder, "session_not_found", 404, 0);
             return rpc_error(
                 StatusCode::NOT_FOUND,
@@ -542,6 +636,11 @@ async fn dispatch(
             );
         };
         session.touch();
+        if let Some(r) = &mut recorder {
+            r.row.client_name = session.init_params["clientInfo"]["name"]
+                .as_str()
+                .map(|n| n.chars().take(100).collect());
+        }
         return in_session(&state, call, &session, msg, headers, body, recorder).await;
     }
     let modern = version == Some(protocol::LATEST_VERSION)
@@ -697,13 +796,30 @@ fn reshape(data: &str, shape: &Shape) -> String {
     message.to_string()
 }
 
-/// Whether a message is the response to `id`, and if so whether it is an error.
-fn response_status(data: &str, id: Option<&str>) -> Option<bool> {
+/// Whether a message is the response to `id`, and if so its JSON-RPC error code (`Err`).
+fn response_status(data: &str, id: Option<&str>) -> Option<Result<(), i64>> {
     let id = id?;
     let message: Value = serde_json::from_str(data).ok()?;
     let want: Value = serde_json::from_str(id).ok()?;
-    (message.get("id") == Some(&want) && message.get("method").is_none())
-        .then(|| message.get("error").is_some())
+    (message.get("id") == Some(&want) && message.get("method").is_none()).then(|| {
+        match message.get("error") {
+            Some(e) => Err(e["code"].as_i64().unwrap_or(0)),
+            None => Ok(()),
+        }
+    })
+}
+
+/// The outcome label of a response, noting its error code on the record.
+fn outcome_of(result: Result<(), i64>, recorder: &mut Option<Recorder>) -> &'static str {
+    match result {
+        Ok(()) => "ok",
+        Err(code) => {
+            if let Some(r) = recorder {
+                r.row.rpc_error_code = Some(code);
+            }
+            "error"
+        }
+    }
 }
 
 /// Turns a backend response into the client's, streaming SSE as it arrives.
@@ -713,7 +829,7 @@ async fn relay(
     msg: &Message,
     session_id: Option<&str>,
     shape: Shape,
-    recorder: Option<Recorder>,
+    mut recorder: Option<Recorder>,
 ) -> Response {
     let status = res.status();
     // The id the backend answers to: the gateway's own when ids were swapped.
@@ -753,7 +869,8 @@ async fn relay(
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let outcome = match response_status(&text, want_id.as_deref()) {
-                    Some(true) => "error",
+                    Some(result) if status.is_success() => outcome_of(result, &mut recorder),
+                    Some(Err(code)) => outcome_of(Err(code), &mut recorder),
                     _ if status.is_success() => "ok",
                     _ => "error",
                 };
@@ -799,7 +916,7 @@ fn relay_stream(
     client_id: Option<String>,
     shape: Shape,
     idle: Option<Duration>,
-    recorder: Option<Recorder>,
+    mut recorder: Option<Recorder>,
 ) -> Chunks {
     let (tx, rx) = mpsc::channel(32);
     tokio::spawn(async move {
@@ -837,8 +954,8 @@ fn relay_stream(
             };
             idle_for = Duration::ZERO;
             for mut event in parser.push(&chunk) {
-                if let Some(is_error) = response_status(&event.data, want_id.as_deref()) {
-                    outcome = Some(if is_error { "error" } else { "ok" });
+                if let Some(result) = response_status(&event.data, want_id.as_deref()) {
+                    outcome = Some(outcome_of(result, &mut recorder));
                 }
                 if !event.data.is_empty() {
                     event.data = reshape(&event.data, &shape);
@@ -1315,7 +1432,7 @@ async fn legacy_call(
     body: Bytes,
     session_id: Option<&str>,
     shape: Shape,
-    recorder: Option<Recorder>,
+    mut recorder: Option<Recorder>,
 ) -> Response {
     let target = call.backend.target.clone();
     let message = parse_value(&body);
@@ -1359,8 +1476,8 @@ async fn legacy_call(
                     outcome = Some("client_closed");
                     break;
                 }
-                if let Some(is_error) = is_response {
-                    outcome = Some(if is_error { "error" } else { "ok" });
+                if let Some(result) = is_response {
+                    outcome = Some(outcome_of(result, &mut recorder));
                     break;
                 }
             }
@@ -1389,11 +1506,12 @@ async fn legacy_call(
         match reply {
             Ok(message) => {
                 let body = reshape(&message.to_string(), &shape);
-                let outcome = if message.get("error").is_some() {
-                    "error"
-                } else {
-                    "ok"
+                let result = match message.get("error") {
+                    Some(e) => Err(e["code"].as_i64().unwrap_or(0)),
+                    None => Ok(()),
                 };
+                let mut recorder = recorder;
+                let outcome = outcome_of(result, &mut recorder);
                 finish(recorder, outcome, 200, body.len());
                 json_response(StatusCode::OK, body, None)
             }

@@ -50,6 +50,8 @@ pub struct Backend {
     pub row: ServerRow,
     /// The prefix of its names on the aggregated endpoint (`mcp/naming.rs`).
     pub prefix: String,
+    /// Suspicious-payload detection mode.
+    pub detection: crate::detect::Mode,
     era: Mutex<Era>,
 }
 
@@ -271,6 +273,7 @@ impl Registry {
                 max_response_bytes: self.config.mcp.max_response_bytes,
             },
             prefix: effective_prefix(&row),
+            detection: crate::detect::Mode::parse(&row.detection),
             era: Mutex::new(if transport == Transport::Sse {
                 Era::Legacy
             } else {

@@ -131,6 +131,12 @@ impl SessionStore {
         (session.user_id == user_id && session.server_id == server_id).then(|| session.clone())
     }
 
+    /// Who a session belongs to, whoever asks (to tell a stale id from another user's).
+    pub fn owner(&self, id: &str) -> Option<i64> {
+        let inner = self.inner.lock().ok()?;
+        inner.by_id.get(id).map(|s| s.user_id)
+    }
+
     pub fn remove(&self, id: &str) -> Option<Arc<ProxySession>> {
         let mut inner = self.inner.lock().ok()?;
         let session = inner.by_id.remove(id)?;

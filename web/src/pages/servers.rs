@@ -92,6 +92,19 @@ fn ServerCard(
             on_change.run(());
         });
     };
+    let set_detection = move |ev: leptos::ev::Event| {
+        let mode = event_target_value(&ev);
+        spawn_local(async move {
+            let change = UpdateServer {
+                detection: Some(mode),
+                ..Default::default()
+            };
+            if let Err(e) = api::update_server(id, &change).await {
+                error.set(Some(e.message));
+            }
+            on_change.run(());
+        });
+    };
     let on_delete = Callback::new(move |()| {
         spawn_local(async move {
             if let Err(e) = api::delete_server(id).await {
@@ -127,6 +140,11 @@ fn ServerCard(
                 <dt>"Backend"</dt><dd><code>{server.url.clone()}</code>{format!(" · {:?} · {} s timeout", server.transport, server.timeout_seconds)}</dd>
                 <dt>"Credential"</dt><dd>{credential}</dd>
                 <dt>"On /mcp"</dt><dd><code>{format!("{}__<tool>", server.tool_prefix)}</code></dd>
+                <dt>"Suspicious payloads"</dt><dd>
+                    <select id=format!("server-detection-{name}") aria-label="Suspicious payload detection" on:change=set_detection>
+                        {["log", "block", "off"].into_iter().map(|m| view! { <option value=m selected=server.detection == m>{m}</option> }).collect_view()}
+                    </select>
+                </dd>
                 <dt>"Health"</dt><dd>{format!(
                     "{}{}{}",
                     health.latency_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "not checked yet".into()),
@@ -189,6 +207,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     let secret = RwSignal::new(String::new());
     let extra = RwSignal::new(String::new());
     let prefix = RwSignal::new(String::new());
+    let detection = RwSignal::new("log".to_string());
     let message = RwSignal::new(None::<Result<String, String>>);
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -221,6 +240,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
             backend_token: None,
             credential,
             tool_prefix: Some(prefix.get_untracked()).filter(|p| !p.trim().is_empty()),
+            detection: Some(detection.get_untracked()),
         };
         spawn_local(async move {
             match api::create_server(&req).await {
@@ -243,6 +263,13 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
                 <label>"URL"<input id="server-url" type="url" required placeholder="http://127.0.0.1:9000/mcp" bind:value=url /></label>
                 <label>"Description"<input id="server-description" bind:value=description /></label>
                 <label>"Tool prefix on /mcp (default: the name)"<input id="server-prefix" pattern="[a-z0-9][a-z0-9_-]*" maxlength="32" bind:value=prefix /></label>
+                <label>"Suspicious payloads"
+                    <select id="server-detection" on:change=move |ev| detection.set(event_target_value(&ev))>
+                        <option value="log">"log (flag and record an event)"</option>
+                        <option value="block">"block"</option>
+                        <option value="off">"off"</option>
+                    </select>
+                </label>
                 <label>"Transport"
                     <select id="server-transport" on:change=move |ev| transport.set(event_target_value(&ev))>
                         <option value="auto">"auto (streamable HTTP, else HTTP+SSE)"</option>

@@ -242,7 +242,11 @@ impl Catalog {
         }
         let fetched = fetch_all(state, &link, kind).await;
         let items = match fetched {
-            Ok(items) => Arc::new(Listed::new(backend, kind, items)),
+            Ok(items) => Arc::new(Listed::new(
+                backend,
+                kind,
+                screen(state, backend, kind, items),
+            )),
             Err(e) => {
                 // The session may be what broke: the next attempt opens a fresh one.
                 self.forget_link(backend.id);
@@ -309,6 +313,29 @@ impl Catalog {
                 let _ = self.changes.send(Change { server_id, method });
             }
         }
+    }
+}
+
+/// Tool descriptions are checked once per fetch: flagged tools are reported (no user: the
+/// catalog is the gateway's), and left out when the server blocks.
+fn screen(state: &AppState, backend: &Backend, kind: Kind, items: Vec<Value>) -> Vec<Value> {
+    if kind != Kind::Tools || backend.detection == crate::detect::Mode::Off {
+        return items;
+    }
+    let ctx = crate::events::EventContext::default();
+    let mut wrapped = json!({ "jsonrpc": "2.0", "id": 0, "result": { "tools": items } });
+    crate::mcp::inspect::check_answer(
+        state,
+        &ctx,
+        None,
+        &backend.name,
+        backend.detection,
+        None,
+        &mut wrapped,
+    );
+    match wrapped["result"]["tools"].take() {
+        Value::Array(tools) => tools,
+        _ => Vec::new(),
     }
 }
 

@@ -1,0 +1,163 @@
+//! `/admin/api/rate-limits`: MCP rate limits (defaults and overrides), applied at once on this
+//! replica and within 5 seconds on the others.
+
+use axum::extract::State;
+use serde_json::json;
+use shared::error::ApiErrorBody;
+use shared::servers::{RateLimitOverride, RateLimits};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts::{self, Actor};
+use crate::app::AppState;
+use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::db::{self, limits::OverrideRow};
+use crate::error::{ApiError, AppJson};
+
+pub const SETTING_KEY: &str = "rate_limits";
+const MAX_OVERRIDES: usize = 1000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_limits, set_limits))
+}
+
+/// The limits in force (from the store, or the configuration until an admin saved some).
+pub async fn current(state: &AppState) -> Result<RateLimits, ApiError> {
+    let table = crate::mcp::load_limit_table(state.db.clone(), &state.config).await?;
+    let overrides = db::limits::list_overrides(&state.db.pool).await?;
+    Ok(RateLimits {
+        user_per_minute: table.user_per_minute,
+        user_server_per_minute: table.user_server_per_minute,
+        user_tool_per_minute: table.user_tool_per_minute,
+        overrides: overrides
+            .into_iter()
+            .map(|o| RateLimitOverride {
+                kind: o.kind,
+                user_id: o.user_id,
+                server_id: o.server_id,
+                tool: o.tool,
+                per_minute: u32::try_from(o.per_minute).unwrap_or(0),
+                label: o.label,
+            })
+            .collect(),
+    })
+}
+
+/// MCP rate limits: defaults per user, per user × server and per user × tool, and overrides.
+#[utoipa::path(get, path = "/admin/api/rate-limits", tag = "admin", operation_id = "get_rate_limits",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The limits in force", body = RateLimits),
+        (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
+    ))]
+async fn get_limits(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+) -> Result<AppJson<RateLimits>, ApiError> {
+    Ok(AppJson(current(&state).await?))
+}
+
+fn check(o: &RateLimitOverride) -> Result<(), ApiError> {
+    let ok = match o.kind.as_str() {
+        "user" => o.user_id.is_some() && o.server_id.is_none() && o.tool.is_none(),
+        "server" => o.server_id.is_some() && o.user_id.is_none() && o.tool.is_none(),
+        "tool" => {
+            o.server_id.is_some()
+                && o.user_id.is_none()
+                && o.tool
+                    .as_deref()
+                    .is_some_and(|t| !t.is_empty() && t.len() <= 200)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "overrides",
+            "an override is {kind: user, user_id}, {kind: server, server_id} or {kind: tool, server_id, tool}",
+        ))
+    }
+}
+
+/// Replaces the limits (defaults and all overrides) and applies them at once.
+#[utoipa::path(put, path = "/admin/api/rate-limits", tag = "admin", operation_id = "set_rate_limits",
+    security(("bearer" = [])),
+    request_body = RateLimits,
+    responses(
+        (status = 200, description = "The limits now in force", body = RateLimits),
+        (status = 400, description = "An invalid override, or an unknown user or server", body = ApiErrorBody),
+    ))]
+async fn set_limits(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    AppJson(req): AppJson<RateLimits>,
+) -> Result<AppJson<RateLimits>, ApiError> {
+    if req.overrides.len() > MAX_OVERRIDES {
+        return Err(ApiError::validation(
+            "overrides",
+            format!("at most {MAX_OVERRIDES} overrides"),
+        ));
+    }
+    for o in &req.overrides {
+        check(o)?;
+    }
+    let before = current(&state).await?;
+    let now = db::now();
+    let mut tx = state.db.begin().await?;
+    let defaults = json!({
+        "user_per_minute": req.user_per_minute,
+        "user_server_per_minute": req.user_server_per_minute,
+        "user_tool_per_minute": req.user_tool_per_minute,
+    });
+    db::limits::set_setting(&mut *tx, SETTING_KEY, &defaults.to_string(), now).await?;
+    db::limits::clear_overrides(&mut *tx).await?;
+    for o in &req.overrides {
+        if let Some(user) = o.user_id
+            && db::users::find_by_id(&mut *tx, user).await?.is_none()
+        {
+            return Err(ApiError::validation(
+                "overrides",
+                format!("no user with id {user}"),
+            ));
+        }
+        if let Some(server) = o.server_id
+            && db::servers::find(&mut *tx, server).await?.is_none()
+        {
+            return Err(ApiError::validation(
+                "overrides",
+                format!("no server with id {server}"),
+            ));
+        }
+        db::limits::insert_override(
+            &mut *tx,
+            &OverrideRow {
+                kind: o.kind.clone(),
+                user_id: o.user_id,
+                server_id: o.server_id,
+                tool: o.tool.clone(),
+                per_minute: i64::from(o.per_minute),
+                label: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    accounts::audit(
+        &mut *tx,
+        &Actor {
+            principal: &admin.0,
+            ip: meta.ip.0.to_string(),
+        },
+        "rate_limits.set",
+        "settings",
+        Some(SETTING_KEY.into()),
+        Some(serde_json::to_value(&before).unwrap_or_default()),
+        Some(serde_json::to_value(&req).unwrap_or_default()),
+    )
+    .await?;
+    tx.commit().await?;
+    state.mcp.reload_limits(&state.db, &state.config).await?;
+    Ok(AppJson(current(&state).await?))
+}

@@ -1,0 +1,265 @@
+//! The admin live feed: activity records and security events as they happen, over a WebSocket
+//! (`GET /admin/api/live?ticket=…`).
+//!
+//! Browsers cannot set headers on a WebSocket, and a long-lived token must never sit in a URL,
+//! so the feed is opened with a **ticket**: `POST /admin/api/live/ticket` (admin bearer auth)
+//! returns an opaque value, sealed with the gateway's key, naming the admin, valid 30 seconds
+//! and accepted once per replica. The admin's role is checked again when the socket opens.
+//!
+//! Producers publish into one `broadcast` channel and never wait. A subscriber that falls
+//! behind (its socket does not drain within `SEND_TIMEOUT`, or it misses messages because the
+//! channel moved on) is closed with a reason; the gateway is never slowed by it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use shared::events::SecurityEvent;
+use shared::live::{LiveFilter, LiveMessage, LiveTicket};
+use shared::servers::ActivityRecord;
+use tokio::sync::broadcast;
+
+use crate::app::AppState;
+use crate::auth::identity::AdminUser;
+use crate::cache::TtlMap;
+use crate::db::{self, events::SecurityEventRow, servers::ActivityRow};
+use crate::error::{ApiError, AppJson, AppQuery};
+use crate::keys::random_bytes;
+
+const CAPACITY: usize = 1024;
+const TICKET_TTL: i64 = 30;
+const TICKET_CONTEXT: &str = "live:ticket";
+/// A subscriber whose socket does not take a message within this long is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Close code for subscribers that cannot keep up (private use range).
+const CLOSE_TOO_SLOW: u16 = 4008;
+const CLOSE_UNAUTHORIZED: u16 = 4001;
+
+pub fn activity(r: &ActivityRow) -> ActivityRecord {
+    ActivityRecord {
+        id: r.id,
+        at: r.at,
+        user_id: r.user_id,
+        username: r.username.clone(),
+        server: r.server.clone(),
+        method: r.method.clone(),
+        tool: r.tool.clone(),
+        status: r.status.clone(),
+        http_status: u16::try_from(r.http_status).unwrap_or(0),
+        latency_ms: u64::try_from(r.latency_ms).unwrap_or(0),
+        bytes_in: u64::try_from(r.bytes_in).unwrap_or(0),
+        bytes_out: u64::try_from(r.bytes_out).unwrap_or(0),
+        client_name: r.client_name.clone(),
+        rpc_error_code: r.rpc_error_code,
+        suspicious: r.suspicious != 0,
+    }
+}
+
+pub fn event(r: &SecurityEventRow) -> SecurityEvent {
+    SecurityEvent {
+        details: r
+            .details
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok()),
+        id: r.id,
+        event_type: r.event_type.clone(),
+        severity: r.severity.clone(),
+        user_id: r.user_id,
+        username: r.username.clone(),
+        ip: r.ip.clone(),
+        user_agent: r.user_agent.clone(),
+        endpoint: r.endpoint.clone(),
+        server: r.server.clone(),
+        tool: r.tool.clone(),
+        created_at: r.created_at,
+    }
+}
+
+/// Where activity and events are published for live subscribers.
+#[derive(Clone)]
+pub struct LiveHub {
+    tx: broadcast::Sender<Arc<LiveMessage>>,
+    used_tickets: Arc<TtlMap<[u8; 16], ()>>,
+}
+
+impl Default for LiveHub {
+    fn default() -> Self {
+        LiveHub {
+            tx: broadcast::channel(CAPACITY).0,
+            used_tickets: Arc::new(TtlMap::new()),
+        }
+    }
+}
+
+impl LiveHub {
+    /// Publishes without waiting; without subscribers this is a counter check.
+    pub fn publish(&self, message: impl FnOnce() -> LiveMessage) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(Arc::new(message()));
+        }
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ticket {
+    u: i64,
+    e: i64,
+    n: [u8; 16],
+}
+
+/// A single-use ticket to open the live feed (30 seconds).
+#[utoipa::path(post, path = "/admin/api/live/ticket", tag = "admin", operation_id = "live_ticket",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ticket for `GET /admin/api/live?ticket=…`", body = LiveTicket),
+        (status = 401, description = "Not signed in as an admin", body = shared::error::ApiErrorBody),
+    ))]
+pub async fn ticket(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+) -> Result<AppJson<LiveTicket>, ApiError> {
+    let ticket = Ticket {
+        u: admin.user_id,
+        e: db::now() + TICKET_TTL,
+        n: random_bytes()?,
+    };
+    let json = serde_json::to_vec(&ticket).map_err(|e| ApiError::Internal(e.into()))?;
+    let sealed = state.secret_box.seal(&json, TICKET_CONTEXT)?;
+    Ok(AppJson(LiveTicket {
+        ticket: URL_SAFE_NO_PAD.encode(sealed),
+        expires_in: TICKET_TTL as u64,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    ticket: String,
+    #[serde(flatten)]
+    filter: LiveFilter,
+}
+
+/// The admin of a ticket, if it is valid, unused here, and they are still an enabled admin.
+async fn redeem(state: &AppState, raw: &str) -> Option<i64> {
+    let sealed = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let json = state.secret_box.open(&sealed, TICKET_CONTEXT).ok()?;
+    let ticket: Ticket = serde_json::from_slice(&json).ok()?;
+    if ticket.e <= db::now()
+        || state
+            .live
+            .used_tickets
+            .get(&ticket.n, Duration::from_secs(TICKET_TTL as u64 * 2))
+            .is_some()
+    {
+        return None;
+    }
+    state.live.used_tickets.put(ticket.n, ());
+    let user = db::users::find_by_id(&state.db.pool, ticket.u)
+        .await
+        .ok()??;
+    (user.enabled != 0 && user.role == shared::auth::Role::Admin.as_str()).then_some(user.id)
+}
+
+/// `GET /admin/api/live?ticket=…[&server=…&user=…&method=…&errors_only=true&kinds=…]`: the live
+/// feed (WebSocket; JSON text messages, see `shared::live::LiveMessage`).
+pub async fn socket(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<LiveQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let admin = redeem(&state, &query.ticket).await;
+    let filter = query.filter;
+    upgrade
+        .on_upgrade(move |socket| async move {
+            match admin {
+                Some(_) => serve(state, socket, filter).await,
+                None => {
+                    let mut socket = socket;
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: CLOSE_UNAUTHORIZED,
+                            reason: "invalid, expired or used ticket".into(),
+                        })))
+                        .await;
+                }
+            }
+        })
+        .into_response()
+}
+
+async fn serve(state: AppState, mut socket: WebSocket, filter: LiveFilter) {
+    let mut rx = state.live.tx.subscribe();
+    let hello = LiveMessage::Subscribed {
+        filter: filter.clone(),
+    };
+    if send(&mut socket, &hello).await.is_err() {
+        return;
+    }
+    let close = |reason: String| {
+        Message::Close(Some(CloseFrame {
+            code: CLOSE_TOO_SLOW,
+            reason: reason.into(),
+        }))
+    };
+    loop {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Ok(message) => {
+                    let wanted = match &*message {
+                        LiveMessage::Activity { record } => filter.wants_activity(record),
+                        LiveMessage::SecurityEvent { event } => filter.wants_event(event),
+                        LiveMessage::Subscribed { .. } => false,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    match tokio::time::timeout(SEND_TIMEOUT, send(&mut socket, &message)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(())) => return,
+                        Err(_) => {
+                            tracing::info!("live feed subscriber dropped: its socket does not drain");
+                            let _ = tokio::time::timeout(Duration::from_millis(200), socket.send(close("too slow: the socket did not drain".into()))).await;
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "live feed subscriber dropped: it fell behind");
+                    let _ = tokio::time::timeout(Duration::from_millis(200), socket.send(close(format!("too slow: {missed} messages missed")))).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                // The feed is one-way; pings are answered by axum, a close or error ends it.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: &LiveMessage) -> Result<(), ()> {
+    let text = serde_json::to_string(message).map_err(|_| ())?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|_| ())
+}
+
+/// Documents the WebSocket route in the OpenAPI description.
+#[utoipa::path(get, path = "/admin/api/live", tag = "admin", operation_id = "live_feed",
+    params(("ticket" = String, Query, description = "From `POST /admin/api/live/ticket`"), LiveFilter),
+    responses(
+        (status = 101, description = "WebSocket: JSON text messages (`LiveMessage`); closed with 4008 when too slow, 4001 for a bad ticket", body = LiveMessage),
+    ))]
+#[allow(dead_code)]
+pub(crate) fn doc_socket() {}
