@@ -79,7 +79,7 @@ impl AppState {
         spawn_pruning(db.clone(), &config);
         let keys = Arc::new(keys);
         spawn_key_reload(keys.clone(), db.clone());
-        let live = LiveHub::default();
+        let live = LiveHub::new(config.live_feed_buffer);
         let mcp =
             McpState::init(db.clone(), secret_box.clone(), config.clone(), live.clone()).await?;
         spawn_audit_log(db.clone(), &config);

@@ -57,6 +57,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE",
     "LOG_DIR",
     "LOG_RETENTION_DAYS",
+    "LIVE_FEED_BUFFER",
     "METRICS_TOKEN",
     "METRICS_PUBLIC",
     "OAUTH_DCR",
@@ -99,6 +100,8 @@ pub struct Config {
     pub log_dir: PathBuf,
     /// Days of JSONL files, activity records and security events kept.
     pub log_retention_days: u32,
+    /// Messages the live feed buffers; a subscriber that falls further behind is dropped.
+    pub live_feed_buffer: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -361,6 +364,10 @@ impl Config {
             ranged(s, 1, 3650, "expected days 1-3650")
         })?)
         .unwrap_or(30);
+        let live_feed_buffer = usize::try_from(vars.parse("LIVE_FEED_BUFFER", 4096, |s| {
+            ranged(s, 16, 65_536, "expected messages 16-65536")
+        })?)
+        .unwrap_or(4096);
         let database = match vars.get("DATABASE_URL") {
             None => DatabaseConfig::Sqlite {
                 path: data_dir.join("authmcp.db"),
@@ -632,6 +639,7 @@ impl Config {
             oauth,
             log_dir,
             log_retention_days,
+            live_feed_buffer,
             host,
             port,
             public_url,

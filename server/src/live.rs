@@ -31,7 +31,6 @@ use crate::db::{self, events::SecurityEventRow, servers::ActivityRow};
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::keys::random_bytes;
 
-const CAPACITY: usize = 1024;
 const TICKET_TTL: i64 = 30;
 const TICKET_CONTEXT: &str = "live:ticket";
 /// A subscriber whose socket does not take a message within this long is dropped.
@@ -87,16 +86,15 @@ pub struct LiveHub {
     used_tickets: Arc<TtlMap<[u8; 16], ()>>,
 }
 
-impl Default for LiveHub {
-    fn default() -> Self {
+impl LiveHub {
+    /// A hub buffering `capacity` messages (`LIVE_FEED_BUFFER`).
+    pub fn new(capacity: usize) -> LiveHub {
         LiveHub {
-            tx: broadcast::channel(CAPACITY).0,
+            tx: broadcast::channel(capacity.max(1)).0,
             used_tickets: Arc::new(TtlMap::new()),
         }
     }
-}
 
-impl LiveHub {
     /// Publishes without waiting; without subscribers this is a counter check.
     pub fn publish(&self, message: impl FnOnce() -> LiveMessage) {
         if self.tx.receiver_count() > 0 {

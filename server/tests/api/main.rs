@@ -13,6 +13,7 @@ mod foundation;
 mod keys;
 mod mcp;
 mod oauth;
+mod observe;
 mod openapi;
 mod peers;
 mod spa;
