@@ -84,8 +84,20 @@ impl AppState {
             McpState::init(db.clone(), secret_box.clone(), config.clone(), live.clone()).await?;
         spawn_audit_log(db.clone(), &config);
         mcp.spawn_background(&config, db.clone());
+        let oauth = Arc::new(OAuthState::new(&config));
+        {
+            let oauth = oauth.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    oauth.register_limit.shrink();
+                    oauth.token_limit.shrink();
+                }
+            });
+        }
         Ok(AppState {
-            oauth: Arc::new(OAuthState::new(&config)),
+            oauth,
             mcp,
             spa: Spa::load(&config.web_dir),
             auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl)),

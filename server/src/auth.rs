@@ -83,6 +83,10 @@ async fn refresh(
     meta: RequestMeta,
     AppJson(req): AppJson<RefreshRequest>,
 ) -> Result<AppJson<TokenResponse>, ApiError> {
+    state
+        .oauth
+        .token_limit
+        .guard(&state, &meta, "auth_refresh")?;
     let token = req.refresh_token.ok_or(ApiError::Unauthorized)?;
     Ok(AppJson(
         tokens::refresh(&state, &meta, &token, Audience::Mcp).await?,
@@ -145,11 +149,16 @@ async fn me(McpUser(principal): McpUser) -> AppJson<Me> {
     ))]
 async fn register(
     State(state): State<AppState>,
+    meta: RequestMeta,
     AppJson(req): AppJson<NewAccount>,
 ) -> Result<(StatusCode, AppJson<User>), ApiError> {
     if !state.config.auth.allow_registration {
         return Err(ApiError::Forbidden("registration is disabled"));
     }
+    state
+        .oauth
+        .register_limit
+        .guard(&state, &meta, "auth_register")?;
     let row = accounts::create_user(
         &state.db,
         &req.username,

@@ -202,6 +202,31 @@ impl IpLimiter {
     pub fn shrink(&self) {
         self.limiter.retain_recent();
     }
+
+    /// For the JSON endpoints: 429 `too_many_requests` with `Retry-After`, and a folded
+    /// `rate_limited` event.
+    pub fn guard(
+        &self,
+        state: &crate::app::AppState,
+        meta: &crate::auth::identity::RequestMeta,
+        endpoint: &str,
+    ) -> Result<(), crate::error::ApiError> {
+        self.check(meta.ip.0).map_err(|retry| {
+            state.events.record(
+                crate::events::EventType::RateLimited,
+                crate::events::Severity::Medium,
+                &meta.ctx,
+                None,
+                None,
+                serde_json::json!({ "endpoint": endpoint, "scope": "ip" }),
+            );
+            crate::error::ApiError::TooManyRequests {
+                code: "too_many_requests",
+                message: "too many requests from this address; try again later".into(),
+                retry_after: retry.as_secs().max(1),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

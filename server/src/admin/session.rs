@@ -104,6 +104,10 @@ async fn admin_refresh(
     headers: HeaderMap,
     AppJson(req): AppJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .oauth
+        .token_limit
+        .guard(&state, &meta, "admin_refresh")?;
     match (req.refresh_token, cookie_token(&headers)) {
         (Some(token), _) => Ok(AppJson(
             tokens::refresh(&state, &meta, &token, Audience::Admin).await?,

@@ -298,6 +298,7 @@ pub(crate) fn rate_limited(
 /// Writes the activity record of one request when its response is complete.
 struct Recorder {
     sink: ActivitySink,
+    events: crate::events::EventSink,
     row: ActivityRow,
     started: Instant,
 }
@@ -306,6 +307,7 @@ impl Recorder {
     fn new(state: &AppState, call: &Call, msg: &Message, bytes_in: usize) -> Option<Recorder> {
         (msg.kind == Kind::Request).then(|| Recorder {
             sink: state.mcp.activity.clone(),
+            events: state.events.clone(),
             started: call.started,
             row: ActivityRow {
                 at: db::now(),
@@ -329,8 +331,19 @@ impl Recorder {
     }
 }
 
-/// Records a backend failure and answers the client with it.
+/// Records a backend failure and answers the client with it. A backend that refuses the
+/// gateway's stored credential also raises `backend_credential_error`.
 fn fail(recorder: Option<Recorder>, id: Option<&str>, e: &BackendError) -> Response {
+    if let (Some(r), BackendError::Status(server, status @ (401 | 403))) = (&recorder, e) {
+        r.events.record(
+            EventType::BackendCredentialError,
+            Severity::High,
+            &crate::events::EventContext::default(),
+            r.row.user_id,
+            r.row.username.as_deref(),
+            json!({ "server": server, "status": status, "reason": "the backend refused the stored credential" }),
+        );
+    }
     finish(recorder, e.label(), 502, 0);
     backend_error(id, e)
 }
