@@ -2,6 +2,7 @@
 //! Every handler takes `AdminUser`, so only an enabled admin with an admin-audience token gets
 //! in (API keys never do).
 
+mod console;
 mod limits;
 mod logs;
 mod oauth;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(tool_rules::router())
         .merge(oauth::router())
         .merge(limits::router())
+        .merge(console::router())
         .merge(stats::router())
         .routes(utoipa_axum::routes!(crate::live::ticket))
 }

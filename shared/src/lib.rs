@@ -5,6 +5,7 @@
 //! so the server can document them without the wasm build paying for utoipa.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod health;

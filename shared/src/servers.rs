@@ -287,3 +287,20 @@ pub struct RateLimitOverride {
     #[serde(default)]
     pub label: Option<String>,
 }
+
+/// Settings that come from the environment or the configuration file (read-only here; change
+/// them there and restart). Rate limits are edited live through `/admin/api/rate-limits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GatewaySettings {
+    pub public_url: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub allow_registration: bool,
+    pub oauth_dcr: bool,
+    pub oauth_cimd: bool,
+    pub log_retention_days: u32,
+    pub mcp_session_idle_secs: u64,
+    pub mcp_default_timeout_secs: u64,
+    pub metrics_enabled: bool,
+}

@@ -16,17 +16,20 @@ use shared::auth::{
     ApiKey, CreateApiKey, CreatedApiKey, LoginRequest, Me, NewAccount, SessionMode, SetupStatus,
     TokenResponse,
 };
+use shared::console::{ConsoleCall, ConsoleResult, ConsoleTarget, ConsoleTool};
 use shared::error::ApiErrorBody;
 use shared::events::SecurityEvent;
 use shared::health::{Health, Ready};
+use shared::live::LiveTicket;
 use shared::oauth::{
     ConsentDecision, ConsentRequest, ConsentResult, CreateOAuthClient, CreatedOAuthClient,
     OAuthClient, OAuthGrant,
 };
 use shared::servers::{
-    ActivityRecord, ConnectionTest, CreateServer, McpServer, ServerPermission, SetServerPermission,
-    ToolRules, UpdateServer,
+    ActivityRecord, ConnectionTest, CreateServer, GatewaySettings, McpServer, RateLimits,
+    ServerPermission, SetServerPermission, ToolRules, UpdateServer,
 };
+use shared::stats::Stats;
 use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
 
 /// An error as the UI shows it: the server's code and message, or a transport failure.
@@ -247,6 +250,34 @@ pub async fn user_grants(user: i64) -> Result<Vec<OAuthGrant>, ApiError> {
 
 pub async fn revoke_grant(user: i64, client: i64) -> Result<(), ApiError> {
     delete(&format!("/admin/api/users/{user}/oauth-grants/{client}")).await
+}
+
+pub async fn stats(window: &str) -> Result<Stats, ApiError> {
+    get(&format!("/admin/api/stats?window={}", query_value(window))).await
+}
+
+pub async fn live_ticket() -> Result<LiveTicket, ApiError> {
+    post("/admin/api/live/ticket", &serde_json::json!({})).await
+}
+
+pub async fn gateway_settings() -> Result<GatewaySettings, ApiError> {
+    get("/admin/api/settings").await
+}
+
+pub async fn rate_limits() -> Result<RateLimits, ApiError> {
+    get("/admin/api/rate-limits").await
+}
+
+pub async fn set_rate_limits(limits: &RateLimits) -> Result<RateLimits, ApiError> {
+    put("/admin/api/rate-limits", limits).await
+}
+
+pub async fn console_tools(target: &ConsoleTarget) -> Result<Vec<ConsoleTool>, ApiError> {
+    post("/admin/api/console/tools", target).await
+}
+
+pub async fn console_call(call: &ConsoleCall) -> Result<ConsoleResult, ApiError> {
+    post("/admin/api/console/call", call).await
 }
 
 pub async fn tool_rules(user: i64) -> Result<ToolRules, ApiError> {

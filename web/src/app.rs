@@ -6,9 +6,11 @@ use leptos_router::path;
 
 use crate::components::layout::Layout;
 use crate::pages::consent::Consent;
+use crate::pages::console::Console;
 use crate::pages::logs::{Activity, SecurityEvents};
 use crate::pages::oauth::OAuthClients;
 use crate::pages::servers::Servers;
+use crate::pages::settings::Settings;
 use crate::pages::users::{OwnApiKeys, UserDetail, Users};
 use crate::pages::{dashboard::Dashboard, login::Login, not_found::NotFound, setup::Setup};
 use crate::session::{RequireAdmin, Session};
@@ -29,6 +31,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/security-logs") view=|| view! { <RequireAdmin><SecurityEvents /></RequireAdmin> } />
                     <Route path=path!("/admin/mcp-activity") view=|| view! { <RequireAdmin><Activity /></RequireAdmin> } />
                     <Route path=path!("/admin/oauth-clients") view=|| view! { <RequireAdmin><OAuthClients /></RequireAdmin> } />
+                    <Route path=path!("/admin/console") view=|| view! { <RequireAdmin><Console /></RequireAdmin> } />
+                    <Route path=path!("/admin/settings") view=|| view! { <RequireAdmin><Settings /></RequireAdmin> } />
                     <Route path=path!("/consent") view=Consent />
                     <Route path=path!("/login") view=Login />
                     <Route path=path!("/setup") view=Setup />

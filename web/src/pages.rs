@@ -1,11 +1,13 @@
 //! One module per route.
 
 pub mod consent;
+pub mod console;
 pub mod dashboard;
 pub mod login;
 pub mod logs;
 pub mod not_found;
 pub mod oauth;
 pub mod servers;
+pub mod settings;
 pub mod setup;
 pub mod users;

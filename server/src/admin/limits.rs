@@ -4,7 +4,7 @@
 use axum::extract::State;
 use serde_json::json;
 use shared::error::ApiErrorBody;
-use shared::servers::{RateLimitOverride, RateLimits};
+use shared::servers::{GatewaySettings, RateLimitOverride, RateLimits};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -18,7 +18,33 @@ pub const SETTING_KEY: &str = "rate_limits";
 const MAX_OVERRIDES: usize = 1000;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_limits, set_limits))
+    OpenApiRouter::new()
+        .routes(routes!(get_limits, set_limits))
+        .routes(routes!(settings))
+}
+
+/// The settings that come from the configuration (read-only: environment or file, then
+/// restart).
+#[utoipa::path(get, path = "/admin/api/settings", tag = "admin", operation_id = "gateway_settings",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The configuration in force (no secrets)", body = GatewaySettings)))]
+async fn settings(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+) -> AppJson<GatewaySettings> {
+    let c = &state.config;
+    AppJson(GatewaySettings {
+        public_url: c.public_url.clone(),
+        access_token_ttl_secs: c.auth.access_token_ttl.as_secs(),
+        refresh_token_ttl_secs: c.auth.refresh_token_ttl.as_secs(),
+        allow_registration: c.auth.allow_registration,
+        oauth_dcr: c.oauth.dcr,
+        oauth_cimd: c.oauth.cimd,
+        log_retention_days: c.log_retention_days,
+        mcp_session_idle_secs: c.mcp.session_idle.as_secs(),
+        mcp_default_timeout_secs: c.mcp.default_timeout.as_secs(),
+        metrics_enabled: c.metrics.token.is_some() || c.metrics.public,
+    })
 }
 
 /// The limits in force (from the store, or the configuration until an admin saved some).

@@ -1109,6 +1109,29 @@ async fn link_for(
     Ok(link)
 }
 
+/// A backend session for the admin console: one per admin and backend, with no client
+/// capabilities and no client stream.
+pub(crate) async fn console_link(
+    state: &AppState,
+    user_id: i64,
+    backend: &Arc<Backend>,
+) -> Result<Arc<Link>, BackendError> {
+    let key: Arc<str> = Arc::from(format!("console:{user_id}"));
+    let slot = state.mcp.aggregate.slot(&key, user_id, backend.id);
+    let mut guard = slot.lock().await;
+    if let Some(link) = &*guard
+        && link.backend.row.updated_at == backend.row.updated_at
+        && link.alive().await
+    {
+        link.session.touch();
+        return Ok(link.clone());
+    }
+    let client = json!({ "name": "authmcp-console", "version": env!("CARGO_PKG_VERSION") });
+    let link = Arc::new(Link::open(state, backend.clone(), user_id, json!({}), client).await?);
+    *guard = Some(link.clone());
+    Ok(link)
+}
+
 /// A message a backend sent outside a response, on its way to the client: list changes
 /// invalidate the catalog (and reach clients through the change feed), server requests get an
 /// id that names the backend, progress gets the client's token back.

@@ -471,7 +471,10 @@ pub async fn post(
     }
     // Suspicious payloads in the arguments: flagged (and refused when the server blocks).
     let mut suspicious = false;
-    if msg.is("tools/call") && call.backend.detection != crate::detect::Mode::Off {
+    if msg.is("tools/call")
+        && call.backend.detection != crate::detect::Mode::Off
+        && crate::detect::maybe_suspicious(&body)
+    {
         let message = parse_value(&body);
         if let Some((_, block)) = inspect::check_call(
             &state,
@@ -509,17 +512,22 @@ pub async fn post(
     {
         let (state2, ctx, principal) = (state.clone(), meta.ctx.clone(), call.principal.clone());
         let (server2, mode, tool) = (server.clone(), call.backend.detection, msg.tool.clone());
-        filter_response(res, state.config.mcp.max_response_bytes, move |message| {
-            inspect::check_answer(
-                &state2,
-                &ctx,
-                Some(&principal),
-                &server2,
-                mode,
-                tool.as_deref(),
-                message,
-            );
-        })
+        filter_response(
+            res,
+            state.config.mcp.max_response_bytes,
+            crate::detect::maybe_suspicious,
+            move |message| {
+                inspect::check_answer(
+                    &state2,
+                    &ctx,
+                    Some(&principal),
+                    &server2,
+                    mode,
+                    tool.as_deref(),
+                    message,
+                );
+            },
+        )
         .await
     } else {
         res
@@ -527,25 +535,32 @@ pub async fn post(
     match tool_filter {
         Some(filter) if msg.is("tools/list") => {
             let server_id = call.backend.id;
-            filter_response(res, state.config.mcp.max_response_bytes, move |message| {
-                if let Some(tools) = message["result"]["tools"].as_array_mut() {
-                    tools.retain(|t| {
-                        t["name"]
-                            .as_str()
-                            .is_some_and(|n| filter.permits(server_id, n))
-                    });
-                }
-            })
+            filter_response(
+                res,
+                state.config.mcp.max_response_bytes,
+                |_| true,
+                move |message| {
+                    if let Some(tools) = message["result"]["tools"].as_array_mut() {
+                        tools.retain(|t| {
+                            t["name"]
+                                .as_str()
+                                .is_some_and(|n| filter.permits(server_id, n))
+                        });
+                    }
+                },
+            )
             .await
         }
         _ => res,
     }
 }
 
-/// Rewrites every JSON-RPC message of a response (JSON or SSE) with `edit`.
+/// Rewrites every JSON-RPC message of a response (JSON or SSE) with `edit`; messages for which
+/// `relevant` says no are passed on untouched (not parsed).
 async fn filter_response(
     res: Response,
     limit: usize,
+    relevant: fn(&[u8]) -> bool,
     edit: impl Fn(&mut Value) + Send + Sync + 'static,
 ) -> Response {
     let (mut parts, body) = res.into_parts();
@@ -555,15 +570,21 @@ async fn filter_response(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let rewrite = move |data: &str| match serde_json::from_str::<Value>(data) {
-        Ok(mut message) => {
-            edit(&mut message);
-            message.to_string()
+    let rewrite = move |data: &str| {
+        if !relevant(data.as_bytes()) {
+            return data.to_string();
         }
-        Err(_) => data.to_string(),
+        match serde_json::from_str::<Value>(data) {
+            Ok(mut message) => {
+                edit(&mut message);
+                message.to_string()
+            }
+            Err(_) => data.to_string(),
+        }
     };
     if !is_sse {
         return match axum::body::to_bytes(body, limit).await {
+            Ok(bytes) if !relevant(&bytes) => Response::from_parts(parts, Body::from(bytes)),
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 Response::from_parts(parts, Body::from(rewrite(&text)))

@@ -29,6 +29,8 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <A href="/admin/oauth-clients">"OAuth clients"</A>
                 <A href="/admin/mcp-activity">"Activity"</A>
                 <A href="/admin/security-logs">"Security events"</A>
+                <A href="/admin/console">"Test console"</A>
+                <A href="/admin/settings">"Settings"</A>
                 <A href="/admin/api-keys">"My API keys"</A>
                 <a href="/swagger-ui/" rel="external">"API docs"</a>
                 <div class="nav-user">

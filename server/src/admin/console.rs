@@ -1,0 +1,285 @@
+//! `/admin/api/console/…`: the MCP test console. The admin API lists and calls tools on the
+//! signed-in admin's behalf, through the same checks as MCP traffic (tool rules, payload rules,
+//! activity records) and audited, so the admin UI never needs an MCP-audience token.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use serde_json::{Value, json};
+use shared::console::{ConsoleCall, ConsoleResult, ConsoleTarget, ConsoleTool};
+use shared::error::ApiErrorBody;
+use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts::{self, Actor};
+use crate::app::AppState;
+use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::db::{self, servers::ActivityRow};
+use crate::error::{ApiError, AppJson};
+use crate::mcp::aggregate::catalog::Kind;
+use crate::mcp::registry::Backend;
+use crate::mcp::{aggregate, inspect, naming};
+
+const CLIENT_NAME: &str = "admin console";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(tools))
+        .routes(routes!(call))
+}
+
+fn backend_named(state: &AppState, name: &str) -> Result<Arc<Backend>, ApiError> {
+    state
+        .mcp
+        .registry
+        .get(name)
+        .filter(|b| b.enabled)
+        .ok_or(ApiError::NotFound("no such (enabled) MCP server"))
+}
+
+fn unavailable(e: &crate::mcp::backend::BackendError) -> ApiError {
+    tracing::info!(error = %e, "console: backend unavailable");
+    ApiError::Validation {
+        code: "backend_unavailable",
+        message: e.to_string(),
+        field: None,
+    }
+}
+
+/// The tools the console can call: one server's, or every server's under their `/mcp` names.
+#[utoipa::path(post, path = "/admin/api/console/tools", tag = "mcp-servers", operation_id = "console_tools",
+    security(("bearer" = [])),
+    request_body = ConsoleTarget,
+    responses(
+        (status = 200, description = "Tools with their input schemas", body = Vec<ConsoleTool>),
+        (status = 400, description = "`backend_unavailable`", body = ApiErrorBody),
+        (status = 404, description = "No such server", body = ApiErrorBody),
+    ))]
+async fn tools(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    AppJson(target): AppJson<ConsoleTarget>,
+) -> Result<AppJson<Vec<ConsoleTool>>, ApiError> {
+    let backends = match &target.server {
+        Some(name) => vec![backend_named(&state, name)?],
+        None => state.mcp.registry.usable(&admin).await?,
+    };
+    let filter = state.mcp.registry.tool_filter(&admin).await?;
+    let mut out = Vec::new();
+    for backend in backends {
+        let listed = match state
+            .mcp
+            .aggregate
+            .catalog
+            .list(&state, &backend, Kind::Tools)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) if target.server.is_some() => return Err(unavailable(&e)),
+            Err(_) => continue,
+        };
+        for tool in &listed.items {
+            let Some(name) = tool["name"].as_str() else {
+                continue;
+            };
+            if !filter.permits(backend.id, name) {
+                continue;
+            }
+            out.push(ConsoleTool {
+                name: if target.server.is_some() {
+                    name.to_string()
+                } else {
+                    naming::exposed(&backend.prefix, name)
+                },
+                description: tool["description"].as_str().map(str::to_string),
+                input_schema: tool["inputSchema"].clone(),
+            });
+        }
+    }
+    Ok(AppJson(out))
+}
+
+/// The backend and its own tool name for a console call.
+async fn resolve(state: &AppState, call: &ConsoleCall) -> Result<(Arc<Backend>, String), ApiError> {
+    if let Some(name) = &call.server {
+        return Ok((backend_named(state, name)?, call.tool.clone()));
+    }
+    let unknown = || ApiError::validation("tool", "no tool of that name on /mcp");
+    let prefix = naming::prefix_of(&call.tool).ok_or_else(unknown)?;
+    let backend = state
+        .mcp
+        .registry
+        .snapshot()
+        .values()
+        .find(|b| b.enabled && b.prefix == prefix)
+        .cloned()
+        .ok_or_else(unknown)?;
+    if let Some(name) = naming::natural_name(&backend.prefix, &call.tool) {
+        return Ok((backend.clone(), name.to_string()));
+    }
+    let listed = state
+        .mcp
+        .aggregate
+        .catalog
+        .list(state, &backend, Kind::Tools)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let name = listed
+        .items
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .find(|n| naming::exposed(&backend.prefix, n) == call.tool)
+        .ok_or_else(unknown)?
+        .to_string();
+    Ok((backend, name))
+}
+
+/// Calls a tool as the signed-in admin and returns its result, duration and the progress it
+/// reported. Tool rules and payload rules apply; the call is recorded as activity (client
+/// "admin console") and in the audit log (tool name, not arguments).
+#[utoipa::path(post, path = "/admin/api/console/call", tag = "mcp-servers", operation_id = "console_call",
+    security(("bearer" = [])),
+    request_body = ConsoleCall,
+    responses(
+        (status = 200, description = "The outcome (a result or a JSON-RPC error)", body = ConsoleResult),
+        (status = 400, description = "Unknown tool, or `backend_unavailable`", body = ApiErrorBody),
+        (status = 403, description = "A tool rule denies it", body = ApiErrorBody),
+        (status = 404, description = "No such server", body = ApiErrorBody),
+    ))]
+async fn call(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    AppJson(req): AppJson<ConsoleCall>,
+) -> Result<AppJson<ConsoleResult>, ApiError> {
+    let principal = &admin.0;
+    let (backend, tool) = resolve(&state, &req).await?;
+    if !state
+        .mcp
+        .registry
+        .tool_filter(principal)
+        .await?
+        .permits(backend.id, &tool)
+    {
+        return Err(ApiError::Forbidden("a tool rule denies this tool to you"));
+    }
+    let arguments = if req.arguments.is_null() {
+        json!({})
+    } else {
+        req.arguments.clone()
+    };
+    let n = state.mcp.next_id();
+    let message = json!({
+        "jsonrpc": "2.0",
+        "id": format!("amg-{n}"),
+        "method": "tools/call",
+        "params": { "name": tool, "arguments": arguments, "_meta": { "progressToken": format!("console-{n}") } },
+    });
+    accounts::audit(
+        &state.db.pool,
+        &Actor {
+            principal,
+            ip: meta.ip.0.to_string(),
+        },
+        "console.call",
+        "mcp_server",
+        Some(backend.id.to_string()),
+        None,
+        Some(json!({ "server": backend.name, "tool": tool })),
+    )
+    .await?;
+    let mut row = ActivityRow {
+        at: db::now(),
+        user_id: Some(principal.user_id),
+        username: Some(principal.username.clone()),
+        server: backend.name.clone(),
+        method: "tools/call".into(),
+        tool: Some(tool.clone()),
+        client_name: Some(CLIENT_NAME.into()),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    if let Some((_, block)) = inspect::check_call(
+        &state,
+        &meta.ctx,
+        principal,
+        &backend.name,
+        backend.detection,
+        Some(&tool),
+        &message,
+    ) {
+        row.suspicious = 1;
+        if block {
+            row.status = "blocked".into();
+            row.rpc_error_code = Some(inspect::BLOCKED);
+            state.mcp.activity.record(row);
+            return Ok(AppJson(ConsoleResult {
+                result: None,
+                error: Some(
+                    json!({ "code": inspect::BLOCKED, "message": "the call was blocked by the gateway's payload rules" }),
+                ),
+                duration_ms: 0,
+                progress: Vec::new(),
+                messages: Vec::new(),
+            }));
+        }
+    }
+    let link = aggregate::console_link(&state, principal.user_id, &backend)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let (tx, mut rx) = mpsc::channel::<Value>(256);
+    let outcome = link.call(&state, message, Some(&tx)).await;
+    drop(tx);
+    let (mut progress, mut messages) = (Vec::new(), Vec::new());
+    while let Ok(m) = rx.try_recv() {
+        if m["method"] == "notifications/progress" {
+            progress.push(m["params"].clone());
+        } else {
+            messages.push(m);
+        }
+    }
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    row.latency_ms = i64::try_from(duration_ms).unwrap_or(i64::MAX);
+    row.http_status = 200;
+    let result = match outcome {
+        Ok(mut reply) => {
+            inspect::check_answer(
+                &state,
+                &meta.ctx,
+                Some(principal),
+                &backend.name,
+                backend.detection,
+                Some(&tool),
+                &mut reply,
+            );
+            if let Some(e) = reply.get("error") {
+                row.status = "error".into();
+                row.rpc_error_code = e["code"].as_i64();
+            } else {
+                row.status = "ok".into();
+            }
+            ConsoleResult {
+                result: reply.get("result").cloned(),
+                error: reply.get("error").cloned(),
+                duration_ms,
+                progress,
+                messages,
+            }
+        }
+        Err(e) => {
+            row.status = e.label().into();
+            row.http_status = 502;
+            ConsoleResult {
+                result: None,
+                error: Some(json!({ "code": e.code(), "message": e.to_string() })),
+                duration_ms,
+                progress,
+                messages,
+            }
+        }
+    };
+    state.mcp.activity.record(row);
+    Ok(AppJson(result))
+}
