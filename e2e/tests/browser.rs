@@ -164,6 +164,16 @@ async fn click(client: &Client, id: &str) {
         .unwrap();
 }
 
+async fn select(client: &Client, id: &str, value: &str) {
+    client
+        .find(Locator::Css(&format!("#{id} option[value='{value}']")))
+        .await
+        .unwrap_or_else(|e| panic!("no option {value} in #{id}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn wait_url(client: &Client, suffix: &str) {
     for _ in 0..100 {
         if client
@@ -433,18 +443,64 @@ async fn admin_pages(c: &Client, base: &str) {
     .unwrap();
     assert_eq!(denied["error"]["code"], -32003, "{denied}");
 
+    // The test console: the admin calls a tool through the admin API and sees the result.
+    nav(c, "Test console", "/admin/console").await;
+    select(c, "console-target", "alpha").await;
+    click(c, "console-load").await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#console-tool option[value='add']"))
+        .await
+        .unwrap();
+    select(c, "console-tool", "add").await;
+    fill(c, "console-arg-a", "2").await;
+    fill(c, "console-arg-b", "40").await;
+    click(c, "console-call").await;
+    wait_text(c, "console-content", "42").await;
+    text_of(c, "console-duration").await;
+    screenshot(c, "console").await;
+
+    // The live feed: a call made elsewhere appears without reloading.
     nav(c, "Activity", "/admin/mcp-activity").await;
-    for _ in 0..50 {
-        click(c, "activity-refresh").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Ok(table) = c.find(Locator::Id("activity-table")).await
-            && table.text().await.unwrap_or_default().contains("bob")
-        {
-            break;
-        }
-    }
-    wait_text(c, "activity-table", "initialize").await;
+    wait_text(c, "activity-status", "live").await;
+    wait_text(c, "activity-table", "admin console").await;
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/mcp/alpha"))
+        .bearer_auth(&secret)
+        .header("accept", "application/json")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "live-e2e", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
+    let sid = res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    http.post(format!("{base}/mcp/alpha"))
+        .bearer_auth(&secret)
+        .header("accept", "application/json")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "live"}}}))
+        .send()
+        .await
+        .unwrap();
+    wait_text(c, "activity-table", "live-e2e").await;
+    wait_text(c, "stats-cards", "requests").await;
     screenshot(c, "activity").await;
+
+    nav(c, "Settings", "/admin/settings").await;
+    wait_text(c, "settings-config", "Public URL").await;
+    fill(c, "limit-user", "6000").await;
+    click(c, "limits-save").await;
+    wait_text(c, "settings-message", "in force").await;
+    screenshot(c, "settings").await;
+
+    nav(c, "OAuth clients", "/admin/oauth-clients").await;
+    text_of(c, "oauth-clients-empty").await;
+    screenshot(c, "oauth-clients").await;
 
     nav(c, "Security events", "/admin/security-logs").await;
     wait_text(c, "events-table", "auth_failed").await;
@@ -489,4 +545,15 @@ async fn admin_pages(c: &Client, base: &str) {
     wait_text(c, "servers-online", "/ 1").await;
     wait_text(c, "recent-events", "auth_failed").await;
     screenshot(c, "dashboard-overview").await;
+
+    // Signing out ends the session: the admin pages send the browser to the sign-in page.
+    click(c, "sign-out").await;
+    wait_url(c, "/login").await;
+    c.goto(&format!("{base}/admin/users")).await.unwrap();
+    wait_url(c, "/login").await;
+    let (username, password) = ("admin", PASSWORD);
+    fill(c, "login-username", username).await;
+    fill(c, "login-password", password).await;
+    click(c, "login-submit").await;
+    wait_text(c, "signed-in-as", "admin").await;
 }

@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 /// Most entries kept; when full, the map is emptied (entries are only caches of the database).
 const MAX_ENTRIES: usize = 50_000;
 
 pub struct TtlMap<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+    /// Read-mostly: lookups share the lock, only fills and invalidations take it exclusively.
+    entries: RwLock<HashMap<K, (V, Instant)>>,
 }
 
 impl<K: Eq + Hash, V: Clone> Default for TtlMap<K, V> {
@@ -22,13 +23,13 @@ impl<K: Eq + Hash, V: Clone> Default for TtlMap<K, V> {
 impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     pub fn new() -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
         }
     }
 
     /// The value if it was stored less than `ttl` ago.
     pub fn get(&self, key: &K, ttl: Duration) -> Option<V> {
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.read().ok()?;
         entries
             .get(key)
             .filter(|(_, at)| at.elapsed() < ttl)
@@ -36,7 +37,7 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     }
 
     pub fn put(&self, key: K, value: V) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
@@ -45,13 +46,13 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     }
 
     pub fn retain(&self, keep: impl Fn(&K, &V) -> bool) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             entries.retain(|k, (v, _)| keep(k, v));
         }
     }
 
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             entries.clear();
         }
     }

@@ -349,13 +349,33 @@ pub fn maybe_suspicious(raw: &[u8]) -> bool {
         b"\\u",
         b"\\0",
     ];
-    if raw.iter().any(|b| !b.is_ascii()) {
-        return true;
+    // One pass: only bytes that start some needle are compared further (no allocation).
+    const fn starts() -> [bool; 256] {
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < NEEDLES.len() {
+            table[NEEDLES[i][0] as usize] = true;
+            i += 1;
+        }
+        table
     }
-    let lower = raw.to_ascii_lowercase();
-    NEEDLES
-        .iter()
-        .any(|n| lower.windows(n.len()).any(|w| w == *n))
+    const STARTS: [bool; 256] = starts();
+    for (i, &b) in raw.iter().enumerate() {
+        if !b.is_ascii() {
+            return true;
+        }
+        let lower = b.to_ascii_lowercase();
+        if !STARTS[lower as usize] {
+            continue;
+        }
+        let rest = &raw[i..];
+        if NEEDLES.iter().any(|n| {
+            n[0] == lower && rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n)
+        }) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Per-server detection mode.

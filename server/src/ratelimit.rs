@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -58,8 +59,9 @@ enum Key {
 
 pub struct McpLimits {
     table: RwLock<Arc<LimitTable>>,
-    /// Theoretical arrival time per key, in nanoseconds since `origin`.
-    tat: DashMap<Key, u64>,
+    /// Theoretical arrival time per key, in nanoseconds since `origin` (updated by CAS under
+    /// the shard's read lock, so concurrent requests of one user do not serialise).
+    tat: DashMap<Key, AtomicU64>,
     origin: Instant,
 }
 
@@ -112,16 +114,28 @@ impl McpLimits {
         let interval = 60_000_000_000 / u64::from(per_minute);
         let tolerance = interval * u64::from((per_minute / 6).max(1));
         let now = self.now();
-        let mut tat = self.tat.entry(key).or_insert(now);
-        let next = (*tat).max(now) + interval;
-        if next - now > tolerance {
-            return Err(Limited {
-                scope,
-                retry_after: Duration::from_nanos(next - now - tolerance),
-            });
+        let attempt = |tat: &AtomicU64| -> Result<(), Limited> {
+            let mut current = tat.load(Ordering::Acquire);
+            loop {
+                let next = current.max(now) + interval;
+                if next - now > tolerance {
+                    return Err(Limited {
+                        scope,
+                        retry_after: Duration::from_nanos(next - now - tolerance),
+                    });
+                }
+                match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return Ok(()),
+                    Err(seen) => current = seen,
+                }
+            }
+        };
+        if let Some(tat) = self.tat.get(&key) {
+            return attempt(&tat);
         }
-        *tat = next;
-        Ok(())
+        let tat = self.tat.entry(key).or_insert_with(|| AtomicU64::new(now));
+        attempt(&tat)
     }
 
     /// Takes one request from the user's and the user × server budget.
@@ -170,7 +184,7 @@ impl McpLimits {
     /// Drops keys that are back to a full budget (called periodically).
     pub fn shrink(&self) {
         let now = self.now();
-        self.tat.retain(|_, tat| *tat > now);
+        self.tat.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
     }
 }
 

@@ -162,7 +162,8 @@ pub async fn revoke(
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, FromRow)]
+/// Serialised as is into the `activity-*.jsonl` log (`suspicious` as 0/1).
+#[derive(Debug, Clone, Default, FromRow, serde::Serialize)]
 pub struct ActivityRow {
     pub id: i64,
     pub at: i64,

@@ -43,20 +43,19 @@ impl ActivitySink {
                 tokio::time::sleep(FLUSH_EVERY).await;
                 while batch.len() < BATCH && rx.try_recv().map(|r| batch.push(r)).is_ok() {}
                 metrics.observe(&batch);
-                if live.subscribers() > 0 || file.is_some() {
-                    let mut lines = Vec::new();
+                if live.subscribers() > 0 {
                     for row in &batch {
-                        let record = crate::live::activity(row);
-                        if file.is_some()
-                            && let Ok(line) = serde_json::to_string(&record)
-                        {
-                            lines.push(line);
-                        }
-                        live.publish(|| LiveMessage::Activity { record });
+                        live.publish(|| LiveMessage::Activity {
+                            record: crate::live::activity(row),
+                        });
                     }
-                    if let Some(file) = &file {
-                        file.append(lines, db::now()).await;
-                    }
+                }
+                if let Some(file) = &file {
+                    let lines = batch
+                        .iter()
+                        .filter_map(|row| serde_json::to_string(row).ok())
+                        .collect();
+                    file.append(lines, db::now()).await;
                 }
                 if let Err(e) = write_batch(&db, &batch).await {
                     tracing::warn!(error = %e, records = batch.len(), "could not store MCP activity");

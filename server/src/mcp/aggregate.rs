@@ -1228,6 +1228,8 @@ async fn route(
     }
     let mut suspicious = false;
     if is_tool_call
+        && backend.detection != crate::detect::Mode::Off
+        && crate::detect::maybe_suspicious(message["params"]["arguments"].to_string().as_bytes())
         && let Some((_, block)) = inspect::check_call(
             state,
             &ctx.meta.ctx,
@@ -1279,9 +1281,18 @@ async fn route(
         tool_name.clone(),
     );
     let finish_reply = move |mut reply: Value| -> (String, &'static str) {
-        if is_tool_call {
-            let (state, events_ctx, principal, server, mode, tool) = &answer_check;
-            inspect::check_answer(
+        reply["id"] = client_id_value.clone();
+        if modern && let Some(obj) = reply.get_mut("result").and_then(Value::as_object_mut) {
+            obj.entry("resultType")
+                .or_insert_with(|| Value::String("complete".into()));
+        }
+        let mut text = reply.to_string();
+        // The answer is checked (once serialised, the cheap pre-check decides whether to).
+        let (state, events_ctx, principal, server, mode, tool) = &answer_check;
+        if is_tool_call
+            && *mode != crate::detect::Mode::Off
+            && crate::detect::maybe_suspicious(text.as_bytes())
+            && inspect::check_answer(
                 state,
                 events_ctx,
                 Some(principal),
@@ -1289,19 +1300,16 @@ async fn route(
                 *mode,
                 tool.as_deref(),
                 &mut reply,
-            );
+            )
+        {
+            text = reply.to_string();
         }
-        reply["id"] = client_id_value.clone();
         let outcome = if reply.get("error").is_some() {
             "error"
         } else {
             "ok"
         };
-        if modern && let Some(obj) = reply.get_mut("result").and_then(Value::as_object_mut) {
-            obj.entry("resultType")
-                .or_insert_with(|| Value::String("complete".into()));
-        }
-        (reply.to_string(), outcome)
+        (text, outcome)
     };
     let (events_tx, mut events_rx) = mpsc::channel::<Value>(64);
     let mut call: BackendCall = {
