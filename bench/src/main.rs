@@ -656,7 +656,7 @@ async fn main() -> anyhow::Result<()> {
     for h in handles {
         h.abort();
     }
-    report(
+    let reported = report(
         &args,
         &rows,
         (s.start_rss, idle_rss),
@@ -664,7 +664,12 @@ async fn main() -> anyhow::Result<()> {
         opened,
         before_streams,
         with_streams,
-    )
+    );
+    // Stop the processes before removing their data directory.
+    let dir = s._dir.clone();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    reported
 }
 
 /// Opens `n` GET streams in one session; returns the live connections (dropped to close).

@@ -39,6 +39,7 @@ use crate::live::LiveHub;
 use crate::mcp::McpState;
 use crate::oauth::OAuthState;
 use crate::openapi::ApiDoc;
+use crate::runtime::RuntimeSettings;
 use crate::spa::Spa;
 use crate::{accounts, admin, auth, health, mcp, oauth, setup, spa};
 
@@ -62,6 +63,7 @@ pub struct AppState {
     pub mcp: Arc<McpState>,
     pub oauth: Arc<OAuthState>,
     pub live: LiveHub,
+    pub runtime: Arc<RuntimeSettings>,
     pub spa: Option<Spa>,
     pub started: Instant,
 }
@@ -76,13 +78,22 @@ impl AppState {
         let secret_box = Arc::new(SecretBox::new(&crate::keys::load_encryption_key(&config)?));
         let keys = KeyRing::load(db.clone(), config.clone(), secret_box.clone()).await?;
         bootstrap_admin(&db, &config).await?;
-        spawn_pruning(db.clone(), &config);
+
         let keys = Arc::new(keys);
         spawn_key_reload(keys.clone(), db.clone());
         let live = LiveHub::new(config.live_feed_buffer);
-        let mcp =
-            McpState::init(db.clone(), secret_box.clone(), config.clone(), live.clone()).await?;
-        spawn_audit_log(db.clone(), &config);
+        let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
+        runtime.spawn_reload(db.clone());
+        spawn_pruning(db.clone(), runtime.clone());
+        let mcp = McpState::init(
+            db.clone(),
+            secret_box.clone(),
+            config.clone(),
+            live.clone(),
+            runtime.retention_days.clone(),
+        )
+        .await?;
+        spawn_audit_log(db.clone(), &config, runtime.retention_days.clone());
         mcp.spawn_background(&config, db.clone());
         let oauth = Arc::new(OAuthState::new(&config));
         {
@@ -111,10 +122,11 @@ impl AppState {
                 Some(FileLog::new(
                     &config.log_dir,
                     "security",
-                    config.log_retention_days,
+                    runtime.retention_days.clone(),
                 )),
             ),
             live,
+            runtime: runtime.clone(),
             config,
             db,
             keys,
@@ -126,8 +138,8 @@ impl AppState {
 
 /// Copies new audit-log rows to `audit-YYYY-MM-DD.jsonl` every few seconds (rows are written
 /// inside the transactions of the changes they describe, so the file follows the table).
-fn spawn_audit_log(db: Db, config: &Config) {
-    let file = FileLog::new(&config.log_dir, "audit", config.log_retention_days);
+fn spawn_audit_log(db: Db, config: &Config, retention: Arc<std::sync::atomic::AtomicU32>) {
+    let file = FileLog::new(&config.log_dir, "audit", retention);
     tokio::spawn(async move {
         let mut last = match db::events::max_audit_id(&db.pool).await {
             Ok(id) => id,
@@ -174,15 +186,17 @@ fn spawn_audit_log(db: Db, config: &Config) {
 /// Deletes sessions that expired longer ago than any access token lives (so none of their
 /// tokens can still be presented; an unknown session is refused anyway) and old, unlocked
 /// login-failure rows, and old authorization codes.
-fn spawn_pruning(db: Db, config: &Config) {
-    let access_ttl = config.auth.access_token_ttl;
-    let retention = i64::from(config.log_retention_days) * 86_400;
+fn spawn_pruning(db: Db, runtime: Arc<RuntimeSettings>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_INTERVAL);
         loop {
             tick.tick().await;
             let now = db::now();
-            let grace = i64::try_from(access_ttl.as_secs()).unwrap_or(i64::MAX);
+            let settings = runtime.get();
+            // Sessions are kept past their end as long as any access token may still exist.
+            let grace =
+                i64::try_from(settings.access_token_ttl_secs.max(86_400)).unwrap_or(i64::MAX);
+            let retention = i64::from(settings.log_retention_days) * 86_400;
             if let Err(e) = db::sessions::prune(&db.pool, now - grace).await {
                 tracing::warn!(error = %e, "pruning expired sessions failed");
             }

@@ -152,7 +152,7 @@ async fn register(
     meta: RequestMeta,
     AppJson(req): AppJson<NewAccount>,
 ) -> Result<(StatusCode, AppJson<User>), ApiError> {
-    if !state.config.auth.allow_registration {
+    if !state.runtime.get().allow_registration {
         return Err(ApiError::Forbidden("registration is disabled"));
     }
     state

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// UTC calendar date of a Unix time (Howard Hinnant's `civil_from_days`).
@@ -38,12 +39,13 @@ struct Open {
 pub struct FileLog {
     dir: PathBuf,
     kind: &'static str,
-    retention_days: u32,
+    /// Shared with the live settings (`LOG_RETENTION_DAYS`, editable).
+    retention_days: Arc<AtomicU32>,
     open: Arc<Mutex<Option<Open>>>,
 }
 
 impl FileLog {
-    pub fn new(dir: &Path, kind: &'static str, retention_days: u32) -> FileLog {
+    pub fn new(dir: &Path, kind: &'static str, retention_days: Arc<AtomicU32>) -> FileLog {
         FileLog {
             dir: dir.to_path_buf(),
             kind,
@@ -102,7 +104,8 @@ impl FileLog {
 
     /// Removes this kind's files older than the retention.
     pub fn prune_blocking(&self, now: i64) {
-        let oldest = date_string(now - i64::from(self.retention_days) * 86_400);
+        let days = self.retention_days.load(Ordering::Relaxed);
+        let oldest = date_string(now - i64::from(days) * 86_400);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -141,7 +144,7 @@ mod tests {
     #[test]
     fn rotates_by_day_and_prunes_past_retention() {
         let dir = tempfile::tempdir().unwrap();
-        let log = FileLog::new(dir.path(), "activity", 30);
+        let log = FileLog::new(dir.path(), "activity", Arc::new(AtomicU32::new(30)));
         let day = 86_400;
         let t0 = 1_795_824_000; // 2026-11-28
         // An old file that retention must remove, and another kind's file it must not touch.

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
+pub mod runtime;
 
 pub mod error;
 pub mod events;

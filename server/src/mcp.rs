@@ -68,6 +68,7 @@ impl McpState {
         secret_box: Arc<SecretBox>,
         config: Arc<Config>,
         live: LiveHub,
+        retention_days: Arc<std::sync::atomic::AtomicU32>,
     ) -> anyhow::Result<Arc<McpState>> {
         let limits = McpLimits::new(&config.mcp.rate_limits);
         limits.set(load_limit_table(db.clone(), &config).await?);
@@ -82,11 +83,7 @@ impl McpState {
                 db,
                 metrics.clone(),
                 live,
-                Some(FileLog::new(
-                    &config.log_dir,
-                    "activity",
-                    config.log_retention_days,
-                )),
+                Some(FileLog::new(&config.log_dir, "activity", retention_days)),
             ),
             metrics,
             limits,

@@ -221,7 +221,7 @@ fn as_metadata(state: &AppState) -> Value {
         "client_id_metadata_document_supported": oauth.cimd,
         "service_documentation": format!("{public}/swagger-ui/"),
     });
-    if oauth.dcr {
+    if state.runtime.get().oauth_dcr {
         doc["registration_endpoint"] = json!(format!("{public}{REGISTER_PATH}"));
     }
     doc

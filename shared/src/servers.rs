@@ -288,8 +288,9 @@ pub struct RateLimitOverride {
     pub label: Option<String>,
 }
 
-/// Settings that come from the environment or the configuration file (read-only here; change
-/// them there and restart). Rate limits are edited live through `/admin/api/rate-limits`.
+/// The settings in force. Token lifetimes, self-registration, dynamic client registration and
+/// retention can be changed live (`PUT /admin/api/settings`); the others come from the
+/// environment or the configuration file. Rate limits have their own endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewaySettings {
@@ -303,4 +304,23 @@ pub struct GatewaySettings {
     pub mcp_session_idle_secs: u64,
     pub mcp_default_timeout_secs: u64,
     pub metrics_enabled: bool,
+}
+
+/// Settings to change while the gateway runs; absent fields stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SettingsUpdate {
+    /// 60 seconds to 1 day.
+    #[serde(default)]
+    pub access_token_ttl_secs: Option<u64>,
+    /// 5 minutes to 365 days, longer than the access token lifetime.
+    #[serde(default)]
+    pub refresh_token_ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub allow_registration: Option<bool>,
+    #[serde(default)]
+    pub oauth_dcr: Option<bool>,
+    /// 1 to 3650 days (JSONL files, activity records, security events).
+    #[serde(default)]
+    pub log_retention_days: Option<u32>,
 }

@@ -27,7 +27,7 @@ use shared::oauth::{
 };
 use shared::servers::{
     ActivityRecord, ConnectionTest, CreateServer, GatewaySettings, McpServer, RateLimits,
-    ServerPermission, SetServerPermission, ToolRules, UpdateServer,
+    ServerPermission, SetServerPermission, SettingsUpdate, ToolRules, UpdateServer,
 };
 use shared::stats::Stats;
 use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
@@ -262,6 +262,10 @@ pub async fn live_ticket() -> Result<LiveTicket, ApiError> {
 
 pub async fn gateway_settings() -> Result<GatewaySettings, ApiError> {
     get("/admin/api/settings").await
+}
+
+pub async fn set_gateway_settings(update: &SettingsUpdate) -> Result<GatewaySettings, ApiError> {
+    put("/admin/api/settings", update).await
 }
 
 pub async fn rate_limits() -> Result<RateLimits, ApiError> {

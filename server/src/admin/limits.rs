@@ -4,7 +4,7 @@
 use axum::extract::State;
 use serde_json::json;
 use shared::error::ApiErrorBody;
-use shared::servers::{GatewaySettings, RateLimitOverride, RateLimits};
+use shared::servers::{GatewaySettings, RateLimitOverride, RateLimits, SettingsUpdate};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,7 +20,7 @@ const MAX_OVERRIDES: usize = 1000;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_limits, set_limits))
-        .routes(routes!(settings))
+        .routes(routes!(settings, set_settings))
 }
 
 /// The settings that come from the configuration (read-only: environment or file, then
@@ -32,19 +32,84 @@ async fn settings(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
 ) -> AppJson<GatewaySettings> {
+    AppJson(gateway_settings(&state))
+}
+
+fn gateway_settings(state: &AppState) -> GatewaySettings {
     let c = &state.config;
-    AppJson(GatewaySettings {
+    let r = state.runtime.get();
+    GatewaySettings {
         public_url: c.public_url.clone(),
-        access_token_ttl_secs: c.auth.access_token_ttl.as_secs(),
-        refresh_token_ttl_secs: c.auth.refresh_token_ttl.as_secs(),
-        allow_registration: c.auth.allow_registration,
-        oauth_dcr: c.oauth.dcr,
+        access_token_ttl_secs: r.access_token_ttl_secs,
+        refresh_token_ttl_secs: r.refresh_token_ttl_secs,
+        allow_registration: r.allow_registration,
+        oauth_dcr: r.oauth_dcr,
         oauth_cimd: c.oauth.cimd,
-        log_retention_days: c.log_retention_days,
+        log_retention_days: r.log_retention_days,
         mcp_session_idle_secs: c.mcp.session_idle.as_secs(),
         mcp_default_timeout_secs: c.mcp.default_timeout.as_secs(),
         metrics_enabled: c.metrics.token.is_some() || c.metrics.public,
-    })
+    }
+}
+
+/// Changes the live settings (token lifetimes, self-registration, dynamic client registration,
+/// retention): validated, audited, in force at once here and within 5 s on other replicas.
+#[utoipa::path(put, path = "/admin/api/settings", tag = "admin", operation_id = "set_gateway_settings",
+    security(("bearer" = [])),
+    request_body = SettingsUpdate,
+    responses(
+        (status = 200, description = "The settings now in force", body = GatewaySettings),
+        (status = 400, description = "A value out of range", body = ApiErrorBody),
+    ))]
+async fn set_settings(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    AppJson(req): AppJson<SettingsUpdate>,
+) -> Result<AppJson<GatewaySettings>, ApiError> {
+    let before = (*state.runtime.get()).clone();
+    let mut next = before.clone();
+    if let Some(v) = req.access_token_ttl_secs {
+        next.access_token_ttl_secs = v;
+    }
+    if let Some(v) = req.refresh_token_ttl_secs {
+        next.refresh_token_ttl_secs = v;
+    }
+    if let Some(v) = req.allow_registration {
+        next.allow_registration = v;
+    }
+    if let Some(v) = req.oauth_dcr {
+        next.oauth_dcr = v;
+    }
+    if let Some(v) = req.log_retention_days {
+        next.log_retention_days = v;
+    }
+    next.validate()
+        .map_err(|(field, message)| ApiError::validation(field, message))?;
+    let mut tx = state.db.begin().await?;
+    db::limits::set_setting(
+        &mut *tx,
+        crate::runtime::SETTING_KEY,
+        &serde_json::to_string(&next).map_err(|e| ApiError::Internal(e.into()))?,
+        db::now(),
+    )
+    .await?;
+    accounts::audit(
+        &mut *tx,
+        &Actor {
+            principal: &admin.0,
+            ip: meta.ip.0.to_string(),
+        },
+        "settings.set",
+        "settings",
+        Some(crate::runtime::SETTING_KEY.into()),
+        Some(serde_json::to_value(&before).unwrap_or_default()),
+        Some(serde_json::to_value(&next).unwrap_or_default()),
+    )
+    .await?;
+    tx.commit().await?;
+    state.runtime.set(next);
+    Ok(AppJson(gateway_settings(&state)))
 }
 
 /// The limits in force (from the store, or the configuration until an admin saved some).

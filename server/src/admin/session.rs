@@ -59,11 +59,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 /// Moves the refresh token from the body into the cookie.
 fn into_cookie_response(state: &AppState, mut tokens: TokenResponse) -> Result<Response, ApiError> {
     let refresh = tokens.refresh_token.take().unwrap_or_default();
-    let cookie = refresh_cookie(
-        state,
-        &refresh,
-        state.config.auth.refresh_token_ttl.as_secs(),
-    )?;
+    let cookie = refresh_cookie(state, &refresh, state.runtime.get().refresh_token_ttl_secs)?;
     let mut response = AppJson(tokens).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)

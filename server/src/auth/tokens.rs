@@ -103,7 +103,7 @@ pub async fn start_session(
     audience: Audience,
 ) -> Result<TokenResponse, ApiError> {
     let now = db::now();
-    let ttl = state.config.auth.refresh_token_ttl.as_secs() as i64;
+    let ttl = state.runtime.get().refresh_token_ttl_secs as i64;
     let session = SessionRow {
         id: random_id()?,
         user_id,
@@ -144,7 +144,7 @@ pub async fn start_oauth_session(
     binding: &OAuthBinding<'_>,
 ) -> Result<(String, String), ApiError> {
     let now = db::now();
-    let ttl = state.config.auth.refresh_token_ttl.as_secs() as i64;
+    let ttl = state.runtime.get().refresh_token_ttl_secs as i64;
     let session = SessionRow {
         id: random_id()?,
         user_id,
@@ -199,7 +199,7 @@ fn access_token(
     refresh_token: Option<String>,
 ) -> Result<TokenResponse, ApiError> {
     let now = db::now();
-    let ttl = state.config.auth.access_token_ttl.as_secs();
+    let ttl = state.runtime.get().access_token_ttl_secs;
     let claims = AccessClaims {
         iss: state.config.public_url.clone(),
         aud: aud.to_string(),
@@ -267,7 +267,7 @@ pub async fn rotate(
         return Err(ApiError::Unauthorized);
     }
 
-    let ttl = state.config.auth.refresh_token_ttl.as_secs() as i64;
+    let ttl = state.runtime.get().refresh_token_ttl_secs as i64;
     let next = random_token(REFRESH_TOKEN_PREFIX)?;
     let mut tx = state.db.begin().await?;
     if db::sessions::mark_refresh_used(&mut *tx, &hash, now).await? == 0 {

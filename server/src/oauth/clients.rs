@@ -276,7 +276,7 @@ pub async fn register(
     body: Bytes,
 ) -> Response {
     let oauth = &state.config.oauth;
-    if !oauth.dcr {
+    if !state.runtime.get().oauth_dcr {
         return oauth_error(
             StatusCode::FORBIDDEN,
             "access_denied",

@@ -558,3 +558,36 @@ async fn jsonl_logs_and_stats() {
         StatusCode::BAD_REQUEST
     );
 }
+
+db_test! {
+    /// Token lifetimes, self-registration and retention change live, validated and audited.
+    async fn settings_apply_live(env: TestEnv) {
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        let register = json!({"username": "newbie", "password": "a registration passphrase"});
+        assert_eq!(app.post_json("/auth/register", None, register.clone()).await.status(), StatusCode::FORBIDDEN);
+        let res = app
+            .send(Method::PUT, "/admin/api/settings", Some(&admin), Some(json!({"allow_registration": true, "access_token_ttl_secs": 120, "log_retention_days": 7})))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let now: Value = res.json().await.unwrap();
+        assert_eq!(now["allow_registration"], true);
+        assert_eq!(now["log_retention_days"], 7);
+        assert_eq!(app.post_json("/auth/register", None, register).await.status(), StatusCode::CREATED);
+        let tokens = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+        assert_eq!(tokens["expires_in"], 120, "new tokens use the new lifetime");
+        for bad in [
+            json!({"access_token_ttl_secs": 5}),
+            json!({"refresh_token_ttl_secs": 60}),
+            json!({"log_retention_days": 0}),
+        ] {
+            let res = app.send(Method::PUT, "/admin/api/settings", Some(&admin), Some(bad.clone())).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let current: Value = app.get_as("/admin/api/settings", &admin).await.json().await.unwrap();
+        assert_eq!(current["access_token_ttl_secs"], 120, "a refused change changes nothing");
+        // A restart keeps what was saved.
+        let log: Value = app.get_as("/admin/api/audit-log", &admin).await.json().await.unwrap();
+        assert!(log["items"].as_array().unwrap().iter().any(|e| e["action"] == "settings.set"));
+    }
+}

@@ -114,6 +114,7 @@ fn ServerCard(
         });
     });
     let health = server.health.clone();
+    let editable = server.clone();
     let credential = server
         .credential
         .as_ref()
@@ -186,6 +187,7 @@ fn ServerCard(
                     </div>
                 }.into_any(),
             })}
+            <EditServer server=editable error=error on_change=on_change />
             <details>
                 <summary>"Client configuration"</summary>
                 <p class="muted">"For Claude Code, Cursor, VS Code and other clients that take an MCP JSON configuration; clients that support OAuth can omit the header."</p>
@@ -193,6 +195,102 @@ fn ServerCard(
                 <CopyButton text=snippet />
             </details>
         </article>
+    }
+}
+
+/// Edits a server; fields left as they are are not sent, and the credential is write-only
+/// (empty keeps the current one).
+#[component]
+fn EditServer(
+    server: McpServer,
+    error: RwSignal<Option<String>>,
+    on_change: Callback<()>,
+) -> impl IntoView {
+    let id = server.id;
+    let name = server.name.clone();
+    let url = RwSignal::new(server.url.clone());
+    let description = RwSignal::new(server.description.clone().unwrap_or_default());
+    let timeout = RwSignal::new(server.timeout_seconds.to_string());
+    let prefix = RwSignal::new(server.tool_prefix.clone());
+    let kind = RwSignal::new("keep".to_string());
+    let secret = RwSignal::new(String::new());
+    let extra = RwSignal::new(String::new());
+    let saved = RwSignal::new(false);
+    let original = server.clone();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let changed = |now: String, before: &str| (now != before).then_some(now);
+        let credential = match kind.get_untracked().as_str() {
+            "none" => Some(CredentialInput::None),
+            "bearer" => Some(CredentialInput::Bearer {
+                token: secret.get_untracked(),
+            }),
+            "basic" => Some(CredentialInput::Basic {
+                username: extra.get_untracked(),
+                password: secret.get_untracked(),
+            }),
+            "header" => Some(CredentialInput::Header {
+                name: extra.get_untracked(),
+                value: secret.get_untracked(),
+            }),
+            _ => None,
+        };
+        let change = UpdateServer {
+            url: changed(url.get_untracked(), &original.url),
+            description: changed(
+                description.get_untracked(),
+                original.description.as_deref().unwrap_or_default(),
+            ),
+            timeout_seconds: timeout
+                .get_untracked()
+                .parse()
+                .ok()
+                .filter(|t| *t != original.timeout_seconds),
+            tool_prefix: changed(prefix.get_untracked(), &original.tool_prefix),
+            credential,
+            ..Default::default()
+        };
+        spawn_local(async move {
+            match api::update_server(id, &change).await {
+                Ok(_) => {
+                    saved.set(true);
+                    error.set(None);
+                    secret.set(String::new());
+                    on_change.run(());
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    view! {
+        <details>
+            <summary id=format!("edit-{name}")>"Edit"</summary>
+            <form class="grid-form" id=format!("edit-form-{name}") on:submit=on_submit>
+                <label>"URL"<input type="url" required bind:value=url /></label>
+                <label>"Description"<input bind:value=description /></label>
+                <label>"Timeout (seconds)"<input type="number" min="1" max="3600" bind:value=timeout /></label>
+                <label>"Tool prefix on /mcp"<input maxlength="32" bind:value=prefix /></label>
+                <label>"Backend credential"
+                    <select on:change=move |ev| kind.set(event_target_value(&ev))>
+                        <option value="keep">"keep the current one"</option>
+                        <option value="none">"remove it"</option>
+                        <option value="bearer">"bearer token"</option>
+                        <option value="basic">"basic auth"</option>
+                        <option value="header">"custom header"</option>
+                    </select>
+                </label>
+                {move || match kind.get().as_str() {
+                    "basic" => view! { <label>"Username"<input bind:value=extra /></label> }.into_any(),
+                    "header" => view! { <label>"Header name"<input bind:value=extra /></label> }.into_any(),
+                    _ => ().into_any(),
+                }}
+                {move || matches!(kind.get().as_str(), "bearer" | "basic" | "header").then(|| view! {
+                    <label>"Secret (write-only)"<input type="password" autocomplete="off" bind:value=secret /></label>
+                })}
+                <button type="submit">"Save"</button>
+                {move || saved.get().then_some(view! { <span class="ok">"Saved"</span> })}
+            </form>
+        </details>
     }
 }
 

@@ -141,6 +141,7 @@ pub fn Settings() -> impl IntoView {
                 <button type="submit" id="override-add">"Add override"</button>
             </form>
         </section>
+        <LiveSettings />
         <section class="panel">
             <h2>"Configuration"</h2>
             <p class="muted">"Set through environment variables or the configuration file (docs/CONFIG.md); restart to change."</p>
@@ -150,10 +151,7 @@ pub fn Settings() -> impl IntoView {
                     Ok(c) => view! {
                         <dl class="facts" id="settings-config">
                             <dt>"Public URL"</dt><dd><code>{c.public_url}</code></dd>
-                            <dt>"Access / refresh token lifetime"</dt><dd>{format!("{} s / {} days", c.access_token_ttl_secs, c.refresh_token_ttl_secs / 86_400)}</dd>
-                            <dt>"Self-registration"</dt><dd>{if c.allow_registration { "on" } else { "off" }}</dd>
-                            <dt>"OAuth dynamic registration / metadata documents"</dt><dd>{format!("{} / {}", if c.oauth_dcr { "on" } else { "off" }, if c.oauth_cimd { "on" } else { "off" })}</dd>
-                            <dt>"Log and activity retention"</dt><dd>{format!("{} days", c.log_retention_days)}</dd>
+                            <dt>"OAuth client metadata documents"</dt><dd>{if c.oauth_cimd { "on" } else { "off" }}</dd>
                             <dt>"MCP session idle / default timeout"</dt><dd>{format!("{} s / {} s", c.mcp_session_idle_secs, c.mcp_default_timeout_secs)}</dd>
                             <dt>"Prometheus /metrics"</dt><dd>{if c.metrics_enabled { "on" } else { "off" }}</dd>
                             <dt>"Suspicious-payload detection"</dt><dd>"per server, on the MCP servers page"</dd>
@@ -161,6 +159,73 @@ pub fn Settings() -> impl IntoView {
                     }.into_any(),
                 })}
             </Transition>
+        </section>
+    }
+}
+
+/// Token lifetimes, registration and retention: validated by the server, in force at once.
+#[component]
+fn LiveSettings() -> impl IntoView {
+    let access = RwSignal::new(String::new());
+    let refresh_days = RwSignal::new(String::new());
+    let registration = RwSignal::new(false);
+    let dcr = RwSignal::new(true);
+    let retention = RwSignal::new(String::new());
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let fill = move |c: shared::servers::GatewaySettings| {
+        access.set(c.access_token_ttl_secs.to_string());
+        refresh_days.set((c.refresh_token_ttl_secs / 86_400).to_string());
+        registration.set(c.allow_registration);
+        dcr.set(c.oauth_dcr);
+        retention.set(c.log_retention_days.to_string());
+    };
+    Effect::new(move || {
+        spawn_local(async move {
+            match api::gateway_settings().await {
+                Ok(c) => fill(c),
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+        });
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let update = shared::servers::SettingsUpdate {
+            access_token_ttl_secs: access.get_untracked().trim().parse().ok(),
+            refresh_token_ttl_secs: refresh_days
+                .get_untracked()
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|d| d * 86_400),
+            allow_registration: Some(registration.get_untracked()),
+            oauth_dcr: Some(dcr.get_untracked()),
+            log_retention_days: retention.get_untracked().trim().parse().ok(),
+        };
+        spawn_local(async move {
+            match api::set_gateway_settings(&update).await {
+                Ok(c) => {
+                    fill(c);
+                    message.set(Some(Ok("Saved; in force now.".into())));
+                }
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+        });
+    };
+    view! {
+        <section class="panel">
+            <h2>"Sessions, registration and retention"</h2>
+            <form class="grid-form" id="live-settings-form" on:submit=on_submit>
+                <label>"Access token lifetime (seconds, 60–86400)"<input id="setting-access-ttl" type="number" min="60" max="86400" bind:value=access /></label>
+                <label>"Refresh token lifetime (days)"<input id="setting-refresh-days" type="number" min="1" max="365" bind:value=refresh_days /></label>
+                <label class="inline"><input type="checkbox" id="setting-registration" bind:checked=registration />"Self-registration (/auth/register)"</label>
+                <label class="inline"><input type="checkbox" id="setting-dcr" bind:checked=dcr />"OAuth dynamic client registration"</label>
+                <label>"Keep logs, activity and events (days)"<input id="setting-retention" type="number" min="1" max="3650" bind:value=retention /></label>
+                <button type="submit" id="live-settings-save">"Save"</button>
+            </form>
+            {move || message.get().map(|m| match m {
+                Ok(t) => view! { <p class="ok" id="live-settings-message">{t}</p> }.into_any(),
+                Err(t) => view! { <ErrorAlert message=t /> }.into_any(),
+            })}
         </section>
     }
 }
