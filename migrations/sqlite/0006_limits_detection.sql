@@ -30,4 +30,3 @@ alter table mcp_servers add column detection text not null default 'log'
 alter table mcp_activity add column client_name text;
 alter table mcp_activity add column rpc_error_code bigint;
 alter table mcp_activity add column suspicious bigint not null default 0;
-create index mcp_activity_server_at on mcp_activity (server, at);
