@@ -32,13 +32,20 @@ async fn start_gateway() -> Gateway {
         web_dir.display()
     );
     let data = tempfile::tempdir().unwrap();
+    // A fixed port, so that PUBLIC_URL (where OAuth sends the browser) is this gateway.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let vars = BTreeMap::from([
         ("GATEWAY_HOST".to_string(), "127.0.0.1".to_string()),
+        ("GATEWAY_PORT".to_string(), port.to_string()),
+        ("PUBLIC_URL".to_string(), format!("http://127.0.0.1:{port}")),
         ("DATA_DIR".to_string(), data.path().display().to_string()),
         ("WEB_DIR".to_string(), web_dir.display().to_string()),
     ]);
-    let mut config = Config::from_sources(&vars, None).unwrap();
-    config.port = 0;
+    let config = Config::from_sources(&vars, None).unwrap();
     let app = App::build(config).await.unwrap();
     let addr = app.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -501,6 +508,31 @@ async fn admin_pages(c: &Client, base: &str) {
     nav(c, "OAuth clients", "/admin/oauth-clients").await;
     text_of(c, "oauth-clients-empty").await;
     screenshot(c, "oauth-clients").await;
+
+    // The OAuth consent page, as an MCP client's sign-in shows it: it names the client, where
+    // it returns to and the endpoint; denying sends the browser back with access_denied.
+    let registered: serde_json::Value = http
+        .post(format!("{base}/oauth/register"))
+        .json(&serde_json::json!({"client_name": "E2E Desktop", "redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none", "application_type": "native"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let authorize = format!(
+        "{base}/oauth/authorize?response_type=code&client_id={}&redirect_uri=http://127.0.0.1:9/callback&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&resource={base}/mcp",
+        registered["client_id"].as_str().unwrap()
+    );
+    c.goto(&authorize).await.unwrap();
+    wait_text(c, "consent-client", "E2E Desktop").await;
+    wait_text(c, "consent-redirect-host", "127.0.0.1").await;
+    wait_text(c, "consent-resource", "/mcp").await;
+    screenshot(c, "oauth-consent").await;
+    c.goto(&format!("{base}/admin/oauth-clients"))
+        .await
+        .unwrap();
+    wait_text(c, "oauth-clients-table", "E2E Desktop").await;
 
     nav(c, "Security events", "/admin/security-logs").await;
     wait_text(c, "events-table", "auth_failed").await;

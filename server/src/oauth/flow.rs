@@ -547,6 +547,14 @@ pub async fn consent_decision(
     }
     let req = open_request(&state, &decision.request)?;
     let client = request_client(&state, &req).await?;
+    if !decision.approve {
+        // Anyone holding the page may say no: it only tells the client access was denied.
+        let redirect_to =
+            error_redirect(&state, &req, "access_denied", "the user denied the request");
+        let mut res = AppJson(ConsentResult { redirect_to }).into_response();
+        no_store(res.headers_mut());
+        return Ok(res);
+    }
     let (user, signed_in_now) = match (&decision.username, &decision.password) {
         (Some(username), Some(password)) => {
             let creds = LoginRequest {
@@ -566,18 +574,14 @@ pub async fn consent_decision(
             false,
         ),
     };
-    let redirect_to = if !decision.approve {
-        error_redirect(&state, &req, "access_denied", "the user denied the request")
-    } else {
-        if !may_use_resource(&state, &user, &req.a).await? {
-            return Err(ApiError::Forbidden(
-                "you do not have access to this MCP server; ask an administrator",
-            ));
-        }
-        let code = issue_code(&state, &req, user.id).await?;
-        tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");
-        code_redirect(&state, &req, &code)
-    };
+    if !may_use_resource(&state, &user, &req.a).await? {
+        return Err(ApiError::Forbidden(
+            "you do not have access to this MCP server; ask an administrator",
+        ));
+    }
+    let code = issue_code(&state, &req, user.id).await?;
+    tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");
+    let redirect_to = code_redirect(&state, &req, &code);
     let mut res = AppJson(ConsentResult { redirect_to }).into_response();
     no_store(res.headers_mut());
     if signed_in_now {

@@ -34,7 +34,7 @@ pub fn Consent() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let decide = move |approve: bool, signed_in: bool| {
-        let with_password = !signed_in || use_other.get_untracked();
+        let with_password = approve && (!signed_in || use_other.get_untracked());
         let decision = ConsentDecision {
             request: request(),
             approve,

@@ -196,8 +196,16 @@ pub fn Activity() -> impl IntoView {
                     <thead><tr><th>"Time (UTC)"</th><th>"User"</th><th>"Client"</th><th>"Server"</th><th>"Method"</th><th>"Tool"</th><th>"Outcome"</th><th>"Latency"</th><th>"Bytes in / out"</th></tr></thead>
                     <tbody>{rows.get().into_iter().map(|r| {
                         let detail = r.clone();
+                        let by_key = r.clone();
                         view! {
-                            <tr class="clickable" on:click=move |_| selected.set(Some(detail.clone()))>
+                            <tr class="clickable" tabindex="0" aria-label="Show the request's details"
+                                on:click=move |_| selected.set(Some(detail.clone()))
+                                on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                                    if ev.key() == "Enter" || ev.key() == " " {
+                                        ev.prevent_default();
+                                        selected.set(Some(by_key.clone()));
+                                    }
+                                }>
                                 <td>{when(r.at)}</td>
                                 <td>{r.username.clone().unwrap_or_default()}</td>
                                 <td>{r.client_name.clone().unwrap_or_default()}</td>
