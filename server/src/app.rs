@@ -50,9 +50,20 @@ const AUDIT_TAIL_INTERVAL: Duration = Duration::from_secs(2);
 /// How often signing keys are re-read from the database.
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Shared state handed to every handler. Cheap to clone (everything is behind `Arc`).
+/// Shared state handed to every handler: one `Arc`, so a clone (axum makes one per request) is
+/// one atomic increment. Fields are reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub config: Arc<Config>,
     pub db: Db,
     pub keys: Arc<KeyRing>,
@@ -107,7 +118,7 @@ impl AppState {
                 }
             });
         }
-        Ok(AppState {
+        Ok(AppState(Arc::new(AppStateInner {
             oauth,
             mcp,
             spa: Spa::load(&config.web_dir),
@@ -132,7 +143,7 @@ impl AppState {
             keys,
             secret_box,
             started: Instant::now(),
-        })
+        })))
     }
 }
 

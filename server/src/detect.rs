@@ -349,29 +349,28 @@ pub fn maybe_suspicious(raw: &[u8]) -> bool {
         b"\\u",
         b"\\0",
     ];
-    // One pass: only bytes that start some needle are compared further (no allocation).
-    const fn starts() -> [bool; 256] {
-        let mut table = [false; 256];
-        let mut i = 0;
-        while i < NEEDLES.len() {
-            table[NEEDLES[i][0] as usize] = true;
-            i += 1;
+    // One pass; at each byte only the needles starting with it are compared (no allocation).
+    static BY_FIRST: std::sync::OnceLock<Vec<Vec<&'static [u8]>>> = std::sync::OnceLock::new();
+    let by_first = BY_FIRST.get_or_init(|| {
+        let mut table = vec![Vec::new(); 256];
+        for n in NEEDLES {
+            table[usize::from(n[0])].push(*n);
         }
         table
-    }
-    const STARTS: [bool; 256] = starts();
+    });
     for (i, &b) in raw.iter().enumerate() {
         if !b.is_ascii() {
             return true;
         }
-        let lower = b.to_ascii_lowercase();
-        if !STARTS[lower as usize] {
+        let candidates = &by_first[usize::from(b.to_ascii_lowercase())];
+        if candidates.is_empty() {
             continue;
         }
         let rest = &raw[i..];
-        if NEEDLES.iter().any(|n| {
-            n[0] == lower && rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n)
-        }) {
+        if candidates
+            .iter()
+            .any(|n| rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n))
+        {
             return true;
         }
     }
