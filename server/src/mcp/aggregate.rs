@@ -598,7 +598,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
                 Ok((backend, name)) => {
                     let mut message = message.clone();
                     message["params"]["name"] = json!(name);
-                    route(ctx, sess, msg, message, backend, Some(name)).await
+                    route(ctx, sess, msg, message, backend, Some(name), None).await
                 }
                 Err(res) => res,
             }
@@ -611,7 +611,9 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
                 Ok((backend, original)) => {
                     let mut message = message.clone();
                     message["params"]["uri"] = json!(original);
-                    route(ctx, sess, msg, message, backend, None).await
+                    // A rewritten URI: the answer names it the way the client asked.
+                    let rename = (original != uri).then(|| (original.clone(), uri.to_string()));
+                    route(ctx, sess, msg, message, backend, None, rename).await
                 }
                 Err(res) => res,
             }
@@ -637,7 +639,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Respons
                 Ok((backend, field, value)) => {
                     let mut message = message.clone();
                     message["params"]["ref"][field] = json!(value);
-                    route(ctx, sess, msg, message, backend, None).await
+                    route(ctx, sess, msg, message, backend, None, None).await
                 }
                 Err(res) => res,
             }
@@ -1167,6 +1169,7 @@ async fn route(
     mut message: Value,
     backend: Arc<Backend>,
     tool: Option<String>,
+    rename_uri: Option<(String, String)>,
 ) -> Response {
     let state = &ctx.state;
     let is_tool_call = msg.is("tools/call");
@@ -1282,6 +1285,15 @@ async fn route(
     );
     let finish_reply = move |mut reply: Value| -> (String, &'static str) {
         reply["id"] = client_id_value.clone();
+        if let Some((original, asked)) = &rename_uri
+            && let Some(contents) = reply["result"]["contents"].as_array_mut()
+        {
+            for item in contents {
+                if item["uri"].as_str() == Some(original.as_str()) {
+                    item["uri"] = json!(asked);
+                }
+            }
+        }
         if modern && let Some(obj) = reply.get_mut("result").and_then(Value::as_object_mut) {
             obj.entry("resultType")
                 .or_insert_with(|| Value::String("complete".into()));

@@ -683,3 +683,104 @@ async fn server_requests_reach_the_client_and_answers_go_back() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Prompts, resources and templates through `/mcp`: listed under their names, routed by name
+/// or URI (exact, or the one matching template), colliding URIs rewritten and still readable.
+#[tokio::test]
+async fn prompts_and_resources_are_routed() {
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let everything = crate::peers::EverythingServer::start("streamableHttp").await;
+    add_server(
+        &app,
+        &admin,
+        json!({"name": "every", "url": everything.url(), "transport": "streamable-http"}),
+    )
+    .await;
+    let token = app.login("admin", crate::helpers::ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let session = initialize(&app, &token).await;
+    let ask = |method: &'static str, params: Value| {
+        let (app, token, session) = (&app, &token, &session);
+        async move {
+            let (status, _, message) = rpc_at(
+                app,
+                "/mcp",
+                Some(token),
+                Some(session),
+                &[("mcp-protocol-version", "2025-06-18")],
+                req(5, method, params),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{method}: {message}");
+            message
+        }
+    };
+    let prompts = ask("prompts/list", json!({})).await;
+    assert!(
+        prompts["result"]["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "every__simple-prompt"),
+        "{prompts}"
+    );
+    let got = ask("prompts/get", json!({"name": "every__simple-prompt"})).await;
+    assert!(
+        !got["result"]["messages"].as_array().unwrap().is_empty(),
+        "{got}"
+    );
+    let resources = ask("resources/list", json!({})).await;
+    let uri = resources["result"]["resources"][0]["uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{resources}"))
+        .to_string();
+    let read = ask("resources/read", json!({"uri": uri})).await;
+    assert_eq!(read["result"]["contents"][0]["uri"], uri.as_str(), "{read}");
+    let templates = ask("resources/templates/list", json!({})).await;
+    let template = templates["result"]["resourceTemplates"][0]["uriTemplate"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{templates}"))
+        .to_string();
+    let concrete = template.replace("{resourceId}", "1");
+    let read = ask("resources/read", json!({"uri": concrete})).await;
+    assert!(
+        read["result"]["contents"].is_array(),
+        "a templated URI is routed: {read}"
+    );
+    let missing = ask("resources/read", json!({"uri": "nosuch://nothing"})).await;
+    assert_eq!(missing["error"]["code"], -32002);
+
+    // A second server with the same resources: the URIs collide and are rewritten.
+    add_server(
+        &app,
+        &admin,
+        json!({"name": "evry2", "url": everything.url(), "transport": "streamable-http"}),
+    )
+    .await;
+    let resources = ask("resources/list", json!({})).await;
+    let uris: Vec<String> = resources["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap().to_string())
+        .collect();
+    assert!(uris.iter().all(|u| u.starts_with("mcpgw://")), "{uris:?}");
+    let mine = uris
+        .iter()
+        .find(|u| u.starts_with("mcpgw://evry2/"))
+        .unwrap()
+        .clone();
+    let read = ask("resources/read", json!({"uri": mine})).await;
+    assert_eq!(
+        read["result"]["contents"][0]["uri"],
+        mine.as_str(),
+        "named as the client asked: {read}"
+    );
+}
