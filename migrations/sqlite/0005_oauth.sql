@@ -47,6 +47,8 @@ create table oauth_grants (
     user_id bigint not null references users (id) on delete cascade,
     client_key bigint not null references oauth_clients (id) on delete cascade,
     scope text not null,
+    -- The MCP endpoints consented to (space-separated canonical URLs).
+    resources text not null default '',
     created_at bigint not null,
     last_used_at bigint,
     primary key (user_id, client_key)

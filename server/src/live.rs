@@ -26,7 +26,6 @@ use tokio::sync::broadcast;
 
 use crate::app::AppState;
 use crate::auth::identity::AdminUser;
-use crate::cache::TtlMap;
 use crate::db::{self, events::SecurityEventRow, servers::ActivityRow};
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::keys::random_bytes;
@@ -83,7 +82,8 @@ pub fn event(r: &SecurityEventRow) -> SecurityEvent {
 #[derive(Clone)]
 pub struct LiveHub {
     tx: broadcast::Sender<Arc<LiveMessage>>,
-    used_tickets: Arc<TtlMap<[u8; 16], ()>>,
+    /// Tickets redeemed here, with their expiry (checked and recorded under one lock).
+    used_tickets: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], i64>>>,
 }
 
 impl LiveHub {
@@ -91,7 +91,7 @@ impl LiveHub {
     pub fn new(capacity: usize) -> LiveHub {
         LiveHub {
             tx: broadcast::channel(capacity.max(1)).0,
-            used_tickets: Arc::new(TtlMap::new()),
+            used_tickets: Arc::default(),
         }
     }
 
@@ -150,16 +150,17 @@ async fn redeem(state: &AppState, raw: &str) -> Option<i64> {
     let sealed = URL_SAFE_NO_PAD.decode(raw).ok()?;
     let json = state.secret_box.open(&sealed, TICKET_CONTEXT).ok()?;
     let ticket: Ticket = serde_json::from_slice(&json).ok()?;
-    if ticket.e <= db::now()
-        || state
-            .live
-            .used_tickets
-            .get(&ticket.n, Duration::from_secs(TICKET_TTL as u64 * 2))
-            .is_some()
-    {
+    let now = db::now();
+    if ticket.e <= now {
         return None;
     }
-    state.live.used_tickets.put(ticket.n, ());
+    {
+        let mut used = state.live.used_tickets.lock().ok()?;
+        used.retain(|_, expiry| *expiry > now);
+        if used.insert(ticket.n, ticket.e).is_some() {
+            return None;
+        }
+    }
     let user = db::users::find_by_id(&state.db.pool, ticket.u)
         .await
         .ok()??;

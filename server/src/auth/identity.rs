@@ -349,6 +349,11 @@ async fn authenticate_jwt(
     if !aud_ok {
         return Err(Failure::Malformed(TokenError::Malformed));
     }
+    // An OAuth client's token is for the MCP endpoints only: never self-service (API keys,
+    // sessions), which would let a client escape its scope, resource and revocation.
+    if resource.is_none() && claims.client_id.is_some() {
+        return Err(Failure::Malformed(TokenError::Malformed));
+    }
     let user_id: i64 = claims
         .sub
         .parse()

@@ -222,6 +222,8 @@ pub struct GrantRow {
     pub client_id: String,
     pub client_name: String,
     pub scope: String,
+    /// Space-separated resources consented to.
+    pub resources: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
 }
@@ -233,7 +235,7 @@ pub async fn find_grant(
 ) -> Result<Option<GrantRow>, sqlx::Error> {
     sqlx::query_as(
         "select g.user_id, g.client_key, c.client_id, c.name as client_name, g.scope,
-                g.created_at, g.last_used_at
+                g.resources, g.created_at, g.last_used_at
          from oauth_grants g join oauth_clients c on c.id = g.client_key
          where g.user_id = $1 and g.client_key = $2",
     )
@@ -251,7 +253,7 @@ pub async fn list_grants(
 ) -> Result<Vec<GrantRow>, sqlx::Error> {
     sqlx::query_as(
         "select g.user_id, g.client_key, c.client_id, c.name as client_name, g.scope,
-                g.created_at, g.last_used_at
+                g.resources, g.created_at, g.last_used_at
          from oauth_grants g join oauth_clients c on c.id = g.client_key
          where ($1 is null or g.user_id = $1) and ($2 is null or g.client_key = $2)
          order by g.created_at desc",
@@ -267,17 +269,20 @@ pub async fn upsert_grant(
     user_id: i64,
     client_key: i64,
     scope: &str,
+    resources: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "insert into oauth_grants (user_id, client_key, scope, created_at, last_used_at)
-         values ($1, $2, $3, $4, $4)
-         on conflict (user_id, client_key) do update set scope = excluded.scope",
+        "insert into oauth_grants (user_id, client_key, scope, resources, created_at, last_used_at)
+         values ($1, $2, $3, $5, $4, $4)
+         on conflict (user_id, client_key)
+         do update set scope = excluded.scope, resources = excluded.resources",
     )
     .bind(user_id)
     .bind(client_key)
     .bind(scope)
     .bind(now)
+    .bind(resources)
     .execute(db)
     .await?;
     Ok(())

@@ -427,6 +427,14 @@ pub async fn lookup(state: &AppState, client_id: &str) -> Result<Arc<ClientRow>,
 /// refer to it. An admin-revoked CIMD client stays revoked.
 async fn cimd_client(state: &AppState, url: &str) -> Result<Arc<ClientRow>, LookupError> {
     if let Some(row) = state.oauth.cimd_cache.get(&url.to_string(), CIMD_TTL) {
+        // Revocation by an admin on another replica must count at once.
+        let revoked = db::oauth::find_client_by_key(&state.db.pool, row.id)
+            .await
+            .map_err(|e| LookupError::Internal(e.into()))?
+            .is_none_or(|r| r.revoked_at.is_some());
+        if revoked {
+            return Err(LookupError::Revoked);
+        }
         return Ok(row);
     }
     let existing = db::oauth::find_client(&state.db.pool, url)
@@ -534,8 +542,18 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
                 || (seg[0] & 0xffc0) == 0xfe80 // link local
                 || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
                 || v6.to_ipv4_mapped().is_some_and(|v4| is_forbidden_address(IpAddr::V4(v4)))
+                // IPv4 embedded by NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
+                || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0]
+                    && is_forbidden_address(IpAddr::V4(embedded(seg[6], seg[7]))))
+                || (seg[0] == 0x2002 && is_forbidden_address(IpAddr::V4(embedded(seg[1], seg[2]))))
         }
     }
+}
+
+fn embedded(hi: u16, lo: u16) -> std::net::Ipv4Addr {
+    let [a, b] = hi.to_be_bytes();
+    let [c, d] = lo.to_be_bytes();
+    std::net::Ipv4Addr::new(a, b, c, d)
 }
 
 /// Fetches a metadata document: https only (unless allowed), public addresses only (unless
@@ -572,6 +590,8 @@ async fn fetch_document(state: &AppState, raw: &str) -> Result<ClientMetadata, S
         return Err("the client id URL points at a private or reserved address".into());
     }
     let client = reqwest::Client::builder()
+        // A proxy would resolve the host itself, around the address check.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(CIMD_TIMEOUT)
         .resolve(&host, addr)
@@ -752,6 +772,8 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
             "224.0.0.1",
             "240.0.0.1",
         ] {

@@ -219,7 +219,21 @@ async fn issue_code(state: &AppState, req: &AuthRequest, user_id: i64) -> Result
         },
     )
     .await?;
-    db::oauth::upsert_grant(&mut *tx, user_id, req.c, &req.o, now).await?;
+    // The consent covers this resource from now on, besides those consented before.
+    let mut resources: Vec<String> = db::oauth::find_grant(&mut *tx, user_id, req.c)
+        .await?
+        .map(|g| {
+            g.resources
+                .split(' ')
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !resources.contains(&req.a) {
+        resources.push(req.a.clone());
+    }
+    db::oauth::upsert_grant(&mut *tx, user_id, req.c, &req.o, &resources.join(" "), now).await?;
     tx.commit().await?;
     Ok(code)
 }
@@ -313,6 +327,7 @@ fn granted_scope(requested: Option<&str>, client: &ClientRow) -> Result<String, 
 /// signed in on this browser) goes straight back with a code; anyone else to the consent page.
 pub async fn authorize(
     State(state): State<AppState>,
+    meta: RequestMeta,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -333,6 +348,16 @@ pub async fn authorize(
             "The request names no client_id.",
         );
     };
+    // A URL client id makes the gateway fetch a document: bounded per address.
+    if (client_id.starts_with("https://") || client_id.starts_with("http://"))
+        && state.oauth.register_limit.check(meta.ip.0).is_err()
+    {
+        return error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            "Too many sign-ins with new applications from this address; try again in a minute.",
+        );
+    }
     let client = match clients::lookup(&state, client_id).await {
         Ok(c) => c,
         Err(e) => return lookup_page(e),
@@ -416,7 +441,10 @@ pub async fn authorize(
         .is_some_and(|p| p.split(' ').any(|p| p == "consent" || p == "login"));
     if !prompt_consent && let Some(user) = cookie_user(&state, &headers).await {
         let grant = db::oauth::find_grant(&state.db.pool, user.id, client.id).await;
-        let covered = matches!(&grant, Ok(Some(g)) if req.o.split(' ').all(|s| g.scope.split(' ').any(|h| h == s)));
+        // Remembered only for the scopes and the resource the user saw and approved.
+        let covered = matches!(&grant, Ok(Some(g))
+            if req.o.split(' ').all(|s| g.scope.split(' ').any(|h| h == s))
+                && g.resources.split(' ').any(|r| r == req.a));
         if covered
             && may_use_resource(&state, &user, &req.a)
                 .await

@@ -500,6 +500,10 @@ db_test! {
         assert_eq!(mcp_status(&app, "/mcp", all_access).await, StatusCode::OK);
         assert_eq!(mcp_status(&app, "/mcp/alpha", all_access).await, StatusCode::OK);
         assert_eq!(mcp_status(&app, "/mcp/beta", all_access).await, StatusCode::FORBIDDEN, "not granted");
+        // An OAuth token never opens self-service: no API key can be minted from it.
+        let res = app.post_json("/auth/api-keys", Some(all_access), json!({"name": "escape"})).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_as("/auth/me", all_access).await.status(), StatusCode::UNAUTHORIZED);
         // A user without access to a server cannot approve a token for it.
         let to_beta = Authz { resource: Some(format!("{public}/mcp/beta")), ..to_alpha.clone() };
         let res = authorize(&app, &to_beta, None).await;
@@ -644,9 +648,12 @@ db_test! {
         let res = authorize(&app, &read, Some(&cookie)).await;
         let back = query_of(&location(&res));
         assert!(back.contains_key("code") && back["state"] == "xyz-state", "{back:?}");
-        // A wider scope than consented asks again.
+        // A wider scope than consented asks again, and so does another resource.
         let res = authorize(&app, &a, Some(&cookie)).await;
         assert!(location(&res).starts_with(&format!("{public}/consent?")));
+        let elsewhere = Authz { resource: Some(format!("{public}/mcp")), ..read.clone() };
+        let res = authorize(&app, &elsewhere, Some(&cookie)).await;
+        assert!(location(&res).starts_with(&format!("{public}/consent?")), "consent is per resource");
 
         // Metadata documents: a private address is refused without a fetch; a served one works.
         for url in ["http://10.1.2.3/client.json", "http://127.0.0.1:1/client.json", "http://169.254.169.254/latest/meta-data"] {
