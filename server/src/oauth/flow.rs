@@ -125,14 +125,23 @@ fn cookie_name(state: &AppState) -> &'static str {
 struct ConsentCookie {
     u: i64,
     e: i64,
+    /// Fingerprint of the user's password hash: a password change (or reset) ends the
+    /// consent page's sign-in.
+    h: String,
 }
 
-fn consent_cookie(state: &AppState, user_id: i64) -> Result<HeaderValue, ApiError> {
+/// A short fingerprint of the stored password hash (never the hash itself).
+fn credential_version(user: &db::users::UserRow) -> String {
+    hash_token(&user.password_hash)[..16].to_string()
+}
+
+fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Result<HeaderValue, ApiError> {
     let sealed = seal(
         state,
         &ConsentCookie {
-            u: user_id,
+            u: user.id,
             e: db::now() + COOKIE_TTL,
+            h: credential_version(user),
         },
         COOKIE_CONTEXT,
     )?;
@@ -167,7 +176,7 @@ async fn cookie_user(state: &AppState, headers: &HeaderMap) -> Option<db::users:
         .await
         .ok()
         .flatten()
-        .filter(|u| u.enabled != 0)
+        .filter(|u| u.enabled != 0 && credential_version(u) == cookie.h)
 }
 
 /// Whether the user may use the resource: `/mcp` always (it shows only their servers), a
@@ -614,7 +623,7 @@ pub async fn consent_decision(
     no_store(res.headers_mut());
     if signed_in_now {
         res.headers_mut()
-            .insert(header::SET_COOKIE, consent_cookie(&state, user.id)?);
+            .insert(header::SET_COOKIE, consent_cookie(&state, &user)?);
     }
     Ok(res)
 }

@@ -677,6 +677,35 @@ db_test! {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let res = authorize(&app, &a, None).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "a revoked client cannot start a sign-in");
+
+        // A password change ends the consent page's sign-in.
+        let fresh = register(&app, "http://127.0.0.1/callback").await;
+        let res = authorize(&app, &Authz { client_id: &fresh, ..a.clone() }, None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let signed_in = |cookie: String| {
+            let (app, request) = (&app, request.clone());
+            async move {
+                let shown: Value = app
+                    .client
+                    .get(app.url(&format!("/oauth/api/request?request={request}")))
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                shown["signed_in_as"].clone()
+            }
+        };
+        assert_eq!(signed_in(cookie.clone()).await, "admin");
+        let me: Value = app.get_as("/admin/api/me", &admin).await.json().await.unwrap();
+        let res = app
+            .post_json(&format!("/admin/api/users/{}/password", me["id"]), Some(&admin), json!({"password": "a brand new long passphrase"}))
+            .await;
+        let status = res.status();
+        assert!(status.is_success(), "{status} {me} {}", res.text().await.unwrap_or_default());
+        assert_eq!(signed_in(cookie).await, Value::Null, "signed out by the password change");
     }
 }
 
