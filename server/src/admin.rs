@@ -16,7 +16,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::accounts::Actor;
 use crate::app::AppState;
+use crate::auth::identity::{AdminUser, RequestMeta};
 
 /// The `settings` key of the rate-limit defaults.
 pub const RATE_LIMITS_SETTING: &str = limits::SETTING_KEY;
@@ -33,6 +35,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(console::router())
         .merge(stats::router())
         .routes(utoipa_axum::routes!(crate::live::ticket))
+}
+
+/// The actor of an admin change (for the audit log).
+pub(crate) fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
+    Actor {
+        principal: &admin.0,
+        ip: meta.ip.0.to_string(),
+    }
 }
 
 /// `?page=1&per_page=50` (per_page at most 200).

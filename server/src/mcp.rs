@@ -278,16 +278,24 @@ impl McpState {
 /// The rate limits in force: the configuration's defaults, unless an admin saved others, plus
 /// the overrides.
 pub async fn load_limit_table(db: Db, config: &Config) -> anyhow::Result<LimitTable> {
+    let saved = crate::db::limits::get_setting(&db.pool, crate::admin::RATE_LIMITS_SETTING).await?;
+    let overrides = crate::db::limits::list_overrides(&db.pool).await?;
+    Ok(limit_table(config, saved.as_deref(), overrides))
+}
+
+/// The limits from the configuration, what admins saved, and the overrides.
+pub fn limit_table(
+    config: &Config,
+    saved: Option<&str>,
+    overrides: Vec<crate::db::limits::OverrideRow>,
+) -> LimitTable {
     let mut table = LimitTable::from_config(&config.mcp.rate_limits);
-    if let Some(saved) =
-        crate::db::limits::get_setting(&db.pool, crate::admin::RATE_LIMITS_SETTING).await?
-        && let Ok(defaults) = serde_json::from_str::<LimitTable>(&saved)
-    {
+    if let Some(defaults) = saved.and_then(|s| serde_json::from_str::<LimitTable>(s).ok()) {
         table.user_per_minute = defaults.user_per_minute;
         table.user_server_per_minute = defaults.user_server_per_minute;
         table.user_tool_per_minute = defaults.user_tool_per_minute;
     }
-    for o in crate::db::limits::list_overrides(&db.pool).await? {
+    for o in overrides {
         let per_minute = u32::try_from(o.per_minute).unwrap_or(u32::MAX);
         match (o.kind.as_str(), o.user_id, o.server_id, o.tool) {
             ("user", Some(user), _, _) => {
@@ -302,7 +310,7 @@ pub async fn load_limit_table(db: Db, config: &Config) -> anyhow::Result<LimitTa
             _ => {}
         }
     }
-    Ok(table)
+    table
 }
 
 /// `/mcp/{server}` (POST, GET, DELETE). Not under the API layers: MCP streams are long-lived and

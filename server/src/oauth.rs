@@ -120,6 +120,33 @@ pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, String> {
     Ok(out)
 }
 
+/// Decodes one `application/x-www-form-urlencoded` value (`+` is a space, `%XX` a byte);
+/// invalid escapes are kept as they are.
+pub fn form_decode(value: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The resources tokens can be bound to: `<PUBLIC_URL>/mcp` and `<PUBLIC_URL>/mcp/{server}`
 /// for an existing server. Returns the canonical form (as in the PRM documents).
 pub fn canonical_resource(state: &AppState, raw: &str) -> Option<String> {
@@ -276,4 +303,15 @@ pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
         .into_response();
     no_store(res.headers_mut());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn form_values_decode() {
+        assert_eq!(super::form_decode("a+b%26c%3Dd"), "a b&c=d");
+        assert_eq!(super::form_decode("100%"), "100%");
+        assert_eq!(super::form_decode("%zz%é"), "%zz%é");
+        assert_eq!(super::form_decode("file%3A%2F%2F%2Fx"), "file:///x");
+    }
 }

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, Actor};
+use crate::accounts;
+use crate::admin::actor;
 use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db::{self, servers::ActivityRow};
@@ -106,34 +107,10 @@ async fn resolve(state: &AppState, call: &ConsoleCall) -> Result<(Arc<Backend>, 
     if let Some(name) = &call.server {
         return Ok((backend_named(state, name)?, call.tool.clone()));
     }
-    let unknown = || ApiError::validation("tool", "no tool of that name on /mcp");
-    let prefix = naming::prefix_of(&call.tool).ok_or_else(unknown)?;
-    let backend = state
-        .mcp
-        .registry
-        .snapshot()
-        .values()
-        .find(|b| b.enabled && b.prefix == prefix)
-        .cloned()
-        .ok_or_else(unknown)?;
-    if let Some(name) = naming::natural_name(&backend.prefix, &call.tool) {
-        return Ok((backend.clone(), name.to_string()));
-    }
-    let listed = state
-        .mcp
-        .aggregate
-        .catalog
-        .list(state, &backend, Kind::Tools)
+    aggregate::resolve_exposed(state, Kind::Tools, &call.tool)
         .await
-        .map_err(|e| unavailable(&e))?;
-    let name = listed
-        .items
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .find(|n| naming::exposed(&backend.prefix, n) == call.tool)
-        .ok_or_else(unknown)?
-        .to_string();
-    Ok((backend, name))
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| ApiError::validation("tool", "no tool of that name on /mcp"))
 }
 
 /// Calls a tool as the signed-in admin and returns its result, duration and the progress it
@@ -179,10 +156,7 @@ async fn call(
     });
     accounts::audit(
         &state.db.pool,
-        &Actor {
-            principal,
-            ip: meta.ip.0.to_string(),
-        },
+        &actor(&admin, &meta),
         "console.call",
         "mcp_server",
         Some(backend.id.to_string()),

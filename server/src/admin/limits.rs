@@ -8,7 +8,8 @@ use shared::servers::{GatewaySettings, RateLimitOverride, RateLimits, SettingsUp
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, Actor};
+use crate::accounts;
+use crate::admin::actor;
 use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db::{self, limits::OverrideRow};
@@ -96,10 +97,7 @@ async fn set_settings(
     .await?;
     accounts::audit(
         &mut *tx,
-        &Actor {
-            principal: &admin.0,
-            ip: meta.ip.0.to_string(),
-        },
+        &actor(&admin, &meta),
         "settings.set",
         "settings",
         Some(crate::runtime::SETTING_KEY.into()),
@@ -114,9 +112,15 @@ async fn set_settings(
 
 /// The limits in force (from the store, or the configuration until an admin saved some).
 pub async fn current(state: &AppState) -> Result<RateLimits, ApiError> {
-    let table = crate::mcp::load_limit_table(state.db.clone(), &state.config).await?;
+    Ok(load(state).await?.0)
+}
+
+/// The limits as the API shows them, and as the limiter applies them, from one read.
+async fn load(state: &AppState) -> Result<(RateLimits, crate::ratelimit::LimitTable), ApiError> {
+    let saved = db::limits::get_setting(&state.db.pool, SETTING_KEY).await?;
     let overrides = db::limits::list_overrides(&state.db.pool).await?;
-    Ok(RateLimits {
+    let table = crate::mcp::limit_table(&state.config, saved.as_deref(), overrides.clone());
+    let shown = RateLimits {
         user_per_minute: table.user_per_minute,
         user_server_per_minute: table.user_server_per_minute,
         user_tool_per_minute: table.user_tool_per_minute,
@@ -131,7 +135,8 @@ pub async fn current(state: &AppState) -> Result<RateLimits, ApiError> {
                 label: o.label,
             })
             .collect(),
-    })
+    };
+    Ok((shown, table))
 }
 
 /// MCP rate limits: defaults per user, per user × server and per user × tool, and overrides.
@@ -237,10 +242,7 @@ async fn set_limits(
     }
     accounts::audit(
         &mut *tx,
-        &Actor {
-            principal: &admin.0,
-            ip: meta.ip.0.to_string(),
-        },
+        &actor(&admin, &meta),
         "rate_limits.set",
         "settings",
         Some(SETTING_KEY.into()),
@@ -249,6 +251,7 @@ async fn set_limits(
     )
     .await?;
     tx.commit().await?;
-    state.mcp.reload_limits(&state.db, &state.config).await?;
-    Ok(AppJson(current(&state).await?))
+    let (now, table) = load(&state).await?;
+    state.mcp.limits.set(table);
+    Ok(AppJson(now))
 }

@@ -9,7 +9,8 @@ use shared::oauth::{CreateOAuthClient, CreatedOAuthClient, OAuthClient, OAuthGra
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, Actor};
+use crate::accounts;
+use crate::admin::actor;
 use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::auth::tokens;
@@ -24,13 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(client_grants))
         .routes(routes!(user_grants))
         .routes(routes!(revoke_grant))
-}
-
-fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
-    Actor {
-        principal: &admin.0,
-        ip: meta.ip.0.to_string(),
-    }
 }
 
 fn grant_to_api(g: GrantRow) -> OAuthGrant {

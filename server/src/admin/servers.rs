@@ -13,8 +13,8 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::Actor;
 use crate::admin::PageQuery;
+use crate::admin::actor;
 use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db;
@@ -29,13 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_server))
         .routes(routes!(list_permissions, set_permission))
         .routes(routes!(activity))
-}
-
-fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
-    Actor {
-        principal: &admin.0,
-        ip: meta.ip.0.to_string(),
-    }
 }
 
 /// Every registered MCP server with its health. Credentials are never included, only whether

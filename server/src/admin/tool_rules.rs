@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
+use crate::admin::actor;
 use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db::{self, tool_rules::Subject};
@@ -125,13 +126,6 @@ async fn replace(
     tx.commit().await?;
     state.mcp.registry.invalidate_tool_rules(subject);
     rules_of(state, subject).await
-}
-
-fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
-    Actor {
-        principal: &admin.0,
-        ip: meta.ip.0.to_string(),
-    }
 }
 
 /// A user's per-tool rules.

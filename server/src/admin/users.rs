@@ -10,8 +10,9 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, Actor};
+use crate::accounts;
 use crate::admin::PageQuery;
+use crate::admin::actor;
 use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db::{self, users::UserFilter};
@@ -69,13 +70,6 @@ async fn list_users(
         page: page.page(),
         per_page: page.per_page(),
     }))
-}
-
-fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
-    Actor {
-        principal: &admin.0,
-        ip: meta.ip.0.to_string(),
-    }
 }
 
 /// Creates a user. New users can use no MCP server until granted.

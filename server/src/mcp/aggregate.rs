@@ -248,6 +248,8 @@ struct Ctx {
     meta: RequestMeta,
     started: Instant,
     bytes_in: usize,
+    /// The raw request (for the detection pre-check, without re-serialising).
+    body: Bytes,
     accepts_sse: bool,
     /// The client's `clientInfo.name`, once the session is known.
     client_name: Option<String>,
@@ -364,6 +366,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         meta,
         started: Instant::now(),
         bytes_in: body.len(),
+        body: body.clone(),
     };
     if msg.kind == Kind::Request
         && let Err(limited) = ctx.state.mcp.limits.check_user(ctx.principal.user_id)
@@ -931,14 +934,43 @@ fn colliding_uris(
     Some(out)
 }
 
-fn by_prefix(ctx: &Ctx, prefix: &str) -> Option<Arc<Backend>> {
-    ctx.state
+/// The enabled server with this prefix.
+fn by_prefix(state: &AppState, prefix: &str) -> Option<Arc<Backend>> {
+    state
         .mcp
         .registry
         .snapshot()
         .values()
         .find(|b| b.enabled && b.prefix == prefix)
         .cloned()
+}
+
+/// The backend and its own name for an exposed tool or prompt name (`Ok(None)`: no such
+/// name). Natural names are split at the prefix; aliases are looked up in the backend's list.
+pub(crate) async fn resolve_exposed(
+    state: &AppState,
+    kind: ListKind,
+    exposed: &str,
+) -> Result<Option<(Arc<Backend>, String)>, BackendError> {
+    let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(state, p)) else {
+        return Ok(None);
+    };
+    if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
+        return Ok(Some((backend, name.to_string())));
+    }
+    let listed = state
+        .mcp
+        .aggregate
+        .catalog
+        .list(state, &backend, kind)
+        .await?;
+    let name = listed
+        .items
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .find(|n| naming::exposed(&backend.prefix, n) == exposed)
+        .map(str::to_string);
+    Ok(name.map(|n| (backend, n)))
 }
 
 fn unknown(raw_id: Option<&str>, kind: ListKind, name: &str) -> Response {
@@ -962,33 +994,14 @@ async fn resolve_name(
     exposed: &str,
 ) -> Result<(Arc<Backend>, String), Response> {
     let raw_id = msg.id.as_deref();
-    let backend = naming::prefix_of(exposed).and_then(|p| by_prefix(ctx, p));
-    let Some(backend) = backend else {
-        ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
-        return Err(unknown(raw_id, kind, exposed));
-    };
-    if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
-        return Ok((backend, name.to_string()));
-    }
-    // An alias: the backend's list says which name it stands for.
-    let items = ctx
-        .state
-        .mcp
-        .aggregate
-        .catalog
-        .list(&ctx.state, &backend, kind)
-        .await
-        .map_err(|e| proxy::backend_error(raw_id, &e))?;
-    items
-        .items
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .find(|n| naming::exposed(&backend.prefix, n) == exposed)
-        .map(|n| (backend.clone(), n.to_string()))
-        .ok_or_else(|| {
+    match resolve_exposed(&ctx.state, kind, exposed).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => {
             ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
-            unknown(raw_id, kind, exposed)
-        })
+            Err(unknown(raw_id, kind, exposed))
+        }
+        Err(e) => Err(proxy::backend_error(raw_id, &e)),
+    }
 }
 
 /// A URI template matches a URI when its literal parts appear in order (`{…}` matches
@@ -1018,13 +1031,9 @@ async fn resolve_uri(
 ) -> Result<(Arc<Backend>, String), Response> {
     if let Some(rest) = uri.strip_prefix(URI_SCHEME)
         && let Some((prefix, encoded)) = rest.split_once('/')
-        && let Some(backend) = by_prefix(ctx, prefix)
+        && let Some(backend) = by_prefix(&ctx.state, prefix)
     {
-        let original: String = url::form_urlencoded::parse(format!("u={encoded}").as_bytes())
-            .find(|(k, _)| k == "u")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        return Ok((backend, original));
+        return Ok((backend, crate::oauth::form_decode(encoded)));
     }
     let backends = ctx.usable().await?;
     let resources = fetch_lists(ctx, msg, &backends, ListKind::Resources).await;
@@ -1232,7 +1241,7 @@ async fn route(
     let mut suspicious = false;
     if is_tool_call
         && backend.detection != crate::detect::Mode::Off
-        && crate::detect::maybe_suspicious(message["params"]["arguments"].to_string().as_bytes())
+        && crate::detect::maybe_suspicious(&ctx.body)
         && let Some((_, block)) = inspect::check_call(
             state,
             &ctx.meta.ctx,

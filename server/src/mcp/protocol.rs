@@ -83,6 +83,15 @@ pub struct ParamsPeek {
     pub protocol_version: Option<String>,
     #[serde(rename = "_meta", default)]
     pub meta: Option<MetaPeek>,
+    /// `initialize`'s client.
+    #[serde(rename = "clientInfo", default)]
+    pub client_info: Option<NamePeek>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NamePeek {
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +100,9 @@ pub struct MetaPeek {
     pub protocol_version: Option<String>,
     #[serde(rename = "progressToken", default)]
     pub progress_token: Option<Value>,
+    /// A 2026-07-28 request's client.
+    #[serde(rename = "io.modelcontextprotocol/clientInfo", default)]
+    pub client_info: Option<NamePeek>,
 }
 
 /// What kind of message a body holds.
@@ -114,6 +126,9 @@ pub struct Message {
     pub tool: Option<String>,
     pub init_version: Option<String>,
     pub meta_version: Option<String>,
+    /// The client's name (`initialize`'s clientInfo, or a 2026-07-28 request's `_meta`), for
+    /// activity records; at most 100 characters.
+    pub client_name: Option<String>,
 }
 
 impl Message {
@@ -157,6 +172,15 @@ impl Message {
         let tool = (method.as_deref() == Some("tools/call"))
             .then(|| params.name.clone())
             .flatten();
+        let (meta_version, meta_client) = match params.meta {
+            Some(m) => (m.protocol_version, m.client_info.and_then(|c| c.name)),
+            None => (None, None),
+        };
+        let client_name = params
+            .client_info
+            .and_then(|c| c.name)
+            .or(meta_client)
+            .map(|n| n.chars().take(100).collect());
         Ok(Message {
             kind,
             id: env.id.map(|id| id.get().to_string()),
@@ -164,7 +188,8 @@ impl Message {
             name,
             tool,
             init_version: params.protocol_version,
-            meta_version: params.meta.and_then(|m| m.protocol_version),
+            meta_version,
+            client_name,
         })
     }
 
@@ -220,6 +245,8 @@ mod tests {
         assert_eq!(m.id.as_deref(), Some("\"a\""));
         let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#).unwrap();
         assert_eq!(m.init_version.as_deref(), Some("2025-06-18"));
+        let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"claude"}}}"#).unwrap();
+        assert_eq!(m.client_name.as_deref(), Some("claude"));
         let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
         assert_eq!(m.name.as_deref(), Some("file:///a"));
         assert_eq!(m.meta_version.as_deref(), Some("2026-07-28"));

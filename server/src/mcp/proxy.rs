@@ -33,7 +33,6 @@ use crate::auth::tokens::Audience;
 use crate::db::{self, servers::ActivityRow};
 use crate::error::{ApiError, AppPath};
 use crate::events::{EventType, Severity};
-use crate::mcp::activity::ActivitySink;
 use crate::mcp::backend::{ACCEPT_BOTH, BackendError, Target, client_info, is_event_stream};
 use crate::mcp::inspect;
 use crate::mcp::legacy::LegacySession;
@@ -297,8 +296,8 @@ pub(crate) fn rate_limited(
 
 /// Writes the activity record of one request when its response is complete.
 struct Recorder {
-    sink: ActivitySink,
-    events: crate::events::EventSink,
+    /// One `Arc`: the activity sink and the event sink are reached through it.
+    state: AppState,
     row: ActivityRow,
     started: Instant,
 }
@@ -306,8 +305,7 @@ struct Recorder {
 impl Recorder {
     fn new(state: &AppState, call: &Call, msg: &Message, bytes_in: usize) -> Option<Recorder> {
         (msg.kind == Kind::Request).then(|| Recorder {
-            sink: state.mcp.activity.clone(),
-            events: state.events.clone(),
+            state: state.clone(),
             started: call.started,
             row: ActivityRow {
                 at: db::now(),
@@ -327,7 +325,7 @@ impl Recorder {
         self.row.http_status = i64::from(http_status);
         self.row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
         self.row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.sink.record(self.row);
+        self.state.mcp.activity.record(self.row);
     }
 }
 
@@ -335,7 +333,7 @@ impl Recorder {
 /// gateway's stored credential also raises `backend_credential_error`.
 fn fail(recorder: Option<Recorder>, id: Option<&str>, e: &BackendError) -> Response {
     if let (Some(r), BackendError::Status(server, status @ (401 | 403))) = (&recorder, e) {
-        r.events.record(
+        r.state.events.record(
             EventType::BackendCredentialError,
             Severity::High,
             &crate::events::EventContext::default(),
@@ -630,15 +628,7 @@ async fn dispatch(
     let mut recorder = Recorder::new(&state, call, msg, body.len());
     if let Some(r) = &mut recorder {
         r.row.suspicious = i64::from(suspicious);
-        if msg.is("initialize") || msg.meta_version.is_some() {
-            let message = parse_value(&body);
-            let info = if msg.is("initialize") {
-                &message["params"]["clientInfo"]["name"]
-            } else {
-                &message["params"]["_meta"][protocol::META_CLIENT_INFO]["name"]
-            };
-            r.row.client_name = info.as_str().map(|n| n.chars().take(100).collect());
-        }
+        r.row.client_name = msg.client_name.clone();
     }
     if msg.is("initialize") {
         return initialize(&state, call, msg, body, recorder).await;

@@ -652,12 +652,10 @@ pub async fn authenticate(
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| {
             let (id, secret) = s.split_once(':')?;
-            let decode = |v: &str| {
-                url::form_urlencoded::parse(format!("v={v}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-            };
-            Some((decode(id)?, decode(secret)?))
+            Some((
+                crate::oauth::form_decode(id),
+                crate::oauth::form_decode(secret),
+            ))
         });
     let invalid = |description: &str| {
         let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);

@@ -218,10 +218,7 @@ db_test! {
         let app = env.with_admin().spawn().await;
         let admin = app.admin_token().await;
         let bob = app.create_user(&admin, "bob", "user").await;
-        let bob_token = app.login("bob", USER_PASSWORD).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let bob_token = app.mcp_token("bob", USER_PASSWORD).await;
         assert_eq!(app.get_as("/auth/me", &bob_token).await.status(), StatusCode::OK);
 
         let patch = |id: i64, body: Value| {
@@ -239,10 +236,7 @@ db_test! {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a disabled user cannot sign in");
 
         assert_eq!(patch(bob, json!({"enabled": true})).await.status(), StatusCode::OK);
-        let bob_token = app.login("bob", USER_PASSWORD).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let bob_token = app.mcp_token("bob", USER_PASSWORD).await;
         let api_key: Value = app
             .post_json("/auth/api-keys", Some(&bob_token), json!({"name": "laptop"}))
             .await
@@ -382,10 +376,7 @@ db_test! {
 db_test! {
     async fn api_keys_authenticate_mcp_side_only(env: TestEnv) {
         let app = env.with_admin().spawn().await;
-        let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
         let res = app
             .post_json(
                 "/auth/api-keys",
@@ -595,7 +586,7 @@ db_test! {
     async fn rotated_keys_keep_old_tokens_valid(env: TestEnv) {
         let env = env.with_admin();
         let app = env.spawn().await;
-        let old = app.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_string();
+        let old = app.mcp_token("admin", ADMIN_PASSWORD).await;
         let old_kid = app.state.keys.current_kid();
         let admin = app.admin_token().await;
         let res = app.send(Method::POST, "/admin/api/signing-keys/rotate", Some(&admin), None).await;
@@ -604,7 +595,7 @@ db_test! {
         assert_ne!(new_kid, old_kid);
         assert_eq!(app.state.keys.current_kid(), new_kid);
         assert_eq!(app.get_as("/auth/me", &old).await.status(), StatusCode::OK, "old tokens still verify");
-        let fresh = app.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_string();
+        let fresh = app.mcp_token("admin", ADMIN_PASSWORD).await;
         assert_eq!(jwt_parts(&fresh).0["kid"], new_kid.as_str());
         let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
         let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();

@@ -403,10 +403,7 @@ async fn sessions_survive_restarts_and_replicas() {
         json!({"name": "beta", "url": beta.url(), "transport": "streamable-http"}),
     )
     .await;
-    let token = app.login("admin", crate::helpers::ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
     let session = initialize(&app, &token).await;
 
     // Pages of 2 over 6 tools: every tool exactly once.
@@ -592,10 +589,7 @@ async fn server_requests_reach_the_client_and_answers_go_back() {
     .await;
     let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
     add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
-    let token = app.login("admin", crate::helpers::ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
     let (_, headers, _) = rpc_at(
         &app,
         "/mcp",
@@ -701,10 +695,7 @@ async fn prompts_and_resources_are_routed() {
         json!({"name": "every", "url": everything.url(), "transport": "streamable-http"}),
     )
     .await;
-    let token = app.login("admin", crate::helpers::ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
     let session = initialize(&app, &token).await;
     let ask = |method: &'static str, params: Value| {
         let (app, token, session) = (&app, &token, &session);

@@ -286,6 +286,14 @@ impl TestApp {
         res.json().await.expect("token json")
     }
 
+    /// An MCP-audience access token (`POST /auth/login`).
+    pub async fn mcp_token(&self, username: &str, password: &str) -> String {
+        self.login(username, password).await["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_string()
+    }
+
     /// `POST /admin/api/login`; panics unless it succeeds. Returns the access token.
     pub async fn admin_login(&self, username: &str, password: &str) -> String {
         let res = self

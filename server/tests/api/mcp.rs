@@ -30,10 +30,7 @@ pub async fn set_access(app: &TestApp, admin: &str, user: i64, server: i64, can_
 }
 
 pub async fn user_token(app: &TestApp, username: &str) -> String {
-    app.login(username, USER_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    app.mcp_token(username, USER_PASSWORD).await
 }
 
 /// One raw MCP POST; returns status, headers and the JSON-RPC message it answered with
@@ -276,10 +273,7 @@ async fn the_rust_sdk_client_lists_and_calls_tools() {
         json!({"name": "everything", "url": everything.url()}),
     )
     .await;
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     for (name, args, expected) in [
         ("py1", json!({"text": "rs"}), "py1:rs"),
         ("py2", json!({"text": "rs"}), "py2:rs"),
@@ -439,10 +433,7 @@ async fn a_backend_restart_mid_session_is_survived() {
         .await;
     let admin = app.admin_token().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     let session = open_session(&app, "alpha", &token).await;
     let (status, message) = call_echo(&app, "alpha", &token, &session, "before").await;
     assert_eq!(
@@ -500,7 +491,7 @@ db_test! {
             }
         }
         // The backend demands its own credential: the client's token is replaced by it.
-        let token = app.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_string();
+        let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
         let session = open_session(&app, "alpha", &token).await;
         let (status, message) = call_echo(&app, "alpha", &token, &session, "authed").await;
         assert_eq!((status, message["result"]["content"][0]["text"].clone()), (StatusCode::OK, json!("alpha:authed")));
@@ -547,7 +538,7 @@ db_test! {
         // Renaming moves the endpoint at once.
         let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{id}"), Some(&admin), Some(json!({"name": "renamed"}))).await;
         assert_eq!(res.status(), StatusCode::OK);
-        let token = app.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_string();
+        let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
         let (status, _, _) = rpc(&app, "alpha", Some(&token), None, &[], initialize_body()).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, _, _) = rpc(&app, "renamed", Some(&token), None, &[], initialize_body()).await;
@@ -582,10 +573,7 @@ async fn malformed_requests_get_json_rpc_errors_and_activity_is_recorded() {
         .await;
     let admin = app.admin_token().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     let raw = |body: &'static str, content_type: &'static str| {
         app.client
             .post(app.url("/mcp/alpha"))
@@ -763,10 +751,7 @@ async fn metrics_are_off_by_default_and_move_with_traffic() {
     );
     let admin = app.admin_token().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     let session = open_session(&app, "alpha", &token).await;
     for i in 0..3 {
         call_echo(&app, "alpha", &token, &session, &format!("m{i}")).await;
@@ -850,10 +835,7 @@ async fn rate_limits_refuse_with_retry_after_and_ignore_reinitialising() {
     let alpha = add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
     let bob = app.create_user(&admin, "bob", "user").await;
     set_access(&app, &admin, bob, alpha, true).await;
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     let bob_token = user_token(&app, "bob").await;
 
     let mut admitted = 0;
@@ -906,10 +888,7 @@ async fn dual_era_backends_are_not_bridged_for_handshake_clients() {
         .await;
     let admin = app.admin_token().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
-    let token = app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
     let modern = [
