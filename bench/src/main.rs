@@ -25,18 +25,36 @@ struct Args {
     backend: PathBuf,
     quick: bool,
     out: PathBuf,
+    /// `--only a,b`: run only scenarios whose name contains one of these (`streams` selects
+    /// the open-stream measurement). For profiling one path; the report covers what ran.
+    only: Vec<String>,
+}
+
+impl Args {
+    fn selects(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| name.contains(o.as_str()))
+    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     let (mut gateway, mut backend, mut quick, mut out) =
         (None, None, false, PathBuf::from("target/bench"));
+    let mut only = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--gateway" => gateway = args.next().map(PathBuf::from),
             "--backend" => backend = args.next().map(PathBuf::from),
             "--quick" => quick = true,
             "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
+            "--only" => {
+                only = args
+                    .next()
+                    .context("--only needs a comma-separated list")?
+                    .split(',')
+                    .map(str::to_string)
+                    .collect();
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -45,6 +63,7 @@ fn parse_args() -> anyhow::Result<Args> {
         backend: backend.context("--backend <path> is required")?,
         quick,
         out,
+        only,
     })
 }
 
@@ -289,9 +308,14 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
         spawn_backend(json_port, "json")?,
         spawn_backend(sse_port, "sse")?,
     ];
+    let mut gateway_cmd = Command::new(&args.gateway);
+    gateway_cmd.env_clear();
+    // `BENCH_GATEWAY_THREADS`: the gateway's worker threads (default: one per core).
+    if let Ok(n) = std::env::var("BENCH_GATEWAY_THREADS") {
+        gateway_cmd.env("WORKER_THREADS", n);
+    }
     let gateway = Proc(
-        Command::new(&args.gateway)
-            .env_clear()
+        gateway_cmd
             .env("GATEWAY_HOST", "127.0.0.1")
             .env("GATEWAY_PORT", gateway_port.to_string())
             .env("DATA_DIR", &dir)
@@ -621,10 +645,49 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let mut bare_pid = None;
+    let mut _bare = None;
+    if let Ok(mode) = std::env::var("BENCH_BARE_PROXY") {
+        let port = free_port()?;
+        let p = Proc(
+            Command::new(args.backend.with_file_name("bare-proxy"))
+                .arg(port.to_string())
+                .arg(s.json_port.to_string())
+                .arg(mode)
+                .spawn()?,
+        );
+        bare_pid = Some(p.0.id());
+        _bare = Some(p);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        scenarios.retain(|_| false);
+        for conns in [1, 32] {
+            scenarios.push((
+                "bare".into(),
+                conns,
+                Target {
+                    addr: addr(s.json_port),
+                    path: "/mcp".into(),
+                    headers: vec![version.clone(), session(&direct_session)],
+                    bodies: vec![call_echo()],
+                },
+                Target {
+                    addr: addr(port),
+                    path: "/mcp".into(),
+                    headers: vec![version.clone(), session(&direct_session)],
+                    bodies: vec![call_echo()],
+                },
+            ));
+        }
+    }
+    let gw_pid = bare_pid.unwrap_or(gw_pid);
     let mut rows = Vec::new();
     for (name, conns, direct, through) in scenarios {
+        if !args.selects(&format!("{name} @{conns}")) {
+            continue;
+        }
         let direct = load(&direct, conns, secs).await?;
         let cpu_before = cpu_seconds(gw_pid);
+        eprintln!("through the gateway: {name} @ {conns}");
         let gateway = load(&through, conns, secs).await?;
         // Let the activity writer finish the batch this run queued: it is part of the cost.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -646,7 +709,11 @@ async fn main() -> anyhow::Result<()> {
     let (_, peak_rss) = memory_kib(gw_pid);
 
     // Open server-to-client streams through the gateway and measure what they cost.
-    let streams = if args.quick { 200 } else { 10_000 };
+    let streams = match (args.quick, args.selects("streams")) {
+        (_, false) => 0,
+        (true, true) => 200,
+        (false, true) => 10_000,
+    };
     let before_streams = memory_kib(gw_pid).0;
     // A fresh session: the new-session scenario churned through the user's session budget.
     let stream_session = open_session(s.gateway_port, "/mcp/bench", Some(&s.token)).await?;

@@ -33,7 +33,12 @@ fn main() -> ExitCode {
         "test" | "ci" => test(&rest),
         "setup" => setup(rest.iter().any(|a| a == "--test")),
         "build-web" => setup(false).and_then(|()| build_web()),
-        "bench" => bench(rest.iter().any(|a| a == "--quick")),
+        "bench" => bench(
+            rest.iter().any(|a| a == "--quick"),
+            rest.iter()
+                .position(|a| a == "--only")
+                .and_then(|i| rest.get(i + 1)),
+        ),
         _ => {
             eprintln!(
                 "usage: cargo xtask <run|test|setup [--test]|build-web> [ARGS]\n\
@@ -397,7 +402,7 @@ fn test(args: &[String]) -> Result<()> {
     build_web()?;
     // Smoke-test the benchmark harness (debug build, seconds): proves it works, asserts
     // nothing about speed.
-    bench(true)?;
+    bench(true, None)?;
     let postgres = Postgres::start()?;
     step("running the test suite (cargo nextest run --workspace)");
     let mut cmd = Command::new(cargo());
@@ -420,7 +425,7 @@ fn test(args: &[String]) -> Result<()> {
 
 /// `cargo xtask bench [--quick]`: builds the gateway and the harness (release; debug for
 /// `--quick`) and runs the harness. Results: Markdown on stdout, JSON in `target/bench/`.
-fn bench(quick: bool) -> Result<()> {
+fn bench(quick: bool, only: Option<&String>) -> Result<()> {
     let profile = if quick { "debug" } else { "release" };
     step(&format!(
         "building the gateway and the benchmark harness ({profile})"
@@ -451,6 +456,9 @@ fn bench(quick: bool) -> Result<()> {
         .current_dir(root());
     if quick {
         run.arg("--quick");
+    }
+    if let Some(only) = only {
+        run.arg("--only").arg(only);
     }
     sh(&mut run)
 }

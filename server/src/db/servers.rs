@@ -183,29 +183,70 @@ pub struct ActivityRow {
     pub suspicious: i64,
 }
 
-pub async fn insert_activity(db: impl AnyExecutor<'_>, a: &ActivityRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into mcp_activity (at, user_id, username, server, method, tool, status,
-                                   http_status, latency_ms, bytes_in, bytes_out, client_name,
-                                   rpc_error_code, suspicious)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(a.at)
-    .bind(a.user_id)
-    .bind(&a.username)
-    .bind(&a.server)
-    .bind(&a.method)
-    .bind(&a.tool)
-    .bind(&a.status)
-    .bind(a.http_status)
-    .bind(a.latency_ms)
-    .bind(a.bytes_in)
-    .bind(a.bytes_out)
-    .bind(&a.client_name)
-    .bind(a.rpc_error_code)
-    .bind(a.suspicious)
-    .execute(db)
-    .await?;
+const ACTIVITY_COLUMNS: usize = 14;
+
+/// Inserts activity records with multi-row statements: one statement (and one round trip to
+/// the SQLite worker thread) per up to 128 rows instead of one per row, which cost a thread
+/// wake-up per proxied request. Chunks are powers of two, so only eight distinct statements
+/// ever reach the prepared-statement cache. SQLite gets anonymous `?` placeholders: binding
+/// named ones (`$N`) looks each name up in a linear list, quadratic in the row count.
+pub async fn insert_activity(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: crate::db::Backend,
+    rows: &[ActivityRow],
+) -> Result<(), sqlx::Error> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= 128 {
+            128
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut sql = String::with_capacity(200 + n * 70);
+        sql.push_str(
+            "insert into mcp_activity (at, user_id, username, server, method, tool, status,
+                                       http_status, latency_ms, bytes_in, bytes_out,
+                                       client_name, rpc_error_code, suspicious) values ",
+        );
+        for i in 0..n {
+            sql.push_str(if i == 0 { "(" } else { ",(" });
+            for c in 0..ACTIVITY_COLUMNS {
+                if c > 0 {
+                    sql.push(',');
+                }
+                match backend {
+                    crate::db::Backend::Sqlite => sql.push('?'),
+                    crate::db::Backend::Postgres => {
+                        sql.push('$');
+                        sql.push_str(&(i * ACTIVITY_COLUMNS + c + 1).to_string());
+                    }
+                }
+            }
+            sql.push(')');
+        }
+        // Only placeholders are generated; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in chunk {
+            q = q
+                .bind(a.at)
+                .bind(a.user_id)
+                .bind(&a.username)
+                .bind(&a.server)
+                .bind(&a.method)
+                .bind(&a.tool)
+                .bind(&a.status)
+                .bind(a.http_status)
+                .bind(a.latency_ms)
+                .bind(a.bytes_in)
+                .bind(a.bytes_out)
+                .bind(&a.client_name)
+                .bind(a.rpc_error_code)
+                .bind(a.suspicious);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

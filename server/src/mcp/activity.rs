@@ -86,8 +86,6 @@ impl ActivitySink {
 
 async fn write_batch(db: &Db, batch: &[ActivityRow]) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    for row in batch {
-        db::servers::insert_activity(&mut *tx, row).await?;
-    }
+    db::servers::insert_activity(&mut tx, db.backend, batch).await?;
     tx.commit().await
 }

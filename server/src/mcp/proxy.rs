@@ -33,7 +33,9 @@ use crate::auth::tokens::Audience;
 use crate::db::{self, servers::ActivityRow};
 use crate::error::{ApiError, AppPath};
 use crate::events::{EventType, Severity};
-use crate::mcp::backend::{ACCEPT_BOTH, BackendError, Target, client_info, is_event_stream};
+use crate::mcp::backend::{
+    BackendError, BackendResponse, Target, client_info, is_event_stream,
+};
 use crate::mcp::inspect;
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{
@@ -703,24 +705,12 @@ pub(crate) async fn forward(
     session: Option<&str>,
     version: Option<&str>,
     extra: &[(String, String)],
-) -> Result<reqwest::Response, BackendError> {
-    let mut req = state
+) -> Result<BackendResponse, BackendError> {
+    state
         .mcp
         .client
-        .request(target, reqwest::Method::POST)
-        .header(reqwest::header::ACCEPT, ACCEPT_BOTH)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    if let Some(session) = session {
-        req = req.header(H_SESSION, session);
-    }
-    if let Some(version) = version {
-        req = req.header(H_VERSION, version);
-    }
-    for (name, value) in extra {
-        req = req.header(name.as_str(), value.as_str());
-    }
-    state.mcp.client.send(target, req).await
+        .post(target, body, session, version, extra)
+        .await
 }
 
 /// How to treat the backend's answer on its way to the client.
@@ -820,17 +810,50 @@ fn reshape(data: &str, shape: &Shape) -> String {
     message.to_string()
 }
 
-/// Whether a message is the response to `id`, and if so its JSON-RPC error code (`Err`).
-fn response_status(data: &str, id: Option<&str>) -> Option<Result<(), i64>> {
-    let id = id?;
-    let message: Value = serde_json::from_str(data).ok()?;
-    let want: Value = serde_json::from_str(id).ok()?;
-    (message.get("id") == Some(&want) && message.get("method").is_none()).then(|| {
-        match message.get("error") {
-            Some(e) => Err(e["code"].as_i64().unwrap_or(0)),
-            None => Ok(()),
-        }
+/// The envelope fields of a backend message the proxy looks at; everything else (the result)
+/// is skipped, not built into a tree.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+    #[serde(borrow, default)]
+    error: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorCode {
+    code: i64,
+}
+
+/// Whether a message is the response to `id` (the request's id as JSON text), and if so its
+/// JSON-RPC error code (`Err`).
+fn response_status(data: &[u8], id: Option<&str>) -> Option<Result<(), i64>> {
+    answer_of(serde_json::from_slice::<Envelope>(data).ok()?, id)
+}
+
+fn answer_of(envelope: Envelope, id: Option<&str>) -> Option<Result<(), i64>> {
+    let want = id?;
+    let got = envelope.id?.get();
+    let same = got == want
+        || serde_json::from_str::<Value>(got).ok() == serde_json::from_str::<Value>(want).ok();
+    (same && envelope.method.is_none()).then(|| match envelope.error {
+        Some(e) => Err(serde_json::from_str::<ErrorCode>(e.get()).map_or(0, |e| e.code)),
+        None => Ok(()),
     })
+}
+
+/// A JSON response body checked in one pass: `None` when it is not JSON at all; otherwise
+/// whether it answers `id` (as `response_status`).
+fn check_json(data: &[u8], id: Option<&str>) -> Option<Option<Result<(), i64>>> {
+    match serde_json::from_slice::<Envelope>(data) {
+        Ok(envelope) => Some(answer_of(envelope, id)),
+        // Valid JSON that is not a message object (a batch, a bare value).
+        Err(_) => serde_json::from_slice::<serde::de::IgnoredAny>(data)
+            .ok()
+            .map(|_| None),
+    }
 }
 
 /// The outcome label of a response, noting its error code on the record.
@@ -849,7 +872,7 @@ fn outcome_of(result: Result<(), i64>, recorder: &mut Option<Recorder>) -> &'sta
 /// Turns a backend response into the client's, streaming SSE as it arrives.
 async fn relay(
     target: &Target,
-    res: reqwest::Response,
+    res: BackendResponse,
     msg: &Message,
     session_id: Option<&str>,
     shape: Shape,
@@ -880,29 +903,34 @@ async fn relay(
             Err(e) => fail(recorder, msg.id.as_deref(), &e),
             // A 5xx, or anything that is not JSON, never reaches the client as it is: it could
             // carry the backend's internals.
-            Ok(bytes)
-                if status.is_server_error() || serde_json::from_slice::<Value>(&bytes).is_err() =>
-            {
-                let e = if status.is_success() {
-                    BackendError::Protocol(target.name.clone())
-                } else {
-                    BackendError::Status(target.name.clone(), status.as_u16())
-                };
-                fail(recorder, msg.id.as_deref(), &e)
-            }
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let outcome = match response_status(&text, want_id.as_deref()) {
-                    Some(result) if status.is_success() => outcome_of(result, &mut recorder),
-                    Some(Err(code)) => outcome_of(Err(code), &mut recorder),
-                    _ if status.is_success() => "ok",
-                    _ => "error",
-                };
-                let body = reshape(&text, &shape);
-                finish(recorder, outcome, status.as_u16(), body.len());
-                let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-                (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-            }
+            Ok(bytes) => match (status.is_server_error(), check_json(&bytes, want_id.as_deref())) {
+                (false, Some(answer)) => {
+                    let outcome = match answer {
+                        Some(result) if status.is_success() => outcome_of(result, &mut recorder),
+                        Some(Err(code)) => outcome_of(Err(code), &mut recorder),
+                        _ if status.is_success() => "ok",
+                        _ => "error",
+                    };
+                    // Passed through as it came unless the answer must be reshaped.
+                    let body = if shape.modernize || shape.ids.is_some() {
+                        Bytes::from(reshape(&String::from_utf8_lossy(&bytes), &shape))
+                    } else {
+                        bytes
+                    };
+                    finish(recorder, outcome, status.as_u16(), body.len());
+                    let code =
+                        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+                    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                }
+                _ => {
+                    let e = if status.is_success() {
+                        BackendError::Protocol(target.name.clone())
+                    } else {
+                        BackendError::Status(target.name.clone(), status.as_u16())
+                    };
+                    fail(recorder, msg.id.as_deref(), &e)
+                }
+            },
         }
     };
     if let Some(sid) = session_id
@@ -934,7 +962,7 @@ pub(crate) fn sse_response(rx: Chunks) -> Response {
 /// (response streams); `None` waits forever (the GET stream), with keep-alives either way.
 /// Closing the client stream drops the backend stream (cancellation in 2026-07-28).
 fn relay_stream(
-    res: reqwest::Response,
+    res: BackendResponse,
     target: Target,
     want_id: Option<String>,
     client_id: Option<String>,
@@ -978,7 +1006,7 @@ fn relay_stream(
             };
             idle_for = Duration::ZERO;
             for mut event in parser.push(&chunk) {
-                if let Some(result) = response_status(&event.data, want_id.as_deref()) {
+                if let Some(result) = response_status(event.data.as_bytes(), want_id.as_deref()) {
                     outcome = Some(outcome_of(result, &mut recorder));
                 }
                 if !event.data.is_empty() {
@@ -1394,7 +1422,7 @@ pub(crate) async fn forward_in(
     backend_session: Option<String>,
     version: &str,
     extra: &[(String, String)],
-) -> Result<reqwest::Response, BackendError> {
+) -> Result<BackendResponse, BackendError> {
     let res = forward(
         state,
         target,
@@ -1493,7 +1521,7 @@ async fn legacy_call(
                     Ok(None) | Err(_) => break,
                 };
                 let data = reshape(&message.to_string(), &shape);
-                let is_response = response_status(&data, want_id.as_deref());
+                let is_response = response_status(data.as_bytes(), want_id.as_deref());
                 let bytes = sse::Event::message(data).encode();
                 bytes_out += bytes.len();
                 if tx.send(Ok(bytes)).await.is_err() {
@@ -1785,7 +1813,7 @@ pub async fn get(
             match state.mcp.client.send(&target, req).await {
                 Ok(res) if res.status().is_success() && is_event_stream(res.headers()) => {
                     let mut response =
-                        sse_response(relay_stream(res, target, None, None, PASS, None, None));
+                        sse_response(relay_stream(res.into(), target, None, None, PASS, None, None));
                     if let Ok(v) = HeaderValue::from_str(&session.id) {
                         response.headers_mut().insert(H_SESSION, v);
                     }

@@ -259,6 +259,7 @@ impl Registry {
             "sse" => Transport::Sse,
             _ => Transport::Auto,
         };
+        let parsed_url = reqwest::Url::parse(&row.url)?;
         Ok(Backend {
             id: row.id,
             name: row.name.clone(),
@@ -267,7 +268,8 @@ impl Registry {
             target: Target {
                 name: row.name.clone(),
                 url: row.url.clone(),
-                parsed_url: reqwest::Url::parse(&row.url)?,
+                parsed_url: parsed_url.clone(),
+                uri: crate::mcp::backend::fast_uri(&parsed_url),
                 credential,
                 timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(30_000)),
                 max_response_bytes: self.config.mcp.max_response_bytes,

@@ -586,3 +586,42 @@ db_test! {
         assert!(log["items"].as_array().unwrap().iter().any(|e| e["action"] == "settings.set"));
     }
 }
+
+db_test! {
+    /// Activity batches are written in multi-row statements of 128, 64, … 1 rows: every row of
+    /// an odd-sized batch lands once, with its own values in its own columns.
+    async fn activity_batches_insert_every_row(env: TestEnv) {
+        use authmcp_gateway::db::servers::{ActivityRow, insert_activity, list_activity};
+        let app = env.spawn().await;
+        let rows: Vec<ActivityRow> = (0..203)
+            .map(|i| ActivityRow {
+                at: 1_700_000_000 + i,
+                user_id: (i % 2 == 0).then_some(i),
+                username: Some(format!("user-{i}")),
+                server: format!("srv-{}", i % 7),
+                method: "tools/call".into(),
+                tool: (i % 3 == 0).then(|| format!("tool-{i}")),
+                status: if i % 5 == 0 { "error".into() } else { "ok".into() },
+                http_status: 200,
+                latency_ms: i * 10,
+                bytes_in: i + 1,
+                bytes_out: i + 2,
+                client_name: Some(format!("client-{i}")),
+                rpc_error_code: (i % 5 == 0).then_some(-32000 - i),
+                suspicious: i % 2,
+                ..Default::default()
+            })
+            .collect();
+        let mut tx = app.state.db.begin().await.unwrap();
+        insert_activity(&mut tx, app.state.db.backend, &rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut stored = list_activity(&app.state.db.pool, None, 1000, 0).await.unwrap();
+        assert_eq!(stored.len(), 203);
+        stored.sort_by_key(|r| r.at);
+        for (want, got) in rows.iter().zip(&stored) {
+            let mut got = got.clone();
+            got.id = 0;
+            assert_eq!(format!("{want:?}"), format!("{got:?}"));
+        }
+    }
+}
