@@ -592,26 +592,36 @@ async fn filter_response(
             Err(_) => internal_error(),
         };
     }
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(32);
-    tokio::spawn(async move {
-        let mut stream = body.into_data_stream();
-        let mut parser = sse::Parser::default();
-        while let Some(Ok(chunk)) = stream.next().await {
-            for event in parser.push(&chunk) {
-                let event = sse::Event {
-                    data: rewrite(&event.data),
-                    ..event
+    // Rewritten as the client's connection reads it: no relay task, no channel.
+    let events = futures_util::stream::unfold(
+        (body.into_data_stream(), sse::Parser::default(), rewrite),
+        |(mut stream, mut parser, rewrite)| async move {
+            loop {
+                let chunk = match stream.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(_)) | None => return None,
                 };
-                if tx.send(Ok(event.encode())).await.is_err() {
-                    return;
+                let events = parser.push(&chunk);
+                // Keep-alive comments pass through (the parser drops comments).
+                if events.is_empty() && chunk.starts_with(b":") && parser.pending() == 0 {
+                    return Some((Ok(chunk), (stream, parser, rewrite)));
+                }
+                let mut out = Vec::new();
+                for event in events {
+                    let event = sse::Event {
+                        data: rewrite(&event.data),
+                        ..event
+                    };
+                    out.extend_from_slice(&event.encode());
+                }
+                if !out.is_empty() {
+                    let item: Result<Bytes, Infallible> = Ok(Bytes::from(out));
+                    return Some((item, (stream, parser, rewrite)));
                 }
             }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Response::from_parts(parts, Body::from_stream(stream))
+        },
+    );
+    Response::from_parts(parts, Body::from_stream(events))
 }
 
 /// The per-server proxy once the request is admitted and parsed.
