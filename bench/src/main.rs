@@ -19,6 +19,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "bench passphrase 1234";
+/// The scenario name of the bare-proxy reference row.
+const REFERENCE: &str = "reference: bare hyper proxy, no auth (tools/call, session, JSON)";
 
 struct Args {
     gateway: PathBuf,
@@ -645,53 +647,52 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let mut bare_pid = None;
-    let mut _bare = None;
-    if let Ok(mode) = std::env::var("BENCH_BARE_PROXY") {
-        let port = free_port()?;
-        let p = Proc(
-            Command::new(args.backend.with_file_name("bare-proxy"))
-                .arg(port.to_string())
-                .arg(s.json_port.to_string())
-                .arg(mode)
-                .spawn()?,
-        );
-        bare_pid = Some(p.0.id());
-        _bare = Some(p);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        scenarios.retain(|_| false);
-        for conns in [1, 32] {
-            scenarios.push((
-                "bare".into(),
-                conns,
-                Target {
-                    addr: addr(s.json_port),
-                    path: "/mcp".into(),
-                    headers: vec![version.clone(), session(&direct_session)],
-                    bodies: vec![call_echo()],
-                },
-                Target {
-                    addr: addr(port),
-                    path: "/mcp".into(),
-                    headers: vec![version.clone(), session(&direct_session)],
-                    bodies: vec![call_echo()],
-                },
-            ));
-        }
-    }
-    let gw_pid = bare_pid.unwrap_or(gw_pid);
+    // The reference: the same call through a bare hyper proxy (no auth, no logging), the floor
+    // for any gateway built on hyper on this machine. Its CPU is measured on its own process.
+    let reference_port = free_port()?;
+    let reference = Proc(
+        Command::new(args.backend.with_file_name("bare-proxy"))
+            .arg(reference_port.to_string())
+            .arg(s.json_port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the reference proxy")?,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    scenarios.push((
+        REFERENCE.into(),
+        c,
+        Target {
+            addr: addr(s.json_port),
+            path: "/mcp".into(),
+            headers: vec![version.clone(), session(&direct_session)],
+            bodies: vec![call_echo()],
+        },
+        Target {
+            addr: addr(reference_port),
+            path: "/mcp".into(),
+            headers: vec![version.clone(), session(&direct_session)],
+            bodies: vec![call_echo()],
+        },
+    ));
+
     let mut rows = Vec::new();
     for (name, conns, direct, through) in scenarios {
         if !args.selects(&format!("{name} @{conns}")) {
             continue;
         }
+        let pid = if name == REFERENCE {
+            reference.0.id()
+        } else {
+            gw_pid
+        };
         let direct = load(&direct, conns, secs).await?;
-        let cpu_before = cpu_seconds(gw_pid);
+        let cpu_before = cpu_seconds(pid);
         eprintln!("through the gateway: {name} @ {conns}");
         let gateway = load(&through, conns, secs).await?;
         // Let the activity writer finish the batch this run queued: it is part of the cost.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let cpu = cpu_seconds(gw_pid) - cpu_before;
+        let cpu = cpu_seconds(pid) - cpu_before;
         let cpu_us_per_request = cpu * 1e6 / (gateway.requests.max(1) as f64);
         eprintln!(
             "{name} @ {conns}: direct {:.0} rps, gateway {:.0} rps",
@@ -714,6 +715,11 @@ async fn main() -> anyhow::Result<()> {
         (true, true) => 200,
         (false, true) => 10_000,
     };
+    // `BENCH_STREAMS=n`: a different count (e.g. under a heap profiler).
+    let streams = std::env::var("BENCH_STREAMS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(streams);
     let before_streams = memory_kib(gw_pid).0;
     // A fresh session: the new-session scenario churned through the user's session budget.
     let stream_session = open_session(s.gateway_port, "/mcp/bench", Some(&s.token)).await?;

@@ -1,97 +1,73 @@
-//! Experiment only: the floor cost of an HTTP/1.1 proxy on this machine.
-//! Usage: bare-proxy <listen-port> <backend-port> pool|inline
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-use std::sync::Arc;
+//! The reference row of the benchmark: a bare HTTP/1.1 reverse proxy (hyper server, hyper's
+//! pooled client) with no authentication, no access check, no parsing and no logging. It shows
+//! what two loopback sockets and HTTP/1.1 framing cost on the machine, i.e. the floor any
+//! gateway built on hyper starts from. For benchmarking only.
+//!
+//! Usage: bare-proxy <listen-port> <backend-port>
 
+use std::convert::Infallible;
+
+use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
-type Conn = (
-    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>,
-);
+type Upstream = Client<HttpConnector, Full<Bytes>>;
+
+const FORWARDED: [&str; 4] = [
+    "content-type",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+];
+
+async fn proxy(client: Upstream, backend: u16, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let answer = async {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await?.to_bytes();
+        let mut out = Request::post(format!("http://127.0.0.1:{backend}{}", parts.uri.path()))
+            .body(Full::new(body))?;
+        for (name, value) in &parts.headers {
+            if FORWARDED.contains(&name.as_str()) {
+                out.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        let res = client.request(out).await?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await?.to_bytes();
+        anyhow::Ok(Response::from_parts(parts, Full::new(body)))
+    };
+    answer.await.unwrap_or_else(|_| {
+        let mut res = Response::new(Full::new(Bytes::new()));
+        *res.status_mut() = StatusCode::BAD_GATEWAY;
+        res
+    })
+}
 
 #[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let port: u16 = args[1].parse().unwrap();
-    let backend: u16 = args[2].parse().unwrap();
-    let inline = args[3] == "inline";
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let client = Arc::new(client);
-    let rq = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).tcp_nodelay(true).build().unwrap();
-    let use_rq = args[3] == "reqwest";
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args.next().context("listen port")?.parse()?;
+    let backend: u16 = args.next().context("backend port")?.parse()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);
     loop {
-        let (stream, _) = listener.accept().await.unwrap();
-        stream.set_nodelay(true).unwrap();
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
         let client = client.clone();
-        let rq = rq.clone();
         tokio::spawn(async move {
-            let slot: Arc<tokio::sync::Mutex<Option<Conn>>> = Arc::new(tokio::sync::Mutex::new(None));
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let service = hyper::service::service_fn(move |req| {
                 let client = client.clone();
-                let rq = rq.clone();
-                let slot = slot.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body.collect().await.unwrap().to_bytes();
-                    let mut out = Request::post(format!("http://127.0.0.1:{backend}/mcp"))
-                        .body(Full::new(body))
-                        .unwrap();
-                    for (k, v) in parts.headers.iter() {
-                        if k == "mcp-session-id" || k == "mcp-protocol-version" || k == "content-type" || k == "accept" {
-                            out.headers_mut().insert(k.clone(), v.clone());
-                        }
-                    }
-                    let (status, bytes) = if use_rq {
-                        let (p, b) = out.into_parts();
-                        let mut r = rq.post(format!("http://127.0.0.1:{backend}/mcp")).body(b.collect().await.unwrap().to_bytes());
-                        for (k, v) in p.headers.iter() { r = r.header(k, v); }
-                        let res = tokio::time::timeout(std::time::Duration::from_secs(30), r.send()).await.unwrap().unwrap();
-                        let status = res.status();
-                        (status, res.bytes().await.unwrap())
-                    } else if inline {
-                        let mut guard = slot.lock().await;
-                        if guard.is_none() {
-                            let s = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await.unwrap();
-                            s.set_nodelay(true).unwrap();
-                            *guard = Some(hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap());
-                        }
-                        let (sender, conn) = guard.as_mut().unwrap();
-                        let fut = async {
-                            let res = sender.send_request(out).await.unwrap();
-                            let status = res.status();
-                            let b = res.into_body().collect().await.unwrap().to_bytes();
-                            (status, b)
-                        };
-                        tokio::pin!(fut);
-                        let mut conn = std::pin::Pin::new(conn);
-                        loop {
-                            tokio::select! {
-                                biased;
-                                r = &mut fut => break r,
-                                _ = &mut conn => panic!("conn closed"),
-                            }
-                        }
-                    } else {
-                        let res = client.request(out).await.unwrap();
-                        let status = res.status();
-                        let b = res.into_body().collect().await.unwrap().to_bytes();
-                        (status, b)
-                    };
-                    let mut res = Response::new(Full::new(bytes));
-                    *res.status_mut() = status;
-                    res.headers_mut().insert("content-type", "application/json".parse().unwrap());
-                    Ok::<_, std::convert::Infallible>(res)
-                }
+                async move { Ok::<_, Infallible>(proxy(client, backend, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }

@@ -94,6 +94,9 @@ pub struct RpcReply {
     pub session_id: Option<String>,
 }
 
+/// Read buffer of a backend GET stream's connection (hyper's default is 8 KiB).
+const STREAM_READ_BUFFER: usize = 2048;
+
 type FastClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
 #[derive(Clone)]
@@ -104,6 +107,9 @@ pub struct BackendClient {
     /// 4–5 µs of CPU per request on the benchmark machine. `None` when an HTTP proxy is
     /// configured in the environment: reqwest honours it, so every request goes through reqwest.
     fast: Option<FastClient>,
+    /// The same for long-lived GET streams, with a small read buffer: an open stream mostly
+    /// waits, and hyper's default buffer would cost 8 KiB per stream.
+    streams: Option<FastClient>,
 }
 
 /// `target.url` in the form the direct client uses: plain `http://` without userinfo (reqwest
@@ -119,17 +125,23 @@ impl BackendClient {
         let proxied = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-        let fast = (!proxied).then(|| {
+        let direct = |read_buffer: Option<usize>| {
             let mut connector = HttpConnector::new();
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(Duration::from_secs(10)));
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+            builder
                 .pool_idle_timeout(Duration::from_secs(90))
                 .pool_max_idle_per_host(256)
                 .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .build(connector)
-        });
+                .timer(TokioTimer::new());
+            if let Some(size) = read_buffer {
+                builder.http1_read_buf_exact_size(size);
+            }
+            builder.build(connector)
+        };
+        let fast = (!proxied).then(|| direct(None));
+        let streams = (!proxied).then(|| direct(Some(STREAM_READ_BUFFER)));
         let http = reqwest::Client::builder()
             // Following a redirect could carry the credential to another host.
             .redirect(reqwest::redirect::Policy::none())
@@ -138,7 +150,67 @@ impl BackendClient {
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()?;
-        Ok(BackendClient { http, fast })
+        Ok(BackendClient {
+            http,
+            fast,
+            streams,
+        })
+    }
+
+    /// Opens the backend's GET stream (server-to-client messages) of a session.
+    pub async fn open_stream(
+        &self,
+        target: &Target,
+        session: Option<&str>,
+        version: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<BackendResponse, BackendError> {
+        let mut headers = Vec::with_capacity(3);
+        headers.push((H_VERSION, version));
+        if let Some(session) = session {
+            headers.push((H_SESSION, session));
+        }
+        if let Some(last) = last_event_id {
+            headers.push((protocol::H_LAST_EVENT_ID, last));
+        }
+        let (Some(fast), Some(uri)) = (&self.streams, &target.uri) else {
+            let mut req = self
+                .request(target, reqwest::Method::GET)
+                .header(ACCEPT, "text/event-stream");
+            for (name, value) in headers {
+                req = req.header(name, value);
+            }
+            return self.send(target, req).await.map(BackendResponse::from);
+        };
+        let mut req = http::Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = uri.clone();
+        let map = req.headers_mut();
+        map.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some((name, value)) = &target.credential {
+            map.insert(name.clone(), value.clone());
+        }
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| BackendError::Unavailable(target.name.clone()))?;
+            map.insert(HeaderName::from_static(name), value);
+        }
+        self.send_direct(fast, target, req).await
+    }
+
+    async fn send_direct(
+        &self,
+        client: &FastClient,
+        target: &Target,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<BackendResponse, BackendError> {
+        match tokio::time::timeout(target.timeout, client.request(req)).await {
+            Err(_) => Err(BackendError::Timeout(target.name.clone())),
+            Ok(Err(e)) => {
+                tracing::debug!(server = %target.name, error = %e, "backend request failed");
+                Err(BackendError::Unavailable(target.name.clone()))
+            }
+            Ok(Ok(res)) => Ok(BackendResponse::Direct(res)),
+        }
     }
 
     /// POSTs a JSON-RPC message (the proxy's path): the backend's credential, the given
@@ -194,14 +266,7 @@ impl BackendClient {
             let value = HeaderValue::from_str(value).map_err(|_| unusable())?;
             headers.append(name, value);
         }
-        match tokio::time::timeout(target.timeout, fast.request(req)).await {
-            Err(_) => Err(BackendError::Timeout(target.name.clone())),
-            Ok(Err(e)) => {
-                tracing::debug!(server = %target.name, error = %e, "backend request failed");
-                Err(BackendError::Unavailable(target.name.clone()))
-            }
-            Ok(Ok(res)) => Ok(BackendResponse::Direct(res)),
-        }
+        self.send_direct(fast, target, req).await
     }
 
     /// A request to the backend's URL with its credential attached and nothing else.

@@ -33,9 +33,7 @@ use crate::auth::tokens::Audience;
 use crate::db::{self, servers::ActivityRow};
 use crate::error::{ApiError, AppPath};
 use crate::events::{EventType, Severity};
-use crate::mcp::backend::{
-    BackendError, BackendResponse, Target, client_info, is_event_stream,
-};
+use crate::mcp::backend::{BackendError, BackendResponse, Target, client_info, is_event_stream};
 use crate::mcp::inspect;
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{
@@ -786,12 +784,12 @@ fn swap_ids(state: &AppState, mut message: Value) -> (Bytes, Option<Arc<IdSwap>>
     )
 }
 
-fn reshape(data: &str, shape: &Shape) -> String {
+fn reshape(data: String, shape: &Shape) -> String {
     if !shape.modernize && shape.ids.is_none() {
-        return data.to_string();
+        return data;
     }
-    let Ok(mut message) = serde_json::from_str::<Value>(data) else {
-        return data.to_string();
+    let Ok(mut message) = serde_json::from_str::<Value>(&data) else {
+        return data;
     };
     if let Some(ids) = &shape.ids {
         if message.get("id") == Some(&ids.gateway_id) && message.get("method").is_none() {
@@ -899,7 +897,7 @@ async fn relay(
         finish(recorder, "ok", 202, 0);
         StatusCode::ACCEPTED.into_response()
     } else if is_event_stream(res.headers()) && status.is_success() {
-        sse_response(relay_stream(
+        sse_stream_response(relay_stream(
             res,
             target.clone(),
             want_id,
@@ -913,7 +911,10 @@ async fn relay(
             Err(e) => fail(recorder, msg.id.as_deref(), &e),
             // A 5xx, or anything that is not JSON, never reaches the client as it is: it could
             // carry the backend's internals.
-            Ok(bytes) => match (status.is_server_error(), check_json(&bytes, want_id.as_deref())) {
+            Ok(bytes) => match (
+                status.is_server_error(),
+                check_json(&bytes, want_id.as_deref()),
+            ) {
                 (false, Some(answer)) => {
                     let outcome = match answer {
                         Some(result) if status.is_success() => outcome_of(result, &mut recorder),
@@ -923,7 +924,10 @@ async fn relay(
                     };
                     // Passed through as it came unless the answer must be reshaped.
                     let body = if shape.modernize || shape.ids.is_some() {
-                        Bytes::from(reshape(&String::from_utf8_lossy(&bytes), &shape))
+                        Bytes::from(reshape(
+                            String::from_utf8_lossy(&bytes).into_owned(),
+                            &shape,
+                        ))
                     } else {
                         bytes
                     };
@@ -954,9 +958,14 @@ async fn relay(
 pub(crate) type Chunks = mpsc::Receiver<Result<Bytes, Infallible>>;
 
 pub(crate) fn sse_response(rx: Chunks) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    sse_stream_response(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
-    });
+    }))
+}
+
+pub(crate) fn sse_stream_response(
+    stream: impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
     let mut res = Response::new(Body::from_stream(stream));
     let headers = res.headers_mut();
     headers.insert(
@@ -968,9 +977,97 @@ pub(crate) fn sse_response(rx: Chunks) -> Response {
     res
 }
 
-/// Relays a backend SSE stream event by event. `idle` bounds the wait for the next event
-/// (response streams); `None` waits forever (the GET stream), with keep-alives either way.
-/// Closing the client stream drops the backend stream (cancellation in 2026-07-28).
+/// The state of one relayed backend SSE stream. Dropping it (the stream ended, or the client
+/// went away) writes the activity record.
+struct Relay {
+    stream: crate::mcp::backend::BodyStream,
+    parser: sse::Parser,
+    target: Target,
+    want_id: Option<String>,
+    client_id: Option<String>,
+    shape: Shape,
+    idle: Option<Duration>,
+    idle_for: Duration,
+    recorder: Option<Recorder>,
+    bytes_out: usize,
+    outcome: Option<&'static str>,
+    ended: bool,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let closed = if self.ended { "ok" } else { "client_closed" };
+        finish(
+            self.recorder.take(),
+            self.outcome.unwrap_or(closed),
+            200,
+            self.bytes_out,
+        );
+    }
+}
+
+impl Relay {
+    /// The next bytes for the client; `None` once the stream is over.
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        let mut out = Vec::new();
+        let failure = loop {
+            let next = tokio::time::timeout(KEEP_ALIVE, self.stream.next()).await;
+            match next {
+                Err(_) => {
+                    self.idle_for += KEEP_ALIVE;
+                    if self.idle.is_some_and(|limit| self.idle_for >= limit) {
+                        break Some(BackendError::Timeout(self.target.name.clone()));
+                    }
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
+                Ok(None) => break None,
+                Ok(Some(Err(_))) => {
+                    break Some(BackendError::Unavailable(self.target.name.clone()));
+                }
+                Ok(Some(Ok(chunk))) => {
+                    self.idle_for = Duration::ZERO;
+                    for mut event in self.parser.push(&chunk) {
+                        if let Some(result) =
+                            response_status(event.data.as_bytes(), self.want_id.as_deref())
+                        {
+                            self.outcome = Some(outcome_of(result, &mut self.recorder));
+                        }
+                        if !event.data.is_empty() {
+                            event.data = reshape(std::mem::take(&mut event.data), &self.shape);
+                        }
+                        out.extend_from_slice(&event.encode());
+                    }
+                    if self.parser.pending() > self.target.max_response_bytes {
+                        break Some(BackendError::TooLarge(self.target.name.clone()));
+                    }
+                    if !out.is_empty() {
+                        self.bytes_out += out.len();
+                        return Some(Bytes::from(out));
+                    }
+                }
+            }
+        };
+        self.ended = true;
+        // A response stream that ended without the response gets an error the client can act on.
+        if self.outcome.is_none() && self.want_id.is_some() {
+            let e = failure.unwrap_or_else(|| BackendError::Protocol(self.target.name.clone()));
+            let data =
+                protocol::error_body(self.client_id.as_deref(), e.code(), &e.to_string(), None);
+            out.extend_from_slice(&sse::Event::message(data).encode());
+            self.outcome = Some(e.label());
+        }
+        self.bytes_out += out.len();
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+}
+
+/// Relays a backend SSE stream event by event, as the client's connection reads it (no task, no
+/// channel). `idle` bounds the wait for the next event (response streams); `None` waits forever
+/// (the GET stream), with keep-alives either way. Closing the client stream drops the backend
+/// stream (cancellation in 2026-07-28).
 fn relay_stream(
     res: BackendResponse,
     target: Target,
@@ -978,72 +1075,26 @@ fn relay_stream(
     client_id: Option<String>,
     shape: Shape,
     idle: Option<Duration>,
-    mut recorder: Option<Recorder>,
-) -> Chunks {
-    let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(async move {
-        let mut stream = res.bytes_stream();
-        let mut parser = sse::Parser::default();
-        let mut bytes_out = 0usize;
-        let mut outcome: Option<&'static str> = None;
-        let mut failure: Option<BackendError> = None;
-        let mut idle_for = Duration::ZERO;
-        'outer: loop {
-            let next = tokio::time::timeout(KEEP_ALIVE, stream.next()).await;
-            let chunk = match next {
-                Err(_) => {
-                    idle_for += KEEP_ALIVE;
-                    if idle.is_some_and(|limit| idle_for >= limit) {
-                        failure = Some(BackendError::Timeout(target.name.clone()));
-                        break;
-                    }
-                    if tx
-                        .send(Ok(Bytes::from_static(b": keep-alive\n\n")))
-                        .await
-                        .is_err()
-                    {
-                        outcome = Some("client_closed");
-                        break;
-                    }
-                    continue;
-                }
-                Ok(None) => break,
-                Ok(Some(Err(_))) => {
-                    failure = Some(BackendError::Unavailable(target.name.clone()));
-                    break;
-                }
-                Ok(Some(Ok(chunk))) => chunk,
-            };
-            idle_for = Duration::ZERO;
-            for mut event in parser.push(&chunk) {
-                if let Some(result) = response_status(event.data.as_bytes(), want_id.as_deref()) {
-                    outcome = Some(outcome_of(result, &mut recorder));
-                }
-                if !event.data.is_empty() {
-                    event.data = reshape(&event.data, &shape);
-                }
-                let bytes = event.encode();
-                bytes_out += bytes.len();
-                if tx.send(Ok(bytes)).await.is_err() {
-                    outcome.get_or_insert("client_closed");
-                    break 'outer;
-                }
-            }
-            if parser.pending() > target.max_response_bytes {
-                failure = Some(BackendError::TooLarge(target.name.clone()));
-                break;
-            }
-        }
-        // A response stream that ended without the response gets an error the client can act on.
-        if outcome.is_none() && want_id.is_some() {
-            let e = failure.unwrap_or_else(|| BackendError::Protocol(target.name.clone()));
-            let data = protocol::error_body(client_id.as_deref(), e.code(), &e.to_string(), None);
-            let _ = tx.send(Ok(sse::Event::message(data).encode())).await;
-            outcome = Some(e.label());
-        }
-        finish(recorder, outcome.unwrap_or("ok"), 200, bytes_out);
-    });
-    rx
+    recorder: Option<Recorder>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let relay = Relay {
+        stream: res.bytes_stream(),
+        parser: sse::Parser::default(),
+        target,
+        want_id,
+        client_id,
+        shape,
+        idle,
+        idle_for: Duration::ZERO,
+        recorder,
+        bytes_out: 0,
+        outcome: None,
+        ended: false,
+    };
+    futures_util::stream::unfold(relay, |mut relay| async move {
+        let bytes = relay.next().await?;
+        Some((Ok(bytes), relay))
+    })
 }
 
 pub(crate) fn parse_value(body: &Bytes) -> Value {
@@ -1530,7 +1581,7 @@ async fn legacy_call(
                     Ok(Some(m)) => m,
                     Ok(None) | Err(_) => break,
                 };
-                let data = reshape(&message.to_string(), &shape);
+                let data = reshape(message.to_string(), &shape);
                 let is_response = response_status(data.as_bytes(), want_id.as_deref());
                 let bytes = sse::Event::message(data).encode();
                 bytes_out += bytes.len();
@@ -1567,7 +1618,7 @@ async fn legacy_call(
         .await;
         match reply {
             Ok(message) => {
-                let body = reshape(&message.to_string(), &shape);
+                let body = reshape(message.to_string(), &shape);
                 let result = match message.get("error") {
                     Some(e) => Err(e["code"].as_i64().unwrap_or(0)),
                     None => Ok(()),
@@ -1805,25 +1856,21 @@ pub async fn get(
     };
     match upstream {
         Ok((backend_session, version)) => {
-            let mut req = state
+            let opened = state
                 .mcp
                 .client
-                .request(&target, reqwest::Method::GET)
-                .header(reqwest::header::ACCEPT, "text/event-stream")
-                .header(
-                    H_VERSION,
+                .open_stream(
+                    &target,
+                    backend_session.as_deref(),
                     header_str(&headers, H_VERSION).unwrap_or(&version),
-                );
-            if let Some(b) = &backend_session {
-                req = req.header(H_SESSION, b);
-            }
-            if let Some(last) = header_str(&headers, H_LAST_EVENT_ID) {
-                req = req.header(H_LAST_EVENT_ID, last);
-            }
-            match state.mcp.client.send(&target, req).await {
+                    header_str(&headers, H_LAST_EVENT_ID),
+                )
+                .await;
+            match opened {
                 Ok(res) if res.status().is_success() && is_event_stream(res.headers()) => {
-                    let mut response =
-                        sse_response(relay_stream(res.into(), target, None, None, PASS, None, None));
+                    let mut response = sse_stream_response(relay_stream(
+                        res, target, None, None, PASS, None, None,
+                    ));
                     if let Ok(v) = HeaderValue::from_str(&session.id) {
                         response.headers_mut().insert(H_SESSION, v);
                     }
