@@ -316,6 +316,14 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
     if let Ok(n) = std::env::var("BENCH_GATEWAY_THREADS") {
         gateway_cmd.env("WORKER_THREADS", n);
     }
+    // `BENCH_GATEWAY_ENV="K=V K2=V2"`: extra environment for the gateway (allocator tunables…).
+    if let Ok(extra) = std::env::var("BENCH_GATEWAY_ENV") {
+        for pair in extra.split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                gateway_cmd.env(k, v);
+            }
+        }
+    }
     let gateway = Proc(
         gateway_cmd
             .env("GATEWAY_HOST", "127.0.0.1")

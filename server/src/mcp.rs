@@ -6,6 +6,7 @@ pub mod activity;
 pub mod aggregate;
 pub mod backend;
 pub mod health;
+pub mod hub;
 pub mod inspect;
 pub mod legacy;
 pub mod link;

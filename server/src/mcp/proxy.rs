@@ -1856,6 +1856,19 @@ pub async fn get(
     };
     match upstream {
         Ok((backend_session, version)) => {
+            let resume = header_str(&headers, H_LAST_EVENT_ID);
+            // Without Last-Event-ID, the session's GET streams share one backend stream.
+            let mut hub = match resume {
+                None => Some(session.stream_hub.lock().await),
+                Some(_) => None,
+            };
+            if let Some(rx) = hub
+                .as_ref()
+                .and_then(|h| h.as_ref())
+                .and_then(|h| h.subscribe())
+            {
+                return with_session_id(hub_response(rx), &session.id);
+            }
             let opened = state
                 .mcp
                 .client
@@ -1863,18 +1876,22 @@ pub async fn get(
                     &target,
                     backend_session.as_deref(),
                     header_str(&headers, H_VERSION).unwrap_or(&version),
-                    header_str(&headers, H_LAST_EVENT_ID),
+                    resume,
                 )
                 .await;
             match opened {
                 Ok(res) if res.status().is_success() && is_event_stream(res.headers()) => {
-                    let mut response = sse_stream_response(relay_stream(
-                        res, target, None, None, PASS, None, None,
-                    ));
-                    if let Ok(v) = HeaderValue::from_str(&session.id) {
-                        response.headers_mut().insert(H_SESSION, v);
-                    }
-                    response
+                    let response = match hub.as_mut() {
+                        Some(slot) => {
+                            let (shared, rx) = crate::mcp::hub::start(res, target);
+                            **slot = Some(shared);
+                            hub_response(rx)
+                        }
+                        None => sse_stream_response(relay_stream(
+                            res, target, None, None, PASS, None, None,
+                        )),
+                    };
+                    with_session_id(response, &session.id)
                 }
                 Ok(res) if res.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => {
                     tracing::debug!(server = %server, "the backend offers no GET stream");
@@ -1917,6 +1934,20 @@ pub async fn get(
             response
         }
     }
+}
+
+/// A client stream of a session's shared backend GET stream.
+fn hub_response(rx: mpsc::Receiver<Bytes>) -> Response {
+    sse_stream_response(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|bytes| (Ok(bytes), rx))
+    }))
+}
+
+fn with_session_id(mut response: Response, session_id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(session_id) {
+        response.headers_mut().insert(H_SESSION, v);
+    }
+    response
 }
 
 fn method_not_allowed() -> Response {

@@ -39,6 +39,8 @@ pub struct ProxySession {
     /// The client's `initialize` params, to re-initialise a backend that lost its session.
     pub init_params: Value,
     pub upstream: tokio::sync::Mutex<Upstream>,
+    /// The backend GET stream shared by this session's client GET streams (`hub.rs`).
+    pub stream_hub: tokio::sync::Mutex<Option<Arc<crate::mcp::hub::StreamHub>>>,
     last_seen: AtomicI64,
 }
 
@@ -58,6 +60,7 @@ impl ProxySession {
             client_version,
             init_params,
             upstream: tokio::sync::Mutex::new(upstream),
+            stream_hub: tokio::sync::Mutex::new(None),
             last_seen: AtomicI64::new(db::now()),
         }
     }
@@ -107,6 +110,7 @@ impl SessionStore {
             client_version,
             init_params,
             upstream: tokio::sync::Mutex::new(upstream),
+            stream_hub: tokio::sync::Mutex::new(None),
             last_seen: AtomicI64::new(db::now()),
         });
         if let Ok(mut inner) = self.inner.lock() {

@@ -927,3 +927,64 @@ async fn dual_era_backends_are_not_bridged_for_handshake_clients() {
         (StatusCode::OK, json!("alpha:both"))
     );
 }
+
+/// A session's GET streams share one backend stream: the Python SDK allows one GET stream per
+/// session (a second one is refused with 409), yet a client can hold two, or reconnect while
+/// the gateway has not yet noticed its old stream is gone.
+#[tokio::test]
+async fn a_sessions_get_streams_share_one_backend_stream() {
+    let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    let session = open_session(&app, "alpha", &token).await;
+    let open = |last_event_id: Option<&'static str>| {
+        let mut req = app
+            .client
+            .get(app.url("/mcp/alpha"))
+            .bearer_auth(&token)
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req.send()
+    };
+    let first = open(None).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = open(None).await.unwrap();
+    assert_eq!(
+        second.status(),
+        StatusCode::OK,
+        "a second stream on the session shares the backend's one stream"
+    );
+    assert!(
+        second.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert_eq!(second.headers()["mcp-session-id"], session.as_str());
+    // A resuming stream asks the backend for its own stream, which this backend refuses while
+    // the shared one is open: the answer is the backend's refusal, not a shared stream.
+    let resumed = open(Some("0")).await.unwrap();
+    assert_eq!(resumed.status(), StatusCode::BAD_GATEWAY);
+    drop((first, second));
+    let (status, message) = call_echo(&app, "alpha", &token, &session, "still").await;
+    assert_eq!(
+        (status, message["result"]["content"][0]["text"].clone()),
+        (StatusCode::OK, json!("alpha:still"))
+    );
+    let again = open(None).await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "a new stream after the others closed"
+    );
+}

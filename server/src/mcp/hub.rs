@@ -1,0 +1,112 @@
+//! One backend GET stream per client session, shared by all of the client's GET streams on that
+//! session. Many servers allow one GET stream per session (the Python SDK answers a second one
+//! with 409), and a client that reconnects before the gateway noticed its old stream was gone
+//! would otherwise be refused. MCP sends each server message on exactly one of a session's
+//! streams, so each event goes to one client stream: the newest one still open.
+//! A client GET that resumes (`Last-Event-ID`) gets a backend stream of its own instead.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::mcp::backend::{BackendResponse, Target};
+use crate::mcp::sse;
+
+/// Events queued per client stream before the backend stream waits for that client.
+const SUBSCRIBER_QUEUE: usize = 16;
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+pub struct StreamHub {
+    subscribers: Mutex<Vec<mpsc::Sender<Bytes>>>,
+    ended: AtomicBool,
+}
+
+impl StreamHub {
+    /// A new client stream on this hub; `None` once the backend stream has ended.
+    pub fn subscribe(&self) -> Option<mpsc::Receiver<Bytes>> {
+        let mut subscribers = self.subscribers.lock().ok()?;
+        if self.ended.load(Ordering::Acquire) {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        subscribers.push(tx);
+        Some(rx)
+    }
+
+    /// The newest client stream still open, dropping closed ones.
+    fn newest(&self) -> Option<mpsc::Sender<Bytes>> {
+        let mut subscribers = self.subscribers.lock().ok()?;
+        subscribers.retain(|tx| !tx.is_closed());
+        subscribers.last().cloned()
+    }
+
+    /// Keep-alives to every client stream (so a closed client is noticed); whether any is left.
+    fn keep_alive(&self) -> bool {
+        let Ok(mut subscribers) = self.subscribers.lock() else {
+            return false;
+        };
+        subscribers.retain(
+            |tx| match tx.try_send(Bytes::from_static(b": keep-alive\n\n")) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+        );
+        !subscribers.is_empty()
+    }
+
+    fn end(&self) {
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            self.ended.store(true, Ordering::Release);
+            // Dropping the senders ends every client stream.
+            subscribers.clear();
+        }
+    }
+}
+
+/// Starts relaying an opened backend GET stream; returns the hub and its first client stream.
+pub fn start(res: BackendResponse, target: Target) -> (Arc<StreamHub>, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+    let hub = Arc::new(StreamHub {
+        subscribers: Mutex::new(vec![tx]),
+        ended: AtomicBool::new(false),
+    });
+    let pump = hub.clone();
+    tokio::spawn(async move {
+        let mut stream = res.bytes_stream();
+        let mut parser = sse::Parser::default();
+        'relay: loop {
+            let chunk = match tokio::time::timeout(KEEP_ALIVE, stream.next()).await {
+                Err(_) => {
+                    if pump.keep_alive() {
+                        continue;
+                    }
+                    break;
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None | Some(Err(_))) => break,
+            };
+            for event in parser.push(&chunk) {
+                let bytes = event.encode();
+                // To one client stream: the newest open one (the next if it closed meanwhile).
+                loop {
+                    let Some(tx) = pump.newest() else {
+                        break 'relay;
+                    };
+                    if tx.send(bytes.clone()).await.is_ok() {
+                        break;
+                    }
+                }
+            }
+            if parser.pending() > target.max_response_bytes {
+                tracing::debug!(server = %target.name, "a backend stream event exceeded the size limit");
+                break;
+            }
+        }
+        pump.end();
+    });
+    (hub, rx)
+}
