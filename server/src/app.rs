@@ -16,7 +16,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -331,38 +330,85 @@ impl App {
 }
 
 /// The server loop, separate from `App` so tests can serve a router with extra routes.
+///
+/// HTTP/1.1 straight on hyper's connection (with upgrades, for the live feed's WebSocket)
+/// rather than `axum::serve`, whose protocol-detecting connection reads the first 24 bytes on
+/// their own, after which hyper grows each connection's read buffer to 16 KiB: with thousands
+/// of open SSE streams that was most of their memory. On shutdown: no new connections, each
+/// open one finishes its in-flight request, for at most `drain_timeout`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     drain_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let draining = Arc::new(tokio::sync::Notify::new());
-    let notify = draining.clone();
-    // Small writes (an SSE event, a JSON-RPC answer) go out at once: without TCP_NODELAY,
-    // Nagle's algorithm and delayed ACKs add ~40 ms to streamed responses.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    use tower::ServiceExt;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender; `recv` returns `None` once all have finished.
+    let (live_tx, mut live_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small writes (an SSE event, a JSON-RPC answer) go out at once: without TCP_NODELAY,
+        // Nagle's algorithm and delayed ACKs add ~40 ms to streamed responses.
+        if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-    });
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, draining in-flight requests");
-        notify.notify_one();
-    });
-    tokio::select! {
-        res = server => res.context("serving HTTP")?,
-        () = async {
-            draining.notified().await;
-            tokio::time::sleep(drain_timeout).await;
-        } => {
-            tracing::warn!(?drain_timeout, "drain timeout reached; closing the remaining connections");
-        }
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
+        let mut stop = stop_rx.clone();
+        let live = live_tx.clone();
+        tokio::spawn(async move {
+            let _live = live;
+            let conn = hyper::server::conn::http1::Builder::new()
+                // A client that has not sent a whole request head in 30 s is dropped.
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(live_tx);
+    if tokio::time::timeout(drain_timeout, live_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?drain_timeout,
+            "drain timeout reached; closing the remaining connections"
+        );
     }
     Ok(())
 }
