@@ -60,12 +60,17 @@ fn main() -> ExitCode {
         }
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-    {
-        builder.worker_threads(n);
+    // `WORKER_THREADS`: the async runtime's threads (default: one per CPU core).
+    if let Some(value) = std::env::var_os("WORKER_THREADS") {
+        match value.to_str().and_then(|v| v.trim().parse::<usize>().ok()) {
+            Some(n @ 1..=1024) => {
+                builder.worker_threads(n);
+            }
+            _ => {
+                eprintln!("error: WORKER_THREADS must be a whole number from 1 to 1024");
+                return ExitCode::from(2);
+            }
+        }
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
