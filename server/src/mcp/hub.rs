@@ -110,3 +110,99 @@ pub fn start(res: BackendResponse, target: Target) -> (Arc<StreamHub>, mpsc::Rec
     });
     (hub, rx)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn target() -> Target {
+        let url = reqwest::Url::parse("http://127.0.0.1:9/mcp").unwrap();
+        Target {
+            name: "t".into(),
+            url: url.to_string(),
+            uri: None,
+            parsed_url: url,
+            credential: None,
+            timeout: Duration::from_secs(5),
+            max_response_bytes: 1 << 20,
+        }
+    }
+
+    /// A backend stream fed by the returned sender.
+    fn backend() -> (mpsc::Sender<&'static str>, BackendResponse) {
+        let (tx, rx) = mpsc::channel::<&'static str>(8);
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|s| {
+                (
+                    Ok::<_, std::io::Error>(Bytes::from_static(s.as_bytes())),
+                    rx,
+                )
+            })
+        });
+        let res = http::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .unwrap();
+        (tx, BackendResponse::Reqwest(reqwest::Response::from(res)))
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Bytes>) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn each_event_goes_to_one_stream_the_newest_open_one() {
+        let (feed, res) = backend();
+        let (hub, mut first) = start(res, target());
+        feed.send("data: {\"n\":1}\n\n").await.unwrap();
+        assert_eq!(
+            next(&mut first).await.as_deref(),
+            Some("data: {\"n\":1}\n\n")
+        );
+
+        let mut second = hub.subscribe().unwrap();
+        feed.send("data: {\"n\":2}\n\n").await.unwrap();
+        assert_eq!(
+            next(&mut second).await.as_deref(),
+            Some("data: {\"n\":2}\n\n")
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), first.recv())
+                .await
+                .is_err(),
+            "an event reaches one stream only"
+        );
+
+        // The newest stream goes away: events fall back to the one still open.
+        drop(second);
+        feed.send("data: {\"n\":3}\n\n").await.unwrap();
+        assert_eq!(
+            next(&mut first).await.as_deref(),
+            Some("data: {\"n\":3}\n\n")
+        );
+
+        // The backend ends its stream: every client stream ends, and the hub takes no one new.
+        drop(feed);
+        assert_eq!(next(&mut first).await, None);
+        assert!(hub.subscribe().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_backend_stream_closes_when_no_client_stream_is_left() {
+        let (feed, res) = backend();
+        let (hub, first) = start(res, target());
+        drop(first);
+        // The next event finds nobody to deliver to: the hub ends and drops the backend stream.
+        feed.send("data: {}\n\n").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), feed.closed())
+            .await
+            .expect("the backend stream is dropped");
+        assert!(hub.subscribe().is_none());
+    }
+}
