@@ -50,19 +50,35 @@ impl Metrics {
         let Ok(mut counts) = self.counts.lock() else {
             return;
         };
+        // Counted per distinct key first (borrowed: no allocation per record), then merged.
+        let mut requests: std::collections::HashMap<(&str, &str, &str), u64> = Default::default();
+        let mut latency: std::collections::HashMap<&str, Histogram> = Default::default();
         for row in rows {
-            *counts
-                .requests
-                .entry((row.server.clone(), row.method.clone(), row.status.clone()))
+            *requests
+                .entry((&row.server, &row.method, &row.status))
                 .or_default() += 1;
             let seconds = row.latency_ms as f64 / 1000.0;
-            let h = counts.latency.entry(row.server.clone()).or_default();
+            let h = latency.entry(&row.server).or_default();
             h.count += 1;
             h.sum += seconds;
             for (i, le) in BUCKETS.iter().enumerate() {
                 if seconds <= *le {
                     h.buckets[i] += 1;
                 }
+            }
+        }
+        for ((server, method, status), n) in requests {
+            *counts
+                .requests
+                .entry((server.to_string(), method.to_string(), status.to_string()))
+                .or_default() += n;
+        }
+        for (server, batch) in latency {
+            let h = counts.latency.entry(server.to_string()).or_default();
+            h.count += batch.count;
+            h.sum += batch.sum;
+            for (total, n) in h.buckets.iter_mut().zip(batch.buckets) {
+                *total += n;
             }
         }
     }

@@ -133,6 +133,7 @@ db_test! {
     async fn graceful_shutdown_drains_in_flight_requests(env: TestEnv) {
         use axum::routing::get;
         let state = authmcp_gateway::app::AppState::init(env.config()).await.unwrap();
+        let config = state.config.clone();
         let router = authmcp_gateway::app::router(state).merge(
             axum::Router::new().route(
                 "/slow",
@@ -147,7 +148,7 @@ db_test! {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(authmcp_gateway::app::serve(
             listener,
-            router,
+            authmcp_gateway::app::with_middleware(router, &config),
             Duration::from_secs(10),
             async move {
                 let _ = rx.await;
