@@ -229,7 +229,7 @@ impl IpLimiter {
             state.events.record(
                 crate::events::EventType::RateLimited,
                 crate::events::Severity::Medium,
-                &meta.ctx,
+                &meta.ctx(),
                 None,
                 None,
                 serde_json::json!({ "endpoint": endpoint, "scope": "ip" }),

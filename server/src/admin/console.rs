@@ -177,7 +177,7 @@ async fn call(
     let started = Instant::now();
     if let Some((_, block)) = inspect::check_call(
         &state,
-        &meta.ctx,
+        &meta.ctx(),
         principal,
         &backend.name,
         backend.detection,
@@ -221,7 +221,7 @@ async fn call(
         Ok(mut reply) => {
             inspect::check_answer(
                 &state,
-                &meta.ctx,
+                &meta.ctx(),
                 Some(principal),
                 &backend.name,
                 backend.detection,

@@ -142,11 +142,30 @@ impl AuthCache {
     }
 }
 
-/// Request details for security events.
+/// Request details for security events. Cheap to take (reference-counted copies of the
+/// request's own bytes); the event context is only built when an event is recorded.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
     pub ip: ClientIp,
-    pub ctx: EventContext,
+    user_agent: Option<axum::http::HeaderValue>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+}
+
+impl RequestMeta {
+    /// The context recorded with a security event: client address, user agent (at most 256
+    /// characters) and `METHOD /path` (never the query string).
+    pub fn ctx(&self) -> EventContext {
+        EventContext {
+            ip: Some(self.ip.0.to_string()),
+            user_agent: self
+                .user_agent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect()),
+            endpoint: Some(format!("{} {}", self.method, self.uri.path())),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for RequestMeta {
@@ -157,18 +176,11 @@ impl FromRequestParts<AppState> for RequestMeta {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let ip = ClientIp::from_request_parts(parts, state).await?;
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect());
         Ok(RequestMeta {
             ip,
-            ctx: EventContext {
-                ip: Some(ip.0.to_string()),
-                user_agent,
-                endpoint: Some(format!("{} {}", parts.method, parts.uri.path())),
-            },
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
         })
     }
 }
@@ -241,7 +253,7 @@ fn report(state: &AppState, meta: &RequestMeta, failure: Failure) -> ApiError {
             events.record(
                 EventType::TokenInvalid,
                 Severity::Medium,
-                &meta.ctx,
+                &meta.ctx(),
                 None,
                 None,
                 json!({ "reason": e.to_string() }),
@@ -252,7 +264,7 @@ fn report(state: &AppState, meta: &RequestMeta, failure: Failure) -> ApiError {
             events.record(
                 EventType::TokenInvalid,
                 Severity::Low,
-                &meta.ctx,
+                &meta.ctx(),
                 None,
                 None,
                 json!({ "reason": "session revoked or user deleted" }),
@@ -263,7 +275,7 @@ fn report(state: &AppState, meta: &RequestMeta, failure: Failure) -> ApiError {
             events.record(
                 EventType::TokenInvalid,
                 Severity::Medium,
-                &meta.ctx,
+                &meta.ctx(),
                 None,
                 None,
                 json!({ "reason": "unknown, revoked or expired API key, or API key not accepted here" }),
@@ -274,7 +286,7 @@ fn report(state: &AppState, meta: &RequestMeta, failure: Failure) -> ApiError {
             events.record(
                 EventType::AccessDenied,
                 Severity::Medium,
-                &meta.ctx,
+                &meta.ctx(),
                 Some(user_id),
                 None,
                 json!({ "reason": "user disabled" }),
@@ -285,7 +297,7 @@ fn report(state: &AppState, meta: &RequestMeta, failure: Failure) -> ApiError {
             events.record(
                 EventType::AccessDenied,
                 Severity::Medium,
-                &meta.ctx,
+                &meta.ctx(),
                 Some(user_id),
                 Some(&username),
                 json!({ "reason": "admin role required" }),

@@ -107,7 +107,7 @@ pub async fn verify_credentials(
         state.events.record(
             EventType::RateLimited,
             Severity::Medium,
-            &meta.ctx,
+            &meta.ctx(),
             None,
             None,
             json!({ "reason": "too many failed logins from this address" }),
@@ -172,7 +172,7 @@ async fn failed(
     state.events.record(
         EventType::AuthFailed,
         Severity::Low,
-        &meta.ctx,
+        &meta.ctx(),
         None,
         Some(&username),
         json!({ "failures": failures }),
@@ -191,7 +191,7 @@ async fn failed(
         state.events.record(
             EventType::AccountLocked,
             Severity::Medium,
-            &meta.ctx,
+            &meta.ctx(),
             None,
             Some(&username),
             json!({ "failures": failures, "locked_for_seconds": secs }),

@@ -301,7 +301,7 @@ async fn reuse_detected(
     state.events.record(
         EventType::TokenReuse,
         Severity::High,
-        &meta.ctx,
+        &meta.ctx(),
         Some(session.user_id),
         None,
         json!({ "session_id": session.id, "action": "session revoked" }),

@@ -306,7 +306,7 @@ impl Ctx {
         self.state.events.record(
             EventType::AccessDenied,
             Severity::Medium,
-            &self.meta.ctx,
+            &self.meta.ctx(),
             Some(self.principal.user_id),
             Some(&self.principal.username),
             json!({ "server": server, "tool": tool, "reason": reason, "endpoint": "/mcp" }),
@@ -1244,7 +1244,7 @@ async fn route(
         && crate::detect::maybe_suspicious(&ctx.body)
         && let Some((_, block)) = inspect::check_call(
             state,
-            &ctx.meta.ctx,
+            &ctx.meta.ctx(),
             &ctx.principal,
             &backend.name,
             backend.detection,
@@ -1286,7 +1286,7 @@ async fn route(
     let modern = sess.modern;
     let answer_check = (
         state.clone(),
-        ctx.meta.ctx.clone(),
+        ctx.meta.clone(),
         ctx.principal.clone(),
         backend.name.clone(),
         backend.detection,
@@ -1315,7 +1315,7 @@ async fn route(
             && crate::detect::maybe_suspicious(text.as_bytes())
             && inspect::check_answer(
                 state,
-                events_ctx,
+                &events_ctx.ctx(),
                 Some(principal),
                 server,
                 *mode,

@@ -131,7 +131,7 @@ pub(crate) async fn authenticate(
         state.events.record(
             EventType::OriginRejected,
             Severity::Medium,
-            &meta.ctx,
+            &meta.ctx(),
             None,
             None,
             json!({ "origin": headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), "resource": resource }),
@@ -240,7 +240,7 @@ async fn admit(
             state.events.record(
                 EventType::AccessDenied,
                 Severity::Medium,
-                &meta.ctx,
+                &meta.ctx(),
                 Some(principal.user_id),
                 Some(&principal.username),
                 json!({ "server": server, "reason": "no access to this server" }),
@@ -277,7 +277,7 @@ pub(crate) fn rate_limited(
     state.events.record(
         EventType::RateLimited,
         Severity::Medium,
-        &meta.ctx,
+        &meta.ctx(),
         Some(principal.user_id),
         Some(&principal.username),
         json!({ "server": server, "scope": limited.scope }),
@@ -435,7 +435,7 @@ pub async fn post(
         state.events.record(
             EventType::AccessDenied,
             Severity::Medium,
-            &meta.ctx,
+            &meta.ctx(),
             Some(call.principal.user_id),
             Some(&call.principal.username),
             json!({ "server": server, "tool": tool, "reason": "tool denied by a rule" }),
@@ -476,7 +476,7 @@ pub async fn post(
         let message = parse_value(&body);
         if let Some((_, block)) = inspect::check_call(
             &state,
-            &meta.ctx,
+            &meta.ctx(),
             &call.principal,
             &server,
             call.backend.detection,
@@ -503,12 +503,12 @@ pub async fn post(
             }
         }
     }
-    let res = dispatch(&state, &call, &msg, headers, body, suspicious, &meta.ctx).await;
+    let res = dispatch(&state, &call, &msg, headers, body, suspicious, &meta).await;
     // Answers are checked too (results and tool descriptions).
     let res = if call.backend.detection != crate::detect::Mode::Off
         && (msg.is("tools/call") || msg.is("tools/list"))
     {
-        let (state2, ctx, principal) = (state.clone(), meta.ctx.clone(), call.principal.clone());
+        let (state2, meta2, principal) = (state.clone(), meta.clone(), call.principal.clone());
         let (server2, mode, tool) = (server.clone(), call.backend.detection, msg.tool.clone());
         filter_response(
             res,
@@ -517,7 +517,7 @@ pub async fn post(
             move |message| {
                 inspect::check_answer(
                     &state2,
-                    &ctx,
+                    &meta2.ctx(),
                     Some(&principal),
                     &server2,
                     mode,
@@ -631,7 +631,7 @@ async fn dispatch(
     headers: &HeaderMap,
     body: Bytes,
     suspicious: bool,
-    ctx: &crate::events::EventContext,
+    meta: &RequestMeta,
 ) -> Response {
     let (state, call, msg) = (state.clone(), call, msg);
     let version = header_str(headers, H_VERSION);
@@ -655,7 +655,7 @@ async fn dispatch(
                 state.events.record(
                     EventType::SessionHijackAttempt,
                     Severity::High,
-                    ctx,
+                    &meta.ctx(),
                     Some(call.principal.user_id),
                     Some(&call.principal.username),
                     json!({ "server": call.backend.name, "reason": "another user's MCP session id" }),

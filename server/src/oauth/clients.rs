@@ -297,7 +297,7 @@ pub async fn register(
         state.events.record(
             EventType::RateLimited,
             Severity::Medium,
-            &meta.ctx,
+            &meta.ctx(),
             None,
             None,
             json!({ "endpoint": "oauth_register" }),

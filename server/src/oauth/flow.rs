@@ -575,7 +575,7 @@ pub async fn consent_decision(
         state.events.record(
             EventType::OriginRejected,
             Severity::Medium,
-            &meta.ctx,
+            &meta.ctx(),
             None,
             None,
             json!({ "origin": origin, "endpoint": "oauth_consent" }),
@@ -650,7 +650,7 @@ fn limited(state: &AppState, meta: &RequestMeta, endpoint: &str) -> Option<Respo
     state.events.record(
         EventType::RateLimited,
         Severity::Medium,
-        &meta.ctx,
+        &meta.ctx(),
         None,
         None,
         json!({ "endpoint": endpoint }),
@@ -748,7 +748,7 @@ async fn exchange_code(
         state.events.record(
             EventType::TokenReuse,
             Severity::High,
-            &meta.ctx,
+            &meta.ctx(),
             Some(row.user_id),
             None,
             json!({ "client_id": client.client_id, "action": "authorization code reused; its tokens were revoked" }),
