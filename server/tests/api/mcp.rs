@@ -876,10 +876,9 @@ async fn rate_limits_refuse_with_retry_after_and_ignore_reinitialising() {
     assert_eq!(event.server.as_deref(), Some("alpha"));
 }
 
-/// A backend that speaks both eras keeps getting handshake-era clients' own handshake (and so
-/// its GET stream), also after a 2026-07-28 client found out it is modern.
-#[tokio::test]
-async fn dual_era_backends_are_not_bridged_for_handshake_clients() {
+/// A Python SDK 2.x backend registered as `alpha` on a fresh gateway (SQLite), and an MCP
+/// token of the admin.
+async fn py2_alpha() -> (PeerServer, TestApp, String) {
     let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
     let app = TestEnv::new(crate::helpers::Backend::Sqlite)
         .await
@@ -889,6 +888,14 @@ async fn dual_era_backends_are_not_bridged_for_handshake_clients() {
     let admin = app.admin_token().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
     let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    (peer, app, token)
+}
+
+/// A backend that speaks both eras keeps getting handshake-era clients' own handshake (and so
+/// its GET stream), also after a 2026-07-28 client found out it is modern.
+#[tokio::test]
+async fn dual_era_backends_are_not_bridged_for_handshake_clients() {
+    let (_peer, app, token) = py2_alpha().await;
     let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
     let modern = [
@@ -933,15 +940,7 @@ async fn dual_era_backends_are_not_bridged_for_handshake_clients() {
 /// the gateway has not yet noticed its old stream is gone.
 #[tokio::test]
 async fn a_sessions_get_streams_share_one_backend_stream() {
-    let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
-    add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
-    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    let (_peer, app, token) = py2_alpha().await;
     let session = open_session(&app, "alpha", &token).await;
     let open = |last_event_id: Option<&'static str>| {
         let mut req = app
