@@ -593,9 +593,11 @@ db_test! {
     async fn activity_batches_insert_every_row(env: TestEnv) {
         use authmcp_gateway::db::servers::{ActivityRow, insert_activity, list_activity};
         let app = env.spawn().await;
+        let now = authmcp_gateway::db::now();
         let rows: Vec<ActivityRow> = (0..203)
             .map(|i| ActivityRow {
-                at: 1_700_000_000 + i,
+                // Recent: older records could be pruned (retention) while the test runs.
+                at: now - 1000 + i,
                 user_id: (i % 2 == 0).then_some(i),
                 username: Some(format!("user-{i}")),
                 server: format!("srv-{}", i % 7),
