@@ -173,7 +173,8 @@ impl BackendClient {
         if let Some(last) = last_event_id {
             headers.push((protocol::H_LAST_EVENT_ID, last));
         }
-        let (Some(fast), Some(uri)) = (&self.streams, &target.uri) else {
+        let (Some(streams), Some(fast), Some(uri)) = (&self.streams, &self.fast, &target.uri)
+        else {
             let mut req = self
                 .request(target, reqwest::Method::GET)
                 .header(ACCEPT, "text/event-stream");
@@ -194,7 +195,17 @@ impl BackendClient {
                 .map_err(|_| BackendError::Unavailable(target.name.clone()))?;
             map.insert(HeaderName::from_static(name), value);
         }
-        self.send_direct(fast, target, req).await
+        // The small read buffer also caps the response head: a backend (or a proxy in front of
+        // it) that sends more headers than fit is asked again with the usual buffer (a GET).
+        let (parts, body) = req.into_parts();
+        let again = http::Request::from_parts(parts.clone(), body.clone());
+        match self
+            .send_direct(streams, target, http::Request::from_parts(parts, body))
+            .await
+        {
+            Err(BackendError::Unavailable(_)) => self.send_direct(fast, target, again).await,
+            other => other,
+        }
     }
 
     async fn send_direct(
@@ -205,6 +216,7 @@ impl BackendClient {
     ) -> Result<BackendResponse, BackendError> {
         match tokio::time::timeout(target.timeout, client.request(req)).await {
             Err(_) => Err(BackendError::Timeout(target.name.clone())),
+            Ok(Err(e)) if timed_out(&e) => Err(BackendError::Timeout(target.name.clone())),
             Ok(Err(e)) => {
                 tracing::debug!(server = %target.name, error = %e, "backend request failed");
                 Err(BackendError::Unavailable(target.name.clone()))
@@ -604,6 +616,22 @@ pub fn is_event_stream(headers: &reqwest::header::HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// Whether an error comes from a timeout somewhere down its chain (the connect timeout), as
+/// reqwest's `is_timeout` reports it.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// A backend's response, from the direct client or from reqwest.

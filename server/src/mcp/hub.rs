@@ -19,6 +19,9 @@ use crate::mcp::sse;
 /// Events queued per client stream before the backend stream waits for that client.
 const SUBSCRIBER_QUEUE: usize = 16;
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// A client stream whose queue stays full this long is dropped, so one half-dead connection
+/// cannot hold up the session's other streams.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct StreamHub {
     subscribers: Mutex<Vec<mpsc::Sender<Bytes>>>,
@@ -37,14 +40,26 @@ impl StreamHub {
         Some(rx)
     }
 
-    /// The newest client stream still open, dropping closed ones.
+    /// The newest client stream still open, dropping closed ones. With none left the hub ends
+    /// here, under the lock, so no new client can join a hub that is going away.
     fn newest(&self) -> Option<mpsc::Sender<Bytes>> {
         let mut subscribers = self.subscribers.lock().ok()?;
         subscribers.retain(|tx| !tx.is_closed());
+        if subscribers.is_empty() {
+            self.ended.store(true, Ordering::Release);
+        }
         subscribers.last().cloned()
     }
 
-    /// Keep-alives to every client stream (so a closed client is noticed); whether any is left.
+    /// Drops one client stream (it stopped reading).
+    fn drop_subscriber(&self, stalled: &mpsc::Sender<Bytes>) {
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            subscribers.retain(|tx| !tx.same_channel(stalled));
+        }
+    }
+
+    /// Keep-alives to every client stream (so a closed client is noticed); whether any is left
+    /// (with none, the hub ends as in `newest`).
     fn keep_alive(&self) -> bool {
         let Ok(mut subscribers) = self.subscribers.lock() else {
             return false;
@@ -55,6 +70,9 @@ impl StreamHub {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             },
         );
+        if subscribers.is_empty() {
+            self.ended.store(true, Ordering::Release);
+        }
         !subscribers.is_empty()
     }
 
@@ -78,32 +96,38 @@ pub fn start(res: BackendResponse, target: Target) -> (Arc<StreamHub>, mpsc::Rec
     tokio::spawn(async move {
         let mut stream = res.bytes_stream();
         let mut parser = sse::Parser::default();
+        // Keep-alives go out every KEEP_ALIVE whatever the backend sends (a backend that only
+        // sends comments would otherwise keep a hub with no client alive).
+        let mut last_keep_alive = tokio::time::Instant::now();
         'relay: loop {
             let chunk = match tokio::time::timeout(KEEP_ALIVE, stream.next()).await {
-                Err(_) => {
-                    if pump.keep_alive() {
-                        continue;
-                    }
-                    break;
-                }
-                Ok(Some(Ok(chunk))) => chunk,
+                Err(_) => None,
+                Ok(Some(Ok(chunk))) => Some(chunk),
                 Ok(None | Some(Err(_))) => break,
             };
-            for event in parser.push(&chunk) {
+            for event in chunk.map(|c| parser.push(&c)).unwrap_or_default() {
                 let bytes = event.encode();
-                // To one client stream: the newest open one (the next if it closed meanwhile).
+                // To one client stream: the newest open one (the next if it closed or stalled).
                 loop {
                     let Some(tx) = pump.newest() else {
                         break 'relay;
                     };
-                    if tx.send(bytes.clone()).await.is_ok() {
-                        break;
+                    match tx.send_timeout(bytes.clone(), STALLED).await {
+                        Ok(()) => break,
+                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => pump.drop_subscriber(&tx),
+                        Err(mpsc::error::SendTimeoutError::Closed(_)) => {}
                     }
                 }
             }
             if parser.pending() > target.max_response_bytes {
                 tracing::debug!(server = %target.name, "a backend stream event exceeded the size limit");
                 break;
+            }
+            if last_keep_alive.elapsed() >= KEEP_ALIVE {
+                if !pump.keep_alive() {
+                    break;
+                }
+                last_keep_alive = tokio::time::Instant::now();
             }
         }
         pump.end();

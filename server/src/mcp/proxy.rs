@@ -855,6 +855,8 @@ fn answer_of(envelope: Envelope, id: Option<&str>) -> Option<Result<(), i64>> {
 /// A JSON response body checked in one pass: `None` when it is not JSON at all; otherwise
 /// whether it answers `id` (as `response_status`).
 fn check_json(data: &[u8], id: Option<&str>) -> Option<Option<Result<(), i64>>> {
+    // Skipped values (the result) are not checked for UTF-8 by the parse below.
+    std::str::from_utf8(data).ok()?;
     match serde_json::from_slice::<Envelope>(data) {
         Ok(envelope) => Some(answer_of(envelope, id)),
         // Valid JSON that is not a message object (a batch, a bare value).
