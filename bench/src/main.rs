@@ -312,11 +312,8 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
     ];
     let mut gateway_cmd = Command::new(&args.gateway);
     gateway_cmd.env_clear();
-    // `BENCH_GATEWAY_THREADS`: the gateway's worker threads (default: one per core).
-    if let Ok(n) = std::env::var("BENCH_GATEWAY_THREADS") {
-        gateway_cmd.env("WORKER_THREADS", n);
-    }
-    // `BENCH_GATEWAY_ENV="K=V K2=V2"`: extra environment for the gateway (allocator tunables…).
+    // `BENCH_GATEWAY_ENV="K=V K2=V2"`: extra environment for the gateway (`WORKER_THREADS=1`,
+    // allocator tunables…).
     if let Ok(extra) = std::env::var("BENCH_GATEWAY_ENV") {
         for pair in extra.split_whitespace() {
             if let Some((k, v)) = pair.split_once('=') {
@@ -520,6 +517,13 @@ async fn main() -> anyhow::Result<()> {
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}),
     );
 
+    // Warm `tools/call` on the JSON backend, directly: the baseline of several scenarios.
+    let direct_call = Target {
+        addr: addr(s.json_port),
+        path: "/mcp".into(),
+        headers: vec![version.clone(), session(&direct_session)],
+        bodies: vec![call_echo()],
+    };
     let conns_list: &[usize] = if args.quick {
         &[1, 8]
     } else {
@@ -530,12 +534,7 @@ async fn main() -> anyhow::Result<()> {
         scenarios.push((
             "tools/call (session, JSON)".into(),
             conns,
-            Target {
-                addr: addr(s.json_port),
-                path: "/mcp".into(),
-                headers: vec![version.clone(), session(&direct_session)],
-                bodies: vec![call_echo()],
-            },
+            direct_call.clone(),
             Target {
                 addr: addr(s.gateway_port),
                 path: "/mcp/bench".into(),
@@ -635,12 +634,7 @@ async fn main() -> anyhow::Result<()> {
             scenarios.push((
                 format!("aggregated /mcp tools/call ({n} backends)"),
                 c,
-                Target {
-                    addr: addr(s.json_port),
-                    path: "/mcp".into(),
-                    headers: vec![version.clone(), session(&direct_session)],
-                    bodies: vec![call_echo()],
-                },
+                direct_call.clone(),
                 Target {
                     addr: addr(s.gateway_port),
                     path: "/mcp".into(),
@@ -670,12 +664,7 @@ async fn main() -> anyhow::Result<()> {
     scenarios.push((
         REFERENCE.into(),
         c,
-        Target {
-            addr: addr(s.json_port),
-            path: "/mcp".into(),
-            headers: vec![version.clone(), session(&direct_session)],
-            bodies: vec![call_echo()],
-        },
+        direct_call.clone(),
         Target {
             addr: addr(reference_port),
             path: "/mcp".into(),

@@ -1074,35 +1074,46 @@ async fn resolve_uri(
     ))
 }
 
-/// The backend session of this client session with `backend`, opened on first use.
-async fn link_for(
-    ctx: &Ctx,
-    sess: &Sess,
+/// The cached backend session under `key` with `backend` (reused while the server is unchanged
+/// and the session alive), or a new one; `true` when it was opened now.
+async fn cached_link(
+    state: &AppState,
+    key: &Arc<str>,
+    user_id: i64,
     backend: &Arc<Backend>,
-) -> Result<Arc<Link>, BackendError> {
-    let aggregate = &ctx.state.mcp.aggregate;
-    let slot = aggregate.slot(&sess.key, ctx.principal.user_id, backend.id);
+    capabilities: Value,
+    client: Value,
+) -> Result<(Arc<Link>, bool), BackendError> {
+    let slot = state.mcp.aggregate.slot(key, user_id, backend.id);
     let mut guard = slot.lock().await;
     if let Some(link) = &*guard
         && link.backend.row.updated_at == backend.row.updated_at
         && link.alive().await
     {
         link.session.touch();
-        return Ok(link.clone());
+        return Ok((link.clone(), false));
     }
-    let link = Arc::new(
-        Link::open(
-            &ctx.state,
-            backend.clone(),
-            ctx.principal.user_id,
-            sess.capabilities.clone(),
-            sess.client.clone(),
-        )
-        .await?,
-    );
+    let link = Arc::new(Link::open(state, backend.clone(), user_id, capabilities, client).await?);
     *guard = Some(link.clone());
-    drop(guard);
-    if let Some(mut rx) = link.listen(&ctx.state).await {
+    Ok((link, true))
+}
+
+/// The backend session of this client session with `backend`, opened on first use.
+async fn link_for(
+    ctx: &Ctx,
+    sess: &Sess,
+    backend: &Arc<Backend>,
+) -> Result<Arc<Link>, BackendError> {
+    let (link, fresh) = cached_link(
+        &ctx.state,
+        &sess.key,
+        ctx.principal.user_id,
+        backend,
+        sess.capabilities.clone(),
+        sess.client.clone(),
+    )
+    .await?;
+    if fresh && let Some(mut rx) = link.listen(&ctx.state).await {
         let state = ctx.state.clone();
         let key = sess.key.clone();
         let server_id = backend.id;
@@ -1128,19 +1139,10 @@ pub(crate) async fn console_link(
     backend: &Arc<Backend>,
 ) -> Result<Arc<Link>, BackendError> {
     let key: Arc<str> = Arc::from(format!("console:{user_id}"));
-    let slot = state.mcp.aggregate.slot(&key, user_id, backend.id);
-    let mut guard = slot.lock().await;
-    if let Some(link) = &*guard
-        && link.backend.row.updated_at == backend.row.updated_at
-        && link.alive().await
-    {
-        link.session.touch();
-        return Ok(link.clone());
-    }
     let client = json!({ "name": "authmcp-console", "version": env!("CARGO_PKG_VERSION") });
-    let link = Arc::new(Link::open(state, backend.clone(), user_id, json!({}), client).await?);
-    *guard = Some(link.clone());
-    Ok(link)
+    cached_link(state, &key, user_id, backend, json!({}), client)
+        .await
+        .map(|(link, _)| link)
 }
 
 /// A message a backend sent outside a response, on its way to the client: list changes

@@ -102,12 +102,7 @@ fn error_code(message: &Value) -> i64 {
 /// the result, a long name aliased and callable.
 #[tokio::test]
 async fn real_clients_see_every_backend_under_distinct_names() {
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
     let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
     let beta = PeerServer::start(Sdk::Py1, "beta", &["--long-tool"]).await;
     let gamma = PeerServer::start(Sdk::Py1, "gamma", &["--transport", "sse"]).await;
@@ -574,23 +569,24 @@ async fn sessions_survive_restarts_and_replicas() {
     replica.stop().await;
 }
 
+/// server-everything (streamable HTTP) registered as `every`; keep it alive while it is used.
+async fn add_everything(app: &TestApp, admin: &str) -> crate::peers::EverythingServer {
+    let everything = crate::peers::EverythingServer::start("streamableHttp").await;
+    add_server(
+        app,
+        admin,
+        json!({"name": "every", "url": everything.url(), "transport": "streamable-http"}),
+    )
+    .await;
+    everything
+}
+
 /// A backend's request to the client (sampling) reaches the client on the call's stream with an
 /// id that names the backend, and the client's answer goes back to that backend.
 #[tokio::test]
 async fn server_requests_reach_the_client_and_answers_go_back() {
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
-    let everything = crate::peers::EverythingServer::start("streamableHttp").await;
-    add_server(
-        &app,
-        &admin,
-        json!({"name": "every", "url": everything.url(), "transport": "streamable-http"}),
-    )
-    .await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
+    let _everything = add_everything(&app, &admin).await;
     let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
     add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
     let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
@@ -686,19 +682,8 @@ async fn server_requests_reach_the_client_and_answers_go_back() {
 /// or URI (exact, or the one matching template), colliding URIs rewritten and still readable.
 #[tokio::test]
 async fn prompts_and_resources_are_routed() {
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
-    let everything = crate::peers::EverythingServer::start("streamableHttp").await;
-    add_server(
-        &app,
-        &admin,
-        json!({"name": "every", "url": everything.url(), "transport": "streamable-http"}),
-    )
-    .await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
+    let everything = add_everything(&app, &admin).await;
     let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
     let session = initialize(&app, &token).await;
     let ask = |method: &'static str, params: Value| {

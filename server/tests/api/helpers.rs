@@ -228,6 +228,17 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// A gateway on a fresh SQLite store with the bootstrap admin, and the admin's token.
+    pub async fn sqlite_with_admin() -> (TestApp, String) {
+        let app = TestEnv::new(Backend::Sqlite)
+            .await
+            .with_admin()
+            .spawn()
+            .await;
+        let admin = app.admin_token().await;
+        (app, admin)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -139,12 +139,7 @@ async fn call_echo(
 /// Every real client × every kind of real backend, through `/mcp/{server}` with a user token.
 #[tokio::test]
 async fn real_clients_reach_every_kind_of_backend_in_every_mode() {
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
     let py2 = PeerServer::start(Sdk::Py2, "py2", &["--token", "backend-secret-py2"]).await;
     let py2_stateless =
         PeerServer::start(Sdk::Py2, "py2stateless", &["--stateless", "--json"]).await;
@@ -256,12 +251,7 @@ async fn the_rust_sdk_client_lists_and_calls_tools() {
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
     let py1 = PeerServer::start(Sdk::Py1, "py1", &[]).await;
     let py2 = PeerServer::start(Sdk::Py2, "py2", &[]).await;
     let everything = EverythingServer::start("streamableHttp").await;
@@ -426,12 +416,7 @@ db_test! {
 #[tokio::test]
 async fn a_backend_restart_mid_session_is_survived() {
     let mut peer = PeerServer::start(Sdk::Py1, "alpha", &[]).await;
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
     let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     let session = open_session(&app, "alpha", &token).await;
@@ -880,12 +865,7 @@ async fn rate_limits_refuse_with_retry_after_and_ignore_reinitialising() {
 /// token of the admin.
 async fn py2_alpha() -> (PeerServer, TestApp, String) {
     let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
     add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
     let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     (peer, app, token)

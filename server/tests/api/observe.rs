@@ -140,12 +140,7 @@ db_test! {
 /// a poisoned tool description is reported and, when blocking, removed; benign traffic passes.
 #[tokio::test]
 async fn suspicious_payloads_are_flagged_and_blocked() {
-    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
-        .await
-        .with_admin()
-        .spawn()
-        .await;
-    let admin = app.admin_token().await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
     let alpha = PeerServer::start(Sdk::Py2, "alpha", &["--poisoned"]).await;
     let alpha_id = add_server(&app, &admin, json!({"name": "alpha", "url": alpha.url()})).await;
     let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;

@@ -222,18 +222,7 @@ fn EditServer(
         let changed = |now: String, before: &str| (now != before).then_some(now);
         let credential = match kind.get_untracked().as_str() {
             "none" => Some(CredentialInput::None),
-            "bearer" => Some(CredentialInput::Bearer {
-                token: secret.get_untracked(),
-            }),
-            "basic" => Some(CredentialInput::Basic {
-                username: extra.get_untracked(),
-                password: secret.get_untracked(),
-            }),
-            "header" => Some(CredentialInput::Header {
-                name: extra.get_untracked(),
-                value: secret.get_untracked(),
-            }),
-            _ => None,
+            kind => credential_input(kind, secret.get_untracked(), extra.get_untracked()),
         };
         let change = UpdateServer {
             url: changed(url.get_untracked(), &original.url),
@@ -309,20 +298,11 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let credential = match kind.get_untracked().as_str() {
-            "bearer" => Some(CredentialInput::Bearer {
-                token: secret.get_untracked(),
-            }),
-            "basic" => Some(CredentialInput::Basic {
-                username: extra.get_untracked(),
-                password: secret.get_untracked(),
-            }),
-            "header" => Some(CredentialInput::Header {
-                name: extra.get_untracked(),
-                value: secret.get_untracked(),
-            }),
-            _ => None,
-        };
+        let credential = credential_input(
+            &kind.get_untracked(),
+            secret.get_untracked(),
+            extra.get_untracked(),
+        );
         let description = description.get_untracked();
         let req = CreateServer {
             name: name.get_untracked(),
@@ -401,5 +381,22 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
                 Err(text) => view! { <ErrorAlert message=text /> }.into_any(),
             })}
         </details>
+    }
+}
+
+/// The credential typed into a server form: `secret` is the token, password or header value,
+/// `extra` the username or header name. `None` for any other kind.
+fn credential_input(kind: &str, secret: String, extra: String) -> Option<CredentialInput> {
+    match kind {
+        "bearer" => Some(CredentialInput::Bearer { token: secret }),
+        "basic" => Some(CredentialInput::Basic {
+            username: extra,
+            password: secret,
+        }),
+        "header" => Some(CredentialInput::Header {
+            name: extra,
+            value: secret,
+        }),
+        _ => None,
     }
 }
