@@ -54,14 +54,6 @@ impl Runtime {
         }
         Ok(())
     }
-
-    pub fn access_ttl(&self) -> Duration {
-        Duration::from_secs(self.access_token_ttl_secs)
-    }
-
-    pub fn refresh_ttl(&self) -> Duration {
-        Duration::from_secs(self.refresh_token_ttl_secs)
-    }
 }
 
 pub struct RuntimeSettings {

@@ -247,7 +247,6 @@ struct Ctx {
     principal: Principal,
     meta: RequestMeta,
     started: Instant,
-    bytes_in: usize,
     /// The raw request (for the detection pre-check, without re-serialising).
     body: Bytes,
     accepts_sse: bool,
@@ -270,7 +269,7 @@ impl Ctx {
             status: status.to_string(),
             http_status: i64::from(http),
             latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            bytes_in: i64::try_from(self.bytes_in).unwrap_or(i64::MAX),
+            bytes_in: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
             bytes_out: i64::try_from(bytes_out).unwrap_or(i64::MAX),
             client_name: self.client_name.clone(),
             ..Default::default()
@@ -365,7 +364,6 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         principal,
         meta,
         started: Instant::now(),
-        bytes_in: body.len(),
         body: body.clone(),
     };
     if msg.kind == Kind::Request
@@ -377,6 +375,8 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     if msg.is("initialize") {
         return initialize(&ctx, &msg, &body).await;
     }
+    // The body as a JSON tree, parsed once (the 2026-07-28 branch needs it for `_meta`).
+    let mut parsed: Option<Value> = None;
     let sess = if let Some(sid) = proxy::header_str(headers, H_SESSION) {
         match open_session(&ctx.state, sid).filter(|t| t.u == ctx.principal.user_id) {
             Some(t) => Sess {
@@ -404,12 +404,14 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         }
         let message = proxy::parse_value(&body);
         let meta = &message["params"]["_meta"];
-        Sess {
+        let sess = Sess {
             key: Arc::from(format!("u{}", ctx.principal.user_id)),
             capabilities: meta[protocol::META_CAPABILITIES].clone(),
             client: meta[protocol::META_CLIENT_INFO].clone(),
             modern: true,
-        }
+        };
+        parsed = Some(message);
+        sess
     } else {
         ctx.record(AGGREGATED, &msg, "missing_session", 400, 0);
         return proxy::rpc_error(
@@ -422,7 +424,8 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     ctx.client_name = sess.client["name"]
         .as_str()
         .map(|n| n.chars().take(100).collect());
-    dispatch(&ctx, &sess, &msg, body).await
+    let message = parsed.unwrap_or_else(|| proxy::parse_value(&body));
+    dispatch(&ctx, &sess, &msg, message).await
 }
 
 /// The union of what the caller's backends offer.
@@ -535,8 +538,7 @@ fn modernize(sess: &Sess, result: &mut Value, list: bool) {
     }
 }
 
-async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, body: Bytes) -> Response {
-    let message = proxy::parse_value(&body);
+async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Response {
     match msg.kind {
         Kind::Response => return client_response(ctx, sess, message).await,
         Kind::Notification => return client_notification(ctx, sess, msg, message).await,
@@ -1429,7 +1431,7 @@ async fn route(
         server: backend.name.clone(),
         method: msg.method.clone().unwrap_or_default(),
         tool: tool_name.clone(),
-        bytes_in: i64::try_from(ctx.bytes_in).unwrap_or(i64::MAX),
+        bytes_in: i64::try_from(ctx.body.len()).unwrap_or(i64::MAX),
         client_name: ctx.client_name.clone(),
         suspicious: i64::from(suspicious),
         ..Default::default()

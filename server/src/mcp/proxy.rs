@@ -568,17 +568,13 @@ async fn filter_response(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let rewrite = move |data: &str| {
-        if !relevant(data.as_bytes()) {
-            return data.to_string();
+    // Only for messages `relevant` picked (each caller checks it once).
+    let rewrite = move |data: &str| match serde_json::from_str::<Value>(data) {
+        Ok(mut message) => {
+            edit(&mut message);
+            message.to_string()
         }
-        match serde_json::from_str::<Value>(data) {
-            Ok(mut message) => {
-                edit(&mut message);
-                message.to_string()
-            }
-            Err(_) => data.to_string(),
-        }
+        Err(_) => data.to_string(),
     };
     if !is_sse {
         return match axum::body::to_bytes(body, limit).await {
@@ -593,7 +589,7 @@ async fn filter_response(
     // Rewritten as the client's connection reads it: no relay task, no channel.
     let events = futures_util::stream::unfold(
         (body.into_data_stream(), sse::Parser::default(), rewrite),
-        |(mut stream, mut parser, rewrite)| async move {
+        move |(mut stream, mut parser, rewrite)| async move {
             loop {
                 let chunk = match stream.next().await {
                     Some(Ok(chunk)) => chunk,
@@ -606,10 +602,12 @@ async fn filter_response(
                 }
                 let mut out = Vec::new();
                 for event in events {
-                    let event = sse::Event {
-                        data: rewrite(&event.data),
-                        ..event
+                    let data = if relevant(event.data.as_bytes()) {
+                        rewrite(&event.data)
+                    } else {
+                        event.data
                     };
+                    let event = sse::Event { data, ..event };
                     out.extend_from_slice(&event.encode());
                 }
                 if !out.is_empty() {
