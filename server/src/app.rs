@@ -385,12 +385,9 @@ where
         let live = live_tx.clone();
         tokio::spawn(async move {
             let _live = live;
+            // No request-head timeout (none with `axum::serve` before either): hyper's also
+            // closes idle keep-alive connections; left off until that is configurable.
             let conn = hyper::server::conn::http1::Builder::new()
-                // A connection that has not sent a whole request head for 2 minutes is closed:
-                // slow heads, and idle keep-alive connections (hyper starts the timer while it
-                // waits for the next request), set above common client pool idle times (90 s).
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(120))
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .with_upgrades();
             let mut conn = std::pin::pin!(conn);
