@@ -48,6 +48,9 @@ pub enum EventType {
     AdminAction,
     /// A backend refused the gateway's stored credential (401/403).
     BackendCredentialError,
+    /// An MCP message the gateway cannot read unambiguously (duplicate keys, wrong types, a
+    /// null id, …): refused before any backend saw it.
+    MalformedRequest,
 }
 
 impl EventType {
@@ -64,6 +67,7 @@ impl EventType {
             EventType::SessionHijackAttempt => "session_hijack_attempt",
             EventType::AdminAction => "admin_action",
             EventType::BackendCredentialError => "backend_credential_error",
+            EventType::MalformedRequest => "malformed_request",
         }
     }
 }

@@ -5,11 +5,14 @@
 pub mod activity;
 pub mod aggregate;
 pub mod backend;
+pub mod error;
+pub mod gate;
 pub mod health;
 pub mod hub;
 pub mod inspect;
 pub mod legacy;
 pub mod link;
+pub mod message;
 pub mod naming;
 pub mod protocol;
 pub mod proxy;

@@ -1,6 +1,7 @@
 //! `/admin/api/console/…`: the MCP test console. The admin API lists and calls tools on the
-//! signed-in admin's behalf, through the same checks as MCP traffic (tool rules, payload rules,
-//! activity records) and audited, so the admin UI never needs an MCP-audience token.
+//! signed-in admin's behalf, through the same policy gate as MCP traffic (`mcp/gate.rs`: server
+//! access, tool rules, rate limits, payload rules, one activity record) and audited, so the
+//! admin UI never needs an MCP-audience token.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,9 +18,11 @@ use crate::accounts;
 use crate::admin::actor;
 use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
-use crate::db::{self, servers::ActivityRow};
 use crate::error::{ApiError, AppJson};
 use crate::mcp::aggregate::catalog::Kind;
+use crate::mcp::error::{ErrorKind, McpError};
+use crate::mcp::gate::{self, Caller, Payload, Route};
+use crate::mcp::message::Message;
 use crate::mcp::registry::Backend;
 use crate::mcp::{aggregate, inspect, naming};
 
@@ -133,15 +136,6 @@ async fn call(
 ) -> Result<AppJson<ConsoleResult>, ApiError> {
     let principal = &admin.0;
     let (backend, tool) = resolve(&state, &req).await?;
-    if !state
-        .mcp
-        .registry
-        .tool_filter(principal)
-        .await?
-        .permits(backend.id, &tool)
-    {
-        return Err(ApiError::Forbidden("a tool rule denies this tool to you"));
-    }
     let arguments = if req.arguments.is_null() {
         json!({})
     } else {
@@ -154,6 +148,13 @@ async fn call(
         "method": "tools/call",
         "params": { "name": tool, "arguments": arguments, "_meta": { "progressToken": format!("console-{n}") } },
     });
+    // The console's call is read like any client's message (one reading for the gate).
+    let bytes = serde_json::to_vec(&message).map_err(anyhow::Error::from)?;
+    let msg = Message::parse(&bytes).map_err(|u| ApiError::Validation {
+        code: "invalid_call",
+        message: u.malformed.reason.to_string(),
+        field: None,
+    })?;
     accounts::audit(
         &state.db.pool,
         &actor(&admin, &meta),
@@ -164,31 +165,30 @@ async fn call(
         Some(json!({ "server": backend.name, "tool": tool })),
     )
     .await?;
-    let mut row = ActivityRow {
-        at: db::now(),
-        user_id: Some(principal.user_id),
-        username: Some(principal.username.clone()),
-        server: backend.name.clone(),
-        method: "tools/call".into(),
-        tool: Some(tool.clone()),
-        client_name: Some(CLIENT_NAME.into()),
-        ..Default::default()
-    };
     let started = Instant::now();
-    if let Some((_, block)) = inspect::check_call(
-        &state,
-        &meta.ctx(),
+    let caller = Caller {
+        state: &state,
         principal,
-        &backend.name,
-        backend.detection,
-        Some(&tool),
-        &message,
-    ) {
-        row.suspicious = 1;
-        if block {
-            row.status = "blocked".into();
-            row.rpc_error_code = Some(inspect::BLOCKED);
-            state.mcp.activity.record(row);
+        meta: Some(&meta),
+        resource: "console",
+        started,
+        bytes_in: bytes.len(),
+        client_name: Some(CLIENT_NAME.into()),
+    };
+    let route = Route::Backend {
+        backend: &backend,
+        tool: Some(&tool),
+        payload: Payload {
+            raw: None,
+            tree: Some(&message),
+        },
+    };
+    let recorder = match gate::admit(&caller, Some(&msg), route).await {
+        Ok(pass) => pass.recorder,
+        Err(McpError {
+            kind: ErrorKind::Blocked,
+            ..
+        }) => {
             return Ok(AppJson(ConsoleResult {
                 result: None,
                 error: Some(
@@ -199,7 +199,8 @@ async fn call(
                 messages: Vec::new(),
             }));
         }
-    }
+        Err(e) => return Err(refusal(e)),
+    };
     let link = aggregate::console_link(&state, principal.user_id, &backend)
         .await
         .map_err(|e| unavailable(&e))?;
@@ -215,8 +216,8 @@ async fn call(
         }
     }
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    row.latency_ms = i64::try_from(duration_ms).unwrap_or(i64::MAX);
-    row.http_status = 200;
+    let mut recorder = recorder;
+    let (status, http, bytes_out);
     let result = match outcome {
         Ok(mut reply) => {
             inspect::check_answer(
@@ -229,11 +230,15 @@ async fn call(
                 &mut reply,
             );
             if let Some(e) = reply.get("error") {
-                row.status = "error".into();
-                row.rpc_error_code = e["code"].as_i64();
+                status = "error";
+                if let Some(r) = &mut recorder {
+                    r.row.rpc_error_code = e["code"].as_i64();
+                }
             } else {
-                row.status = "ok".into();
+                status = "ok";
             }
+            http = 200;
+            bytes_out = reply.to_string().len();
             ConsoleResult {
                 result: reply.get("result").cloned(),
                 error: reply.get("error").cloned(),
@@ -243,8 +248,7 @@ async fn call(
             }
         }
         Err(e) => {
-            row.status = e.label().into();
-            row.http_status = 502;
+            (status, http, bytes_out) = (e.label(), 502, 0);
             ConsoleResult {
                 result: None,
                 error: Some(json!({ "code": e.code(), "message": e.to_string() })),
@@ -254,6 +258,27 @@ async fn call(
             }
         }
     };
-    state.mcp.activity.record(row);
+    gate::finish(recorder, status, http, bytes_out);
     Ok(AppJson(result))
+}
+
+/// The gate's refusals on the admin API's surface.
+fn refusal(e: McpError) -> ApiError {
+    match e.kind {
+        ErrorKind::RateLimited(limited) => ApiError::TooManyRequests {
+            code: "rate_limited",
+            message: "rate limit exceeded; retry later".into(),
+            retry_after: limited.retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        },
+        ErrorKind::ToolDenied => ApiError::Forbidden("a tool rule denies this tool to you"),
+        ErrorKind::NoAccess | ErrorKind::InsufficientScope { .. } => {
+            ApiError::Forbidden("you do not have access to this MCP server")
+        }
+        ErrorKind::Internal(e) => ApiError::Internal(e),
+        kind => ApiError::Validation {
+            code: "invalid_call",
+            message: McpError { id: None, kind }.to_string(),
+            field: None,
+        },
+    }
 }

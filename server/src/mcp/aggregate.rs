@@ -32,15 +32,15 @@ use tokio::sync::mpsc;
 
 use crate::app::AppState;
 use crate::auth::identity::{Principal, RequestMeta};
-use crate::db::{self, servers::ActivityRow};
-use crate::events::{EventType, Severity};
 use crate::keys::random_bytes;
 use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind, Listed};
 use crate::mcp::backend::BackendError;
+use crate::mcp::gate::{self, Caller, Payload, Route};
 use crate::mcp::inspect;
 use crate::mcp::link::Link;
+use crate::mcp::message::{Kind, Message};
 use crate::mcp::naming;
-use crate::mcp::protocol::{self, H_SESSION, H_VERSION, Kind, Message, code};
+use crate::mcp::protocol::{self, H_SESSION, H_VERSION, code};
 use crate::mcp::proxy::{self, Chunks};
 use crate::mcp::registry::{Backend, ToolFilter};
 use crate::mcp::sse;
@@ -255,25 +255,36 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn record(&self, server: &str, msg: &Message, status: &str, http: u16, bytes_out: usize) {
-        if msg.kind != Kind::Request {
-            return;
-        }
-        self.state.mcp.activity.record(ActivityRow {
-            at: db::now(),
-            user_id: Some(self.principal.user_id),
-            username: Some(self.principal.username.clone()),
-            server: server.to_string(),
-            method: msg.method.clone().unwrap_or_default(),
-            tool: msg.tool.clone(),
-            status: status.to_string(),
-            http_status: i64::from(http),
-            latency_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            bytes_in: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
-            bytes_out: i64::try_from(bytes_out).unwrap_or(i64::MAX),
+    /// The gate's view of this request.
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            state: &self.state,
+            principal: &self.principal,
+            meta: Some(&self.meta),
+            resource: "mcp",
+            started: self.started,
+            bytes_in: self.body.len(),
             client_name: self.client_name.clone(),
-            ..Default::default()
-        });
+        }
+    }
+
+    /// The activity record of a request the gateway answers itself (or refuses before routing).
+    fn record(&self, server: &str, msg: &Message, status: &str, http: u16, bytes_out: usize) {
+        if msg.kind == Kind::Request {
+            gate::Recorder::new(&self.caller(), msg, server, None).finish(status, http, bytes_out);
+        }
+    }
+
+    /// The gate, for a message the gateway answers itself.
+    async fn admit_here(&self, msg: &Message) -> Result<(), Response> {
+        gate::admit(
+            &self.caller(),
+            Some(msg),
+            Route::Gateway { server: AGGREGATED },
+        )
+        .await
+        .map(drop)
+        .map_err(IntoResponse::into_response)
     }
 
     /// The enabled backends the caller may use, by name.
@@ -300,17 +311,6 @@ impl Ctx {
                 proxy::internal_error()
             })
     }
-
-    fn deny(&self, server: &str, tool: Option<&str>, reason: &str) {
-        self.state.events.record(
-            EventType::AccessDenied,
-            Severity::Medium,
-            &self.meta.ctx(),
-            Some(self.principal.user_id),
-            Some(&self.principal.username),
-            json!({ "server": server, "tool": tool, "reason": reason, "endpoint": "/mcp" }),
-        );
-    }
 }
 
 /// `POST /mcp`.
@@ -321,41 +321,10 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         Ok(p) => p,
         Err(res) => return res,
     };
-    let is_json = proxy::header_str(headers, header::CONTENT_TYPE.as_str())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if !is_json {
-        return proxy::rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            code::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        );
-    }
     let body = match proxy::read_body(body, state.config.mcp.max_request_bytes).await {
         Ok(body) => body,
         Err(res) => return res,
     };
-    let msg = match Message::parse(&body) {
-        Ok(msg) => msg,
-        Err((code, message)) => {
-            return proxy::rpc_error(StatusCode::BAD_REQUEST, None, code, message);
-        }
-    };
-    if !proxy::scope_allows(principal.scope, &msg) {
-        return proxy::insufficient_scope(&state, "mcp", msg.id.as_deref());
-    }
-    let version = proxy::header_str(headers, H_VERSION);
-    if let Some(v) = version
-        && !protocol::SUPPORTED_VERSIONS.contains(&v)
-    {
-        return proxy::rpc_error_data(
-            StatusCode::BAD_REQUEST,
-            msg.id.as_deref(),
-            code::UNSUPPORTED_VERSION,
-            "unsupported MCP-Protocol-Version",
-            Some(json!({ "supported": protocol::SUPPORTED_VERSIONS })),
-        );
-    }
     let mut ctx = Ctx {
         client_name: None,
         accepts_sse: proxy::header_str(headers, header::ACCEPT.as_str())
@@ -366,13 +335,16 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         started: Instant::now(),
         body: body.clone(),
     };
-    if msg.kind == Kind::Request
-        && let Err(limited) = ctx.state.mcp.limits.check_user(ctx.principal.user_id)
-    {
-        ctx.record(AGGREGATED, &msg, "rate_limited", 429, 0);
-        return proxy::rate_limited(&ctx.state, &ctx.meta, &ctx.principal, AGGREGATED, limited);
-    }
+    let msg = match gate::read(&ctx.caller(), headers, &body) {
+        Ok(msg) => msg,
+        Err(e) => return e.into_response(),
+    };
+    let version = proxy::header_str(headers, H_VERSION);
     if msg.is("initialize") {
+        ctx.client_name = msg.client_name.clone();
+        if let Err(res) = ctx.admit_here(&msg).await {
+            return res;
+        }
         return initialize(&ctx, &msg, &body).await;
     }
     // The body as a JSON tree, parsed once (the 2026-07-28 branch needs it for `_meta`).
@@ -539,6 +511,23 @@ fn modernize(sess: &Sess, result: &mut Value, list: bool) {
 }
 
 async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Response {
+    // Routed requests pass the gate in `route`, once their backend is known; everything else
+    // passes it here.
+    let routed = msg.kind == Kind::Request
+        && matches!(
+            msg.method.as_deref(),
+            Some(
+                "tools/call"
+                    | "prompts/get"
+                    | "resources/read"
+                    | "resources/subscribe"
+                    | "resources/unsubscribe"
+                    | "completion/complete"
+            )
+        );
+    if !routed && let Err(res) = ctx.admit_here(msg).await {
+        return res;
+    }
     match msg.kind {
         Kind::Response => return client_response(ctx, sess, message).await,
         Kind::Notification => return client_notification(ctx, sess, msg, message).await,
@@ -1187,85 +1176,23 @@ async fn route(
     let state = &ctx.state;
     let is_tool_call = msg.is("tools/call");
     let tool_name = tool.filter(|_| is_tool_call);
-    let record = |status: &str, http: u16, bytes: usize| {
-        let mut m = msg.clone();
-        m.tool = tool_name.clone();
-        ctx.record(&backend.name, &m, status, http, bytes);
+    let payload = Payload {
+        raw: Some(&ctx.body),
+        tree: Some(&message),
     };
-    match state.mcp.registry.may_use(&ctx.principal, &backend).await {
-        Ok(true) => {}
-        Ok(false) => {
-            ctx.deny(
-                &backend.name,
-                tool_name.as_deref(),
-                "no access to this server",
-            );
-            record("access_denied", 200, 0);
-            return rpc_refusal(
-                msg.id.as_deref(),
-                code::FORBIDDEN,
-                "you do not have access to this MCP server",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "permission check failed");
-            return proxy::internal_error();
-        }
-    }
-    if let Some(name) = &tool_name {
-        let filter = match ctx.tool_filter().await {
-            Ok(f) => f,
-            Err(res) => return res,
-        };
-        if !filter.permits(backend.id, name) {
-            ctx.deny(&backend.name, Some(name), "tool denied by a rule");
-            record("access_denied", 200, 0);
-            return rpc_refusal(
-                msg.id.as_deref(),
-                code::FORBIDDEN,
-                "you are not allowed to call this tool",
-            );
-        }
-    }
-    let limited = state
-        .mcp
-        .limits
-        .check_server(ctx.principal.user_id, backend.id)
-        .and_then(|()| match &tool_name {
-            Some(tool) => state
-                .mcp
-                .limits
-                .check_tool(ctx.principal.user_id, backend.id, tool),
-            None => Ok(()),
-        });
-    if let Err(limited) = limited {
-        record("rate_limited", 429, 0);
-        return proxy::rate_limited(state, &ctx.meta, &ctx.principal, &backend.name, limited);
-    }
-    let mut suspicious = false;
-    if is_tool_call
-        && backend.detection != crate::detect::Mode::Off
-        && crate::detect::maybe_suspicious(&ctx.body)
-        && let Some((_, block)) = inspect::check_call(
-            state,
-            &ctx.meta.ctx(),
-            &ctx.principal,
-            &backend.name,
-            backend.detection,
-            tool_name.as_deref(),
-            &message,
-        )
-    {
-        suspicious = true;
-        if block {
-            record("blocked", 200, 0);
-            return rpc_refusal(
-                msg.id.as_deref(),
-                inspect::BLOCKED,
-                "the call was blocked by the gateway's payload rules",
-            );
-        }
-    }
+    let caller = ctx.caller();
+    let route_to = Route::Backend {
+        backend: &backend,
+        tool: tool_name.as_deref(),
+        payload,
+    };
+    let mut recorder = match gate::admit(&caller, Some(msg), route_to).await {
+        Ok(pass) => pass.recorder,
+        Err(e) => return e.into_response(),
+    };
+    let mut record = |status: &str, http: u16, bytes: usize| {
+        gate::finish(recorder.take(), status, http, bytes);
+    };
     let link = match link_for(ctx, sess, &backend).await {
         Ok(link) => link,
         Err(e) => {
@@ -1424,19 +1351,7 @@ async fn route(
     let (chunks_tx, chunks_rx): (mpsc::Sender<Result<Bytes, Infallible>>, Chunks) =
         mpsc::channel(32);
     let state = state.clone();
-    let recorder = ActivityRow {
-        at: db::now(),
-        user_id: Some(ctx.principal.user_id),
-        username: Some(ctx.principal.username.clone()),
-        server: backend.name.clone(),
-        method: msg.method.clone().unwrap_or_default(),
-        tool: tool_name.clone(),
-        bytes_in: i64::try_from(ctx.body.len()).unwrap_or(i64::MAX),
-        client_name: ctx.client_name.clone(),
-        suspicious: i64::from(suspicious),
-        ..Default::default()
-    };
-    let started = ctx.started;
+    let recorder = recorder.take();
     let raw_id = msg.id.clone();
     tokio::spawn(async move {
         let mut bytes_out = 0usize;
@@ -1505,12 +1420,7 @@ async fn route(
         if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
             inflight.remove(&inflight_key);
         }
-        let mut row = recorder;
-        row.status = status.to_string();
-        row.http_status = 200;
-        row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
-        row.latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        state.mcp.activity.record(row);
+        gate::finish(recorder, status, 200, bytes_out);
     });
     proxy::sse_response(chunks_rx)
 }

@@ -1,8 +1,6 @@
-//! The parts of MCP/JSON-RPC the gateway reads: the envelope of a message (never the whole
-//! payload), protocol versions, header names, and JSON-RPC error bodies.
+//! MCP/JSON-RPC vocabulary: protocol versions, header and `_meta` names, error codes, JSON-RPC
+//! error bodies and `Mcp-*` header values. Reading a client's message is `message.rs`.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 pub const LATEST_VERSION: &str = "2026-07-28";
@@ -58,146 +56,6 @@ pub mod code {
     pub const BACKEND_ERROR: i64 = -32052;
 }
 
-/// The fields of one JSON-RPC message that routing, authorization and logging need.
-#[derive(Debug, Deserialize)]
-pub struct Envelope<'a> {
-    #[serde(borrow, default)]
-    pub id: Option<&'a RawValue>,
-    #[serde(default)]
-    pub method: Option<String>,
-    #[serde(borrow, default)]
-    pub params: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub error: Option<&'a RawValue>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ParamsPeek {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub uri: Option<String>,
-    #[serde(rename = "protocolVersion", default)]
-    pub protocol_version: Option<String>,
-    #[serde(rename = "_meta", default)]
-    pub meta: Option<MetaPeek>,
-    /// `initialize`'s client.
-    #[serde(rename = "clientInfo", default)]
-    pub client_info: Option<NamePeek>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct NamePeek {
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct MetaPeek {
-    #[serde(rename = "io.modelcontextprotocol/protocolVersion", default)]
-    pub protocol_version: Option<String>,
-    #[serde(rename = "progressToken", default)]
-    pub progress_token: Option<Value>,
-    /// A 2026-07-28 request's client.
-    #[serde(rename = "io.modelcontextprotocol/clientInfo", default)]
-    pub client_info: Option<NamePeek>,
-}
-
-/// What kind of message a body holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    Request,
-    Notification,
-    Response,
-}
-
-/// A parsed client message: its envelope fields, owned.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub kind: Kind,
-    /// The raw JSON of the id (a number or a string), for echoing in errors.
-    pub id: Option<String>,
-    pub method: Option<String>,
-    /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read).
-    pub name: Option<String>,
-    /// `params.name` only.
-    pub tool: Option<String>,
-    pub init_version: Option<String>,
-    pub meta_version: Option<String>,
-    /// The client's name (`initialize`'s clientInfo, or a 2026-07-28 request's `_meta`), for
-    /// activity records; at most 100 characters.
-    pub client_name: Option<String>,
-}
-
-impl Message {
-    pub fn parse(body: &[u8]) -> Result<Message, (i64, &'static str)> {
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
-        if first == Some(&b'[') {
-            return Err((
-                code::INVALID_REQUEST,
-                "JSON-RPC batches are not supported; send one message per request",
-            ));
-        }
-        let env: Envelope<'_> = serde_json::from_slice(body)
-            .map_err(|_| (code::PARSE_ERROR, "the body is not a JSON-RPC message"))?;
-        let kind = match (
-            &env.method,
-            env.id.is_some(),
-            env.result.is_some() || env.error.is_some(),
-        ) {
-            (Some(_), true, _) => Kind::Request,
-            (Some(_), false, _) => Kind::Notification,
-            (None, true, true) => Kind::Response,
-            _ => {
-                return Err((
-                    code::INVALID_REQUEST,
-                    "not a JSON-RPC request, notification or response",
-                ));
-            }
-        };
-        let params: ParamsPeek = env
-            .params
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or_default();
-        let method = env.method.clone();
-        let name = match method.as_deref() {
-            Some("tools/call" | "prompts/get") => params.name.clone(),
-            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
-                params.uri.clone()
-            }
-            _ => None,
-        };
-        let tool = (method.as_deref() == Some("tools/call"))
-            .then(|| params.name.clone())
-            .flatten();
-        let (meta_version, meta_client) = match params.meta {
-            Some(m) => (m.protocol_version, m.client_info.and_then(|c| c.name)),
-            None => (None, None),
-        };
-        let client_name = params
-            .client_info
-            .and_then(|c| c.name)
-            .or(meta_client)
-            .map(|n| n.chars().take(100).collect());
-        Ok(Message {
-            kind,
-            id: env.id.map(|id| id.get().to_string()),
-            method,
-            name,
-            tool,
-            init_version: params.protocol_version,
-            meta_version,
-            client_name,
-        })
-    }
-
-    pub fn is(&self, method: &str) -> bool {
-        self.method.as_deref() == Some(method)
-    }
-}
-
 /// A JSON-RPC error response body for `id` (raw JSON; `null` when unknown).
 pub fn error_body(id: Option<&str>, code: i64, message: &str, data: Option<Value>) -> String {
     let id: Value = id
@@ -229,31 +87,6 @@ pub fn decode_header_value(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelopes() {
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}"#).unwrap();
-        assert_eq!(m.kind, Kind::Request);
-        assert_eq!(m.id.as_deref(), Some("7"));
-        assert_eq!(m.tool.as_deref(), Some("echo"));
-        assert_eq!(m.name.as_deref(), Some("echo"));
-        let m =
-            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
-        assert_eq!(m.kind, Kind::Notification);
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
-        assert_eq!(m.kind, Kind::Response);
-        assert_eq!(m.id.as_deref(), Some("\"a\""));
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#).unwrap();
-        assert_eq!(m.init_version.as_deref(), Some("2025-06-18"));
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"clientInfo":{"name":"claude"}}}"#).unwrap();
-        assert_eq!(m.client_name.as_deref(), Some("claude"));
-        let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
-        assert_eq!(m.name.as_deref(), Some("file:///a"));
-        assert_eq!(m.meta_version.as_deref(), Some("2026-07-28"));
-        assert!(Message::parse(b"[{}]").is_err());
-        assert!(Message::parse(b"{nope").is_err());
-        assert!(Message::parse(br#"{"jsonrpc":"2.0"}"#).is_err());
-    }
 
     #[test]
     fn header_values() {

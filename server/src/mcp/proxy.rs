@@ -28,17 +28,18 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
-use crate::auth::identity::{self, Accept, McpScope, Principal, RequestMeta};
+use crate::auth::identity::{self, Accept, Principal, RequestMeta};
 use crate::auth::tokens::Audience;
-use crate::db::{self, servers::ActivityRow};
 use crate::error::{ApiError, AppPath};
 use crate::events::{EventType, Severity};
 use crate::mcp::backend::{BackendError, BackendResponse, Target, client_info, is_event_stream};
+use crate::mcp::error::McpError;
+use crate::mcp::gate::{self, Caller, Payload, Recorder, Route, finish};
 use crate::mcp::inspect;
 use crate::mcp::legacy::LegacySession;
+use crate::mcp::message::{Kind, Message};
 use crate::mcp::protocol::{
-    self, H_LAST_EVENT_ID, H_METHOD, H_NAME, H_PARAM_PREFIX, H_SESSION, H_VERSION, Kind, Message,
-    code,
+    self, H_LAST_EVENT_ID, H_METHOD, H_NAME, H_PARAM_PREFIX, H_SESSION, H_VERSION, code,
 };
 use crate::mcp::registry::{Backend, Era};
 use crate::mcp::session::{ProxySession, Upstream};
@@ -161,48 +162,6 @@ pub(crate) async fn authenticate(
     }
 }
 
-/// Whether a token's OAuth scope allows a request: `mcp:read` may discover and list, not call.
-pub(crate) fn scope_allows(scope: McpScope, msg: &Message) -> bool {
-    match scope {
-        McpScope::Full => true,
-        McpScope::None => false,
-        McpScope::Read => {
-            msg.kind != Kind::Request
-                || matches!(
-                    msg.method.as_deref(),
-                    Some(
-                        "initialize"
-                            | "ping"
-                            | "server/discover"
-                            | "tools/list"
-                            | "prompts/list"
-                            | "resources/list"
-                            | "resources/templates/list"
-                    )
-                )
-        }
-    }
-}
-
-/// 403 for a token whose scope does not cover the request (the step-up challenge).
-pub(crate) fn insufficient_scope(state: &AppState, resource: &str, id: Option<&str>) -> Response {
-    let mut res = rpc_error(
-        StatusCode::FORBIDDEN,
-        id,
-        code::FORBIDDEN,
-        "the token's scope does not allow this request",
-    );
-    let challenge = format!(
-        "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}/.well-known/oauth-protected-resource/{resource}\"",
-        crate::oauth::SCOPE_FULL,
-        state.config.public_url
-    );
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-    }
-    res
-}
-
 pub(crate) fn internal_error() -> Response {
     rpc_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -212,7 +171,8 @@ pub(crate) fn internal_error() -> Response {
     )
 }
 
-async fn admit(
+/// Authenticates the caller and finds the (enabled) server; the policy checks are the gate's.
+async fn find(
     state: &AppState,
     server: &str,
     headers: &HeaderMap,
@@ -227,105 +187,30 @@ async fn admit(
             "no such MCP server",
         ));
     };
-    match state.mcp.registry.may_use(&principal, &backend).await {
-        Ok(true) => match state.mcp.limits.check(principal.user_id, backend.id) {
-            Ok(()) => Ok(Call {
-                principal,
-                backend,
-                started: Instant::now(),
-            }),
-            Err(limited) => Err(rate_limited(state, meta, &principal, server, limited)),
-        },
-        Ok(false) => {
-            state.events.record(
-                EventType::AccessDenied,
-                Severity::Medium,
-                &meta.ctx(),
-                Some(principal.user_id),
-                Some(&principal.username),
-                json!({ "server": server, "reason": "no access to this server" }),
-            );
-            Err(rpc_error(
-                StatusCode::FORBIDDEN,
-                None,
-                code::FORBIDDEN,
-                "you do not have access to this MCP server",
-            ))
+    Ok(Call {
+        principal,
+        backend,
+        started: Instant::now(),
+    })
+}
+
+impl Call {
+    fn caller<'a>(
+        &'a self,
+        state: &'a AppState,
+        meta: &'a RequestMeta,
+        resource: &'a str,
+        bytes_in: usize,
+    ) -> Caller<'a> {
+        Caller {
+            state,
+            principal: &self.principal,
+            meta: Some(meta),
+            resource,
+            started: self.started,
+            bytes_in,
+            client_name: None,
         }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "permission check failed");
-            Err(rpc_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                code::BACKEND_ERROR,
-                "internal error",
-            ))
-        }
-    }
-}
-
-/// 429 with `Retry-After`, and a JSON-RPC error whose `data.retryAfterSeconds` a model can use.
-pub(crate) fn rate_limited(
-    state: &AppState,
-    meta: &RequestMeta,
-    principal: &Principal,
-    server: &str,
-    limited: crate::ratelimit::Limited,
-) -> Response {
-    let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    // Repeats within a minute are folded into one event with a count (`EventSink`).
-    state.events.record(
-        EventType::RateLimited,
-        Severity::Medium,
-        &meta.ctx(),
-        Some(principal.user_id),
-        Some(&principal.username),
-        json!({ "server": server, "scope": limited.scope }),
-    );
-    let mut res = rpc_error_data(
-        StatusCode::TOO_MANY_REQUESTS,
-        None,
-        code::RATE_LIMITED,
-        "rate limit exceeded; retry later",
-        Some(json!({ "retryAfterSeconds": secs, "scope": limited.scope })),
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    res
-}
-
-/// Writes the activity record of one request when its response is complete.
-struct Recorder {
-    /// One `Arc`: the activity sink and the event sink are reached through it.
-    state: AppState,
-    row: ActivityRow,
-    started: Instant,
-}
-
-impl Recorder {
-    fn new(state: &AppState, call: &Call, msg: &Message, bytes_in: usize) -> Option<Recorder> {
-        (msg.kind == Kind::Request).then(|| Recorder {
-            state: state.clone(),
-            started: call.started,
-            row: ActivityRow {
-                at: db::now(),
-                user_id: Some(call.principal.user_id),
-                username: Some(call.principal.username.clone()),
-                server: call.backend.name.clone(),
-                method: msg.method.clone().unwrap_or_default(),
-                tool: msg.tool.clone(),
-                bytes_in: i64::try_from(bytes_in).unwrap_or(i64::MAX),
-                ..Default::default()
-            },
-        })
-    }
-
-    fn finish(mut self, status: &str, http_status: u16, bytes_out: usize) {
-        self.row.status = status.to_string();
-        self.row.http_status = i64::from(http_status);
-        self.row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
-        self.row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.state.mcp.activity.record(self.row);
     }
 }
 
@@ -344,12 +229,6 @@ fn fail(recorder: Option<Recorder>, id: Option<&str>, e: &BackendError) -> Respo
     }
     finish(recorder, e.label(), 502, 0);
     backend_error(id, e)
-}
-
-fn finish(recorder: Option<Recorder>, status: &str, http_status: u16, bytes_out: usize) {
-    if let Some(r) = recorder {
-        r.finish(status, http_status, bytes_out);
-    }
 }
 
 /// Reads the request body, refusing more than `limit` bytes.
@@ -376,134 +255,51 @@ pub async fn post(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let call = match admit(&state, &server, &parts.headers, &meta).await {
+    let call = match find(&state, &server, &parts.headers, &meta).await {
         Ok(call) => call,
         Err(res) => return res,
     };
-    let is_json = header_str(&parts.headers, header::CONTENT_TYPE.as_str())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if !is_json {
-        return rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            code::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        );
-    }
     let body = match read_body(body, state.config.mcp.max_request_bytes).await {
         Ok(body) => body,
         Err(res) => return res,
     };
-    let msg = match Message::parse(&body) {
-        Ok(msg) => msg,
-        Err((code, message)) => return rpc_error(StatusCode::BAD_REQUEST, None, code, message),
-    };
-    if !scope_allows(call.principal.scope, &msg) {
-        return insufficient_scope(&state, &format!("mcp/{server}"), msg.id.as_deref());
-    }
+    let resource = format!("mcp/{server}");
+    let caller = call.caller(&state, &meta, &resource, body.len());
     let headers = &parts.headers;
-    let version = header_str(headers, H_VERSION);
-    if let Some(v) = version
-        && !protocol::SUPPORTED_VERSIONS.contains(&v)
-    {
-        return rpc_error_data(
-            StatusCode::BAD_REQUEST,
-            msg.id.as_deref(),
-            code::UNSUPPORTED_VERSION,
-            "unsupported MCP-Protocol-Version",
-            Some(json!({ "supported": protocol::SUPPORTED_VERSIONS })),
-        );
-    }
-    // Per-tool rules: a denied tool is refused here and left out of tools/list.
-    let tool_filter = if msg.is("tools/call") || msg.is("tools/list") {
+    let msg = match gate::read(&caller, headers, &body) {
+        Ok(msg) => msg,
+        Err(e) => return e.into_response(),
+    };
+    let caller = Caller {
+        client_name: msg.client_name.clone(),
+        ..caller
+    };
+    let route = Route::Backend {
+        backend: &call.backend,
+        tool: msg.tool.as_deref(),
+        payload: Payload {
+            raw: Some(&body),
+            tree: None,
+        },
+    };
+    let pass = match gate::admit(&caller, Some(&msg), route).await {
+        Ok(pass) => pass,
+        Err(e) => return e.into_response(),
+    };
+    // Per-tool rules also leave denied tools out of tools/list.
+    let tool_filter = if msg.is("tools/list") {
         match state.mcp.registry.tool_filter(&call.principal).await {
             Ok(f) if f.restricts(call.backend.id) => Some(f),
             Ok(_) => None,
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "tool rules could not be read");
-                return internal_error();
+                return McpError::new(msg.id.as_deref(), crate::mcp::error::ErrorKind::Internal(e))
+                    .into_response();
             }
         }
     } else {
         None
     };
-    if let Some(filter) = &tool_filter
-        && msg.is("tools/call")
-        && let Some(tool) = msg.tool.as_deref()
-        && !filter.permits(call.backend.id, tool)
-    {
-        state.events.record(
-            EventType::AccessDenied,
-            Severity::Medium,
-            &meta.ctx(),
-            Some(call.principal.user_id),
-            Some(&call.principal.username),
-            json!({ "server": server, "tool": tool, "reason": "tool denied by a rule" }),
-        );
-        if let Some(r) = Recorder::new(&state, &call, &msg, body.len()) {
-            r.finish("access_denied", 200, 0);
-        }
-        return json_response(
-            StatusCode::OK,
-            protocol::error_body(
-                msg.id.as_deref(),
-                code::FORBIDDEN,
-                "you are not allowed to call this tool",
-                None,
-            ),
-            None,
-        );
-    }
-    if msg.is("tools/call")
-        && let Some(tool) = msg.tool.as_deref()
-        && let Err(limited) =
-            state
-                .mcp
-                .limits
-                .check_tool(call.principal.user_id, call.backend.id, tool)
-    {
-        if let Some(r) = Recorder::new(&state, &call, &msg, body.len()) {
-            r.finish("rate_limited", 429, 0);
-        }
-        return rate_limited(&state, &meta, &call.principal, &server, limited);
-    }
-    // Suspicious payloads in the arguments: flagged (and refused when the server blocks).
-    let mut suspicious = false;
-    if msg.is("tools/call")
-        && call.backend.detection != crate::detect::Mode::Off
-        && crate::detect::maybe_suspicious(&body)
-    {
-        let message = parse_value(&body);
-        if let Some((_, block)) = inspect::check_call(
-            &state,
-            &meta.ctx(),
-            &call.principal,
-            &server,
-            call.backend.detection,
-            msg.tool.as_deref(),
-            &message,
-        ) {
-            suspicious = true;
-            if block {
-                if let Some(mut r) = Recorder::new(&state, &call, &msg, body.len()) {
-                    r.row.suspicious = 1;
-                    r.row.rpc_error_code = Some(inspect::BLOCKED);
-                    r.finish("blocked", 200, 0);
-                }
-                return json_response(
-                    StatusCode::OK,
-                    protocol::error_body(
-                        msg.id.as_deref(),
-                        inspect::BLOCKED,
-                        "the call was blocked by the gateway's payload rules",
-                        None,
-                    ),
-                    None,
-                );
-            }
-        }
-    }
-    let res = dispatch(&state, &call, &msg, headers, body, suspicious, &meta).await;
+    let res = dispatch(&state, &call, &msg, headers, body, pass.recorder, &meta).await;
     // Answers are checked too (results and tool descriptions).
     let res = if call.backend.detection != crate::detect::Mode::Off
         && (msg.is("tools/call") || msg.is("tools/list"))
@@ -531,7 +327,7 @@ pub async fn post(
         res
     };
     match tool_filter {
-        Some(filter) if msg.is("tools/list") => {
+        Some(filter) => {
             let server_id = call.backend.id;
             filter_response(
                 res,
@@ -628,16 +424,11 @@ async fn dispatch(
     msg: &Message,
     headers: &HeaderMap,
     body: Bytes,
-    suspicious: bool,
+    mut recorder: Option<Recorder>,
     meta: &RequestMeta,
 ) -> Response {
     let (state, call, msg) = (state.clone(), call, msg);
     let version = header_str(headers, H_VERSION);
-    let mut recorder = Recorder::new(&state, call, msg, body.len());
-    if let Some(r) = &mut recorder {
-        r.row.suspicious = i64::from(suspicious);
-        r.row.client_name = msg.client_name.clone();
-    }
     if msg.is("initialize") {
         return initialize(&state, call, msg, body, recorder).await;
     }
@@ -1987,7 +1778,20 @@ async fn admit_session(
     headers: &HeaderMap,
     meta: &RequestMeta,
 ) -> Result<(Call, Arc<ProxySession>), Response> {
-    let call = admit(state, server, headers, meta).await?;
+    let call = find(state, server, headers, meta).await?;
+    let resource = format!("mcp/{server}");
+    let caller = call.caller(state, meta, &resource, 0);
+    let route = Route::Backend {
+        backend: &call.backend,
+        tool: None,
+        payload: Payload {
+            raw: None,
+            tree: None,
+        },
+    };
+    if let Err(e) = gate::admit(&caller, None, route).await {
+        return Err(e.into_response());
+    }
     let Some(sid) = header_str(headers, H_SESSION) else {
         return Err(method_not_allowed());
     };

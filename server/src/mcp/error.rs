@@ -1,0 +1,185 @@
+//! `McpError`: the one error type of the MCP surfaces (`/mcp/{server}`, `/mcp`). Each kind has
+//! one HTTP status and one JSON-RPC code (single matches below); the response is a JSON-RPC
+//! error body echoing the request's id, with `WWW-Authenticate` or `Retry-After` where the kind
+//! needs it. Internal errors are logged once, here, and answered without detail.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::mcp::backend::BackendError;
+use crate::mcp::inspect;
+use crate::mcp::message::Malformed;
+use crate::mcp::protocol::{self, code};
+use crate::ratelimit::Limited;
+
+#[derive(Debug)]
+pub struct McpError {
+    /// The request's id as JSON text (`None` before the body was read, or for notifications).
+    pub id: Option<String>,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug)]
+pub enum ErrorKind {
+    /// 400 (404 + -32601 for an unknown method of a 2026-07-28 request): a message the gateway
+    /// cannot read unambiguously.
+    Malformed { malformed: Malformed, modern: bool },
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 400 + -32022: an `MCP-Protocol-Version` the gateway does not serve; `data` lists the
+    /// versions it does (as `server/discover` does) and echoes the one requested.
+    UnsupportedVersion { requested: String },
+    /// 403 + `WWW-Authenticate: Bearer error="insufficient_scope"`: an OAuth token whose scope
+    /// does not cover the request. `metadata` is the protected-resource metadata URL.
+    InsufficientScope { metadata: String },
+    /// 403: the caller may not use this server.
+    NoAccess,
+    /// 200 + -32003: a tool rule denies the tool.
+    ToolDenied,
+    /// 429 + `Retry-After`: over a rate limit.
+    RateLimited(Limited),
+    /// 200 + `inspect::BLOCKED`: the payload rules block the call.
+    Blocked,
+    /// 502/504: the backend failed.
+    Backend(BackendError),
+    /// 500: logged here, answered without detail.
+    Internal(anyhow::Error),
+}
+
+impl McpError {
+    pub fn new(id: Option<&str>, kind: ErrorKind) -> McpError {
+        McpError {
+            id: id.map(str::to_string),
+            kind,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match &self.kind {
+            ErrorKind::Malformed { malformed, modern } => {
+                if *modern && malformed.code == code::METHOD_NOT_FOUND {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::BAD_REQUEST
+                }
+            }
+            ErrorKind::UnsupportedVersion { .. } => StatusCode::BAD_REQUEST,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::InsufficientScope { .. } | ErrorKind::NoAccess => StatusCode::FORBIDDEN,
+            ErrorKind::ToolDenied | ErrorKind::Blocked => StatusCode::OK,
+            ErrorKind::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Backend(BackendError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Backend(_) => StatusCode::BAD_GATEWAY,
+            ErrorKind::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> i64 {
+        match &self.kind {
+            ErrorKind::Malformed { malformed, .. } => malformed.code,
+            ErrorKind::UnsupportedVersion { .. } => code::UNSUPPORTED_VERSION,
+            ErrorKind::UnsupportedMediaType => code::INVALID_REQUEST,
+            ErrorKind::InsufficientScope { .. } | ErrorKind::NoAccess | ErrorKind::ToolDenied => {
+                code::FORBIDDEN
+            }
+            ErrorKind::RateLimited(_) => code::RATE_LIMITED,
+            ErrorKind::Blocked => inspect::BLOCKED,
+            ErrorKind::Backend(e) => e.code(),
+            ErrorKind::Internal(_) => code::BACKEND_ERROR,
+        }
+    }
+
+    /// The activity record's status for a refused request.
+    pub fn label(&self) -> &'static str {
+        match &self.kind {
+            ErrorKind::Malformed { .. } => "malformed",
+            ErrorKind::UnsupportedVersion { .. } => "unsupported_version",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::InsufficientScope { .. } => "insufficient_scope",
+            ErrorKind::NoAccess | ErrorKind::ToolDenied => "access_denied",
+            ErrorKind::RateLimited(_) => "rate_limited",
+            ErrorKind::Blocked => "blocked",
+            ErrorKind::Backend(e) => e.label(),
+            ErrorKind::Internal(_) => "internal_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        match &self.kind {
+            ErrorKind::Malformed { malformed, .. } => malformed.reason.to_string(),
+            ErrorKind::UnsupportedVersion { .. } => "unsupported MCP-Protocol-Version".into(),
+            ErrorKind::UnsupportedMediaType => "Content-Type must be application/json".into(),
+            ErrorKind::InsufficientScope { .. } => {
+                "the token's scope does not allow this request".into()
+            }
+            ErrorKind::NoAccess => "you do not have access to this MCP server".into(),
+            ErrorKind::ToolDenied => "you are not allowed to call this tool".into(),
+            ErrorKind::RateLimited(_) => "rate limit exceeded; retry later".into(),
+            ErrorKind::Blocked => "the call was blocked by the gateway's payload rules".into(),
+            ErrorKind::Backend(e) => e.to_string(),
+            ErrorKind::Internal(_) => "internal error".into(),
+        }
+    }
+
+    fn data(&self) -> Option<Value> {
+        match &self.kind {
+            ErrorKind::UnsupportedVersion { requested } => {
+                Some(json!({ "supported": protocol::SUPPORTED_VERSIONS, "requested": requested }))
+            }
+            ErrorKind::RateLimited(limited) => Some(
+                json!({ "retryAfterSeconds": retry_after_secs(limited), "scope": limited.scope }),
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for McpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+fn retry_after_secs(limited: &Limited) -> u64 {
+    limited.retry_after.as_secs_f64().ceil().max(1.0) as u64
+}
+
+impl IntoResponse for McpError {
+    fn into_response(self) -> Response {
+        if let ErrorKind::Internal(e) = &self.kind {
+            tracing::error!(error = format!("{e:#}"), "MCP request failed");
+        }
+        let body = protocol::error_body(
+            self.id.as_deref(),
+            self.code(),
+            &self.message(),
+            self.data(),
+        );
+        let mut res = (
+            self.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        match &self.kind {
+            ErrorKind::RateLimited(limited) => {
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(limited)),
+                );
+            }
+            ErrorKind::InsufficientScope { metadata } => {
+                let challenge = format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{metadata}\"",
+                    crate::oauth::SCOPE_FULL,
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            _ => {}
+        }
+        res
+    }
+}

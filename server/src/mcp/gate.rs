@@ -1,0 +1,401 @@
+//! The one policy gate every MCP path passes: the per-server proxy, the aggregated `/mcp` and
+//! the admin test console (and any path added later).
+//!
+//! `read` is the one strict reading of a request body (`message.rs`); `admit` decides on that
+//! reading, in this order: OAuth scope → server access → tool rule → rate limits (user,
+//! user × server, user × tool) → payload detection. Every refusal raises the same security event
+//! and writes the same activity record on every path; an admitted request carries a `Recorder`
+//! that writes exactly one activity record when the request ends. Whatever the gate cannot find
+//! (a `tools/call` without a tool) is refused, never waved through.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, header};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::identity::{McpScope, Principal, RequestMeta};
+use crate::db::{self, servers::ActivityRow};
+use crate::detect::{self, Mode};
+use crate::events::{EventContext, EventType, Severity};
+use crate::mcp::error::{ErrorKind, McpError};
+use crate::mcp::inspect;
+use crate::mcp::message::{Kind, Malformed, Message};
+use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_VERSION, code};
+use crate::mcp::registry::Backend;
+
+/// Who is asking, on which path.
+pub struct Caller<'a> {
+    pub state: &'a AppState,
+    pub principal: &'a Principal,
+    /// The request's context for security events; `None` when the path has none to give.
+    pub meta: Option<&'a RequestMeta>,
+    /// The MCP resource addressed (`mcp/github`, `mcp`; `console` for the admin console), for
+    /// the step-up challenge and events.
+    pub resource: &'a str,
+    pub started: Instant,
+    pub bytes_in: usize,
+    /// The client's name for activity records.
+    pub client_name: Option<String>,
+}
+
+/// Where an admitted message goes.
+pub enum Route<'a> {
+    /// Answered by the gateway itself (the aggregated endpoint's lists, `ping`, `initialize`);
+    /// recorded under `server`.
+    Gateway { server: &'a str },
+    /// One backend. `tool` is the backend's own name of a `tools/call`'s tool; `payload` is what
+    /// the detection rules scan (the arguments are read from it).
+    Backend {
+        backend: &'a Backend,
+        tool: Option<&'a str>,
+        payload: Payload<'a>,
+    },
+}
+
+/// The message as the payload rules read it: the body's bytes for the cheap pre-check (none:
+/// always scan) and the message as a tree when the caller has one (else the bytes are parsed,
+/// only when the pre-check finds something).
+#[derive(Clone, Copy)]
+pub struct Payload<'a> {
+    pub raw: Option<&'a [u8]>,
+    pub tree: Option<&'a Value>,
+}
+
+/// An admitted request.
+pub struct Pass {
+    /// Writes the request's one activity record (`None` for notifications and responses).
+    pub recorder: Option<Recorder>,
+    /// A payload rule matched the arguments (logged, not blocked).
+    pub suspicious: bool,
+}
+
+/// Reads a POST body strictly: the media type, the version header (once, supported), then the
+/// message (see `message.rs`). A refusal raises a `malformed_request` event (folded).
+pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Message, McpError> {
+    let modern = single(headers, H_VERSION) == Ok(Some(protocol::LATEST_VERSION));
+    let refuse = |malformed: Malformed, id: Option<String>| {
+        malformed_event(caller, malformed.reason);
+        McpError {
+            id,
+            kind: ErrorKind::Malformed { malformed, modern },
+        }
+    };
+    if !is_json(headers) {
+        let mut e = refuse(
+            Malformed {
+                code: code::INVALID_REQUEST,
+                reason: "Content-Type must be application/json",
+            },
+            None,
+        );
+        e.kind = ErrorKind::UnsupportedMediaType;
+        return Err(e);
+    }
+    for name in [H_VERSION, H_METHOD, H_NAME] {
+        if single(headers, name).is_err() {
+            return Err(refuse(
+                Malformed {
+                    code: code::INVALID_REQUEST,
+                    reason: "MCP-Protocol-Version, Mcp-Method and Mcp-Name may appear once each, as visible ASCII",
+                },
+                None,
+            ));
+        }
+    }
+    let msg = Message::parse(body).map_err(|u| refuse(u.malformed, u.id))?;
+    if let Ok(Some(version)) = single(headers, H_VERSION)
+        && !protocol::SUPPORTED_VERSIONS.contains(&version)
+    {
+        return Err(McpError::new(
+            msg.id.as_deref(),
+            ErrorKind::UnsupportedVersion {
+                requested: version.chars().take(64).collect(),
+            },
+        ));
+    }
+    // 2026-07-28 removed the handshake: its `initialize` is an unknown method there.
+    if modern && msg.is("initialize") {
+        return Err(McpError::new(
+            msg.id.as_deref(),
+            ErrorKind::Malformed {
+                malformed: Malformed {
+                    code: code::METHOD_NOT_FOUND,
+                    reason: "initialize is not a method of MCP 2026-07-28 (use server/discover)",
+                },
+                modern,
+            },
+        ));
+    }
+    Ok(msg)
+}
+
+/// `Content-Type: application/json`, optionally with a UTF-8 charset; nothing else
+/// (`application/json-seq` is another format).
+fn is_json(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mut parts = value.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+    {
+        return false;
+    }
+    parts.all(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        k.trim().eq_ignore_ascii_case("charset")
+            && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+    })
+}
+
+/// A header that may appear at most once; `Err` when it repeats or is not visible ASCII.
+pub fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ()> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
+        (Some(_), Some(_)) => Err(()),
+    }
+}
+
+/// Decides on one message (or, with `None`, on opening or ending a session's stream) against
+/// current state. See the module documentation for the order.
+pub async fn admit(
+    caller: &Caller<'_>,
+    msg: Option<&Message>,
+    route: Route<'_>,
+) -> Result<Pass, McpError> {
+    let state = caller.state;
+    let principal = caller.principal;
+    let id = msg.and_then(|m| m.id.as_deref());
+    let (server, backend, tool) = match &route {
+        Route::Gateway { server } => (*server, None, None),
+        Route::Backend { backend, tool, .. } => (backend.name.as_str(), Some(*backend), *tool),
+    };
+    let refuse = |kind: ErrorKind| {
+        let e = McpError::new(id, kind);
+        if let Some(msg) = msg
+            && msg.kind == Kind::Request
+        {
+            let mut r = Recorder::new(caller, msg, server, tool);
+            if matches!(e.kind, ErrorKind::Blocked) {
+                r.row.suspicious = 1;
+                r.row.rpc_error_code = Some(inspect::BLOCKED);
+            }
+            r.finish(e.label(), e.status().as_u16(), 0);
+        }
+        e
+    };
+    if let Some(msg) = msg
+        && !scope_allows(principal.scope, msg)
+    {
+        deny(
+            caller,
+            server,
+            tool,
+            "the token's scope does not allow this request",
+        );
+        return Err(refuse(ErrorKind::InsufficientScope {
+            metadata: format!(
+                "{}/.well-known/oauth-protected-resource/{}",
+                state.config.public_url, caller.resource
+            ),
+        }));
+    }
+    if let Some(backend) = backend {
+        match state.mcp.registry.may_use(principal, backend).await {
+            Ok(true) => {}
+            Ok(false) => {
+                deny(caller, server, tool, "no access to this server");
+                return Err(refuse(ErrorKind::NoAccess));
+            }
+            Err(e) => return Err(refuse(ErrorKind::Internal(e))),
+        }
+    }
+    let is_call = msg.is_some_and(|m| m.is("tools/call"));
+    if is_call {
+        // Fail closed: a call whose tool the gate cannot name is refused.
+        let (Some(backend), Some(tool)) = (backend, tool) else {
+            return Err(refuse(ErrorKind::Malformed {
+                malformed: Malformed {
+                    code: code::INVALID_PARAMS,
+                    reason: "params.name is required",
+                },
+                modern: false,
+            }));
+        };
+        match state.mcp.registry.tool_filter(principal).await {
+            Ok(filter) if filter.permits(backend.id, tool) => {}
+            Ok(_) => {
+                deny(caller, server, Some(tool), "tool denied by a rule");
+                return Err(refuse(ErrorKind::ToolDenied));
+            }
+            Err(e) => return Err(refuse(ErrorKind::Internal(e))),
+        }
+    }
+    let limits = &state.mcp.limits;
+    let limited = limits
+        .check_user(principal.user_id)
+        .and_then(|()| match backend {
+            Some(b) => limits.check_server(principal.user_id, b.id),
+            None => Ok(()),
+        })
+        .and_then(|()| match (backend, tool) {
+            (Some(b), Some(t)) if is_call => limits.check_tool(principal.user_id, b.id, t),
+            _ => Ok(()),
+        });
+    if let Err(limited) = limited {
+        // Repeats within a minute are folded into one event with a count (`EventSink`).
+        state.events.record(
+            EventType::RateLimited,
+            Severity::Medium,
+            &event_context(caller),
+            Some(principal.user_id),
+            Some(&principal.username),
+            json!({ "server": server, "scope": limited.scope, "endpoint": caller.resource }),
+        );
+        return Err(refuse(ErrorKind::RateLimited(limited)));
+    }
+    let mut suspicious = false;
+    if let (Some(backend), Route::Backend { payload, .. }) = (backend, &route)
+        && is_call
+        && backend.detection != Mode::Off
+    {
+        let parsed;
+        let tree = match (payload.raw, payload.tree) {
+            (Some(raw), _) if !detect::maybe_suspicious(raw) => None,
+            (_, Some(tree)) => Some(tree),
+            (Some(raw), None) => {
+                parsed = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
+                Some(&parsed)
+            }
+            (None, None) => None,
+        };
+        if let Some(tree) = tree
+            && let Some((_, block)) = inspect::check_call(
+                state,
+                &event_context(caller),
+                principal,
+                server,
+                backend.detection,
+                tool,
+                tree,
+            )
+        {
+            if block {
+                return Err(refuse(ErrorKind::Blocked));
+            }
+            suspicious = true;
+        }
+    }
+    let recorder = msg.filter(|m| m.kind == Kind::Request).map(|m| {
+        let mut r = Recorder::new(caller, m, server, tool);
+        r.row.suspicious = i64::from(suspicious);
+        r
+    });
+    Ok(Pass {
+        recorder,
+        suspicious,
+    })
+}
+
+/// Whether a token's OAuth scope allows a message: `mcp:read` may discover and list, not call.
+pub fn scope_allows(scope: McpScope, msg: &Message) -> bool {
+    match scope {
+        McpScope::Full => true,
+        McpScope::None => false,
+        McpScope::Read => {
+            msg.kind != Kind::Request
+                || matches!(
+                    msg.method.as_deref(),
+                    Some(
+                        "initialize"
+                            | "ping"
+                            | "server/discover"
+                            | "tools/list"
+                            | "prompts/list"
+                            | "resources/list"
+                            | "resources/templates/list"
+                    )
+                )
+        }
+    }
+}
+
+fn event_context(caller: &Caller<'_>) -> EventContext {
+    caller.meta.map(RequestMeta::ctx).unwrap_or_default()
+}
+
+fn deny(caller: &Caller<'_>, server: &str, tool: Option<&str>, reason: &str) {
+    caller.state.events.record(
+        EventType::AccessDenied,
+        Severity::Medium,
+        &event_context(caller),
+        Some(caller.principal.user_id),
+        Some(&caller.principal.username),
+        json!({ "server": server, "tool": tool, "reason": reason, "endpoint": caller.resource }),
+    );
+}
+
+fn malformed_event(caller: &Caller<'_>, reason: &str) {
+    caller.state.events.record(
+        EventType::MalformedRequest,
+        Severity::Medium,
+        &event_context(caller),
+        Some(caller.principal.user_id),
+        Some(&caller.principal.username),
+        json!({ "reason": reason, "endpoint": caller.resource }),
+    );
+}
+
+/// Writes the activity record of one request when it ends (success, error or client gone).
+pub struct Recorder {
+    /// One `Arc`: the activity sink and the event sink are reached through it.
+    pub state: AppState,
+    pub row: ActivityRow,
+    started: Instant,
+}
+
+impl Recorder {
+    /// A record of `msg` (a request) to `server`; `tool` overrides the message's tool (the
+    /// backend's own name behind an aggregated name).
+    pub fn new(caller: &Caller<'_>, msg: &Message, server: &str, tool: Option<&str>) -> Recorder {
+        Recorder {
+            state: caller.state.clone(),
+            started: caller.started,
+            row: ActivityRow {
+                at: db::now(),
+                user_id: Some(caller.principal.user_id),
+                username: Some(caller.principal.username.clone()),
+                server: server.to_string(),
+                method: msg.method.clone().unwrap_or_default(),
+                tool: tool.map(str::to_string).or_else(|| msg.tool.clone()),
+                bytes_in: i64::try_from(caller.bytes_in).unwrap_or(i64::MAX),
+                client_name: caller.client_name.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn finish(mut self, status: &str, http_status: u16, bytes_out: usize) {
+        self.row.status = status.to_string();
+        self.row.http_status = i64::from(http_status);
+        self.row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
+        self.row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.state.mcp.activity.record(self.row);
+    }
+}
+
+/// Finishes an optional recorder.
+pub fn finish(recorder: Option<Recorder>, status: &str, http_status: u16, bytes_out: usize) {
+    if let Some(r) = recorder {
+        r.finish(status, http_status, bytes_out);
+    }
+}

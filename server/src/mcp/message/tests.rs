@@ -1,0 +1,350 @@
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::*;
+
+fn read(body: &str) -> Result<Message, Unreadable> {
+    Message::parse(body.as_bytes())
+}
+
+fn refused(body: &str, code: i64) {
+    match read(body) {
+        Ok(m) => panic!("accepted {body}: {m:?}"),
+        Err(u) => assert_eq!(u.malformed.code, code, "{body}: {}", u.malformed.reason),
+    }
+}
+
+#[test]
+fn envelopes() {
+    let m = read(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}"#).unwrap();
+    assert_eq!(m.kind, Kind::Request);
+    assert_eq!(m.id.as_deref(), Some("7"));
+    assert_eq!(m.tool.as_deref(), Some("echo"));
+    assert_eq!(m.name.as_deref(), Some("echo"));
+    let m = read(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+    assert_eq!(m.kind, Kind::Notification);
+    let m = read(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+    assert_eq!(m.kind, Kind::Response);
+    assert_eq!(m.id.as_deref(), Some("\"a\""));
+    let m = read(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","clientInfo":{"name":"claude","version":"1"}}}"#).unwrap();
+    assert_eq!(m.init_version.as_deref(), Some("2025-06-18"));
+    assert_eq!(m.client_name.as_deref(), Some("claude"));
+    let m = read(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
+    assert_eq!(m.name.as_deref(), Some("file:///a"));
+    assert_eq!(m.meta_version.as_deref(), Some("2026-07-28"));
+    // Escapes are read: the gate sees the name every backend sees.
+    let m = read(r#"{"jsonrpc":"2.0","id":"\u0031","method":"tools/c\u0061ll","params":{"n\u0061me":"\u0065cho"}}"#).unwrap();
+    assert_eq!(m.tool.as_deref(), Some("echo"));
+    assert_eq!(m.id.as_deref(), Some("\"1\""));
+    let m =
+        read(r#"{"jsonrpc":"2.0","id":-3,"method":"ping","extra":{"a":[1,{"b":null}]}}"#).unwrap();
+    assert_eq!(m.id.as_deref(), Some("-3"));
+}
+
+#[test]
+fn what_cannot_be_read_one_way_is_refused() {
+    use crate::mcp::protocol::code::*;
+    for (body, code) in [
+        ("{nope", PARSE_ERROR),
+        ("[{}]", INVALID_REQUEST),
+        ("5", INVALID_REQUEST),
+        (r#"{"jsonrpc":"2.0"}"#, INVALID_REQUEST),
+        (r#"{"id":1,"method":"ping"}"#, INVALID_REQUEST),
+        (
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            INVALID_REQUEST,
+        ),
+        (r#"{"jsonrpc":2,"id":1,"method":"ping"}"#, INVALID_REQUEST),
+        // Duplicate keys at every depth, also when escaped.
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","name":"echo"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","n\u0061me":"echo"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"id":4,"method":"ping"}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"ping","method":"tools/call"}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a","arguments":{"x":{"y":1,"y":2}}}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a","arguments":{"x":[{"y":1,"y":2}]}}}"#,
+            INVALID_REQUEST,
+        ),
+        // Known fields of the wrong type, wherever they are.
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","clientInfo":0}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":5}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a","arguments":"x"}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":1.5}}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a","_meta":1}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":[1]}"#,
+            INVALID_PARAMS,
+        ),
+        (r#"{"jsonrpc":"2.0","id":4,"method":5}"#, INVALID_REQUEST),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"initialize","params":{"clientInfo":{"name":7}}}"#,
+            INVALID_PARAMS,
+        ),
+        // Ids: never null, fractional, boolean or structured.
+        (
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"add"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":-0,"method":"ping"}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":true,"method":"ping"}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#,
+            INVALID_REQUEST,
+        ),
+        // A request method without an id (some servers would run it).
+        (
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"add"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"Tools/call","params":{"name":"add"}}"#,
+            METHOD_NOT_FOUND,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call ","params":{"name":"add"}}"#,
+            METHOD_NOT_FOUND,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{}}"#,
+            INVALID_PARAMS,
+        ),
+        // Names that read differently to different eyes.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ec\u200bho"}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\u0000"}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":" echo"}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\u202e"}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\udb40\udc41"}}"#,
+            INVALID_PARAMS,
+        ),
+        // Lone surrogates and other strings that are not UTF-8 once unescaped.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\ud800echo"}}"#,
+            PARSE_ERROR,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"\udc00"}}"#,
+            PARSE_ERROR,
+        ),
+        // Responses are answers, nothing else.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x","message":"x"}}"#,
+            INVALID_REQUEST,
+        ),
+        (r#"{"jsonrpc":"2.0","id":1,"result":5}"#, INVALID_PARAMS),
+    ] {
+        refused(body, code);
+    }
+    let bytes = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"x\":\"\xff\"}}";
+    assert!(Message::parse(bytes).is_err(), "invalid UTF-8");
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{{"x":{}1{}}}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    refused(&deep, crate::mcp::protocol::code::PARSE_ERROR);
+}
+
+#[test]
+fn refusals_echo_the_id_once_read() {
+    let u = read(r#"{"jsonrpc":"2.0","id":101,"method":"tools/call","params":{"_meta":5}}"#)
+        .unwrap_err();
+    assert_eq!(u.id.as_deref(), Some("101"));
+    let u = read(r#"{"jsonrpc":"2.0","id":"x","method":"Tools/call","params":{"name":"a"}}"#)
+        .unwrap_err();
+    assert_eq!(u.id.as_deref(), Some("\"x\""));
+}
+
+/// JSON with duplicate keys, escapes and type confusion, built as text.
+fn hostile_json() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("1".to_string()),
+        Just("1.5".to_string()),
+        Just("\"echo\"".to_string()),
+        Just("\"\\u0065cho\"".to_string()),
+        Just("\"add\"".to_string()),
+        Just("true".to_string()),
+        Just("\"\\ud800\"".to_string()),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("name"),
+                        Just("n\\u0061me"),
+                        Just("arguments"),
+                        Just("clientInfo"),
+                        Just("_meta"),
+                        Just("progressToken"),
+                        Just("x")
+                    ],
+                    inner
+                ),
+                0..4
+            )
+            .prop_map(|kv| {
+                let fields: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", fields.join(","))
+            }),
+        ]
+    })
+}
+
+/// A JSON reader where the first of duplicate keys wins (serde_json's `Value` keeps the last).
+fn first_wins(body: &str) -> Option<Value> {
+    fn dedupe(raw: &str) -> Option<Value> {
+        // Re-read every object keeping the first occurrence of each key.
+        struct First(Value);
+        impl<'de> serde::Deserialize<'de> for First {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<First, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = First;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("json")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<First, A::Error> {
+                        let mut out = serde_json::Map::new();
+                        while let Some((k, First(v))) = map.next_entry::<String, First>()? {
+                            out.entry(k).or_insert(v);
+                        }
+                        Ok(First(Value::Object(out)))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<First, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(First(v)) = seq.next_element()? {
+                            out.push(v);
+                        }
+                        Ok(First(Value::Array(out)))
+                    }
+                    fn visit_bool<E>(self, v: bool) -> Result<First, E> {
+                        Ok(First(Value::Bool(v)))
+                    }
+                    fn visit_i64<E>(self, v: i64) -> Result<First, E> {
+                        Ok(First(v.into()))
+                    }
+                    fn visit_u64<E>(self, v: u64) -> Result<First, E> {
+                        Ok(First(v.into()))
+                    }
+                    fn visit_f64<E>(self, v: f64) -> Result<First, E> {
+                        Ok(First(
+                            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+                        ))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<First, E> {
+                        Ok(First(Value::String(v.to_string())))
+                    }
+                    fn visit_unit<E>(self) -> Result<First, E> {
+                        Ok(First(Value::Null))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        serde_json::from_str::<First>(raw).ok().map(|f| f.0)
+    }
+    dedupe(body)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Whatever is accepted reads the same to a first-wins and a last-wins reader, and the tool
+    /// the gate sees is the tool both see.
+    #[test]
+    fn accepted_messages_have_one_reading(
+        params in hostile_json(),
+        id in prop_oneof![Just("1"), Just("null"), Just("\"a\""), Just("1.5"), Just("")],
+        method in prop_oneof![Just("tools/call"), Just("tools/c\\u0061ll"), Just("Tools/call"), Just("ping")],
+        dup_method in any::<bool>(),
+    ) {
+        let id = if id.is_empty() { String::new() } else { format!("\"id\":{id},") };
+        let dup = if dup_method { "\"method\":\"ping\"," } else { "" };
+        let body = format!(r#"{{"jsonrpc":"2.0",{id}{dup}"method":"{method}","params":{params}}}"#);
+        if let Ok(msg) = Message::parse(body.as_bytes()) {
+            let last: Value = serde_json::from_str(&body).expect("accepted bodies are JSON");
+            let first = first_wins(&body).expect("accepted bodies are JSON");
+            prop_assert_eq!(&first, &last, "{}", body);
+            prop_assert_eq!(msg.method.as_deref(), last["method"].as_str());
+            if msg.is("tools/call") {
+                prop_assert_eq!(msg.tool.as_deref(), last["params"]["name"].as_str());
+                prop_assert!(msg.tool.is_some());
+                prop_assert!(msg.id.is_some());
+            }
+            prop_assert!(!last["id"].is_null() || msg.kind == Kind::Notification);
+        }
+    }
+}
