@@ -271,7 +271,7 @@ fn refusal(e: McpError) -> ApiError {
             retry_after: limited.retry_after.as_secs_f64().ceil().max(1.0) as u64,
         },
         ErrorKind::ToolDenied => ApiError::Forbidden("a tool rule denies this tool to you"),
-        ErrorKind::NoAccess | ErrorKind::InsufficientScope { .. } => {
+        ErrorKind::NoAccess { .. } | ErrorKind::InsufficientScope { .. } => {
             ApiError::Forbidden("you do not have access to this MCP server")
         }
         ErrorKind::Internal(e) => ApiError::Internal(e),

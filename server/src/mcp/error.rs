@@ -33,8 +33,9 @@ pub enum ErrorKind {
     /// 403 + `WWW-Authenticate: Bearer error="insufficient_scope"`: an OAuth token whose scope
     /// does not cover the request. `metadata` is the protected-resource metadata URL.
     InsufficientScope { metadata: String },
-    /// 403: the caller may not use this server.
-    NoAccess,
+    /// The caller may not use this server: 403 where the server is the whole endpoint
+    /// (`/mcp/{server}`), 200 + -32003 where it is one of several (`/mcp`).
+    NoAccess { whole_endpoint: bool },
     /// 200 + -32003: a tool rule denies the tool.
     ToolDenied,
     /// 429 + `Retry-After`: over a rate limit.
@@ -66,8 +67,11 @@ impl McpError {
             }
             ErrorKind::UnsupportedVersion { .. } => StatusCode::BAD_REQUEST,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorKind::InsufficientScope { .. } | ErrorKind::NoAccess => StatusCode::FORBIDDEN,
-            ErrorKind::ToolDenied | ErrorKind::Blocked => StatusCode::OK,
+            ErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            ErrorKind::NoAccess { whole_endpoint: true } => StatusCode::FORBIDDEN,
+            ErrorKind::NoAccess { whole_endpoint: false }
+            | ErrorKind::ToolDenied
+            | ErrorKind::Blocked => StatusCode::OK,
             ErrorKind::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Backend(BackendError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Backend(_) => StatusCode::BAD_GATEWAY,
@@ -80,7 +84,7 @@ impl McpError {
             ErrorKind::Malformed { malformed, .. } => malformed.code,
             ErrorKind::UnsupportedVersion { .. } => code::UNSUPPORTED_VERSION,
             ErrorKind::UnsupportedMediaType => code::INVALID_REQUEST,
-            ErrorKind::InsufficientScope { .. } | ErrorKind::NoAccess | ErrorKind::ToolDenied => {
+            ErrorKind::InsufficientScope { .. } | ErrorKind::NoAccess { .. } | ErrorKind::ToolDenied => {
                 code::FORBIDDEN
             }
             ErrorKind::RateLimited(_) => code::RATE_LIMITED,
@@ -97,7 +101,7 @@ impl McpError {
             ErrorKind::UnsupportedVersion { .. } => "unsupported_version",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::InsufficientScope { .. } => "insufficient_scope",
-            ErrorKind::NoAccess | ErrorKind::ToolDenied => "access_denied",
+            ErrorKind::NoAccess { .. } | ErrorKind::ToolDenied => "access_denied",
             ErrorKind::RateLimited(_) => "rate_limited",
             ErrorKind::Blocked => "blocked",
             ErrorKind::Backend(e) => e.label(),
@@ -113,7 +117,7 @@ impl McpError {
             ErrorKind::InsufficientScope { .. } => {
                 "the token's scope does not allow this request".into()
             }
-            ErrorKind::NoAccess => "you do not have access to this MCP server".into(),
+            ErrorKind::NoAccess { .. } => "you do not have access to this MCP server".into(),
             ErrorKind::ToolDenied => "you are not allowed to call this tool".into(),
             ErrorKind::RateLimited(_) => "rate limit exceeded; retry later".into(),
             ErrorKind::Blocked => "the call was blocked by the gateway's payload rules".into(),

@@ -214,7 +214,9 @@ pub async fn admit(
             Ok(true) => {}
             Ok(false) => {
                 deny(caller, server, tool, "no access to this server");
-                return Err(refuse(ErrorKind::NoAccess));
+                return Err(refuse(ErrorKind::NoAccess {
+                    whole_endpoint: caller.resource != "mcp",
+                }));
             }
             Err(e) => return Err(refuse(ErrorKind::Internal(e))),
         }

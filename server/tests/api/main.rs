@@ -10,6 +10,7 @@ mod accounts;
 mod aggregate;
 mod cli;
 mod foundation;
+mod gate;
 mod keys;
 mod mcp;
 mod oauth;
