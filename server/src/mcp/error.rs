@@ -68,8 +68,12 @@ impl McpError {
             ErrorKind::UnsupportedVersion { .. } => StatusCode::BAD_REQUEST,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            ErrorKind::NoAccess { whole_endpoint: true } => StatusCode::FORBIDDEN,
-            ErrorKind::NoAccess { whole_endpoint: false }
+            ErrorKind::NoAccess {
+                whole_endpoint: true,
+            } => StatusCode::FORBIDDEN,
+            ErrorKind::NoAccess {
+                whole_endpoint: false,
+            }
             | ErrorKind::ToolDenied
             | ErrorKind::Blocked => StatusCode::OK,
             ErrorKind::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -84,9 +88,9 @@ impl McpError {
             ErrorKind::Malformed { malformed, .. } => malformed.code,
             ErrorKind::UnsupportedVersion { .. } => code::UNSUPPORTED_VERSION,
             ErrorKind::UnsupportedMediaType => code::INVALID_REQUEST,
-            ErrorKind::InsufficientScope { .. } | ErrorKind::NoAccess { .. } | ErrorKind::ToolDenied => {
-                code::FORBIDDEN
-            }
+            ErrorKind::InsufficientScope { .. }
+            | ErrorKind::NoAccess { .. }
+            | ErrorKind::ToolDenied => code::FORBIDDEN,
             ErrorKind::RateLimited(_) => code::RATE_LIMITED,
             ErrorKind::Blocked => inspect::BLOCKED,
             ErrorKind::Backend(e) => e.code(),

@@ -114,10 +114,36 @@ pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    let own = url::Url::parse(&state.config.public_url)
+    let public = url::Url::parse(&state.config.public_url).ok();
+    let own = public
+        .as_ref()
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_default();
-    origin == own || state.config.allowed_origins.iter().any(|o| o == origin)
+    origin == own
+        || state.config.allowed_origins.iter().any(|o| o == origin)
+        || public.is_some_and(|public| same_loopback(&public, origin))
+}
+
+/// A gateway served on loopback is the same origin under each loopback name (`localhost`,
+/// `127.0.0.1`, `[::1]`) on its port: a local client may use any of them. A DNS-rebinding page
+/// still arrives with its own, foreign origin.
+fn same_loopback(public: &url::Url, origin: &str) -> bool {
+    fn loopback(url: &url::Url) -> bool {
+        match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+    }
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    loopback(public)
+        && loopback(&origin)
+        && origin.scheme() == public.scheme()
+        && origin.port_or_known_default() == public.port_or_known_default()
+        && origin.path() == "/"
 }
 
 /// The gate every MCP request passes first: `Origin`, then authentication against current

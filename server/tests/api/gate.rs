@@ -113,14 +113,20 @@ fn first_wins(bytes: &[u8]) -> Option<Value> {
                 fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                     f.write_str("json")
                 }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<First, A::Error> {
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<First, A::Error> {
                     let mut out = serde_json::Map::new();
                     while let Some((k, First(v))) = map.next_entry::<String, First>()? {
                         out.entry(k).or_insert(v);
                     }
                     Ok(First(Value::Object(out)))
                 }
-                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<First, A::Error> {
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<First, A::Error> {
                     let mut out = Vec::new();
                     while let Some(First(v)) = seq.next_element()? {
                         out.push(v);
@@ -137,7 +143,9 @@ fn first_wins(bytes: &[u8]) -> Option<Value> {
                     Ok(First(v.into()))
                 }
                 fn visit_f64<E>(self, v: f64) -> Result<First, E> {
-                    Ok(First(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+                    Ok(First(
+                        serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+                    ))
                 }
                 fn visit_str<E>(self, v: &str) -> Result<First, E> {
                     Ok(First(Value::String(v.to_string())))
@@ -289,7 +297,18 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
     )
         .prop_map(
-            |(aggregated, modern, id, method, name, second_name, arguments, extra, top_dup, reverse)| Case {
+            |(
+                aggregated,
+                modern,
+                id,
+                method,
+                name,
+                second_name,
+                arguments,
+                extra,
+                top_dup,
+                reverse,
+            )| Case {
                 aggregated,
                 modern,
                 id,
@@ -423,7 +442,12 @@ async fn hostile_variants_reach_the_backend_with_one_reading() {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        sessions.push(res.headers()["mcp-session-id"].to_str().unwrap().to_string());
+        sessions.push(
+            res.headers()["mcp-session-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
     }
 
     let cases = std::env::var("GATE_FUZZ_CASES")
@@ -467,7 +491,10 @@ async fn hostile_variants_reach_the_backend_with_one_reading() {
         forwarded += 1;
         let last: Value = serde_json::from_slice(received).unwrap();
         let first = first_wins(received).expect("the backend's bytes are JSON");
-        assert_eq!(first, last, "two readings of what reached the backend: {body}");
+        assert_eq!(
+            first, last,
+            "two readings of what reached the backend: {body}"
+        );
         let tool = last["params"]["name"].as_str().unwrap_or_else(|| {
             panic!("a call without a tool name reached the backend: {body} -> {last}")
         });
@@ -477,7 +504,10 @@ async fn hostile_variants_reach_the_backend_with_one_reading() {
             "a call without an id reached the backend: {body}"
         );
         assert_eq!(status, StatusCode::OK, "{body} -> {answer}");
-        assert_eq!(answer["result"]["content"][0]["text"], "ran", "{body} -> {answer}");
+        assert_eq!(
+            answer["result"]["content"][0]["text"], "ran",
+            "{body} -> {answer}"
+        );
         *reached.entry(tool.to_string()).or_default() += 1;
     }
     eprintln!("hostile variants: {refused} refused, {forwarded} forwarded");
@@ -504,7 +534,10 @@ async fn hostile_variants_reach_the_backend_with_one_reading() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(recorded, reached, "activity records vs calls the backend ran");
+    assert_eq!(
+        recorded, reached,
+        "activity records vs calls the backend ran"
+    );
     app.wait_for_event("malformed_request").await;
 }
 
@@ -550,7 +583,10 @@ async fn known_bypasses_are_refused_on_both_endpoints() {
                 .await
                 .unwrap();
             assert_eq!(res.status(), StatusCode::OK, "{path}");
-            let session = res.headers()["mcp-session-id"].to_str().unwrap().to_string();
+            let session = res.headers()["mcp-session-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
             let handshake = [
                 ("mcp-protocol-version", "2025-11-25".to_string()),
                 ("mcp-session-id", session),
@@ -560,17 +596,23 @@ async fn known_bypasses_are_refused_on_both_endpoints() {
             };
             for (params, status, code) in [
                 (
-                    format!(r#"{{"name":"{prefix}echo","name":"{prefix}echo","arguments":{{"text":"x"}}}}"#),
+                    format!(
+                        r#"{{"name":"{prefix}echo","name":"{prefix}echo","arguments":{{"text":"x"}}}}"#
+                    ),
                     400,
                     -32600,
                 ),
                 (
-                    format!(r#"{{"name":"{prefix}add","name":"{prefix}echo","arguments":{{"a":1,"b":2}}}}"#),
+                    format!(
+                        r#"{{"name":"{prefix}add","name":"{prefix}echo","arguments":{{"a":1,"b":2}}}}"#
+                    ),
                     400,
                     -32600,
                 ),
                 (
-                    format!(r#"{{"name":"{prefix}echo","arguments":{{"text":"x"}},"clientInfo":0}}"#),
+                    format!(
+                        r#"{{"name":"{prefix}echo","arguments":{{"text":"x"}},"clientInfo":0}}"#
+                    ),
                     400,
                     -32602,
                 ),
@@ -605,22 +647,31 @@ async fn known_bypasses_are_refused_on_both_endpoints() {
             assert_eq!(got, StatusCode::BAD_REQUEST, "{path}: {answer}");
             assert_eq!(answer["error"]["code"], -32600);
             // The same call without an id: a request method sent as a notification.
-            let (got, _) = post_raw(&app, path, token, &modern, body.replace("\"id\":null,", "")).await;
+            let (got, _) =
+                post_raw(&app, path, token, &modern, body.replace("\"id\":null,", "")).await;
             assert_eq!(got, StatusCode::BAD_REQUEST, "{path}");
             // And with a proper id it runs (the refusals above were not a broken endpoint).
-            let (got, answer) =
-                post_raw(&app, path, token, &modern, body.replace("\"id\":null", "\"id\":9")).await;
+            let (got, answer) = post_raw(
+                &app,
+                path,
+                token,
+                &modern,
+                body.replace("\"id\":null", "\"id\":9"),
+            )
+            .await;
             assert_eq!(got, StatusCode::OK, "{path}: {answer}");
-            assert_eq!(answer["result"]["content"][0]["text"], "3", "{path}: {answer}");
+            assert_eq!(
+                answer["result"]["content"][0]["text"], "3",
+                "{path}: {answer}"
+            );
         }
     }
     // Nothing ran `echo`; each refusal left its trace.
-    let ran: Vec<(String,)> = sqlx::query_as(
-        "select status from mcp_activity where tool = 'echo' and status = 'ok'",
-    )
-    .fetch_all(&app.state.db.pool)
-    .await
-    .unwrap();
+    let ran: Vec<(String,)> =
+        sqlx::query_as("select status from mcp_activity where tool = 'echo' and status = 'ok'")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
     assert!(ran.is_empty(), "echo ran: {ran:?}");
     app.wait_for_event("malformed_request").await;
     app.wait_for_event("access_denied").await;
@@ -656,7 +707,11 @@ async fn the_console_takes_the_same_rate_limits() {
             break;
         }
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     let event = app.wait_for_event("rate_limited").await;
     assert_eq!(event.server.as_deref(), Some("rec"));
@@ -674,4 +729,47 @@ async fn the_console_takes_the_same_rate_limits() {
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+}
+
+/// A gateway served on loopback accepts each loopback name of itself as the same origin (the
+/// conformance suite's DNS-rebinding scenario); foreign origins and other ports stay refused.
+#[tokio::test]
+async fn loopback_origins_are_one_origin_and_foreign_ones_are_refused() {
+    let app = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_public_port()
+        .spawn()
+        .await;
+    let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let port = app.addr.port();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    for (origin, allowed) in [
+        (format!("http://localhost:{port}"), true),
+        (format!("http://127.0.0.1:{port}"), true),
+        (format!("http://[::1]:{port}"), true),
+        ("http://evil.example.com".to_string(), false),
+        (format!("http://evil.example.com:{port}"), false),
+        (format!("http://localhost:{}", port + 1), false),
+        (format!("https://localhost:{port}"), false),
+        ("null".to_string(), false),
+    ] {
+        let (status, answer) = post_raw(
+            &app,
+            "/mcp",
+            &token,
+            &[
+                ("origin", origin.clone()),
+                ("mcp-protocol-version", "2026-07-28".to_string()),
+                ("mcp-method", "ping".to_string()),
+            ],
+            body.to_string(),
+        )
+        .await;
+        assert_eq!(
+            status == StatusCode::FORBIDDEN,
+            !allowed,
+            "{origin}: {status} {answer}"
+        );
+    }
 }

@@ -643,6 +643,22 @@ db_test! {
         let (status, headers, _) = rpc_at(&app, "/mcp/alpha", Some(&read_token), Some(&session), &v, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}})).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp\""));
+        // No spelling of a call gets past the scope: escaped, null id, no id.
+        for (body, modern, status) in [
+            (r#"{"jsonrpc":"2.0","id":4,"method":"tools/c\u0061ll","params":{"name":"echo","arguments":{"text":"x"}}}"#, false, StatusCode::FORBIDDEN),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
+            (r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
+            (r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","method":"tools/list","params":{"name":"echo"}}"#, false, StatusCode::BAD_REQUEST),
+        ] {
+            let mut req = app.client.post(app.url("/mcp/alpha")).bearer_auth(&read_token)
+                .header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body);
+            req = if modern {
+                req.header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/call").header("mcp-name", "echo")
+            } else {
+                req.header("mcp-protocol-version", "2025-06-18").header("mcp-session-id", &session)
+            };
+            assert_eq!(req.send().await.unwrap().status(), status, "{body}");
+        }
 
         // Remembered consent: the signed-in browser goes straight back with a code.
         let res = authorize(&app, &read, Some(&cookie)).await;
