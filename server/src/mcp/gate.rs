@@ -155,13 +155,17 @@ fn is_json(headers: &HeaderMap) -> bool {
     })
 }
 
-/// A header that may appear at most once; `Err` when it repeats or is not visible ASCII.
-pub fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ()> {
+/// A header that repeats or is not visible ASCII.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadHeader;
+
+/// A header that may appear at most once.
+pub fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, BadHeader> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
-        (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
-        (Some(_), Some(_)) => Err(()),
+        (Some(v), None) => v.to_str().map(Some).map_err(|_| BadHeader),
+        (Some(_), Some(_)) => Err(BadHeader),
     }
 }
 

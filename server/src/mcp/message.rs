@@ -323,7 +323,7 @@ impl<'de> Keys<'de> {
         if let Some(set) = &mut self.set {
             return set.insert(key);
         }
-        if self.list.iter().any(|k| *k == key) {
+        if self.list.contains(&key) {
             return false;
         }
         if self.list.len() < Self::LINEAR {
