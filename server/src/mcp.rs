@@ -227,9 +227,21 @@ impl McpState {
     /// `server/discover` answered for an older backend, from its InitializeResult.
     pub(crate) fn held_discover(&self, session: &ProxySession) -> Value {
         let result = &session.init_params["backendResult"];
+        let mut capabilities = result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        // A held session carries no `subscriptions/listen`: list changes and resource updates
+        // are not offered to 2026-07-28 clients of it.
+        for kind in ["tools", "prompts", "resources"] {
+            if let Some(c) = capabilities.get_mut(kind).and_then(Value::as_object_mut) {
+                c.remove("listChanged");
+                c.remove("subscribe");
+            }
+        }
         json!({
-            "supportedVersions": [protocol::LATEST_VERSION],
-            "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            "supportedVersions": protocol::SUPPORTED_VERSIONS,
+            "capabilities": capabilities,
             "resultType": "complete",
             "_meta": { "io.modelcontextprotocol/serverInfo": result.get("serverInfo").cloned().unwrap_or(Value::Null) },
         })

@@ -545,7 +545,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
         "server/discover" => match capabilities(ctx).await {
             Ok((caps, instructions)) => {
                 let mut result = json!({
-                    "supportedVersions": [protocol::LATEST_VERSION],
+                    "supportedVersions": protocol::SUPPORTED_VERSIONS,
                     "capabilities": caps,
                     "_meta": { "io.modelcontextprotocol/serverInfo": server_info() },
                 });

@@ -104,7 +104,12 @@ pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Me
             ));
         }
     }
-    let msg = Message::parse(body).map_err(|u| refuse(u.malformed, u.id))?;
+    let msg = if modern {
+        Message::parse_modern(body)
+    } else {
+        Message::parse(body)
+    }
+    .map_err(|u| refuse(u.malformed, u.id))?;
     if let Ok(Some(version)) = single(headers, H_VERSION)
         && !protocol::SUPPORTED_VERSIONS.contains(&version)
     {
@@ -115,14 +120,16 @@ pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Me
             },
         ));
     }
-    // 2026-07-28 removed the handshake: its `initialize` is an unknown method there.
-    if modern && msg.is("initialize") {
+    if modern
+        && msg.kind == Kind::Request
+        && msg.meta_version.as_deref() != Some(protocol::LATEST_VERSION)
+    {
         return Err(McpError::new(
             msg.id.as_deref(),
             ErrorKind::Malformed {
                 malformed: Malformed {
-                    code: code::METHOD_NOT_FOUND,
-                    reason: "initialize is not a method of MCP 2026-07-28 (use server/discover)",
+                    code: code::HEADER_MISMATCH,
+                    reason: "MCP-Protocol-Version does not match params._meta's protocol version",
                 },
                 modern,
             },

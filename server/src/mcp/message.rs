@@ -34,6 +34,15 @@ pub const MAX_NAME_LEN: usize = 256;
 /// Longest resource URI.
 pub const MAX_URI_LEN: usize = 8192;
 
+/// Methods 2026-07-28 removed: under that revision they are unknown (404 + -32601).
+const REMOVED_IN_2026: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
 /// Requests a client may send (both protocol eras).
 const REQUEST_METHODS: &[&str] = &[
     "initialize",
@@ -104,6 +113,8 @@ pub struct Message {
     pub init_version: Option<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]`.
     pub meta_version: Option<String>,
+    /// `params._meta["io.modelcontextprotocol/clientCapabilities"]` is present (an object).
+    pub meta_capabilities: bool,
     /// The client's name (`initialize`'s clientInfo, or a 2026-07-28 request's `_meta`), for
     /// activity records; at most 100 characters.
     pub client_name: Option<String>,
@@ -112,6 +123,17 @@ pub struct Message {
 impl Message {
     /// Reads one message strictly (see the module documentation).
     pub fn parse(body: &[u8]) -> Result<Message, Unreadable> {
+        Message::parse_as(body, false)
+    }
+
+    /// Reads a 2026-07-28 message (`MCP-Protocol-Version: 2026-07-28`): the methods that
+    /// revision removed are unknown, and requests must carry the request metadata in `_meta`
+    /// (protocol version and client capabilities).
+    pub fn parse_modern(body: &[u8]) -> Result<Message, Unreadable> {
+        Message::parse_as(body, true)
+    }
+
+    fn parse_as(body: &[u8], modern: bool) -> Result<Message, Unreadable> {
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         if first == Some(&b'[') {
             return Err(Unreadable {
@@ -140,7 +162,7 @@ impl Message {
             }
         };
         let id = top.id.clone();
-        top.into_message()
+        top.into_message(modern)
             .map_err(|malformed| Unreadable { malformed, id })
     }
 
@@ -168,11 +190,12 @@ struct Params<'de> {
     protocol_version: Option<Cow<'de, str>>,
     client_name: Option<Cow<'de, str>>,
     meta_version: Option<Cow<'de, str>>,
+    meta_capabilities: bool,
     meta_client_name: Option<Cow<'de, str>>,
 }
 
 impl<'de> Top<'de> {
-    fn into_message(self) -> Result<Message, Malformed> {
+    fn into_message(self, modern: bool) -> Result<Message, Malformed> {
         if !self.jsonrpc {
             return Err(Malformed::new(
                 code::INVALID_REQUEST,
@@ -213,9 +236,24 @@ impl<'de> Top<'de> {
                     "the method must be visible ASCII of at most 256 characters",
                 ));
             }
+            (Kind::Request, Some(m)) if modern && REMOVED_IN_2026.contains(&m) => {
+                return Err(Malformed::new(
+                    code::METHOD_NOT_FOUND,
+                    "method not found: MCP 2026-07-28 removed it",
+                ));
+            }
             _ => {}
         }
         let params = self.params.unwrap_or_default();
+        if modern
+            && kind == Kind::Request
+            && (params.meta_version.is_none() || !params.meta_capabilities)
+        {
+            return Err(Malformed::new(
+                code::INVALID_PARAMS,
+                "a 2026-07-28 request carries params._meta with io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities",
+            ));
+        }
         let (name, tool) = match method.as_deref() {
             Some(m @ ("tools/call" | "prompts/get")) if kind == Kind::Request => {
                 let Some(name) = params.name.map(Cow::into_owned) else {
@@ -264,6 +302,7 @@ impl<'de> Top<'de> {
             tool,
             init_version: params.protocol_version.map(Cow::into_owned),
             meta_version: params.meta_version.map(Cow::into_owned),
+            meta_capabilities: params.meta_capabilities,
             client_name,
         })
     }
@@ -391,6 +430,8 @@ impl<'de> Visitor<'de> for StrVisitor {
 enum Want {
     Any,
     Object,
+    /// An object whose every value is an object (`inputResponses`).
+    ObjectOfObjects,
 }
 
 /// Any value, walked strictly (duplicate keys refused at every depth); `want` constrains its
@@ -419,7 +460,9 @@ impl<'f> AnySeed<'f> {
     fn scalar<E: de::Error>(&self) -> Result<(), E> {
         match self.want {
             Want::Any => Ok(()),
-            Want::Object => Err(refuse(self.fail, code::INVALID_PARAMS, self.reason)),
+            Want::Object | Want::ObjectOfObjects => {
+                Err(refuse(self.fail, code::INVALID_PARAMS, self.reason))
+            }
         }
     }
 }
@@ -463,8 +506,12 @@ impl<'de> Visitor<'de> for AnySeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut keys = Keys::new();
+        let value = match self.want {
+            Want::ObjectOfObjects => AnySeed::object(self.fail, self.reason),
+            Want::Any | Want::Object => AnySeed::any(self.fail),
+        };
         while next_key(&mut map, &mut keys, self.fail)?.is_some() {
-            map.next_value_seed(AnySeed::any(self.fail))?;
+            map.next_value_seed(AnySeed { ..value })?;
         }
         Ok(())
     }
@@ -771,14 +818,20 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
                 ))?,
                 "arguments" => map
                     .next_value_seed(AnySeed::object(fail, "params.arguments must be an object"))?,
+                "inputResponses" => map.next_value_seed(AnySeed {
+                    fail,
+                    want: Want::ObjectOfObjects,
+                    reason: "params.inputResponses must be an object of response objects",
+                })?,
                 "_meta" => {
                     let meta = map.next_value_seed(MetaSeed {
                         fail,
                         code: code::INVALID_PARAMS,
                         reason: "params._meta must be an object",
                     })?;
-                    params.meta_version = meta.0;
-                    params.meta_client_name = meta.1;
+                    params.meta_version = meta.version;
+                    params.meta_capabilities = meta.capabilities;
+                    params.meta_client_name = meta.client_name;
                 }
                 _ => map.next_value_seed(AnySeed::any(fail))?,
             }
@@ -842,7 +895,12 @@ struct MetaSeed<'f> {
     reason: &'static str,
 }
 
-type MetaRead<'de> = (Option<Cow<'de, str>>, Option<Cow<'de, str>>);
+#[derive(Default)]
+struct MetaRead<'de> {
+    version: Option<Cow<'de, str>>,
+    capabilities: bool,
+    client_name: Option<Cow<'de, str>>,
+}
 
 impl<'de> DeserializeSeed<'de> for MetaSeed<'_> {
     type Value = MetaRead<'de>;
@@ -863,7 +921,7 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let fail = self.fail;
         let mut keys = Keys::new();
-        let (mut version, mut client) = (None, None);
+        let mut read = MetaRead::default();
         while let Some(key) = next_key(&mut map, &mut keys, fail)? {
             match &*key {
                 "progressToken" => {
@@ -873,18 +931,21 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
                     })?;
                 }
                 META_VERSION => {
-                    version = Some(map.next_value_seed(StringSeed {
+                    read.version = Some(map.next_value_seed(StringSeed {
                         fail,
                         code: code::INVALID_PARAMS,
                         reason: "the _meta protocol version must be a string",
                     })?);
                 }
-                META_CAPABILITIES => map.next_value_seed(AnySeed::object(
-                    fail,
-                    "the _meta client capabilities must be an object",
-                ))?,
+                META_CAPABILITIES => {
+                    map.next_value_seed(AnySeed::object(
+                        fail,
+                        "the _meta client capabilities must be an object",
+                    ))?;
+                    read.capabilities = true;
+                }
                 META_CLIENT_INFO => {
-                    client = map.next_value_seed(InfoSeed {
+                    read.client_name = map.next_value_seed(InfoSeed {
                         fail,
                         code: code::INVALID_PARAMS,
                         reason: "the _meta client info must be an object with a string name",
@@ -893,7 +954,7 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
                 _ => map.next_value_seed(AnySeed::any(fail))?,
             }
         }
-        Ok((version, client))
+        Ok(read)
     }
 }
 

@@ -124,9 +124,9 @@ pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
         || public.is_some_and(|public| same_loopback(&public, origin))
 }
 
-/// A gateway served on loopback is the same origin under each loopback name (`localhost`,
-/// `127.0.0.1`, `[::1]`) on its port: a local client may use any of them. A DNS-rebinding page
-/// still arrives with its own, foreign origin.
+/// A gateway served on loopback accepts loopback origins (`localhost`, `127.0.0.1`, `[::1]`, any
+/// port: local clients and local proxies in front of it); a DNS-rebinding page still arrives
+/// with its own, foreign origin. Origins are no credential: every request still authenticates.
 fn same_loopback(public: &url::Url, origin: &str) -> bool {
     fn loopback(url: &url::Url) -> bool {
         match url.host() {
@@ -141,8 +141,7 @@ fn same_loopback(public: &url::Url, origin: &str) -> bool {
     };
     loopback(public)
         && loopback(&origin)
-        && origin.scheme() == public.scheme()
-        && origin.port_or_known_default() == public.port_or_known_default()
+        && matches!(origin.scheme(), "http" | "https")
         && origin.path() == "/"
 }
 
@@ -543,6 +542,9 @@ struct Shape {
     /// revision requires (`resultType`, and `ttlMs`/`cacheScope` on list results).
     modernize: bool,
     list: bool,
+    /// A `server/discover` answer: `supportedVersions` become the versions the gateway serves
+    /// on the endpoint (the same list as its unsupported-version errors).
+    discover: bool,
     /// In a backend session shared by several clients, ids and progress tokens are the
     /// gateway's own; this maps them back.
     ids: Option<Arc<IdSwap>>,
@@ -551,8 +553,16 @@ struct Shape {
 const PASS: Shape = Shape {
     modernize: false,
     list: false,
+    discover: false,
     ids: None,
 };
+
+impl Shape {
+    /// Whether answers pass as they came (nothing to reshape: no parse).
+    fn passes(&self) -> bool {
+        !self.modernize && !self.discover && self.ids.is_none()
+    }
+}
 
 struct IdSwap {
     gateway_id: Value,
@@ -568,6 +578,7 @@ fn modernize_shape(msg: &Message) -> Shape {
             msg.method.as_deref(),
             Some("tools/list" | "prompts/list" | "resources/list" | "resources/templates/list")
         ),
+        discover: false,
         ids: None,
     }
 }
@@ -600,7 +611,7 @@ fn swap_ids(state: &AppState, mut message: Value) -> (Bytes, Option<Arc<IdSwap>>
 }
 
 fn reshape(data: String, shape: &Shape) -> String {
-    if !shape.modernize && shape.ids.is_none() {
+    if shape.passes() {
         return data;
     }
     let Ok(mut message) = serde_json::from_str::<Value>(&data) else {
@@ -615,6 +626,14 @@ fn reshape(data: String, shape: &Shape) -> String {
         {
             message["params"]["progressToken"] = client.clone();
         }
+    }
+    if shape.discover
+        && let Some(result) = message.get_mut("result").and_then(Value::as_object_mut)
+    {
+        result.insert(
+            "supportedVersions".into(),
+            json!(protocol::SUPPORTED_VERSIONS),
+        );
     }
     if shape.modernize
         && let Some(result) = message.get_mut("result").and_then(Value::as_object_mut)
@@ -740,7 +759,7 @@ async fn relay(
                         _ => "error",
                     };
                     // Passed through as it came unless the answer must be reshaped.
-                    let body = if shape.modernize || shape.ids.is_some() {
+                    let body = if !shape.passes() {
                         Bytes::from(reshape(
                             String::from_utf8_lossy(&bytes).into_owned(),
                             &shape,
@@ -1509,7 +1528,14 @@ async fn stateless(
         )
         .await
         {
-            Ok(res) => relay(target, res, msg, None, PASS, recorder).await,
+            Ok(res) => {
+                // The gateway serves every version on this endpoint (it bridges), and says so.
+                let shape = Shape {
+                    discover: msg.is("server/discover"),
+                    ..PASS
+                };
+                relay(target, res, msg, None, shape, recorder).await
+            }
             Err(e) => fail(recorder, msg.id.as_deref(), &e),
         };
     }

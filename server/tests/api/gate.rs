@@ -207,6 +207,8 @@ struct Case {
     reverse: bool,
 }
 
+const META_2026: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+
 const NAMES: &[&str] = &[
     "\"echo\"",
     "\"add\"",
@@ -345,6 +347,9 @@ impl Case {
         }
         if let Some(e) = self.extra {
             params.push(e.to_string());
+        }
+        if self.modern && !self.extra.is_some_and(|e| e.starts_with("\"_meta\"")) {
+            params.push(META_2026.to_string());
         }
         let mut top = vec!["\"jsonrpc\":\"2.0\"".to_string()];
         if let Some(id) = self.id {
@@ -725,14 +730,14 @@ async fn the_console_takes_the_same_rate_limits() {
             ("mcp-protocol-version", "2026-07-28".to_string()),
             ("mcp-method", "tools/list".to_string()),
         ],
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#.to_string(),
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{META_2026}}}}}"#),
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
 }
 
-/// A gateway served on loopback accepts each loopback name of itself as the same origin (the
-/// conformance suite's DNS-rebinding scenario); foreign origins and other ports stay refused.
+/// A gateway served on loopback accepts loopback origins (the conformance suite's DNS-rebinding
+/// scenario); foreign origins stay refused.
 #[tokio::test]
 async fn loopback_origins_are_one_origin_and_foreign_ones_are_refused() {
     let app = TestEnv::new(crate::helpers::Backend::Sqlite)
@@ -743,15 +748,19 @@ async fn loopback_origins_are_one_origin_and_foreign_ones_are_refused() {
         .await;
     let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
     let port = app.addr.port();
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{{{META_2026}}}}}"#
+    );
     for (origin, allowed) in [
         (format!("http://localhost:{port}"), true),
         (format!("http://127.0.0.1:{port}"), true),
         (format!("http://[::1]:{port}"), true),
         ("http://evil.example.com".to_string(), false),
         (format!("http://evil.example.com:{port}"), false),
-        (format!("http://localhost:{}", port + 1), false),
-        (format!("https://localhost:{port}"), false),
+        (format!("http://localhost:{}", port + 1), true),
+        ("http://localhost.evil.example".to_string(), false),
+        ("http://127.0.0.1.nip.io".to_string(), false),
+        ("file://".to_string(), false),
         ("null".to_string(), false),
     ] {
         let (status, answer) = post_raw(
@@ -761,7 +770,7 @@ async fn loopback_origins_are_one_origin_and_foreign_ones_are_refused() {
             &[
                 ("origin", origin.clone()),
                 ("mcp-protocol-version", "2026-07-28".to_string()),
-                ("mcp-method", "ping".to_string()),
+                ("mcp-method", "server/discover".to_string()),
             ],
             body.to_string(),
         )

@@ -9,6 +9,7 @@ mod helpers;
 mod accounts;
 mod aggregate;
 mod cli;
+mod conformance;
 mod foundation;
 mod gate;
 mod keys;

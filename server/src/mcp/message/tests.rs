@@ -105,6 +105,14 @@ fn what_cannot_be_read_one_way_is_refused() {
             r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":[1]}"#,
             INVALID_PARAMS,
         ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a","inputResponses":{"u":12345}}}"#,
+            INVALID_PARAMS,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"a","inputResponses":null}}"#,
+            INVALID_PARAMS,
+        ),
         (r#"{"jsonrpc":"2.0","id":4,"method":5}"#, INVALID_REQUEST),
         (
             r#"{"jsonrpc":"2.0","id":4,"method":"initialize","params":{"clientInfo":{"name":7}}}"#,
@@ -207,6 +215,32 @@ fn what_cannot_be_read_one_way_is_refused() {
         "]".repeat(200)
     );
     refused(&deep, crate::mcp::protocol::code::PARSE_ERROR);
+}
+
+#[test]
+fn the_2026_reading_wants_request_metadata_and_knows_no_removed_methods() {
+    use crate::mcp::protocol::code::*;
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let ok = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a",{meta}}}}}"#
+    );
+    let m = Message::parse_modern(ok.as_bytes()).unwrap();
+    assert!(m.meta_capabilities);
+    assert_eq!(m.meta_version.as_deref(), Some("2026-07-28"));
+    for (body, code) in [
+        (r#"{"jsonrpc":"2.0","id":101,"method":"server/discover","params":{}}"#.to_string(), INVALID_PARAMS),
+        (r#"{"jsonrpc":"2.0","id":102,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{}}}}"#.to_string(), INVALID_PARAMS),
+        (r#"{"jsonrpc":"2.0","id":104,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_string(), INVALID_PARAMS),
+        (format!(r#"{{"jsonrpc":"2.0","id":5,"method":"initialize","params":{{{meta}}}}}"#), METHOD_NOT_FOUND),
+        (format!(r#"{{"jsonrpc":"2.0","id":5,"method":"resources/subscribe","params":{{{meta}}}}}"#), METHOD_NOT_FOUND),
+        (format!(r#"{{"jsonrpc":"2.0","id":5,"method":"ping","params":{{{meta}}}}}"#), METHOD_NOT_FOUND),
+    ] {
+        let u = Message::parse_modern(body.as_bytes()).unwrap_err();
+        assert_eq!(u.malformed.code, code, "{body}");
+        assert!(u.id.is_some(), "{body}");
+    }
+    // The handshake era has neither rule.
+    assert!(Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).is_ok());
 }
 
 #[test]
