@@ -341,6 +341,19 @@ fn refuse<E: de::Error>(fail: &Fail, code: i64, reason: &'static str) -> E {
     E::custom(reason)
 }
 
+/// Visits that refuse their value: each generated `visit_*` answers `Err(self.refused())`.
+macro_rules! refuse_visits {
+    ($($kind:ident),*) => { $(refuse_visits!(@ $kind);)* };
+    (@ bool) => { fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> { Err(self.refused()) } };
+    (@ i64) => { fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> { Err(self.refused()) } };
+    (@ u64) => { fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> { Err(self.refused()) } };
+    (@ f64) => { fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> { Err(self.refused()) } };
+    (@ str) => { fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> { Err(self.refused()) } };
+    (@ unit) => { fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { Err(self.refused()) } };
+    (@ seq) => { fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> { Err(self.refused()) } };
+    (@ map) => { fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> { Err(self.refused()) } };
+}
+
 /// The keys of one object, to refuse duplicates (a short list, a set for large objects).
 struct Keys<'de> {
     list: Vec<Cow<'de, str>>,
@@ -524,6 +537,12 @@ struct StringSeed<'f> {
     reason: &'static str,
 }
 
+impl StringSeed<'_> {
+    fn refused<E: de::Error>(&self) -> E {
+        refuse(self.fail, self.code, self.reason)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
     type Value = Cow<'de, str>;
 
@@ -538,32 +557,12 @@ impl<'de> Visitor<'de> for StringSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string")
     }
+    refuse_visits!(bool, i64, u64, f64, unit, seq, map);
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
         Ok(Cow::Borrowed(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         Ok(Cow::Owned(v.to_string()))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-        Err(refuse(self.fail, self.code, self.reason))
     }
 }
 
@@ -572,6 +571,12 @@ impl<'de> Visitor<'de> for StringSeed<'_> {
 struct IdSeed<'f> {
     fail: &'f Fail,
     reason: &'static str,
+}
+
+impl IdSeed<'_> {
+    fn refused<E: de::Error>(&self) -> E {
+        refuse(self.fail, code::INVALID_REQUEST, self.reason)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for IdSeed<'_> {
@@ -588,6 +593,7 @@ impl<'de> Visitor<'de> for IdSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string or an integer")
     }
+    refuse_visits!(bool, f64, unit, seq, map);
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
         Ok(v.to_string())
     }
@@ -599,21 +605,6 @@ impl<'de> Visitor<'de> for IdSeed<'_> {
             return Err(refuse(self.fail, code::INVALID_REQUEST, self.reason));
         }
         serde_json::to_string(v).map_err(E::custom)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<String, E> {
-        Err(refuse(self.fail, code::INVALID_REQUEST, self.reason))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<String, E> {
-        Err(refuse(self.fail, code::INVALID_REQUEST, self.reason))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
-        Err(refuse(self.fail, code::INVALID_REQUEST, self.reason))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
-        Err(refuse(self.fail, code::INVALID_REQUEST, self.reason))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
-        Err(refuse(self.fail, code::INVALID_REQUEST, self.reason))
     }
 }
 
@@ -636,27 +627,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON-RPC message object")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top<'de>, E> {
-        Err(self.not_object())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top<'de>, E> {
-        Err(self.not_object())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top<'de>, E> {
-        Err(self.not_object())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top<'de>, E> {
-        Err(self.not_object())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top<'de>, E> {
-        Err(self.not_object())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Top<'de>, E> {
-        Err(self.not_object())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Top<'de>, A::Error> {
-        Err(self.not_object())
-    }
+    refuse_visits!(bool, i64, u64, f64, str, unit, seq);
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
         let fail = self.fail;
         let mut keys = Keys::new();
@@ -720,7 +691,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
 }
 
 impl TopSeed<'_> {
-    fn not_object<E: de::Error>(&self) -> E {
+    fn refused<E: de::Error>(&self) -> E {
         refuse(
             self.fail,
             code::INVALID_REQUEST,
@@ -736,6 +707,12 @@ struct ParamsSeed<'f> {
     reason: &'static str,
 }
 
+impl ParamsSeed<'_> {
+    fn refused<E: de::Error>(&self) -> E {
+        refuse(self.fail, self.code, self.reason)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for ParamsSeed<'_> {
     type Value = Params<'de>;
 
@@ -744,40 +721,13 @@ impl<'de> DeserializeSeed<'de> for ParamsSeed<'_> {
     }
 }
 
-/// The visits that refuse anything but an object (the seed's `fail`, `code` and `reason`).
-macro_rules! only_objects {
-    ($value:ty) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$value, E> {
-            Err(refuse(self.fail, self.code, self.reason))
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$value, E> {
-            Err(refuse(self.fail, self.code, self.reason))
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$value, E> {
-            Err(refuse(self.fail, self.code, self.reason))
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$value, E> {
-            Err(refuse(self.fail, self.code, self.reason))
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<$value, E> {
-            Err(refuse(self.fail, self.code, self.reason))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<$value, E> {
-            Err(refuse(self.fail, self.code, self.reason))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<$value, A::Error> {
-            Err(refuse(self.fail, self.code, self.reason))
-        }
-    };
-}
-
 impl<'de> Visitor<'de> for ParamsSeed<'_> {
     type Value = Params<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
-    only_objects!(Params<'de>);
+    refuse_visits!(bool, i64, u64, f64, str, unit, seq);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'de>, A::Error> {
         let fail = self.fail;
@@ -848,6 +798,12 @@ struct InfoSeed<'f> {
     reason: &'static str,
 }
 
+impl InfoSeed<'_> {
+    fn refused<E: de::Error>(&self) -> E {
+        refuse(self.fail, self.code, self.reason)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for InfoSeed<'_> {
     type Value = Option<Cow<'de, str>>;
 
@@ -862,7 +818,7 @@ impl<'de> Visitor<'de> for InfoSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
-    only_objects!(Option<Cow<'de, str>>);
+    refuse_visits!(bool, i64, u64, f64, str, unit, seq);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut keys = Keys::new();
@@ -902,6 +858,12 @@ struct MetaRead<'de> {
     client_name: Option<Cow<'de, str>>,
 }
 
+impl MetaSeed<'_> {
+    fn refused<E: de::Error>(&self) -> E {
+        refuse(self.fail, self.code, self.reason)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for MetaSeed<'_> {
     type Value = MetaRead<'de>;
 
@@ -916,7 +878,7 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
-    only_objects!(MetaRead<'de>);
+    refuse_visits!(bool, i64, u64, f64, str, unit, seq);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let fail = self.fail;
@@ -967,6 +929,12 @@ struct ErrorSeed<'f> {
 
 const ERROR_REASON: &str = "error must be an object with an integer code and a string message";
 
+impl ErrorSeed<'_> {
+    fn refused<E: de::Error>(&self) -> E {
+        refuse(self.fail, self.code, self.reason)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for ErrorSeed<'_> {
     type Value = ();
 
@@ -981,7 +949,7 @@ impl<'de> Visitor<'de> for ErrorSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an error object")
     }
-    only_objects!(());
+    refuse_visits!(bool, i64, u64, f64, str, unit, seq);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         const REASON: &str = ERROR_REASON;
@@ -1023,6 +991,12 @@ struct IntSeed<'f> {
     reason: &'static str,
 }
 
+impl IntSeed<'_> {
+    fn refused<E: de::Error>(&self) -> E {
+        refuse(self.fail, self.code, self.reason)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for IntSeed<'_> {
     type Value = ();
 
@@ -1037,29 +1011,12 @@ impl<'de> Visitor<'de> for IntSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an integer")
     }
+    refuse_visits!(bool, f64, str, unit, seq, map);
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
         Ok(())
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
         Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(refuse(self.fail, self.code, self.reason))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(refuse(self.fail, self.code, self.reason))
     }
 }
 

@@ -15,7 +15,7 @@ use proptest::test_runner::TestRunner;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestEnv, USER_PASSWORD};
+use crate::helpers::{TestApp, TestEnv};
 use crate::mcp::{add_server, set_access, user_token};
 use crate::peers::{PeerServer, Sdk};
 
@@ -399,6 +399,30 @@ impl Case {
     }
 }
 
+/// Registers `server` at `url`, creates `username` with access to it and a rule that denies
+/// `echo`, and returns the user's MCP token.
+async fn user_denied_echo(
+    app: &TestApp,
+    admin: &str,
+    server: &str,
+    url: &str,
+    username: &str,
+) -> String {
+    let server = add_server(app, admin, json!({"name": server, "url": url})).await;
+    let user = app.create_user(admin, username, "user").await;
+    set_access(app, admin, user, server, true).await;
+    let res = app
+        .send(
+            Method::PUT,
+            &format!("/admin/api/users/{user}/tool-rules"),
+            Some(admin),
+            Some(json!({"rules": [{"server_id": server, "pattern": "echo", "effect": "deny"}]})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    user_token(app, username).await
+}
+
 /// Thousands of hostile `tools/call` variants through `/mcp/{server}` and `/mcp`, both eras, to
 /// a recording backend, for a user whose rule denies `echo`. For every message, either the
 /// gateway refused it and the backend saw nothing, or the backend received bytes that a
@@ -416,19 +440,7 @@ async fn hostile_variants_reach_the_backend_with_one_reading() {
         .spawn()
         .await;
     let admin = app.admin_token().await;
-    let server = add_server(&app, &admin, json!({"name": "rec", "url": backend.url()})).await;
-    let user = app.create_user(&admin, "mallory", "user").await;
-    set_access(&app, &admin, user, server, true).await;
-    let res = app
-        .send(
-            Method::PUT,
-            &format!("/admin/api/users/{user}/tool-rules"),
-            Some(&admin),
-            Some(json!({"rules": [{"server_id": server, "pattern": "echo", "effect": "deny"}]})),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let token = user_token(&app, "mallory").await;
+    let token = user_denied_echo(&app, &admin, "rec", &backend.url(), "mallory").await;
     let init = |v: &str| {
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": v, "capabilities": {}, "clientInfo": {"name": "fuzz", "version": "1"}}})
@@ -553,19 +565,7 @@ async fn hostile_variants_reach_the_backend_with_one_reading() {
 async fn known_bypasses_are_refused_on_both_endpoints() {
     let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
     let (app, admin) = TestApp::sqlite_with_admin().await;
-    let server = add_server(&app, &admin, json!({"name": "alpha", "url": peer.url()})).await;
-    let user = app.create_user(&admin, "erin", "user").await;
-    set_access(&app, &admin, user, server, true).await;
-    let res = app
-        .send(
-            Method::PUT,
-            &format!("/admin/api/users/{user}/tool-rules"),
-            Some(&admin),
-            Some(json!({"rules": [{"server_id": server, "pattern": "echo", "effect": "deny"}]})),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let jwt = app.mcp_token("erin", USER_PASSWORD).await;
+    let jwt = user_denied_echo(&app, &admin, "alpha", &peer.url(), "erin").await;
     let created: Value = app
         .post_json("/auth/api-keys", Some(&jwt), json!({"name": "ci"}))
         .await
