@@ -106,11 +106,15 @@ async fn tools(
 }
 
 /// The backend and its own tool name for a console call.
-async fn resolve(state: &AppState, call: &ConsoleCall) -> Result<(Arc<Backend>, String), ApiError> {
+async fn resolve(
+    state: &AppState,
+    principal: &crate::auth::identity::Principal,
+    call: &ConsoleCall,
+) -> Result<(Arc<Backend>, String), ApiError> {
     if let Some(name) = &call.server {
         return Ok((backend_named(state, name)?, call.tool.clone()));
     }
-    aggregate::resolve_exposed(state, Kind::Tools, &call.tool)
+    aggregate::resolve_exposed(state, principal, Kind::Tools, &call.tool)
         .await
         .map_err(|e| unavailable(&e))?
         .ok_or_else(|| ApiError::validation("tool", "no tool of that name on /mcp"))
@@ -135,7 +139,7 @@ async fn call(
     AppJson(req): AppJson<ConsoleCall>,
 ) -> Result<AppJson<ConsoleResult>, ApiError> {
     let principal = &admin.0;
-    let (backend, tool) = resolve(&state, &req).await?;
+    let (backend, tool) = resolve(&state, principal, &req).await?;
     let arguments = if req.arguments.is_null() {
         json!({})
     } else {
@@ -174,6 +178,7 @@ async fn call(
         started,
         bytes_in: bytes.len(),
         client_name: Some(CLIENT_NAME.into()),
+        charged: false,
     };
     let route = Route::Backend {
         backend: &backend,
@@ -201,9 +206,13 @@ async fn call(
         }
         Err(e) => return Err(refusal(e)),
     };
-    let link = aggregate::console_link(&state, principal.user_id, &backend)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let link = match aggregate::console_link(&state, principal.user_id, &backend).await {
+        Ok(link) => link,
+        Err(e) => {
+            gate::finish(recorder, e.label(), 502, 0);
+            return Err(unavailable(&e));
+        }
+    };
     let (tx, mut rx) = mpsc::channel::<Value>(256);
     let outcome = link.call(&state, message, Some(&tx)).await;
     drop(tx);

@@ -252,6 +252,8 @@ struct Ctx {
     accepts_sse: bool,
     /// The client's `clientInfo.name`, once the session is known.
     client_name: Option<String>,
+    /// The user's budget was taken (`gate::Caller::charged`).
+    charged: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -265,6 +267,7 @@ impl Ctx {
             started: self.started,
             bytes_in: self.body.len(),
             client_name: self.client_name.clone(),
+            charged: self.charged.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -276,15 +279,23 @@ impl Ctx {
     }
 
     /// The gate, for a message the gateway answers itself.
-    async fn admit_here(&self, msg: &Message) -> Result<(), Response> {
-        gate::admit(
-            &self.caller(),
-            Some(msg),
-            Route::Gateway { server: AGGREGATED },
-        )
-        .await
-        .map(drop)
-        .map_err(IntoResponse::into_response)
+    async fn admit_here(&self, msg: &Message, routed: bool) -> Result<(), Response> {
+        let route = if routed {
+            Route::Resolving { server: AGGREGATED }
+        } else {
+            Route::Gateway { server: AGGREGATED }
+        };
+        match gate::admit(&self.caller(), Some(msg), route).await {
+            // Answered here (or routed later): `record` or the routed admission writes the one
+            // record.
+            Ok(pass) => {
+                if let Some(recorder) = pass.recorder {
+                    recorder.discard();
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into_response()),
+        }
     }
 
     /// The enabled backends the caller may use, by name.
@@ -334,6 +345,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         meta,
         started: Instant::now(),
         body: body.clone(),
+        charged: Default::default(),
     };
     let msg = match gate::read(&ctx.caller(), headers, &body) {
         Ok(msg) => msg,
@@ -342,7 +354,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     let version = proxy::header_str(headers, H_VERSION);
     if msg.is("initialize") {
         ctx.client_name = msg.client_name.clone();
-        if let Err(res) = ctx.admit_here(&msg).await {
+        if let Err(res) = ctx.admit_here(&msg, false).await {
             return res;
         }
         return initialize(&ctx, &msg, &body).await;
@@ -511,8 +523,6 @@ fn modernize(sess: &Sess, result: &mut Value, list: bool) {
 }
 
 async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Response {
-    // Routed requests pass the gate in `route`, once their backend is known; everything else
-    // passes it here.
     let routed = msg.kind == Kind::Request
         && matches!(
             msg.method.as_deref(),
@@ -525,8 +535,14 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
                     | "completion/complete"
             )
         );
-    if !routed && let Err(res) = ctx.admit_here(msg).await {
+    // Every request passes the gate here first (scope, the user's budget), routed ones before
+    // their names are resolved; routed ones pass it again for their backend in `route`.
+    if let Err(res) = ctx.admit_here(msg, routed).await {
         return res;
+    }
+    if routed {
+        ctx.charged
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     match msg.kind {
         Kind::Response => return client_response(ctx, sess, message).await,
@@ -936,18 +952,32 @@ fn by_prefix(state: &AppState, prefix: &str) -> Option<Arc<Backend>> {
         .cloned()
 }
 
-/// The backend and its own name for an exposed tool or prompt name (`Ok(None)`: no such
-/// name). Natural names are split at the prefix; aliases are looked up in the backend's list.
+/// The backend and its own name for an exposed tool or prompt name (`Ok(None)`: no such name,
+/// or an alias on a server the caller may not use).
+/// Natural names are split at the prefix; aliases are looked up in the backend's list.
 pub(crate) async fn resolve_exposed(
     state: &AppState,
+    principal: &Principal,
     kind: ListKind,
     exposed: &str,
 ) -> Result<Option<(Arc<Backend>, String)>, BackendError> {
     let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(state, p)) else {
         return Ok(None);
     };
+    // A natural name resolves without a lookup (the gate then refuses a server the caller may
+    // not use, with an `access_denied` event); an alias needs the server's list, which is never
+    // fetched for someone without access.
     if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
         return Ok(Some((backend, name.to_string())));
+    }
+    if !state
+        .mcp
+        .registry
+        .may_use(principal, &backend)
+        .await
+        .unwrap_or(false)
+    {
+        return Ok(None);
     }
     let listed = state
         .mcp
@@ -985,7 +1015,7 @@ async fn resolve_name(
     exposed: &str,
 ) -> Result<(Arc<Backend>, String), Response> {
     let raw_id = msg.id.as_deref();
-    match resolve_exposed(&ctx.state, kind, exposed).await {
+    match resolve_exposed(&ctx.state, &ctx.principal, kind, exposed).await {
         Ok(Some(found)) => Ok(found),
         Ok(None) => {
             ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
@@ -1226,7 +1256,10 @@ async fn route(
     let finish_reply = move |mut reply: Value| -> (String, &'static str) {
         reply["id"] = client_id_value.clone();
         if let Some((original, asked)) = &rename_uri
-            && let Some(contents) = reply["result"]["contents"].as_array_mut()
+            && let Some(contents) = reply
+                .get_mut("result")
+                .and_then(|r| r.get_mut("contents"))
+                .and_then(Value::as_array_mut)
         {
             for item in contents {
                 if item["uri"].as_str() == Some(original.as_str()) {
@@ -1425,12 +1458,37 @@ async fn route(
     proxy::sse_response(chunks_rx)
 }
 
+/// GET and DELETE pass the gate too (scope, the user's budget).
+async fn admit_stream(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+) -> Result<(), Response> {
+    let caller = Caller {
+        state,
+        principal,
+        meta: Some(meta),
+        resource: "mcp",
+        started: Instant::now(),
+        bytes_in: 0,
+        client_name: None,
+        charged: false,
+    };
+    match gate::admit(&caller, None, Route::Gateway { server: AGGREGATED }).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into_response()),
+    }
+}
+
 /// `GET /mcp`: the session's stream of backend messages and list changes.
 pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> Response {
     let principal = match proxy::authenticate(&state, "mcp", &headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
     };
+    if let Err(res) = admit_stream(&state, &principal, &meta).await {
+        return res;
+    }
     let Some(sid) = proxy::header_str(&headers, H_SESSION) else {
         return proxy::rpc_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -1514,6 +1572,9 @@ pub async fn delete(
         Ok(p) => p,
         Err(res) => return res,
     };
+    if let Err(res) = admit_stream(&state, &principal, &meta).await {
+        return res;
+    }
     let Some(token) = proxy::header_str(&headers, H_SESSION)
         .and_then(|sid| open_session(&state, sid))
         .filter(|t| t.u == principal.user_id)

@@ -38,6 +38,9 @@ pub struct Caller<'a> {
     pub bytes_in: usize,
     /// The client's name for activity records.
     pub client_name: Option<String>,
+    /// The user's own budget was taken for this request already (the aggregated endpoint admits
+    /// a routed request once before resolving its name, and again for the backend).
+    pub charged: bool,
 }
 
 /// Where an admitted message goes.
@@ -45,6 +48,9 @@ pub enum Route<'a> {
     /// Answered by the gateway itself (the aggregated endpoint's lists, `ping`, `initialize`);
     /// recorded under `server`.
     Gateway { server: &'a str },
+    /// A request the aggregated endpoint will route once it has resolved the name: scope and the
+    /// user's budget now (before any lookup), the rest when it is admitted for its `Backend`.
+    Resolving { server: &'a str },
     /// One backend. `tool` is the backend's own name of a `tools/call`'s tool; `payload` is what
     /// the detection rules scan (the arguments are read from it).
     Backend {
@@ -110,9 +116,11 @@ pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Me
         Message::parse(body)
     }
     .map_err(|u| refuse(u.malformed, u.id))?;
-    if let Ok(Some(version)) = single(headers, H_VERSION)
+    let version = single(headers, H_VERSION).ok().flatten();
+    if let Some(version) = version
         && !protocol::SUPPORTED_VERSIONS.contains(&version)
     {
+        malformed_event(caller, "unsupported MCP-Protocol-Version");
         return Err(McpError::new(
             msg.id.as_deref(),
             ErrorKind::UnsupportedVersion {
@@ -120,10 +128,10 @@ pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Me
             },
         ));
     }
-    if modern
-        && msg.kind == Kind::Request
-        && msg.meta_version.as_deref() != Some(protocol::LATEST_VERSION)
-    {
+    // The header and the body's `_meta` version agree, in either direction (a body that claims
+    // 2026-07-28 under another header would be routed as one but read as the other).
+    if msg.meta_version.is_some() && msg.meta_version.as_deref() != version {
+        malformed_event(caller, "MCP-Protocol-Version does not match params._meta");
         return Err(McpError::new(
             msg.id.as_deref(),
             ErrorKind::Malformed {
@@ -188,6 +196,7 @@ pub async fn admit(
     let id = msg.and_then(|m| m.id.as_deref());
     let (server, backend, tool) = match &route {
         Route::Gateway { server } => (*server, None, None),
+        Route::Resolving { server } => (*server, None, None),
         Route::Backend { backend, tool, .. } => (backend.name.as_str(), Some(*backend), *tool),
     };
     let refuse = |kind: ErrorKind| {
@@ -204,9 +213,12 @@ pub async fn admit(
         }
         e
     };
-    if let Some(msg) = msg
-        && !scope_allows(principal.scope, msg)
-    {
+    let scope_ok = match msg {
+        Some(msg) => scope_allows(principal.scope, msg),
+        // Opening or ending a session's stream: any MCP scope.
+        None => principal.scope != McpScope::None,
+    };
+    if !scope_ok {
         deny(
             caller,
             server,
@@ -233,7 +245,7 @@ pub async fn admit(
         }
     }
     let is_call = msg.is_some_and(|m| m.is("tools/call"));
-    if is_call {
+    if is_call && !matches!(route, Route::Resolving { .. }) {
         // Fail closed: a call whose tool the gate cannot name is refused.
         let (Some(backend), Some(tool)) = (backend, tool) else {
             return Err(refuse(ErrorKind::Malformed {
@@ -254,8 +266,12 @@ pub async fn admit(
         }
     }
     let limits = &state.mcp.limits;
-    let limited = limits
-        .check_user(principal.user_id)
+    let user = if caller.charged {
+        Ok(())
+    } else {
+        limits.check_user(principal.user_id)
+    };
+    let limited = user
         .and_then(|()| match backend {
             Some(b) => limits.check_server(principal.user_id, b.id),
             None => Ok(()),
@@ -368,12 +384,23 @@ fn malformed_event(caller: &Caller<'_>, reason: &str) {
     );
 }
 
-/// Writes the activity record of one request when it ends (success, error or client gone).
+/// Writes the activity record of one request when it ends (success, error or client gone):
+/// `finish` with the outcome, or, dropped unfinished (the client went away while the backend
+/// worked, a task ended early), as `client_closed`.
 pub struct Recorder {
     /// One `Arc`: the activity sink and the event sink are reached through it.
     pub state: AppState,
     pub row: ActivityRow,
     started: Instant,
+    done: bool,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if !self.done {
+            self.write("client_closed", 499, 0);
+        }
+    }
 }
 
 impl Recorder {
@@ -383,6 +410,7 @@ impl Recorder {
         Recorder {
             state: caller.state.clone(),
             started: caller.started,
+            done: false,
             row: ActivityRow {
                 at: db::now(),
                 user_id: Some(caller.principal.user_id),
@@ -398,11 +426,22 @@ impl Recorder {
     }
 
     pub fn finish(mut self, status: &str, http_status: u16, bytes_out: usize) {
-        self.row.status = status.to_string();
-        self.row.http_status = i64::from(http_status);
-        self.row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
-        self.row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.state.mcp.activity.record(self.row);
+        self.write(status, http_status, bytes_out);
+    }
+
+    /// Drops the record unwritten: the caller records the request itself.
+    pub fn discard(mut self) {
+        self.done = true;
+    }
+
+    fn write(&mut self, status: &str, http_status: u16, bytes_out: usize) {
+        self.done = true;
+        let mut row = std::mem::take(&mut self.row);
+        row.status = status.to_string();
+        row.http_status = i64::from(http_status);
+        row.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
+        row.latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.state.mcp.activity.record(row);
     }
 }
 

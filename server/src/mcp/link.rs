@@ -206,8 +206,11 @@ impl Link {
         }
         if !is_event_stream(res.headers()) {
             let bytes = read_limited(target, res).await?;
-            return serde_json::from_slice(&bytes)
-                .map_err(|_| BackendError::Protocol(target.name.clone()));
+            // One JSON-RPC message: an object (anything else is not an answer).
+            return serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| BackendError::Protocol(target.name.clone()));
         }
         let mut stream = res.bytes_stream();
         let mut parser = sse::Parser::default();

@@ -398,6 +398,13 @@ fn next_key<'de, A: MapAccess<'de>>(
     let Some(key) = map.next_key_seed(KeySeed)? else {
         return Ok(None);
     };
+    if key.chars().any(char::is_control) {
+        return Err(refuse(
+            fail,
+            code::INVALID_REQUEST,
+            "object keys may not contain control characters",
+        ));
+    }
     if !keys.insert(key.clone()) {
         return Err(refuse(
             fail,
@@ -406,6 +413,60 @@ fn next_key<'de, A: MapAccess<'de>>(
         ));
     }
     Ok(Some(key))
+}
+
+/// The fields of the objects the gateway reads; a key that only a case-insensitive reader
+/// (Go's `encoding/json`, which also folds `ſ` to `s` and the Kelvin sign to `k`) would take for
+/// one of them is refused.
+const TOP_FIELDS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+const PARAMS_FIELDS: &[&str] = &[
+    "name",
+    "uri",
+    "protocolVersion",
+    "cursor",
+    "clientInfo",
+    "capabilities",
+    "arguments",
+    "inputResponses",
+    "requestState",
+    "_meta",
+    "ref",
+    "argument",
+    "level",
+    "requestId",
+    "reason",
+    "progressToken",
+    "progress",
+    "total",
+    "message",
+    "task",
+];
+const META_FIELDS: &[&str] = &[
+    "progressToken",
+    META_VERSION,
+    META_CAPABILITIES,
+    META_CLIENT_INFO,
+];
+const INFO_FIELDS: &[&str] = &["name", "version", "title"];
+const ERROR_FIELDS: &[&str] = &["code", "message", "data"];
+
+/// Refuses an unknown key that folds to a known field's name.
+fn lookalike<E: de::Error>(key: &str, known: &[&str], fail: &Fail) -> Result<(), E> {
+    fn fold(s: &str) -> impl Iterator<Item = char> + '_ {
+        s.chars().flat_map(char::to_lowercase).map(|c| match c {
+            '\u{017F}' => 's',
+            '\u{212A}' => 'k',
+            c => c,
+        })
+    }
+    if known.iter().any(|k| *k != key && fold(k).eq(fold(key))) {
+        return Err(refuse(
+            fail,
+            code::INVALID_REQUEST,
+            "a key that differs from a known field only in case or by a look-alike letter",
+        ));
+    }
+    Ok(())
 }
 
 /// An object key, borrowed from the body unless it had escapes.
@@ -683,7 +744,10 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                     })?;
                     top.error = true;
                 }
-                _ => map.next_value_seed(AnySeed::any(fail))?,
+                other => {
+                    lookalike(other, TOP_FIELDS, fail)?;
+                    map.next_value_seed(AnySeed::any(fail))?
+                }
             }
         }
         Ok(top)
@@ -783,7 +847,10 @@ impl<'de> Visitor<'de> for ParamsSeed<'_> {
                     params.meta_capabilities = meta.capabilities;
                     params.meta_client_name = meta.client_name;
                 }
-                _ => map.next_value_seed(AnySeed::any(fail))?,
+                other => {
+                    lookalike(other, PARAMS_FIELDS, fail)?;
+                    map.next_value_seed(AnySeed::any(fail))?
+                }
             }
         }
         Ok(params)
@@ -836,7 +903,10 @@ impl<'de> Visitor<'de> for InfoSeed<'_> {
                 "version" => {
                     map.next_value_seed(StringSeed { ..string })?;
                 }
-                _ => map.next_value_seed(AnySeed::any(self.fail))?,
+                other => {
+                    lookalike(other, INFO_FIELDS, self.fail)?;
+                    map.next_value_seed(AnySeed::any(self.fail))?
+                }
             }
         }
         Ok(name)
@@ -913,7 +983,10 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
                         reason: "the _meta client info must be an object with a string name",
                     })?;
                 }
-                _ => map.next_value_seed(AnySeed::any(fail))?,
+                other => {
+                    lookalike(other, META_FIELDS, fail)?;
+                    map.next_value_seed(AnySeed::any(fail))?
+                }
             }
         }
         Ok(read)
@@ -974,7 +1047,10 @@ impl<'de> Visitor<'de> for ErrorSeed<'_> {
                     })?;
                     has_message = true;
                 }
-                _ => map.next_value_seed(AnySeed::any(fail))?,
+                other => {
+                    lookalike(other, ERROR_FIELDS, fail)?;
+                    map.next_value_seed(AnySeed::any(fail))?
+                }
             }
         }
         if has_code && has_message {

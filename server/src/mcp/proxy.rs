@@ -235,6 +235,7 @@ impl Call {
             started: self.started,
             bytes_in,
             client_name: None,
+            charged: false,
         }
     }
 }
@@ -317,6 +318,7 @@ pub async fn post(
             Ok(f) if f.restricts(call.backend.id) => Some(f),
             Ok(_) => None,
             Err(e) => {
+                gate::finish(pass.recorder, "internal_error", 500, 0);
                 return McpError::new(msg.id.as_deref(), crate::mcp::error::ErrorKind::Internal(e))
                     .into_response();
             }
@@ -359,7 +361,11 @@ pub async fn post(
                 state.config.mcp.max_response_bytes,
                 |_| true,
                 move |message| {
-                    if let Some(tools) = message["result"]["tools"].as_array_mut() {
+                    if let Some(tools) = message
+                        .get_mut("result")
+                        .and_then(|r| r.get_mut("tools"))
+                        .and_then(Value::as_array_mut)
+                    {
                         tools.retain(|t| {
                             t["name"]
                                 .as_str()
@@ -506,17 +512,27 @@ async fn dispatch(
 }
 
 /// Headers the client sent that the backend should see (an allow-list; never credentials).
-fn forwarded_headers(headers: &HeaderMap, modern: bool) -> Vec<(String, String)> {
-    headers
+/// For a 2026-07-28 request (`modern`), `Mcp-Method` and `Mcp-Name` are written from the gate's
+/// reading of the body, never copied from the client; `Mcp-Param-*` headers pass (intermediaries
+/// must forward them).
+fn forwarded_headers(headers: &HeaderMap, modern: Option<&Message>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
         .iter()
         .filter(|(name, _)| {
             let name = name.as_str();
-            name == H_LAST_EVENT_ID
-                || (modern
-                    && (name == H_METHOD || name == H_NAME || name.starts_with(H_PARAM_PREFIX)))
+            name == H_LAST_EVENT_ID || (modern.is_some() && name.starts_with(H_PARAM_PREFIX))
         })
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect()
+        .collect();
+    if let Some(msg) = modern {
+        if let Some(method) = &msg.method {
+            out.push((H_METHOD.to_string(), header_safe(method)));
+        }
+        if let Some(name) = &msg.name {
+            out.push((H_NAME.to_string(), header_safe(name)));
+        }
+    }
+    out
 }
 
 /// POSTs a message to a streamable-HTTP backend; returns once the response headers are in.
@@ -1204,12 +1220,13 @@ pub(crate) fn with_modern_meta(
     let mut headers = Vec::new();
     if let Some(method) = message["method"].as_str() {
         headers.push((H_METHOD.to_string(), method.to_string()));
-        let name = message["params"]["name"]
-            .as_str()
-            .or(message["params"]["uri"].as_str());
-        if matches!(method, "tools/call" | "prompts/get" | "resources/read")
-            && let Some(name) = name
-        {
+        // The field the gate read for this method, never the other one.
+        let name = match method {
+            "tools/call" | "prompts/get" => message["params"]["name"].as_str(),
+            "resources/read" => message["params"]["uri"].as_str(),
+            _ => None,
+        };
+        if let Some(name) = name {
             headers.push((H_NAME.to_string(), header_safe(name)));
         }
         if !message["params"].is_object() {
@@ -1265,7 +1282,7 @@ async fn in_session(
             let version = header_str(headers, H_VERSION)
                 .map(str::to_string)
                 .unwrap_or(negotiated);
-            let extra = forwarded_headers(headers, false);
+            let extra = forwarded_headers(headers, None);
             let res = forward_in(
                 state,
                 target,
@@ -1476,7 +1493,8 @@ async fn legacy_call(
 /// A 2026-07-28 request's `Mcp-Method`/`Mcp-Name` must agree with its body; the refusal if not.
 pub(crate) fn check_modern_headers(headers: &HeaderMap, msg: &Message) -> Option<Response> {
     let header_method = header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
-    if msg.kind != Kind::Response && header_method.as_deref() != msg.method.as_deref() {
+    // A response carries no method, and so no Mcp-Method.
+    if header_method.as_deref() != msg.method.as_deref() {
         return Some(rpc_error(
             StatusCode::BAD_REQUEST,
             msg.id.as_deref(),
@@ -1484,7 +1502,8 @@ pub(crate) fn check_modern_headers(headers: &HeaderMap, msg: &Message) -> Option
             "Mcp-Method header does not match the body's method",
         ));
     }
-    if msg.name.is_some() {
+    // Mcp-Name only where the body names something, and then that.
+    {
         let header_name = header_str(headers, H_NAME).and_then(protocol::decode_header_value);
         if header_name.as_deref() != msg.name.as_deref() {
             return Some(rpc_error(
@@ -1517,7 +1536,7 @@ async fn stateless(
         return fail(recorder, msg.id.as_deref(), &e);
     }
     if matches!(backend.era(), Era::Modern | Era::ModernOnly) {
-        let extra = forwarded_headers(headers, true);
+        let extra = forwarded_headers(headers, Some(msg));
         return match forward(
             state,
             target,

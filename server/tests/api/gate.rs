@@ -256,7 +256,15 @@ fn case() -> impl Strategy<Value = Case> {
     let second = prop::option::weighted(
         0.15,
         (
-            prop::sample::select(&["\"name\"", "\"n\\u0061me\"", "\"NAME\""][..]),
+            prop::sample::select(
+                &[
+                    "\"name\"",
+                    "\"n\\u0061me\"",
+                    "\"NAME\"",
+                    "\"Name\"",
+                    "\"nam\\u0065\\u0000\"",
+                ][..],
+            ),
             prop::sample::select(NAMES),
         ),
     );
@@ -512,6 +520,26 @@ async fn hostile_variants_reach_the_backend_with_one_reading() {
             first, last,
             "two readings of what reached the backend: {body}"
         );
+        // A case-insensitive reader (Go's encoding/json) would see the same fields too.
+        for object in [&last, &last["params"]] {
+            for key in object.as_object().into_iter().flat_map(|o| o.keys()) {
+                let folded = key.to_lowercase().replace('\u{17f}', "s");
+                assert!(
+                    ![
+                        "jsonrpc",
+                        "id",
+                        "method",
+                        "params",
+                        "name",
+                        "arguments",
+                        "_meta"
+                    ]
+                    .iter()
+                    .any(|k| folded == *k && key != k),
+                    "a look-alike of a known field reached the backend: {body}"
+                );
+            }
+        }
         let tool = last["params"]["name"].as_str().unwrap_or_else(|| {
             panic!("a call without a tool name reached the backend: {body} -> {last}")
         });

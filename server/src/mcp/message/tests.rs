@@ -39,6 +39,13 @@ fn envelopes() {
     let m =
         read(r#"{"jsonrpc":"2.0","id":-3,"method":"ping","extra":{"a":[1,{"b":null}]}}"#).unwrap();
     assert_eq!(m.id.as_deref(), Some("-3"));
+    // Known fields the reader does not type pass as they are (only look-alikes are refused).
+    read(r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}"#)
+        .unwrap();
+    read(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","task":{"ttl":1}}}"#,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -78,6 +85,35 @@ fn what_cannot_be_read_one_way_is_refused() {
         ),
         (
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a","arguments":{"x":[{"y":1,"y":2}]}}}"#,
+            INVALID_REQUEST,
+        ),
+        // Keys a case-insensitive reader would take for a known field, and control characters.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","Name":"echo"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","NAME":"echo"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","paramſ":{"name":"echo"},"params":{"name":"add"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":0,"message":""},"Method":"tools/call","Params":{"name":"echo"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","name\u0000":"echo"}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","_meta":{"progressToKen":1}}}"#,
+            INVALID_REQUEST,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a\u0007":1}}}"#,
             INVALID_REQUEST,
         ),
         // Known fields of the wrong type, wherever they are.
