@@ -6,12 +6,12 @@ use serde_json::{Value, json};
 use shared::auth::{ApiKey, CreateApiKey, CreatedApiKey, Role};
 use shared::users::{UpdateUser, User};
 
-use crate::app::AppState;
 use crate::auth::identity::Principal;
 use crate::auth::tokens::{API_KEY_PREFIX, hash_token, random_token};
 use crate::db::{self, Db, events::AuditRow, users::UserRow};
 use crate::error::ApiError;
 use crate::password;
+use crate::state::AppState;
 
 /// Usernames are case-insensitive: stored and looked up in lowercase.
 pub fn normalize_username(username: &str) -> String {

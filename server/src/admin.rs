@@ -17,8 +17,8 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts::Actor;
-use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::state::AppState;
 
 /// The `settings` key of the rate-limit defaults.
 pub const RATE_LIMITS_SETTING: &str = limits::SETTING_KEY;

@@ -18,10 +18,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts;
-use crate::app::AppState;
 use crate::auth::identity::{AuthMethod, McpUser, Principal, RequestMeta, SessionUser};
 use crate::auth::tokens::Audience;
 use crate::error::{ApiError, AppJson, AppPath};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -31,3 +31,4 @@ pub mod openapi;
 pub mod servers;
 pub mod setup;
 pub mod spa;
+pub mod state;

@@ -24,11 +24,11 @@ use shared::live::{LiveFilter, LiveMessage, LiveTicket};
 use shared::servers::ActivityRecord;
 use tokio::sync::broadcast;
 
-use crate::app::AppState;
 use crate::auth::identity::AdminUser;
 use crate::db::{self, events::SecurityEventRow, servers::ActivityRow};
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::keys::random_bytes;
+use crate::state::AppState;
 
 const TICKET_TTL: i64 = 30;
 const TICKET_CONTEXT: &str = "live:ticket";

@@ -5,9 +5,10 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use authmcp_gateway::app::{App, AppState, shutdown_signal};
+use authmcp_gateway::app::{App, shutdown_signal};
 use authmcp_gateway::config::Config;
 use authmcp_gateway::db::Db;
+use authmcp_gateway::state::AppState;
 use authmcp_gateway::{accounts, telemetry};
 use clap::{Parser, Subcommand};
 use shared::auth::Role;

@@ -29,7 +29,6 @@ use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::db::Db;
 use crate::filelog::FileLog;
@@ -42,6 +41,7 @@ use crate::mcp::registry::{Era, Registry};
 use crate::mcp::session::{ProxySession, SessionStore, Upstream};
 use crate::metrics::Metrics;
 use crate::ratelimit::{LimitTable, McpLimits};
+use crate::state::AppState;
 
 /// How often the server list is re-read for edits made by other replicas.
 const REGISTRY_RELOAD: Duration = Duration::from_secs(5);

@@ -16,10 +16,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::auth::identity::bearer;
 use crate::db::servers::ActivityRow;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [

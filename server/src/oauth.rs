@@ -32,12 +32,12 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::cache::TtlMap;
 use crate::config::Config;
 use crate::db::oauth::ClientRow;
 use crate::error::{ApiError, AppPath};
 use crate::ratelimit::IpLimiter;
+use crate::state::AppState;
 
 /// Full MCP access.
 pub const SCOPE_FULL: &str = "mcp";

@@ -221,7 +221,7 @@ impl IpLimiter {
     /// `rate_limited` event.
     pub fn guard(
         &self,
-        state: &crate::app::AppState,
+        state: &crate::state::AppState,
         meta: &crate::auth::identity::RequestMeta,
         endpoint: &str,
     ) -> Result<(), crate::error::ApiError> {

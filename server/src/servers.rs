@@ -8,13 +8,13 @@ use shared::servers::{
 };
 
 use crate::accounts::{self, Actor, validate_server_name};
-use crate::app::AppState;
 use crate::db::{self, servers::ServerRow};
 use crate::error::ApiError;
 use crate::mcp::naming;
 use crate::mcp::registry::{
     credential_context, credential_header, derive_prefix, effective_prefix,
 };
+use crate::state::AppState;
 
 const MAX_TIMEOUT_SECS: u32 = 3600;
 

@@ -15,8 +15,8 @@ use tower::ServiceExt;
 use tower_http::compression::Compression;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Clone)]
 pub struct Spa {

@@ -16,7 +16,6 @@ use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
-use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::error::{ApiError, AppJson};
 use crate::mcp::aggregate::catalog::Kind;
@@ -25,6 +24,7 @@ use crate::mcp::gate::{self, Caller, Payload, Route};
 use crate::mcp::message::Message;
 use crate::mcp::registry::Backend;
 use crate::mcp::{aggregate, inspect, naming};
+use crate::state::AppState;
 
 const CLIENT_NAME: &str = "admin console";
 

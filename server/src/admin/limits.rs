@@ -10,10 +10,10 @@ use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
-use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db::{self, limits::OverrideRow};
 use crate::error::{ApiError, AppJson};
+use crate::state::AppState;
 
 pub const SETTING_KEY: &str = "rate_limits";
 const MAX_OVERRIDES: usize = 1000;

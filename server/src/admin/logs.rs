@@ -13,10 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admin::PageQuery;
-use crate::app::AppState;
 use crate::auth::identity::AdminUser;
 use crate::db::{self, events::EventFilter, events::SecurityEventRow};
 use crate::error::{ApiError, AppJson, AppQuery};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

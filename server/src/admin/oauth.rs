@@ -11,12 +11,12 @@ use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
-use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::auth::tokens;
 use crate::db::{self, oauth::GrantRow};
 use crate::error::{ApiError, AppJson, AppPath};
 use crate::oauth::clients;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

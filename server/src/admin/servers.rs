@@ -15,12 +15,12 @@ use utoipa_axum::routes;
 
 use crate::admin::PageQuery;
 use crate::admin::actor;
-use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db;
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::mcp::health::to_health;
 use crate::servers;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

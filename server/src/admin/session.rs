@@ -14,11 +14,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::auth::identity::{self, Accept, AdminUser, AuthMethod, RequestMeta};
 use crate::auth::tokens::{self, Audience};
 use crate::auth::{login, me_of};
 use crate::error::{ApiError, AppJson};
+use crate::state::AppState;
 
 const COOKIE: &str = "amg_admin_refresh";
 const COOKIE_PATH: &str = "/admin/api/session";

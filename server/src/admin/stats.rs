@@ -12,10 +12,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::auth::identity::AdminUser;
 use crate::db::{self, servers::StatRow};
 use crate::error::{ApiError, AppJson, AppQuery};
+use crate::state::AppState;
 
 /// Most records one answer reads (the newest of the window).
 const MAX_ROWS: i64 = 200_000;

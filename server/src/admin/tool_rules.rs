@@ -10,11 +10,11 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::actor;
-use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db::{self, tool_rules::Subject};
 use crate::error::{ApiError, AppJson, AppPath};
 use crate::mcp::naming;
+use crate::state::AppState;
 
 /// Rules one user or key may have.
 const MAX_RULES: usize = 500;

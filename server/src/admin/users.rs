@@ -13,10 +13,10 @@ use utoipa_axum::routes;
 use crate::accounts;
 use crate::admin::PageQuery;
 use crate::admin::actor;
-use crate::app::AppState;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db::{self, users::UserFilter};
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

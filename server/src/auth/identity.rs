@@ -15,7 +15,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::auth::Role;
 
-use crate::app::AppState;
 use crate::auth::client_ip::ClientIp;
 use crate::auth::tokens::{API_KEY_PREFIX, AccessClaims, Audience};
 use crate::cache::TtlMap;
@@ -23,6 +22,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::events::{EventContext, EventType, Severity};
 use crate::keys::TokenError;
+use crate::state::AppState;
 
 /// `last_used_at` of an API key is written at most this often.
 const API_KEY_TOUCH_SECS: i64 = 60;

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shared::auth::{LoginRequest, Role, TokenResponse};
 
-use crate::app::AppState;
 use crate::auth::identity::RequestMeta;
 use crate::auth::tokens::{self, Audience};
 use crate::db;
 use crate::error::ApiError;
 use crate::events::{EventType, Severity};
 use crate::password;
+use crate::state::AppState;
 
 /// Most IPs tracked; beyond it, the oldest windows are dropped first.
 const MAX_TRACKED_IPS: usize = 100_000;

@@ -15,12 +15,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::auth::{Role, TokenResponse};
 
-use crate::app::AppState;
 use crate::auth::identity::{RequestMeta, hex};
 use crate::db::{self, sessions::RefreshTokenRow, sessions::SessionRow};
 use crate::error::ApiError;
 use crate::events::{EventType, Severity};
 use crate::keys::random_bytes;
+use crate::state::AppState;
 
 pub const API_KEY_PREFIX: &str = "amg_";
 pub const REFRESH_TOKEN_PREFIX: &str = "amr_";

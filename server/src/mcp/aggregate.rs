@@ -30,7 +30,6 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::app::AppState;
 use crate::auth::identity::{Principal, RequestMeta};
 use crate::keys::random_bytes;
 use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind, Listed};
@@ -44,6 +43,7 @@ use crate::mcp::protocol::{self, H_SESSION, H_VERSION, code};
 use crate::mcp::proxy::{self, Chunks};
 use crate::mcp::registry::{Backend, ToolFilter};
 use crate::mcp::sse;
+use crate::state::AppState;
 
 /// What the aggregated endpoint is called in activity records and events.
 pub const AGGREGATED: &str = "*";

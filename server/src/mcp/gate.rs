@@ -14,7 +14,6 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::auth::identity::{McpScope, Principal, RequestMeta};
 use crate::db::{self, servers::ActivityRow};
 use crate::detect::{self, Mode};
@@ -24,6 +23,7 @@ use crate::mcp::inspect;
 use crate::mcp::message::{Kind, Malformed, Message};
 use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_VERSION, code};
 use crate::mcp::registry::Backend;
+use crate::state::AppState;
 
 /// Who is asking, on which path.
 pub struct Caller<'a> {

@@ -5,10 +5,10 @@
 
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::auth::identity::Principal;
 use crate::detect::{self, Finding, Mode};
 use crate::events::{EventContext, EventType, Severity};
+use crate::state::AppState;
 
 /// JSON-RPC error code of a call or answer blocked by the payload rules.
 pub const BLOCKED: i64 = -32030;

@@ -14,7 +14,6 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::app::AppState;
 use crate::mcp::backend::{BackendError, client_info, is_event_stream, read_limited};
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{self, H_SESSION, H_VERSION};
@@ -22,6 +21,7 @@ use crate::mcp::proxy;
 use crate::mcp::registry::{Backend, Era};
 use crate::mcp::session::{ProxySession, Upstream};
 use crate::mcp::sse;
+use crate::state::AppState;
 
 pub struct Link {
     pub backend: Arc<Backend>,

@@ -27,7 +27,6 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::app::AppState;
 use crate::auth::identity::{self, Accept, Principal, RequestMeta};
 use crate::auth::tokens::Audience;
 use crate::error::{ApiError, AppPath};
@@ -44,6 +43,7 @@ use crate::mcp::protocol::{
 use crate::mcp::registry::{Backend, Era};
 use crate::mcp::session::{ProxySession, Upstream};
 use crate::mcp::sse;
+use crate::state::AppState;
 
 /// Sent on otherwise idle client streams so proxies keep them open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

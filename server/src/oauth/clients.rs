@@ -14,13 +14,13 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::auth::identity::{RequestMeta, bearer};
 use crate::auth::tokens::{hash_token, random_token};
 use crate::db::{self, oauth::ClientRow};
 use crate::error::ApiError;
 use crate::events::{EventType, Severity};
 use crate::oauth::{SCOPES, no_store, oauth_error};
+use crate::state::AppState;
 
 /// How long a fetched metadata document is trusted.
 const CIMD_TTL: Duration = Duration::from_secs(300);

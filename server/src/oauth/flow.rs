@@ -24,7 +24,6 @@ use sha2::{Digest, Sha256};
 use shared::auth::{LoginRequest, Role};
 use shared::oauth::{ConsentDecision, ConsentRequest, ConsentResult};
 
-use crate::app::AppState;
 use crate::auth::identity::{AuthMethod, McpScope, Principal, RequestMeta};
 use crate::auth::login;
 use crate::auth::tokens::{self, Audience, OAuthBinding, hash_token, random_token};
@@ -36,6 +35,7 @@ use crate::oauth::{
     CONSENT_PAGE, SCOPE_FULL, SCOPES, canonical_resource, error_page, no_store, oauth_error,
     parse_form,
 };
+use crate::state::AppState;
 
 const REQUEST_CONTEXT: &str = "oauth:authorization-request";
 const COOKIE_CONTEXT: &str = "oauth:consent-session";

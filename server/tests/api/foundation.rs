@@ -132,7 +132,7 @@ async fn sqlite_file_is_created_with_wal_and_foreign_keys() {
 db_test! {
     async fn graceful_shutdown_drains_in_flight_requests(env: TestEnv) {
         use axum::routing::get;
-        let state = authmcp_gateway::app::AppState::init(env.config()).await.unwrap();
+        let state = authmcp_gateway::state::AppState::init(env.config()).await.unwrap();
         let config = state.config.clone();
         let router = authmcp_gateway::app::router(state).merge(
             axum::Router::new().route(

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
 
-use authmcp_gateway::app::{App, AppState};
+use authmcp_gateway::app::App;
 use authmcp_gateway::config::{Config, DatabaseConfig, Secret};
+use authmcp_gateway::state::AppState;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

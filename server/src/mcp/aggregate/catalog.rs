@@ -11,11 +11,11 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::app::AppState;
 use crate::mcp::backend::{BackendError, client_info};
 use crate::mcp::link::Link;
 use crate::mcp::naming;
 use crate::mcp::registry::Backend;
+use crate::state::AppState;
 
 /// How long a list is trusted without a change notification.
 const LIST_TTL: Duration = Duration::from_secs(300);
