@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod aggregate;
 pub mod backend;
+pub mod bridge;
 pub mod error;
 pub mod gate;
 pub mod health;
@@ -17,8 +18,10 @@ pub mod naming;
 pub mod protocol;
 pub mod proxy;
 pub mod registry;
+pub mod relay;
 pub mod session;
 pub mod sse;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

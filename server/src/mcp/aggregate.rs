@@ -40,9 +40,11 @@ use crate::mcp::link::Link;
 use crate::mcp::message::{Kind, Message};
 use crate::mcp::naming;
 use crate::mcp::protocol::{self, H_SESSION, H_VERSION, code};
-use crate::mcp::proxy::{self, Chunks};
 use crate::mcp::registry::{Backend, ToolFilter};
+use crate::mcp::relay;
+use crate::mcp::relay::Chunks;
 use crate::mcp::sse;
+use crate::mcp::upstream;
 use crate::state::AppState;
 
 /// What the aggregated endpoint is called in activity records and events.
@@ -234,7 +236,7 @@ fn result_body(raw_id: Option<&str>, result: Value) -> String {
 
 /// A JSON-RPC error answered with HTTP 200: the request was well-formed MCP, the answer is no.
 fn rpc_refusal(raw_id: Option<&str>, code: i64, message: &str) -> Response {
-    proxy::json_response(
+    relay::json_response(
         StatusCode::OK,
         protocol::error_body(raw_id, code, message, None),
         None,
@@ -307,7 +309,7 @@ impl Ctx {
             .await
             .map_err(|e| {
                 tracing::error!(error = format!("{e:#}"), "permission check failed");
-                proxy::internal_error()
+                relay::internal_error()
             })
     }
 
@@ -319,7 +321,7 @@ impl Ctx {
             .await
             .map_err(|e| {
                 tracing::error!(error = format!("{e:#}"), "tool rules could not be read");
-                proxy::internal_error()
+                relay::internal_error()
             })
     }
 }
@@ -328,17 +330,17 @@ impl Ctx {
 pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    let principal = match proxy::authenticate(&state, "mcp", headers, &meta).await {
+    let principal = match gate::authenticate(&state, "mcp", headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
     };
-    let body = match proxy::read_body(body, state.config.mcp.max_request_bytes).await {
+    let body = match gate::read_body(body, state.config.mcp.max_request_bytes).await {
         Ok(body) => body,
         Err(res) => return res,
     };
     let mut ctx = Ctx {
         client_name: None,
-        accepts_sse: proxy::header_str(headers, header::ACCEPT.as_str())
+        accepts_sse: gate::header_str(headers, header::ACCEPT.as_str())
             .is_some_and(|a| a.contains("text/event-stream")),
         state,
         principal,
@@ -351,7 +353,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         Ok(msg) => msg,
         Err(e) => return e.into_response(),
     };
-    let version = proxy::header_str(headers, H_VERSION);
+    let version = gate::header_str(headers, H_VERSION);
     if msg.is("initialize") {
         ctx.client_name = msg.client_name.clone();
         if let Err(res) = ctx.admit_here(&msg, false).await {
@@ -361,7 +363,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     }
     // The body as a JSON tree, parsed once (the 2026-07-28 branch needs it for `_meta`).
     let mut parsed: Option<Value> = None;
-    let sess = if let Some(sid) = proxy::header_str(headers, H_SESSION) {
+    let sess = if let Some(sid) = gate::header_str(headers, H_SESSION) {
         match open_session(&ctx.state, sid).filter(|t| t.u == ctx.principal.user_id) {
             Some(t) => Sess {
                 key: Arc::from(t.k),
@@ -371,7 +373,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
             },
             None => {
                 ctx.record(AGGREGATED, &msg, "session_not_found", 404, 0);
-                return proxy::rpc_error(
+                return relay::rpc_error(
                     StatusCode::NOT_FOUND,
                     msg.id.as_deref(),
                     code::NOT_FOUND,
@@ -382,11 +384,11 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     } else if version == Some(protocol::LATEST_VERSION)
         || msg.meta_version.as_deref() == Some(protocol::LATEST_VERSION)
     {
-        if let Some(res) = proxy::check_modern_headers(headers, &msg) {
+        if let Some(res) = gate::check_modern_headers(headers, &msg) {
             ctx.record(AGGREGATED, &msg, "header_mismatch", 400, 0);
             return res;
         }
-        let message = proxy::parse_value(&body);
+        let message = upstream::parse_value(&body);
         let meta = &message["params"]["_meta"];
         let sess = Sess {
             key: Arc::from(format!("u{}", ctx.principal.user_id)),
@@ -398,7 +400,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         sess
     } else {
         ctx.record(AGGREGATED, &msg, "missing_session", 400, 0);
-        return proxy::rpc_error(
+        return relay::rpc_error(
             StatusCode::BAD_REQUEST,
             msg.id.as_deref(),
             code::INVALID_REQUEST,
@@ -408,7 +410,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     ctx.client_name = sess.client["name"]
         .as_str()
         .map(|n| n.chars().take(100).collect());
-    let message = parsed.unwrap_or_else(|| proxy::parse_value(&body));
+    let message = parsed.unwrap_or_else(|| upstream::parse_value(&body));
     dispatch(&ctx, &sess, &msg, message).await
 }
 
@@ -468,7 +470,7 @@ fn server_info() -> Value {
 }
 
 async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
-    let message = proxy::parse_value(body);
+    let message = upstream::parse_value(body);
     let version = msg
         .init_version
         .as_deref()
@@ -477,7 +479,7 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
         .to_string();
     let key = match random_bytes::<16>() {
         Ok(bytes) => URL_SAFE_NO_PAD.encode(bytes),
-        Err(_) => return proxy::internal_error(),
+        Err(_) => return relay::internal_error(),
     };
     let token = SessionToken {
         u: ctx.principal.user_id,
@@ -487,7 +489,7 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
         i: message["params"]["clientInfo"].clone(),
     };
     let Ok(session_id) = seal_session(&ctx.state, &token) else {
-        return proxy::internal_error();
+        return relay::internal_error();
     };
     let (caps, instructions) = match capabilities(ctx).await {
         Ok(c) => c,
@@ -503,7 +505,7 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
     }
     let body = result_body(msg.id.as_deref(), result);
     ctx.record(AGGREGATED, msg, "ok", 200, body.len());
-    proxy::json_response(StatusCode::OK, body, Some(&session_id))
+    relay::json_response(StatusCode::OK, body, Some(&session_id))
 }
 
 /// Adds what 2026-07-28 requires of results.
@@ -554,7 +556,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
         modernize(sess, &mut result, list);
         let body = result_body(msg.id.as_deref(), result);
         ctx.record(AGGREGATED, msg, "ok", 200, body.len());
-        proxy::json_response(StatusCode::OK, body, None)
+        relay::json_response(StatusCode::OK, body, None)
     };
     match method {
         "ping" => reply(json!({}), false),
@@ -577,7 +579,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
             match list(ctx, sess, msg, &message, kind).await {
                 Ok(body) => {
                     ctx.record(AGGREGATED, msg, "ok", 200, body.len());
-                    proxy::json_response(StatusCode::OK, body, None)
+                    relay::json_response(StatusCode::OK, body, None)
                 }
                 Err(res) => res,
             }
@@ -684,7 +686,7 @@ async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response
             ))
         });
     let Some((server_id, original)) = routed else {
-        return proxy::rpc_error(
+        return relay::rpc_error(
             StatusCode::BAD_REQUEST,
             None,
             code::INVALID_REQUEST,
@@ -696,7 +698,7 @@ async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response
         None => None,
     };
     let Some(link) = link else {
-        return proxy::rpc_error(
+        return relay::rpc_error(
             StatusCode::NOT_FOUND,
             None,
             code::NOT_FOUND,
@@ -706,7 +708,7 @@ async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response
     message["id"] = original;
     match link.send(&ctx.state, message).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(e) => proxy::backend_error(None, &e),
+        Err(e) => relay::backend_error(None, &e),
     }
 }
 
@@ -1021,7 +1023,7 @@ async fn resolve_name(
             ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
             Err(unknown(raw_id, kind, exposed))
         }
-        Err(e) => Err(proxy::backend_error(raw_id, &e)),
+        Err(e) => Err(relay::backend_error(raw_id, &e)),
     }
 }
 
@@ -1227,7 +1229,7 @@ async fn route(
         Ok(link) => link,
         Err(e) => {
             record(e.label(), 502, 0);
-            return proxy::backend_error(msg.id.as_deref(), &e);
+            return relay::backend_error(msg.id.as_deref(), &e);
         }
     };
     let n = state.mcp.next_id();
@@ -1334,11 +1336,11 @@ async fn route(
                 Ok(reply) => {
                     let (body, outcome) = finish_reply(reply.clone());
                     record(outcome, 200, body.len());
-                    proxy::json_response(StatusCode::OK, body, None)
+                    relay::json_response(StatusCode::OK, body, None)
                 }
                 Err(e) => {
                     record(e.label(), 502, 0);
-                    proxy::backend_error(msg.id.as_deref(), e)
+                    relay::backend_error(msg.id.as_deref(), e)
                 }
             };
         }
@@ -1370,11 +1372,11 @@ async fn route(
             Ok(reply) => {
                 let (body, outcome) = finish_reply(reply);
                 record(outcome, 200, body.len());
-                proxy::json_response(StatusCode::OK, body, None)
+                relay::json_response(StatusCode::OK, body, None)
             }
             Err(e) => {
                 record(e.label(), 502, 0);
-                proxy::backend_error(msg.id.as_deref(), &e)
+                relay::backend_error(msg.id.as_deref(), &e)
             }
         };
     }
@@ -1455,7 +1457,7 @@ async fn route(
         }
         gate::finish(recorder, status, 200, bytes_out);
     });
-    proxy::sse_response(chunks_rx)
+    relay::sse_response(chunks_rx)
 }
 
 /// GET and DELETE pass the gate too (scope, the user's budget).
@@ -1482,15 +1484,15 @@ async fn admit_stream(
 
 /// `GET /mcp`: the session's stream of backend messages and list changes.
 pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> Response {
-    let principal = match proxy::authenticate(&state, "mcp", &headers, &meta).await {
+    let principal = match gate::authenticate(&state, "mcp", &headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
     };
     if let Err(res) = admit_stream(&state, &principal, &meta).await {
         return res;
     }
-    let Some(sid) = proxy::header_str(&headers, H_SESSION) else {
-        return proxy::rpc_error(
+    let Some(sid) = gate::header_str(&headers, H_SESSION) else {
+        return relay::rpc_error(
             StatusCode::METHOD_NOT_ALLOWED,
             None,
             code::INVALID_REQUEST,
@@ -1498,7 +1500,7 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
         );
     };
     let Some(token) = open_session(&state, sid).filter(|t| t.u == principal.user_id) else {
-        return proxy::rpc_error(
+        return relay::rpc_error(
             StatusCode::NOT_FOUND,
             None,
             code::NOT_FOUND,
@@ -1555,7 +1557,7 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
             }
         }
     });
-    let mut res = proxy::sse_response(rx);
+    let mut res = relay::sse_response(rx);
     if let Ok(v) = HeaderValue::from_str(sid) {
         res.headers_mut().insert(H_SESSION, v);
     }
@@ -1568,18 +1570,18 @@ pub async fn delete(
     meta: RequestMeta,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match proxy::authenticate(&state, "mcp", &headers, &meta).await {
+    let principal = match gate::authenticate(&state, "mcp", &headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
     };
     if let Err(res) = admit_stream(&state, &principal, &meta).await {
         return res;
     }
-    let Some(token) = proxy::header_str(&headers, H_SESSION)
+    let Some(token) = gate::header_str(&headers, H_SESSION)
         .and_then(|sid| open_session(&state, sid))
         .filter(|t| t.u == principal.user_id)
     else {
-        return proxy::rpc_error(
+        return relay::rpc_error(
             StatusCode::NOT_FOUND,
             None,
             code::NOT_FOUND,

@@ -7,22 +7,31 @@
 //! and writes the same activity record on every path; an admitted request carries a `Recorder`
 //! that writes exactly one activity record when the request ends. Whatever the gate cannot find
 //! (a `tools/call` without a tool) is refused, never waved through.
+//!
+//! Before the body, the edges call `authenticate` (origin, then the bearer credential against
+//! current state); `check_modern_headers` compares a 2026-07-28 request's `Mcp-*` headers with
+//! the reading.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, header};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::auth::identity::{McpScope, Principal, RequestMeta};
+use crate::auth::identity::{self, Accept, McpScope, Principal, RequestMeta};
+use crate::auth::tokens::Audience;
 use crate::db::{self, servers::ActivityRow};
 use crate::detect::{self, Mode};
+use crate::error::ApiError;
 use crate::events::{EventContext, EventType, Severity};
 use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::inspect;
 use crate::mcp::message::{Kind, Malformed, Message};
 use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_VERSION, code};
 use crate::mcp::registry::Backend;
+use crate::mcp::relay::{internal_error, rpc_error};
 use crate::state::AppState;
 
 /// Who is asking, on which path.
@@ -450,4 +459,175 @@ pub fn finish(recorder: Option<Recorder>, status: &str, http_status: u16, bytes_
     if let Some(r) = recorder {
         r.finish(status, http_status, bytes_out);
     }
+}
+
+/// An admitted request: who, to which backend.
+pub(crate) struct Call {
+    pub(crate) principal: Principal,
+    pub(crate) backend: Arc<Backend>,
+    pub(crate) started: Instant,
+}
+
+/// 401 with the pointer to the protected-resource metadata (RFC 9728).
+pub(crate) fn unauthorized(state: &AppState, resource: &str) -> Response {
+    let mut res = rpc_error(
+        StatusCode::UNAUTHORIZED,
+        None,
+        code::UNAUTHORIZED,
+        "authentication required",
+    );
+    let challenge = format!(
+        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/{resource}\", scope=\"{}\"",
+        state.config.public_url,
+        crate::oauth::SCOPE_FULL,
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    res
+}
+
+/// `Origin`, when present, must be the gateway's own or one of `ALLOWED_ORIGINS`.
+pub(crate) fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let public = url::Url::parse(&state.config.public_url).ok();
+    let own = public
+        .as_ref()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    origin == own
+        || state.config.allowed_origins.iter().any(|o| o == origin)
+        || public.is_some_and(|public| same_loopback(&public, origin))
+}
+
+/// A gateway served on loopback accepts loopback origins (`localhost`, `127.0.0.1`, `[::1]`, any
+/// port: local clients and local proxies in front of it); a DNS-rebinding page still arrives
+/// with its own, foreign origin. Origins are no credential: every request still authenticates.
+pub(crate) fn same_loopback(public: &url::Url, origin: &str) -> bool {
+    fn loopback(url: &url::Url) -> bool {
+        match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+    }
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    loopback(public)
+        && loopback(&origin)
+        && matches!(origin.scheme(), "http" | "https")
+        && origin.path() == "/"
+}
+
+/// The gate every MCP request passes first: `Origin`, then authentication against current
+/// state (401 with the protected-resource metadata of `resource`, e.g. `mcp/github`).
+pub(crate) async fn authenticate(
+    state: &AppState,
+    resource: &str,
+    headers: &HeaderMap,
+    meta: &RequestMeta,
+) -> Result<Principal, Response> {
+    if !origin_allowed(state, headers) {
+        state.events.record(
+            EventType::OriginRejected,
+            Severity::Medium,
+            &meta.ctx(),
+            None,
+            None,
+            json!({ "origin": headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), "resource": resource }),
+        );
+        return Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            code::FORBIDDEN,
+            "origin not allowed",
+        ));
+    }
+    let accept = Accept {
+        audience: Audience::Mcp,
+        api_keys: true,
+        resource: Some(resource),
+    };
+    match identity::authenticate(state, headers, meta, accept).await {
+        Ok(p) => Ok(p),
+        Err(ApiError::Unauthorized) => Err(unauthorized(state, resource)),
+        Err(ApiError::Forbidden(m)) => {
+            Err(rpc_error(StatusCode::FORBIDDEN, None, code::FORBIDDEN, m))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "authentication failed unexpectedly");
+            Err(internal_error())
+        }
+    }
+}
+
+impl Call {
+    pub(crate) fn caller<'a>(
+        &'a self,
+        state: &'a AppState,
+        meta: &'a RequestMeta,
+        resource: &'a str,
+        bytes_in: usize,
+    ) -> Caller<'a> {
+        Caller {
+            state,
+            principal: &self.principal,
+            meta: Some(meta),
+            resource,
+            started: self.started,
+            bytes_in,
+            client_name: None,
+            charged: false,
+        }
+    }
+}
+
+/// Reads the request body, refusing more than `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            code::TOO_LARGE,
+            "request body exceeds MCP_MAX_REQUEST_BYTES",
+        )
+    })
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A 2026-07-28 request's `Mcp-Method`/`Mcp-Name` must agree with its body; the refusal if not.
+pub(crate) fn check_modern_headers(headers: &HeaderMap, msg: &Message) -> Option<Response> {
+    let header_method = header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
+    // A response carries no method, and so no Mcp-Method.
+    if header_method.as_deref() != msg.method.as_deref() {
+        return Some(rpc_error(
+            StatusCode::BAD_REQUEST,
+            msg.id.as_deref(),
+            code::HEADER_MISMATCH,
+            "Mcp-Method header does not match the body's method",
+        ));
+    }
+    // Mcp-Name only where the body names something, and then that.
+    {
+        let header_name = header_str(headers, H_NAME).and_then(protocol::decode_header_value);
+        if header_name.as_deref() != msg.name.as_deref() {
+            return Some(rpc_error(
+                StatusCode::BAD_REQUEST,
+                msg.id.as_deref(),
+                code::HEADER_MISMATCH,
+                "Mcp-Name header does not match the body's name or uri",
+            ));
+        }
+    }
+    None
 }

@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use crate::mcp::backend::{BackendError, client_info, is_event_stream, read_limited};
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{self, H_SESSION, H_VERSION};
-use crate::mcp::proxy;
 use crate::mcp::registry::{Backend, Era};
 use crate::mcp::session::{ProxySession, Upstream};
 use crate::mcp::sse;
+use crate::mcp::upstream;
 use crate::state::AppState;
 
 pub struct Link {
@@ -40,7 +40,7 @@ impl Link {
         capabilities: Value,
         client: Value,
     ) -> Result<Link, BackendError> {
-        let era = proxy::detect_era(state, &backend).await?;
+        let era = upstream::detect_era(state, &backend).await?;
         let capabilities = if capabilities.is_object() {
             capabilities
         } else {
@@ -162,7 +162,7 @@ impl Link {
                 session_id,
                 version,
             } => {
-                proxy::forward_in(
+                upstream::forward_in(
                     state,
                     target,
                     &self.session,
@@ -174,11 +174,11 @@ impl Link {
                 .await?
             }
             Hop::Modern => {
-                let (body, headers) = proxy::with_modern_meta(
+                let (body, headers) = upstream::with_modern_meta(
                     &Bytes::from(message.to_string()),
                     &self.capabilities(),
                 );
-                proxy::forward(
+                upstream::forward(
                     state,
                     target,
                     body,
@@ -246,7 +246,7 @@ impl Link {
                 session_id,
                 version,
             } => {
-                let res = proxy::forward(
+                let res = upstream::forward(
                     state,
                     target,
                     Bytes::from(message.to_string()),
@@ -258,11 +258,11 @@ impl Link {
                 ok_status(target, res.status().as_u16())
             }
             Hop::Modern => {
-                let (body, headers) = proxy::with_modern_meta(
+                let (body, headers) = upstream::with_modern_meta(
                     &Bytes::from(message.to_string()),
                     &self.capabilities(),
                 );
-                let res = proxy::forward(
+                let res = upstream::forward(
                     state,
                     target,
                     body,
@@ -324,7 +324,7 @@ impl Link {
 
     /// Ends the backend session (best effort).
     pub async fn close(&self, state: &AppState) {
-        proxy::end_backend_session(state, &self.backend.target, &self.session).await;
+        upstream::end_backend_session(state, &self.backend.target, &self.session).await;
     }
 
     async fn upstream(&self) -> Hop {
