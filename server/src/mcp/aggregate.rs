@@ -34,6 +34,7 @@ use crate::auth::identity::{Principal, RequestMeta};
 use crate::keys::random_bytes;
 use crate::mcp::aggregate::catalog::{Catalog, Kind as ListKind, Listed};
 use crate::mcp::backend::BackendError;
+use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gate::{self, Caller, Payload, Route};
 use crate::mcp::inspect;
 use crate::mcp::link::Link;
@@ -236,11 +237,11 @@ fn result_body(raw_id: Option<&str>, result: Value) -> String {
 
 /// A JSON-RPC error answered with HTTP 200: the request was well-formed MCP, the answer is no.
 fn rpc_refusal(raw_id: Option<&str>, code: i64, message: &str) -> Response {
-    relay::json_response(
-        StatusCode::OK,
-        protocol::error_body(raw_id, code, message, None),
-        None,
-    )
+    let refused = ErrorKind::Refused {
+        code,
+        message: message.to_string(),
+    };
+    McpError::new(raw_id, refused).into_response()
 }
 
 /// Everything one aggregated request needs.
@@ -307,10 +308,7 @@ impl Ctx {
             .registry
             .usable(&self.principal)
             .await
-            .map_err(|e| {
-                tracing::error!(error = format!("{e:#}"), "permission check failed");
-                relay::internal_error()
-            })
+            .map_err(|e| McpError::new(None, ErrorKind::Internal(e)).into_response())
     }
 
     async fn tool_filter(&self) -> Result<ToolFilter, Response> {
@@ -319,10 +317,7 @@ impl Ctx {
             .registry
             .tool_filter(&self.principal)
             .await
-            .map_err(|e| {
-                tracing::error!(error = format!("{e:#}"), "tool rules could not be read");
-                relay::internal_error()
-            })
+            .map_err(|e| McpError::new(None, ErrorKind::Internal(e)).into_response())
     }
 }
 
@@ -373,12 +368,8 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
             },
             None => {
                 ctx.record(AGGREGATED, &msg, "session_not_found", 404, 0);
-                return relay::rpc_error(
-                    StatusCode::NOT_FOUND,
-                    msg.id.as_deref(),
-                    code::NOT_FOUND,
-                    "session not found; initialize again",
-                );
+                return McpError::new(msg.id.as_deref(), ErrorKind::SessionNotFound)
+                    .into_response();
             }
         }
     } else if version == Some(protocol::LATEST_VERSION)
@@ -400,12 +391,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         sess
     } else {
         ctx.record(AGGREGATED, &msg, "missing_session", 400, 0);
-        return relay::rpc_error(
-            StatusCode::BAD_REQUEST,
-            msg.id.as_deref(),
-            code::INVALID_REQUEST,
-            "missing Mcp-Session-Id: send initialize first, or use MCP-Protocol-Version 2026-07-28",
-        );
+        return McpError::new(msg.id.as_deref(), ErrorKind::MissingSession).into_response();
     };
     ctx.client_name = sess.client["name"]
         .as_str()
@@ -479,7 +465,9 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
         .to_string();
     let key = match random_bytes::<16>() {
         Ok(bytes) => URL_SAFE_NO_PAD.encode(bytes),
-        Err(_) => return relay::internal_error(),
+        Err(e) => {
+            return McpError::new(msg.id.as_deref(), ErrorKind::Internal(e)).into_response();
+        }
     };
     let token = SessionToken {
         u: ctx.principal.user_id,
@@ -488,8 +476,9 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
         c: message["params"]["capabilities"].clone(),
         i: message["params"]["clientInfo"].clone(),
     };
-    let Ok(session_id) = seal_session(&ctx.state, &token) else {
-        return relay::internal_error();
+    let session_id = match seal_session(&ctx.state, &token) {
+        Ok(id) => id,
+        Err(e) => return McpError::new(msg.id.as_deref(), ErrorKind::Internal(e)).into_response(),
     };
     let (caps, instructions) = match capabilities(ctx).await {
         Ok(c) => c,
@@ -686,24 +675,14 @@ async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response
             ))
         });
     let Some((server_id, original)) = routed else {
-        return relay::rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            code::INVALID_REQUEST,
-            "a response to no request of this session",
-        );
+        return McpError::new(None, ErrorKind::UnknownResponse).into_response();
     };
     let link = match ctx.state.mcp.aggregate.link_slot(&sess.key, server_id) {
         Some(slot) => slot.lock().await.clone(),
         None => None,
     };
     let Some(link) = link else {
-        return relay::rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            code::NOT_FOUND,
-            "the backend session that asked is gone",
-        );
+        return McpError::new(None, ErrorKind::AskerGone).into_response();
     };
     message["id"] = original;
     match link.send(&ctx.state, message).await {
@@ -1439,12 +1418,7 @@ async fn route(
             }
             Some(Err(e)) => (
                 e.label(),
-                Some(protocol::error_body(
-                    raw_id.as_deref(),
-                    e.code(),
-                    &e.to_string(),
-                    None,
-                )),
+                Some(McpError::new(raw_id.as_deref(), ErrorKind::Backend(e.clone())).body()),
             ),
         };
         if let Some(body) = body {
@@ -1492,20 +1466,14 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
         return res;
     }
     let Some(sid) = gate::header_str(&headers, H_SESSION) else {
-        return relay::rpc_error(
-            StatusCode::METHOD_NOT_ALLOWED,
+        return McpError::new(
             None,
-            code::INVALID_REQUEST,
-            "GET needs an Mcp-Session-Id",
-        );
+            ErrorKind::MethodNotAllowed("GET needs an Mcp-Session-Id"),
+        )
+        .into_response();
     };
     let Some(token) = open_session(&state, sid).filter(|t| t.u == principal.user_id) else {
-        return relay::rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            code::NOT_FOUND,
-            "session not found",
-        );
+        return McpError::new(None, ErrorKind::SessionNotFound).into_response();
     };
     let key: Arc<str> = Arc::from(token.k);
     let (outbox_tx, mut outbox_rx) = mpsc::channel::<Value>(256);
@@ -1581,12 +1549,7 @@ pub async fn delete(
         .and_then(|sid| open_session(&state, sid))
         .filter(|t| t.u == principal.user_id)
     else {
-        return relay::rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            code::NOT_FOUND,
-            "session not found",
-        );
+        return McpError::new(None, ErrorKind::SessionNotFound).into_response();
     };
     for slot in state.mcp.aggregate.remove_session(&token.k) {
         if let Some(link) = slot.lock().await.take() {

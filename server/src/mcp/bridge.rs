@@ -11,14 +11,15 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::mcp::backend::{BackendError, client_info};
+use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gate::{Call, Recorder, finish};
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::message::{Kind, Message};
-use crate::mcp::protocol::{self, H_SESSION, code};
+use crate::mcp::protocol::{self, H_SESSION};
 use crate::mcp::registry::Era;
 use crate::mcp::relay::{
     Shape, backend_error, fail, json_response, modernize_shape, outcome_of, relay, reshape,
-    response_status, rpc_error, sse_response, swap_ids,
+    response_status, sse_response, swap_ids,
 };
 use crate::mcp::session::{ProxySession, Upstream};
 use crate::mcp::sse;
@@ -137,13 +138,11 @@ pub(crate) fn new_session(
             upstream,
         )
         .map_err(|e| {
-            tracing::error!(error = format!("{e:#}"), "creating a session failed");
-            rpc_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            McpError::new(
                 msg.id.as_deref(),
-                code::BACKEND_ERROR,
-                "internal error",
+                ErrorKind::Internal(e.context("creating a session failed")),
             )
+            .into_response()
         })
 }
 
@@ -250,7 +249,7 @@ pub(crate) async fn legacy_call(
             }
             if outcome.is_none() {
                 let e = BackendError::Timeout(target.name.clone());
-                let data = protocol::error_body(want_id.as_deref(), e.code(), &e.to_string(), None);
+                let data = McpError::new(want_id.as_deref(), ErrorKind::Backend(e.clone())).body();
                 let _ = tx.send(Ok(sse::Event::message(data).encode())).await;
                 outcome = Some(e.label());
             }

@@ -22,6 +22,33 @@ pub struct McpError {
 
 #[derive(Debug)]
 pub enum ErrorKind {
+    /// 401 + `WWW-Authenticate` (`challenge`: the protected-resource metadata to sign in with).
+    Unauthorized { challenge: String },
+    /// 403: a browser `Origin` that is not allowed.
+    OriginRejected,
+    /// 403: authenticated, but refused by the identity rules (the reason).
+    Forbidden(&'static str),
+    /// 404 + -32004: no such (enabled) server.
+    NoSuchServer,
+    /// 404 + -32004: an unknown or expired session, or another user's.
+    SessionNotFound,
+    /// 404 + -32004: the backend session that sent a request to the client is gone.
+    AskerGone,
+    /// 400 + -32600: no session, and not a 2026-07-28 request.
+    MissingSession,
+    /// 400 + -32600: a client response to no request of this session.
+    UnknownResponse,
+    /// 405 + `Allow: POST` (the reason).
+    MethodNotAllowed(&'static str),
+    /// 409: a stream is already open for this session.
+    StreamOpen,
+    /// 413 + -32005: the request exceeds `MCP_MAX_REQUEST_BYTES`.
+    TooLarge,
+    /// 400 + -32020: `Mcp-Method`/`Mcp-Name` disagree with the body (which one).
+    HeaderMismatch(&'static str),
+    /// 200 + a JSON-RPC error: a request the aggregated endpoint cannot route (unknown method,
+    /// name or URI, invalid params).
+    Refused { code: i64, message: String },
     /// 400 (404 + -32601 for an unknown method of a 2026-07-28 request): a message the gateway
     /// cannot read unambiguously.
     Malformed { malformed: Malformed, modern: bool },
@@ -58,6 +85,18 @@ impl McpError {
 
     pub fn status(&self) -> StatusCode {
         match &self.kind {
+            ErrorKind::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ErrorKind::OriginRejected | ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
+            ErrorKind::NoSuchServer | ErrorKind::SessionNotFound | ErrorKind::AskerGone => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorKind::MissingSession
+            | ErrorKind::UnknownResponse
+            | ErrorKind::HeaderMismatch(_) => StatusCode::BAD_REQUEST,
+            ErrorKind::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::StreamOpen => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Refused { .. } => StatusCode::OK,
             ErrorKind::Malformed { malformed, modern } => {
                 if *modern && malformed.code == code::METHOD_NOT_FOUND {
                     StatusCode::NOT_FOUND
@@ -85,6 +124,18 @@ impl McpError {
 
     pub fn code(&self) -> i64 {
         match &self.kind {
+            ErrorKind::Unauthorized { .. } => code::UNAUTHORIZED,
+            ErrorKind::OriginRejected | ErrorKind::Forbidden(_) => code::FORBIDDEN,
+            ErrorKind::NoSuchServer | ErrorKind::SessionNotFound | ErrorKind::AskerGone => {
+                code::NOT_FOUND
+            }
+            ErrorKind::MissingSession
+            | ErrorKind::UnknownResponse
+            | ErrorKind::MethodNotAllowed(_)
+            | ErrorKind::StreamOpen => code::INVALID_REQUEST,
+            ErrorKind::TooLarge => code::TOO_LARGE,
+            ErrorKind::HeaderMismatch(_) => code::HEADER_MISMATCH,
+            ErrorKind::Refused { code, .. } => *code,
             ErrorKind::Malformed { malformed, .. } => malformed.code,
             ErrorKind::UnsupportedVersion { .. } => code::UNSUPPORTED_VERSION,
             ErrorKind::UnsupportedMediaType => code::INVALID_REQUEST,
@@ -101,6 +152,18 @@ impl McpError {
     /// The activity record's status for a refused request.
     pub fn label(&self) -> &'static str {
         match &self.kind {
+            ErrorKind::Unauthorized { .. } => "unauthorized",
+            ErrorKind::OriginRejected | ErrorKind::Forbidden(_) => "forbidden",
+            ErrorKind::NoSuchServer => "no_such_server",
+            ErrorKind::SessionNotFound => "session_not_found",
+            ErrorKind::AskerGone => "not_found",
+            ErrorKind::MissingSession => "missing_session",
+            ErrorKind::UnknownResponse => "invalid_request",
+            ErrorKind::MethodNotAllowed(_) => "method_not_allowed",
+            ErrorKind::StreamOpen => "conflict",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::HeaderMismatch(_) => "header_mismatch",
+            ErrorKind::Refused { .. } => "refused",
             ErrorKind::Malformed { .. } => "malformed",
             ErrorKind::UnsupportedVersion { .. } => "unsupported_version",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
@@ -115,6 +178,21 @@ impl McpError {
 
     fn message(&self) -> String {
         match &self.kind {
+            ErrorKind::Unauthorized { .. } => "authentication required".into(),
+            ErrorKind::OriginRejected => "origin not allowed".into(),
+            ErrorKind::Forbidden(reason)
+            | ErrorKind::MethodNotAllowed(reason)
+            | ErrorKind::HeaderMismatch(reason) => (*reason).into(),
+            ErrorKind::NoSuchServer => "no such MCP server".into(),
+            ErrorKind::SessionNotFound => "session not found; initialize again".into(),
+            ErrorKind::AskerGone => "the backend session that asked is gone".into(),
+            ErrorKind::MissingSession => {
+                "missing Mcp-Session-Id: send initialize first, or use MCP-Protocol-Version 2026-07-28".into()
+            }
+            ErrorKind::UnknownResponse => "a response to no request of this session".into(),
+            ErrorKind::StreamOpen => "a stream is already open for this session".into(),
+            ErrorKind::TooLarge => "request body exceeds MCP_MAX_REQUEST_BYTES".into(),
+            ErrorKind::Refused { message, .. } => message.clone(),
             ErrorKind::Malformed { malformed, .. } => malformed.reason.to_string(),
             ErrorKind::UnsupportedVersion { .. } => "unsupported MCP-Protocol-Version".into(),
             ErrorKind::UnsupportedMediaType => "Content-Type must be application/json".into(),
@@ -153,17 +231,24 @@ fn retry_after_secs(limited: &Limited) -> u64 {
     limited.retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
+impl McpError {
+    /// The JSON-RPC error message (also sent as an SSE event when a stream fails midway).
+    pub fn body(&self) -> String {
+        protocol::error_body(
+            self.id.as_deref(),
+            self.code(),
+            &self.message(),
+            self.data(),
+        )
+    }
+}
+
 impl IntoResponse for McpError {
     fn into_response(self) -> Response {
         if let ErrorKind::Internal(e) = &self.kind {
             tracing::error!(error = format!("{e:#}"), "MCP request failed");
         }
-        let body = protocol::error_body(
-            self.id.as_deref(),
-            self.code(),
-            &self.message(),
-            self.data(),
-        );
+        let body = self.body();
         let mut res = (
             self.status(),
             [(header::CONTENT_TYPE, "application/json")],
@@ -171,6 +256,15 @@ impl IntoResponse for McpError {
         )
             .into_response();
         match &self.kind {
+            ErrorKind::Unauthorized { challenge } => {
+                if let Ok(value) = HeaderValue::from_str(challenge) {
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            ErrorKind::MethodNotAllowed(_) => {
+                res.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
             ErrorKind::RateLimited(limited) => {
                 res.headers_mut().insert(
                     header::RETRY_AFTER,

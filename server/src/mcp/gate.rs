@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::auth::identity::{self, Accept, McpScope, Principal, RequestMeta};
@@ -31,7 +31,6 @@ use crate::mcp::inspect;
 use crate::mcp::message::{Kind, Malformed, Message};
 use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_VERSION, code};
 use crate::mcp::registry::Backend;
-use crate::mcp::relay::{internal_error, rpc_error};
 use crate::state::AppState;
 
 /// Who is asking, on which path.
@@ -470,21 +469,12 @@ pub(crate) struct Call {
 
 /// 401 with the pointer to the protected-resource metadata (RFC 9728).
 pub(crate) fn unauthorized(state: &AppState, resource: &str) -> Response {
-    let mut res = rpc_error(
-        StatusCode::UNAUTHORIZED,
-        None,
-        code::UNAUTHORIZED,
-        "authentication required",
-    );
     let challenge = format!(
         "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/{resource}\", scope=\"{}\"",
         state.config.public_url,
         crate::oauth::SCOPE_FULL,
     );
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-    }
-    res
+    McpError::new(None, ErrorKind::Unauthorized { challenge }).into_response()
 }
 
 /// `Origin`, when present, must be the gateway's own or one of `ALLOWED_ORIGINS`.
@@ -543,12 +533,7 @@ pub(crate) async fn authenticate(
             None,
             json!({ "origin": headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), "resource": resource }),
         );
-        return Err(rpc_error(
-            StatusCode::FORBIDDEN,
-            None,
-            code::FORBIDDEN,
-            "origin not allowed",
-        ));
+        return Err(McpError::new(None, ErrorKind::OriginRejected).into_response());
     }
     let accept = Accept {
         audience: Audience::Mcp,
@@ -559,12 +544,13 @@ pub(crate) async fn authenticate(
         Ok(p) => Ok(p),
         Err(ApiError::Unauthorized) => Err(unauthorized(state, resource)),
         Err(ApiError::Forbidden(m)) => {
-            Err(rpc_error(StatusCode::FORBIDDEN, None, code::FORBIDDEN, m))
+            Err(McpError::new(None, ErrorKind::Forbidden(m)).into_response())
         }
-        Err(e) => {
-            tracing::error!(error = %e, "authentication failed unexpectedly");
-            Err(internal_error())
-        }
+        Err(e) => Err(McpError::new(
+            None,
+            ErrorKind::Internal(anyhow::anyhow!("authentication failed unexpectedly: {e}")),
+        )
+        .into_response()),
     }
 }
 
@@ -591,14 +577,9 @@ impl Call {
 
 /// Reads the request body, refusing more than `limit` bytes.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            code::TOO_LARGE,
-            "request body exceeds MCP_MAX_REQUEST_BYTES",
-        )
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| McpError::new(None, ErrorKind::TooLarge).into_response())
 }
 
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -610,23 +591,27 @@ pub(crate) fn check_modern_headers(headers: &HeaderMap, msg: &Message) -> Option
     let header_method = header_str(headers, H_METHOD).and_then(protocol::decode_header_value);
     // A response carries no method, and so no Mcp-Method.
     if header_method.as_deref() != msg.method.as_deref() {
-        return Some(rpc_error(
-            StatusCode::BAD_REQUEST,
-            msg.id.as_deref(),
-            code::HEADER_MISMATCH,
-            "Mcp-Method header does not match the body's method",
-        ));
+        return Some(
+            McpError::new(
+                msg.id.as_deref(),
+                ErrorKind::HeaderMismatch("Mcp-Method header does not match the body's method"),
+            )
+            .into_response(),
+        );
     }
     // Mcp-Name only where the body names something, and then that.
     {
         let header_name = header_str(headers, H_NAME).and_then(protocol::decode_header_value);
         if header_name.as_deref() != msg.name.as_deref() {
-            return Some(rpc_error(
-                StatusCode::BAD_REQUEST,
-                msg.id.as_deref(),
-                code::HEADER_MISMATCH,
-                "Mcp-Name header does not match the body's name or uri",
-            ));
+            return Some(
+                McpError::new(
+                    msg.id.as_deref(),
+                    ErrorKind::HeaderMismatch(
+                        "Mcp-Name header does not match the body's name or uri",
+                    ),
+                )
+                .into_response(),
+            );
         }
     }
     None

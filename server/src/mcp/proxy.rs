@@ -32,17 +32,16 @@ use crate::mcp::backend::{BackendError, is_event_stream};
 use crate::mcp::bridge::{
     held, initialize_bridged_modern, initialize_legacy, legacy_call, new_session,
 };
-use crate::mcp::error::McpError;
+use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gate::{self, Caller, Payload, Recorder, Route, finish};
 use crate::mcp::gate::{Call, authenticate, check_modern_headers, header_str, read_body};
 use crate::mcp::inspect;
 use crate::mcp::message::Message;
-use crate::mcp::protocol::{self, H_LAST_EVENT_ID, H_SESSION, H_VERSION, code};
+use crate::mcp::protocol::{self, H_LAST_EVENT_ID, H_SESSION, H_VERSION};
 use crate::mcp::registry::Era;
 use crate::mcp::relay::{
     KEEP_ALIVE, PASS, Shape, backend_error, fail, filter_response, hub_response,
-    method_not_allowed, relay, relay_stream, rpc_error, sse_response, sse_stream_response,
-    with_session_id,
+    method_not_allowed, relay, relay_stream, sse_response, sse_stream_response, with_session_id,
 };
 use crate::mcp::session::{ProxySession, Upstream};
 use crate::mcp::sse;
@@ -61,12 +60,7 @@ async fn find(
 ) -> Result<Call, Response> {
     let principal = authenticate(state, &format!("mcp/{server}"), headers, meta).await?;
     let Some(backend) = state.mcp.registry.get(server).filter(|b| b.enabled) else {
-        return Err(rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            code::NOT_FOUND,
-            "no such MCP server",
-        ));
+        return Err(McpError::new(None, ErrorKind::NoSuchServer).into_response());
     };
     Ok(Call {
         principal,
@@ -217,12 +211,7 @@ async fn dispatch(
                 );
             }
             finish(recorder, "session_not_found", 404, 0);
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                msg.id.as_deref(),
-                code::NOT_FOUND,
-                "session not found; initialize again",
-            );
+            return McpError::new(msg.id.as_deref(), ErrorKind::SessionNotFound).into_response();
         };
         session.touch();
         if let Some(r) = &mut recorder {
@@ -238,12 +227,7 @@ async fn dispatch(
         return stateless(&state, call, msg, headers, body, recorder).await;
     }
     finish(recorder, "missing_session", 400, 0);
-    rpc_error(
-        StatusCode::BAD_REQUEST,
-        msg.id.as_deref(),
-        code::INVALID_REQUEST,
-        "missing Mcp-Session-Id: send initialize first, or use MCP-Protocol-Version 2026-07-28",
-    )
+    McpError::new(msg.id.as_deref(), ErrorKind::MissingSession).into_response()
 }
 
 /// A handshake-era client starts a session.
@@ -516,12 +500,7 @@ pub async fn get(
         }
         Err(legacy) => {
             let Some(mut rx) = legacy.lock().await.unsolicited.take() else {
-                return rpc_error(
-                    StatusCode::CONFLICT,
-                    None,
-                    code::INVALID_REQUEST,
-                    "a stream is already open for this session",
-                );
+                return McpError::new(None, ErrorKind::StreamOpen).into_response();
             };
             let (tx, chunks) = mpsc::channel(32);
             tokio::spawn(async move {
@@ -594,12 +573,7 @@ async fn admit_session(
         .get(sid, call.principal.user_id, call.backend.id)
     {
         Some(session) => Ok((call, session)),
-        None => Err(rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            code::NOT_FOUND,
-            "session not found; initialize again",
-        )),
+        None => Err(McpError::new(None, ErrorKind::SessionNotFound).into_response()),
     }
 }
 

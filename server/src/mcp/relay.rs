@@ -15,54 +15,19 @@ use tokio::sync::mpsc;
 
 use crate::events::{EventType, Severity};
 use crate::mcp::backend::{BackendError, BackendResponse, Target, is_event_stream};
+use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gate::{Recorder, finish};
 use crate::mcp::message::Message;
-use crate::mcp::protocol::{self, H_SESSION, code};
+use crate::mcp::protocol::{self, H_SESSION};
 use crate::mcp::sse;
 use crate::state::AppState;
 
 /// Sent on otherwise idle client streams so proxies keep them open.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub(crate) fn rpc_error(
-    status: StatusCode,
-    id: Option<&str>,
-    code: i64,
-    message: &str,
-) -> Response {
-    rpc_error_data(status, id, code, message, None)
-}
-
-pub(crate) fn rpc_error_data(
-    status: StatusCode,
-    id: Option<&str>,
-    code: i64,
-    message: &str,
-    data: Option<Value>,
-) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        protocol::error_body(id, code, message, data),
-    )
-        .into_response()
-}
-
+/// A backend failure as the client's answer (502, or 504 for a timeout).
 pub(crate) fn backend_error(id: Option<&str>, e: &BackendError) -> Response {
-    let status = match e {
-        BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    rpc_error(status, id, e.code(), &e.to_string())
-}
-
-pub(crate) fn internal_error() -> Response {
-    rpc_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        None,
-        code::BACKEND_ERROR,
-        "internal error",
-    )
+    McpError::new(id, ErrorKind::Backend(e.clone())).into_response()
 }
 
 /// Records a backend failure and answers the client with it. A backend that refuses the
@@ -112,7 +77,11 @@ pub(crate) async fn filter_response(
                 let text = String::from_utf8_lossy(&bytes);
                 Response::from_parts(parts, Body::from(rewrite(&text)))
             }
-            Err(_) => internal_error(),
+            Err(_) => McpError::new(
+                None,
+                ErrorKind::Internal(anyhow::anyhow!("an answer could not be read to filter it")),
+            )
+            .into_response(),
         };
     }
     // Rewritten as the client's connection reads it: no relay task, no channel.
@@ -505,7 +474,7 @@ impl Relay {
         if self.outcome.is_none() && self.want_id.is_some() {
             let e = failure.unwrap_or_else(|| BackendError::Protocol(self.target.name.clone()));
             let data =
-                protocol::error_body(self.client_id.as_deref(), e.code(), &e.to_string(), None);
+                McpError::new(self.client_id.as_deref(), ErrorKind::Backend(e.clone())).body();
             out.extend_from_slice(&sse::Event::message(data).encode());
             self.outcome = Some(e.label());
         }
@@ -576,12 +545,11 @@ pub(crate) fn with_session_id(mut response: Response, session_id: &str) -> Respo
 }
 
 pub(crate) fn method_not_allowed() -> Response {
-    let mut res = rpc_error(
-        StatusCode::METHOD_NOT_ALLOWED,
+    let mut res = McpError::new(
         None,
-        code::INVALID_REQUEST,
-        "method not allowed without a session",
-    );
+        ErrorKind::MethodNotAllowed("method not allowed without a session"),
+    )
+    .into_response();
     res.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     res
