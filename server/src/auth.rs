@@ -86,7 +86,7 @@ async fn refresh(
     state
         .oauth
         .token_limit
-        .guard(&state, &meta, "auth_refresh")?;
+        .admit(&state, &meta, "auth_refresh")?;
     let token = req.refresh_token.ok_or(ApiError::Unauthorized)?;
     Ok(AppJson(
         tokens::refresh(&state, &meta, &token, Audience::Mcp).await?,
@@ -158,7 +158,7 @@ async fn register(
     state
         .oauth
         .register_limit
-        .guard(&state, &meta, "auth_register")?;
+        .admit(&state, &meta, "auth_register")?;
     let row = accounts::create_user(
         &state.db,
         &req.username,

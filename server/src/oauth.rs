@@ -103,6 +103,14 @@ pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Respon
     res
 }
 
+/// 429 `slow_down` with `Retry-After` (RFC 6749's error body) for an address over its budget.
+pub fn slow_down(limited: crate::ratelimit::IpLimited, description: &str) -> Response {
+    let mut res = oauth_error(StatusCode::TOO_MANY_REQUESTS, "slow_down", description);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, limited.retry_after_secs.into());
+    res
+}
+
 pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

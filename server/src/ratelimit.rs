@@ -217,14 +217,16 @@ impl IpLimiter {
         self.limiter.retain_recent();
     }
 
-    /// For the JSON endpoints: 429 `too_many_requests` with `Retry-After`, and a folded
-    /// `rate_limited` event.
-    pub fn guard(
+    /// Takes one request of the client address's budget; over it, records the (folded)
+    /// `rate_limited` event once, here, for every surface, and says when to retry. Each surface
+    /// turns `IpLimited` into its own 429 (`ApiError` by `From`, OAuth's `slow_down`, an error
+    /// page).
+    pub fn admit(
         &self,
         state: &crate::state::AppState,
         meta: &crate::auth::identity::RequestMeta,
         endpoint: &str,
-    ) -> Result<(), crate::error::ApiError> {
+    ) -> Result<(), IpLimited> {
         self.check(meta.ip.0).map_err(|retry| {
             state.events.record(
                 crate::events::EventType::RateLimited,
@@ -234,12 +236,27 @@ impl IpLimiter {
                 None,
                 serde_json::json!({ "endpoint": endpoint, "scope": "ip" }),
             );
-            crate::error::ApiError::TooManyRequests {
-                code: "too_many_requests",
-                message: "too many requests from this address; try again later".into(),
-                retry_after: retry.as_secs().max(1),
+            IpLimited {
+                retry_after_secs: retry.as_secs().max(1),
             }
         })
+    }
+}
+
+/// A client address over its budget (the event is recorded already).
+#[derive(Debug, Clone, Copy)]
+pub struct IpLimited {
+    pub retry_after_secs: u64,
+}
+
+impl From<IpLimited> for crate::error::ApiError {
+    /// 429 `too_many_requests` with `Retry-After`.
+    fn from(limited: IpLimited) -> Self {
+        crate::error::ApiError::TooManyRequests {
+            code: "too_many_requests",
+            message: "too many requests from this address; try again later".into(),
+            retry_after: limited.retry_after_secs,
+        }
     }
 }
 

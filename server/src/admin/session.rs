@@ -103,7 +103,7 @@ async fn admin_refresh(
     state
         .oauth
         .token_limit
-        .guard(&state, &meta, "admin_refresh")?;
+        .admit(&state, &meta, "admin_refresh")?;
     match (req.refresh_token, cookie_token(&headers)) {
         (Some(token), _) => Ok(AppJson(
             tokens::refresh(&state, &meta, &token, Audience::Admin).await?,

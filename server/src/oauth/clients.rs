@@ -18,7 +18,6 @@ use crate::auth::identity::{RequestMeta, bearer};
 use crate::auth::tokens::{hash_token, random_token};
 use crate::db::{self, oauth::ClientRow};
 use crate::error::ApiError;
-use crate::events::{EventType, Severity};
 use crate::oauth::{SCOPES, no_store, oauth_error};
 use crate::state::AppState;
 
@@ -293,23 +292,12 @@ pub async fn register(
             );
         }
     }
-    if let Err(retry) = state.oauth.register_limit.check(meta.ip.0) {
-        state.events.record(
-            EventType::RateLimited,
-            Severity::Medium,
-            &meta.ctx(),
-            None,
-            None,
-            json!({ "endpoint": "oauth_register" }),
-        );
-        let mut res = oauth_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "slow_down",
-            "too many registrations from this address",
-        );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, retry.as_secs().max(1).into());
-        return res;
+    if let Err(limited) = state
+        .oauth
+        .register_limit
+        .admit(&state, &meta, "oauth_register")
+    {
+        return crate::oauth::slow_down(limited, "too many registrations from this address");
     }
     let metadata: ClientMetadata = match serde_json::from_slice(&body) {
         Ok(m) => m,

@@ -359,7 +359,11 @@ pub async fn authorize(
     };
     // A URL client id makes the gateway fetch a document: bounded per address.
     if (client_id.starts_with("https://") || client_id.starts_with("http://"))
-        && state.oauth.register_limit.check(meta.ip.0).is_err()
+        && state
+            .oauth
+            .register_limit
+            .admit(&state, &meta, "oauth_authorize")
+            .is_err()
     {
         return error_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -646,23 +650,11 @@ fn invalid_grant(description: &str) -> Response {
 }
 
 fn limited(state: &AppState, meta: &RequestMeta, endpoint: &str) -> Option<Response> {
-    let retry = state.oauth.token_limit.check(meta.ip.0).err()?;
-    state.events.record(
-        EventType::RateLimited,
-        Severity::Medium,
-        &meta.ctx(),
-        None,
-        None,
-        json!({ "endpoint": endpoint }),
-    );
-    let mut res = oauth_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "slow_down",
+    let limited = state.oauth.token_limit.admit(state, meta, endpoint).err()?;
+    Some(crate::oauth::slow_down(
+        limited,
         "too many requests from this address",
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, retry.as_secs().max(1).into());
-    Some(res)
+    ))
 }
 
 /// The form parameters of a token or revocation request; the error says what is wrong.
