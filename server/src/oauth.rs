@@ -91,24 +91,89 @@ pub fn form_router() -> Router<AppState> {
         .route(REVOKE_PATH, post(flow::revoke)) // not json: form-encoded (RFC 7009)
 }
 
-/// An OAuth error response (`{"error", "error_description"}`), never cached.
-pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut res = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "error": error, "error_description": description }).to_string(),
-    )
-        .into_response();
-    no_store(res.headers_mut());
-    res
+/// `OAuthError`: the one error type of the OAuth endpoints' own formats (token, revocation,
+/// registration): RFC 6749 §5.2's `{"error", "error_description"}`, never cached, with
+/// `Retry-After` or a `Basic` challenge where the error needs one. Protocol errors are `Err`,
+/// success is `Ok`; an internal failure (`From<ApiError>`) is logged once and answered as
+/// `server_error` without detail.
+#[derive(Debug)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+    pub retry_after: Option<u64>,
+    /// `WWW-Authenticate: Basic` for a client that tried HTTP Basic authentication (RFC 6749
+    /// §5.2).
+    pub basic_challenge: bool,
 }
 
-/// 429 `slow_down` with `Retry-After` (RFC 6749's error body) for an address over its budget.
-pub fn slow_down(limited: crate::ratelimit::IpLimited, description: &str) -> Response {
-    let mut res = oauth_error(StatusCode::TOO_MANY_REQUESTS, "slow_down", description);
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, limited.retry_after_secs.into());
-    res
+impl OAuthError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            retry_after: None,
+            basic_challenge: false,
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// 400 `invalid_grant`.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
+    }
+
+    /// 429 `slow_down` with `Retry-After`, for an address over its budget.
+    pub fn slow_down(limited: crate::ratelimit::IpLimited, description: &str) -> Self {
+        OAuthError {
+            retry_after: Some(limited.retry_after_secs),
+            ..OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", description)
+        }
+    }
+}
+
+impl From<ApiError> for OAuthError {
+    fn from(e: ApiError) -> Self {
+        tracing::error!(error = %e, "OAuth endpoint failed");
+        OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the gateway could not complete the request",
+        )
+    }
+}
+
+impl From<sqlx::Error> for OAuthError {
+    fn from(e: sqlx::Error) -> Self {
+        OAuthError::from(ApiError::from(e))
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({ "error": self.error, "error_description": self.description }).to_string(),
+        )
+            .into_response();
+        no_store(res.headers_mut());
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        if self.basic_challenge {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth\""),
+            );
+        }
+        res
+    }
 }
 
 pub fn no_store(headers: &mut HeaderMap) {

@@ -18,7 +18,7 @@ use crate::auth::identity::{RequestMeta, bearer};
 use crate::auth::tokens::{hash_token, random_token};
 use crate::db::{self, oauth::ClientRow};
 use crate::error::ApiError;
-use crate::oauth::{SCOPES, no_store, oauth_error};
+use crate::oauth::{OAuthError, SCOPES, no_store};
 use crate::state::AppState;
 
 /// How long a fetched metadata document is trusted.
@@ -219,8 +219,8 @@ fn check_metadata(
     })
 }
 
-fn registration_error(error: &str, description: &str) -> Response {
-    oauth_error(StatusCode::BAD_REQUEST, error, description)
+fn registration_error(error: &'static str, description: &str) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, error, description)
 }
 
 /// Stores a new client; returns it with its secret (confidential clients) in the clear, once.
@@ -273,51 +273,47 @@ pub async fn register(
     meta: RequestMeta,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, OAuthError> {
     let oauth = &state.config.oauth;
     if !state.runtime.get().oauth_dcr {
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::FORBIDDEN,
             "access_denied",
             "dynamic client registration is turned off; ask an administrator for a client",
-        );
+        ));
     }
     if let Some(expected) = &oauth.dcr_token {
         let presented = bearer(&headers).unwrap_or_default();
         if !crate::keys::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
-            return oauth_error(
+            return Err(OAuthError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
                 "registration requires an initial access token",
-            );
+            ));
         }
     }
-    if let Err(limited) = state
+    state
         .oauth
         .register_limit
         .admit(&state, &meta, "oauth_register")
-    {
-        return crate::oauth::slow_down(limited, "too many registrations from this address");
-    }
+        .map_err(|limited| {
+            OAuthError::slow_down(limited, "too many registrations from this address")
+        })?;
     let metadata: ClientMetadata = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
-            return registration_error(
+            return Err(registration_error(
                 "invalid_client_metadata",
                 &format!("the body is not client metadata JSON: {e}"),
-            );
+            ));
         }
     };
     // RFC 7591: the default method is client_secret_basic.
     let checked = match check_metadata(metadata, "client_secret_basic") {
         Ok(c) => c,
-        Err((code, message)) => return registration_error(code, &message),
+        Err((code, message)) => return Err(registration_error(code, &message)),
     };
-    let (row, secret) = match insert(&state, "dynamic", checked, Some(meta.ip.0.to_string())).await
-    {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
+    let (row, secret) = insert(&state, "dynamic", checked, Some(meta.ip.0.to_string())).await?;
     tracing::info!(client_id = %row.client_id, name = %row.name, "OAuth client registered");
     let mut doc = json!({
         "client_id": row.client_id,
@@ -341,7 +337,7 @@ pub async fn register(
     }
     let mut res = (StatusCode::CREATED, axum::Json(doc)).into_response();
     no_store(res.headers_mut());
-    res
+    Ok(res)
 }
 
 /// An admin registers a client (always allowed, whatever `OAUTH_DCR` says).
@@ -626,7 +622,7 @@ pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     form: &std::collections::HashMap<String, String>,
-) -> Result<Arc<ClientRow>, Response> {
+) -> Result<Arc<ClientRow>, OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -645,15 +641,9 @@ pub async fn authenticate(
                 crate::oauth::form_decode(secret),
             ))
         });
-    let invalid = |description: &str| {
-        let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
-        if basic.is_some() {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Basic realm=\"oauth\""),
-            );
-        }
-        res
+    let invalid = |description: &str| OAuthError {
+        basic_challenge: basic.is_some(),
+        ..OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
     };
     let (client_id, secret, method) = match (&basic, form.get("client_secret")) {
         (Some((id, secret)), None) => (id.clone(), Some(secret.clone()), "client_secret_basic"),
@@ -674,7 +664,7 @@ pub async fn authenticate(
     }
     let client = match lookup(state, &client_id).await {
         Ok(c) => c,
-        Err(LookupError::Internal(e)) => return Err(e.into_response()),
+        Err(LookupError::Internal(e)) => return Err(e.into()),
         Err(_) => return Err(invalid("unknown or revoked client")),
     };
     if client.token_endpoint_auth_method != method {

@@ -32,7 +32,7 @@ use crate::error::{ApiError, AppJson, AppQuery};
 use crate::events::{EventType, Severity};
 use crate::oauth::clients::{self, LookupError, redirect_matches};
 use crate::oauth::{
-    CONSENT_PAGE, SCOPE_FULL, SCOPES, canonical_resource, error_page, no_store, oauth_error,
+    CONSENT_PAGE, OAuthError, SCOPE_FULL, SCOPES, canonical_resource, error_page, no_store,
     parse_form,
 };
 use crate::state::AppState;
@@ -645,16 +645,12 @@ fn token_response(token: shared::auth::TokenResponse, scope: &str) -> Response {
     res
 }
 
-fn invalid_grant(description: &str) -> Response {
-    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
-}
-
-fn limited(state: &AppState, meta: &RequestMeta, endpoint: &str) -> Option<Response> {
-    let limited = state.oauth.token_limit.admit(state, meta, endpoint).err()?;
-    Some(crate::oauth::slow_down(
-        limited,
-        "too many requests from this address",
-    ))
+fn limited(state: &AppState, meta: &RequestMeta, endpoint: &str) -> Result<(), OAuthError> {
+    state
+        .oauth
+        .token_limit
+        .admit(state, meta, endpoint)
+        .map_err(|limited| OAuthError::slow_down(limited, "too many requests from this address"))
 }
 
 /// The form parameters of a token or revocation request; the error says what is wrong.
@@ -675,40 +671,20 @@ pub async fn token(
     meta: RequestMeta,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Some(res) = limited(&state, &meta, "oauth_token") {
-        return res;
-    }
-    let form = match form_body(&headers, &body) {
-        Ok(f) => f,
-        Err(m) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
-    };
-    let client = match clients::authenticate(&state, &headers, &form).await {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
-    let result = match form.get("grant_type").map(String::as_str) {
+) -> Result<Response, OAuthError> {
+    limited(&state, &meta, "oauth_token")?;
+    let form = form_body(&headers, &body).map_err(OAuthError::invalid_request)?;
+    let client = clients::authenticate(&state, &headers, &form).await?;
+    match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => exchange_code(&state, &meta, &client, &form).await,
         Some("refresh_token") => refresh(&state, &meta, &client, &form).await,
-        Some(_) => Ok(oauth_error(
+        Some(_) => Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             "supported: authorization_code, refresh_token",
         )),
-        None => Ok(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "grant_type is required",
-        )),
-    };
-    result.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "token endpoint failed");
-        oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "the gateway could not issue tokens",
-        )
-    })
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    }
 }
 
 async fn exchange_code(
@@ -716,20 +692,18 @@ async fn exchange_code(
     meta: &RequestMeta,
     client: &ClientRow,
     form: &HashMap<String, String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, OAuthError> {
     let Some(code) = form.get("code") else {
-        return Ok(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "code is required",
-        ));
+        return Err(OAuthError::invalid_request("code is required"));
     };
     let hash = hash_token(code);
     let Some(row) = db::oauth::find_code(&state.db.pool, &hash).await? else {
-        return Ok(invalid_grant("unknown authorization code"));
+        return Err(OAuthError::invalid_grant("unknown authorization code"));
     };
     if row.client_key != client.id {
-        return Ok(invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     let now = db::now();
     if row.used_at.is_some() {
@@ -745,14 +719,16 @@ async fn exchange_code(
             None,
             json!({ "client_id": client.client_id, "action": "authorization code reused; its tokens were revoked" }),
         );
-        return Ok(invalid_grant("the authorization code was already used"));
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was already used",
+        ));
     }
     if row.expires_at <= now {
-        return Ok(invalid_grant("the authorization code expired"));
+        return Err(OAuthError::invalid_grant("the authorization code expired"));
     }
     if form.get("redirect_uri") != Some(&row.redirect_uri) {
         db::oauth::burn_code(&state.db.pool, &hash, now).await?;
-        return Ok(invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "redirect_uri does not match the authorization request",
         ));
     }
@@ -761,12 +737,14 @@ async fn exchange_code(
         .is_some_and(|v| valid_verifier(v) && s256(v) == row.code_challenge);
     if !verifier_ok {
         db::oauth::burn_code(&state.db.pool, &hash, now).await?;
-        return Ok(invalid_grant("the PKCE code_verifier does not match"));
+        return Err(OAuthError::invalid_grant(
+            "the PKCE code_verifier does not match",
+        ));
     }
     if let Some(resource) = form.get("resource")
         && canonical_resource(state, resource).as_deref() != Some(row.resource.as_str())
     {
-        return Ok(oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_target",
             "resource differs from the authorization request",
@@ -774,7 +752,7 @@ async fn exchange_code(
     }
     let user = db::users::find_by_id(&state.db.pool, row.user_id).await?;
     if user.is_none_or(|u| u.enabled == 0) {
-        return Ok(invalid_grant("the user can no longer sign in"));
+        return Err(OAuthError::invalid_grant("the user can no longer sign in"));
     }
     let binding = OAuthBinding {
         client_key: client.id,
@@ -787,7 +765,9 @@ async fn exchange_code(
         tokens::start_oauth_session(state, &mut tx, row.user_id, &binding).await?;
     if db::oauth::spend_code(&mut *tx, &hash, now, &session_id).await? == 0 {
         tx.rollback().await?;
-        return Ok(invalid_grant("the authorization code was already used"));
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was already used",
+        ));
     }
     db::oauth::touch_grant(&mut *tx, row.user_id, client.id, now).await?;
     tx.commit().await?;
@@ -806,19 +786,15 @@ async fn refresh(
     meta: &RequestMeta,
     client: &ClientRow,
     form: &HashMap<String, String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, OAuthError> {
     let Some(refresh_token) = form.get("refresh_token") else {
-        return Ok(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "refresh_token is required",
-        ));
+        return Err(OAuthError::invalid_request("refresh_token is required"));
     };
     let Some(session) = tokens::session_of_refresh_token(state, refresh_token).await? else {
-        return Ok(invalid_grant("unknown refresh token"));
+        return Err(OAuthError::invalid_grant("unknown refresh token"));
     };
     if session.client_key != Some(client.id) {
-        return Ok(invalid_grant(
+        return Err(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
         ));
     }
@@ -830,7 +806,7 @@ async fn refresh(
     if let Some(asked) = form.get("resource")
         && canonical_resource(state, asked).as_deref() != Some(resource.as_str())
     {
-        return Ok(oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_target",
             "a refresh token is bound to the resource it was issued for",
@@ -842,7 +818,7 @@ async fn refresh(
             .filter(|s| !s.is_empty() && *s != "offline_access")
             .any(|s| !scope.split(' ').any(|g| g == s))
     {
-        return Ok(oauth_error(
+        return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             "a refresh cannot widen the granted scope",
@@ -852,11 +828,11 @@ async fn refresh(
         match tokens::rotate(state, meta, refresh_token, Audience::Mcp, Some(client.id)).await {
             Ok(r) => r,
             Err(ApiError::Unauthorized) => {
-                return Ok(invalid_grant(
+                return Err(OAuthError::invalid_grant(
                     "the refresh token is invalid, expired, revoked or was already used",
                 ));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
     db::oauth::touch_grant(&state.db.pool, session.user_id, client.id, db::now()).await?;
     let binding = OAuthBinding {
@@ -877,24 +853,12 @@ pub async fn revoke(
     meta: RequestMeta,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Some(res) = limited(&state, &meta, "oauth_revoke") {
-        return res;
-    }
-    let form = match form_body(&headers, &body) {
-        Ok(f) => f,
-        Err(m) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
-    };
-    let client = match clients::authenticate(&state, &headers, &form).await {
-        Ok(c) => c,
-        Err(res) => return res,
-    };
+) -> Result<Response, OAuthError> {
+    limited(&state, &meta, "oauth_revoke")?;
+    let form = form_body(&headers, &body).map_err(OAuthError::invalid_request)?;
+    let client = clients::authenticate(&state, &headers, &form).await?;
     let Some(token) = form.get("token") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
+        return Err(OAuthError::invalid_request("token is required"));
     };
     let session_id = if token.starts_with(tokens::REFRESH_TOKEN_PREFIX) {
         tokens::session_of_refresh_token(&state, token)
@@ -913,15 +877,15 @@ pub async fn revoke(
         && let Err(e) = tokens::revoke_session(&state, &sid, "oauth_revocation").await
     {
         tracing::error!(error = %e, "revoking a session failed");
-        return oauth_error(
+        return Err(OAuthError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "try again",
-        );
+        ));
     }
     let mut res = StatusCode::OK.into_response();
     no_store(res.headers_mut());
-    res
+    Ok(res)
 }
 
 /// The session and client of an access token whose signature checks (expired ones too).
