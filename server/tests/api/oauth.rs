@@ -670,6 +670,32 @@ db_test! {
         let elsewhere = Authz { resource: Some(format!("{public}/mcp")), ..read.clone() };
         let res = authorize(&app, &elsewhere, Some(&cookie)).await;
         assert!(location(&res).starts_with(&format!("{public}/consent?")), "consent is per resource");
+        // On /mcp too, no spelling of a call gets past mcp:read.
+        let res = authorize(&app, &elsewhere, None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let (_, body, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        let code = query_of(body["redirect_to"].as_str().unwrap())["code"].clone();
+        let (_, t) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        let agg_read = t["access_token"].as_str().unwrap().to_string();
+        let (status, headers, _) = rpc_at(&app, "/mcp", Some(&agg_read), None, &[], json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await;
+        assert_eq!(status, StatusCode::OK);
+        let agg_session = headers["mcp-session-id"].to_str().unwrap().to_string();
+        for (body, modern, status) in [
+            (r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, false, StatusCode::FORBIDDEN),
+            (r#"{"jsonrpc":"2.0","id":4,"method":"tools/c\u0061ll","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, false, StatusCode::FORBIDDEN),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
+            (r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
+            (r#"{"jsonrpc":"2.0","id":7,"error":{"code":0,"message":""},"Method":"tools/call","Params":{"name":"alpha__echo"}}"#, false, StatusCode::BAD_REQUEST),
+        ] {
+            let mut req = app.client.post(app.url("/mcp")).bearer_auth(&agg_read)
+                .header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body);
+            req = if modern {
+                req.header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/call").header("mcp-name", "alpha__echo")
+            } else {
+                req.header("mcp-protocol-version", "2025-06-18").header("mcp-session-id", &agg_session)
+            };
+            assert_eq!(req.send().await.unwrap().status(), status, "/mcp {body}");
+        }
 
         // Metadata documents: a private address is refused without a fetch; a served one works.
         for url in ["http://10.1.2.3/client.json", "http://127.0.0.1:1/client.json", "http://169.254.169.254/latest/meta-data"] {
