@@ -38,7 +38,7 @@ use crate::filelog::FileLog;
 use crate::keys::SecretBox;
 use crate::live::LiveHub;
 use crate::mcp::activity::ActivitySink;
-use crate::mcp::aggregate::AggregateState;
+use crate::mcp::aggregate::links::AggregateState;
 use crate::mcp::backend::{BackendClient, BackendError, client_info};
 use crate::mcp::registry::{Era, Registry};
 use crate::mcp::session::{ProxySession, SessionStore, Upstream};

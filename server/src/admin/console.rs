@@ -114,7 +114,7 @@ async fn resolve(
     if let Some(name) = &call.server {
         return Ok((backend_named(state, name)?, call.tool.clone()));
     }
-    aggregate::resolve_exposed(state, principal, Kind::Tools, &call.tool)
+    aggregate::resolve::resolve_exposed(state, principal, Kind::Tools, &call.tool)
         .await
         .map_err(|e| unavailable(&e))?
         .ok_or_else(|| ApiError::validation("tool", "no tool of that name on /mcp"))
@@ -206,7 +206,7 @@ async fn call(
         }
         Err(e) => return Err(refusal(e)),
     };
-    let link = match aggregate::console_link(&state, principal.user_id, &backend).await {
+    let link = match aggregate::links::console_link(&state, principal.user_id, &backend).await {
         Ok(link) => link,
         Err(e) => {
             gate::finish(recorder, e.label(), 502, 0);

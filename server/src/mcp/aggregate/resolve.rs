@@ -1,0 +1,172 @@
+//! Names and URIs back to their backend: prefixed names, aliases (looked up only on servers
+//! the caller may use), resource URIs and templates.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+
+use crate::auth::identity::Principal;
+use crate::mcp::aggregate::catalog::Kind as ListKind;
+use crate::mcp::aggregate::lists::{URI_SCHEME, fetch_lists};
+use crate::mcp::aggregate::{AGGREGATED, Ctx, rpc_refusal};
+use crate::mcp::backend::BackendError;
+use crate::mcp::message::Message;
+use crate::mcp::naming;
+use crate::mcp::protocol::code;
+use crate::mcp::registry::Backend;
+use crate::mcp::relay;
+use crate::state::AppState;
+
+/// The enabled server with this prefix.
+pub(crate) fn by_prefix(state: &AppState, prefix: &str) -> Option<Arc<Backend>> {
+    state
+        .mcp
+        .registry
+        .snapshot()
+        .values()
+        .find(|b| b.enabled && b.prefix == prefix)
+        .cloned()
+}
+
+/// The backend and its own name for an exposed tool or prompt name (`Ok(None)`: no such name,
+/// or an alias on a server the caller may not use).
+/// Natural names are split at the prefix; aliases are looked up in the backend's list.
+pub(crate) async fn resolve_exposed(
+    state: &AppState,
+    principal: &Principal,
+    kind: ListKind,
+    exposed: &str,
+) -> Result<Option<(Arc<Backend>, String)>, BackendError> {
+    let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(state, p)) else {
+        return Ok(None);
+    };
+    // A natural name resolves without a lookup (the gate then refuses a server the caller may
+    // not use, with an `access_denied` event); an alias needs the server's list, which is never
+    // fetched for someone without access.
+    if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
+        return Ok(Some((backend, name.to_string())));
+    }
+    if !state
+        .mcp
+        .registry
+        .may_use(principal, &backend)
+        .await
+        .unwrap_or(false)
+    {
+        return Ok(None);
+    }
+    let listed = state
+        .mcp
+        .aggregate
+        .catalog
+        .list(state, &backend, kind)
+        .await?;
+    let name = listed
+        .items
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .find(|n| naming::exposed(&backend.prefix, n) == exposed)
+        .map(str::to_string);
+    Ok(name.map(|n| (backend, n)))
+}
+
+pub(crate) fn unknown(raw_id: Option<&str>, kind: ListKind, name: &str) -> Response {
+    let what = if kind == ListKind::Tools {
+        "tool"
+    } else {
+        "prompt"
+    };
+    rpc_refusal(
+        raw_id,
+        code::INVALID_PARAMS,
+        &format!("unknown {what}: {name}"),
+    )
+}
+
+/// The backend and its own name for an exposed tool or prompt name.
+pub(crate) async fn resolve_name(
+    ctx: &Ctx,
+    msg: &Message,
+    kind: ListKind,
+    exposed: &str,
+) -> Result<(Arc<Backend>, String), Response> {
+    let raw_id = msg.id.as_deref();
+    match resolve_exposed(&ctx.state, &ctx.principal, kind, exposed).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => {
+            ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
+            Err(unknown(raw_id, kind, exposed))
+        }
+        Err(e) => Err(relay::backend_error(raw_id, &e)),
+    }
+}
+
+/// A URI template matches a URI when its literal parts appear in order (`{…}` matches
+/// anything).
+pub(crate) fn template_matches(template: &str, uri: &str) -> bool {
+    let mut pattern = String::new();
+    let mut in_var = false;
+    for c in template.chars() {
+        match c {
+            '{' => {
+                in_var = true;
+                pattern.push('*');
+            }
+            '}' => in_var = false,
+            c if !in_var => pattern.push(c),
+            _ => {}
+        }
+    }
+    naming::glob_match(&pattern, uri)
+}
+
+/// The backend and its own URI for a URI the client reads.
+pub(crate) async fn resolve_uri(
+    ctx: &Ctx,
+    msg: &Message,
+    uri: &str,
+) -> Result<(Arc<Backend>, String), Response> {
+    if let Some(rest) = uri.strip_prefix(URI_SCHEME)
+        && let Some((prefix, encoded)) = rest.split_once('/')
+        && let Some(backend) = by_prefix(&ctx.state, prefix)
+    {
+        return Ok((backend, crate::oauth::form_decode(encoded)));
+    }
+    let backends = ctx.usable().await?;
+    let resources = fetch_lists(ctx, msg, &backends, ListKind::Resources).await;
+    let exact: Vec<&Arc<Backend>> = resources
+        .iter()
+        .filter(|(_, listed)| listed.items.iter().any(|r| r["uri"].as_str() == Some(uri)))
+        .map(|(b, _)| b)
+        .collect();
+    if exact.len() == 1 {
+        return Ok((exact[0].clone(), uri.to_string()));
+    }
+    if exact.is_empty() {
+        let templates = fetch_lists(ctx, msg, &backends, ListKind::Templates).await;
+        let matching: Vec<&Arc<Backend>> = templates
+            .iter()
+            .filter(|(_, listed)| {
+                listed
+                    .items
+                    .iter()
+                    .filter_map(|t| t["uriTemplate"].as_str())
+                    .any(|t| template_matches(t, uri))
+            })
+            .map(|(b, _)| b)
+            .collect();
+        if matching.len() == 1 {
+            return Ok((matching[0].clone(), uri.to_string()));
+        }
+        if matching.is_empty() {
+            ctx.record(AGGREGATED, msg, "not_found", 200, 0);
+            return Err(rpc_refusal(msg.id.as_deref(), -32002, "resource not found"));
+        }
+    }
+    ctx.record(AGGREGATED, msg, "ambiguous", 200, 0);
+    Err(rpc_refusal(
+        msg.id.as_deref(),
+        code::INVALID_PARAMS,
+        "more than one server offers this resource; use the URI from resources/list",
+    ))
+}

@@ -1,0 +1,64 @@
+//! The aggregated session id: the client's user, protocol version, capabilities and
+//! clientInfo sealed with the gateway's key, so any replica can continue a session.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+pub(crate) const SESSION_CONTEXT: &str = "mcp:aggregated-session";
+
+/// Sealed session contents larger than this keep only the names of the client's capabilities.
+pub(crate) const MAX_SESSION_JSON: usize = 4096;
+
+/// What the sealed `Mcp-Session-Id` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SessionToken {
+    /// User id: a session presented by anyone else is unknown.
+    pub(crate) u: i64,
+    /// Random session key.
+    pub(crate) k: String,
+    /// Negotiated protocol version.
+    pub(crate) v: String,
+    /// The client's capabilities and clientInfo (to open backend sessions on any replica).
+    pub(crate) c: Value,
+    pub(crate) i: Value,
+}
+
+/// One request's client session: a handshake-era session, or a 2026-07-28 client's
+/// per-user context.
+pub(crate) struct Sess {
+    pub(crate) key: Arc<str>,
+    pub(crate) capabilities: Value,
+    pub(crate) client: Value,
+    pub(crate) modern: bool,
+}
+
+pub(crate) fn seal_session(state: &AppState, token: &SessionToken) -> anyhow::Result<String> {
+    let mut json = serde_json::to_vec(token)?;
+    if json.len() > MAX_SESSION_JSON {
+        let names: serde_json::Map<String, Value> = token
+            .c
+            .as_object()
+            .map(|c| c.keys().map(|k| (k.clone(), json!({}))).collect())
+            .unwrap_or_default();
+        let slim = SessionToken {
+            c: Value::Object(names),
+            i: json!({ "name": token.i["name"].as_str().unwrap_or("client").chars().take(100).collect::<String>() }),
+            ..token.clone()
+        };
+        json = serde_json::to_vec(&slim)?;
+    }
+    let sealed = state.secret_box.seal(&json, SESSION_CONTEXT)?;
+    Ok(format!("s1.{}", URL_SAFE_NO_PAD.encode(sealed)))
+}
+
+pub(crate) fn open_session(state: &AppState, id: &str) -> Option<SessionToken> {
+    let sealed = URL_SAFE_NO_PAD.decode(id.strip_prefix("s1.")?).ok()?;
+    let json = state.secret_box.open(&sealed, SESSION_CONTEXT).ok()?;
+    serde_json::from_slice(&json).ok()
+}
