@@ -145,11 +145,19 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
+/// The database's directory (`0700` when created) and the file itself, created `0600` before
+/// SQLite opens it (SQLite gives its `-wal` and `-shm` files the database file's mode).
 fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
+        crate::files::private_dir(parent)
             .with_context(|| format!("creating the database directory {}", parent.display()))?;
     }
+    crate::files::private_file()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("creating the database file {}", path.display()))?;
     Ok(())
 }
 

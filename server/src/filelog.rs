@@ -70,8 +70,8 @@ impl FileLog {
             .lock()
             .map_err(|_| std::io::Error::other("log lock poisoned"))?;
         if open.as_ref().is_none_or(|o| o.date != date) {
-            std::fs::create_dir_all(&self.dir)?;
-            let file = std::fs::OpenOptions::new()
+            crate::files::private_dir(&self.dir)?;
+            let file = crate::files::private_file()
                 .create(true)
                 .append(true)
                 .open(self.path(&date))?;

@@ -116,7 +116,7 @@ pub fn load_encryption_key(config: &Config) -> anyhow::Result<[u8; 32]> {
         return Ok(*key.expose());
     }
     let path = config.data_dir.join("encryption.key");
-    std::fs::create_dir_all(&config.data_dir)
+    crate::files::private_dir(&config.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
     match read_key_file(&path)? {
         Some(key) => Ok(key),
@@ -152,13 +152,8 @@ fn read_key_file(path: &Path) -> anyhow::Result<Option<[u8; 32]>> {
 }
 
 fn write_key_file(path: &Path, key: &[u8; 32]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
+    let mut options = crate::files::private_file();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
     let mut file = options
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;

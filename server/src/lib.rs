@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod error;
 pub mod events;
 pub mod filelog;
+pub mod files;
 
 pub mod accounts;
 pub mod admin;

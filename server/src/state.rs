@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use crate::accounts;
 use crate::auth::identity::AuthCache;
 use crate::auth::login::LoginThrottle;
@@ -62,6 +64,8 @@ impl AppState {
     /// background tasks (security-event writer, pruning).
     pub async fn init(config: Config) -> anyhow::Result<AppState> {
         let config = Arc::new(config);
+        crate::files::secure_data_dir(&config.data_dir)
+            .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
         let db = Db::connect(&config.database, config.database_max_connections).await?;
         db.migrate().await?;
         let secret_box = Arc::new(SecretBox::new(&crate::keys::load_encryption_key(&config)?));

@@ -205,3 +205,58 @@ db_test! {
         assert!(err.contains("ADMIN_PASSWORD"), "{err}");
     }
 }
+
+/// Whatever the umask: `DATA_DIR` (tightened when it exists open), the database directory and
+/// file, the encryption key and the JSONL logs are readable by the gateway's user only.
+#[tokio::test]
+async fn data_dir_database_keys_and_logs_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin();
+    let root = env.data_dir.path().to_path_buf();
+    let data = root.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db_dir = root.join("db/nested");
+    let app = env
+        .with_var("DATA_DIR", data.to_str().unwrap())
+        .with_var(
+            "DATABASE_URL",
+            &format!("sqlite://{}", db_dir.join("gateway.db").display()),
+        )
+        .spawn()
+        .await;
+    // A failed login writes a security event to the JSONL log.
+    let res = app
+        .post_json(
+            "/admin/api/login",
+            None,
+            serde_json::json!({"username": "admin", "password": "wrong password 123456"}),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let logs = data.join("logs");
+    let mut log_file = None;
+    for _ in 0..100 {
+        log_file = std::fs::read_dir(&logs)
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())));
+        if log_file.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "DATA_DIR");
+    assert_eq!(mode(&root.join("db")), 0o700, "the database directory");
+    assert_eq!(mode(&db_dir), 0o700, "the database directory");
+    assert_eq!(mode(&db_dir.join("gateway.db")), 0o600, "the database");
+    assert_eq!(mode(&data.join("encryption.key")), 0o600, "the key");
+    assert_eq!(mode(&logs), 0o700, "the log directory");
+    assert_eq!(
+        mode(&log_file.expect("a JSONL log was written")),
+        0o600,
+        "a log"
+    );
+}
