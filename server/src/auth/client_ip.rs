@@ -1,6 +1,9 @@
 //! The client's IP address: the socket peer, unless the peer is a trusted proxy, in which case
-//! the right-most `X-Forwarded-For` entry that is not itself a trusted proxy. A client-sent
-//! `X-Forwarded-For` from an untrusted peer is ignored, so it cannot dodge per-IP limits.
+//! `X-Forwarded-For` is read right to left through trusted proxies: the first entry that is not
+//! a trusted proxy is the client. An entry that is not an address ends the chain at the last
+//! trusted hop (a client cannot choose its address by appending garbage before the proxy's own
+//! entry). A client-sent `X-Forwarded-For` from an untrusted peer is ignored, so it cannot dodge
+//! per-IP limits.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -38,20 +41,27 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     if !is_trusted(peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    // Every entry of every header, in order; a value that is not text is one unreadable entry.
+    let entries: Vec<Option<&str>> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .map_while(|s| s.parse::<IpAddr>().ok().map(canonical_ip))
+        .flat_map(|v| match v.to_str() {
+            Ok(text) => text.split(',').map(|s| Some(s.trim())).collect::<Vec<_>>(),
+            Err(_) => vec![None],
+        })
         .collect();
-    hops.iter()
-        .rev()
-        .copied()
-        .find(|ip| !is_trusted(*ip))
-        .or_else(|| hops.first().copied())
-        .unwrap_or(peer)
+    let mut last_trusted = peer;
+    for entry in entries.iter().rev() {
+        match entry
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .map(canonical_ip)
+        {
+            Some(ip) if is_trusted(ip) => last_trusted = ip,
+            Some(ip) => return ip,
+            None => return last_trusted,
+        }
+    }
+    last_trusted
 }
 
 #[cfg(test)]
@@ -99,6 +109,34 @@ mod tests {
         );
         check("10.0.0.2", None, &["10.0.0.0/8"], "10.0.0.2");
         check("10.0.0.2", Some("garbage"), &["10.0.0.0/8"], "10.0.0.2");
+        // Garbage ends the chain where it stands: the client cannot choose its address by
+        // appending something unparsable before the proxy's own entry.
+        check(
+            "10.0.0.2",
+            Some("9.9.9.9, garbage, 1.2.3.4"),
+            &["10.0.0.0/8"],
+            "1.2.3.4",
+        );
+        check(
+            "10.0.0.2",
+            Some("9.9.9.9, garbage"),
+            &["10.0.0.0/8"],
+            "10.0.0.2",
+        );
+        check(
+            "10.0.0.2",
+            Some("9.9.9.9, [::1]:80, 10.0.0.7"),
+            &["10.0.0.0/8"],
+            "10.0.0.7",
+        );
+        check("10.0.0.2", Some("9.9.9.9,,"), &["10.0.0.0/8"], "10.0.0.2");
+        // All hops trusted: the left-most.
+        check(
+            "10.0.0.2",
+            Some("10.0.0.9, 10.0.0.7"),
+            &["10.0.0.0/8"],
+            "10.0.0.9",
+        );
         check(
             "::ffff:10.0.0.2",
             Some("1.2.3.4"),
