@@ -139,7 +139,7 @@ impl OAuthError {
 
 impl From<ApiError> for OAuthError {
     fn from(e: ApiError) -> Self {
-        tracing::error!(error = %e, "OAuth endpoint failed");
+        tracing::error!(error = ?e, "OAuth endpoint failed");
         OAuthError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",

@@ -1,8 +1,8 @@
 //! `/mcp`: one MCP server made of every backend the caller may use.
 //!
 //! The gateway is the MCP server here (it answers `initialize`, `server/discover`, `ping` and
-//! the lists itself) and an MCP client of each backend through [`Link`]s. Lists fan out in
-//! parallel to the caller's enabled backends (from the per-backend [`Catalog`] cache), are
+//! the lists itself) and an MCP client of each backend through `Link`s (`mcp/link.rs`). Lists fan
+//! out in parallel to the caller's enabled backends (from the per-backend `Catalog` cache), are
 //! merged under prefixed names (`mcp/naming.rs`), filtered by the caller's tool rules, and
 //! paginated with cursors that carry each backend's position. `tools/call`, `prompts/get`,
 //! `resources/*` and `completion/complete` are routed by those names — never broadcast.
@@ -137,7 +137,10 @@ impl Ctx {
             .registry
             .usable(&self.principal)
             .await
-            .map_err(|e| McpError::new(None, ErrorKind::Internal(e)).into_response())
+            .map_err(|e| {
+                let e = e.context("permission check failed");
+                McpError::new(None, ErrorKind::Internal(e)).into_response()
+            })
     }
 
     async fn tool_filter(&self) -> Result<ToolFilter, Response> {
@@ -146,7 +149,10 @@ impl Ctx {
             .registry
             .tool_filter(&self.principal)
             .await
-            .map_err(|e| McpError::new(None, ErrorKind::Internal(e)).into_response())
+            .map_err(|e| {
+                let e = e.context("tool rules could not be read");
+                McpError::new(None, ErrorKind::Internal(e)).into_response()
+            })
     }
 }
 

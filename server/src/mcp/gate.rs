@@ -460,7 +460,8 @@ pub fn finish(recorder: Option<Recorder>, status: &str, http_status: u16, bytes_
     }
 }
 
-/// An admitted request: who, to which backend.
+/// An authenticated caller and the (enabled) server it addressed on `/mcp/{server}`, built by
+/// `proxy::find`; not yet admitted: every message still passes `admit`.
 pub(crate) struct Call {
     pub(crate) principal: Principal,
     pub(crate) backend: Arc<Backend>,

@@ -1,6 +1,6 @@
 //! Answers on their way back to the client: JSON and SSE relays (events as they arrive, with
 //! keep-alives and the idle limit), reshaping (ids of shared sessions, 2026-07-28 result fields,
-//! `server/discover` versions), answer filters, and the JSON-RPC error responses of the proxy.
+//! `server/discover` versions), answer filters, and backend failures as answers (`fail`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -77,9 +77,11 @@ pub(crate) async fn filter_response(
                 let text = String::from_utf8_lossy(&bytes);
                 Response::from_parts(parts, Body::from(rewrite(&text)))
             }
-            Err(_) => McpError::new(
+            Err(e) => McpError::new(
                 None,
-                ErrorKind::Internal(anyhow::anyhow!("an answer could not be read to filter it")),
+                ErrorKind::Internal(
+                    anyhow::Error::from(e).context("an answer could not be read to filter it"),
+                ),
             )
             .into_response(),
         };
@@ -545,12 +547,9 @@ pub(crate) fn with_session_id(mut response: Response, session_id: &str) -> Respo
 }
 
 pub(crate) fn method_not_allowed() -> Response {
-    let mut res = McpError::new(
+    McpError::new(
         None,
         ErrorKind::MethodNotAllowed("method not allowed without a session"),
     )
-    .into_response();
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-    res
+    .into_response()
 }

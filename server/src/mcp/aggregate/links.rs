@@ -136,7 +136,7 @@ impl AggregateState {
 
 /// The cached backend session under `key` with `backend` (reused while the server is unchanged
 /// and the session alive), or a new one; `true` when it was opened now.
-pub(crate) async fn cached_link(
+pub(super) async fn cached_link(
     state: &AppState,
     key: &Arc<str>,
     user_id: i64,
@@ -159,7 +159,7 @@ pub(crate) async fn cached_link(
 }
 
 /// The backend session of this client session with `backend`, opened on first use.
-pub(crate) async fn link_for(
+pub(super) async fn link_for(
     ctx: &Ctx,
     sess: &Sess,
     backend: &Arc<Backend>,

@@ -18,22 +18,22 @@ use crate::mcp::message::Message;
 use crate::mcp::registry::Backend;
 
 /// Prefix of resource URIs rewritten because two backends use the same one.
-pub(crate) const URI_SCHEME: &str = "mcpgw://";
+pub(super) const URI_SCHEME: &str = "mcpgw://";
 
 /// The cursor of the aggregated lists: each backend's next offset (backends absent are done).
-pub(crate) fn decode_cursor(raw: &str) -> Option<HashMap<i64, usize>> {
+pub(super) fn decode_cursor(raw: &str) -> Option<HashMap<i64, usize>> {
     let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
     let pairs: Vec<(i64, usize)> = serde_json::from_slice(&bytes).ok()?;
     Some(pairs.into_iter().collect())
 }
 
-pub(crate) fn encode_cursor(positions: &[(i64, usize)]) -> String {
+pub(super) fn encode_cursor(positions: &[(i64, usize)]) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(positions).unwrap_or_default())
 }
 
 /// Merges one list over the caller's backends into the JSON-RPC response body. Items are
 /// copied from the catalog's pre-rendered JSON; only colliding resource URIs are rewritten.
-pub(crate) async fn list(
+pub(super) async fn list(
     ctx: &Ctx,
     sess: &Sess,
     msg: &Message,
@@ -120,7 +120,7 @@ pub(crate) async fn list(
 
 /// Fetches one list from each backend: fresh cached lists at once, the others in parallel; a
 /// backend that fails or is too slow is left out (and an activity record says why).
-pub(crate) async fn fetch_lists(
+pub(super) async fn fetch_lists(
     ctx: &Ctx,
     msg: &Message,
     backends: &[Arc<Backend>],
@@ -174,13 +174,13 @@ pub(crate) async fn fetch_lists(
     out.into_iter().flatten().collect()
 }
 
-pub(crate) fn percent_encode(s: &str) -> String {
+pub(super) fn percent_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Resources whose URI more than one backend lists, rendered with the URI
 /// `mcpgw://{prefix}/{percent-encoded uri}`, by (server, index); `None` when nothing collides.
-pub(crate) fn colliding_uris(
+pub(super) fn colliding_uris(
     fetched: &[(Arc<Backend>, Arc<Listed>)],
 ) -> Option<HashMap<(i64, usize), Box<RawValue>>> {
     let mut seen: HashMap<&str, usize> = HashMap::new();

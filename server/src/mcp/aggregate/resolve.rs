@@ -18,7 +18,7 @@ use crate::mcp::relay;
 use crate::state::AppState;
 
 /// The enabled server with this prefix.
-pub(crate) fn by_prefix(state: &AppState, prefix: &str) -> Option<Arc<Backend>> {
+pub(super) fn by_prefix(state: &AppState, prefix: &str) -> Option<Arc<Backend>> {
     state
         .mcp
         .registry
@@ -70,7 +70,7 @@ pub(crate) async fn resolve_exposed(
     Ok(name.map(|n| (backend, n)))
 }
 
-pub(crate) fn unknown(raw_id: Option<&str>, kind: ListKind, name: &str) -> Response {
+pub(super) fn unknown(raw_id: Option<&str>, kind: ListKind, name: &str) -> Response {
     let what = if kind == ListKind::Tools {
         "tool"
     } else {
@@ -84,7 +84,7 @@ pub(crate) fn unknown(raw_id: Option<&str>, kind: ListKind, name: &str) -> Respo
 }
 
 /// The backend and its own name for an exposed tool or prompt name.
-pub(crate) async fn resolve_name(
+pub(super) async fn resolve_name(
     ctx: &Ctx,
     msg: &Message,
     kind: ListKind,
@@ -103,7 +103,7 @@ pub(crate) async fn resolve_name(
 
 /// A URI template matches a URI when its literal parts appear in order (`{…}` matches
 /// anything).
-pub(crate) fn template_matches(template: &str, uri: &str) -> bool {
+pub(super) fn template_matches(template: &str, uri: &str) -> bool {
     let mut pattern = String::new();
     let mut in_var = false;
     for c in template.chars() {
@@ -121,7 +121,7 @@ pub(crate) fn template_matches(template: &str, uri: &str) -> bool {
 }
 
 /// The backend and its own URI for a URI the client reads.
-pub(crate) async fn resolve_uri(
+pub(super) async fn resolve_uri(
     ctx: &Ctx,
     msg: &Message,
     uri: &str,

@@ -26,16 +26,16 @@ use crate::mcp::sse;
 use crate::state::AppState;
 
 /// Prefix of the ids the gateway gives backend-to-client requests: `amg.{server}.{id}`.
-pub(crate) const SERVER_REQUEST_PREFIX: &str = "amg.";
+pub(super) const SERVER_REQUEST_PREFIX: &str = "amg.";
 
 /// A backend request in flight (owned, so a streaming answer can keep polling it).
-pub(crate) type BackendCall =
+pub(super) type BackendCall =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, BackendError>> + Send>>;
 
 /// A message a backend sent outside a response, on its way to the client: list changes
 /// invalidate the catalog (and reach clients through the change feed), server requests get an
 /// id that names the backend, progress gets the client's token back.
-pub(crate) fn from_backend(
+pub(super) fn from_backend(
     state: &AppState,
     server_id: i64,
     mut message: Value,
@@ -60,7 +60,7 @@ pub(crate) fn from_backend(
 
 /// Sends a request to the backend that owns it and relays the answer: as SSE (progress and
 /// other messages first) when the client accepts it, else as JSON.
-pub(crate) async fn route(
+pub(super) async fn route(
     ctx: &Ctx,
     sess: &Sess,
     msg: &Message,

@@ -10,35 +10,35 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-pub(crate) const SESSION_CONTEXT: &str = "mcp:aggregated-session";
+pub(super) const SESSION_CONTEXT: &str = "mcp:aggregated-session";
 
 /// Sealed session contents larger than this keep only the names of the client's capabilities.
-pub(crate) const MAX_SESSION_JSON: usize = 4096;
+pub(super) const MAX_SESSION_JSON: usize = 4096;
 
 /// What the sealed `Mcp-Session-Id` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct SessionToken {
+pub(super) struct SessionToken {
     /// User id: a session presented by anyone else is unknown.
-    pub(crate) u: i64,
+    pub(super) u: i64,
     /// Random session key.
-    pub(crate) k: String,
+    pub(super) k: String,
     /// Negotiated protocol version.
-    pub(crate) v: String,
+    pub(super) v: String,
     /// The client's capabilities and clientInfo (to open backend sessions on any replica).
-    pub(crate) c: Value,
-    pub(crate) i: Value,
+    pub(super) c: Value,
+    pub(super) i: Value,
 }
 
 /// One request's client session: a handshake-era session, or a 2026-07-28 client's
 /// per-user context.
-pub(crate) struct Sess {
-    pub(crate) key: Arc<str>,
-    pub(crate) capabilities: Value,
-    pub(crate) client: Value,
-    pub(crate) modern: bool,
+pub(super) struct Sess {
+    pub(super) key: Arc<str>,
+    pub(super) capabilities: Value,
+    pub(super) client: Value,
+    pub(super) modern: bool,
 }
 
-pub(crate) fn seal_session(state: &AppState, token: &SessionToken) -> anyhow::Result<String> {
+pub(super) fn seal_session(state: &AppState, token: &SessionToken) -> anyhow::Result<String> {
     let mut json = serde_json::to_vec(token)?;
     if json.len() > MAX_SESSION_JSON {
         let names: serde_json::Map<String, Value> = token
@@ -57,7 +57,7 @@ pub(crate) fn seal_session(state: &AppState, token: &SessionToken) -> anyhow::Re
     Ok(format!("s1.{}", URL_SAFE_NO_PAD.encode(sealed)))
 }
 
-pub(crate) fn open_session(state: &AppState, id: &str) -> Option<SessionToken> {
+pub(super) fn open_session(state: &AppState, id: &str) -> Option<SessionToken> {
     let sealed = URL_SAFE_NO_PAD.decode(id.strip_prefix("s1.")?).ok()?;
     let json = state.secret_box.open(&sealed, SESSION_CONTEXT).ok()?;
     serde_json::from_slice(&json).ok()
