@@ -227,8 +227,8 @@ const NAMES: &[&str] = &[
     "{\"name\":\"echo\"}",
 ];
 
-fn case() -> impl Strategy<Value = Case> {
-    let id = prop_oneof![
+fn ids() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
         20 => Just(Some("7")),
         8 => Just(Some("\"s-1\"")),
         1 => Just(Some("null")),
@@ -238,8 +238,11 @@ fn case() -> impl Strategy<Value = Case> {
         1 => Just(Some("\"\\u0031\"")),
         1 => Just(Some("123456789012345678901234567890")),
         1 => Just(None),
-    ];
-    let method = prop_oneof![
+    ]
+}
+
+fn methods() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
         24 => Just("\"tools/call\""),
         4 => Just("\"tools/c\\u0061ll\""),
         1 => Just("\"Tools/call\""),
@@ -247,13 +250,19 @@ fn case() -> impl Strategy<Value = Case> {
         1 => Just("\"tools/list\""),
         1 => Just("\"ping\""),
         1 => Just("5"),
-    ];
-    let name = prop_oneof![
+    ]
+}
+
+fn names() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
         12 => prop::sample::select(&NAMES[..5]).prop_map(Some),
         6 => prop::sample::select(NAMES).prop_map(Some),
         1 => Just(None),
-    ];
-    let second = prop::option::weighted(
+    ]
+}
+
+fn seconds() -> impl Strategy<Value = Option<(&'static str, &'static str)>> {
+    prop::option::weighted(
         0.15,
         (
             prop::sample::select(
@@ -267,8 +276,11 @@ fn case() -> impl Strategy<Value = Case> {
             ),
             prop::sample::select(NAMES),
         ),
-    );
-    let arguments = prop_oneof![
+    )
+}
+
+fn arguments() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
         20 => Just(Some("{\"text\":\"hi\"}".to_string())),
         1 => Just(Some("{\"text\":\"a\",\"text\":\"b\"}".to_string())),
         1 => Just(Some("{\"a\":{\"b\":[{\"c\":1,\"c\":2}]}}".to_string())),
@@ -276,8 +288,11 @@ fn case() -> impl Strategy<Value = Case> {
         1 => Just(Some("[]".to_string())),
         1 => Just(None),
         1 => (1usize..300).prop_map(|d| Some(format!("{{\"d\":{}0{}}}", "[".repeat(d), "]".repeat(d)))),
-    ];
-    let extra = prop_oneof![
+    ]
+}
+
+fn extras() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
         24 => Just(None),
         1 => Just(Some("\"clientInfo\":0")),
         1 => Just(Some("\"clientInfo\":{\"name\":\"x\",\"version\":\"1\"}")),
@@ -286,51 +301,34 @@ fn case() -> impl Strategy<Value = Case> {
         1 => Just(Some("\"_meta\":5")),
         1 => Just(Some("\"zz\":{\"a\":1,\"a\":2}")),
         1 => Just(Some("\"zz\":[1e400]")),
-    ];
-    let top_dup = prop_oneof![
+    ]
+}
+
+fn top_dups() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
         30 => Just(None),
         1 => Just(Some("\"method\":\"ping\"")),
         1 => Just(Some("\"params\":{}")),
         1 => Just(Some("\"id\":8")),
         1 => Just(Some("\"jsonrpc\":\"2.0\"")),
-    ];
-    (
-        any::<bool>(),
-        any::<bool>(),
-        id,
-        method,
-        name,
-        second,
-        arguments,
-        extra,
-        top_dup,
-        any::<bool>(),
-    )
-        .prop_map(
-            |(
-                aggregated,
-                modern,
-                id,
-                method,
-                name,
-                second_name,
-                arguments,
-                extra,
-                top_dup,
-                reverse,
-            )| Case {
-                aggregated,
-                modern,
-                id,
-                method,
-                name,
-                second_name,
-                arguments,
-                extra,
-                top_dup,
-                reverse,
-            },
-        )
+    ]
+}
+
+prop_compose! {
+    fn case()(
+        aggregated in any::<bool>(),
+        modern in any::<bool>(),
+        id in ids(),
+        method in methods(),
+        name in names(),
+        second_name in seconds(),
+        arguments in arguments(),
+        extra in extras(),
+        top_dup in top_dups(),
+        reverse in any::<bool>(),
+    ) -> Case {
+        Case { aggregated, modern, id, method, name, second_name, arguments, extra, top_dup, reverse }
+    }
 }
 
 /// A name literal on the aggregated endpoint gets the server's prefix inside the string.
