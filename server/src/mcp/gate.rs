@@ -79,7 +79,8 @@ pub struct Payload<'a> {
 
 /// An admitted request.
 pub struct Pass {
-    /// Writes the request's one activity record (`None` for notifications and responses).
+    /// Writes the request's one activity record (`None` for notifications and responses, and
+    /// for `Gateway`/`Resolving` routes, whose edge records the request itself).
     pub recorder: Option<Recorder>,
     /// A payload rule matched the arguments (logged, not blocked).
     pub suspicious: bool,
@@ -88,7 +89,23 @@ pub struct Pass {
 /// Reads a POST body strictly: the media type, the version header (once, supported), then the
 /// message (see `message.rs`). A refusal raises a `malformed_request` event (folded).
 pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Message, McpError> {
-    let modern = single(headers, H_VERSION) == Ok(Some(protocol::LATEST_VERSION));
+    for name in [H_VERSION, H_METHOD, H_NAME] {
+        if single(headers, name).is_err() {
+            let reason = "MCP-Protocol-Version, Mcp-Method and Mcp-Name may appear once each, as visible ASCII";
+            malformed_event(caller, reason);
+            let malformed = Malformed {
+                code: code::INVALID_REQUEST,
+                reason,
+            };
+            let modern = false;
+            return Err(McpError::new(
+                None,
+                ErrorKind::Malformed { malformed, modern },
+            ));
+        }
+    }
+    let version = single(headers, H_VERSION).ok().flatten();
+    let modern = version == Some(protocol::LATEST_VERSION);
     let refuse = |malformed: Malformed, id: Option<String>| {
         malformed_event(caller, malformed.reason);
         McpError {
@@ -97,26 +114,8 @@ pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Me
         }
     };
     if !is_json(headers) {
-        let mut e = refuse(
-            Malformed {
-                code: code::INVALID_REQUEST,
-                reason: "Content-Type must be application/json",
-            },
-            None,
-        );
-        e.kind = ErrorKind::UnsupportedMediaType;
-        return Err(e);
-    }
-    for name in [H_VERSION, H_METHOD, H_NAME] {
-        if single(headers, name).is_err() {
-            return Err(refuse(
-                Malformed {
-                    code: code::INVALID_REQUEST,
-                    reason: "MCP-Protocol-Version, Mcp-Method and Mcp-Name may appear once each, as visible ASCII",
-                },
-                None,
-            ));
-        }
+        malformed_event(caller, "Content-Type must be application/json");
+        return Err(McpError::new(None, ErrorKind::UnsupportedMediaType));
     }
     let msg = if modern {
         Message::parse_modern(body)
@@ -124,7 +123,6 @@ pub fn read(caller: &Caller<'_>, headers: &HeaderMap, body: &Bytes) -> Result<Me
         Message::parse(body)
     }
     .map_err(|u| refuse(u.malformed, u.id))?;
-    let version = single(headers, H_VERSION).ok().flatten();
     if let Some(version) = version
         && !protocol::SUPPORTED_VERSIONS.contains(&version)
     {
@@ -332,11 +330,13 @@ pub async fn admit(
             suspicious = true;
         }
     }
-    let recorder = msg.filter(|m| m.kind == Kind::Request).map(|m| {
-        let mut r = Recorder::new(caller, m, server, tool);
-        r.row.suspicious = i64::from(suspicious);
-        r
-    });
+    let recorder = msg
+        .filter(|m| m.kind == Kind::Request && backend.is_some())
+        .map(|m| {
+            let mut r = Recorder::new(caller, m, server, tool);
+            r.row.suspicious = i64::from(suspicious);
+            r
+        });
     Ok(Pass {
         recorder,
         suspicious,
@@ -435,11 +435,6 @@ impl Recorder {
 
     pub fn finish(mut self, status: &str, http_status: u16, bytes_out: usize) {
         self.write(status, http_status, bytes_out);
-    }
-
-    /// Drops the record unwritten: the caller records the request itself.
-    pub fn discard(mut self) {
-        self.done = true;
     }
 
     fn write(&mut self, status: &str, http_status: u16, bytes_out: usize) {

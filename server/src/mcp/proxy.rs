@@ -221,9 +221,8 @@ async fn dispatch(
         }
         return in_session(&state, call, &session, msg, headers, body, recorder).await;
     }
-    let modern = version == Some(protocol::LATEST_VERSION)
-        || msg.meta_version.as_deref() == Some(protocol::LATEST_VERSION);
-    if modern {
+    // `gate::read` made the body's `_meta` version equal the header's.
+    if version == Some(protocol::LATEST_VERSION) {
         return stateless(&state, call, msg, headers, body, recorder).await;
     }
     finish(recorder, "missing_session", 400, 0);

@@ -198,6 +198,86 @@ async fn exchange(
 }
 
 /// POST initialize at an MCP path with a bearer token; returns the HTTP status.
+/// An `mcp:read` token calls `tool` on `path` in every spelling a gate could misread: plain and
+/// escaped method (403 `insufficient_scope`), a null id and no id under 2026-07-28 with complete
+/// request metadata (so the refusal is for the id, not for missing `_meta`), a duplicate method,
+/// and look-alike keys of a response (400 -32600).
+async fn read_scope_cannot_call(app: &TestApp, path: &str, token: &str, session: &str, tool: &str) {
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let cases = [
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"x"}}}}}}"#
+            ),
+            false,
+            StatusCode::FORBIDDEN,
+            -32003,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"tools/c\u0061ll","params":{{"name":"{tool}","arguments":{{"text":"x"}}}}}}"#
+            ),
+            false,
+            StatusCode::FORBIDDEN,
+            -32003,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"x"}},{meta}}}}}"#
+            ),
+            true,
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"x"}},{meta}}}}}"#
+            ),
+            true,
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","method":"tools/list","params":{{"name":"{tool}"}}}}"#
+            ),
+            false,
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":7,"error":{{"code":0,"message":""}},"Method":"tools/call","Params":{{"name":"{tool}"}}}}"#
+            ),
+            false,
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+    ];
+    for (body, modern, status, code) in cases {
+        let mut req = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.clone());
+        req = if modern {
+            req.header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", tool)
+        } else {
+            req.header("mcp-protocol-version", "2025-06-18")
+                .header("mcp-session-id", session)
+        };
+        let res = req.send().await.unwrap();
+        let got = res.status();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{path} {body}: {answer}");
+    }
+}
+
 async fn mcp_status(app: &TestApp, path: &str, token: &str) -> StatusCode {
     let (status, _, _) = rpc_at(
         app,
@@ -643,22 +723,8 @@ db_test! {
         let (status, headers, _) = rpc_at(&app, "/mcp/alpha", Some(&read_token), Some(&session), &v, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}})).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer error=\"insufficient_scope\", scope=\"mcp\""));
-        // No spelling of a call gets past the scope: escaped, null id, no id.
-        for (body, modern, status) in [
-            (r#"{"jsonrpc":"2.0","id":4,"method":"tools/c\u0061ll","params":{"name":"echo","arguments":{"text":"x"}}}"#, false, StatusCode::FORBIDDEN),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
-            (r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
-            (r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","method":"tools/list","params":{"name":"echo"}}"#, false, StatusCode::BAD_REQUEST),
-        ] {
-            let mut req = app.client.post(app.url("/mcp/alpha")).bearer_auth(&read_token)
-                .header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body);
-            req = if modern {
-                req.header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/call").header("mcp-name", "echo")
-            } else {
-                req.header("mcp-protocol-version", "2025-06-18").header("mcp-session-id", &session)
-            };
-            assert_eq!(req.send().await.unwrap().status(), status, "{body}");
-        }
+        // No spelling of a call gets past the scope: escaped, null id, no id, duplicate method.
+        read_scope_cannot_call(&app, "/mcp/alpha", &read_token, &session, "echo").await;
 
         // Remembered consent: the signed-in browser goes straight back with a code.
         let res = authorize(&app, &read, Some(&cookie)).await;
@@ -680,22 +746,7 @@ db_test! {
         let (status, headers, _) = rpc_at(&app, "/mcp", Some(&agg_read), None, &[], json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await;
         assert_eq!(status, StatusCode::OK);
         let agg_session = headers["mcp-session-id"].to_str().unwrap().to_string();
-        for (body, modern, status) in [
-            (r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, false, StatusCode::FORBIDDEN),
-            (r#"{"jsonrpc":"2.0","id":4,"method":"tools/c\u0061ll","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, false, StatusCode::FORBIDDEN),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
-            (r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#, true, StatusCode::BAD_REQUEST),
-            (r#"{"jsonrpc":"2.0","id":7,"error":{"code":0,"message":""},"Method":"tools/call","Params":{"name":"alpha__echo"}}"#, false, StatusCode::BAD_REQUEST),
-        ] {
-            let mut req = app.client.post(app.url("/mcp")).bearer_auth(&agg_read)
-                .header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body);
-            req = if modern {
-                req.header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/call").header("mcp-name", "alpha__echo")
-            } else {
-                req.header("mcp-protocol-version", "2025-06-18").header("mcp-session-id", &agg_session)
-            };
-            assert_eq!(req.send().await.unwrap().status(), status, "/mcp {body}");
-        }
+        read_scope_cannot_call(&app, "/mcp", &agg_read, &agg_session, "alpha__echo").await;
 
         // Metadata documents: a private address is refused without a fetch; a served one works.
         for url in ["http://10.1.2.3/client.json", "http://127.0.0.1:1/client.json", "http://169.254.169.254/latest/meta-data"] {
