@@ -29,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
+use crate::conn::{Connections, Tracked};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
@@ -68,6 +69,7 @@ impl App {
         serve(
             self.listener,
             service,
+            self.state.connections.clone(),
             self.state.config.shutdown_timeout,
             shutdown,
         )
@@ -82,11 +84,13 @@ impl App {
 /// HTTP/1.1 straight on hyper's connection (with upgrades, for the live feed's WebSocket)
 /// rather than `axum::serve`, whose protocol-detecting connection reads the first 24 bytes on
 /// their own, after which hyper grows each connection's read buffer to 16 KiB: with thousands
-/// of open SSE streams that was most of their memory. On shutdown: no new connections, each
+/// of open SSE streams that was most of their memory. Every socket is admitted and watched by
+/// `conn.rs` (caps, head and idle timeouts, shedding). On shutdown: no new connections, each
 /// open one finishes its in-flight request, for at most `drain_timeout`.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
+    connections: Arc<Connections>,
     drain_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()>
@@ -98,6 +102,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    use futures_util::FutureExt;
     use tower::ServiceExt;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -110,31 +115,45 @@ where
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(error = %e, "could not accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: free some, and pause rather than
+                    // spin.
+                    tracing::warn!(error = %e, "could not accept a connection; shedding idle connections");
+                    connections.shed();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
             },
+        };
+        let admitted = match connections.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                tracing::debug!(peer = %peer.ip(), ?refused, "connection refused");
+                drop(stream);
+                continue;
+            }
         };
         // Small writes (an SSE event, a JSON-RPC answer) go out at once: without TCP_NODELAY,
         // Nagle's algorithm and delayed ACKs add ~40 ms to streamed responses.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
+        let (watch, wrap) = admitted.watch();
+        let stream = wrap(stream);
         let app = service.clone();
+        let in_service = watch.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let in_progress = in_service.begin();
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
-                app.clone().oneshot(req.map(axum::body::Body::new))
+                app.clone()
+                    .oneshot(req.map(axum::body::Body::new))
+                    .map(move |res| res.map(|res| res.map(|b| Tracked::new(b, in_progress))))
             });
         let mut stop = stop_rx.clone();
         let live = live_tx.clone();
         tokio::spawn(async move {
             let _live = live;
-            // No request-head timeout (none with `axum::serve` before either): hyper's also
-            // closes idle keep-alive connections; left off until that is configurable.
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .with_upgrades();
@@ -144,6 +163,10 @@ where
                     if let Err(e) = res {
                         tracing::trace!(error = %e, "connection ended with an error");
                     }
+                    return;
+                }
+                () = watch.expired() => {
+                    tracing::trace!(%peer, "closing a quiet connection");
                     return;
                 }
                 _ = stop.wait_for(|stop| *stop) => {}

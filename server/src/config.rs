@@ -37,6 +37,10 @@ pub const KNOWN_VARS: &[&str] = &[
     "MAX_BODY_BYTES",
     "REQUEST_TIMEOUT_SECS",
     "SHUTDOWN_TIMEOUT_SECS",
+    "HTTP_HEADER_TIMEOUT_SECS",
+    "HTTP_IDLE_TIMEOUT_SECS",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
     "ACCESS_TOKEN_TTL_SECS",
     "REFRESH_TOKEN_TTL_SECS",
     "ALLOW_REGISTRATION",
@@ -105,12 +109,26 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub connections: ConnConfig,
     pub auth: AuthConfig,
     pub mcp: McpConfig,
     pub metrics: MetricsConfig,
     pub oauth: OAuthConfig,
     /// Where the values came from (for `check-config`).
     pub config_file: Option<PathBuf>,
+}
+
+/// Client connections (`conn.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnConfig {
+    /// A started request head must be complete within this long.
+    pub header_timeout: Duration,
+    /// A connection with no request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// `None`: derived from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Per client address (IPv6 per /64); 0 turns the cap off.
+    pub max_per_ip: usize,
 }
 
 /// MCP rate limits (requests per minute; 0 turns a limit off). Bursts of ten seconds' worth.
@@ -455,6 +473,22 @@ impl Config {
         let request_timeout = Duration::from_secs(vars.parse("REQUEST_TIMEOUT_SECS", 30, secs)?);
         let shutdown_timeout =
             Duration::from_secs(vars.parse("SHUTDOWN_TIMEOUT_SECS", 30, secs)?);
+        let connections = ConnConfig {
+            header_timeout: Duration::from_secs(vars.parse("HTTP_HEADER_TIMEOUT_SECS", 15, |s| {
+                ranged(s, 1, 3600, "expected a number of seconds 1-3600")
+            })?),
+            idle_timeout: Duration::from_secs(vars.parse("HTTP_IDLE_TIMEOUT_SECS", 75, secs)?),
+            max_connections: match vars.parse("MAX_CONNECTIONS", 0, |s| {
+                ranged(s, 0, 10_000_000, "expected 0 (derived from the open-file limit) or a number of connections up to 10000000")
+            })? {
+                0 => None,
+                n => Some(usize::try_from(n.max(16)).unwrap_or(usize::MAX)),
+            },
+            max_per_ip: usize::try_from(vars.parse("MAX_CONNECTIONS_PER_IP", 1024, |s| {
+                ranged(s, 0, 10_000_000, "expected 0 (no cap) or a number of connections up to 10000000")
+            })?)
+            .unwrap_or(usize::MAX),
+        };
 
         let auth = AuthConfig {
             access_token_ttl: Duration::from_secs(vars.parse(
@@ -659,6 +693,7 @@ impl Config {
             max_body_bytes,
             request_timeout,
             shutdown_timeout,
+            connections,
             auth,
             mcp,
             metrics,

@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod conn;
 pub mod health;
 pub mod live;
 pub mod mcp;

@@ -116,9 +116,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             telemetry::init(config.log_format, &config.log_level);
+            authmcp_gateway::conn::raise_fd_limit();
             let app = App::build(config).await?;
             let addr = app.local_addr()?;
-            tracing::info!(%addr, public_url = %app.state().config.public_url, "AuthMCP Gateway listening");
+            tracing::info!(
+                %addr,
+                public_url = %app.state().config.public_url,
+                max_connections = app.state().connections.max(),
+                "AuthMCP Gateway listening"
+            );
             app.run_until(shutdown_signal()).await
         }
         Command::Migrate => {

@@ -12,6 +12,7 @@ use crate::accounts;
 use crate::auth::identity::AuthCache;
 use crate::auth::login::LoginThrottle;
 use crate::config::Config;
+use crate::conn::Connections;
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::events::EventSink;
@@ -56,6 +57,8 @@ pub struct AppStateInner {
     pub live: LiveHub,
     pub runtime: Arc<RuntimeSettings>,
     pub spa: Option<Spa>,
+    /// Client connections: caps, timeouts, shedding (`conn.rs`).
+    pub connections: Arc<Connections>,
     pub started: Instant,
 }
 
@@ -120,6 +123,7 @@ impl AppState {
             ),
             live,
             runtime: runtime.clone(),
+            connections: Connections::new(&config.connections, config.trusted_proxies.clone()),
             config,
             db,
             keys,

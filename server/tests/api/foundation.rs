@@ -149,6 +149,7 @@ db_test! {
         let server = tokio::spawn(authmcp_gateway::app::serve(
             listener,
             authmcp_gateway::app::with_middleware(router, &config),
+            authmcp_gateway::conn::Connections::new(&config.connections, vec![]),
             Duration::from_secs(10),
             async move {
                 let _ = rx.await;

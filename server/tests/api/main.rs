@@ -12,6 +12,7 @@ mod cli;
 mod conformance;
 mod foundation;
 mod gate;
+mod hostile;
 mod keys;
 mod mcp;
 mod oauth;

@@ -1,0 +1,219 @@
+//! Bounded under hostile load: floods of connections, messages, tokens and guesses must not
+//! lock anybody else out or pin unbounded memory.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::helpers::{ADMIN_PASSWORD, Backend, TestApp, TestEnv};
+
+/// A socket from `source` (any 127.0.0.0/8 address works on Linux) that sends an unfinished
+/// request head and then nothing.
+async fn half_open_head(source: &str, gateway: SocketAddr) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(format!("{source}:0").parse().ok()?).ok()?;
+    let mut stream = socket.connect(gateway).await.ok()?;
+    let _ = stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await;
+    Some(stream)
+}
+
+/// Whether the gateway has closed `stream` (EOF or reset) within `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            // A 503 or similar before closing is fine: keep reading until the close.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// An MCP client's `initialize` on the aggregated endpoint (served without any backend).
+async fn mcp_initialize(app: &TestApp, token: &str) -> reqwest::StatusCode {
+    app.client
+        .post(app.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}
+        }))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(reqwest::StatusCode::GATEWAY_TIMEOUT)
+}
+
+#[tokio::test]
+async fn a_slowloris_flood_locks_nobody_out_and_is_closed_after_the_head_timeout() {
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("HTTP_HEADER_TIMEOUT_SECS", "2")
+        .with_var("MAX_CONNECTIONS", "1000")
+        .with_var("MAX_CONNECTIONS_PER_IP", "0")
+        .spawn()
+        .await;
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    assert_eq!(mcp_initialize(&app, &token).await, 200);
+
+    // Three times the connection cap of unfinished heads from another address.
+    let started = Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..3000 {
+        if let Some(stream) = half_open_head("127.0.0.2", app.addr).await {
+            flood.push(stream);
+        }
+    }
+    assert!(flood.len() >= 2900, "the flood connected: {}", flood.len());
+
+    // Health and an authenticated MCP client keep being served during the flood.
+    for _ in 0..5 {
+        let health = app
+            .client
+            .get(app.url("/health"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("/health answers during the flood");
+        assert_eq!(health.status(), 200);
+        assert_eq!(
+            mcp_initialize(&app, &token).await,
+            200,
+            "MCP during the flood"
+        );
+    }
+    let open = app.state.connections.open();
+    assert!(
+        open <= 1000 + 1000 / 8,
+        "the gateway holds at most the cap (and its slack): {open}"
+    );
+
+    // Every flood socket is closed: shed, or at the latest after the 2 s head timeout.
+    let deadline = started + Duration::from_secs(6);
+    let mut still_open = 0;
+    for stream in &mut flood {
+        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(50);
+        if !closed_within(stream, wait).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "half-open heads outlived the head timeout");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_gets_at_most_its_share_of_connections() {
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("MAX_CONNECTIONS_PER_IP", "50")
+        .spawn()
+        .await;
+    let mut flood = Vec::new();
+    for _ in 0..80 {
+        if let Some(stream) = half_open_head("127.0.0.3", app.addr).await {
+            flood.push(stream);
+        }
+    }
+    // Let the gateway accept all of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut closed = 0;
+    for stream in &mut flood {
+        if closed_within(stream, Duration::from_millis(20)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 30,
+        "the connections over the cap of 50 are closed at once"
+    );
+    let health = app.get("/health").await;
+    assert_eq!(health.status(), 200, "other addresses are served");
+    drop(flood);
+    // Places are given back when the sockets close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.state.connections.open() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.state.connections.open() <= 1);
+    let again = half_open_head("127.0.0.3", app.addr).await.unwrap();
+    let mut again = again;
+    assert!(
+        !closed_within(&mut again, Duration::from_millis(200)).await,
+        "the address is admitted again once its sockets closed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_but_streams_are_not() {
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("HTTP_IDLE_TIMEOUT_SECS", "1")
+        .spawn()
+        .await;
+    // A finished request, then silence on the same connection.
+    let mut idle = TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(closed_within(&mut idle, Duration::from_secs(4)).await);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed only after the idle timeout: {waited:?}"
+    );
+
+    // A streaming response in progress is not idle, however quiet: the aggregated session's
+    // GET stream sends nothing for 15 s.
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    let init = app
+        .client
+        .post(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let sid = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut stream = app
+        .client
+        .get(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), stream.chunk()).await;
+    assert!(
+        quiet.is_err(),
+        "the stream stayed open past the idle timeout: {quiet:?}"
+    );
+    app.stop().await;
+}
