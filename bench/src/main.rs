@@ -337,6 +337,9 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
             // Rate limiting on, set high enough never to trigger.
             .env("MCP_RATE_LIMIT_USER_PER_MINUTE", "1000000000")
             .env("MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE", "1000000000")
+            // The harness opens 10,000 streams from one address; the hostile scenario floods
+            // from another address (127.0.0.2), so this cap would hide its cost.
+            .env("MAX_CONNECTIONS_PER_IP", "0")
             .stdout(if std::env::var_os("BENCH_GATEWAY_LOG").is_some() {
                 Stdio::inherit()
             } else {

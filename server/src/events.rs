@@ -1,14 +1,22 @@
 //! Security events: recorded without blocking the request that raised them.
 //!
 //! `EventSink::record` puts the event on a bounded channel; one background task writes them to
-//! the `security_events` table, the `security-YYYY-MM-DD.jsonl` log and the live feed. When the
-//! channel is full the event is dropped and counted, so a flood of bad requests can never slow
-//! the gateway down or exhaust its memory. Identical events within a minute are folded: the
-//! first is written at once, the repeats as one event whose details carry `repeated: N`.
+//! the `security_events` table, the `security-YYYY-MM-DD.jsonl` log and the live feed. A flood
+//! of one kind can neither slow the gateway down, exhaust its memory, nor crowd out other
+//! events; within a minute's window:
+//!
+//! * identical events are folded: the first is written at once, the repeats as one event whose
+//!   details carry `repeated: N`;
+//! * one source (client address, else username) writes at most `PER_SOURCE` events of a type
+//!   one by one; further ones are counted and written as one event per (type, source) whose
+//!   details carry `folded: N` and a sample;
+//! * each type may hold at most `SHARE` places of the queue; events over its share are counted
+//!   the same way rather than queued, so the other types always find room;
+//! * the maps that count are bounded; past their bound, events fold per type alone.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +29,14 @@ use crate::db::{self, Db};
 use crate::filelog::FileLog;
 use crate::live::LiveHub;
 
-const QUEUE: usize = 4096;
+const QUEUE: usize = 8192;
+/// Places of the queue one event type may hold (12 types: three quarters of the queue at most,
+/// the rest kept for the folded summaries).
+const SHARE: usize = QUEUE / 16;
+/// Events of one type from one source written one by one per window; the rest are folded.
+const PER_SOURCE: u64 = 20;
+/// Folded summaries written one by one per type per sweep; the rest merge into one.
+const SUMMARIES_PER_TYPE: usize = 50;
 
 /// Event types (the `event_type` column). docs/API.md lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +69,28 @@ pub enum EventType {
 }
 
 impl EventType {
+    const ALL: [EventType; 12] = [
+        EventType::AuthFailed,
+        EventType::TokenInvalid,
+        EventType::TokenReuse,
+        EventType::AccountLocked,
+        EventType::AccessDenied,
+        EventType::RateLimited,
+        EventType::OriginRejected,
+        EventType::SuspiciousPayload,
+        EventType::SessionHijackAttempt,
+        EventType::AdminAction,
+        EventType::BackendCredentialError,
+        EventType::MalformedRequest,
+    ];
+
+    fn index(self) -> usize {
+        EventType::ALL
+            .iter()
+            .position(|t| *t == self)
+            .unwrap_or_default()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::AuthFailed => "auth_failed",
@@ -105,33 +142,61 @@ pub struct EventContext {
 /// folded into one: the first is written at once, the repeats as one event with a count.
 const DEDUP_WINDOW: Duration = Duration::from_secs(60);
 const DEDUP_SWEEP: Duration = Duration::from_secs(5);
-/// Distinct keys tracked for folding; past it, events are written unfolded.
+/// Distinct keys tracked for folding, in each of the two maps; past it, events fold per type.
 const DEDUP_KEYS: usize = 10_000;
 
-struct Folded {
+/// Identical events in a window.
+struct Exact {
     first: Instant,
     repeats: u64,
     row: SecurityEventRow,
 }
 
+/// One (type, source)'s events in a window.
+struct Source {
+    first: Instant,
+    event_type: EventType,
+    written: u64,
+    folded: u64,
+    /// The first event folded, kept as the summary's sample.
+    sample: Option<SecurityEventRow>,
+}
+
+#[derive(Default)]
+struct Folding {
+    exact: HashMap<u64, Exact>,
+    sources: HashMap<u64, Source>,
+}
+
 #[derive(Clone)]
 pub struct EventSink {
-    tx: mpsc::Sender<SecurityEventRow>,
+    tx: mpsc::Sender<(usize, SecurityEventRow)>,
     dropped: Arc<AtomicU64>,
+    /// Events of each type waiting in the queue.
+    queued: Arc<[AtomicUsize; 12]>,
     /// Events recorded since start, by type (for `/metrics`; repeats included).
     counts: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
-    folding: Arc<Mutex<HashMap<u64, Folded>>>,
+    folding: Arc<Mutex<Folding>>,
+}
+
+fn key(parts: impl Hash) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl EventSink {
     /// Starts the writer task (database, JSONL file, live feed) and the folding sweep.
     pub fn spawn(db: Db, live: LiveHub, file: Option<FileLog>) -> EventSink {
-        let (tx, mut rx) = mpsc::channel::<SecurityEventRow>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<(usize, SecurityEventRow)>(QUEUE);
+        let queued: Arc<[AtomicUsize; 12]> = Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
+        let writer_queued = queued.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(64);
             while rx.recv_many(&mut batch, 64).await > 0 {
                 let mut lines = Vec::with_capacity(batch.len());
-                for event in &batch {
+                for (index, event) in &batch {
+                    writer_queued[*index].fetch_sub(1, Ordering::Relaxed);
                     if let Err(e) = db::events::insert_security_event(&db.pool, event).await {
                         tracing::warn!(error = %e, event_type = %event.event_type, "could not store a security event");
                     }
@@ -152,6 +217,7 @@ impl EventSink {
         let sink = EventSink {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            queued,
             counts: Arc::default(),
             folding: Arc::default(),
         };
@@ -169,42 +235,63 @@ impl EventSink {
         sink
     }
 
-    /// Writes the summaries of windows that ended (all of them when `all`).
+    /// Writes the summaries of windows that ended (all of them when `all`): at most
+    /// `SUMMARIES_PER_TYPE` per type one by one, the rest of a type merged into one.
     fn sweep(&self, all: bool) {
-        let mut summaries = Vec::new();
+        let ended = |first: Instant| all || first.elapsed() >= DEDUP_WINDOW;
+        let mut per_type: Vec<Vec<(SecurityEventRow, u64, &'static str)>> =
+            (0..EventType::ALL.len()).map(|_| Vec::new()).collect();
         if let Ok(mut folding) = self.folding.lock() {
-            folding.retain(|_, f| {
-                if !all && f.first.elapsed() < DEDUP_WINDOW {
+            folding.exact.retain(|_, f| {
+                if !ended(f.first) {
                     return true;
                 }
-                if f.repeats > 0 {
-                    let mut row = f.row.clone();
-                    let mut details: Value = row
-                        .details
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str(d).ok())
-                        .unwrap_or_else(|| Value::Object(Default::default()));
-                    if let Some(obj) = details.as_object_mut() {
-                        obj.insert("repeated".into(), Value::from(f.repeats));
-                        obj.insert("window_seconds".into(), Value::from(DEDUP_WINDOW.as_secs()));
-                    }
-                    row.details = Some(details.to_string());
-                    row.created_at = db::now();
-                    summaries.push(row);
+                if f.repeats > 0
+                    && let Some(t) = EventType::ALL
+                        .iter()
+                        .find(|t| t.as_str() == f.row.event_type)
+                {
+                    per_type[t.index()].push((f.row.clone(), f.repeats, "repeated"));
+                }
+                false
+            });
+            folding.sources.retain(|_, f| {
+                if !ended(f.first) {
+                    return true;
+                }
+                if f.folded > 0
+                    && let Some(sample) = f.sample.take()
+                {
+                    per_type[f.event_type.index()].push((sample, f.folded, "folded"));
                 }
                 false
             });
         }
-        for row in summaries {
-            self.enqueue(row);
+        for (index, mut summaries) in per_type.into_iter().enumerate() {
+            let rest = summaries.split_off(summaries.len().min(SUMMARIES_PER_TYPE));
+            for (row, count, field) in summaries {
+                self.enqueue(index, summary(row, count, field, None));
+            }
+            if let Some((first, _, _)) = rest.first() {
+                let total: u64 = rest.iter().map(|(_, n, _)| n).sum();
+                let mut row = first.clone();
+                row.ip = None;
+                row.username = None;
+                row.user_id = None;
+                row.endpoint = None;
+                self.enqueue(index, summary(row, total, "folded", Some(rest.len())));
+            }
         }
     }
 
-    fn enqueue(&self, row: SecurityEventRow) {
-        if self.tx.try_send(row).is_err() {
+    fn enqueue(&self, index: usize, row: SecurityEventRow) {
+        self.queued[index].fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send((index, row)).is_err() {
+            self.queued[index].fetch_sub(1, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
@@ -243,29 +330,54 @@ impl EventSink {
             created_at: db::now(),
             ..Default::default()
         };
-        // Fold repeats: the first of a kind is written at once, the rest counted.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (
+        let index = event_type.index();
+        let exact_key = key((
             &row.event_type,
             row.user_id,
             &row.username,
             &row.ip,
             &row.endpoint,
             &row.details,
-        )
-            .hash(&mut hasher);
-        let key = hasher.finish();
-        if let Ok(mut folding) = self.folding.lock() {
-            if let Some(f) = folding.get_mut(&key)
+        ));
+        let source = row.ip.as_deref().or(row.username.as_deref());
+        let source_key = key((index, source));
+        {
+            let Ok(mut folding) = self.folding.lock() else {
+                return;
+            };
+            let Folding { exact, sources } = &mut *folding;
+            if let Some(f) = exact.get_mut(&exact_key)
                 && f.first.elapsed() < DEDUP_WINDOW
             {
                 f.repeats += 1;
                 return;
             }
-            if folding.len() < DEDUP_KEYS {
-                folding.insert(
-                    key,
-                    Folded {
+            // Past the bound, every source of a type is one source.
+            let source_key = if sources.len() < DEDUP_KEYS || sources.contains_key(&source_key) {
+                source_key
+            } else {
+                key((index, "*"))
+            };
+            let entry = sources.entry(source_key).or_insert_with(|| Source {
+                first: Instant::now(),
+                event_type,
+                written: 0,
+                folded: 0,
+                sample: None,
+            });
+            let over_share = self.queued[index].load(Ordering::Relaxed) >= SHARE;
+            if entry.written >= PER_SOURCE || over_share {
+                entry.folded += 1;
+                if entry.sample.is_none() {
+                    entry.sample = Some(row);
+                }
+                return;
+            }
+            entry.written += 1;
+            if exact.len() < DEDUP_KEYS {
+                exact.insert(
+                    exact_key,
+                    Exact {
                         first: Instant::now(),
                         repeats: 0,
                         row: row.clone(),
@@ -273,7 +385,7 @@ impl EventSink {
                 );
             }
         }
-        self.enqueue(row);
+        self.enqueue(index, row);
     }
 
     /// Writes pending repeat counts now (shutdown, tests).
@@ -293,4 +405,34 @@ impl EventSink {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+/// The event that stands for `count` others: `repeated` (identical events) or `folded` (more
+/// events of a type from one source, or from `sources` sources, than are written one by one).
+fn summary(
+    mut row: SecurityEventRow,
+    count: u64,
+    field: &str,
+    sources: Option<usize>,
+) -> SecurityEventRow {
+    let sample: Value = row
+        .details
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let mut details = if field == "repeated" {
+        sample
+    } else {
+        serde_json::json!({ "sample": sample })
+    };
+    if let Some(obj) = details.as_object_mut() {
+        obj.insert(field.into(), Value::from(count));
+        obj.insert("window_seconds".into(), Value::from(DEDUP_WINDOW.as_secs()));
+        if let Some(sources) = sources {
+            obj.insert("sources".into(), Value::from(sources));
+        }
+    }
+    row.details = Some(details.to_string());
+    row.created_at = db::now();
+    row
 }

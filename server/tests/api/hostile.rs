@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -214,6 +215,114 @@ async fn idle_keep_alive_connections_are_closed_but_streams_are_not() {
     assert!(
         quiet.is_err(),
         "the stream stayed open past the idle timeout: {quiet:?}"
+    );
+    app.stop().await;
+}
+
+/// Sums what the stored `token_invalid` events stand for: one each, or their `repeated` /
+/// `folded` count.
+async fn stored_token_invalid(app: &TestApp) -> (usize, u64) {
+    let filter = authmcp_gateway::db::events::EventFilter {
+        event_type: Some("token_invalid".into()),
+        ..Default::default()
+    };
+    let rows =
+        authmcp_gateway::db::events::list_security_events(&app.state.db.pool, &filter, 100_000, 0)
+            .await
+            .unwrap();
+    let total = rows
+        .iter()
+        .map(|r| {
+            let details: serde_json::Value =
+                serde_json::from_str(r.details.as_deref().unwrap_or("{}")).unwrap();
+            details["repeated"]
+                .as_u64()
+                .or(details["folded"].as_u64())
+                .unwrap_or(1)
+        })
+        .sum();
+    (rows.len(), total)
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_folds_and_cannot_crowd_out_a_real_event() {
+    let (app, admin) = TestApp::sqlite_with_admin().await;
+    let server = crate::mcp::add_server(
+        &app,
+        &admin,
+        json!({"name": "guarded", "url": "http://127.0.0.1:9/mcp"}),
+    )
+    .await;
+    let _eve = app.create_user(&admin, "eve", "user").await;
+    let eve = crate::mcp::user_token(&app, "eve").await;
+    assert!(server > 0);
+
+    // 100,000 distinct bad tokens on distinct paths: no two events are identical.
+    let url = app.url("");
+    let flood = futures::stream::iter(0..100_000u32)
+        .map(|i| {
+            let client = app.client.clone();
+            let url = format!("{url}/mcp/s{i}");
+            async move {
+                client
+                    .post(url)
+                    .bearer_auth(format!("eyJhbGciOiJFZERTQSJ9.{i:x}.AAAA"))
+                    .header("accept", "application/json, text/event-stream")
+                    .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+                    .header("content-type", "application/json")
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(64)
+        .fold(0u32, |refused, status| async move {
+            refused + u32::from(status == 401)
+        })
+        .await;
+    assert_eq!(flood, 100_000, "every bad token was refused");
+    let recorded = app
+        .state
+        .events
+        .counts()
+        .into_iter()
+        .find(|(t, _)| *t == "token_invalid")
+        .map(|(_, n)| n)
+        .unwrap_or(0);
+    assert_eq!(recorded, 100_000);
+
+    // A real event right after the flood is written at once.
+    let (status, _, body) = crate::mcp::rpc_at(
+        &app,
+        "/mcp/guarded",
+        Some(&eve),
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let denied = app.wait_for_event("access_denied").await;
+    assert_eq!(denied.server.as_deref(), Some("guarded"));
+    assert_eq!(app.state.events.dropped(), 0, "nothing was dropped");
+
+    // The flood is a handful of rows that still account for every bad token.
+    app.state.events.flush_repeats();
+    let mut stored = (0, 0);
+    for _ in 0..100 {
+        stored = stored_token_invalid(&app).await;
+        if stored.1 == 100_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored.1, 100_000, "rows stand for every event: {stored:?}");
+    assert!(
+        stored.0 <= 200,
+        "the flood folded into few rows: {}",
+        stored.0
     );
     app.stop().await;
 }
