@@ -9,6 +9,11 @@
 //!
 //! Failed logins also count per client IP (`ClientIp`: only trusted proxies may name another
 //! address); past the budget the IP gets 429 `too_many_attempts` until its window ends.
+//!
+//! Both budgets are reserved before the argon2 work, not counted after it: an attempt takes a
+//! place in its IP's window and in its username's remaining attempts up front, and gives it
+//! back only if it succeeds. So a burst of concurrent guesses verifies at most as many
+//! passwords as the budgets allow, however many arrive at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,11 +34,33 @@ use crate::state::AppState;
 /// Most IPs tracked; beyond it, the oldest windows are dropped first.
 const MAX_TRACKED_IPS: usize = 100_000;
 
-/// Failed logins per client IP in fixed windows.
+/// Failed logins per client IP in fixed windows, and attempts in progress per username.
 pub struct LoginThrottle {
     max_failures: u32,
     window: Duration,
     ips: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Attempts being verified, per lowercased username (entries leave at zero, so the map
+    /// holds at most the logins in progress).
+    pending: Mutex<HashMap<String, u32>>,
+}
+
+/// An attempt's place in its username's budget while its password is verified.
+struct Pending<'a> {
+    throttle: &'a LoginThrottle,
+    username_key: String,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.throttle.pending.lock()
+            && let Some(n) = pending.get_mut(&self.username_key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.username_key);
+            }
+        }
+    }
 }
 
 impl LoginThrottle {
@@ -42,30 +69,62 @@ impl LoginThrottle {
             max_failures,
             window,
             ips: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Some(retry_after)` when the IP has used up its failures for the current window.
-    pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
-        let ips = self.ips.lock().ok()?;
-        let (count, started) = ips.get(&ip)?;
-        let elapsed = started.elapsed();
-        (elapsed < self.window && *count >= self.max_failures).then(|| self.window - elapsed)
+    /// Takes a place in the IP's failure budget for the current window (given back by
+    /// `refund` if the attempt succeeds); `Err(retry_after)` when the budget is used up.
+    pub fn reserve(&self, ip: IpAddr) -> Result<(), Duration> {
+        let Ok(mut ips) = self.ips.lock() else {
+            return Err(self.window);
+        };
+        if let Some((count, started)) = ips.get(&ip) {
+            let elapsed = started.elapsed();
+            if elapsed < self.window && *count >= self.max_failures {
+                return Err(self.window - elapsed);
+            }
+        }
+        Self::count(&mut ips, ip, self.window);
+        Ok(())
     }
 
-    pub fn record_failure(&self, ip: IpAddr) {
-        let Ok(mut ips) = self.ips.lock() else {
-            return;
-        };
+    /// Gives back a reserved place (the attempt succeeded).
+    pub fn refund(&self, ip: IpAddr) {
+        if let Ok(mut ips) = self.ips.lock()
+            && let Some((count, _)) = ips.get_mut(&ip)
+        {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// Takes one of the username's remaining attempts (`budget`, from its stored failures)
+    /// while its password is verified; `None` when attempts in progress already use them all.
+    fn begin(&self, username_key: &str, budget: u32) -> Option<Pending<'_>> {
+        let mut pending = self.pending.lock().ok()?;
+        let n = pending.entry(username_key.to_string()).or_insert(0);
+        if *n >= budget {
+            if *n == 0 {
+                pending.remove(username_key);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(Pending {
+            throttle: self,
+            username_key: username_key.to_string(),
+        })
+    }
+
+    fn count(ips: &mut HashMap<IpAddr, (u32, Instant)>, ip: IpAddr, window: Duration) {
         if ips.len() >= MAX_TRACKED_IPS {
-            let window = self.window;
             ips.retain(|_, (_, started)| started.elapsed() < window);
             if ips.len() >= MAX_TRACKED_IPS {
                 ips.clear();
             }
         }
         let entry = ips.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= self.window {
+        if entry.1.elapsed() >= window {
             *entry = (0, Instant::now());
         }
         entry.0 += 1;
@@ -103,7 +162,8 @@ pub async fn verify_credentials(
     audience: Audience,
 ) -> Result<db::users::UserRow, ApiError> {
     let ip = meta.ip.0;
-    if let Some(retry) = state.login_throttle.blocked(ip) {
+    let throttle = &state.login_throttle;
+    if let Err(retry) = throttle.reserve(ip) {
         state.events.record(
             EventType::RateLimited,
             Severity::Medium,
@@ -118,13 +178,36 @@ pub async fn verify_credentials(
             retry_after: retry.as_secs().max(1),
         });
     }
-    let username_key = req.username.trim().to_lowercase();
+    // Usernames are at most 64 characters: a longer one matches nobody, and is not stored
+    // whole as a lockout key.
+    let username_key: String = req
+        .username
+        .trim()
+        .to_lowercase()
+        .chars()
+        .take(128)
+        .collect();
     let now = db::now();
-    if let Some(row) = db::login_failures::get(&state.db.pool, &username_key).await?
-        && let Some(until) = row.locked_until.filter(|until| *until > now)
+    let stored = db::login_failures::get(&state.db.pool, &username_key).await?;
+    if let Some(until) = stored
+        .as_ref()
+        .and_then(|row| row.locked_until)
+        .filter(|until| *until > now)
     {
+        // No password was tried: the address keeps its place.
+        throttle.refund(ip);
         return Err(locked(until - now));
     }
+    // The attempts left before the lockout (one at a time once a lockout has passed).
+    let max = i64::from(state.config.auth.login_max_failures);
+    let failures = stored.map_or(0, |row| row.failures);
+    let budget = u32::try_from(max - failures).unwrap_or(1).max(1);
+    let Some(_pending) = throttle.begin(&username_key, budget) else {
+        throttle.refund(ip);
+        return Err(locked(
+            i64::try_from(state.config.auth.login_lockout.as_secs()).unwrap_or(60),
+        ));
+    };
 
     let user = if password::validate_username(&username_key).is_ok() {
         db::users::find_by_username(&state.db.pool, &username_key).await?
@@ -145,6 +228,7 @@ pub async fn verify_credentials(
     let Some(user) = accepted else {
         return Err(failed(state, meta, &username_key, now).await?);
     };
+    throttle.refund(ip);
     db::login_failures::clear(&state.db.pool, &username_key).await?;
     Ok(user)
 }
@@ -166,7 +250,6 @@ async fn failed(
     now: i64,
 ) -> Result<ApiError, ApiError> {
     let auth = &state.config.auth;
-    state.login_throttle.record_failure(meta.ip.0);
     let failures = db::login_failures::increment(&state.db.pool, username_key, now).await?;
     let username: String = username_key.chars().take(64).collect();
     state.events.record(

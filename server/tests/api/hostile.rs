@@ -326,3 +326,69 @@ async fn a_flood_of_bad_tokens_folds_and_cannot_crowd_out_a_real_event() {
     );
     app.stop().await;
 }
+
+/// Sends `n` concurrent logins (`username(i)`, wrong password); returns how many were answered
+/// 401 (a password was verified and was wrong) and how many 429.
+async fn login_burst(
+    app: &TestApp,
+    n: usize,
+    username: impl Fn(usize) -> String,
+) -> (usize, usize) {
+    let attempts = (0..n).map(|i| {
+        let req = app
+            .client
+            .post(app.url("/auth/login"))
+            .json(&json!({"username": username(i), "password": "wrong password 12345"}));
+        async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    assert_eq!(count(401) + count(429), n, "{statuses:?}");
+    (count(401), count(429))
+}
+
+#[tokio::test]
+async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
+    // The username's budget (5 failures) holds against 200 concurrent guesses.
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("LOGIN_IP_MAX_FAILURES", "100000")
+        .spawn()
+        .await;
+    let (wrong, refused) = login_burst(&app, 200, |_| "admin".into()).await;
+    assert!(wrong <= 5, "at most the threshold was verified: {wrong}");
+    assert_eq!(wrong + refused, 200);
+    let res = app
+        .post_json(
+            "/auth/login",
+            None,
+            json!({"username": "admin", "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), 429, "the account is locked after the burst");
+    app.stop().await;
+
+    // The address's budget (10 failures) holds against 200 concurrent guesses at 200 names.
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("LOGIN_IP_MAX_FAILURES", "10")
+        .with_var("LOGIN_MAX_FAILURES", "100")
+        .spawn()
+        .await;
+    let (wrong, _) = login_burst(&app, 200, |i| format!("user{i}")).await;
+    assert!(
+        wrong <= 10,
+        "at most the address's budget was verified: {wrong}"
+    );
+    let res = app
+        .post_json(
+            "/auth/login",
+            None,
+            json!({"username": "admin", "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), 429, "the address has used its budget");
+    app.stop().await;
+}
