@@ -41,7 +41,7 @@ use crate::mcp::activity::ActivitySink;
 use crate::mcp::aggregate::links::AggregateState;
 use crate::mcp::backend::{BackendClient, BackendError, client_info};
 use crate::mcp::registry::{Era, Registry};
-use crate::mcp::session::{ProxySession, SessionStore, Upstream};
+use crate::mcp::session::{ClientInit, ProxySession, SessionStore, Upstream};
 use crate::metrics::Metrics;
 use crate::ratelimit::{LimitTable, McpLimits};
 use crate::state::AppState;
@@ -184,7 +184,7 @@ impl McpState {
         } else {
             client_info()
         };
-        let init_params = json!({ "capabilities": capabilities, "clientInfo": client });
+        let mut init_params = ClientInit::new(&capabilities, &client);
         let (upstream, result, version) = if backend.era() == Era::Legacy {
             let mut legacy = legacy::LegacySession::connect(&self.client, &backend.target).await?;
             let handshake = legacy.initialize(capabilities, client).await?;
@@ -212,8 +212,7 @@ impl McpState {
                 handshake.protocol_version,
             )
         };
-        let mut init_params = init_params;
-        init_params["backendResult"] = result;
+        init_params.backend_result = result;
         let session = Arc::new(ProxySession::detached(
             call_user,
             backend.id,
@@ -229,7 +228,7 @@ impl McpState {
 
     /// `server/discover` answered for an older backend, from its InitializeResult.
     pub(crate) fn held_discover(&self, session: &ProxySession) -> Value {
-        let result = &session.init_params["backendResult"];
+        let result = &session.init.backend_result;
         let mut capabilities = result
             .get("capabilities")
             .cloned()

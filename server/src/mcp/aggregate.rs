@@ -45,6 +45,7 @@ use crate::mcp::message::{Kind, Message};
 use crate::mcp::protocol::{self, H_SESSION, H_VERSION, code};
 use crate::mcp::registry::{Backend, ToolFilter};
 use crate::mcp::relay;
+use crate::mcp::session::ClientInit;
 use crate::mcp::sse;
 use crate::mcp::upstream;
 use crate::state::AppState;
@@ -284,7 +285,20 @@ fn server_info() -> Value {
 }
 
 async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
-    let message = upstream::parse_value(body);
+    let init = match ClientInit::from_body(body) {
+        Ok(init) => init,
+        Err(malformed) => {
+            ctx.record(AGGREGATED, msg, "malformed", 400, 0);
+            return McpError::new(
+                msg.id.as_deref(),
+                ErrorKind::Malformed {
+                    malformed,
+                    modern: false,
+                },
+            )
+            .into_response();
+        }
+    };
     let version = msg
         .init_version
         .as_deref()
@@ -301,8 +315,8 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
         u: ctx.principal.user_id,
         k: key,
         v: version.clone(),
-        c: message["params"]["capabilities"].clone(),
-        i: message["params"]["clientInfo"].clone(),
+        c: init.capabilities(),
+        i: init.info().unwrap_or(Value::Null),
     };
     let session_id = match seal_session(&ctx.state, &token) {
         Ok(id) => id,

@@ -762,7 +762,7 @@ async fn wait_for_response(
     res: reqwest::Response,
     id: &Value,
 ) -> Result<Value, BackendError> {
-    let mut parser = sse::Parser::default();
+    let mut parser = sse::Parser::new(target.max_response_bytes);
     let mut stream = res.bytes_stream();
     loop {
         let next = tokio::time::timeout(target.timeout, stream.next())
@@ -773,16 +773,16 @@ async fn wait_for_response(
             Some(Err(_)) => return Err(BackendError::Unavailable(target.name.clone())),
             Some(Ok(chunk)) => chunk,
         };
-        for event in parser.push(&chunk) {
+        let events = parser
+            .push(&chunk)
+            .map_err(|_| BackendError::TooLarge(target.name.clone()))?;
+        for event in events {
             if let Ok(message) = serde_json::from_str::<Value>(&event.data)
                 && message.get("id") == Some(id)
                 && (message.get("result").is_some() || message.get("error").is_some())
             {
                 return Ok(message);
             }
-        }
-        if parser.pending() > target.max_response_bytes {
-            return Err(BackendError::TooLarge(target.name.clone()));
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::mcp::relay::{
     Shape, backend_error, fail, json_response, modernize_shape, outcome_of, relay, reshape,
     response_status, sse_response, swap_ids,
 };
-use crate::mcp::session::{ProxySession, Upstream};
+use crate::mcp::session::{ClientInit, ProxySession, Upstream};
 use crate::mcp::sse;
 use crate::mcp::upstream::{forward_in, parse_value};
 use crate::state::AppState;
@@ -59,7 +59,7 @@ pub(crate) async fn initialize_bridged_modern(
     call: &Call,
     msg: &Message,
     client_version: String,
-    init_params: Value,
+    init_params: ClientInit,
     recorder: Option<Recorder>,
 ) -> Response {
     let discovered = match state.mcp.client.discover(&call.backend.target).await {
@@ -102,7 +102,7 @@ pub(crate) fn start_session(
     call: &Call,
     msg: &Message,
     client_version: String,
-    init_params: Value,
+    init_params: ClientInit,
     upstream: Upstream,
     body: String,
     recorder: Option<Recorder>,
@@ -124,7 +124,7 @@ pub(crate) fn new_session(
     call: &Call,
     msg: &Message,
     client_version: String,
-    init_params: Value,
+    init_params: ClientInit,
     upstream: Upstream,
 ) -> Result<Arc<ProxySession>, Response> {
     state
@@ -152,20 +152,14 @@ pub(crate) async fn initialize_legacy(
     call: &Call,
     msg: &Message,
     client_version: String,
-    init_params: Value,
+    init_params: ClientInit,
     recorder: Option<Recorder>,
 ) -> Response {
     let target = &call.backend.target;
     let result = async {
         let mut session = LegacySession::connect(&state.mcp.client, target).await?;
-        let capabilities = init_params
-            .get("capabilities")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let info = init_params
-            .get("clientInfo")
-            .cloned()
-            .unwrap_or_else(client_info);
+        let capabilities = init_params.capabilities();
+        let info = init_params.info().unwrap_or_else(client_info);
         let handshake = session.initialize(capabilities, info).await?;
         Ok::<_, BackendError>((session, handshake))
     }

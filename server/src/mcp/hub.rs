@@ -95,7 +95,7 @@ pub fn start(res: BackendResponse, target: Target) -> (Arc<StreamHub>, mpsc::Rec
     let pump = hub.clone();
     tokio::spawn(async move {
         let mut stream = res.bytes_stream();
-        let mut parser = sse::Parser::default();
+        let mut parser = sse::Parser::new(target.max_response_bytes);
         // Keep-alives go out every KEEP_ALIVE whatever the backend sends (a backend that only
         // sends comments would otherwise keep a hub with no client alive).
         let mut last_keep_alive = tokio::time::Instant::now();
@@ -105,7 +105,15 @@ pub fn start(res: BackendResponse, target: Target) -> (Arc<StreamHub>, mpsc::Rec
                 Ok(Some(Ok(chunk))) => Some(chunk),
                 Ok(None | Some(Err(_))) => break,
             };
-            for event in chunk.map(|c| parser.push(&c)).unwrap_or_default() {
+            let events = match chunk.map(|c| parser.push(&c)) {
+                None => Vec::new(),
+                Some(Ok(events)) => events,
+                Some(Err(sse::TooLarge)) => {
+                    tracing::warn!(server = %target.name, "a backend stream event exceeded MCP_MAX_RESPONSE_BYTES; dropped the stream");
+                    break;
+                }
+            };
+            for event in events {
                 let bytes = event.encode();
                 // To one client stream: the newest open one (the next if it closed or stalled).
                 loop {
@@ -118,10 +126,6 @@ pub fn start(res: BackendResponse, target: Target) -> (Arc<StreamHub>, mpsc::Rec
                         Err(mpsc::error::SendTimeoutError::Closed(_)) => {}
                     }
                 }
-            }
-            if parser.pending() > target.max_response_bytes {
-                tracing::debug!(server = %target.name, "a backend stream event exceeded the size limit");
-                break;
             }
             if last_keep_alive.elapsed() >= KEEP_ALIVE {
                 if !pump.keep_alive() {

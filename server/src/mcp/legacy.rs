@@ -62,8 +62,9 @@ impl LegacySession {
             ));
         }
         let mut stream = res.bytes_stream();
-        let mut parser = sse::Parser::default();
+        let mut parser = sse::Parser::new(target.max_response_bytes);
         let mut early = Vec::new();
+        let mut early_bytes = 0;
         let endpoint = loop {
             let chunk = tokio::time::timeout(target.timeout, stream.next())
                 .await
@@ -71,18 +72,23 @@ impl LegacySession {
                 .ok_or_else(|| BackendError::Protocol(target.name.clone()))?
                 .map_err(|_| BackendError::Unavailable(target.name.clone()))?;
             let mut found = None;
-            for event in parser.push(&chunk) {
+            let events = parser
+                .push(&chunk)
+                .map_err(|_| BackendError::TooLarge(target.name.clone()))?;
+            for event in events {
                 if event.event.as_deref() == Some("endpoint") && found.is_none() {
                     found = Some(event.data.clone());
                 } else {
+                    // What comes before the endpoint is kept for later, within the same limit.
+                    early_bytes += event.data.len();
+                    if early_bytes > target.max_response_bytes {
+                        return Err(BackendError::TooLarge(target.name.clone()));
+                    }
                     early.push(event);
                 }
             }
             if let Some(endpoint) = found {
                 break resolve_endpoint(target, &endpoint)?;
-            }
-            if parser.pending() > target.max_response_bytes {
-                return Err(BackendError::TooLarge(target.name.clone()));
             }
         };
         let routes: Routes = Arc::default();
@@ -209,7 +215,14 @@ async fn read_stream(
         route(&event, &routes, &unsolicited).await;
     }
     while let Some(Ok(chunk)) = stream.next().await {
-        for event in parser.push(&chunk) {
+        // An event over the limit ends the stream (and fails the calls waiting on it).
+        let Ok(events) = parser.push(&chunk) else {
+            tracing::warn!(
+                "a backend's HTTP+SSE stream sent an event over MCP_MAX_RESPONSE_BYTES; dropped it"
+            );
+            break;
+        };
+        for event in events {
             route(&event, &routes, &unsolicited).await;
         }
     }

@@ -18,7 +18,7 @@ use crate::mcp::backend::{BackendError, client_info, is_event_stream, read_limit
 use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{self, H_SESSION, H_VERSION};
 use crate::mcp::registry::{Backend, Era};
-use crate::mcp::session::{ProxySession, Upstream};
+use crate::mcp::session::{ClientInit, ProxySession, Upstream};
 use crate::mcp::sse;
 use crate::mcp::upstream;
 use crate::state::AppState;
@@ -103,7 +103,7 @@ impl Link {
                 )
             }
         };
-        let init_params = json!({ "capabilities": capabilities, "clientInfo": client });
+        let init_params = ClientInit::new(&capabilities, &client);
         Ok(Link {
             session: Arc::new(ProxySession::detached(
                 user_id,
@@ -126,7 +126,7 @@ impl Link {
     }
 
     fn capabilities(&self) -> Value {
-        self.session.init_params["capabilities"].clone()
+        self.session.init.capabilities()
     }
 
     /// Sends a request (which carries a gateway id) and waits for its response; other messages
@@ -213,14 +213,17 @@ impl Link {
                 .ok_or_else(|| BackendError::Protocol(target.name.clone()));
         }
         let mut stream = res.bytes_stream();
-        let mut parser = sse::Parser::default();
+        let mut parser = sse::Parser::new(target.max_response_bytes);
         loop {
             let chunk = tokio::time::timeout(target.timeout, stream.next())
                 .await
                 .map_err(|_| BackendError::Timeout(target.name.clone()))?
                 .ok_or_else(|| BackendError::Protocol(target.name.clone()))?
                 .map_err(|_| BackendError::Unavailable(target.name.clone()))?;
-            for event in parser.push(&chunk) {
+            let parsed = parser
+                .push(&chunk)
+                .map_err(|_| BackendError::TooLarge(target.name.clone()))?;
+            for event in parsed {
                 let Ok(message) = serde_json::from_str::<Value>(&event.data) else {
                     continue;
                 };
@@ -230,9 +233,6 @@ impl Link {
                 if let Some(events) = events {
                     let _ = events.send(message).await;
                 }
-            }
-            if parser.pending() > target.max_response_bytes {
-                return Err(BackendError::TooLarge(target.name.clone()));
             }
         }
     }
@@ -303,17 +303,18 @@ impl Link {
                 let (tx, rx) = mpsc::channel(64);
                 tokio::spawn(async move {
                     let mut stream = res.bytes_stream();
-                    let mut parser = sse::Parser::default();
+                    let mut parser = sse::Parser::new(target.max_response_bytes);
                     while let Some(Ok(chunk)) = stream.next().await {
-                        for event in parser.push(&chunk) {
+                        // An event over the limit ends the stream.
+                        let Ok(events) = parser.push(&chunk) else {
+                            return;
+                        };
+                        for event in events {
                             if let Ok(message) = serde_json::from_str::<Value>(&event.data)
                                 && tx.send(message).await.is_err()
                             {
                                 return;
                             }
-                        }
-                        if parser.pending() > target.max_response_bytes {
-                            return;
                         }
                     }
                 });

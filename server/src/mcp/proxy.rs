@@ -43,11 +43,10 @@ use crate::mcp::relay::{
     KEEP_ALIVE, PASS, Shape, backend_error, fail, filter_response, hub_response,
     method_not_allowed, relay, relay_stream, sse_response, sse_stream_response, with_session_id,
 };
-use crate::mcp::session::{ProxySession, Upstream};
+use crate::mcp::session::{ClientInit, ProxySession, Upstream};
 use crate::mcp::sse;
 use crate::mcp::upstream::{
-    detect_era, end_backend_session, forward, forward_in, forwarded_headers, parse_value,
-    with_modern_meta,
+    detect_era, end_backend_session, forward, forward_in, forwarded_headers, with_modern_meta,
 };
 use crate::state::AppState;
 
@@ -215,9 +214,7 @@ async fn dispatch(
         };
         session.touch();
         if let Some(r) = &mut recorder {
-            r.row.client_name = session.init_params["clientInfo"]["name"]
-                .as_str()
-                .map(|n| n.chars().take(100).collect());
+            r.row.client_name = session.init.client_name();
         }
         return in_session(&state, call, &session, msg, headers, body, recorder).await;
     }
@@ -246,7 +243,20 @@ async fn initialize(
             protocol::SUPPORTED_VERSIONS.contains(&v.as_str()) && v != protocol::LATEST_VERSION
         })
         .unwrap_or_else(|| protocol::LATEST_HANDSHAKE_VERSION.to_string());
-    let init_params = parse_value(&body)["params"].clone();
+    let init_params = match ClientInit::from_body(&body) {
+        Ok(init) => init,
+        Err(malformed) => {
+            finish(recorder, "malformed", 400, 0);
+            return McpError::new(
+                msg.id.as_deref(),
+                ErrorKind::Malformed {
+                    malformed,
+                    modern: false,
+                },
+            )
+            .into_response();
+        }
+    };
     let era = backend.era();
     if era == Era::Legacy {
         return initialize_legacy(state, call, msg, client_version, init_params, recorder).await;
@@ -350,11 +360,7 @@ async fn in_session(
             }
         }
         Err(None) => {
-            let capabilities = session
-                .init_params
-                .get("capabilities")
-                .cloned()
-                .unwrap_or_else(|| json!({}));
+            let capabilities = session.init.capabilities();
             let (body, extra) = with_modern_meta(&body, &capabilities);
             match forward(
                 state,

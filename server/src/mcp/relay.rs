@@ -88,16 +88,31 @@ pub(crate) async fn filter_response(
     }
     // Rewritten as the client's connection reads it: no relay task, no channel.
     let events = futures_util::stream::unfold(
-        (body.into_data_stream(), sse::Parser::default(), rewrite),
+        (
+            body.into_data_stream(),
+            Some(sse::Parser::new(limit)),
+            rewrite,
+        ),
         move |(mut stream, mut parser, rewrite)| async move {
             loop {
                 let chunk = match stream.next().await {
                     Some(Ok(chunk)) => chunk,
                     Some(Err(_)) | None => return None,
                 };
-                let events = parser.push(&chunk);
+                // `None` once the limit was exceeded: the stream ends after its error.
+                let p = parser.as_mut()?;
+                let events = match p.push(&chunk) {
+                    Ok(events) => events,
+                    Err(sse::TooLarge) => {
+                        let e = BackendError::TooLarge("the backend".into());
+                        let data = McpError::new(None, ErrorKind::Backend(e)).body();
+                        let item: Result<Bytes, Infallible> =
+                            Ok(sse::Event::message(data).encode());
+                        return Some((item, (stream, None, rewrite)));
+                    }
+                };
                 // Keep-alive comments pass through (the parser drops comments).
-                if events.is_empty() && chunk.starts_with(b":") && parser.pending() == 0 {
+                if events.is_empty() && chunk.starts_with(b":") && p.pending() == 0 {
                     return Some((Ok(chunk), (stream, parser, rewrite)));
                 }
                 let mut out = Vec::new();
@@ -450,7 +465,10 @@ impl Relay {
                 }
                 Ok(Some(Ok(chunk))) => {
                     self.idle_for = Duration::ZERO;
-                    for mut event in self.parser.push(&chunk) {
+                    let Ok(events) = self.parser.push(&chunk) else {
+                        break Some(BackendError::TooLarge(self.target.name.clone()));
+                    };
+                    for mut event in events {
                         if let Some(result) =
                             response_status(event.data.as_bytes(), self.want_id.as_deref())
                         {
@@ -460,9 +478,6 @@ impl Relay {
                             event.data = reshape(std::mem::take(&mut event.data), &self.shape);
                         }
                         out.extend_from_slice(&event.encode());
-                    }
-                    if self.parser.pending() > self.target.max_response_bytes {
-                        break Some(BackendError::TooLarge(self.target.name.clone()));
                     }
                     if !out.is_empty() {
                         self.bytes_out += out.len();
@@ -499,8 +514,8 @@ pub(crate) fn relay_stream(
     recorder: Option<Recorder>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let relay = Relay {
+        parser: sse::Parser::new(target.max_response_bytes),
         stream: res.bytes_stream(),
-        parser: sse::Parser::default(),
         target,
         want_id,
         client_id,

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::auth::identity::hex;
 use crate::db;
@@ -30,14 +32,105 @@ pub enum Upstream {
     Legacy(Arc<tokio::sync::Mutex<LegacySession>>),
 }
 
+/// The most a session keeps of a client's `initialize` (its `capabilities` and `clientInfo`
+/// as sent, together). Real clients send well under 2 KiB; a larger `initialize` is refused
+/// with -32602, so one identity can pin at most this times `MAX_SESSIONS_PER_USER` per server.
+pub const MAX_CLIENT_INIT: usize = 16 * 1024;
+
+/// What a session keeps of the client's `initialize`: its `capabilities` and `clientInfo` as
+/// the JSON text the client sent (no tree), to re-initialise a backend that lost its session
+/// or to send them on to a 2026-07-28 backend.
+pub struct ClientInit {
+    /// `None`: none sent, read as `{}`.
+    capabilities: Option<Box<RawValue>>,
+    info: Option<Box<RawValue>>,
+    /// The backend's InitializeResult (sessions the gateway holds for itself).
+    pub backend_result: Value,
+}
+
+impl ClientInit {
+    /// Takes `params.capabilities` and `params.clientInfo` from an `initialize` the strict
+    /// reading accepted, without building a tree of the body. `Err` when they exceed
+    /// `MAX_CLIENT_INIT`.
+    pub fn from_body(body: &[u8]) -> Result<ClientInit, crate::mcp::message::Malformed> {
+        #[derive(Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            params: Option<Params<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow)]
+            capabilities: Option<&'a RawValue>,
+            #[serde(borrow, rename = "clientInfo")]
+            client_info: Option<&'a RawValue>,
+        }
+        let params = serde_json::from_slice::<Body>(body)
+            .ok()
+            .and_then(|b| b.params);
+        let (capabilities, info) = params.map_or((None, None), |p| (p.capabilities, p.client_info));
+        let size = capabilities.map_or(0, |c| c.get().len()) + info.map_or(0, |i| i.get().len());
+        if size > MAX_CLIENT_INIT {
+            return Err(crate::mcp::message::Malformed {
+                code: crate::mcp::protocol::code::INVALID_PARAMS,
+                reason: "initialize: capabilities and clientInfo exceed 16 KiB",
+            });
+        }
+        let object = |raw: Option<&RawValue>| {
+            raw.filter(|r| r.get().starts_with('{'))
+                .map(RawValue::to_owned)
+        };
+        Ok(ClientInit {
+            capabilities: object(capabilities),
+            info: object(info),
+            backend_result: Value::Null,
+        })
+    }
+
+    /// From values the gateway built itself (its own backend sessions).
+    pub fn new(capabilities: &Value, info: &Value) -> ClientInit {
+        let raw = |v: &Value| serde_json::value::to_raw_value(v).ok();
+        ClientInit {
+            capabilities: raw(capabilities).filter(|_| capabilities.is_object()),
+            info: raw(info).filter(|_| info.is_object()),
+            backend_result: Value::Null,
+        }
+    }
+
+    /// The client's capabilities (an object).
+    pub fn capabilities(&self) -> Value {
+        self.capabilities
+            .as_ref()
+            .and_then(|c| serde_json::from_str(c.get()).ok())
+            .unwrap_or_else(|| serde_json::json!({}))
+    }
+
+    /// The client's clientInfo, if it sent one.
+    pub fn info(&self) -> Option<Value> {
+        self.info
+            .as_ref()
+            .and_then(|i| serde_json::from_str(i.get()).ok())
+    }
+
+    /// The client's name, for activity records (at most 100 characters).
+    pub fn client_name(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Info {
+            name: Option<String>,
+        }
+        let info: Info = serde_json::from_str(self.info.as_ref()?.get()).ok()?;
+        info.name.map(|n| n.chars().take(100).collect())
+    }
+}
+
 pub struct ProxySession {
     pub id: String,
     pub user_id: i64,
     pub server_id: i64,
     /// The version negotiated with the client.
     pub client_version: String,
-    /// The client's `initialize` params, to re-initialise a backend that lost its session.
-    pub init_params: Value,
+    /// What the session keeps of the client's `initialize`.
+    pub init: ClientInit,
     pub upstream: tokio::sync::Mutex<Upstream>,
     /// The backend GET stream shared by this session's client GET streams (`hub.rs`).
     pub stream_hub: tokio::sync::Mutex<Option<Arc<crate::mcp::hub::StreamHub>>>,
@@ -50,7 +143,7 @@ impl ProxySession {
         user_id: i64,
         server_id: i64,
         client_version: String,
-        init_params: Value,
+        init: ClientInit,
         upstream: Upstream,
     ) -> ProxySession {
         ProxySession {
@@ -58,7 +151,7 @@ impl ProxySession {
             user_id,
             server_id,
             client_version,
-            init_params,
+            init,
             upstream: tokio::sync::Mutex::new(upstream),
             stream_hub: tokio::sync::Mutex::new(None),
             last_seen: AtomicI64::new(db::now()),
@@ -99,7 +192,7 @@ impl SessionStore {
         user_id: i64,
         server_id: i64,
         client_version: String,
-        init_params: Value,
+        init: ClientInit,
         upstream: Upstream,
     ) -> anyhow::Result<Arc<ProxySession>> {
         let id = hex(&random_bytes::<32>()?);
@@ -108,7 +201,7 @@ impl SessionStore {
             user_id,
             server_id,
             client_version,
-            init_params,
+            init,
             upstream: tokio::sync::Mutex::new(upstream),
             stream_hub: tokio::sync::Mutex::new(None),
             last_seen: AtomicI64::new(db::now()),
@@ -193,14 +286,26 @@ mod tests {
     fn sessions_are_bound_and_capped_per_user() {
         let store = SessionStore::default();
         let first = store
-            .create(1, 10, "v".into(), Value::Null, upstream())
+            .create(
+                1,
+                10,
+                "v".into(),
+                ClientInit::new(&Value::Null, &Value::Null),
+                upstream(),
+            )
             .unwrap();
         assert!(store.get(&first.id, 1, 10).is_some());
         assert!(store.get(&first.id, 2, 10).is_none(), "another user");
         assert!(store.get(&first.id, 1, 11).is_none(), "another server");
         for _ in 0..MAX_SESSIONS_PER_USER {
             store
-                .create(1, 10, "v".into(), Value::Null, upstream())
+                .create(
+                    1,
+                    10,
+                    "v".into(),
+                    ClientInit::new(&Value::Null, &Value::Null),
+                    upstream(),
+                )
                 .unwrap();
         }
         assert_eq!(store.len(), MAX_SESSIONS_PER_USER);
@@ -209,7 +314,13 @@ mod tests {
             "the least recently used went first"
         );
         let other = store
-            .create(2, 10, "v".into(), Value::Null, upstream())
+            .create(
+                2,
+                10,
+                "v".into(),
+                ClientInit::new(&Value::Null, &Value::Null),
+                upstream(),
+            )
             .unwrap();
         assert!(
             store.get(&other.id, 2, 10).is_some(),

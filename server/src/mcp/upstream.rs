@@ -149,16 +149,8 @@ pub(crate) async fn reinitialize(
     {
         return Ok(session_id.clone());
     }
-    let capabilities = session
-        .init_params
-        .get("capabilities")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let info = session
-        .init_params
-        .get("clientInfo")
-        .cloned()
-        .unwrap_or_else(client_info);
+    let capabilities = session.init.capabilities();
+    let info = session.init.info().unwrap_or_else(client_info);
     let handshake = state
         .mcp
         .client

@@ -21,14 +21,14 @@ use crate::peers::{PeerServer, Sdk};
 
 /// A backend that records every POST body it receives and answers every request with a
 /// result (both eras: `initialize` and `server/discover`).
-struct RecordingBackend {
+pub(crate) struct RecordingBackend {
     port: u16,
     bodies: Arc<Mutex<Vec<Bytes>>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl RecordingBackend {
-    async fn start() -> RecordingBackend {
+    pub(crate) async fn start() -> RecordingBackend {
         let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
         let seen = bodies.clone();
         let app = axum::Router::new().route(
@@ -55,7 +55,7 @@ impl RecordingBackend {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 

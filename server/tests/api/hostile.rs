@@ -392,3 +392,267 @@ async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
     assert_eq!(res.status(), 429, "the address has used its budget");
     app.stop().await;
 }
+
+/// The gateway binary as its own process (so its memory can be measured), killed on drop.
+struct GatewayProcess {
+    child: std::process::Child,
+    url: String,
+    _env: TestEnv,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GatewayProcess {
+    async fn start(env: TestEnv) -> GatewayProcess {
+        let port = crate::peers::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.env_vars())
+            .env("GATEWAY_PORT", port.to_string())
+            .env("LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if reqwest::get(format!("{url}/health")).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        GatewayProcess {
+            child,
+            url,
+            _env: env,
+        }
+    }
+
+    /// Resident memory in KiB (`VmRSS`).
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+/// An `initialize` whose capabilities hold `size` bytes of JSON.
+fn initialize_of(size: usize) -> Vec<u8> {
+    let filler = "[1,".to_string() + &"1,".repeat(size / 2) + "1]";
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{"experimental":{{"x":{{"big":{filler}}}}}}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn one_user_cannot_pin_memory_with_large_initializes() {
+    let backend = crate::gate::RecordingBackend::start().await;
+    let env = TestEnv::new(Backend::Sqlite).await.with_admin();
+    let gw = GatewayProcess::start(env).await;
+    let client = reqwest::Client::new();
+    let login = |path: &'static str| {
+        let client = client.clone();
+        let url = format!("{}{path}", gw.url);
+        async move {
+            let res: serde_json::Value = client
+                .post(url)
+                .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            res["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let admin = login("/admin/api/login").await;
+    let token = login("/auth/login").await;
+    let res = client
+        .post(format!("{}/admin/api/mcp-servers", gw.url))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "rec", "url": backend.url()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    let send = |path: &'static str, body: Vec<u8>| {
+        let req = client
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            (status, body)
+        }
+    };
+    // Warm up (one session, one refusal) before the baseline.
+    assert_eq!(send("/mcp/rec", initialize_of(100)).await.0, 200);
+    let before = gw.rss_kib();
+
+    // 256 maximum-size initializes (4 MB, the request cap) on a server's endpoint, 32 on the
+    // aggregated one: refused whole.
+    let max = 4 * 1024 * 1024 - 300;
+    for (path, n) in [("/mcp/rec", 256), ("/mcp", 32)] {
+        let answers = futures::stream::iter(0..n)
+            .map(|_| send(path, initialize_of(max)))
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        for (status, body) in answers {
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(body["error"]["code"], -32602, "{body}");
+        }
+    }
+    // 256 sessions at just under the cap are kept.
+    let answers = futures::stream::iter(0..256)
+        .map(|_| send("/mcp/rec", initialize_of(15 * 1024)))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(answers.iter().all(|(s, _)| *s == 200));
+    let after = gw.rss_kib();
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    // Sessions pin at most 256 × 16 KiB = 4 MiB; the rest is allocator slack.
+    assert!(grown_mib <= 48, "RSS grew by {grown_mib} MiB");
+}
+
+/// A backend whose `tools/call` answers with one SSE event of 64 MiB, as 1,024 `data:` lines
+/// of 64 KiB (initialize and discovery are answered normally).
+async fn flooding_backend() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: bytes::Bytes| async move {
+            let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let id = message["id"].clone();
+            match message["method"].as_str() {
+                Some("initialize") => axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {
+                    "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "flood", "version": "1"}}}))
+                .into_response(),
+                Some("tools/call") => {
+                    let line = bytes::Bytes::from(format!("data: {}\n", "x".repeat(64 * 1024)));
+                    let chunks = std::iter::once(bytes::Bytes::from_static(b"event: message\n"))
+                        .chain(std::iter::repeat_n(line, 1024))
+                        .chain(std::iter::once(bytes::Bytes::from_static(b"\n")))
+                        .map(Ok::<_, std::convert::Infallible>);
+                    (
+                        [("content-type", "text/event-stream")],
+                        axum::body::Body::from_stream(futures::stream::iter(chunks)),
+                    )
+                        .into_response()
+                }
+                Some(_) if !id.is_null() => {
+                    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {}})).into_response()
+                }
+                _ => axum::http::StatusCode::ACCEPTED.into_response(),
+            }
+        })
+        .get(|| async { axum::http::StatusCode::METHOD_NOT_ALLOWED }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn a_backends_64_mib_event_gets_a_clean_error_and_bounded_memory() {
+    let (backend, _task) = flooding_backend().await;
+    let env = TestEnv::new(Backend::Sqlite).await.with_admin();
+    let gw = GatewayProcess::start(env).await;
+    let client = reqwest::Client::new();
+    let token_of = |path: &'static str| {
+        let req = client
+            .post(format!("{}{path}", gw.url))
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}));
+        async move {
+            let res: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
+            res["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let admin = token_of("/admin/api/login").await;
+    let token = token_of("/auth/login").await;
+    let res = client
+        .post(format!("{}/admin/api/mcp-servers", gw.url))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "flood", "url": backend, "transport": "streamable-http"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let rpc = |session: Option<String>, body: serde_json::Value| {
+        let mut req = client
+            .post(format!("{}/mcp/flood", gw.url))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        req.send()
+    };
+    let init = rpc(
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let before = gw.rss_kib();
+    for i in 0..3 {
+        let res = rpc(
+            Some(session.clone()),
+            json!({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+                   "params": {"name": "big", "arguments": {}}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(
+            text.len() < 64 * 1024,
+            "nothing of the event was relayed: {} bytes",
+            text.len()
+        );
+        let error: serde_json::Value = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or_else(|| panic!("an error event: {text}"));
+        assert_eq!(error["id"], 10 + i, "{error}");
+        assert_eq!(error["error"]["code"], -32005, "{error}");
+    }
+    let after = gw.rss_kib();
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    // At most one event's limit (16 MiB, MCP_MAX_RESPONSE_BYTES) held at a time, plus slack.
+    assert!(
+        after.saturating_sub(before) / 1024 <= 48,
+        "RSS grew from {before} to {after} KiB"
+    );
+}
