@@ -21,6 +21,10 @@ use crate::db::servers::ActivityRow;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Distinct server labels kept; past it (servers added and removed many times over), new ones
+/// are counted as `other`.
+const MAX_SERVER_LABELS: usize = 1000;
+
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -35,7 +39,9 @@ struct Histogram {
 
 #[derive(Default)]
 struct Counts {
-    requests: BTreeMap<(String, String, String), u64>,
+    /// By (server, method label, status): methods are MCP's own or `other`, statuses the
+    /// gateway's own labels, servers registered ones (at most `MAX_SERVER_LABELS`).
+    requests: BTreeMap<(String, &'static str, String), u64>,
     latency: BTreeMap<String, Histogram>,
 }
 
@@ -51,11 +57,16 @@ impl Metrics {
             return;
         };
         // Counted per distinct key first (borrowed: no allocation per record), then merged.
-        let mut requests: std::collections::HashMap<(&str, &str, &str), u64> = Default::default();
+        let mut requests: std::collections::HashMap<(&str, &'static str, &str), u64> =
+            Default::default();
         let mut latency: std::collections::HashMap<&str, Histogram> = Default::default();
         for row in rows {
             *requests
-                .entry((&row.server, &row.method, &row.status))
+                .entry((
+                    &row.server,
+                    crate::mcp::message::method_label(&row.method),
+                    &row.status,
+                ))
                 .or_default() += 1;
             let seconds = row.latency_ms as f64 / 1000.0;
             let h = latency.entry(&row.server).or_default();
@@ -67,19 +78,33 @@ impl Metrics {
                 }
             }
         }
-        for ((server, method, status), n) in requests {
-            *counts
-                .requests
-                .entry((server.to_string(), method.to_string(), status.to_string()))
-                .or_default() += n;
-        }
+        // Each server's label: itself while there is room (or it has one), else `other`.
+        let mut labels: std::collections::HashMap<&str, String> = Default::default();
         for (server, batch) in latency {
-            let h = counts.latency.entry(server.to_string()).or_default();
+            let label = if counts.latency.contains_key(server)
+                || counts.latency.len() < MAX_SERVER_LABELS
+            {
+                server.to_string()
+            } else {
+                "other".to_string()
+            };
+            labels.insert(server, label.clone());
+            let h = counts.latency.entry(label).or_default();
             h.count += batch.count;
             h.sum += batch.sum;
             for (total, n) in h.buckets.iter_mut().zip(batch.buckets) {
                 *total += n;
             }
+        }
+        for ((server, method, status), n) in requests {
+            let label = labels
+                .get(server)
+                .cloned()
+                .unwrap_or_else(|| "other".to_string());
+            *counts
+                .requests
+                .entry((label, method, status.to_string()))
+                .or_default() += n;
         }
     }
 }
@@ -258,4 +283,47 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Respo
         render(&state),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(server: &str, method: &str) -> ActivityRow {
+        ActivityRow {
+            server: server.into(),
+            method: method.into(),
+            status: "ok".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn labels_stay_bounded_whatever_the_records_say() {
+        let metrics = Metrics::default();
+        let rows: Vec<_> = (0..10_000)
+            .map(|i| row("alpha", &format!("notifications/x{i}")))
+            .chain((0..10).map(|_| row("alpha", "tools/call")))
+            .collect();
+        metrics.observe(&rows);
+        let counts = metrics.counts.lock().unwrap();
+        assert_eq!(counts.requests.len(), 2, "{:?}", counts.requests.keys());
+        assert_eq!(
+            counts.requests[&("alpha".into(), "other", "ok".into())],
+            10_000
+        );
+        assert_eq!(
+            counts.requests[&("alpha".into(), "tools/call", "ok".into())],
+            10
+        );
+        drop(counts);
+
+        let servers: Vec<_> = (0..MAX_SERVER_LABELS + 500)
+            .map(|i| row(&format!("s{i}"), "ping"))
+            .collect();
+        metrics.observe(&servers);
+        let counts = metrics.counts.lock().unwrap();
+        assert!(counts.latency.len() <= MAX_SERVER_LABELS + 1);
+        assert!(counts.latency.contains_key("other"));
+    }
 }

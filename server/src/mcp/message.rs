@@ -66,6 +66,28 @@ const REQUEST_METHODS: &[&str] = &[
     "tasks/cancel",
 ];
 
+/// Notifications MCP defines that a client sends (others under `notifications/` are passed on,
+/// but counted as `other` in metrics).
+const CLIENT_NOTIFICATIONS: &[&str] = &[
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/elicitation/complete",
+    "notifications/tasks/status",
+];
+
+/// The method as a metric label: one of MCP's own, or `other` (a client chooses the method, so
+/// labels taken from it as is would grow without bound).
+pub fn method_label(method: &str) -> &'static str {
+    REQUEST_METHODS
+        .iter()
+        .chain(CLIENT_NOTIFICATIONS)
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// What kind of message a body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -656,3 +656,113 @@ async fn a_backends_64_mib_event_gets_a_clean_error_and_bounded_memory() {
         "RSS grew from {before} to {after} KiB"
     );
 }
+
+#[tokio::test]
+async fn ten_thousand_random_methods_leave_the_metrics_bounded() {
+    let backend = crate::gate::RecordingBackend::start().await;
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("METRICS_PUBLIC", "true")
+        .with_var("MCP_RATE_LIMIT_USER_PER_MINUTE", "0")
+        .with_var("MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE", "0")
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    crate::mcp::add_server(&app, &admin, json!({"name": "rec", "url": backend.url()})).await;
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    let (status, headers, _) = crate::mcp::rpc_at(
+        &app,
+        "/mcp/rec",
+        Some(&token),
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+
+    // 5,000 notifications with random methods (passed on) and 5,000 requests with random
+    // methods (refused): 10,000 distinct method strings.
+    let url = app.url("/mcp/rec");
+    let statuses = futures::stream::iter(0..10_000u32)
+        .map(|i| {
+            let method = if i % 2 == 0 {
+                format!("notifications/r{:x}", i.wrapping_mul(2_654_435_761))
+            } else {
+                format!("r{:x}/call", i.wrapping_mul(2_654_435_761))
+            };
+            let body = if i % 2 == 0 {
+                json!({"jsonrpc": "2.0", "method": method})
+            } else {
+                json!({"jsonrpc": "2.0", "id": i, "method": method})
+            };
+            let req = app
+                .client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", &session)
+                .header("mcp-protocol-version", "2025-11-25")
+                .json(&body);
+            async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 400),
+        "{:?}",
+        &statuses[..10]
+    );
+    assert!(statuses.iter().filter(|s| **s == 202).count() >= 4_900);
+
+    // The activity writer feeds the metrics every 250 ms; one more request to see when it has.
+    let (status, _, _) = crate::mcp::rpc_at(
+        &app,
+        "/mcp/rec",
+        Some(&token),
+        Some(&session),
+        &[("mcp-protocol-version", "2025-11-25")],
+        json!({"jsonrpc": "2.0", "id": "last", "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut series = 0;
+    let mut counted = 0.0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = app.get("/metrics").await.text().await.unwrap();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("valid text format");
+        let requests: Vec<_> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "authmcp_mcp_requests_total")
+            .collect();
+        series = requests.len();
+        counted = requests
+            .iter()
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum();
+        if counted >= 2.0 {
+            break;
+        }
+    }
+    assert!(
+        counted >= 2.0,
+        "initialize and tools/list counted: {counted}"
+    );
+    assert!(series <= 10, "a bounded number of series: {series}");
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !text.contains("notifications/r") && !text.contains("/call\""),
+        "no client-chosen method became a label"
+    );
+    app.stop().await;
+}
