@@ -113,6 +113,53 @@ pub async fn create_user(
 
 /// Creates the first admin, only while setup is unclaimed and no user exists. Claiming the
 /// single `setup_lock` row in the same transaction makes concurrent calls create at most one.
+/// The one-time token that creating the first admin needs when the gateway listens on a
+/// non-loopback address without `ADMIN_PASSWORD`: whoever reaches the port first must not be
+/// able to claim it. Printed in the log at start-up, kept here only as a hash.
+pub struct SetupToken {
+    hash: String,
+}
+
+impl SetupToken {
+    /// A fresh token when one is needed (no user yet, a non-loopback bind, no
+    /// `ADMIN_PASSWORD`), logged for the operator.
+    pub async fn issue(
+        db: &Db,
+        config: &crate::config::Config,
+    ) -> anyhow::Result<Option<SetupToken>> {
+        if config.admin_password.is_some() || config.host.is_loopback() {
+            return Ok(None);
+        }
+        let claimed = db::setup::is_claimed(&db.pool).await?;
+        if claimed || db::users::count(&db.pool).await? > 0 {
+            return Ok(None);
+        }
+        let token = random_token("setup_")?;
+        tracing::warn!(
+            "first-run setup: no admin exists and the gateway listens on {}; creating the first \
+             admin (setup page or POST /setup/create-admin) needs this one-time setup token: {token}",
+            config.host
+        );
+        Ok(Some(SetupToken {
+            hash: hash_token(&token),
+        }))
+    }
+
+    /// `Forbidden` unless `presented` is the token.
+    pub fn check(&self, presented: Option<&str>) -> Result<(), ApiError> {
+        let ok = presented.is_some_and(|p| {
+            crate::keys::constant_time_eq(hash_token(p.trim()).as_bytes(), self.hash.as_bytes())
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "the one-time setup token from the gateway's log is required (setup_token)",
+            ))
+        }
+    }
+}
+
 pub async fn create_first_admin(
     db: &Db,
     username: &str,

@@ -57,6 +57,8 @@ pub struct AppStateInner {
     pub live: LiveHub,
     pub runtime: Arc<RuntimeSettings>,
     pub spa: Option<Spa>,
+    /// Needed to create the first admin on a non-loopback bind (`accounts::SetupToken`).
+    pub setup_token: Option<accounts::SetupToken>,
     /// Client connections: caps, timeouts, shedding (`conn.rs`).
     pub connections: Arc<Connections>,
     pub started: Instant,
@@ -74,6 +76,7 @@ impl AppState {
         let secret_box = Arc::new(SecretBox::new(&crate::keys::load_encryption_key(&config)?));
         let keys = KeyRing::load(db.clone(), config.clone(), secret_box.clone()).await?;
         bootstrap_admin(&db, &config).await?;
+        let setup_token = accounts::SetupToken::issue(&db, &config).await?;
 
         let keys = Arc::new(keys);
         spawn_key_reload(keys.clone(), db.clone());
@@ -123,6 +126,7 @@ impl AppState {
             ),
             live,
             runtime: runtime.clone(),
+            setup_token,
             connections: Connections::new(&config.connections, config.trusted_proxies.clone()),
             config,
             db,

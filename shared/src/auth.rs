@@ -119,6 +119,25 @@ pub struct Me {
 pub struct SetupStatus {
     /// True while no user exists: the first admin still has to be created.
     pub setup_required: bool,
+    /// True when creating the first admin needs the one-time setup token the gateway printed
+    /// in its log at start-up (it listens on a non-loopback address and `ADMIN_PASSWORD` is
+    /// not set).
+    #[serde(default)]
+    pub token_required: bool,
+}
+
+/// Body of `POST /setup/create-admin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"username": "admin", "password": "a long unusual passphrase", "email": "admin@example.com", "setup_token": "k3Jx…"})))]
+pub struct SetupAccount {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The one-time setup token from the gateway's log, when `token_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_token: Option<String>,
 }
 
 /// Body of `POST /setup/create-admin` and `POST /auth/register`.

@@ -13,7 +13,7 @@ use gloo_net::http::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::auth::{
-    ApiKey, CreateApiKey, CreatedApiKey, LoginRequest, Me, NewAccount, SessionMode, SetupStatus,
+    ApiKey, CreateApiKey, CreatedApiKey, LoginRequest, Me, SessionMode, SetupAccount, SetupStatus,
     TokenResponse,
 };
 use shared::console::{ConsoleCall, ConsoleResult, ConsoleTarget, ConsoleTool};
@@ -368,7 +368,7 @@ pub async fn setup_status() -> Result<SetupStatus, ApiError> {
     get("/setup/status").await
 }
 
-pub async fn setup_create_admin(account: &NewAccount) -> Result<User, ApiError> {
+pub async fn setup_create_admin(account: &SetupAccount) -> Result<User, ApiError> {
     post("/setup/create-admin", account).await
 }
 

@@ -14,6 +14,8 @@ pub struct Session {
     pub ready: RwSignal<bool>,
     /// True while the gateway still needs its first admin.
     pub setup_required: RwSignal<bool>,
+    /// True when creating it needs the setup token from the gateway's log.
+    pub setup_token_required: RwSignal<bool>,
 }
 
 impl Session {
@@ -23,11 +25,15 @@ impl Session {
             me: RwSignal::new(None),
             ready: RwSignal::new(false),
             setup_required: RwSignal::new(false),
+            setup_token_required: RwSignal::new(false),
         };
         provide_context(session);
         leptos::task::spawn_local(async move {
             match api::setup_status().await {
-                Ok(status) if status.setup_required => session.setup_required.set(true),
+                Ok(status) if status.setup_required => {
+                    session.setup_required.set(true);
+                    session.setup_token_required.set(status.token_required);
+                }
                 _ => session.me.set(api::resume().await),
             }
             session.ready.set(true);

@@ -409,6 +409,10 @@ impl Drop for GatewayProcess {
 
 impl GatewayProcess {
     async fn start(env: TestEnv) -> GatewayProcess {
+        GatewayProcess::start_with(env, std::process::Stdio::null()).await
+    }
+
+    async fn start_with(env: TestEnv, stdout: std::process::Stdio) -> GatewayProcess {
         let port = crate::peers::free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
             .env_clear()
@@ -416,7 +420,7 @@ impl GatewayProcess {
             .envs(env.env_vars())
             .env("GATEWAY_PORT", port.to_string())
             .env("LOG_LEVEL", "warn")
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
@@ -765,4 +769,76 @@ async fn ten_thousand_random_methods_leave_the_metrics_bounded() {
         "no client-chosen method became a label"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn on_a_public_address_the_first_admin_needs_the_setup_token_from_the_log() {
+    use std::io::BufRead;
+    let env = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_var("GATEWAY_HOST", "0.0.0.0");
+    let mut gw = GatewayProcess::start_with(env, std::process::Stdio::piped()).await;
+    let stdout = gw.child.stdout.take().unwrap();
+    let token = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.split_whitespace()
+                    .find(|w| w.starts_with("setup_"))
+                    .map(str::to_string)
+            })
+    })
+    .await
+    .unwrap()
+    .expect("the setup token is in the log");
+    let client = reqwest::Client::new();
+    let status: serde_json::Value = client
+        .get(format!("{}/setup/status", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        json!({"setup_required": true, "token_required": true})
+    );
+    let create = |token: Option<&str>| {
+        let mut body = json!({"username": "first", "password": "a long unusual passphrase"});
+        if let Some(token) = token {
+            body["setup_token"] = json!(token);
+        }
+        client
+            .post(format!("{}/setup/create-admin", gw.url))
+            .json(&body)
+            .send()
+    };
+    for wrong in [
+        None,
+        Some(""),
+        Some("setup_wrong"),
+        Some(&token[..token.len() - 1]),
+    ] {
+        let res = create(wrong).await.unwrap();
+        assert_eq!(res.status(), 403, "{wrong:?}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    }
+    let status: serde_json::Value = client
+        .get(format!("{}/setup/status", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["setup_required"], true, "nobody was created");
+    assert_eq!(create(Some(&token)).await.unwrap().status(), 201);
+    assert_eq!(
+        create(Some(&token)).await.unwrap().status(),
+        409,
+        "one time: the admin exists"
+    );
 }

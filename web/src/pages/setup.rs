@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_navigate;
-use shared::auth::NewAccount;
+use shared::auth::SetupAccount;
 
 use crate::api;
 use crate::session::use_session;
@@ -15,8 +15,9 @@ pub fn Setup() -> impl IntoView {
     let email = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
+    let setup_token = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let create = Action::new_local(move |account: &NewAccount| {
+    let create = Action::new_local(move |account: &SetupAccount| {
         let account = account.clone();
         async move {
             api::setup_create_admin(&account).await?;
@@ -40,10 +41,12 @@ pub fn Setup() -> impl IntoView {
             return;
         }
         let email = email.get_untracked();
-        create.dispatch(NewAccount {
+        let token = setup_token.get_untracked();
+        create.dispatch(SetupAccount {
             username: username.get_untracked(),
             password: password.get_untracked(),
             email: (!email.trim().is_empty()).then_some(email),
+            setup_token: (!token.trim().is_empty()).then(|| token.trim().to_string()),
         });
     };
     move || {
@@ -55,6 +58,12 @@ pub fn Setup() -> impl IntoView {
             <h1>"Welcome to AuthMCP Gateway"</h1>
             <p>"Create the first administrator account. This page works only once."</p>
             <form class="stack" id="setup-form" on:submit=on_submit>
+                {move || session.setup_token_required.get().then(|| view! {
+                    <label>"Setup token (printed in the gateway's log at start-up)"
+                        <input id="setup-token" autocomplete="off" required spellcheck="false"
+                            bind:value=setup_token />
+                    </label>
+                })}
                 <label>"Username"
                     <input id="setup-username" autocomplete="username" required minlength="3" maxlength="64"
                         bind:value=username />
