@@ -56,6 +56,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_SESSION_IDLE_SECS",
     "MCP_DEFAULT_TIMEOUT_SECS",
     "MCP_AGGREGATE_PAGE_SIZE",
+    "MCP_MAX_CONCURRENT_PER_USER",
     "MCP_RATE_LIMIT_USER_PER_MINUTE",
     "MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE",
     "MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE",
@@ -182,6 +183,8 @@ pub struct McpConfig {
     pub default_timeout: Duration,
     /// Items per page of the aggregated endpoint's lists.
     pub aggregate_page_size: usize,
+    /// MCP POST requests one user may have in progress at once (0: no cap).
+    pub max_concurrent_per_user: u32,
     pub rate_limits: RateLimitConfig,
 }
 
@@ -585,6 +588,12 @@ impl Config {
                 |s| ranged(s, 1, 10_000, "expected items per page 1-10000"),
             )?)
             .unwrap_or(500),
+            max_concurrent_per_user: u32::try_from(vars.parse(
+                "MCP_MAX_CONCURRENT_PER_USER",
+                64,
+                |s| ranged(s, 0, 100_000, "expected requests 0-100000 (0 = no cap)"),
+            )?)
+            .unwrap_or(64),
             rate_limits: RateLimitConfig {
                 user_per_minute: u32::try_from(vars.parse(
                     "MCP_RATE_LIMIT_USER_PER_MINUTE",

@@ -60,6 +60,8 @@ pub struct McpState {
     pub activity: ActivitySink,
     pub metrics: Arc<Metrics>,
     pub limits: McpLimits,
+    /// MCP requests in progress per user (`MCP_MAX_CONCURRENT_PER_USER`).
+    pub concurrency: crate::ratelimit::Concurrency,
     pub aggregate: AggregateState,
     ids: AtomicU64,
 }
@@ -94,6 +96,7 @@ impl McpState {
             ),
             metrics,
             limits,
+            concurrency: crate::ratelimit::Concurrency::new(config.mcp.max_concurrent_per_user),
             aggregate: AggregateState::default(),
             ids: AtomicU64::new(1),
         }))

@@ -188,6 +188,60 @@ impl McpLimits {
     }
 }
 
+/// MCP requests in progress per user: what one identity can hold at once (request bodies being
+/// read and worked on) is bounded by this times `MCP_MAX_REQUEST_BYTES`.
+pub struct Concurrency {
+    max: u32,
+    users: std::sync::Mutex<HashMap<i64, u32>>,
+}
+
+/// A request's place in its user's concurrency budget, given back on drop.
+pub struct Slot<'a> {
+    limits: &'a Concurrency,
+    user: i64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut users) = self.limits.users.lock()
+            && let Some(n) = users.get_mut(&self.user)
+        {
+            *n -= 1;
+            if *n == 0 {
+                users.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl Concurrency {
+    pub fn new(max: u32) -> Concurrency {
+        Concurrency {
+            max,
+            users: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for one more request of `user`, or `Limited` (scope `concurrency`) when the
+    /// user already has `max` in progress. The map holds only users with requests in progress.
+    pub fn enter(&self, user: i64) -> Result<Option<Slot<'_>>, Limited> {
+        if self.max == 0 {
+            return Ok(None);
+        }
+        let refused = Limited {
+            scope: "concurrency",
+            retry_after: Duration::from_secs(1),
+        };
+        let mut users = self.users.lock().map_err(|_| refused)?;
+        let n = users.entry(user).or_insert(0);
+        if *n >= self.max {
+            return Err(refused);
+        }
+        *n += 1;
+        Ok(Some(Slot { limits: self, user }))
+    }
+}
+
 /// Requests per client IP on the unauthenticated OAuth endpoints (registration, token,
 /// revocation): GCRA allowing the whole minute's budget as a burst (clients register and
 /// exchange in bursts; the limit is against floods).

@@ -80,6 +80,13 @@ pub async fn post(
         Ok(call) => call,
         Err(res) => return res,
     };
+    // Held until the answer is on its way: bounds what one user's requests hold at once.
+    let _slot = match state.mcp.concurrency.enter(call.principal.user_id) {
+        Ok(slot) => slot,
+        Err(limited) => {
+            return McpError::new(None, ErrorKind::RateLimited(limited)).into_response();
+        }
+    };
     let body = match read_body(body, state.config.mcp.max_request_bytes).await {
         Ok(body) => body,
         Err(res) => return res,

@@ -842,3 +842,112 @@ async fn on_a_public_address_the_first_admin_needs_the_setup_token_from_the_log(
         "one time: the admin exists"
     );
 }
+
+/// A backend whose `tools/call` takes `delay` (everything else answers at once).
+async fn slow_backend(delay: Duration) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: bytes::Bytes| async move {
+            let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let id = message["id"].clone();
+            let result = match message["method"].as_str() {
+                Some("initialize") => json!({"protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}}, "serverInfo": {"name": "slow", "version": "1"}}),
+                Some("tools/call") => {
+                    tokio::time::sleep(delay).await;
+                    json!({"content": [{"type": "text", "text": "done"}]})
+                }
+                _ if id.is_null() => return axum::http::StatusCode::ACCEPTED.into_response(),
+                _ => json!({}),
+            };
+            axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+        })
+        .get(|| async { axum::http::StatusCode::METHOD_NOT_ALLOWED }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn one_user_holds_at_most_its_share_of_requests_in_progress() {
+    let (backend, _task) = slow_backend(Duration::from_millis(1500)).await;
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("MCP_MAX_CONCURRENT_PER_USER", "4")
+        .with_var("MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE", "0")
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let server = crate::mcp::add_server(
+        &app,
+        &admin,
+        json!({"name": "slow", "url": backend, "transport": "streamable-http"}),
+    )
+    .await;
+    let other = app.create_user(&admin, "olga", "user").await;
+    crate::mcp::set_access(&app, &admin, other, server, true).await;
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    let olga = crate::mcp::user_token(&app, "olga").await;
+    let session_of = |token: String| {
+        let app = &app;
+        async move {
+            let (status, headers, body) = crate::mcp::rpc_at(
+                app,
+                "/mcp/slow",
+                Some(&token),
+                None,
+                &[],
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"}}}),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            headers["mcp-session-id"].to_str().unwrap().to_string()
+        }
+    };
+    let mine = session_of(token.clone()).await;
+    let hers = session_of(olga.clone()).await;
+    let call = |token: String, session: String, id: u32| {
+        let app = &app;
+        async move {
+            crate::mcp::rpc_at(
+                app,
+                "/mcp/slow",
+                Some(&token),
+                Some(&session),
+                &[("mcp-protocol-version", "2025-11-25")],
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                       "params": {"name": "wait", "arguments": {}}}),
+            )
+            .await
+        }
+    };
+    let burst = futures::future::join_all((0..10).map(|i| call(token.clone(), mine.clone(), i)));
+    let hers = async {
+        // While the burst holds its four places, another user is served.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        call(olga.clone(), hers.clone(), 99).await
+    };
+    let (answers, hers) = tokio::join!(burst, hers);
+    assert_eq!(hers.0, 200, "{}", hers.2);
+    let served = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert_eq!(served, 4, "{answers:?}");
+    assert_eq!(refused.len(), 6);
+    for (_, headers, body) in refused {
+        assert_eq!(body["error"]["code"], -32029, "{body}");
+        assert_eq!(body["error"]["data"]["scope"], "concurrency", "{body}");
+        assert!(headers.contains_key("retry-after"));
+    }
+    // Places are given back: the user is served again.
+    let (status, _, body) = call(token.clone(), mine.clone(), 50).await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}
