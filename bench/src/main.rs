@@ -709,6 +709,38 @@ async fn main() -> anyhow::Result<()> {
     }
     let (_, peak_rss) = memory_kib(gw_pid);
 
+    // Hostile: the warm tools/call at 32 (8 quick) connections, quiet and then while another
+    // address holds idle half-open connections and another user sends maximum-size initializes.
+    let hostile = if args.selects("hostile") {
+        let legit = Target {
+            addr: addr(s.gateway_port),
+            path: "/mcp/bench".into(),
+            headers: vec![auth.clone(), version.clone(), session(&gateway_session)],
+            bodies: vec![call_echo()],
+        };
+        let (flood_conns, senders) = if args.quick { (300, 1) } else { (5000, 2) };
+        let attacker = s
+            .aggregated
+            .first()
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default();
+        Some(
+            hostile_run(
+                &legit,
+                c,
+                secs,
+                gw_pid,
+                s.gateway_port,
+                flood_conns,
+                senders,
+                &attacker,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
     // Open server-to-client streams through the gateway and measure what they cost.
     let streams = match (args.quick, args.selects("streams")) {
         (_, false) => 0,
@@ -732,6 +764,7 @@ async fn main() -> anyhow::Result<()> {
     let reported = report(
         &args,
         &rows,
+        hostile.as_ref(),
         (s.start_rss, idle_rss),
         peak_rss,
         opened,
@@ -806,6 +839,7 @@ async fn open_streams(
 fn report(
     args: &Args,
     rows: &[Row],
+    hostile: Option<&Hostile>,
     (start_rss, idle_rss): (u64, u64),
     peak_rss: u64,
     streams: usize,
@@ -860,6 +894,29 @@ fn report(
         peak_rss as f64 / 1024.0,
         stream_cost_mib
     );
+    if let Some(h) = hostile {
+        let ratio = h.attacked.rps() / h.quiet.rps().max(1e-9);
+        println!(
+            "\nHostile load (warm tools/call, session, JSON @ {}): quiet {:.0} req/s (p50 {:.3} ms, p99 {:.3} ms); while {} idle half-open connections from 127.0.0.2 are held open and {} sender(s) post {:.1} MiB initializes: {:.0} req/s (p50 {:.3} ms, p99 {:.3} ms), {:.2}× quiet (target ≥ 0.8), {} errors. Peak RSS during it {:.1} MiB = idle + {:.1} MiB (target ≤ idle + 150). Flood sockets (re)opened: {}; oversized initializes refused: {} (answered otherwise: {}).",
+            h.conns,
+            h.quiet.rps(),
+            h.quiet.percentile(0.5),
+            h.quiet.percentile(0.99),
+            h.flood_conns,
+            h.senders,
+            h.init_bytes as f64 / 1048576.0,
+            h.attacked.rps(),
+            h.attacked.percentile(0.5),
+            h.attacked.percentile(0.99),
+            ratio,
+            h.attacked.errors,
+            h.peak_rss as f64 / 1024.0,
+            h.peak_rss.saturating_sub(idle_rss) as f64 / 1024.0,
+            h.flood_opened,
+            h.refused,
+            h.other,
+        );
+    }
     println!(
         "Rate limiting and activity logging are on (limits set high enough not to trigger). Aggregated scenarios: the same bench backend registered as 1, 5 or 20 servers; warm lists come from the gateway's catalog, so \"added\" is gateway time."
     );
@@ -878,6 +935,16 @@ fn report(
         "mode": if args.quick { "quick" } else { "full" },
         "machine": {"cpu": machine, "cpus": cpus},
         "rows": json_rows,
+        "hostile": hostile.map(|h| json!({
+            "connections": h.conns,
+            "quiet_rps": h.quiet.rps(), "attacked_rps": h.attacked.rps(),
+            "ratio": h.attacked.rps() / h.quiet.rps().max(1e-9),
+            "attacked_p99_ms": h.attacked.percentile(0.99), "errors": h.attacked.errors,
+            "idle_flood_connections": h.flood_conns, "flood_opened": h.flood_opened,
+            "oversized_initialize_bytes": h.init_bytes, "oversized_refused": h.refused,
+            "peak_rss_mib": h.peak_rss as f64 / 1024.0,
+            "peak_over_idle_mib": h.peak_rss.saturating_sub(idle_rss) as f64 / 1024.0,
+        })),
         "memory": {"start_rss_mib": start_rss as f64 / 1024.0, "idle_rss_mib": idle_rss as f64 / 1024.0, "peak_rss_mib": peak_rss as f64 / 1024.0, "open_streams": streams, "open_streams_added_mib": stream_cost_mib},
     });
     std::fs::create_dir_all(&args.out)?;
@@ -889,4 +956,157 @@ fn report(
     std::fs::write(&file, serde_json::to_string_pretty(&out)?)?;
     eprintln!("results written to {}", Path::new(&file).display());
     Ok(())
+}
+
+/// What the hostile scenario measured.
+struct Hostile {
+    conns: usize,
+    quiet: Measured,
+    attacked: Measured,
+    flood_conns: usize,
+    flood_opened: u64,
+    senders: usize,
+    init_bytes: usize,
+    refused: u64,
+    other: u64,
+    peak_rss: u64,
+}
+
+/// An `initialize` of `size` bytes (a long array in `capabilities.experimental`).
+fn oversized_initialize(size: usize) -> Bytes {
+    let filler = "1,".repeat(size / 2 - 64);
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{"experimental":{{"x":[{filler}1]}}}},"clientInfo":{{"name":"hostile","version":"1"}}}}}}"#
+    ))
+}
+
+/// Measures `legit` quiet, then under a flood of idle half-open connections (kept at
+/// `flood_conns`, reopened when the gateway closes them) and `senders` loops of maximum-size
+/// initializes from another user, sampling the gateway's RSS.
+#[allow(clippy::too_many_arguments)]
+async fn hostile_run(
+    legit: &Target,
+    conns: usize,
+    secs: Duration,
+    gw_pid: u32,
+    gateway_port: u16,
+    flood_conns: usize,
+    senders: usize,
+    attacker_token: &str,
+) -> anyhow::Result<Hostile> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let quiet = load(legit, conns, secs).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicU64::new(0));
+    let gateway = SocketAddr::from(([127, 0, 0, 1], gateway_port));
+    // The idle flood: each task keeps one half-open head open, and opens another when the
+    // gateway closes it.
+    let mut tasks = Vec::new();
+    for _ in 0..flood_conns {
+        let (stop, opened) = (stop.clone(), opened.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+                    return;
+                };
+                if socket.bind(SocketAddr::from(([127, 0, 0, 2], 0))).is_err() {
+                    return;
+                }
+                let Ok(mut stream) = socket.connect(gateway).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                opened.fetch_add(1, Ordering::Relaxed);
+                let _ = stream
+                    .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                    .await;
+                let mut buf = [0u8; 64];
+                // Waits until the gateway closes it (or the run ends).
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match tokio::time::timeout(
+                        Duration::from_millis(500),
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+                    )
+                    .await
+                    {
+                        Ok(Ok(0) | Err(_)) => break,
+                        _ => {}
+                    }
+                }
+            }
+        }));
+    }
+    // The oversized initializes, from another user.
+    let size = 4 * 1024 * 1024 - 1024;
+    let body = oversized_initialize(size);
+    let refused = Arc::new(AtomicU64::new(0));
+    let other = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::new();
+    for _ in 0..senders {
+        let (stop, refused, other, http, body) = (
+            stop.clone(),
+            refused.clone(),
+            other.clone(),
+            http.clone(),
+            body.clone(),
+        );
+        let (url, token) = (format!("http://{gateway}/mcp"), attacker_token.to_string());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let res = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 400 => refused.fetch_add(1, Ordering::Relaxed),
+                    _ => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    // RSS sampled every 100 ms while the attack runs.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(memory_kib(gw_pid).0, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // Let the flood build up before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!("through the gateway: hostile @ {conns}");
+    let attacked = load(legit, conns, secs).await?;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = sampler.await;
+    eprintln!(
+        "hostile @ {conns}: quiet {:.0} rps, attacked {:.0} rps",
+        quiet.rps(),
+        attacked.rps()
+    );
+    Ok(Hostile {
+        conns,
+        quiet,
+        attacked,
+        flood_conns,
+        flood_opened: opened.load(Ordering::Relaxed),
+        senders,
+        init_bytes: size,
+        refused: refused.load(Ordering::Relaxed),
+        other: other.load(Ordering::Relaxed),
+        peak_rss: peak.load(Ordering::Relaxed),
+    })
 }
