@@ -264,6 +264,8 @@ struct Setup {
     token: String,
     /// Tokens of users who may use 1, 5 and 20 servers (`agg-01` …), for the aggregated `/mcp`.
     aggregated: Vec<(usize, String)>,
+    /// The hostile scenario's attacker (default per-user limits, no servers).
+    hostile_token: String,
 }
 
 /// Backends behind the aggregated-endpoint scenarios (all served by the JSON bench backend).
@@ -430,7 +432,40 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
         .await?;
         aggregated.push((n, t["access_token"].as_str().context("token")?.to_string()));
     }
+    // The hostile scenario's attacker: a user with the gateway's default per-user request
+    // limit (the other bench users have limits high enough never to trigger).
+    let (_, hostile_user) = post_json(
+        &http,
+        &format!("{base}/admin/api/users"),
+        Some(&admin),
+        json!({"username": "hostile", "password": PASSWORD, "role": "user"}),
+    )
+    .await?;
+    let res = http
+        .put(format!("{base}/admin/api/rate-limits"))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"user_per_minute": 1_000_000_000, "user_server_per_minute": 1_000_000_000,
+            "user_tool_per_minute": 0,
+            "overrides": [{"kind": "user", "user_id": hostile_user["id"], "per_minute": 6000}]}),
+        )
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        bail!("limiting the hostile user: {}", res.status());
+    }
+    let (_, hostile) = post_json(
+        &http,
+        &format!("{base}/auth/login"),
+        None,
+        json!({"username": "hostile", "password": PASSWORD}),
+    )
+    .await?;
     Ok(Setup {
+        hostile_token: hostile["access_token"]
+            .as_str()
+            .context("token")?
+            .to_string(),
         aggregated,
         start_rss,
         _dir: dir,
@@ -489,6 +524,11 @@ struct Row {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The hostile scenario's attacker runs as its own (niced) process: see `hostile_run`.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--attack") {
+        return attack_main(&argv[2..]).await;
+    }
     let args = parse_args()?;
     let secs = if args.quick {
         Duration::from_millis(700)
@@ -719,11 +759,14 @@ async fn main() -> anyhow::Result<()> {
             bodies: vec![call_echo()],
         };
         let (flood_conns, senders) = if args.quick { (300, 1) } else { (5000, 2) };
-        let attacker = s
-            .aggregated
-            .first()
-            .map(|(_, t)| t.clone())
-            .unwrap_or_default();
+        // `BENCH_HOSTILE=flood,senders`: other sizes (e.g. one kind of attack alone).
+        let (flood_conns, senders) = std::env::var("BENCH_HOSTILE")
+            .ok()
+            .and_then(|v| {
+                let (f, s) = v.split_once(',')?;
+                Some((f.trim().parse().ok()?, s.trim().parse().ok()?))
+            })
+            .unwrap_or((flood_conns, senders));
         Some(
             hostile_run(
                 &legit,
@@ -733,7 +776,7 @@ async fn main() -> anyhow::Result<()> {
                 s.gateway_port,
                 flood_conns,
                 senders,
-                &attacker,
+                &s.hostile_token,
             )
             .await?,
         )
@@ -980,9 +1023,11 @@ fn oversized_initialize(size: usize) -> Bytes {
     ))
 }
 
-/// Measures `legit` quiet, then under a flood of idle half-open connections (kept at
-/// `flood_conns`, reopened when the gateway closes them) and `senders` loops of maximum-size
-/// initializes from another user, sampling the gateway's RSS.
+/// Measures `legit` quiet, then under attack: another process (`--attack`, niced so that on a
+/// small machine its own CPU use does not count against the gateway, as if it ran elsewhere)
+/// keeps `flood_conns` idle half-open connections open from 127.0.0.2 (reopened when the
+/// gateway closes them) and runs `senders` loops of maximum-size initializes as another user.
+/// The gateway's RSS is sampled meanwhile.
 #[allow(clippy::too_many_arguments)]
 async fn hostile_run(
     legit: &Target,
@@ -995,15 +1040,85 @@ async fn hostile_run(
     attacker_token: &str,
 ) -> anyhow::Result<Hostile> {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use tokio::io::AsyncWriteExt;
     let quiet = load(legit, conns, secs).await?;
+    let warmup = Duration::from_secs(2);
+    let attack_for = warmup + secs + Duration::from_millis(500);
+    let attacker = Command::new("nice")
+        .arg("-n")
+        .arg("19")
+        .arg(std::env::current_exe()?)
+        .arg("--attack")
+        .arg(gateway_port.to_string())
+        .arg(attacker_token)
+        .arg(flood_conns.to_string())
+        .arg(senders.to_string())
+        .arg(attack_for.as_millis().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the attacker (nice)")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(memory_kib(gw_pid).0, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // Let the flood build up before measuring.
+    tokio::time::sleep(warmup).await;
+    eprintln!("through the gateway: hostile @ {conns}");
+    let attacked = load(legit, conns, secs).await?;
+    let out = tokio::task::spawn_blocking(move || attacker.wait_with_output()).await??;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    let counts: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    eprintln!(
+        "hostile @ {conns}: quiet {:.0} rps, attacked {:.0} rps; attacker {counts}",
+        quiet.rps(),
+        attacked.rps()
+    );
+    Ok(Hostile {
+        conns,
+        quiet,
+        attacked,
+        flood_conns,
+        flood_opened: counts["opened"].as_u64().unwrap_or(0),
+        senders,
+        init_bytes: ATTACK_INIT_BYTES,
+        refused: counts["refused"].as_u64().unwrap_or(0),
+        other: counts["other"].as_u64().unwrap_or(0),
+        peak_rss: peak.load(Ordering::Relaxed),
+    })
+}
+
+/// The size of the attacker's initializes (just under `MCP_MAX_REQUEST_BYTES`).
+const ATTACK_INIT_BYTES: usize = 4 * 1024 * 1024 - 1024;
+
+/// `bench --attack <port> <token> <flood> <senders> <ms>`: the hostile scenario's attacker.
+/// Prints `{"opened", "refused", "other"}` when done: flood sockets (re)opened, initializes
+/// refused as too large (400) and answered otherwise (429 once over the user's byte budget or
+/// request limit).
+async fn attack_main(argv: &[String]) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let arg = |i: usize| {
+        argv.get(i)
+            .context("bench --attack <port> <token> <flood> <senders> <ms>")
+    };
+    let gateway = SocketAddr::from(([127, 0, 0, 1], arg(0)?.parse::<u16>()?));
+    let token = arg(1)?.clone();
+    let flood: usize = arg(2)?.parse()?;
+    let senders: usize = arg(3)?.parse()?;
+    let duration = Duration::from_millis(arg(4)?.parse()?);
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(AtomicU64::new(0));
-    let gateway = SocketAddr::from(([127, 0, 0, 1], gateway_port));
+    let mut tasks = Vec::new();
     // The idle flood: each task keeps one half-open head open, and opens another when the
     // gateway closes it.
-    let mut tasks = Vec::new();
-    for _ in 0..flood_conns {
+    for _ in 0..flood {
         let (stop, opened) = (stop.clone(), opened.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -1022,17 +1137,12 @@ async fn hostile_run(
                     .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
                     .await;
                 let mut buf = [0u8; 64];
-                // Waits until the gateway closes it (or the run ends).
                 loop {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    match tokio::time::timeout(
-                        Duration::from_millis(500),
-                        tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
-                    )
-                    .await
-                    {
+                    let read = tokio::io::AsyncReadExt::read(&mut stream, &mut buf);
+                    match tokio::time::timeout(Duration::from_millis(500), read).await {
                         Ok(Ok(0) | Err(_)) => break,
                         _ => {}
                     }
@@ -1041,8 +1151,7 @@ async fn hostile_run(
         }));
     }
     // The oversized initializes, from another user.
-    let size = 4 * 1024 * 1024 - 1024;
-    let body = oversized_initialize(size);
+    let body = oversized_initialize(ATTACK_INIT_BYTES);
     let refused = Arc::new(AtomicU64::new(0));
     let other = Arc::new(AtomicU64::new(0));
     let http = reqwest::Client::new();
@@ -1054,7 +1163,7 @@ async fn hostile_run(
             http.clone(),
             body.clone(),
         );
-        let (url, token) = (format!("http://{gateway}/mcp"), attacker_token.to_string());
+        let (url, token) = (format!("http://{gateway}/mcp"), token.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let res = http
@@ -1072,41 +1181,15 @@ async fn hostile_run(
             }
         }));
     }
-    // RSS sampled every 100 ms while the attack runs.
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(memory_kib(gw_pid).0, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
-    // Let the flood build up before measuring.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    eprintln!("through the gateway: hostile @ {conns}");
-    let attacked = load(legit, conns, secs).await?;
+    tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
-        let _ = t.await;
+        t.abort();
     }
-    let _ = sampler.await;
-    eprintln!(
-        "hostile @ {conns}: quiet {:.0} rps, attacked {:.0} rps",
-        quiet.rps(),
-        attacked.rps()
+    println!(
+        "{}",
+        json!({"opened": opened.load(Ordering::Relaxed), "refused": refused.load(Ordering::Relaxed),
+            "other": other.load(Ordering::Relaxed)})
     );
-    Ok(Hostile {
-        conns,
-        quiet,
-        attacked,
-        flood_conns,
-        flood_opened: opened.load(Ordering::Relaxed),
-        senders,
-        init_bytes: size,
-        refused: refused.load(Ordering::Relaxed),
-        other: other.load(Ordering::Relaxed),
-        peak_rss: peak.load(Ordering::Relaxed),
-    })
+    Ok(())
 }

@@ -57,6 +57,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "MCP_DEFAULT_TIMEOUT_SECS",
     "MCP_AGGREGATE_PAGE_SIZE",
     "MCP_MAX_CONCURRENT_PER_USER",
+    "MCP_RATE_LIMIT_USER_BYTES_PER_MINUTE",
     "MCP_RATE_LIMIT_USER_PER_MINUTE",
     "MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE",
     "MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE",
@@ -185,6 +186,8 @@ pub struct McpConfig {
     pub aggregate_page_size: usize,
     /// MCP POST requests one user may have in progress at once (0: no cap).
     pub max_concurrent_per_user: u32,
+    /// Request-body bytes one user may send per minute to the MCP endpoints (0: off).
+    pub user_bytes_per_minute: u64,
     pub rate_limits: RateLimitConfig,
 }
 
@@ -594,6 +597,11 @@ impl Config {
                 |s| ranged(s, 0, 100_000, "expected requests 0-100000 (0 = no cap)"),
             )?)
             .unwrap_or(64),
+            user_bytes_per_minute: vars.parse(
+                "MCP_RATE_LIMIT_USER_BYTES_PER_MINUTE",
+                512 * 1024 * 1024,
+                |s| ranged(s, 0, 1 << 40, "expected bytes per minute (0 = off)"),
+            )?,
             rate_limits: RateLimitConfig {
                 user_per_minute: u32::try_from(vars.parse(
                     "MCP_RATE_LIMIT_USER_PER_MINUTE",

@@ -79,7 +79,7 @@ impl McpState {
         live: LiveHub,
         retention_days: Arc<std::sync::atomic::AtomicU32>,
     ) -> anyhow::Result<Arc<McpState>> {
-        let limits = McpLimits::new(&config.mcp.rate_limits);
+        let limits = McpLimits::new(&config.mcp.rate_limits, config.mcp.user_bytes_per_minute);
         limits.set(load_limit_table(db.clone(), &config).await?);
         let registry = Registry::load(db.clone(), secret_box, config.clone()).await?;
         let metrics = Arc::new(Metrics::default());

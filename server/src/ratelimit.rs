@@ -55,6 +55,8 @@ enum Key {
     Server(i64, i64),
     /// (user, server, hash of the tool name)
     Tool(i64, i64, u64),
+    /// A user's request-body bytes.
+    Bytes(i64),
 }
 
 pub struct McpLimits {
@@ -63,6 +65,8 @@ pub struct McpLimits {
     /// the shard's read lock, so concurrent requests of one user do not serialise).
     tat: DashMap<Key, AtomicU64>,
     origin: Instant,
+    /// Request-body bytes per user per minute (0 = off).
+    bytes_per_minute: u64,
 }
 
 /// A refused request: which limit, and how long until it would pass.
@@ -79,11 +83,12 @@ fn tool_hash(tool: &str) -> u64 {
 }
 
 impl McpLimits {
-    pub fn new(config: &RateLimitConfig) -> McpLimits {
+    pub fn new(config: &RateLimitConfig, bytes_per_minute: u64) -> McpLimits {
         McpLimits {
             table: RwLock::new(Arc::new(LimitTable::from_config(config))),
             tat: DashMap::new(),
             origin: Instant::now(),
+            bytes_per_minute,
         }
     }
 
@@ -108,16 +113,30 @@ impl McpLimits {
 
     /// One request from `key`'s budget of `per_minute` (GCRA, burst of ten seconds' worth).
     fn take(&self, key: Key, per_minute: u32, scope: &'static str) -> Result<(), Limited> {
+        self.take_n(key, u64::from(per_minute), 1, scope)
+    }
+
+    /// `cost` units from `key`'s budget of `per_minute` units (GCRA, burst of ten seconds'
+    /// worth, so a cost larger than that never passes).
+    fn take_n(
+        &self,
+        key: Key,
+        per_minute: u64,
+        cost: u64,
+        scope: &'static str,
+    ) -> Result<(), Limited> {
         if per_minute == 0 {
             return Ok(());
         }
-        let interval = 60_000_000_000 / u64::from(per_minute);
-        let tolerance = interval * u64::from((per_minute / 6).max(1));
+        // Nanoseconds per unit, scaled by 1024 so byte budgets keep their precision.
+        let interval = (60_000_000_000u64 << 10) / per_minute;
+        let step = interval.saturating_mul(cost) >> 10;
+        let tolerance = interval.saturating_mul((per_minute / 6).max(1)) >> 10;
         let now = self.now();
         let attempt = |tat: &AtomicU64| -> Result<(), Limited> {
             let mut current = tat.load(Ordering::Acquire);
             loop {
-                let next = current.max(now) + interval;
+                let next = current.max(now) + step;
                 if next - now > tolerance {
                     return Err(Limited {
                         scope,
@@ -179,6 +198,13 @@ impl McpLimits {
                 .unwrap_or(table.user_tool_per_minute)
         };
         self.take(Key::Tool(user, server, tool_hash(tool)), limit, "user_tool")
+    }
+
+    /// Takes a request body's bytes from the user's byte budget
+    /// (`MCP_RATE_LIMIT_USER_BYTES_PER_MINUTE`), before the body is parsed.
+    pub fn check_bytes(&self, user: i64, bytes: usize) -> Result<(), Limited> {
+        let cost = u64::try_from(bytes).unwrap_or(u64::MAX).max(1);
+        self.take_n(Key::Bytes(user), self.bytes_per_minute, cost, "user_bytes")
     }
 
     /// Drops keys that are back to a full budget (called periodically).
@@ -320,11 +346,14 @@ mod tests {
 
     #[test]
     fn gcra_bursts_then_refuses_then_recovers() {
-        let limits = McpLimits::new(&RateLimitConfig {
-            user_per_minute: 60,
-            user_server_per_minute: 0,
-            user_tool_per_minute: 0,
-        });
+        let limits = McpLimits::new(
+            &RateLimitConfig {
+                user_per_minute: 60,
+                user_server_per_minute: 0,
+                user_tool_per_minute: 0,
+            },
+            0,
+        );
         // 60/min: a burst of 10, then one a second.
         for i in 0..10 {
             assert!(limits.check_user(1).is_ok(), "request {i}");
@@ -353,6 +382,59 @@ mod tests {
         assert!(
             limits.check_tool(1, 5, "fast").is_ok(),
             "other tools use the default (off)"
+        );
+    }
+
+    #[test]
+    fn byte_budgets_allow_ten_seconds_then_refuse() {
+        let config = RateLimitConfig {
+            user_per_minute: 0,
+            user_server_per_minute: 0,
+            user_tool_per_minute: 0,
+        };
+        // 60 MiB a minute: a burst of 10 MiB.
+        let limits = McpLimits::new(&config, 60 << 20);
+        for i in 0..10 {
+            assert!(limits.check_bytes(1, 1 << 20).is_ok(), "MiB {i}");
+        }
+        let refused = limits.check_bytes(1, 1 << 20).unwrap_err();
+        assert_eq!(refused.scope, "user_bytes");
+        assert!(
+            refused.retry_after <= Duration::from_millis(1001),
+            "{refused:?}"
+        );
+        assert!(
+            limits.check_bytes(2, 4 << 20).is_ok(),
+            "other users are separate"
+        );
+        assert!(
+            limits.check_bytes(3, 11 << 20).is_err(),
+            "more than the burst never passes"
+        );
+        let unlimited = McpLimits::new(&config, 0);
+        assert!(
+            unlimited.check_bytes(1, usize::MAX).is_ok(),
+            "0 turns it off"
+        );
+    }
+
+    #[test]
+    fn concurrency_places_are_given_back() {
+        let c = Concurrency::new(2);
+        let a = c.enter(1).unwrap();
+        let _b = c.enter(1).unwrap();
+        assert_eq!(c.enter(1).err().map(|l| l.scope), Some("concurrency"));
+        assert!(c.enter(2).is_ok(), "other users are separate");
+        drop(a);
+        assert!(c.enter(1).is_ok());
+        drop(_b);
+        assert!(
+            c.users.lock().unwrap().is_empty(),
+            "no entry once nothing is in progress"
+        );
+        assert!(
+            Concurrency::new(0).enter(1).unwrap().is_none(),
+            "0 turns it off"
         );
     }
 }

@@ -160,16 +160,10 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         Ok(p) => p,
         Err(res) => return res,
     };
-    // Held until the answer is on its way: bounds what one user's requests hold at once.
-    let concurrency = state.clone();
-    let _slot = match concurrency.mcp.concurrency.enter(principal.user_id) {
-        Ok(slot) => slot,
-        Err(limited) => {
-            return McpError::new(None, ErrorKind::RateLimited(limited)).into_response();
-        }
-    };
-    let body = match gate::read_body(body, state.config.mcp.max_request_bytes).await {
-        Ok(body) => body,
+    // The slot is held until the answer is on its way.
+    let held = state.clone();
+    let (body, _slot) = match gate::receive(&held, &principal, &meta, "mcp", headers, body).await {
+        Ok(received) => received,
         Err(res) => return res,
     };
     let mut ctx = Ctx {

@@ -571,11 +571,60 @@ impl Call {
     }
 }
 
-/// Reads the request body, refusing more than `limit` bytes.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit)
+/// Receives an authenticated MCP POST's body: takes the user's place for a request in
+/// progress (`MCP_MAX_CONCURRENT_PER_USER`), the body's bytes from the user's byte budget
+/// (`MCP_RATE_LIMIT_USER_BYTES_PER_MINUTE`; by `Content-Length` before reading when the client
+/// sent one, else once read) and reads it (at most `MCP_MAX_REQUEST_BYTES`). So what one user
+/// can make the gateway hold and parse is bounded before anything is parsed. The slot is held
+/// until dropped (the handler's answer is on its way).
+pub(crate) async fn receive<'s>(
+    state: &'s AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    resource: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Option<crate::ratelimit::Slot<'s>>), Response> {
+    let limited = |limited: crate::ratelimit::Limited| {
+        if limited.scope == "user_bytes" {
+            state.events.record(
+                EventType::RateLimited,
+                Severity::Medium,
+                &meta.ctx(),
+                Some(principal.user_id),
+                Some(&principal.username),
+                json!({ "scope": limited.scope, "endpoint": resource }),
+            );
+        }
+        McpError::new(None, ErrorKind::RateLimited(limited)).into_response()
+    };
+    let slot = state
+        .mcp
+        .concurrency
+        .enter(principal.user_id)
+        .map_err(limited)?;
+    let max = state.config.mcp.max_request_bytes;
+    let declared = header_str(headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n <= max);
+    if let Some(n) = declared {
+        state
+            .mcp
+            .limits
+            .check_bytes(principal.user_id, n)
+            .map_err(limited)?;
+    }
+    let bytes = axum::body::to_bytes(body, max)
         .await
-        .map_err(|_| McpError::new(None, ErrorKind::TooLarge).into_response())
+        .map_err(|_| McpError::new(None, ErrorKind::TooLarge).into_response())?;
+    if declared.is_none() {
+        state
+            .mcp
+            .limits
+            .check_bytes(principal.user_id, bytes.len())
+            .map_err(limited)?;
+    }
+    Ok((bytes, slot))
 }
 
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -34,7 +34,7 @@ use crate::mcp::bridge::{
 };
 use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gate::{self, Caller, Payload, Recorder, Route, finish};
-use crate::mcp::gate::{Call, authenticate, check_modern_headers, header_str, read_body};
+use crate::mcp::gate::{Call, authenticate, check_modern_headers, header_str};
 use crate::mcp::inspect;
 use crate::mcp::message::Message;
 use crate::mcp::protocol::{self, H_LAST_EVENT_ID, H_SESSION, H_VERSION};
@@ -80,18 +80,21 @@ pub async fn post(
         Ok(call) => call,
         Err(res) => return res,
     };
-    // Held until the answer is on its way: bounds what one user's requests hold at once.
-    let _slot = match state.mcp.concurrency.enter(call.principal.user_id) {
-        Ok(slot) => slot,
-        Err(limited) => {
-            return McpError::new(None, ErrorKind::RateLimited(limited)).into_response();
-        }
-    };
-    let body = match read_body(body, state.config.mcp.max_request_bytes).await {
-        Ok(body) => body,
+    let resource = format!("mcp/{server}");
+    // The slot is held until the answer is on its way.
+    let (body, _slot) = match gate::receive(
+        &state,
+        &call.principal,
+        &meta,
+        &resource,
+        &parts.headers,
+        body,
+    )
+    .await
+    {
+        Ok(received) => received,
         Err(res) => return res,
     };
-    let resource = format!("mcp/{server}");
     let caller = call.caller(&state, &meta, &resource, body.len());
     let headers = &parts.headers;
     let msg = match gate::read(&caller, headers, &body) {

@@ -460,7 +460,11 @@ fn initialize_of(size: usize) -> Vec<u8> {
 #[tokio::test]
 async fn one_user_cannot_pin_memory_with_large_initializes() {
     let backend = crate::gate::RecordingBackend::start().await;
-    let env = TestEnv::new(Backend::Sqlite).await.with_admin();
+    // The byte budget would refuse most of these first; this test is about what is kept.
+    let env = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("MCP_RATE_LIMIT_USER_BYTES_PER_MINUTE", "0");
     let gw = GatewayProcess::start(env).await;
     let client = reqwest::Client::new();
     let login = |path: &'static str| {
