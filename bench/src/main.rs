@@ -879,6 +879,7 @@ async fn open_streams(
     (ok, handles)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     args: &Args,
     rows: &[Row],
@@ -1142,9 +1143,10 @@ async fn attack_main(argv: &[String]) -> anyhow::Result<()> {
                         return;
                     }
                     let read = tokio::io::AsyncReadExt::read(&mut stream, &mut buf);
-                    match tokio::time::timeout(Duration::from_millis(500), read).await {
-                        Ok(Ok(0) | Err(_)) => break,
-                        _ => {}
+                    if let Ok(Ok(0) | Err(_)) =
+                        tokio::time::timeout(Duration::from_millis(500), read).await
+                    {
+                        break;
                     }
                 }
             }
