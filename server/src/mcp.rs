@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod registry;
 pub mod relay;
 pub mod session;
+pub mod splice;
 pub mod sse;
 pub mod upstream;
 

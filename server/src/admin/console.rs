@@ -183,10 +183,7 @@ async fn call(
     let route = Route::Backend {
         backend: &backend,
         tool: Some(&tool),
-        payload: Payload {
-            raw: None,
-            tree: Some(&message),
-        },
+        payload: Payload { raw: Some(&bytes) },
     };
     let recorder = match gate::admit(&caller, Some(&msg), route).await {
         Ok(pass) => pass.recorder,
@@ -214,7 +211,13 @@ async fn call(
         }
     };
     let (tx, mut rx) = mpsc::channel::<Value>(256);
-    let outcome = link.call(&state, message, Some(&tx)).await;
+    let outcome = link
+        .call(
+            &state,
+            crate::mcp::splice::Outgoing::of(&message),
+            Some(&tx),
+        )
+        .await;
     drop(tx);
     let (mut progress, mut messages) = (Vec::new(), Vec::new());
     while let Ok(m) = rx.try_recv() {

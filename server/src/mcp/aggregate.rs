@@ -46,8 +46,8 @@ use crate::mcp::protocol::{self, H_SESSION, H_VERSION, code};
 use crate::mcp::registry::{Backend, ToolFilter};
 use crate::mcp::relay;
 use crate::mcp::session::ClientInit;
+use crate::mcp::splice::{self, Outgoing};
 use crate::mcp::sse;
-use crate::mcp::upstream;
 use crate::state::AppState;
 
 /// What the aggregated endpoint is called in activity records and events.
@@ -189,8 +189,6 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         }
         return initialize(&ctx, &msg, &body).await;
     }
-    // The body as a JSON tree, parsed once (the 2026-07-28 branch needs it for `_meta`).
-    let mut parsed: Option<Value> = None;
     let sess = if let Some(sid) = gate::header_str(headers, H_SESSION) {
         match open_session(&ctx.state, sid).filter(|t| t.u == ctx.principal.user_id) {
             Some(t) => Sess {
@@ -210,16 +208,26 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
             ctx.record(AGGREGATED, &msg, "header_mismatch", 400, 0);
             return res;
         }
-        let message = upstream::parse_value(&body);
-        let meta = &message["params"]["_meta"];
-        let sess = Sess {
-            key: Arc::from(format!("u{}", ctx.principal.user_id)),
-            capabilities: meta[protocol::META_CAPABILITIES].clone(),
-            client: meta[protocol::META_CLIENT_INFO].clone(),
-            modern: true,
+        let (capabilities, client) = match crate::mcp::bridge::modern_client(&body) {
+            Ok(found) => found,
+            Err(malformed) => {
+                ctx.record(AGGREGATED, &msg, "malformed", 400, 0);
+                return McpError::new(
+                    msg.id.as_deref(),
+                    ErrorKind::Malformed {
+                        malformed,
+                        modern: true,
+                    },
+                )
+                .into_response();
+            }
         };
-        parsed = Some(message);
-        sess
+        Sess {
+            key: Arc::from(format!("u{}", ctx.principal.user_id)),
+            capabilities,
+            client,
+            modern: true,
+        }
     } else {
         ctx.record(AGGREGATED, &msg, "missing_session", 400, 0);
         return McpError::new(msg.id.as_deref(), ErrorKind::MissingSession).into_response();
@@ -227,8 +235,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     ctx.client_name = sess.client["name"]
         .as_str()
         .map(|n| n.chars().take(100).collect());
-    let message = parsed.unwrap_or_else(|| upstream::parse_value(&body));
-    dispatch(&ctx, &sess, &msg, message).await
+    dispatch(&ctx, &sess, &msg).await
 }
 
 /// The union of what the caller's backends offer.
@@ -357,7 +364,10 @@ fn modernize(sess: &Sess, result: &mut Value, list: bool) {
     }
 }
 
-async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Response {
+/// Serves a message on the aggregated endpoint. Its body is edited in place where it is
+/// routed (`splice.rs`), never parsed into a tree.
+async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message) -> Response {
+    let text = std::str::from_utf8(&ctx.body).unwrap_or_default();
     let routed = msg.kind == Kind::Request
         && matches!(
             msg.method.as_deref(),
@@ -380,8 +390,8 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     match msg.kind {
-        Kind::Response => return client_response(ctx, sess, message).await,
-        Kind::Notification => return client_notification(ctx, sess, msg, message).await,
+        Kind::Response => return client_response(ctx, sess, text).await,
+        Kind::Notification => return client_notification(ctx, sess, msg, text).await,
         Kind::Request => {}
     }
     let method = msg.method.as_deref().unwrap_or_default();
@@ -409,7 +419,7 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
         },
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
             let kind = ListKind::from_method(method).unwrap_or(ListKind::Tools);
-            match list(ctx, sess, msg, &message, kind).await {
+            match list(ctx, sess, msg, kind).await {
                 Ok(body) => {
                     ctx.record(AGGREGATED, msg, "ok", 200, body.len());
                     relay::json_response(StatusCode::OK, body, None)
@@ -420,10 +430,13 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
         "logging/setLevel" => {
             for slot in ctx.state.mcp.aggregate.links_of(&sess.key) {
                 if let Some(link) = slot.lock().await.clone() {
-                    let mut forwarded = message.clone();
-                    forwarded["id"] = json!(format!("amg-{}", ctx.state.mcp.next_id()));
+                    let id = splice::quoted(&format!("amg-{}", ctx.state.mcp.next_id()));
+                    let Some(forwarded) = splice::set(text, &["id"], &id) else {
+                        continue;
+                    };
                     let state = ctx.state.clone();
                     tokio::spawn(async move {
+                        let forwarded = Outgoing::new(Bytes::from(forwarded));
                         let _ = link.call(&state, forwarded, None).await;
                     });
                 }
@@ -436,26 +449,32 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
             } else {
                 ListKind::Prompts
             };
-            let Some(exposed) = message["params"]["name"].as_str() else {
+            let Some(exposed) = msg.name.as_deref() else {
                 return invalid(ctx, msg, "params.name is required");
             };
             match resolve_name(ctx, msg, kind, exposed).await {
                 Ok((backend, name)) => {
-                    let mut message = message.clone();
-                    message["params"]["name"] = json!(name);
+                    let Some(message) =
+                        splice::set(text, &["params", "name"], &splice::quoted(&name))
+                    else {
+                        return invalid(ctx, msg, "params must be an object");
+                    };
                     route(ctx, sess, msg, message, backend, Some(name), None).await
                 }
                 Err(res) => res,
             }
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let Some(uri) = message["params"]["uri"].as_str() else {
+            let Some(uri) = msg.name.as_deref() else {
                 return invalid(ctx, msg, "params.uri is required");
             };
             match resolve_uri(ctx, msg, uri).await {
                 Ok((backend, original)) => {
-                    let mut message = message.clone();
-                    message["params"]["uri"] = json!(original);
+                    let Some(message) =
+                        splice::set(text, &["params", "uri"], &splice::quoted(&original))
+                    else {
+                        return invalid(ctx, msg, "params must be an object");
+                    };
                     // A rewritten URI: the answer names it the way the client asked.
                     let rename = (original != uri).then(|| (original.clone(), uri.to_string()));
                     route(ctx, sess, msg, message, backend, None, rename).await
@@ -464,11 +483,11 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
             }
         }
         "completion/complete" => {
-            let reference = &message["params"]["ref"];
+            let field = |f: &str| splice::get_str(text, &["params", "ref", f]);
             let resolved = match (
-                reference["type"].as_str(),
-                reference["name"].as_str(),
-                reference["uri"].as_str(),
+                field("type").as_deref(),
+                field("name").as_deref(),
+                field("uri").as_deref(),
             ) {
                 (Some("ref/prompt"), Some(name), _) => {
                     resolve_name(ctx, msg, ListKind::Prompts, name)
@@ -482,8 +501,11 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Resp
             };
             match resolved {
                 Ok((backend, field, value)) => {
-                    let mut message = message.clone();
-                    message["params"]["ref"][field] = json!(value);
+                    let Some(message) =
+                        splice::set(text, &["params", "ref", field], &splice::quoted(&value))
+                    else {
+                        return invalid(ctx, msg, "params.ref must be an object");
+                    };
                     route(ctx, sess, msg, message, backend, None, None).await
                 }
                 Err(res) => res,
@@ -507,16 +529,15 @@ fn invalid(ctx: &Ctx, msg: &Message, message: &str) -> Response {
 
 /// A client's response to a backend's request (sampling, elicitation, roots): back to the
 /// backend that asked, with its own id.
-async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response {
-    let routed = message["id"]
-        .as_str()
+async fn client_response(ctx: &Ctx, sess: &Sess, text: &str) -> Response {
+    let routed = splice::get_str(text, &["id"])
+        .as_deref()
         .and_then(|id| id.strip_prefix(SERVER_REQUEST_PREFIX))
         .and_then(|rest| rest.split_once('.'))
         .and_then(|(server, raw)| {
-            Some((
-                server.parse::<i64>().ok()?,
-                serde_json::from_str::<Value>(raw).ok()?,
-            ))
+            // The backend's own id, as JSON text (checked to be one).
+            serde_json::from_str::<Value>(raw).ok()?;
+            Some((server.parse::<i64>().ok()?, raw.to_string()))
         });
     let Some((server_id, original)) = routed else {
         return McpError::new(None, ErrorKind::UnknownResponse).into_response();
@@ -528,18 +549,25 @@ async fn client_response(ctx: &Ctx, sess: &Sess, mut message: Value) -> Response
     let Some(link) = link else {
         return McpError::new(None, ErrorKind::AskerGone).into_response();
     };
-    message["id"] = original;
-    match link.send(&ctx.state, message).await {
+    let Some(message) = splice::set(text, &["id"], &original) else {
+        return McpError::new(None, ErrorKind::UnknownResponse).into_response();
+    };
+    match link.send(&ctx.state, Bytes::from(message)).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(e) => relay::backend_error(None, &e),
     }
 }
 
-async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, message: Value) -> Response {
+async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, text: &str) -> Response {
     let aggregate = &ctx.state.mcp.aggregate;
     match msg.method.as_deref() {
         Some("notifications/cancelled") => {
-            let client_id = message["params"]["requestId"].to_string();
+            // The request id as canonical JSON text (the key its request was kept under).
+            let client_id = splice::get(text, &["params", "requestId"])
+                .filter(|r| r.get().len() <= 1024)
+                .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+                .map(|v| v.to_string())
+                .unwrap_or_default();
             let target = aggregate
                 .inflight
                 .lock()
@@ -548,10 +576,10 @@ async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, message: Val
             if let Some((server_id, gateway_id)) = target
                 && let Some(slot) = aggregate.link_slot(&sess.key, server_id)
                 && let Some(link) = slot.lock().await.clone()
+                && let Some(forwarded) =
+                    splice::set(text, &["params", "requestId"], &gateway_id.to_string())
             {
-                let mut forwarded = message.clone();
-                forwarded["params"]["requestId"] = gateway_id;
-                let _ = link.send(&ctx.state, forwarded).await;
+                let _ = link.send(&ctx.state, Bytes::from(forwarded)).await;
             }
         }
         Some("notifications/initialized") => {}
@@ -559,7 +587,7 @@ async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, message: Val
             // roots/list_changed and the like concern every backend session of the client.
             for slot in aggregate.links_of(&sess.key) {
                 if let Some(link) = slot.lock().await.clone() {
-                    let _ = link.send(&ctx.state, message.clone()).await;
+                    let _ = link.send(&ctx.state, ctx.body.clone()).await;
                 }
             }
         }

@@ -22,8 +22,9 @@ use crate::mcp::relay::{
     response_status, sse_response, swap_ids,
 };
 use crate::mcp::session::{ClientInit, ProxySession, Upstream};
+use crate::mcp::splice::Outgoing;
 use crate::mcp::sse;
-use crate::mcp::upstream::{forward_in, parse_value};
+use crate::mcp::upstream::forward_in;
 use crate::state::AppState;
 
 pub(crate) fn init_result(
@@ -184,6 +185,29 @@ pub(crate) async fn initialize_legacy(
     }
 }
 
+/// A 2026-07-28 request's client capabilities and clientInfo (`params._meta`), read without a
+/// tree of the message, at most `MAX_CLIENT_INIT` together (as for `initialize`).
+pub(crate) fn modern_client(body: &[u8]) -> Result<(Value, Value), crate::mcp::message::Malformed> {
+    let text = std::str::from_utf8(body).unwrap_or_default();
+    let raw = |key: &str| crate::mcp::splice::get(text, &["params", "_meta", key]);
+    let (capabilities, client) = (
+        raw(protocol::META_CAPABILITIES),
+        raw(protocol::META_CLIENT_INFO),
+    );
+    let size = capabilities.map_or(0, |c| c.get().len()) + client.map_or(0, |c| c.get().len());
+    if size > crate::mcp::session::MAX_CLIENT_INIT {
+        return Err(crate::mcp::message::Malformed {
+            code: protocol::code::INVALID_PARAMS,
+            reason: "_meta: clientCapabilities and clientInfo exceed 16 KiB",
+        });
+    }
+    let parse = |raw: Option<&serde_json::value::RawValue>| {
+        raw.and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or(Value::Null)
+    };
+    Ok((parse(capabilities), parse(client)))
+}
+
 /// Sends a message through a held HTTP+SSE stream.
 pub(crate) async fn legacy_call(
     call: &Call,
@@ -195,9 +219,9 @@ pub(crate) async fn legacy_call(
     mut recorder: Option<Recorder>,
 ) -> Response {
     let target = call.backend.target.clone();
-    let message = parse_value(&body);
+    let message = Outgoing::new(body);
     if msg.kind != Kind::Request {
-        let result = legacy.lock().await.notify(&message).await;
+        let result = legacy.lock().await.notify(message.body).await;
         return match result {
             Ok(()) => {
                 let mut res = StatusCode::ACCEPTED.into_response();
@@ -214,7 +238,7 @@ pub(crate) async fn legacy_call(
         Ok(rx) => rx,
         Err(e) => return fail(recorder, msg.id.as_deref(), &e),
     };
-    let wants_progress = !message["params"]["_meta"]["progressToken"].is_null();
+    let wants_progress = message.progress.is_some();
     let mut response = if wants_progress {
         // Progress first, then the result, on one SSE response.
         let (tx, chunks) = mpsc::channel(32);
@@ -293,9 +317,20 @@ pub(crate) async fn held(
     body: Bytes,
     recorder: Option<Recorder>,
 ) -> Response {
-    let message = parse_value(&body);
-    let capabilities = message["params"]["_meta"][protocol::META_CAPABILITIES].clone();
-    let client = message["params"]["_meta"][protocol::META_CLIENT_INFO].clone();
+    let (capabilities, client) = match modern_client(&body) {
+        Ok(found) => found,
+        Err(malformed) => {
+            finish(recorder, "malformed", 400, 0);
+            return McpError::new(
+                msg.id.as_deref(),
+                ErrorKind::Malformed {
+                    malformed,
+                    modern: true,
+                },
+            )
+            .into_response();
+        }
+    };
     let session = match state
         .mcp
         .held_session(call.principal.user_id, &call.backend, capabilities, client)
@@ -317,7 +352,7 @@ pub(crate) async fn held(
     }
     let target = &call.backend.target;
     // Several clients share this backend session: ids and progress tokens become the gateway's.
-    let (body, ids) = swap_ids(state, message);
+    let (body, ids) = swap_ids(state, &body);
     let shape = Shape {
         ids,
         ..modernize_shape(msg)

@@ -18,7 +18,7 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::auth::identity::{self, Accept, McpScope, Principal, RequestMeta};
 use crate::auth::tokens::Audience;
@@ -68,13 +68,11 @@ pub enum Route<'a> {
     },
 }
 
-/// The message as the payload rules read it: the body's bytes for the cheap pre-check (none:
-/// always scan) and the message as a tree when the caller has one (else the bytes are parsed,
-/// only when the pre-check finds something).
+/// The message as the payload rules read it: the body's bytes (none: nothing to scan). Its
+/// `params.arguments` are scanned as text, only when the cheap pre-check finds something.
 #[derive(Clone, Copy)]
 pub struct Payload<'a> {
     pub raw: Option<&'a [u8]>,
-    pub tree: Option<&'a Value>,
 }
 
 /// An admitted request.
@@ -303,17 +301,13 @@ pub async fn admit(
         && is_call
         && backend.detection != Mode::Off
     {
-        let parsed;
-        let tree = match (payload.raw, payload.tree) {
-            (Some(raw), _) if !detect::maybe_suspicious(raw) => None,
-            (_, Some(tree)) => Some(tree),
-            (Some(raw), None) => {
-                parsed = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
-                Some(&parsed)
-            }
-            (None, None) => None,
-        };
-        if let Some(tree) = tree
+        // Scanned as text: no tree of the message is built.
+        let arguments = payload
+            .raw
+            .filter(|raw| detect::maybe_suspicious(raw))
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .and_then(|text| crate::mcp::splice::get(text, &["params", "arguments"]));
+        if let Some(arguments) = arguments
             && let Some((_, block)) = inspect::check_call(
                 state,
                 &event_context(caller),
@@ -321,7 +315,7 @@ pub async fn admit(
                 server,
                 backend.detection,
                 tool,
-                tree,
+                arguments.get(),
             )
         {
             if block {

@@ -54,7 +54,7 @@ fn report(
     );
 }
 
-/// Checks a `tools/call`'s arguments. `Some(findings)` when a rule matched (the caller flags
+/// Checks a `tools/call`'s arguments (their JSON text). `Some(findings)` when a rule matched (the caller flags
 /// the activity record); the error body to answer with when the server blocks.
 pub fn check_call(
     state: &AppState,
@@ -63,12 +63,12 @@ pub fn check_call(
     server: &str,
     mode: Mode,
     tool: Option<&str>,
-    message: &Value,
+    arguments: &str,
 ) -> Option<(Vec<Finding>, bool)> {
     if mode == Mode::Off {
         return None;
     }
-    let findings = detect::scan_arguments(&message["params"]["arguments"]);
+    let findings = detect::scan_arguments_text(arguments);
     if findings.is_empty() {
         return None;
     }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::mcp::backend::{BackendClient, BackendError, Handshake, Target};
+use crate::mcp::splice::Outgoing;
 use crate::mcp::sse;
 
 const UNSOLICITED_QUEUE: usize = 256;
@@ -108,12 +109,12 @@ impl LegacySession {
         self.reader.is_finished() || self.routes.lock().map(|r| r.closed).unwrap_or(true)
     }
 
-    async fn post(&self, message: &Value) -> Result<(), BackendError> {
+    async fn post(&self, body: bytes::Bytes) -> Result<(), BackendError> {
         let req = self
             .client
             .request_to(&self.target, reqwest::Method::POST, self.endpoint.as_str())
             .header(CONTENT_TYPE, "application/json")
-            .body(message.to_string());
+            .body(body);
         let res = self.client.send(&self.target, req).await?;
         if res.status().is_success() {
             Ok(())
@@ -126,17 +127,16 @@ impl LegacySession {
     }
 
     /// Sends a request; the returned channel yields its progress notifications, then the response.
-    pub async fn start(&self, message: &Value) -> Result<mpsc::Receiver<Value>, BackendError> {
-        let id = message["id"].to_string();
-        let token = message["params"]["_meta"]["progressToken"].clone();
+    pub async fn start(&self, message: &Outgoing) -> Result<mpsc::Receiver<Value>, BackendError> {
+        let id = message.id.clone().unwrap_or_else(|| "null".into());
         let (tx, rx) = mpsc::channel(PER_REQUEST_QUEUE);
         if let Ok(mut routes) = self.routes.lock() {
             routes.by_id.insert(id.clone(), tx);
-            if !token.is_null() {
-                routes.by_token.insert(token.to_string(), id.clone());
+            if let Some(token) = &message.progress {
+                routes.by_token.insert(token.clone(), id.clone());
             }
         }
-        if let Err(e) = self.post(message).await {
+        if let Err(e) = self.post(message.body.clone()).await {
             if let Ok(mut routes) = self.routes.lock() {
                 routes.by_id.remove(&id);
             }
@@ -147,7 +147,7 @@ impl LegacySession {
 
     /// Sends a request and waits for its response (progress is dropped).
     pub async fn request(&mut self, message: Value) -> Result<Value, BackendError> {
-        let mut rx = self.start(&message).await?;
+        let mut rx = self.start(&Outgoing::of(&message)).await?;
         loop {
             let next = tokio::time::timeout(self.target.timeout, rx.recv())
                 .await
@@ -159,8 +159,8 @@ impl LegacySession {
         }
     }
 
-    pub async fn notify(&self, message: &Value) -> Result<(), BackendError> {
-        self.post(message).await
+    pub async fn notify(&self, body: bytes::Bytes) -> Result<(), BackendError> {
+        self.post(body).await
     }
 
     pub async fn initialize(
@@ -178,8 +178,10 @@ impl LegacySession {
             .get("result")
             .cloned()
             .ok_or_else(|| BackendError::Protocol(self.target.name.clone()))?;
-        self.notify(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await?;
+        self.notify(bytes::Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ))
+        .await?;
         Ok(Handshake {
             session_id: None,
             protocol_version: result["protocolVersion"]

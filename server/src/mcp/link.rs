@@ -19,6 +19,7 @@ use crate::mcp::legacy::LegacySession;
 use crate::mcp::protocol::{self, H_SESSION, H_VERSION};
 use crate::mcp::registry::{Backend, Era};
 use crate::mcp::session::{ClientInit, ProxySession, Upstream};
+use crate::mcp::splice::Outgoing;
 use crate::mcp::sse;
 use crate::mcp::upstream;
 use crate::state::AppState;
@@ -125,22 +126,22 @@ impl Link {
         }
     }
 
-    fn capabilities(&self) -> Value {
-        self.session.init.capabilities()
-    }
-
     /// Sends a request (which carries a gateway id) and waits for its response; other messages
     /// the backend sends meanwhile go to `events` (dropped when `None`). The wait between
     /// messages is bounded by the server's timeout.
     pub async fn call(
         &self,
         state: &AppState,
-        message: Value,
+        message: Outgoing,
         events: Option<&mpsc::Sender<Value>>,
     ) -> Result<Value, BackendError> {
         self.session.touch();
         let target = &self.backend.target;
-        let want_id = message.get("id").cloned().unwrap_or(Value::Null);
+        let want_id = message
+            .id
+            .as_deref()
+            .and_then(|id| serde_json::from_str::<Value>(id).ok())
+            .unwrap_or(Value::Null);
         let upstream = self.upstream().await;
         let res = match upstream {
             Hop::Legacy(legacy) => {
@@ -166,7 +167,7 @@ impl Link {
                     state,
                     target,
                     &self.session,
-                    Bytes::from(message.to_string()),
+                    message.body,
                     session_id,
                     &version,
                     &[],
@@ -175,8 +176,8 @@ impl Link {
             }
             Hop::Modern => {
                 let (body, headers) = upstream::with_modern_meta(
-                    &Bytes::from(message.to_string()),
-                    &self.capabilities(),
+                    &message.body,
+                    self.session.init.capabilities_json(),
                 );
                 upstream::forward(
                     state,
@@ -238,10 +239,10 @@ impl Link {
     }
 
     /// Sends a notification or a response to a server request (no answer expected).
-    pub async fn send(&self, state: &AppState, message: Value) -> Result<(), BackendError> {
+    pub async fn send(&self, state: &AppState, message: Bytes) -> Result<(), BackendError> {
         let target = &self.backend.target;
         match self.upstream().await {
-            Hop::Legacy(legacy) => legacy.lock().await.notify(&message).await,
+            Hop::Legacy(legacy) => legacy.lock().await.notify(message).await,
             Hop::Http {
                 session_id,
                 version,
@@ -249,7 +250,7 @@ impl Link {
                 let res = upstream::forward(
                     state,
                     target,
-                    Bytes::from(message.to_string()),
+                    message,
                     session_id.as_deref(),
                     Some(&version),
                     &[],
@@ -258,10 +259,8 @@ impl Link {
                 ok_status(target, res.status().as_u16())
             }
             Hop::Modern => {
-                let (body, headers) = upstream::with_modern_meta(
-                    &Bytes::from(message.to_string()),
-                    &self.capabilities(),
-                );
+                let (body, headers) =
+                    upstream::with_modern_meta(&message, self.session.init.capabilities_json());
                 let res = upstream::forward(
                     state,
                     target,

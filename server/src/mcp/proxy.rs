@@ -108,10 +108,7 @@ pub async fn post(
     let route = Route::Backend {
         backend: &call.backend,
         tool: msg.tool.as_deref(),
-        payload: Payload {
-            raw: Some(&body),
-            tree: None,
-        },
+        payload: Payload { raw: Some(&body) },
     };
     let pass = match gate::admit(&caller, Some(&msg), route).await {
         Ok(pass) => pass,
@@ -370,8 +367,7 @@ async fn in_session(
             }
         }
         Err(None) => {
-            let capabilities = session.init.capabilities();
-            let (body, extra) = with_modern_meta(&body, &capabilities);
+            let (body, extra) = with_modern_meta(&body, session.init.capabilities_json());
             match forward(
                 state,
                 target,
@@ -571,10 +567,7 @@ async fn admit_session(
     let route = Route::Backend {
         backend: &call.backend,
         tool: None,
-        payload: Payload {
-            raw: None,
-            tree: None,
-        },
+        payload: Payload { raw: None },
     };
     if let Err(e) = gate::admit(&caller, None, route).await {
         return Err(e.into_response());

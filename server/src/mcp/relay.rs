@@ -185,22 +185,41 @@ pub(crate) fn modernize_shape(msg: &Message) -> Shape {
 
 /// Gives a message the gateway's own id (and progress token), so that clients sharing one
 /// backend session can never collide; returns the new body and the swap.
-pub(crate) fn swap_ids(state: &AppState, mut message: Value) -> (Bytes, Option<Arc<IdSwap>>) {
-    let Some(client_id) = message.get("id").cloned() else {
-        return (Bytes::from(message.to_string()), None);
+pub(crate) fn swap_ids(state: &AppState, body: &Bytes) -> (Bytes, Option<Arc<IdSwap>>) {
+    use crate::mcp::splice;
+    let text = std::str::from_utf8(body).unwrap_or_default();
+    // An id or progress token longer than this is not one the strict reading let through.
+    let small = |raw: &serde_json::value::RawValue| {
+        (raw.get().len() <= 1024)
+            .then(|| serde_json::from_str::<Value>(raw.get()).ok())
+            .flatten()
+    };
+    let Some(client_id) = splice::get(text, &["id"]).and_then(small) else {
+        return (body.clone(), None);
     };
     let n = state.mcp.next_id();
     let gateway_id = Value::String(format!("amg-{n}"));
-    message["id"] = gateway_id.clone();
-    let client_token = message["params"]["_meta"].get("progressToken").cloned();
+    let client_token = splice::get(text, &["params", "_meta", "progressToken"]).and_then(small);
     let gateway_token = client_token
         .as_ref()
         .map(|_| Value::String(format!("amg-p-{n}")));
-    if let Some(token) = &gateway_token {
-        message["params"]["_meta"]["progressToken"] = token.clone();
-    }
+    // Edited in place: no tree of the message is built.
+    let edited =
+        splice::set(text, &["id"], &gateway_id.to_string()).and_then(|t| match &gateway_token {
+            Some(token) => splice::set(
+                &t,
+                &["params", "_meta", "progressToken"],
+                &token.to_string(),
+            ),
+            None => Some(t),
+        });
+    let Some(edited) = edited else {
+        // Not reachable for a message the strict reading accepted; never forward the client's
+        // id on a shared session.
+        return (Bytes::from_static(b"{}"), None);
+    };
     (
-        Bytes::from(message.to_string()),
+        Bytes::from(edited),
         Some(Arc::new(IdSwap {
             gateway_id,
             client_id,

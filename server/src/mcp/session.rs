@@ -97,6 +97,11 @@ impl ClientInit {
         }
     }
 
+    /// The client's capabilities as JSON text (`{}` when it sent none).
+    pub fn capabilities_json(&self) -> &str {
+        self.capabilities.as_deref().map_or("{}", RawValue::get)
+    }
+
     /// The client's capabilities (an object).
     pub fn capabilities(&self) -> Value {
         self.capabilities

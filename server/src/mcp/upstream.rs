@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::mcp::backend::{BackendError, BackendResponse, Target, client_info};
 use crate::mcp::message::Message;
@@ -58,40 +58,40 @@ pub(crate) async fn forward(
         .await
 }
 
-pub(crate) fn parse_value(body: &Bytes) -> Value {
-    serde_json::from_slice(body).unwrap_or(Value::Null)
-}
-
-/// Adds the 2026-07-28 request metadata (version, client capabilities) to a message, for a
-/// modern backend behind a handshake-era client.
-pub(crate) fn with_modern_meta(
-    body: &Bytes,
-    capabilities: &Value,
-) -> (Bytes, Vec<(String, String)>) {
-    let mut message = parse_value(body);
+/// Adds the 2026-07-28 request metadata (version, client capabilities as JSON text) to a
+/// message, for a modern backend behind a handshake-era client; with the `Mcp-Method` and
+/// `Mcp-Name` headers of the message. Edited in place (`splice.rs`): no tree of the message.
+pub(crate) fn with_modern_meta(body: &Bytes, capabilities: &str) -> (Bytes, Vec<(String, String)>) {
+    use crate::mcp::splice;
+    let text = std::str::from_utf8(body).unwrap_or_default();
     let mut headers = Vec::new();
-    if let Some(method) = message["method"].as_str() {
-        headers.push((H_METHOD.to_string(), method.to_string()));
-        // The field the gate read for this method, never the other one.
-        let name = match method {
-            "tools/call" | "prompts/get" => message["params"]["name"].as_str(),
-            "resources/read" => message["params"]["uri"].as_str(),
-            _ => None,
-        };
-        if let Some(name) = name {
-            headers.push((H_NAME.to_string(), header_safe(name)));
-        }
-        if !message["params"].is_object() {
-            message["params"] = json!({});
-        }
-        let meta = &mut message["params"]["_meta"];
-        if !meta.is_object() {
-            *meta = json!({});
-        }
-        meta[protocol::META_VERSION] = json!(protocol::LATEST_VERSION);
-        meta[protocol::META_CAPABILITIES] = capabilities.clone();
+    // Responses carry no method and no request metadata.
+    let Some(method) = splice::get_str(text, &["method"]) else {
+        return (body.clone(), headers);
+    };
+    // The field the gate read for this method, never the other one.
+    let name = match method.as_str() {
+        "tools/call" | "prompts/get" => splice::get_str(text, &["params", "name"]),
+        "resources/read" => splice::get_str(text, &["params", "uri"]),
+        _ => None,
+    };
+    headers.push((H_METHOD.to_string(), method));
+    if let Some(name) = name {
+        headers.push((H_NAME.to_string(), header_safe(&name)));
     }
-    (Bytes::from(message.to_string()), headers)
+    let version = splice::quoted(protocol::LATEST_VERSION);
+    let edited = splice::set(text, &["params", "_meta", protocol::META_VERSION], &version)
+        .and_then(|t| {
+            splice::set(
+                &t,
+                &["params", "_meta", protocol::META_CAPABILITIES],
+                capabilities,
+            )
+        });
+    match edited {
+        Some(edited) => (Bytes::from(edited), headers),
+        None => (body.clone(), headers),
+    }
 }
 
 /// `Mcp-*` header values are base64-wrapped when not plain visible ASCII.

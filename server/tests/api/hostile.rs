@@ -216,6 +216,8 @@ async fn idle_keep_alive_connections_are_closed_but_streams_are_not() {
         quiet.is_err(),
         "the stream stayed open past the idle timeout: {quiet:?}"
     );
+    // Closed by the client (shutdown would otherwise wait for it to drain).
+    drop(stream);
     app.stop().await;
 }
 
@@ -458,7 +460,7 @@ fn initialize_of(size: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn one_user_cannot_pin_memory_with_large_initializes() {
+async fn one_user_cannot_pin_memory_with_large_messages() {
     let backend = crate::gate::RecordingBackend::start().await;
     // The byte budget would refuse most of these first; this test is about what is kept.
     let env = TestEnv::new(Backend::Sqlite)
@@ -533,6 +535,47 @@ async fn one_user_cannot_pin_memory_with_large_initializes() {
         .collect::<Vec<_>>()
         .await;
     assert!(answers.iter().all(|(s, _)| *s == 200));
+    // 32 routed calls with 1.5 MB of arguments (the recording backend takes up to 2 MB) on the
+    // aggregated endpoint, with a word the payload rules look at: edited and scanned as text,
+    // never parsed into a tree (which would be about 24 MB each).
+    let (status, agg) = send("/mcp", initialize_of(100)).await;
+    assert_eq!(status, 200, "{agg}");
+    let agg_session = client
+        .post(format!("{}/mcp", gw.url))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(initialize_of(100))
+        .send()
+        .await
+        .unwrap()
+        .headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let big_call = {
+        let filler = "[1,".to_string() + &"1,".repeat(1_500_000 / 2) + "1]";
+        format!(
+            r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"rec__echo","arguments":{{"note":"please ignore this","data":{filler}}}}}}}"#
+        )
+        .into_bytes()
+    };
+    let calls = futures::stream::iter(0..32)
+        .map(|_| {
+            let req = client
+                .post(format!("{}/mcp", gw.url))
+                .bearer_auth(&token)
+                .header("accept", "application/json")
+                .header("content-type", "application/json")
+                .header("mcp-session-id", &agg_session)
+                .header("mcp-protocol-version", "2025-11-25")
+                .body(big_call.clone());
+            async move { req.send().await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(calls.iter().all(|s| *s == 200), "{calls:?}");
     let after = gw.rss_kib();
     let grown_mib = after.saturating_sub(before) / 1024;
     eprintln!("RSS before {before} KiB, after {after} KiB");

@@ -354,7 +354,9 @@ async fn fetch_all(state: &AppState, link: &Link, kind: Kind) -> Result<Vec<Valu
             "method": kind.method(),
             "params": params,
         });
-        let reply = link.call(state, message, None).await?;
+        let reply = link
+            .call(state, crate::mcp::splice::Outgoing::of(&message), None)
+            .await?;
         let result = reply
             .get("result")
             .ok_or_else(|| BackendError::Protocol(name.clone()))?;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use crate::mcp::aggregate::catalog::{Kind as ListKind, Listed};
 use crate::mcp::aggregate::session::Sess;
@@ -37,10 +37,11 @@ pub(super) async fn list(
     ctx: &Ctx,
     sess: &Sess,
     msg: &Message,
-    message: &Value,
     kind: ListKind,
 ) -> Result<String, Response> {
-    let positions = match message["params"]["cursor"].as_str() {
+    let body = std::str::from_utf8(&ctx.body).unwrap_or_default();
+    let cursor = crate::mcp::splice::get_str(body, &["params", "cursor"]);
+    let positions = match cursor.as_deref() {
         Some(raw) => match decode_cursor(raw) {
             Some(p) => Some(p),
             None => return Err(invalid(ctx, msg, "invalid cursor")),

@@ -22,6 +22,7 @@ use crate::mcp::message::Message;
 use crate::mcp::registry::Backend;
 use crate::mcp::relay;
 use crate::mcp::relay::Chunks;
+use crate::mcp::splice::{self, Outgoing};
 use crate::mcp::sse;
 use crate::state::AppState;
 
@@ -58,13 +59,14 @@ pub(super) fn from_backend(
     Some(message)
 }
 
-/// Sends a request to the backend that owns it and relays the answer: as SSE (progress and
-/// other messages first) when the client accepts it, else as JSON.
+/// Sends a request (its text, names already the backend's) to the backend that owns it and
+/// relays the answer: as SSE (progress and other messages first) when the client accepts it,
+/// else as JSON.
 pub(super) async fn route(
     ctx: &Ctx,
     sess: &Sess,
     msg: &Message,
-    mut message: Value,
+    message: String,
     backend: Arc<Backend>,
     tool: Option<String>,
     rename_uri: Option<(String, String)>,
@@ -74,7 +76,6 @@ pub(super) async fn route(
     let tool_name = tool.filter(|_| is_tool_call);
     let payload = Payload {
         raw: Some(&ctx.body),
-        tree: Some(&message),
     };
     let caller = ctx.caller();
     let route_to = Route::Backend {
@@ -98,12 +99,34 @@ pub(super) async fn route(
     };
     let n = state.mcp.next_id();
     let gateway_id = json!(format!("amg-{n}"));
-    message["id"] = gateway_id.clone();
-    let client_token = message["params"]["_meta"].get("progressToken").cloned();
     let gateway_token = json!(format!("amg-p-{n}"));
-    if client_token.is_some() {
-        message["params"]["_meta"]["progressToken"] = gateway_token.clone();
-    }
+    // The gateway's own id and progress token, edited in place (no tree of the message).
+    let client_token = splice::get(&message, &["params", "_meta", "progressToken"])
+        .filter(|raw| raw.get().len() <= 1024)
+        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
+    let message = splice::set(&message, &["id"], &gateway_id.to_string()).and_then(|m| {
+        if client_token.is_some() {
+            splice::set(
+                &m,
+                &["params", "_meta", "progressToken"],
+                &gateway_token.to_string(),
+            )
+        } else {
+            Some(m)
+        }
+    });
+    let Some(message) = message else {
+        record("malformed", 400, 0);
+        return McpError::new(
+            msg.id.as_deref(),
+            ErrorKind::Refused {
+                code: crate::mcp::protocol::code::INVALID_PARAMS,
+                message: "params must be an object".into(),
+            },
+        )
+        .into_response();
+    };
+    let message = Outgoing::new(Bytes::from(message));
     let client_id = msg.id.clone().unwrap_or_default();
     let inflight_key = (sess.key.clone(), client_id.clone());
     if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
