@@ -113,21 +113,23 @@ pub async fn create_user(
 
 /// Creates the first admin, only while setup is unclaimed and no user exists. Claiming the
 /// single `setup_lock` row in the same transaction makes concurrent calls create at most one.
-/// The one-time token that creating the first admin needs when the gateway listens on a
-/// non-loopback address without `ADMIN_PASSWORD`: whoever reaches the port first must not be
+/// The one-time token that creating the first admin needs when the gateway can be reached from
+/// elsewhere (it listens on a non-loopback address, or `TRUSTED_PROXIES` says a reverse proxy
+/// forwards to it) and `ADMIN_PASSWORD` is not set: whoever reaches the port first must not be
 /// able to claim it. Printed in the log at start-up, kept here only as a hash.
 pub struct SetupToken {
     hash: String,
 }
 
 impl SetupToken {
-    /// A fresh token when one is needed (no user yet, a non-loopback bind, no
+    /// A fresh token when one is needed (no user yet, reachable from elsewhere, no
     /// `ADMIN_PASSWORD`), logged for the operator.
     pub async fn issue(
         db: &Db,
         config: &crate::config::Config,
     ) -> anyhow::Result<Option<SetupToken>> {
-        if config.admin_password.is_some() || config.host.is_loopback() {
+        let reachable = !config.host.is_loopback() || !config.trusted_proxies.is_empty();
+        if config.admin_password.is_some() || !reachable {
             return Ok(None);
         }
         let claimed = db::setup::is_claimed(&db.pool).await?;
@@ -136,9 +138,14 @@ impl SetupToken {
         }
         let token = random_token("setup_")?;
         tracing::warn!(
-            "first-run setup: no admin exists and the gateway listens on {}; creating the first \
-             admin (setup page or POST /setup/create-admin) needs this one-time setup token: {token}",
-            config.host
+            "first-run setup: no admin exists and the gateway can be reached from elsewhere ({}); \
+             creating the first admin (setup page or POST /setup/create-admin) needs this one-time \
+             setup token: {token}",
+            if config.host.is_loopback() {
+                "behind TRUSTED_PROXIES"
+            } else {
+                "non-loopback bind"
+            }
         );
         Ok(Some(SetupToken {
             hash: hash_token(&token),

@@ -241,7 +241,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api_router)
         .merge(mcp::router())
-        .merge(oauth::form_router())
+        // Form bodies are read by the handlers: bounded in time like the JSON API.
+        .merge(oauth::form_router().layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        )))
         .route("/admin/api/live", axum::routing::get(crate::live::socket)) // not json: WebSocket upgrade
         .route("/metrics", axum::routing::get(crate::metrics::handler)) // not json: Prometheus text
         .merge(

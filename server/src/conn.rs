@@ -31,6 +31,11 @@ use crate::config::{ConnConfig, IpNet};
 
 /// Descriptors kept back from the connection cap (database, logs, backend connections).
 const FD_RESERVE_MIN: u64 = 256;
+/// Shedding happens at most this often (each one wakes every connection's watchdog).
+const SHED_EVERY_MS: u64 = 100;
+/// A connection quiet for less than this is not shed (a client that just connected and is
+/// about to send its request).
+const SHED_MIN_QUIET_MS: u64 = 250;
 
 /// Raises the soft limit on open files to the hard limit (a no-op where it already is).
 /// Returns the soft limit now in force, if it is known.
@@ -62,7 +67,8 @@ pub fn raise_fd_limit() -> Option<u64> {
 }
 
 /// The connection cap: `MAX_CONNECTIONS` when set, else what the descriptor limit allows with a
-/// reserve of a tenth (at least 256) for everything else the gateway opens.
+/// reserve of a tenth (at least 256) for everything else the gateway opens, counting the eighth
+/// over the cap admitted while shedding.
 pub fn max_connections(config: &ConnConfig) -> usize {
     if let Some(max) = config.max_connections {
         return max;
@@ -73,7 +79,9 @@ pub fn max_connections(config: &ConnConfig) -> usize {
     let limit: Option<u64> = None;
     let limit = limit.unwrap_or(65_536).min(1_000_000);
     let reserve = (limit / 10).max(FD_RESERVE_MIN);
-    usize::try_from(limit.saturating_sub(reserve).max(64)).unwrap_or(64)
+    // Admission goes up to an eighth over the cap while quiet connections close: that must
+    // still leave the reserve.
+    usize::try_from((limit.saturating_sub(reserve) * 8 / 9).max(64)).unwrap_or(64)
 }
 
 /// Milliseconds on the runtime's monotonic clock, shared by every connection.
@@ -109,6 +117,7 @@ pub struct Connections {
     per_ip: DashMap<IpAddr, usize>,
     /// Bumped to ask every connection with no request in progress to close.
     shed: watch::Sender<u64>,
+    last_shed: AtomicU64,
 }
 
 /// Why a socket was not admitted.
@@ -131,6 +140,7 @@ impl Connections {
             open: AtomicUsize::new(0),
             per_ip: DashMap::new(),
             shed: watch::Sender::new(0),
+            last_shed: AtomicU64::new(0),
         })
     }
 
@@ -170,9 +180,19 @@ impl Connections {
         Ok(admitted)
     }
 
-    /// Asks every connection with no request in progress to close (the descriptor limit is
-    /// near).
+    /// Asks every connection quiet for a moment (no request in progress) to close: the
+    /// descriptor limit is near. At most every `SHED_EVERY_MS`.
     pub fn shed(&self) {
+        let now = now_ms() + SHED_EVERY_MS;
+        let last = self.last_shed.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SHED_EVERY_MS
+            || self
+                .last_shed
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
         self.shed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -207,6 +227,7 @@ impl Admitted {
             active: AtomicU32::new(0),
             since: AtomicU64::new(now_ms()),
             heard: AtomicBool::new(false),
+            stalled_since: AtomicU64::new(0),
             wake: Notify::new(),
             shed: self.conns.shed.subscribe(),
             header_timeout: self.conns.header_timeout,
@@ -231,6 +252,9 @@ pub struct Watch {
     since: AtomicU64,
     /// A byte of the next request has arrived in this quiet phase (the head timeout runs).
     heard: AtomicBool,
+    /// When a write started waiting for the client to read (0: none waiting). A response the
+    /// client has not read for the idle timeout closes the connection.
+    stalled_since: AtomicU64,
     wake: Notify,
     shed: watch::Receiver<u64>,
     header_timeout: Duration,
@@ -248,16 +272,39 @@ impl Watch {
         self.active.load(Ordering::Acquire) == 0
     }
 
+    /// Notes whether a write had to wait for the client to read.
+    fn wrote(&self, pending: bool) {
+        let stalled = self.stalled_since.load(Ordering::Relaxed);
+        if pending && stalled == 0 {
+            self.stalled_since.store(now_ms().max(1), Ordering::Release);
+        } else if !pending && stalled != 0 {
+            self.stalled_since.store(0, Ordering::Release);
+        }
+    }
+
     /// Completes when the connection should be closed: its quiet phase outlasted its timeout,
-    /// or the gateway is shedding and it has no request in progress.
+    /// the gateway is shedding and it has been quiet for a moment, or a response in progress
+    /// has waited for the client to read it for the idle timeout.
     pub async fn expired(&self) {
         // A shed asked for since this connection was admitted counts too.
         let mut shed = self.shed.clone();
+        let idle_ms = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
         loop {
             let wake = self.wake.notified();
             if !self.quiet() {
+                let stalled = self.stalled_since.load(Ordering::Acquire);
+                let wait = if stalled == 0 {
+                    idle_ms
+                } else {
+                    let elapsed = now_ms().saturating_sub(stalled);
+                    if elapsed >= idle_ms {
+                        return;
+                    }
+                    idle_ms - elapsed
+                };
                 tokio::select! {
                     () = wake => {}
+                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
                     changed = shed.changed() => if changed.is_err() { std::future::pending::<()>().await },
                 }
                 continue;
@@ -280,7 +327,8 @@ impl Watch {
                     if changed.is_err() {
                         std::future::pending::<()>().await;
                     }
-                    if self.quiet() {
+                    let quiet_for = now_ms().saturating_sub(self.since.load(Ordering::Acquire));
+                    if self.quiet() && quiet_for >= SHED_MIN_QUIET_MS {
                         return;
                     }
                 }
@@ -372,7 +420,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch.wrote(res.is_pending());
+        res
     }
 
     fn poll_write_vectored(
@@ -380,7 +430,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch.wrote(res.is_pending());
+        res
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -467,7 +519,10 @@ mod tests {
         let slack = conns
             .admit(ip)
             .expect("an eighth over the cap while others close");
-        assert!(shed.has_changed().unwrap(), "still shedding");
+        assert!(
+            !shed.has_changed().unwrap(),
+            "at most one shed per {SHED_EVERY_MS} ms"
+        );
         assert_eq!(
             conns.admit(ip).err(),
             Some(Refused::Full),
@@ -520,10 +575,44 @@ mod tests {
             "shedding spares connections with a request in progress"
         );
         drop(busy);
+        let (young, _) = conns.admit(ip).unwrap().watch::<()>();
         let (quiet, _) = conns.admit(ip).unwrap().watch::<()>();
+        tokio::time::sleep(Duration::from_millis(SHED_MIN_QUIET_MS + 50)).await;
+        let (fresh, _) = conns.admit(ip).unwrap().watch::<()>();
+        let young_guard = young.begin();
         conns.shed();
         tokio::time::timeout(Duration::from_millis(100), quiet.expired())
             .await
-            .expect("a quiet connection is shed at once");
+            .expect("a connection quiet for a moment is shed at once");
+        let spared = tokio::time::timeout(Duration::from_millis(100), fresh.expired()).await;
+        assert!(spared.is_err(), "one that just connected is spared");
+        drop(young_guard);
+    }
+
+    #[tokio::test]
+    async fn a_response_the_client_does_not_read_closes_the_connection() {
+        let conns = Connections::new(
+            &ConnConfig {
+                header_timeout: Duration::from_millis(200),
+                idle_timeout: Duration::from_millis(400),
+                max_connections: Some(100),
+                max_per_ip: 0,
+            },
+            vec![],
+        );
+        let (watch, _) = conns
+            .admit("192.0.2.1".parse().unwrap())
+            .unwrap()
+            .watch::<()>();
+        let _busy = watch.begin();
+        watch.wrote(false);
+        let moving = tokio::time::timeout(Duration::from_millis(700), watch.expired()).await;
+        assert!(moving.is_err(), "writes that complete keep it open");
+        watch.wrote(true);
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(2), watch.expired())
+            .await
+            .expect("a write stuck for the idle timeout closes it");
+        assert!(started.elapsed() >= Duration::from_millis(350));
     }
 }

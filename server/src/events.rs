@@ -142,8 +142,14 @@ pub struct EventContext {
 /// folded into one: the first is written at once, the repeats as one event with a count.
 const DEDUP_WINDOW: Duration = Duration::from_secs(60);
 const DEDUP_SWEEP: Duration = Duration::from_secs(5);
-/// Distinct keys tracked for folding, in each of the two maps; past it, events fold per type.
+/// Distinct identical-event keys tracked for folding; past it, events are written unfolded
+/// (still within their source's and type's budgets).
 const DEDUP_KEYS: usize = 10_000;
+/// Distinct sources tracked per event type; past it, that type's new sources fold together
+/// (other types keep their own sources).
+const SOURCES_PER_TYPE: usize = 2_000;
+/// Longest endpoint kept in an event (a client chooses the path).
+const MAX_ENDPOINT: usize = 256;
 
 /// Identical events in a window.
 struct Exact {
@@ -166,6 +172,20 @@ struct Source {
 struct Folding {
     exact: HashMap<u64, Exact>,
     sources: HashMap<u64, Source>,
+    /// Sources tracked per type.
+    per_type: [usize; 12],
+}
+
+/// Who an event comes from, for folding: the client address (IPv6 per /64, as one host
+/// usually holds a whole /64), else the username.
+fn source_of(ip: Option<&str>, username: Option<&str>) -> Option<String> {
+    match ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+        }
+        _ => ip.or(username).map(str::to_string),
+    }
 }
 
 #[derive(Clone)]
@@ -255,10 +275,17 @@ impl EventSink {
                 }
                 false
             });
-            folding.sources.retain(|_, f| {
+            let Folding {
+                sources,
+                per_type: tracked,
+                ..
+            } = &mut *folding;
+            sources.retain(|_, f| {
                 if !ended(f.first) {
                     return true;
                 }
+                let n = &mut tracked[f.event_type.index()];
+                *n = n.saturating_sub(1);
                 if f.folded > 0
                     && let Some(sample) = f.sample.take()
                 {
@@ -320,8 +347,14 @@ impl EventSink {
             user_id,
             username: username.map(str::to_string),
             ip: ctx.ip.clone(),
-            user_agent: ctx.user_agent.clone(),
-            endpoint: ctx.endpoint.clone(),
+            user_agent: ctx
+                .user_agent
+                .as_ref()
+                .map(|a| a.chars().take(MAX_ENDPOINT).collect()),
+            endpoint: ctx
+                .endpoint
+                .as_ref()
+                .map(|e| e.chars().take(MAX_ENDPOINT).collect()),
             // The MCP server and tool, when the details name them, get their own columns so
             // events can be filtered by them.
             server: details["server"].as_str().map(str::to_string),
@@ -339,25 +372,33 @@ impl EventSink {
             &row.endpoint,
             &row.details,
         ));
-        let source = row.ip.as_deref().or(row.username.as_deref());
+        let source = source_of(row.ip.as_deref(), row.username.as_deref());
         let source_key = key((index, source));
         {
             let Ok(mut folding) = self.folding.lock() else {
                 return;
             };
-            let Folding { exact, sources } = &mut *folding;
+            let Folding {
+                exact,
+                sources,
+                per_type,
+            } = &mut *folding;
             if let Some(f) = exact.get_mut(&exact_key)
                 && f.first.elapsed() < DEDUP_WINDOW
             {
                 f.repeats += 1;
                 return;
             }
-            // Past the bound, every source of a type is one source.
-            let source_key = if sources.len() < DEDUP_KEYS || sources.contains_key(&source_key) {
-                source_key
-            } else {
-                key((index, "*"))
-            };
+            // Past the type's bound, its new sources are one source.
+            let source_key =
+                if per_type[index] < SOURCES_PER_TYPE || sources.contains_key(&source_key) {
+                    source_key
+                } else {
+                    key((index, "*"))
+                };
+            if !sources.contains_key(&source_key) {
+                per_type[index] += 1;
+            }
             let entry = sources.entry(source_key).or_insert_with(|| Source {
                 first: Instant::now(),
                 event_type,

@@ -44,6 +44,28 @@ pub struct LoginThrottle {
     pending: Mutex<HashMap<String, u32>>,
 }
 
+/// An attempt's place in its address's failure budget: given back on drop (the password was
+/// right, or none was tried), kept once `keep` counts it as a failure.
+struct IpPlace<'a> {
+    throttle: &'a LoginThrottle,
+    ip: IpAddr,
+    keep: bool,
+}
+
+impl IpPlace<'_> {
+    fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for IpPlace<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.throttle.refund(self.ip);
+        }
+    }
+}
+
 /// An attempt's place in its username's budget while its password is verified.
 struct Pending<'a> {
     throttle: &'a LoginThrottle,
@@ -73,9 +95,10 @@ impl LoginThrottle {
         }
     }
 
-    /// Takes a place in the IP's failure budget for the current window (given back by
-    /// `refund` if the attempt succeeds); `Err(retry_after)` when the budget is used up.
-    pub fn reserve(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// Takes a place in the IP's failure budget for the current window, given back when the
+    /// returned place is dropped unless `IpPlace::keep` made it a failure;
+    /// `Err(retry_after)` when the budget is used up.
+    fn reserve(&self, ip: IpAddr) -> Result<IpPlace<'_>, Duration> {
         let Ok(mut ips) = self.ips.lock() else {
             return Err(self.window);
         };
@@ -86,11 +109,15 @@ impl LoginThrottle {
             }
         }
         Self::count(&mut ips, ip, self.window);
-        Ok(())
+        Ok(IpPlace {
+            throttle: self,
+            ip,
+            keep: false,
+        })
     }
 
-    /// Gives back a reserved place (the attempt succeeded).
-    pub fn refund(&self, ip: IpAddr) {
+    /// Gives back a reserved place.
+    fn refund(&self, ip: IpAddr) {
         if let Ok(mut ips) = self.ips.lock()
             && let Some((count, _)) = ips.get_mut(&ip)
         {
@@ -163,21 +190,10 @@ pub async fn verify_credentials(
 ) -> Result<db::users::UserRow, ApiError> {
     let ip = meta.ip.0;
     let throttle = &state.login_throttle;
-    if let Err(retry) = throttle.reserve(ip) {
-        state.events.record(
-            EventType::RateLimited,
-            Severity::Medium,
-            &meta.ctx(),
-            None,
-            None,
-            json!({ "reason": "too many failed logins from this address" }),
-        );
-        return Err(ApiError::TooManyRequests {
-            code: "too_many_attempts",
-            message: "too many failed sign-in attempts from this address; try again later".into(),
-            retry_after: retry.as_secs().max(1),
-        });
-    }
+    let mut place = match throttle.reserve(ip) {
+        Ok(place) => place,
+        Err(retry) => return Err(address_exhausted(state, meta, retry)),
+    };
     // Usernames are at most 64 characters: a longer one matches nobody, and is not stored
     // whole as a lockout key.
     let username_key: String = req
@@ -194,8 +210,7 @@ pub async fn verify_credentials(
         .and_then(|row| row.locked_until)
         .filter(|until| *until > now)
     {
-        // No password was tried: the address keeps its place.
-        throttle.refund(ip);
+        // No password was tried: the address gets its place back (on drop).
         return Err(locked(until - now));
     }
     // The attempts left before the lockout (one at a time once a lockout has passed).
@@ -203,11 +218,22 @@ pub async fn verify_credentials(
     let failures = stored.map_or(0, |row| row.failures);
     let budget = u32::try_from(max - failures).unwrap_or(1).max(1);
     let Some(_pending) = throttle.begin(&username_key, budget) else {
-        throttle.refund(ip);
-        return Err(locked(
-            i64::try_from(state.config.auth.login_lockout.as_secs()).unwrap_or(60),
-        ));
+        return Err(ApiError::TooManyRequests {
+            code: "login_busy",
+            message: "sign-in attempts for this account are being checked; try again in a moment"
+                .into(),
+            retry_after: 1,
+        });
     };
+    // Read again inside the reservation: an attempt that finished meanwhile may have locked
+    // the name (it records its failure before it gives its place back).
+    if let Some(until) = db::login_failures::get(&state.db.pool, &username_key)
+        .await?
+        .and_then(|row| row.locked_until)
+        .filter(|until| *until > now)
+    {
+        return Err(locked(until - now));
+    }
 
     let user = if password::validate_username(&username_key).is_ok() {
         db::users::find_by_username(&state.db.pool, &username_key).await?
@@ -226,11 +252,28 @@ pub async fn verify_credentials(
             && (audience == Audience::Mcp || u.role == Role::Admin.as_str())
     });
     let Some(user) = accepted else {
+        place.keep();
         return Err(failed(state, meta, &username_key, now).await?);
     };
-    throttle.refund(ip);
     db::login_failures::clear(&state.db.pool, &username_key).await?;
     Ok(user)
+}
+
+/// The address has used its failure budget: a (folded) `rate_limited` event and 429.
+fn address_exhausted(state: &AppState, meta: &RequestMeta, retry: Duration) -> ApiError {
+    state.events.record(
+        EventType::RateLimited,
+        Severity::Medium,
+        &meta.ctx(),
+        None,
+        None,
+        json!({ "reason": "too many failed logins from this address" }),
+    );
+    ApiError::TooManyRequests {
+        code: "too_many_attempts",
+        message: "too many failed sign-in attempts from this address; try again later".into(),
+        retry_after: retry.as_secs().max(1),
+    }
 }
 
 fn locked(retry_after: i64) -> ApiError {

@@ -564,7 +564,7 @@ async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, text: &str) 
         Some("notifications/cancelled") => {
             // The request id as canonical JSON text (the key its request was kept under).
             let client_id = splice::get(text, &["params", "requestId"])
-                .filter(|r| r.get().len() <= 1024)
+                .filter(|r| r.get().len() <= splice::MAX_ID_TEXT)
                 .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
                 .map(|v| v.to_string())
                 .unwrap_or_default();

@@ -352,7 +352,21 @@ pub(crate) async fn held(
     }
     let target = &call.backend.target;
     // Several clients share this backend session: ids and progress tokens become the gateway's.
-    let (body, ids) = swap_ids(state, &body);
+    let Some((body, ids)) = swap_ids(state, &body) else {
+        finish(recorder, "malformed", 400, 0);
+        let malformed = crate::mcp::message::Malformed {
+            code: protocol::code::INVALID_PARAMS,
+            reason: "the id or progress token cannot be read back",
+        };
+        return McpError::new(
+            msg.id.as_deref(),
+            ErrorKind::Malformed {
+                malformed,
+                modern: true,
+            },
+        )
+        .into_response();
+    };
     let shape = Shape {
         ids,
         ..modernize_shape(msg)

@@ -44,6 +44,8 @@ pub enum ErrorKind {
     StreamOpen,
     /// 413 + -32005: the request exceeds `MCP_MAX_REQUEST_BYTES`.
     TooLarge,
+    /// 408 + -32600: the request body did not arrive within `REQUEST_TIMEOUT_SECS`.
+    BodyTimeout,
     /// 400 + -32020: `Mcp-Method`/`Mcp-Name` disagree with the body (which one).
     HeaderMismatch(&'static str),
     /// 200 + a JSON-RPC error: a request the aggregated endpoint cannot route (unknown method,
@@ -96,6 +98,7 @@ impl McpError {
             ErrorKind::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::StreamOpen => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Refused { .. } => StatusCode::OK,
             ErrorKind::Malformed { malformed, modern } => {
                 if *modern && malformed.code == code::METHOD_NOT_FOUND {
@@ -132,7 +135,8 @@ impl McpError {
             ErrorKind::MissingSession
             | ErrorKind::UnknownResponse
             | ErrorKind::MethodNotAllowed(_)
-            | ErrorKind::StreamOpen => code::INVALID_REQUEST,
+            | ErrorKind::StreamOpen
+            | ErrorKind::BodyTimeout => code::INVALID_REQUEST,
             ErrorKind::TooLarge => code::TOO_LARGE,
             ErrorKind::HeaderMismatch(_) => code::HEADER_MISMATCH,
             ErrorKind::Refused { code, .. } => *code,
@@ -162,6 +166,7 @@ impl McpError {
             ErrorKind::MethodNotAllowed(_) => "method_not_allowed",
             ErrorKind::StreamOpen => "conflict",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::BodyTimeout => "timeout",
             ErrorKind::HeaderMismatch(_) => "header_mismatch",
             ErrorKind::Refused { .. } => "refused",
             ErrorKind::Malformed { .. } => "malformed",
@@ -192,6 +197,7 @@ impl McpError {
             ErrorKind::UnknownResponse => "a response to no request of this session".into(),
             ErrorKind::StreamOpen => "a stream is already open for this session".into(),
             ErrorKind::TooLarge => "request body exceeds MCP_MAX_REQUEST_BYTES".into(),
+            ErrorKind::BodyTimeout => "the request body did not arrive in time".into(),
             ErrorKind::Refused { message, .. } => message.clone(),
             ErrorKind::Malformed { malformed, .. } => malformed.reason.to_string(),
             ErrorKind::UnsupportedVersion { .. } => "unsupported MCP-Protocol-Version".into(),

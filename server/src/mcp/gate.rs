@@ -598,9 +598,13 @@ pub(crate) async fn receive<'s>(
         .enter(principal.user_id)
         .map_err(limited)?;
     let max = state.config.mcp.max_request_bytes;
-    let declared = header_str(headers, header::CONTENT_LENGTH.as_str())
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n <= max);
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    // Too large by its own account: refused before a byte of it is read.
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(McpError::new(None, ErrorKind::TooLarge).into_response());
+    }
+    let declared = declared.and_then(|n| usize::try_from(n).ok());
     if let Some(n) = declared {
         state
             .mcp
@@ -608,9 +612,22 @@ pub(crate) async fn receive<'s>(
             .check_bytes(principal.user_id, n)
             .map_err(limited)?;
     }
-    let bytes = axum::body::to_bytes(body, max)
-        .await
-        .map_err(|_| McpError::new(None, ErrorKind::TooLarge).into_response())?;
+    // A body that trickles in is bounded in time like the JSON API's requests.
+    let read = tokio::time::timeout(
+        state.config.request_timeout,
+        axum::body::to_bytes(body, max),
+    );
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            // What was read counts against the budget too (the limit's worth).
+            if declared.is_none() {
+                let _ = state.mcp.limits.check_bytes(principal.user_id, max);
+            }
+            return Err(McpError::new(None, ErrorKind::TooLarge).into_response());
+        }
+        Err(_) => return Err(McpError::new(None, ErrorKind::BodyTimeout).into_response()),
+    };
     if declared.is_none() {
         state
             .mcp

@@ -185,21 +185,28 @@ pub(crate) fn modernize_shape(msg: &Message) -> Shape {
 
 /// Gives a message the gateway's own id (and progress token), so that clients sharing one
 /// backend session can never collide; returns the new body and the swap.
-pub(crate) fn swap_ids(state: &AppState, body: &Bytes) -> (Bytes, Option<Arc<IdSwap>>) {
+/// `None` when an id or progress token cannot be read back (then nothing may be forwarded).
+pub(crate) fn swap_ids(state: &AppState, body: &Bytes) -> Option<(Bytes, Option<Arc<IdSwap>>)> {
     use crate::mcp::splice;
     let text = std::str::from_utf8(body).unwrap_or_default();
-    // An id or progress token longer than this is not one the strict reading let through.
     let small = |raw: &serde_json::value::RawValue| {
-        (raw.get().len() <= 1024)
+        (raw.get().len() <= splice::MAX_ID_TEXT)
             .then(|| serde_json::from_str::<Value>(raw.get()).ok())
             .flatten()
     };
-    let Some(client_id) = splice::get(text, &["id"]).and_then(small) else {
-        return (body.clone(), None);
+    let Some(raw_id) = splice::get(text, &["id"]) else {
+        // A notification: no id to swap.
+        return Some((body.clone(), None));
     };
+    // The session is shared: a client id or progress token that cannot be swapped is never
+    // forwarded as it is.
+    let client_id = small(raw_id)?;
     let n = state.mcp.next_id();
     let gateway_id = Value::String(format!("amg-{n}"));
-    let client_token = splice::get(text, &["params", "_meta", "progressToken"]).and_then(small);
+    let client_token = match splice::get(text, &["params", "_meta", "progressToken"]) {
+        None => None,
+        Some(raw) => Some(small(raw)?),
+    };
     let gateway_token = client_token
         .as_ref()
         .map(|_| Value::String(format!("amg-p-{n}")));
@@ -213,20 +220,15 @@ pub(crate) fn swap_ids(state: &AppState, body: &Bytes) -> (Bytes, Option<Arc<IdS
             ),
             None => Some(t),
         });
-    let Some(edited) = edited else {
-        // Not reachable for a message the strict reading accepted; never forward the client's
-        // id on a shared session.
-        return (Bytes::from_static(b"{}"), None);
-    };
-    (
-        Bytes::from(edited),
+    Some((
+        Bytes::from(edited?),
         Some(Arc::new(IdSwap {
             gateway_id,
             client_id,
             gateway_token,
             client_token,
         })),
-    )
+    ))
 }
 
 pub(crate) fn reshape(data: String, shape: &Shape) -> String {

@@ -154,8 +154,9 @@ pub struct Outgoing {
     pub progress: Option<String>,
 }
 
-/// Longest id or progress token read back from a message (ids are at most 256 bytes).
-const MAX_ID_TEXT: usize = 1024;
+/// Longest id or progress token read back from a message, as JSON text: the strict reading
+/// allows ids of 256 bytes, which escapes (`\u0041`) can spell in up to 6 × 256 + 2 bytes.
+pub const MAX_ID_TEXT: usize = 2048;
 
 impl Outgoing {
     /// Reads the routing ids of a message the strict reading accepted (or the gateway built).

@@ -998,3 +998,89 @@ async fn one_user_holds_at_most_its_share_of_requests_in_progress() {
     assert_eq!(status, 200, "{body}");
     app.stop().await;
 }
+
+/// Sends raw bytes on a fresh connection; returns what the gateway answered within `wait`.
+async fn raw_exchange(app: &TestApp, request: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test]
+async fn mcp_bodies_too_large_by_their_own_account_or_too_slow_are_refused() {
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("REQUEST_TIMEOUT_SECS", "1")
+        .spawn()
+        .await;
+    let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+    let head = |length: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    // A declared length over MCP_MAX_REQUEST_BYTES: 413 before a byte of the body is sent.
+    let started = Instant::now();
+    let answer = raw_exchange(&app, head("999999999").as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("-32005"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A body that stops arriving: 408 after REQUEST_TIMEOUT_SECS.
+    let mut request = head("200").into_bytes();
+    request.extend_from_slice(br#"{"jsonrpc":"2.0","#);
+    let started = Instant::now();
+    let answer = raw_exchange(&app, &request, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("-32600"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The OAuth form endpoints are bounded in time too.
+    let request = b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=";
+    let answer = raw_exchange(&app, request, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_the_first_admin_needs_the_setup_token_even_on_loopback() {
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_var("TRUSTED_PROXIES", "10.0.0.0/8")
+        .spawn()
+        .await;
+    let status: serde_json::Value = app.get("/setup/status").await.json().await.unwrap();
+    assert_eq!(
+        status,
+        json!({"setup_required": true, "token_required": true})
+    );
+    let res = app
+        .post_json(
+            "/setup/create-admin",
+            None,
+            json!({"username": "first", "password": "a long unusual passphrase"}),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    app.stop().await;
+
+    let app = TestEnv::new(Backend::Sqlite).await.spawn().await;
+    let status: serde_json::Value = app.get("/setup/status").await.json().await.unwrap();
+    assert_eq!(
+        status,
+        json!({"setup_required": true, "token_required": false}),
+        "loopback without proxies stays one step"
+    );
+    app.stop().await;
+}

@@ -101,10 +101,19 @@ pub(super) async fn route(
     let gateway_id = json!(format!("amg-{n}"));
     let gateway_token = json!(format!("amg-p-{n}"));
     // The gateway's own id and progress token, edited in place (no tree of the message).
-    let client_token = splice::get(&message, &["params", "_meta", "progressToken"])
-        .filter(|raw| raw.get().len() <= 1024)
+    let raw_token = splice::get(&message, &["params", "_meta", "progressToken"]);
+    let client_token = raw_token
+        .filter(|raw| raw.get().len() <= splice::MAX_ID_TEXT)
         .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
-    let message = splice::set(&message, &["id"], &gateway_id.to_string()).and_then(|m| {
+    // A progress token that cannot be swapped is refused, not forwarded as it is.
+    let message = if raw_token.is_some() && client_token.is_none() {
+        None
+    } else {
+        Some(message)
+    };
+    let message =
+        message.and_then(|message| splice::set(&message, &["id"], &gateway_id.to_string()));
+    let message = message.and_then(|m| {
         if client_token.is_some() {
             splice::set(
                 &m,
