@@ -227,6 +227,7 @@ impl Admitted {
             active: AtomicU32::new(0),
             since: AtomicU64::new(now_ms()),
             heard: AtomicBool::new(false),
+            idle_wait: AtomicBool::new(false),
             stalled_since: AtomicU64::new(0),
             wake: Notify::new(),
             shed: self.conns.shed.subscribe(),
@@ -252,6 +253,8 @@ pub struct Watch {
     since: AtomicU64,
     /// A byte of the next request has arrived in this quiet phase (the head timeout runs).
     heard: AtomicBool,
+    /// The watchdog is waiting out the idle timeout (a request's first byte must wake it).
+    idle_wait: AtomicBool,
     /// When a write started waiting for the client to read (0: none waiting). A response the
     /// client has not read for the idle timeout closes the connection.
     stalled_since: AtomicU64,
@@ -292,6 +295,9 @@ impl Watch {
         loop {
             let wake = self.wake.notified();
             if !self.quiet() {
+                // Not woken when the request ends (that would cost a wake-up per request):
+                // the quiet deadline is computed when this sleep ends, at most one idle
+                // timeout after it began, so never later than the request's end plus that.
                 let stalled = self.stalled_since.load(Ordering::Acquire);
                 let wait = if stalled == 0 {
                     idle_ms
@@ -309,7 +315,15 @@ impl Watch {
                 }
                 continue;
             }
-            let limit = if self.heard.load(Ordering::Acquire) {
+            // Waiting out the idle timeout, the first byte of a request must wake the watchdog
+            // (its head timeout is shorter): say so before reading `heard` (the reader sets
+            // `heard` before reading this flag, so one of the two sees the other).
+            self.idle_wait.store(true, Ordering::SeqCst);
+            let heard = self.heard.load(Ordering::SeqCst);
+            if heard {
+                self.idle_wait.store(false, Ordering::SeqCst);
+            }
+            let limit = if heard {
                 self.header_timeout
             } else {
                 self.idle_timeout
@@ -346,7 +360,6 @@ impl Drop for InProgress {
         if watch.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             watch.since.store(now_ms(), Ordering::Release);
             watch.heard.store(false, Ordering::Release);
-            watch.wake.notify_one();
         }
     }
 }
@@ -406,8 +419,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
             let watch = &self.watch;
             if watch.quiet() && !watch.heard.load(Ordering::Relaxed) {
                 watch.since.store(now_ms(), Ordering::Release);
-                watch.heard.store(true, Ordering::Release);
-                watch.wake.notify_one();
+                watch.heard.store(true, Ordering::SeqCst);
+                if watch.idle_wait.swap(false, Ordering::SeqCst) {
+                    watch.wake.notify_one();
+                }
             }
         }
         res

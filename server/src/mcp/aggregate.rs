@@ -212,14 +212,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
             Ok(found) => found,
             Err(malformed) => {
                 ctx.record(AGGREGATED, &msg, "malformed", 400, 0);
-                return McpError::new(
-                    msg.id.as_deref(),
-                    ErrorKind::Malformed {
-                        malformed,
-                        modern: true,
-                    },
-                )
-                .into_response();
+                return McpError::malformed(msg.id.as_deref(), malformed, true).into_response();
             }
         };
         Sess {
@@ -298,14 +291,7 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
         Ok(init) => init,
         Err(malformed) => {
             ctx.record(AGGREGATED, msg, "malformed", 400, 0);
-            return McpError::new(
-                msg.id.as_deref(),
-                ErrorKind::Malformed {
-                    malformed,
-                    modern: false,
-                },
-            )
-            .into_response();
+            return McpError::malformed(msg.id.as_deref(), malformed, false).into_response();
         }
     };
     let version = msg

@@ -321,14 +321,7 @@ pub(crate) async fn held(
         Ok(found) => found,
         Err(malformed) => {
             finish(recorder, "malformed", 400, 0);
-            return McpError::new(
-                msg.id.as_deref(),
-                ErrorKind::Malformed {
-                    malformed,
-                    modern: true,
-                },
-            )
-            .into_response();
+            return McpError::malformed(msg.id.as_deref(), malformed, true).into_response();
         }
     };
     let session = match state
@@ -358,14 +351,7 @@ pub(crate) async fn held(
             code: protocol::code::INVALID_PARAMS,
             reason: "the id or progress token cannot be read back",
         };
-        return McpError::new(
-            msg.id.as_deref(),
-            ErrorKind::Malformed {
-                malformed,
-                modern: true,
-            },
-        )
-        .into_response();
+        return McpError::malformed(msg.id.as_deref(), malformed, true).into_response();
     };
     let shape = Shape {
         ids,

@@ -85,6 +85,11 @@ impl McpError {
         }
     }
 
+    /// A message (of a 2026-07-28 request when `modern`) refused for `malformed`.
+    pub fn malformed(id: Option<&str>, malformed: Malformed, modern: bool) -> McpError {
+        McpError::new(id, ErrorKind::Malformed { malformed, modern })
+    }
+
     pub fn status(&self) -> StatusCode {
         match &self.kind {
             ErrorKind::Unauthorized { .. } => StatusCode::UNAUTHORIZED,

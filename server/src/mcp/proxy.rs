@@ -254,14 +254,7 @@ async fn initialize(
         Ok(init) => init,
         Err(malformed) => {
             finish(recorder, "malformed", 400, 0);
-            return McpError::new(
-                msg.id.as_deref(),
-                ErrorKind::Malformed {
-                    malformed,
-                    modern: false,
-                },
-            )
-            .into_response();
+            return McpError::malformed(msg.id.as_deref(), malformed, false).into_response();
         }
     };
     let era = backend.era();

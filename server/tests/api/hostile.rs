@@ -411,32 +411,69 @@ impl Drop for GatewayProcess {
 
 impl GatewayProcess {
     async fn start(env: TestEnv) -> GatewayProcess {
-        GatewayProcess::start_with(env, std::process::Stdio::null()).await
+        GatewayProcess::start_with(env, false).await
     }
 
-    async fn start_with(env: TestEnv, stdout: std::process::Stdio) -> GatewayProcess {
-        let port = crate::peers::free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.env_vars())
-            .env("GATEWAY_PORT", port.to_string())
-            .env("LOG_LEVEL", "warn")
-            .stdout(stdout)
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if reqwest::get(format!("{url}/health")).await.is_ok() {
-                break;
+    /// Starts it (stdout piped when `piped`, else discarded) and waits until it answers; a
+    /// start that fails (the free port was taken meanwhile by another test) is retried.
+    async fn start_with(env: TestEnv, piped: bool) -> GatewayProcess {
+        for _ in 0..3 {
+            let port = crate::peers::free_port();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .envs(env.env_vars())
+                .env("GATEWAY_PORT", port.to_string())
+                .env("LOG_LEVEL", "warn")
+                .stdout(if piped {
+                    std::process::Stdio::piped()
+                } else {
+                    std::process::Stdio::null()
+                })
+                .spawn()
+                .unwrap();
+            let url = format!("http://127.0.0.1:{port}");
+            for _ in 0..300 {
+                if reqwest::get(format!("{url}/health")).await.is_ok() {
+                    return GatewayProcess {
+                        child,
+                        url,
+                        _env: env,
+                    };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        GatewayProcess {
-            child,
-            url,
-            _env: env,
-        }
+        panic!("the gateway process did not start");
+    }
+
+    /// Registers a server as the bootstrap admin; the admin's MCP token.
+    async fn with_server(&self, server: serde_json::Value) -> String {
+        let client = reqwest::Client::new();
+        let token_of = |path: &str| {
+            let req = client
+                .post(format!("{}{path}", self.url))
+                .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}));
+            async move {
+                let res: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
+                res["access_token"].as_str().unwrap().to_string()
+            }
+        };
+        let admin = token_of("/admin/api/login").await;
+        let res = client
+            .post(format!("{}/admin/api/mcp-servers", self.url))
+            .bearer_auth(&admin)
+            .json(&server)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        token_of("/auth/login").await
     }
 
     /// Resident memory in KiB (`VmRSS`).
@@ -469,32 +506,9 @@ async fn one_user_cannot_pin_memory_with_large_messages() {
         .with_var("MCP_RATE_LIMIT_USER_BYTES_PER_MINUTE", "0");
     let gw = GatewayProcess::start(env).await;
     let client = reqwest::Client::new();
-    let login = |path: &'static str| {
-        let client = client.clone();
-        let url = format!("{}{path}", gw.url);
-        async move {
-            let res: serde_json::Value = client
-                .post(url)
-                .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            res["access_token"].as_str().unwrap().to_string()
-        }
-    };
-    let admin = login("/admin/api/login").await;
-    let token = login("/auth/login").await;
-    let res = client
-        .post(format!("{}/admin/api/mcp-servers", gw.url))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "rec", "url": backend.url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    let token = gw
+        .with_server(json!({"name": "rec", "url": backend.url()}))
+        .await;
 
     let send = |path: &'static str, body: Vec<u8>| {
         let req = client
@@ -583,6 +597,16 @@ async fn one_user_cannot_pin_memory_with_large_messages() {
     assert!(grown_mib <= 48, "RSS grew by {grown_mib} MiB");
 }
 
+/// Serves a test backend on a free port; its `/mcp` URL and task.
+async fn serve_backend(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
 /// A backend whose `tools/call` answers with one SSE event of 64 MiB, as 1,024 `data:` lines
 /// of 64 KiB (initialize and discovery are answered normally).
 async fn flooding_backend() -> (String, tokio::task::JoinHandle<()>) {
@@ -617,12 +641,7 @@ async fn flooding_backend() -> (String, tokio::task::JoinHandle<()>) {
         })
         .get(|| async { axum::http::StatusCode::METHOD_NOT_ALLOWED }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    serve_backend(app).await
 }
 
 #[tokio::test]
@@ -631,25 +650,9 @@ async fn a_backends_64_mib_event_gets_a_clean_error_and_bounded_memory() {
     let env = TestEnv::new(Backend::Sqlite).await.with_admin();
     let gw = GatewayProcess::start(env).await;
     let client = reqwest::Client::new();
-    let token_of = |path: &'static str| {
-        let req = client
-            .post(format!("{}{path}", gw.url))
-            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}));
-        async move {
-            let res: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
-            res["access_token"].as_str().unwrap().to_string()
-        }
-    };
-    let admin = token_of("/admin/api/login").await;
-    let token = token_of("/auth/login").await;
-    let res = client
-        .post(format!("{}/admin/api/mcp-servers", gw.url))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "flood", "url": backend, "transport": "streamable-http"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    let token = gw
+        .with_server(json!({"name": "flood", "url": backend, "transport": "streamable-http"}))
+        .await;
     let rpc = |session: Option<String>, body: serde_json::Value| {
         let mut req = client
             .post(format!("{}/mcp/flood", gw.url))
@@ -824,7 +827,7 @@ async fn on_a_public_address_the_first_admin_needs_the_setup_token_from_the_log(
     let env = TestEnv::new(Backend::Sqlite)
         .await
         .with_var("GATEWAY_HOST", "0.0.0.0");
-    let mut gw = GatewayProcess::start_with(env, std::process::Stdio::piped()).await;
+    let mut gw = GatewayProcess::start_with(env, true).await;
     let stdout = gw.child.stdout.take().unwrap();
     let token = tokio::task::spawn_blocking(move || {
         std::io::BufReader::new(stdout)
@@ -912,12 +915,7 @@ async fn slow_backend(delay: Duration) -> (String, tokio::task::JoinHandle<()>) 
         })
         .get(|| async { axum::http::StatusCode::METHOD_NOT_ALLOWED }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    serve_backend(app).await
 }
 
 #[tokio::test]
