@@ -37,6 +37,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Close code for subscribers that cannot keep up (private use range).
 const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// The admin lost admin rights, was disabled or deleted, or signed out.
+const CLOSE_REVOKED: u16 = 4003;
 
 pub fn activity(r: &ActivityRow) -> ActivityRecord {
     ActivityRecord {
@@ -110,6 +112,9 @@ impl LiveHub {
 #[derive(Serialize, Deserialize)]
 struct Ticket {
     u: i64,
+    /// The admin's session: the feed ends when it is signed out or revoked.
+    #[serde(default)]
+    s: Option<String>,
     e: i64,
     n: [u8; 16],
 }
@@ -125,8 +130,13 @@ pub async fn ticket(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
 ) -> Result<AppJson<LiveTicket>, ApiError> {
+    let session = match &admin.method {
+        crate::auth::identity::AuthMethod::Jwt { session_id } => Some(session_id.clone()),
+        crate::auth::identity::AuthMethod::ApiKey { .. } => None,
+    };
     let ticket = Ticket {
         u: admin.user_id,
+        s: session,
         e: db::now() + TICKET_TTL,
         n: random_bytes()?,
     };
@@ -145,8 +155,9 @@ pub struct LiveQuery {
     filter: LiveFilter,
 }
 
-/// The admin of a ticket, if it is valid, unused here, and they are still an enabled admin.
-async fn redeem(state: &AppState, raw: &str) -> Option<i64> {
+/// The admin of a ticket (and their session), if it is valid, unused here, and they are still
+/// an enabled admin.
+async fn redeem(state: &AppState, raw: &str) -> Option<(i64, Option<String>)> {
     let sealed = URL_SAFE_NO_PAD.decode(raw).ok()?;
     let json = state.secret_box.open(&sealed, TICKET_CONTEXT).ok()?;
     let ticket: Ticket = serde_json::from_slice(&json).ok()?;
@@ -161,10 +172,9 @@ async fn redeem(state: &AppState, raw: &str) -> Option<i64> {
             return None;
         }
     }
-    let user = db::users::find_by_id(&state.db.pool, ticket.u)
+    crate::auth::identity::still_valid(state, ticket.u, ticket.s.as_deref(), true)
         .await
-        .ok()??;
-    (user.enabled != 0 && user.role == shared::auth::Role::Admin.as_str()).then_some(user.id)
+        .then_some((ticket.u, ticket.s))
 }
 
 /// `GET /admin/api/live?ticket=…[&server=…&user=…&method=…&errors_only=true&kinds=…]`: the live
@@ -179,7 +189,7 @@ pub async fn socket(
     upgrade
         .on_upgrade(move |socket| async move {
             match admin {
-                Some(_) => serve(state, socket, filter).await,
+                Some(admin) => serve(state, socket, filter, admin).await,
                 None => {
                     let mut socket = socket;
                     let _ = socket
@@ -194,8 +204,16 @@ pub async fn socket(
         .into_response()
 }
 
-async fn serve(state: AppState, mut socket: WebSocket, filter: LiveFilter) {
+async fn serve(
+    state: AppState,
+    mut socket: WebSocket,
+    filter: LiveFilter,
+    (admin, session): (i64, Option<String>),
+) {
     let mut rx = state.live.tx.subscribe();
+    // Every change of identity state re-checks the admin: demoted, disabled, deleted or signed
+    // out, the feed ends at once.
+    let mut changes = state.auth_cache.subscribe();
     let hello = LiveMessage::Subscribed {
         filter: filter.clone(),
     };
@@ -237,6 +255,19 @@ async fn serve(state: AppState, mut socket: WebSocket, filter: LiveFilter) {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            changed = changes.changed() => {
+                if changed.is_err()
+                    || !crate::auth::identity::still_valid(&state, admin, session.as_deref(), true).await
+                {
+                    tracing::info!(admin, "live feed closed: the admin's access changed");
+                    let revoked = Message::Close(Some(CloseFrame {
+                        code: CLOSE_REVOKED,
+                        reason: "access revoked".into(),
+                    }));
+                    let _ = tokio::time::timeout(Duration::from_millis(200), socket.send(revoked)).await;
+                    return;
+                }
+            }
             incoming = socket.recv() => match incoming {
                 // The feed is one-way; pings are answered by axum, a close or error ends it.
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
@@ -258,7 +289,7 @@ async fn send(socket: &mut WebSocket, message: &LiveMessage) -> Result<(), ()> {
 #[utoipa::path(get, path = "/admin/api/live", tag = "admin", operation_id = "live_feed",
     params(("ticket" = String, Query, description = "From `POST /admin/api/live/ticket`"), LiveFilter),
     responses(
-        (status = 101, description = "WebSocket: JSON text messages (`LiveMessage`); closed with 4008 when too slow, 4001 for a bad ticket", body = LiveMessage),
+        (status = 101, description = "WebSocket: JSON text messages (`LiveMessage`); closed with 4008 when too slow, 4001 for a bad ticket, 4003 when the admin is demoted, disabled, deleted or signed out", body = LiveMessage),
     ))]
 #[allow(dead_code)]
 pub(crate) fn doc_socket() {}

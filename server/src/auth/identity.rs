@@ -109,6 +109,9 @@ pub struct AuthCache {
     sessions: TtlMap<String, Option<SessionState>>,
     api_keys: TtlMap<[u8; 32], Option<ApiKeyState>>,
     api_key_touched: TtlMap<i64, ()>,
+    /// Bumped on every change of identity state made through this replica, so open
+    /// connections (the live feed) re-check their caller at once (`still_valid`).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl AuthCache {
@@ -120,7 +123,17 @@ impl AuthCache {
             sessions: TtlMap::new(),
             api_keys: TtlMap::new(),
             api_key_touched: TtlMap::new(),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes of identity state (a counter: its value means nothing, that it moved does).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Forget a user's state (role, enabled, deletion) and everything that hangs off it.
@@ -130,15 +143,18 @@ impl AuthCache {
             .retain(|_, s| s.as_ref().is_none_or(|s| s.user_id != user_id));
         self.api_keys
             .retain(|_, k| k.as_ref().is_none_or(|k| k.user_id != user_id));
+        self.changed();
     }
 
     pub fn invalidate_session(&self, session_id: &str) {
         self.sessions.retain(|id, _| id != session_id);
+        self.changed();
     }
 
     pub fn invalidate_api_key(&self, key_id: i64) {
         self.api_keys
             .retain(|_, k| k.as_ref().is_none_or(|k| k.id != key_id));
+        self.changed();
     }
 }
 
@@ -492,6 +508,32 @@ async fn user_state(state: &AppState, user_id: i64) -> Result<Option<UserState>,
     });
     cache.users.put(user_id, u.clone());
     Ok(u)
+}
+
+/// Whether a caller authenticated earlier (at the start of a long-lived connection) may still
+/// be served: the user exists and is enabled, is still an admin when `admin`, and the session
+/// (`session_id`) is neither revoked nor expired. Read against current state (the cache is
+/// invalidated by every change made through this replica); an error counts as no.
+pub async fn still_valid(
+    state: &AppState,
+    user_id: i64,
+    session_id: Option<&str>,
+    admin: bool,
+) -> bool {
+    let Ok(Some(user)) = user_state(state, user_id).await else {
+        return false;
+    };
+    if !user.enabled || (admin && user.role != Role::Admin) {
+        return false;
+    }
+    let Some(session_id) = session_id else {
+        return true;
+    };
+    let now = db::now();
+    matches!(
+        session_state(state, session_id).await,
+        Ok(Some(s)) if !s.revoked && s.expires_at > now && s.user_id == user_id
+    )
 }
 
 pub fn hex(bytes: &[u8]) -> String {

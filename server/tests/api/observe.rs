@@ -622,3 +622,108 @@ db_test! {
         }
     }
 }
+
+/// Waits (up to `wait`) for the live feed to close; its close code.
+async fn close_code(
+    ws: &mut (impl StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin),
+    wait: Duration,
+) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await.ok()? {
+            Some(Ok(WsMessage::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_feed_closes_when_its_admin_is_demoted_disabled_or_signed_out() {
+    let (app, admin) = TestApp::sqlite_with_admin().await;
+    for (i, change) in ["demote", "disable", "delete", "sign out"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("second{i}");
+        let id = app.create_user(&admin, &name, "admin").await;
+        let login: Value = app
+            .post_json(
+                "/admin/api/login",
+                None,
+                json!({"username": name, "password": crate::helpers::USER_PASSWORD}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().unwrap().to_string();
+        let mut ws = ws_connect(&app, &token, "").await;
+        assert_eq!(next_json(&mut ws).await.unwrap()["type"], "subscribed");
+        let started = std::time::Instant::now();
+        let res = match change {
+            "demote" => {
+                app.send(
+                    Method::PATCH,
+                    &format!("/admin/api/users/{id}"),
+                    Some(&admin),
+                    Some(json!({"role": "user"})),
+                )
+                .await
+            }
+            "disable" => {
+                app.send(
+                    Method::PATCH,
+                    &format!("/admin/api/users/{id}"),
+                    Some(&admin),
+                    Some(json!({"enabled": false})),
+                )
+                .await
+            }
+            "delete" => {
+                app.send(
+                    Method::DELETE,
+                    &format!("/admin/api/users/{id}"),
+                    Some(&admin),
+                    None,
+                )
+                .await
+            }
+            _ => {
+                app.send(
+                    Method::POST,
+                    "/admin/api/session/logout",
+                    Some(&token),
+                    None,
+                )
+                .await
+            }
+        };
+        assert!(res.status().is_success(), "{change}: {}", res.status());
+        assert_eq!(
+            close_code(&mut ws, Duration::from_secs(1)).await,
+            Some(4003),
+            "{change}: the feed is closed with 4003 within a second"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    // An unrelated change leaves another admin's feed open.
+    let mut ws = ws_connect(&app, &admin, "").await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "subscribed");
+    let other = app.create_user(&admin, "bystander", "user").await;
+    let res = app
+        .send(
+            Method::PATCH,
+            &format!("/admin/api/users/{other}"),
+            Some(&admin),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert!(res.status().is_success());
+    assert_eq!(
+        close_code(&mut ws, Duration::from_millis(500)).await,
+        None,
+        "still open"
+    );
+    app.stop().await;
+}
