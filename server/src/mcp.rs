@@ -79,10 +79,11 @@ impl McpState {
         config: Arc<Config>,
         live: LiveHub,
         retention_days: Arc<std::sync::atomic::AtomicU32>,
+        changes: crate::cache::Changes,
     ) -> anyhow::Result<Arc<McpState>> {
         let limits = McpLimits::new(&config.mcp.rate_limits, config.mcp.user_bytes_per_minute);
         limits.set(load_limit_table(db.clone(), &config).await?);
-        let registry = Registry::load(db.clone(), secret_box, config.clone()).await?;
+        let registry = Registry::load(db.clone(), secret_box, config.clone(), changes).await?;
         let metrics = Arc::new(Metrics::default());
         Ok(Arc::new(McpState {
             registry,

@@ -84,12 +84,14 @@ impl AppState {
         let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
         runtime.spawn_reload(db.clone());
         spawn_pruning(db.clone(), runtime.clone());
+        let changes = crate::cache::Changes::default();
         let mcp = McpState::init(
             db.clone(),
             secret_box.clone(),
             config.clone(),
             live.clone(),
             runtime.retention_days.clone(),
+            changes.clone(),
         )
         .await?;
         spawn_audit_log(db.clone(), &config, runtime.retention_days.clone());
@@ -110,7 +112,7 @@ impl AppState {
             oauth,
             mcp,
             spa: Spa::load(&config.web_dir),
-            auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl)),
+            auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl, changes)),
             login_throttle: Arc::new(LoginThrottle::new(
                 config.auth.login_ip_max_failures,
                 config.auth.login_ip_window,

@@ -109,13 +109,13 @@ pub struct AuthCache {
     sessions: TtlMap<String, Option<SessionState>>,
     api_keys: TtlMap<[u8; 32], Option<ApiKeyState>>,
     api_key_touched: TtlMap<i64, ()>,
-    /// Bumped on every change of identity state made through this replica, so open
-    /// connections (the live feed) re-check their caller at once (`still_valid`).
-    changes: tokio::sync::watch::Sender<u64>,
+    /// Moved on every change of identity state made through this replica, so open
+    /// connections re-check their caller at once (`still_valid`).
+    changes: crate::cache::Changes,
 }
 
 impl AuthCache {
-    pub fn new(ttl: std::time::Duration) -> Self {
+    pub fn new(ttl: std::time::Duration, changes: crate::cache::Changes) -> Self {
         Self {
             ttl,
             tokens: TtlMap::new(),
@@ -123,17 +123,17 @@ impl AuthCache {
             sessions: TtlMap::new(),
             api_keys: TtlMap::new(),
             api_key_touched: TtlMap::new(),
-            changes: tokio::sync::watch::Sender::new(0),
+            changes,
         }
     }
 
-    /// Changes of identity state (a counter: its value means nothing, that it moved does).
+    /// Changes that can take access away (identity state, grants, servers).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
     fn changed(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.changes.publish();
     }
 
     /// Forget a user's state (role, enabled, deletion) and everything that hangs off it.
@@ -510,30 +510,51 @@ async fn user_state(state: &AppState, user_id: i64) -> Result<Option<UserState>,
     Ok(u)
 }
 
-/// Whether a caller authenticated earlier (at the start of a long-lived connection) may still
-/// be served: the user exists and is enabled, is still an admin when `admin`, and the session
-/// (`session_id`) is neither revoked nor expired. Read against current state (the cache is
+/// The current role of a caller authenticated earlier (at the start of a long-lived
+/// connection), if it may still be served: the user exists and is enabled, and its session or
+/// API key (`method`) is neither revoked nor expired. Read against current state (the cache is
 /// invalidated by every change made through this replica); an error counts as no.
+pub async fn current_role(
+    state: &AppState,
+    user_id: i64,
+    method: Option<&AuthMethod>,
+) -> Option<Role> {
+    let user = user_state(state, user_id).await.ok()??;
+    if !user.enabled {
+        return None;
+    }
+    let now = db::now();
+    let valid = match method {
+        None => true,
+        Some(AuthMethod::Jwt { session_id }) => matches!(
+            session_state(state, session_id).await,
+            Ok(Some(s)) if !s.revoked && s.expires_at > now && s.user_id == user_id
+        ),
+        Some(AuthMethod::ApiKey { id, .. }) => matches!(
+            db::api_keys::find(&state.db.pool, *id).await,
+            Ok(Some(k)) if k.revoked_at.is_none()
+                && k.expires_at.is_none_or(|e| e > now)
+                && k.user_id == user_id
+        ),
+    };
+    valid.then_some(user.role)
+}
+
+/// Whether an admin authenticated earlier (with `session_id`) is still an enabled admin with
+/// that session valid (`current_role`).
 pub async fn still_valid(
     state: &AppState,
     user_id: i64,
     session_id: Option<&str>,
     admin: bool,
 ) -> bool {
-    let Ok(Some(user)) = user_state(state, user_id).await else {
-        return false;
-    };
-    if !user.enabled || (admin && user.role != Role::Admin) {
-        return false;
+    let method = session_id.map(|s| AuthMethod::Jwt {
+        session_id: s.to_string(),
+    });
+    match current_role(state, user_id, method.as_ref()).await {
+        Some(role) => !admin || role == Role::Admin,
+        None => false,
     }
-    let Some(session_id) = session_id else {
-        return true;
-    };
-    let now = db::now();
-    matches!(
-        session_state(state, session_id).await,
-        Ok(Some(s)) if !s.revoked && s.expires_at > now && s.user_id == user_id
-    )
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -228,7 +228,10 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     ctx.client_name = sess.client["name"]
         .as_str()
         .map(|n| n.chars().take(100).collect());
-    dispatch(&ctx, &sess, &msg).await
+    let res = dispatch(&ctx, &sess, &msg).await;
+    // A streamed answer ends if the caller loses access meanwhile (each routed call checked
+    // its server when it was admitted).
+    gate::revocable(&ctx.state, &ctx.principal, None, res)
 }
 
 /// The union of what the caller's backends offer.
@@ -623,6 +626,7 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
     let Some(token) = open_session(&state, sid).filter(|t| t.u == principal.user_id) else {
         return McpError::new(None, ErrorKind::SessionNotFound).into_response();
     };
+    let (state_for_stream, principal_for_stream) = (state.clone(), principal.clone());
     let key: Arc<str> = Arc::from(token.k);
     let (outbox_tx, mut outbox_rx) = mpsc::channel::<Value>(256);
     if let Ok(mut outboxes) = state.mcp.aggregate.outboxes.lock() {
@@ -677,7 +681,8 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
     if let Ok(v) = HeaderValue::from_str(sid) {
         res.headers_mut().insert(H_SESSION, v);
     }
-    res
+    // The stream ends if the caller loses access while it is open.
+    gate::revocable(&state_for_stream, &principal_for_stream, None, res)
 }
 
 /// `DELETE /mcp`: ends the session's backend sessions on this replica.

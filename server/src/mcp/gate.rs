@@ -638,6 +638,79 @@ pub(crate) async fn receive<'s>(
     Ok((bytes, slot))
 }
 
+/// Ends a streamed answer (SSE) when its caller loses access: whenever something that can take
+/// access away changes (`cache::Changes`: identity state, grants, servers), the caller is
+/// re-checked against current state (enabled, session or API key valid, still allowed to use
+/// `backend`, which must still be enabled), and the stream ends if not. Other answers pass.
+pub(crate) fn revocable(
+    state: &AppState,
+    principal: &Principal,
+    backend: Option<&Arc<Backend>>,
+    res: Response,
+) -> Response {
+    use futures_util::StreamExt;
+    let is_stream = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    if !is_stream {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let changes = state.auth_cache.subscribe();
+    let watched = (
+        body.into_data_stream(),
+        changes,
+        state.clone(),
+        principal.clone(),
+        backend.cloned(),
+    );
+    let stream = futures_util::stream::unfold(watched, |mut w| async move {
+        loop {
+            tokio::select! {
+                chunk = w.0.next() => return chunk.map(|c| (c, w)),
+                changed = w.1.changed() => {
+                    if changed.is_err() || !still_allowed(&w.2, &w.3, w.4.as_deref()).await {
+                        tracing::info!(user = w.3.user_id, "stream ended: the caller lost access");
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Whether `principal` may still be served (`revocable`).
+async fn still_allowed(state: &AppState, principal: &Principal, backend: Option<&Backend>) -> bool {
+    let Some(role) =
+        identity::current_role(state, principal.user_id, Some(&principal.method)).await
+    else {
+        return false;
+    };
+    let Some(backend) = backend else {
+        return true;
+    };
+    let enabled = state
+        .mcp
+        .registry
+        .snapshot()
+        .values()
+        .any(|b| b.id == backend.id && b.enabled);
+    let current = Principal {
+        role,
+        ..principal.clone()
+    };
+    enabled
+        && state
+            .mcp
+            .registry
+            .may_use(&current, backend)
+            .await
+            .unwrap_or(false)
+}
+
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }

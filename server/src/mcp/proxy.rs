@@ -155,7 +155,8 @@ pub async fn post(
     } else {
         res
     };
-    match tool_filter {
+    // A streamed answer ends if the caller loses access meanwhile.
+    let res = match tool_filter {
         Some(filter) => {
             let server_id = call.backend.id;
             filter_response(
@@ -179,7 +180,8 @@ pub async fn post(
             .await
         }
         _ => res,
-    }
+    };
+    gate::revocable(&state, &call.principal, Some(&call.backend), res)
 }
 
 /// The per-server proxy once the request is admitted and parsed.
@@ -437,6 +439,20 @@ pub async fn get(
         Err(res) => return res,
     };
     session.touch();
+    let res = open_get_stream(&state, &server, &headers, &call, &session).await;
+    // The stream ends if the caller loses access while it is open.
+    gate::revocable(&state, &call.principal, Some(&call.backend), res)
+}
+
+/// The session's server-to-client stream: the shared backend GET stream, a resumed one, or the
+/// held HTTP+SSE stream's unsolicited messages.
+async fn open_get_stream(
+    state: &AppState,
+    server: &str,
+    headers: &HeaderMap,
+    call: &Call,
+    session: &Arc<ProxySession>,
+) -> Response {
     let target = call.backend.target.clone();
     let upstream = {
         let guard = session.upstream.lock().await;
@@ -454,7 +470,7 @@ pub async fn get(
     };
     match upstream {
         Ok((backend_session, version)) => {
-            let resume = header_str(&headers, H_LAST_EVENT_ID);
+            let resume = header_str(headers, H_LAST_EVENT_ID);
             // Without Last-Event-ID, the session's GET streams share one backend stream.
             let mut hub = match resume {
                 None => Some(session.stream_hub.lock().await),
@@ -473,7 +489,7 @@ pub async fn get(
                 .open_stream(
                     &target,
                     backend_session.as_deref(),
-                    header_str(&headers, H_VERSION).unwrap_or(&version),
+                    header_str(headers, H_VERSION).unwrap_or(&version),
                     resume,
                 )
                 .await;

@@ -87,6 +87,8 @@ pub struct Registry {
     health: Mutex<HashMap<i64, ServerHealth>>,
     grants: TtlMap<i64, Arc<HashSet<i64>>>,
     tool_rules: TtlMap<Subject, Arc<ToolRules>>,
+    /// Moved when grants or servers change, so open streams re-check access.
+    changes: crate::cache::Changes,
 }
 
 /// The prefix a server's names get on the aggregated endpoint: its `tool_prefix`, else its name
@@ -199,6 +201,7 @@ impl Registry {
         db: Db,
         secret_box: Arc<SecretBox>,
         config: Arc<Config>,
+        changes: crate::cache::Changes,
     ) -> anyhow::Result<Registry> {
         let registry = Registry {
             db,
@@ -208,6 +211,7 @@ impl Registry {
             health: Mutex::default(),
             grants: TtlMap::new(),
             tool_rules: TtlMap::new(),
+            changes,
         };
         registry.reload().await?;
         Ok(registry)
@@ -218,6 +222,8 @@ impl Registry {
         let rows = db::servers::list(&self.db.pool).await?;
         let old = self.snapshot();
         let mut next = HashMap::with_capacity(rows.len());
+        // Servers added, edited or removed: open streams re-check their access.
+        let mut changed = rows.len() != old.len();
         for row in rows {
             if let Some(existing) = old.get(&row.name)
                 && existing.row.updated_at == row.updated_at
@@ -227,6 +233,7 @@ impl Registry {
                 next.insert(row.name.clone(), existing.clone());
                 continue;
             }
+            changed = true;
             match self.backend(row) {
                 Ok(backend) => {
                     next.insert(backend.name.clone(), Arc::new(backend));
@@ -237,6 +244,9 @@ impl Registry {
         match self.servers.write() {
             Ok(mut slot) => *slot = Arc::new(next),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+        if changed {
+            self.changes.publish();
         }
         Ok(())
     }
@@ -389,6 +399,7 @@ impl Registry {
     pub fn invalidate_grants(&self, user_id: i64) {
         self.grants.retain(|id, _| *id != user_id);
         self.tool_rules.retain(|s, _| *s != Subject::User(user_id));
+        self.changes.publish();
     }
 
     /// The caller's per-tool rules (cached like grants, invalidated at once on change).
@@ -419,6 +430,7 @@ impl Registry {
     pub fn invalidate_all_grants(&self) {
         self.grants.clear();
         self.tool_rules.clear();
+        self.changes.publish();
     }
 }
 

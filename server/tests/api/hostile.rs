@@ -598,7 +598,7 @@ async fn one_user_cannot_pin_memory_with_large_messages() {
 }
 
 /// Serves a test backend on a free port; its `/mcp` URL and task.
-async fn serve_backend(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn serve_backend(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {

@@ -727,3 +727,133 @@ async fn the_live_feed_closes_when_its_admin_is_demoted_disabled_or_signed_out()
     );
     app.stop().await;
 }
+
+/// A backend whose sessions have an endless GET stream (a log message every 100 ms).
+async fn streaming_backend() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: bytes::Bytes| async move {
+            let message: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let id = message["id"].clone();
+            if id.is_null() {
+                return StatusCode::ACCEPTED.into_response();
+            }
+            let result = if message["method"] == "initialize" {
+                json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                       "serverInfo": {"name": "streamy", "version": "1"}})
+            } else {
+                json!({})
+            };
+            (
+                [("mcp-session-id", "s1")],
+                axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})),
+            )
+                .into_response()
+        })
+        .get(|| async {
+            let ticks = futures::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let tick = br#"data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"tick"}}"#;
+                let event = [&tick[..], b"\n\n"].concat();
+                Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(event)), ()))
+            });
+            ([("content-type", "text/event-stream")], axum::body::Body::from_stream(ticks)).into_response()
+        }),
+    );
+    crate::hostile::serve_backend(app).await
+}
+
+/// Whether `stream` ends (or fails) within `wait` while ticks keep coming.
+async fn ends_within(stream: &mut reqwest::Response, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None) | Err(_)) => return true,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_open_mcp_stream_ends_when_its_user_loses_access() {
+    let (backend, _task) = streaming_backend().await;
+    let (app, admin) = TestApp::sqlite_with_admin().await;
+    let server = add_server(
+        &app,
+        &admin,
+        json!({"name": "streamy", "url": backend, "transport": "streamable-http"}),
+    )
+    .await;
+    let open = |token: String| {
+        let app = &app;
+        async move {
+            let (status, headers, body) = rpc_at(app, "/mcp/streamy", Some(&token), None, &[],
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+            let mut stream = app
+                .client
+                .get(app.url("/mcp/streamy"))
+                .bearer_auth(&token)
+                .header("accept", "text/event-stream")
+                .header("mcp-session-id", &session)
+                .header("mcp-protocol-version", "2025-11-25")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(stream.status(), StatusCode::OK);
+            assert!(
+                stream.chunk().await.unwrap().is_some(),
+                "the stream is open"
+            );
+            stream
+        }
+    };
+    for (i, change) in ["grant revoked", "user disabled", "signed out"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("streamer{i}");
+        let user = app.create_user(&admin, &name, "user").await;
+        set_access(&app, &admin, user, server, true).await;
+        let token = user_token(&app, &name).await;
+        let mut stream = open(token.clone()).await;
+        // An unrelated change leaves it open.
+        let bystander = app
+            .create_user(&admin, &format!("bystander{i}"), "user")
+            .await;
+        set_access(&app, &admin, bystander, server, true).await;
+        assert!(
+            !ends_within(&mut stream, Duration::from_millis(500)).await,
+            "{change}: still open"
+        );
+        match change {
+            "grant revoked" => set_access(&app, &admin, user, server, false).await,
+            "user disabled" => {
+                let res = app
+                    .send(
+                        Method::PATCH,
+                        &format!("/admin/api/users/{user}"),
+                        Some(&admin),
+                        Some(json!({"enabled": false})),
+                    )
+                    .await;
+                assert!(res.status().is_success());
+            }
+            _ => {
+                let res = app
+                    .send(Method::POST, "/auth/logout", Some(&token), None)
+                    .await;
+                assert!(res.status().is_success(), "{}", res.status());
+            }
+        }
+        assert!(
+            ends_within(&mut stream, Duration::from_secs(1)).await,
+            "{change}: the stream ends within a second"
+        );
+    }
+    app.stop().await;
+}
