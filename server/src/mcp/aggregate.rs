@@ -87,6 +87,8 @@ pub(crate) struct Ctx {
     client_name: Option<String>,
     /// The user's budget was taken (`gate::Caller::charged`).
     charged: std::sync::atomic::AtomicBool,
+    /// Changes since the request was authenticated (`gate::revocable`).
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Ctx {
@@ -156,6 +158,7 @@ impl Ctx {
 pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
+    let changes = state.auth_cache.subscribe();
     let principal = match gate::authenticate(&state, "mcp", headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
@@ -176,6 +179,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         started: Instant::now(),
         body: body.clone(),
         charged: Default::default(),
+        changes,
     };
     let msg = match gate::read(&ctx.caller(), headers, &body) {
         Ok(msg) => msg,
@@ -229,9 +233,9 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         .as_str()
         .map(|n| n.chars().take(100).collect());
     let res = dispatch(&ctx, &sess, &msg).await;
-    // A streamed answer ends if the caller loses access meanwhile (each routed call checked
-    // its server when it was admitted).
-    gate::revocable(&ctx.state, &ctx.principal, None, res)
+    // A streamed answer ends if the caller loses access meanwhile (routed calls also when they
+    // lose their server: `route`).
+    gate::revocable(&ctx.state, &ctx.principal, None, ctx.changes.clone(), res)
 }
 
 /// The union of what the caller's backends offer.
@@ -609,6 +613,7 @@ async fn admit_stream(
 
 /// `GET /mcp`: the session's stream of backend messages and list changes.
 pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> Response {
+    let access_changes = state.auth_cache.subscribe();
     let principal = match gate::authenticate(&state, "mcp", &headers, &meta).await {
         Ok(p) => p,
         Err(res) => return res,
@@ -682,7 +687,13 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
         res.headers_mut().insert(H_SESSION, v);
     }
     // The stream ends if the caller loses access while it is open.
-    gate::revocable(&state_for_stream, &principal_for_stream, None, res)
+    gate::revocable(
+        &state_for_stream,
+        &principal_for_stream,
+        None,
+        access_changes,
+        res,
+    )
 }
 
 /// `DELETE /mcp`: ends the session's backend sessions on this replica.

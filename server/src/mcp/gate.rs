@@ -642,10 +642,13 @@ pub(crate) async fn receive<'s>(
 /// access away changes (`cache::Changes`: identity state, grants, servers), the caller is
 /// re-checked against current state (enabled, session or API key valid, still allowed to use
 /// `backend`, which must still be enabled), and the stream ends if not. Other answers pass.
+/// `changes` is subscribed when the request was authenticated, so a change made while the
+/// backend was being reached counts too.
 pub(crate) fn revocable(
     state: &AppState,
     principal: &Principal,
     backend: Option<&Arc<Backend>>,
+    changes: tokio::sync::watch::Receiver<u64>,
     res: Response,
 ) -> Response {
     use futures_util::StreamExt;
@@ -658,7 +661,6 @@ pub(crate) fn revocable(
         return res;
     }
     let (parts, body) = res.into_parts();
-    let changes = state.auth_cache.subscribe();
     let watched = (
         body.into_data_stream(),
         changes,

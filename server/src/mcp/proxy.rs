@@ -76,6 +76,8 @@ pub async fn post(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
+    // Changes from here on end a streamed answer (`gate::revocable`).
+    let changes = state.auth_cache.subscribe();
     let call = match find(&state, &server, &parts.headers, &meta).await {
         Ok(call) => call,
         Err(res) => return res,
@@ -181,7 +183,7 @@ pub async fn post(
         }
         _ => res,
     };
-    gate::revocable(&state, &call.principal, Some(&call.backend), res)
+    gate::revocable(&state, &call.principal, Some(&call.backend), changes, res)
 }
 
 /// The per-server proxy once the request is admitted and parsed.
@@ -434,6 +436,7 @@ pub async fn get(
     meta: RequestMeta,
     headers: HeaderMap,
 ) -> Response {
+    let changes = state.auth_cache.subscribe();
     let (call, session) = match admit_session(&state, &server, &headers, &meta).await {
         Ok(found) => found,
         Err(res) => return res,
@@ -441,7 +444,7 @@ pub async fn get(
     session.touch();
     let res = open_get_stream(&state, &server, &headers, &call, &session).await;
     // The stream ends if the caller loses access while it is open.
-    gate::revocable(&state, &call.principal, Some(&call.backend), res)
+    gate::revocable(&state, &call.principal, Some(&call.backend), changes, res)
 }
 
 /// The session's server-to-client stream: the shared backend GET stream, a resumed one, or the

@@ -89,6 +89,8 @@ pub struct Registry {
     tool_rules: TtlMap<Subject, Arc<ToolRules>>,
     /// Moved when grants or servers change, so open streams re-check access.
     changes: crate::cache::Changes,
+    /// What the servers table held at the last reload.
+    fingerprint: Mutex<u64>,
 }
 
 /// The prefix a server's names get on the aggregated endpoint: its `tool_prefix`, else its name
@@ -212,6 +214,7 @@ impl Registry {
             grants: TtlMap::new(),
             tool_rules: TtlMap::new(),
             changes,
+            fingerprint: Mutex::new(0),
         };
         registry.reload().await?;
         Ok(registry)
@@ -222,8 +225,21 @@ impl Registry {
         let rows = db::servers::list(&self.db.pool).await?;
         let old = self.snapshot();
         let mut next = HashMap::with_capacity(rows.len());
-        // Servers added, edited or removed: open streams re-check their access.
-        let mut changed = rows.len() != old.len();
+        // Servers added, edited or removed since the last reload (by their rows, whether they
+        // load or not): open streams re-check their access.
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for row in &rows {
+                (row.id, &row.name, row.updated_at, row.enabled).hash(&mut h);
+            }
+            h.finish()
+        };
+        let changed = self
+            .fingerprint
+            .lock()
+            .map(|mut f| std::mem::replace(&mut *f, fingerprint) != fingerprint)
+            .unwrap_or(true);
         for row in rows {
             if let Some(existing) = old.get(&row.name)
                 && existing.row.updated_at == row.updated_at
@@ -233,7 +249,6 @@ impl Registry {
                 next.insert(row.name.clone(), existing.clone());
                 continue;
             }
-            changed = true;
             match self.backend(row) {
                 Ok(backend) => {
                     next.insert(backend.name.clone(), Arc::new(backend));

@@ -348,5 +348,12 @@ pub(super) async fn route(
         }
         gate::finish(recorder, status, 200, bytes_out);
     });
-    relay::sse_response(chunks_rx)
+    // Ends if the caller loses this server meanwhile (grant removed, server disabled).
+    gate::revocable(
+        &ctx.state,
+        &ctx.principal,
+        Some(&backend),
+        ctx.changes.clone(),
+        relay::sse_response(chunks_rx),
+    )
 }
