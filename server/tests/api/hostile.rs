@@ -11,6 +11,15 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::helpers::{ADMIN_PASSWORD, Backend, TestApp, TestEnv};
 
+/// A gateway on a fresh SQLite store with the bootstrap admin and these settings.
+async fn gateway_with(vars: &[(&str, &str)]) -> TestApp {
+    let mut env = TestEnv::new(Backend::Sqlite).await.with_admin();
+    for (key, value) in vars {
+        env = env.with_var(key, value);
+    }
+    env.spawn().await
+}
+
 /// A socket from `source` (any 127.0.0.0/8 address works on Linux) that sends an unfinished
 /// request head and then nothing.
 async fn half_open_head(source: &str, gateway: SocketAddr) -> Option<TcpStream> {
@@ -56,14 +65,12 @@ async fn mcp_initialize(app: &TestApp, token: &str) -> reqwest::StatusCode {
 
 #[tokio::test]
 async fn a_slowloris_flood_locks_nobody_out_and_is_closed_after_the_head_timeout() {
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("HTTP_HEADER_TIMEOUT_SECS", "2")
-        .with_var("MAX_CONNECTIONS", "1000")
-        .with_var("MAX_CONNECTIONS_PER_IP", "0")
-        .spawn()
-        .await;
+    let app = gateway_with(&[
+        ("HTTP_HEADER_TIMEOUT_SECS", "2"),
+        ("MAX_CONNECTIONS", "1000"),
+        ("MAX_CONNECTIONS_PER_IP", "0"),
+    ])
+    .await;
     let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     assert_eq!(mcp_initialize(&app, &token).await, 200);
 
@@ -114,12 +121,7 @@ async fn a_slowloris_flood_locks_nobody_out_and_is_closed_after_the_head_timeout
 
 #[tokio::test]
 async fn one_address_gets_at_most_its_share_of_connections() {
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("MAX_CONNECTIONS_PER_IP", "50")
-        .spawn()
-        .await;
+    let app = gateway_with(&[("MAX_CONNECTIONS_PER_IP", "50")]).await;
     let mut flood = Vec::new();
     for _ in 0..80 {
         if let Some(stream) = half_open_head("127.0.0.3", app.addr).await {
@@ -158,12 +160,7 @@ async fn one_address_gets_at_most_its_share_of_connections() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_but_streams_are_not() {
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("HTTP_IDLE_TIMEOUT_SECS", "1")
-        .spawn()
-        .await;
+    let app = gateway_with(&[("HTTP_IDLE_TIMEOUT_SECS", "1")]).await;
     // A finished request, then silence on the same connection.
     let mut idle = TcpStream::connect(app.addr).await.unwrap();
     idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -352,12 +349,7 @@ async fn login_burst(
 #[tokio::test]
 async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
     // The username's budget (5 failures) holds against 200 concurrent guesses.
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("LOGIN_IP_MAX_FAILURES", "100000")
-        .spawn()
-        .await;
+    let app = gateway_with(&[("LOGIN_IP_MAX_FAILURES", "100000")]).await;
     let (wrong, refused) = login_burst(&app, 200, |_| "admin".into()).await;
     assert!(wrong <= 5, "at most the threshold was verified: {wrong}");
     assert_eq!(wrong + refused, 200);
@@ -372,13 +364,11 @@ async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
     app.stop().await;
 
     // The address's budget (10 failures) holds against 200 concurrent guesses at 200 names.
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("LOGIN_IP_MAX_FAILURES", "10")
-        .with_var("LOGIN_MAX_FAILURES", "100")
-        .spawn()
-        .await;
+    let app = gateway_with(&[
+        ("LOGIN_IP_MAX_FAILURES", "10"),
+        ("LOGIN_MAX_FAILURES", "100"),
+    ])
+    .await;
     let (wrong, _) = login_burst(&app, 200, |i| format!("user{i}")).await;
     assert!(
         wrong <= 10,
@@ -716,14 +706,12 @@ async fn a_backends_64_mib_event_gets_a_clean_error_and_bounded_memory() {
 #[tokio::test]
 async fn ten_thousand_random_methods_leave_the_metrics_bounded() {
     let backend = crate::gate::RecordingBackend::start().await;
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("METRICS_PUBLIC", "true")
-        .with_var("MCP_RATE_LIMIT_USER_PER_MINUTE", "0")
-        .with_var("MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE", "0")
-        .spawn()
-        .await;
+    let app = gateway_with(&[
+        ("METRICS_PUBLIC", "true"),
+        ("MCP_RATE_LIMIT_USER_PER_MINUTE", "0"),
+        ("MCP_RATE_LIMIT_USER_SERVER_PER_MINUTE", "0"),
+    ])
+    .await;
     let admin = app.admin_token().await;
     crate::mcp::add_server(&app, &admin, json!({"name": "rec", "url": backend.url()})).await;
     let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
@@ -923,13 +911,11 @@ async fn slow_backend(delay: Duration) -> (String, tokio::task::JoinHandle<()>) 
 #[tokio::test]
 async fn one_user_holds_at_most_its_share_of_requests_in_progress() {
     let (backend, _task) = slow_backend(Duration::from_millis(1500)).await;
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("MCP_MAX_CONCURRENT_PER_USER", "4")
-        .with_var("MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE", "0")
-        .spawn()
-        .await;
+    let app = gateway_with(&[
+        ("MCP_MAX_CONCURRENT_PER_USER", "4"),
+        ("MCP_RATE_LIMIT_USER_TOOL_PER_MINUTE", "0"),
+    ])
+    .await;
     let admin = app.admin_token().await;
     let server = crate::mcp::add_server(
         &app,
@@ -1020,12 +1006,7 @@ async fn raw_exchange(app: &TestApp, request: &[u8], wait: Duration) -> String {
 
 #[tokio::test]
 async fn mcp_bodies_too_large_by_their_own_account_or_too_slow_are_refused() {
-    let app = TestEnv::new(Backend::Sqlite)
-        .await
-        .with_admin()
-        .with_var("REQUEST_TIMEOUT_SECS", "1")
-        .spawn()
-        .await;
+    let app = gateway_with(&[("REQUEST_TIMEOUT_SECS", "1")]).await;
     let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
     let head = |length: &str| {
         format!(
