@@ -439,6 +439,15 @@ impl BackendClient {
         })
     }
 
+    /// Ends a backend session (best effort: `DELETE` with its id).
+    pub async fn end_session(&self, target: &Target, session_id: &str, version: &str) {
+        let req = self
+            .request(target, reqwest::Method::DELETE)
+            .header(H_SESSION, session_id)
+            .header(H_VERSION, version);
+        let _ = self.send(target, req).await;
+    }
+
     /// `server/discover` (2026-07-28). `Ok(None)` when the backend does not speak it.
     pub async fn discover(&self, target: &Target) -> Result<Option<Value>, BackendError> {
         let body = json!({
@@ -546,11 +555,8 @@ impl BackendClient {
             )
             .await?;
         if let Some(session) = &handshake.session_id {
-            let req = self
-                .request(target, reqwest::Method::DELETE)
-                .header(H_SESSION, session)
-                .header(H_VERSION, &handshake.protocol_version);
-            let _ = self.send(target, req).await;
+            self.end_session(target, session, &handshake.protocol_version)
+                .await;
         }
         Ok(Probe::from_parts(
             "streamable-http",

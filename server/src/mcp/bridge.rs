@@ -357,16 +357,13 @@ pub(crate) async fn held(
         ids,
         ..modernize_shape(msg)
     };
-    let upstream = {
-        let guard = session.upstream.lock().await;
-        match &*guard {
-            Upstream::Http {
-                session_id,
-                version,
-            } => Ok((session_id.clone(), version.clone())),
-            Upstream::Legacy(l) => Err(l.clone()),
-            Upstream::Modern => Ok((None, protocol::LATEST_VERSION.to_string())),
-        }
+    let upstream = match session.upstream_now().await {
+        Upstream::Http {
+            session_id,
+            version,
+        } => Ok((session_id, version)),
+        Upstream::Legacy(l) => Err(l),
+        Upstream::Modern => Ok((None, protocol::LATEST_VERSION.to_string())),
     };
     match upstream {
         Ok((backend_session, version)) => {

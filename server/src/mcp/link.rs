@@ -144,7 +144,7 @@ impl Link {
             .unwrap_or(Value::Null);
         let upstream = self.upstream().await;
         let res = match upstream {
-            Hop::Legacy(legacy) => {
+            Upstream::Legacy(legacy) => {
                 let mut rx = legacy.lock().await.start(&message).await?;
                 loop {
                     let next = tokio::time::timeout(target.timeout, rx.recv())
@@ -159,7 +159,7 @@ impl Link {
                     }
                 }
             }
-            Hop::Http {
+            Upstream::Http {
                 session_id,
                 version,
             } => {
@@ -174,7 +174,7 @@ impl Link {
                 )
                 .await?
             }
-            Hop::Modern => {
+            Upstream::Modern => {
                 let (body, headers) = upstream::with_modern_meta(
                     &message.body,
                     self.session.init.capabilities_json(),
@@ -242,8 +242,8 @@ impl Link {
     pub async fn send(&self, state: &AppState, message: Bytes) -> Result<(), BackendError> {
         let target = &self.backend.target;
         match self.upstream().await {
-            Hop::Legacy(legacy) => legacy.lock().await.notify(message).await,
-            Hop::Http {
+            Upstream::Legacy(legacy) => legacy.lock().await.notify(message).await,
+            Upstream::Http {
                 session_id,
                 version,
             } => {
@@ -258,7 +258,7 @@ impl Link {
                 .await?;
                 ok_status(target, res.status().as_u16())
             }
-            Hop::Modern => {
+            Upstream::Modern => {
                 let (body, headers) =
                     upstream::with_modern_meta(&message, self.session.init.capabilities_json());
                 let res = upstream::forward(
@@ -281,9 +281,9 @@ impl Link {
     pub async fn listen(&self, state: &AppState) -> Option<mpsc::Receiver<Value>> {
         let target = self.backend.target.clone();
         match self.upstream().await {
-            Hop::Legacy(legacy) => legacy.lock().await.unsolicited.take(),
-            Hop::Modern => None,
-            Hop::Http {
+            Upstream::Legacy(legacy) => legacy.lock().await.unsolicited.take(),
+            Upstream::Modern => None,
+            Upstream::Http {
                 session_id,
                 version,
             } => {
@@ -327,18 +327,8 @@ impl Link {
         upstream::end_backend_session(state, &self.backend.target, &self.session).await;
     }
 
-    async fn upstream(&self) -> Hop {
-        match &*self.session.upstream.lock().await {
-            Upstream::Http {
-                session_id,
-                version,
-            } => Hop::Http {
-                session_id: session_id.clone(),
-                version: version.clone(),
-            },
-            Upstream::Modern => Hop::Modern,
-            Upstream::Legacy(l) => Hop::Legacy(l.clone()),
-        }
+    async fn upstream(&self) -> Upstream {
+        self.session.upstream_now().await
     }
 }
 
@@ -348,13 +338,4 @@ fn ok_status(target: &crate::mcp::backend::Target, status: u16) -> Result<(), Ba
     } else {
         Err(BackendError::Status(target.name.clone(), status))
     }
-}
-
-enum Hop {
-    Http {
-        session_id: Option<String>,
-        version: String,
-    },
-    Modern,
-    Legacy(Arc<tokio::sync::Mutex<LegacySession>>),
 }

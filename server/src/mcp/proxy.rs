@@ -331,16 +331,13 @@ async fn in_session(
     recorder: Option<Recorder>,
 ) -> Response {
     let target = &call.backend.target;
-    let upstream = {
-        let guard = session.upstream.lock().await;
-        match &*guard {
-            Upstream::Http {
-                session_id,
-                version,
-            } => Ok((session_id.clone(), version.clone())),
-            Upstream::Modern => Err(None),
-            Upstream::Legacy(legacy) => Err(Some(legacy.clone())),
-        }
+    let upstream = match session.upstream_now().await {
+        Upstream::Http {
+            session_id,
+            version,
+        } => Ok((session_id, version)),
+        Upstream::Modern => Err(None),
+        Upstream::Legacy(legacy) => Err(Some(legacy)),
     };
     match upstream {
         Ok((backend_session, negotiated)) => {
@@ -457,19 +454,16 @@ async fn open_get_stream(
     session: &Arc<ProxySession>,
 ) -> Response {
     let target = call.backend.target.clone();
-    let upstream = {
-        let guard = session.upstream.lock().await;
-        match &*guard {
-            Upstream::Http {
-                session_id,
-                version,
-            } => Ok((session_id.clone(), version.clone())),
-            Upstream::Modern => {
-                tracing::debug!(server = %server, "GET on a session bridged to a 2026-07-28 backend: no stream");
-                return method_not_allowed();
-            }
-            Upstream::Legacy(l) => Err(l.clone()),
+    let upstream = match session.upstream_now().await {
+        Upstream::Http {
+            session_id,
+            version,
+        } => Ok((session_id, version)),
+        Upstream::Modern => {
+            tracing::debug!(server = %server, "GET on a session bridged to a 2026-07-28 backend: no stream");
+            return method_not_allowed();
         }
+        Upstream::Legacy(l) => Err(l),
     };
     match upstream {
         Ok((backend_session, version)) => {

@@ -18,6 +18,7 @@ use crate::keys::random_bytes;
 use crate::mcp::legacy::LegacySession;
 
 /// How the gateway reaches the backend for one client session.
+#[derive(Clone)]
 pub enum Upstream {
     /// Streamable HTTP, handshake era: the backend's own session id (if it issued one) and the
     /// version negotiated with it.
@@ -44,6 +45,8 @@ pub struct ClientInit {
     /// `None`: none sent, read as `{}`.
     capabilities: Option<Box<RawValue>>,
     info: Option<Box<RawValue>>,
+    /// `clientInfo.name`, at most 100 characters (read once: every request's record names it).
+    name: Option<String>,
     /// The backend's InitializeResult (sessions the gateway holds for itself).
     pub backend_result: Value,
 }
@@ -80,9 +83,11 @@ impl ClientInit {
             raw.filter(|r| r.get().starts_with('{'))
                 .map(RawValue::to_owned)
         };
+        let info = object(info);
         Ok(ClientInit {
             capabilities: object(capabilities),
-            info: object(info),
+            name: name_of(info.as_deref()),
+            info,
             backend_result: Value::Null,
         })
     }
@@ -90,9 +95,11 @@ impl ClientInit {
     /// From values the gateway built itself (its own backend sessions).
     pub fn new(capabilities: &Value, info: &Value) -> ClientInit {
         let raw = |v: &Value| serde_json::value::to_raw_value(v).ok();
+        let info = raw(info).filter(|_| info.is_object());
         ClientInit {
             capabilities: raw(capabilities).filter(|_| capabilities.is_object()),
-            info: raw(info).filter(|_| info.is_object()),
+            name: name_of(info.as_deref()),
+            info,
             backend_result: Value::Null,
         }
     }
@@ -119,13 +126,18 @@ impl ClientInit {
 
     /// The client's name, for activity records (at most 100 characters).
     pub fn client_name(&self) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Info {
-            name: Option<String>,
-        }
-        let info: Info = serde_json::from_str(self.info.as_ref()?.get()).ok()?;
-        info.name.map(|n| n.chars().take(100).collect())
+        self.name.clone()
     }
+}
+
+/// `clientInfo.name`, at most 100 characters.
+fn name_of(info: Option<&RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Info {
+        name: Option<String>,
+    }
+    let info: Info = serde_json::from_str(info?.get()).ok()?;
+    info.name.map(|n| n.chars().take(100).collect())
 }
 
 pub struct ProxySession {
@@ -161,6 +173,11 @@ impl ProxySession {
             stream_hub: tokio::sync::Mutex::new(None),
             last_seen: AtomicI64::new(db::now()),
         }
+    }
+
+    /// How the backend is reached right now (a copy: the lock is not held while it is used).
+    pub async fn upstream_now(&self) -> Upstream {
+        self.upstream.lock().await.clone()
     }
 
     pub fn idle_for(&self, idle: Duration) -> bool {

@@ -8,9 +8,7 @@ use serde_json::json;
 
 use crate::mcp::backend::{BackendError, BackendResponse, Target, client_info};
 use crate::mcp::message::Message;
-use crate::mcp::protocol::{
-    self, H_LAST_EVENT_ID, H_METHOD, H_NAME, H_PARAM_PREFIX, H_SESSION, H_VERSION,
-};
+use crate::mcp::protocol::{self, H_LAST_EVENT_ID, H_METHOD, H_NAME, H_PARAM_PREFIX};
 use crate::mcp::registry::{Backend, Era};
 use crate::mcp::session::{ProxySession, Upstream};
 use crate::state::AppState;
@@ -204,13 +202,10 @@ pub(crate) async fn detect_era(state: &AppState, backend: &Backend) -> Result<Er
         {
             Ok(handshake) => {
                 if let Some(b) = handshake.session_id {
-                    let req = state
-                        .mcp
-                        .client
-                        .request(target, reqwest::Method::DELETE)
-                        .header(H_SESSION, b)
-                        .header(H_VERSION, handshake.protocol_version);
-                    let _ = state.mcp.client.send(target, req).await;
+                    let client = &state.mcp.client;
+                    client
+                        .end_session(target, &b, &handshake.protocol_version)
+                        .await;
                 }
                 Era::HandshakeOnly
             }
@@ -224,18 +219,11 @@ pub(crate) async fn detect_era(state: &AppState, backend: &Backend) -> Result<Er
 
 /// Ends the backend side of a session (best effort).
 pub async fn end_backend_session(state: &AppState, target: &Target, session: &ProxySession) {
-    let guard = session.upstream.lock().await;
     if let Upstream::Http {
         session_id: Some(b),
         version,
-    } = &*guard
+    } = session.upstream_now().await
     {
-        let req = state
-            .mcp
-            .client
-            .request(target, reqwest::Method::DELETE)
-            .header(H_SESSION, b)
-            .header(H_VERSION, version);
-        let _ = state.mcp.client.send(target, req).await;
+        state.mcp.client.end_session(target, &b, &version).await;
     }
 }
