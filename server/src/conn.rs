@@ -183,9 +183,11 @@ impl Connections {
     /// Asks every connection quiet for a moment (no request in progress) to close: the
     /// descriptor limit is near. At most every `SHED_EVERY_MS`.
     pub fn shed(&self) {
-        let now = now_ms() + SHED_EVERY_MS;
+        // 0: never shed yet.
+        let now = now_ms().max(1);
         let last = self.last_shed.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < SHED_EVERY_MS
+        let too_soon = last != 0 && now.saturating_sub(last) < SHED_EVERY_MS;
+        if too_soon
             || self
                 .last_shed
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)

@@ -346,6 +346,16 @@ async fn login_burst(
     (count(401), count(429))
 }
 
+/// The bootstrap admin's login with the right password.
+async fn admin_login(app: &TestApp) -> reqwest::Response {
+    app.post_json(
+        "/auth/login",
+        None,
+        json!({"username": "admin", "password": ADMIN_PASSWORD}),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
     // The username's budget (5 failures) holds against 200 concurrent guesses.
@@ -353,13 +363,7 @@ async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
     let (wrong, refused) = login_burst(&app, 200, |_| "admin".into()).await;
     assert!(wrong <= 5, "at most the threshold was verified: {wrong}");
     assert_eq!(wrong + refused, 200);
-    let res = app
-        .post_json(
-            "/auth/login",
-            None,
-            json!({"username": "admin", "password": ADMIN_PASSWORD}),
-        )
-        .await;
+    let res = admin_login(&app).await;
     assert_eq!(res.status(), 429, "the account is locked after the burst");
     app.stop().await;
 
@@ -374,13 +378,7 @@ async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
         wrong <= 10,
         "at most the address's budget was verified: {wrong}"
     );
-    let res = app
-        .post_json(
-            "/auth/login",
-            None,
-            json!({"username": "admin", "password": ADMIN_PASSWORD}),
-        )
-        .await;
+    let res = admin_login(&app).await;
     assert_eq!(res.status(), 429, "the address has used its budget");
     app.stop().await;
 }
