@@ -1,6 +1,6 @@
 //! `TtlMap`: a small concurrent map whose entries are trusted for a while after they were read
-//! from the database, and can be invalidated at once. `Changes`: the signal those invalidations
-//! send to long-lived connections.
+//! from the database, and can be invalidated at once (`feed.rs` carries the invalidations to
+//! open connections and other replicas).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -56,28 +56,5 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         if let Ok(mut entries) = self.entries.write() {
             entries.clear();
         }
-    }
-}
-
-/// A change counter moved by every invalidation that can take access away (identity state,
-/// grants, servers): long-lived connections (the live feed, MCP streams) watch it and re-check
-/// their caller against current state when it moves. Its value means nothing, that it moved
-/// does. The in-process end of a change feed; cheap to clone.
-#[derive(Clone)]
-pub struct Changes(std::sync::Arc<tokio::sync::watch::Sender<u64>>);
-
-impl Default for Changes {
-    fn default() -> Self {
-        Changes(std::sync::Arc::new(tokio::sync::watch::Sender::new(0)))
-    }
-}
-
-impl Changes {
-    pub fn publish(&self) {
-        self.0.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.0.subscribe()
     }
 }

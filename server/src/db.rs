@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod events;
+pub mod feed;
 pub mod keys;
 pub mod limits;
 pub mod login_failures;

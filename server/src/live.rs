@@ -86,21 +86,44 @@ pub struct LiveHub {
     tx: broadcast::Sender<Arc<LiveMessage>>,
     /// Tickets redeemed here, with their expiry (checked and recorded under one lock).
     used_tickets: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], i64>>>,
+    /// Other replicas' subscribers are reached through the change feed.
+    feed: crate::feed::Changes,
 }
 
 impl LiveHub {
     /// A hub buffering `capacity` messages (`LIVE_FEED_BUFFER`).
-    pub fn new(capacity: usize) -> LiveHub {
+    pub fn new(capacity: usize, feed: crate::feed::Changes) -> LiveHub {
         LiveHub {
             tx: broadcast::channel(capacity.max(1)).0,
             used_tickets: Arc::default(),
+            feed,
         }
     }
 
-    /// Publishes without waiting; without subscribers this is a counter check.
+    /// Publishes without waiting, here and (while they have subscribers) to other replicas;
+    /// without subscribers anywhere this is two counter checks.
     pub fn publish(&self, message: impl FnOnce() -> LiveMessage) {
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(Arc::new(message()));
+        let here = self.tx.receiver_count() > 0;
+        let elsewhere = self.feed.watched_elsewhere();
+        if !here && !elsewhere {
+            return;
+        }
+        let message = Arc::new(message());
+        if elsewhere {
+            self.feed.share_live(|| message.clone());
+        }
+        if here {
+            let _ = self.tx.send(message);
+        }
+    }
+
+    /// Hands messages another replica published to this replica's subscribers.
+    pub fn deliver(&self, messages: Vec<LiveMessage>) {
+        for message in messages {
+            if self.tx.receiver_count() == 0 {
+                return;
+            }
+            let _ = self.tx.send(Arc::new(message));
         }
     }
 

@@ -161,8 +161,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             telemetry::init(config.log_format, "warn");
             let state = AppState::init(config).await?;
             let kid = state.keys.rotate().await?;
+            // Running replicas on Postgres switch at once; on SQLite within a minute.
+            state
+                .changes
+                .send_now(&state.db.pool, authmcp_gateway::feed::Change::Keys)
+                .await;
             println!(
-                "new signing key {kid}; previous keys keep verifying their tokens until they expire (running gateways switch to it within a minute)"
+                "new signing key {kid}; previous keys keep verifying their tokens until they expire (running gateways switch to it at once on Postgres, within a minute on SQLite)"
             );
             Ok(())
         }

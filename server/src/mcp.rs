@@ -79,7 +79,7 @@ impl McpState {
         config: Arc<Config>,
         live: LiveHub,
         retention_days: Arc<std::sync::atomic::AtomicU32>,
-        changes: crate::cache::Changes,
+        changes: crate::feed::Changes,
     ) -> anyhow::Result<Arc<McpState>> {
         let limits = McpLimits::new(&config.mcp.rate_limits, config.mcp.user_bytes_per_minute);
         limits.set(load_limit_table(db.clone(), &config).await?);
@@ -159,6 +159,29 @@ impl McpState {
             held.retain(|(user, _), _| *user != user_id);
         }
         self.aggregate.retain_links(|user, _| user != user_id, None);
+    }
+
+    /// Applies a change another replica made: cached grants and rules go, and a changed user's
+    /// sessions here (the next request re-reads them; streams re-check at once).
+    pub async fn apply(&self, change: &crate::feed::Change) {
+        use crate::feed::Change;
+        self.registry.forget(change);
+        match change {
+            Change::User(user_id) => {
+                let user_id = *user_id;
+                self.sessions.remove_where(|s| s.user_id != user_id);
+                if let Ok(mut held) = self.held.lock() {
+                    held.retain(|(user, _), _| *user != user_id);
+                }
+                self.aggregate.retain_links(|user, _| user != user_id, None);
+            }
+            Change::Servers | Change::All => {
+                if let Err(e) = self.reload().await {
+                    tracing::warn!(error = format!("{e:#}"), "reloading MCP servers failed");
+                }
+            }
+            _ => {}
+        }
     }
 
     pub(crate) async fn held_session(

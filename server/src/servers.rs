@@ -334,6 +334,7 @@ pub async fn create(
     .await?;
     tx.commit().await?;
     state.mcp.reload().await?;
+    state.changes.send(crate::feed::Change::Servers);
     Ok(server)
 }
 
@@ -399,6 +400,7 @@ pub async fn update(
     .await?;
     tx.commit().await?;
     state.mcp.reload().await?;
+    state.changes.send(crate::feed::Change::Servers);
     Ok(after)
 }
 
@@ -420,6 +422,7 @@ pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), 
     .await?;
     tx.commit().await?;
     state.mcp.reload().await?;
+    state.changes.send(crate::feed::Change::Servers);
     state.mcp.registry.invalidate_all_grants();
     Ok(())
 }

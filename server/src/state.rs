@@ -59,6 +59,9 @@ pub struct AppStateInner {
     pub spa: Option<Spa>,
     /// Needed to create the first admin on a non-loopback bind (`accounts::SetupToken`).
     pub setup_token: Option<accounts::SetupToken>,
+    /// The change feed: every access or routing change made here goes out through it
+    /// (`feed.rs`); open connections watch it.
+    pub changes: crate::feed::Changes,
     /// Client connections: caps, timeouts, shedding (`conn.rs`).
     pub connections: Arc<Connections>,
     pub started: Instant,
@@ -80,11 +83,44 @@ impl AppState {
 
         let keys = Arc::new(keys);
         spawn_key_reload(keys.clone(), db.clone());
-        let live = LiveHub::new(config.live_feed_buffer);
+        // What other replicas send is applied once the state exists (`slot`).
+        let slot: Arc<std::sync::OnceLock<std::sync::Weak<AppStateInner>>> = Arc::default();
+        let changes = match &config.database {
+            crate::config::DatabaseConfig::Postgres { url } => {
+                let (on_change, on_live, watching) = (slot.clone(), slot.clone(), slot.clone());
+                let upgrade = |slot: &std::sync::OnceLock<std::sync::Weak<AppStateInner>>| {
+                    slot.get().and_then(std::sync::Weak::upgrade).map(AppState)
+                };
+                crate::feed::start_postgres(
+                    db.pool.clone(),
+                    url.expose().clone(),
+                    crate::feed::Handlers {
+                        change: move |change| {
+                            let state = upgrade(&on_change);
+                            async move {
+                                if let Some(state) = state {
+                                    apply_change(&state, change).await;
+                                }
+                            }
+                        },
+                        live: move |messages| {
+                            if let Some(state) = upgrade(&on_live) {
+                                state.live.deliver(messages);
+                            }
+                        },
+                        watching: move || {
+                            upgrade(&watching).is_some_and(|s| s.live.subscribers() > 0)
+                        },
+                    },
+                )?
+            }
+            crate::config::DatabaseConfig::Sqlite { .. } => crate::feed::Changes::default(),
+        };
+        let live = LiveHub::new(config.live_feed_buffer, changes.clone());
         let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
         runtime.spawn_reload(db.clone());
         spawn_pruning(db.clone(), runtime.clone());
-        let changes = crate::cache::Changes::default();
+        let changes = crate::feed::Changes::default();
         let mcp = McpState::init(
             db.clone(),
             secret_box.clone(),
@@ -108,11 +144,12 @@ impl AppState {
                 }
             });
         }
-        Ok(AppState(Arc::new(AppStateInner {
+        let state = AppState(Arc::new(AppStateInner {
             oauth,
             mcp,
             spa: Spa::load(&config.web_dir),
-            auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl, changes)),
+            auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl, changes.clone())),
+            changes,
             login_throttle: Arc::new(LoginThrottle::new(
                 config.auth.login_ip_max_failures,
                 config.auth.login_ip_window,
@@ -135,8 +172,34 @@ impl AppState {
             keys,
             secret_box,
             started: Instant::now(),
-        })))
+        }));
+        let _ = slot.set(Arc::downgrade(&state.0));
+        Ok(state)
     }
+}
+
+/// Applies a change another replica made (`feed.rs`): the caches it makes stale go, what it
+/// names is re-read, and open connections here re-check their callers.
+async fn apply_change(state: &AppState, change: crate::feed::Change) {
+    use crate::feed::Change;
+    state.auth_cache.forget(&change);
+    state.mcp.apply(&change).await;
+    if matches!(change, Change::Settings | Change::All)
+        && let Err(e) = state.runtime.reload(&state.db).await
+    {
+        tracing::warn!(error = format!("{e:#}"), "reloading settings failed");
+    }
+    if matches!(change, Change::Limits | Change::All)
+        && let Err(e) = state.mcp.reload_limits(&state.db, &state.config).await
+    {
+        tracing::warn!(error = format!("{e:#}"), "reloading rate limits failed");
+    }
+    if matches!(change, Change::Keys | Change::All)
+        && let Err(e) = state.keys.reload().await
+    {
+        tracing::warn!(error = format!("{e:#}"), "reloading signing keys failed");
+    }
+    state.changes.publish();
 }
 
 /// Copies new audit-log rows to `audit-YYYY-MM-DD.jsonl` every few seconds (rows are written

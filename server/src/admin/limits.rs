@@ -107,6 +107,7 @@ async fn set_settings(
     .await?;
     tx.commit().await?;
     state.runtime.set(next);
+    state.changes.send(crate::feed::Change::Settings);
     Ok(AppJson(gateway_settings(&state)))
 }
 
@@ -253,5 +254,6 @@ async fn set_limits(
     tx.commit().await?;
     let (now, table) = load(&state).await?;
     state.mcp.limits.set(table);
+    state.changes.send(crate::feed::Change::Limits);
     Ok(AppJson(now))
 }

@@ -186,5 +186,6 @@ async fn rotate_signing_key(
         ));
     }
     let kid = state.keys.rotate().await?;
+    state.changes.send(crate::feed::Change::Keys);
     Ok(AppJson(Rotated { kid }))
 }

@@ -21,6 +21,7 @@ use crate::cache::TtlMap;
 use crate::db;
 use crate::error::ApiError;
 use crate::events::{EventContext, EventType, Severity};
+use crate::feed::Change;
 use crate::keys::TokenError;
 use crate::state::AppState;
 
@@ -111,11 +112,11 @@ pub struct AuthCache {
     api_key_touched: TtlMap<i64, ()>,
     /// Moved on every change of identity state made through this replica, so open
     /// connections re-check their caller at once (`still_valid`).
-    changes: crate::cache::Changes,
+    changes: crate::feed::Changes,
 }
 
 impl AuthCache {
-    pub fn new(ttl: std::time::Duration, changes: crate::cache::Changes) -> Self {
+    pub fn new(ttl: std::time::Duration, changes: crate::feed::Changes) -> Self {
         Self {
             ttl,
             tokens: TtlMap::new(),
@@ -132,29 +133,46 @@ impl AuthCache {
         self.changes.subscribe()
     }
 
-    fn changed(&self) {
-        self.changes.publish();
-    }
-
     /// Forget a user's state (role, enabled, deletion) and everything that hangs off it.
     pub fn invalidate_user(&self, user_id: i64) {
-        self.users.retain(|id, _| *id != user_id);
-        self.sessions
-            .retain(|_, s| s.as_ref().is_none_or(|s| s.user_id != user_id));
-        self.api_keys
-            .retain(|_, k| k.as_ref().is_none_or(|k| k.user_id != user_id));
-        self.changed();
+        self.changed(Change::User(user_id));
     }
 
     pub fn invalidate_session(&self, session_id: &str) {
-        self.sessions.retain(|id, _| id != session_id);
-        self.changed();
+        self.changed(Change::Session(session_id.to_string()));
     }
 
     pub fn invalidate_api_key(&self, key_id: i64) {
-        self.api_keys
-            .retain(|_, k| k.as_ref().is_none_or(|k| k.id != key_id));
-        self.changed();
+        self.changed(Change::ApiKey(key_id));
+    }
+
+    /// A change made here: forgotten here, then sent to open connections and other replicas.
+    fn changed(&self, change: Change) {
+        self.forget(&change);
+        self.changes.send(change);
+    }
+
+    /// Drops what `change` makes stale (a change made here or on another replica).
+    pub fn forget(&self, change: &Change) {
+        match change {
+            Change::User(user_id) => {
+                self.users.retain(|id, _| id != user_id);
+                self.sessions
+                    .retain(|_, s| s.as_ref().is_none_or(|s| s.user_id != *user_id));
+                self.api_keys
+                    .retain(|_, k| k.as_ref().is_none_or(|k| k.user_id != *user_id));
+            }
+            Change::Session(session_id) => self.sessions.retain(|id, _| id != session_id),
+            Change::ApiKey(key_id) => self
+                .api_keys
+                .retain(|_, k| k.as_ref().is_none_or(|k| k.id != *key_id)),
+            Change::All => {
+                self.users.clear();
+                self.sessions.clear();
+                self.api_keys.clear();
+            }
+            _ => {}
+        }
     }
 }
 

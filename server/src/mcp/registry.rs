@@ -19,6 +19,7 @@ use crate::auth::identity::{AuthMethod, Principal};
 use crate::cache::TtlMap;
 use crate::config::Config;
 use crate::db::{self, Db, servers::ServerRow, tool_rules::Subject};
+use crate::feed::Change;
 use crate::keys::SecretBox;
 use crate::mcp::backend::Target;
 use crate::mcp::naming;
@@ -88,7 +89,7 @@ pub struct Registry {
     grants: TtlMap<i64, Arc<HashSet<i64>>>,
     tool_rules: TtlMap<Subject, Arc<ToolRules>>,
     /// Moved when grants or servers change, so open streams re-check access.
-    changes: crate::cache::Changes,
+    changes: crate::feed::Changes,
     /// What the servers table held at the last reload.
     fingerprint: Mutex<u64>,
 }
@@ -203,7 +204,7 @@ impl Registry {
         db: Db,
         secret_box: Arc<SecretBox>,
         config: Arc<Config>,
-        changes: crate::cache::Changes,
+        changes: crate::feed::Changes,
     ) -> anyhow::Result<Registry> {
         let registry = Registry {
             db,
@@ -412,9 +413,7 @@ impl Registry {
     }
 
     pub fn invalidate_grants(&self, user_id: i64) {
-        self.grants.retain(|id, _| *id != user_id);
-        self.tool_rules.retain(|s, _| *s != Subject::User(user_id));
-        self.changes.publish();
+        self.changed(Change::Grants(user_id));
     }
 
     /// The caller's per-tool rules (cached like grants, invalidated at once on change).
@@ -439,13 +438,39 @@ impl Registry {
     }
 
     pub fn invalidate_tool_rules(&self, subject: Subject) {
-        self.tool_rules.retain(|s, _| *s != subject);
+        self.changed(match subject {
+            Subject::User(id) => Change::Grants(id),
+            Subject::ApiKey(id) => Change::KeyRules(id),
+        });
     }
 
     pub fn invalidate_all_grants(&self) {
-        self.grants.clear();
-        self.tool_rules.clear();
-        self.changes.publish();
+        self.changed(Change::AllGrants);
+    }
+
+    /// A change made here: forgotten here, then sent to open streams and other replicas.
+    fn changed(&self, change: Change) {
+        self.forget(&change);
+        self.changes.send(change);
+    }
+
+    /// Drops the grants and rules `change` makes stale (made here or on another replica).
+    pub fn forget(&self, change: &Change) {
+        match change {
+            Change::Grants(user_id) | Change::User(user_id) => {
+                self.grants.retain(|id, _| id != user_id);
+                self.tool_rules.retain(|s, _| *s != Subject::User(*user_id));
+            }
+            Change::KeyRules(key_id) | Change::ApiKey(key_id) => {
+                self.tool_rules
+                    .retain(|s, _| *s != Subject::ApiKey(*key_id));
+            }
+            Change::AllGrants | Change::All => {
+                self.grants.clear();
+                self.tool_rules.clear();
+            }
+            _ => {}
+        }
     }
 }
 
