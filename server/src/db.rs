@@ -11,6 +11,7 @@ pub mod keys;
 pub mod limits;
 pub mod login_failures;
 pub mod oauth;
+pub mod replicas;
 pub mod servers;
 pub mod sessions;
 pub mod setup;

@@ -66,6 +66,8 @@ pub enum Change {
     Keys,
     /// A `/mcp/{server}` client session ended (by the SHA-256 of its id, hex).
     McpSession(String),
+    /// An aggregated session ended (its key, and when it would have expired).
+    Ended(String, i64),
     /// Anything may have changed: drop every cache and re-read everything.
     All,
 }

@@ -4,7 +4,7 @@
 //! Browsers cannot set headers on a WebSocket, and a long-lived token must never sit in a URL,
 //! so the feed is opened with a **ticket**: `POST /admin/api/live/ticket` (admin bearer auth)
 //! returns an opaque value, sealed with the gateway's key, naming the admin, valid 30 seconds
-//! and accepted once per replica. The admin's role is checked again when the socket opens.
+//! and accepted once (by any replica: its nonce is recorded in the database). The admin's role is checked again when the socket opens.
 //!
 //! Producers publish into one `broadcast` channel and never wait. A subscriber that falls
 //! behind (its socket does not drain within `SEND_TIMEOUT`, or it misses messages because the
@@ -84,8 +84,6 @@ pub fn event(r: &SecurityEventRow) -> SecurityEvent {
 #[derive(Clone)]
 pub struct LiveHub {
     tx: broadcast::Sender<Arc<LiveMessage>>,
-    /// Tickets redeemed here, with their expiry (checked and recorded under one lock).
-    used_tickets: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], i64>>>,
     /// Other replicas' subscribers are reached through the change feed.
     feed: crate::feed::Changes,
 }
@@ -95,7 +93,6 @@ impl LiveHub {
     pub fn new(capacity: usize, feed: crate::feed::Changes) -> LiveHub {
         LiveHub {
             tx: broadcast::channel(capacity.max(1)).0,
-            used_tickets: Arc::default(),
             feed,
         }
     }
@@ -178,7 +175,7 @@ pub struct LiveQuery {
     filter: LiveFilter,
 }
 
-/// The admin of a ticket (and their session), if it is valid, unused here, and they are still
+/// The admin of a ticket (and their session), if it is valid, unused, and they are still
 /// an enabled admin.
 async fn redeem(state: &AppState, raw: &str) -> Option<(i64, Option<String>)> {
     let sealed = URL_SAFE_NO_PAD.decode(raw).ok()?;
@@ -188,12 +185,14 @@ async fn redeem(state: &AppState, raw: &str) -> Option<(i64, Option<String>)> {
     if ticket.e <= now {
         return None;
     }
+    // Single use on every replica: the nonce is recorded in the database (a failure to
+    // record it refuses the ticket).
+    let nonce = format!("live:{}", crate::auth::identity::hex(&ticket.n));
+    if !db::replicas::use_nonce(&state.db.pool, &nonce, ticket.e)
+        .await
+        .unwrap_or(false)
     {
-        let mut used = state.live.used_tickets.lock().ok()?;
-        used.retain(|_, expiry| *expiry > now);
-        if used.insert(ticket.n, ticket.e).is_some() {
-            return None;
-        }
+        return None;
     }
     crate::auth::identity::still_valid(state, ticket.u, ticket.s.as_deref(), true)
         .await

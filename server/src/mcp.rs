@@ -65,7 +65,13 @@ pub struct McpState {
     pub concurrency: crate::ratelimit::Concurrency,
     pub aggregate: AggregateState,
     ids: AtomicU64,
+    db: Db,
+    secret_box: Arc<SecretBox>,
+    changes: crate::feed::Changes,
 }
+
+/// Associated data of a stored backend session id.
+const BACKEND_SESSION_CONTEXT: &str = "mcp_client_sessions:backend";
 
 impl McpState {
     /// A fresh number for the gateway's own JSON-RPC ids.
@@ -81,17 +87,33 @@ impl McpState {
         retention_days: Arc<std::sync::atomic::AtomicU32>,
         changes: crate::feed::Changes,
     ) -> anyhow::Result<Arc<McpState>> {
-        let limits = McpLimits::new(&config.mcp.rate_limits, config.mcp.user_bytes_per_minute);
+        let mut limits = McpLimits::new(&config.mcp.rate_limits, config.mcp.user_bytes_per_minute);
+        if db.backend == crate::db::Backend::Postgres {
+            limits = limits.share(db.pool.clone());
+        }
         limits.set(load_limit_table(db.clone(), &config).await?);
-        let registry = Registry::load(db.clone(), secret_box, config.clone(), changes).await?;
+        let registry = Registry::load(
+            db.clone(),
+            secret_box.clone(),
+            config.clone(),
+            changes.clone(),
+        )
+        .await?;
         let metrics = Arc::new(Metrics::default());
+        let aggregate = AggregateState::default();
+        // Sessions ended by DELETE before this replica started.
+        for (key, expires_at) in
+            crate::db::replicas::ended_aggregated(&db.pool, crate::db::now(), 100_001).await?
+        {
+            aggregate.mark_ended(&key, expires_at);
+        }
         Ok(Arc::new(McpState {
             registry,
             client: BackendClient::new()?,
             sessions: SessionStore::default(),
             held: Mutex::default(),
             activity: ActivitySink::spawn(
-                db,
+                db.clone(),
                 metrics.clone(),
                 live,
                 Some(FileLog::new(&config.log_dir, "activity", retention_days)),
@@ -99,8 +121,11 @@ impl McpState {
             metrics,
             limits,
             concurrency: crate::ratelimit::Concurrency::new(config.mcp.max_concurrent_per_user),
-            aggregate: AggregateState::default(),
+            aggregate,
             ids: AtomicU64::new(1),
+            db,
+            secret_box,
+            changes,
         }))
     }
 
@@ -161,6 +186,206 @@ impl McpState {
         self.aggregate.retain_links(|user, _| user != user_id, None);
     }
 
+    /// Starts a `/mcp/{server}` client session, stored so any replica can serve it.
+    pub async fn create_session(
+        &self,
+        user_id: i64,
+        server_id: i64,
+        client_version: String,
+        init: ClientInit,
+        upstream: Upstream,
+    ) -> anyhow::Result<Arc<ProxySession>> {
+        let (capabilities, client_info) = init.stored();
+        let session = self
+            .sessions
+            .create(user_id, server_id, client_version, init, upstream)?;
+        let (kind, backend_session, backend_version) = self.stored_upstream(&session).await?;
+        let now = crate::db::now();
+        let row = crate::db::replicas::ClientSessionRow {
+            id_hash: session.id_hash.clone(),
+            user_id,
+            server_id,
+            client_version: session.client_version.clone(),
+            capabilities,
+            client_info,
+            upstream: kind.into(),
+            backend_session,
+            backend_version,
+            created_at: now,
+            last_seen: now,
+        };
+        let keep = i64::try_from(crate::mcp::session::MAX_SESSIONS_PER_USER).unwrap_or(256);
+        if let Err(e) = crate::db::replicas::insert_client_session(&self.db.pool, &row, keep).await
+        {
+            self.sessions.remove(&session.id);
+            return Err(anyhow::Error::new(e).context("storing the session"));
+        }
+        Ok(session)
+    }
+
+    /// How a session's upstream is stored: kind, sealed backend session id, backend version.
+    async fn stored_upstream(
+        &self,
+        session: &ProxySession,
+    ) -> anyhow::Result<(&'static str, Option<String>, Option<String>)> {
+        use base64::Engine;
+        Ok(match session.upstream_now().await {
+            Upstream::Http {
+                session_id,
+                version,
+            } => {
+                let sealed = match session_id {
+                    Some(id) => Some(
+                        base64::engine::general_purpose::STANDARD.encode(
+                            self.secret_box
+                                .seal(id.as_bytes(), BACKEND_SESSION_CONTEXT)?,
+                        ),
+                    ),
+                    None => None,
+                };
+                ("http", sealed, Some(version))
+            }
+            Upstream::Modern => ("modern", None, None),
+            Upstream::Legacy(_) => ("legacy", None, None),
+        })
+    }
+
+    /// Stores the backend session a re-initialisation opened, for the other replicas.
+    pub async fn store_upstream(&self, session: &ProxySession) {
+        if session.id_hash.is_empty() {
+            return;
+        }
+        let stored = match self.stored_upstream(session).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "sealing a backend session id failed"
+                );
+                return;
+            }
+        };
+        if let (_, backend, Some(version)) = stored
+            && let Err(e) = crate::db::replicas::set_backend_session(
+                &self.db.pool,
+                &session.id_hash,
+                backend.as_deref(),
+                &version,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "storing a re-initialised backend session failed");
+        }
+    }
+
+    /// The caller's session on this server: from memory, else from the database (created on
+    /// another replica, or forgotten here after idling), re-opening the backend side where it
+    /// is a stream this replica must hold itself.
+    pub async fn find_session(
+        &self,
+        id: &str,
+        user_id: i64,
+        backend: &crate::mcp::registry::Backend,
+    ) -> Option<Arc<ProxySession>> {
+        if let Some(session) = self.sessions.get(id, user_id, backend.id) {
+            self.store_seen(&session);
+            return Some(session);
+        }
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let hash = crate::mcp::session::id_hash(id);
+        let row = match crate::db::replicas::client_session(&self.db.pool, &hash).await {
+            Ok(Some(row)) if row.user_id == user_id && row.server_id == backend.id => row,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading an MCP session failed");
+                return None;
+            }
+        };
+        let init = ClientInit::from_stored(row.capabilities.clone(), row.client_info.clone());
+        let upstream = match row.upstream.as_str() {
+            "http" => {
+                use base64::Engine;
+                let session_id = match &row.backend_session {
+                    Some(sealed) => {
+                        let opened = base64::engine::general_purpose::STANDARD
+                            .decode(sealed)
+                            .ok()
+                            .and_then(|b| self.secret_box.open(&b, BACKEND_SESSION_CONTEXT).ok())
+                            .and_then(|b| String::from_utf8(b).ok());
+                        Some(opened?)
+                    }
+                    None => None,
+                };
+                Upstream::Http {
+                    session_id,
+                    version: row
+                        .backend_version
+                        .clone()
+                        .unwrap_or_else(|| row.client_version.clone()),
+                }
+            }
+            "modern" => Upstream::Modern,
+            _ => {
+                // The HTTP+SSE stream was held by another replica: this one opens its own.
+                let target = &backend.target;
+                let mut legacy = crate::mcp::legacy::LegacySession::connect(&self.client, target)
+                    .await
+                    .ok()?;
+                legacy
+                    .initialize(init.capabilities(), init.info().unwrap_or_else(client_info))
+                    .await
+                    .ok()?;
+                Upstream::Legacy(Arc::new(tokio::sync::Mutex::new(legacy)))
+            }
+        };
+        let session = Arc::new(ProxySession::restored(id.to_string(), &row, init, upstream));
+        // Another request may have restored it meanwhile: keep one.
+        if let Some(existing) = self.sessions.get(id, user_id, backend.id) {
+            return Some(existing);
+        }
+        self.sessions.insert(session.clone());
+        self.store_seen(&session);
+        Some(session)
+    }
+
+    /// Refreshes the stored `last_seen` of a session in use (at most once a minute).
+    fn store_seen(&self, session: &ProxySession) {
+        if !session.claim_store_seen() {
+            return;
+        }
+        let (pool, hash) = (self.db.pool.clone(), session.id_hash.clone());
+        tokio::spawn(async move {
+            let _ = crate::db::replicas::touch_client_session(&pool, &hash, crate::db::now()).await;
+        });
+    }
+
+    /// Who a session belongs to (to tell a stale id from another user's).
+    pub async fn session_owner(&self, id: &str) -> Option<i64> {
+        if let Some(owner) = self.sessions.owner(id) {
+            return Some(owner);
+        }
+        let hash = crate::mcp::session::id_hash(id);
+        crate::db::replicas::client_session(&self.db.pool, &hash)
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.user_id)
+    }
+
+    /// Ends a session everywhere: here, in the database, and on every other replica.
+    pub async fn end_session(&self, session: &ProxySession) -> Option<Arc<ProxySession>> {
+        if let Err(e) =
+            crate::db::replicas::delete_client_session(&self.db.pool, &session.id_hash).await
+        {
+            tracing::warn!(error = %e, "deleting an MCP session failed");
+        }
+        self.changes
+            .send(crate::feed::Change::McpSession(session.id_hash.clone()));
+        self.sessions.remove(&session.id)
+    }
+
     /// Applies a change another replica made: cached grants and rules go, and a changed user's
     /// sessions here (the next request re-reads them; streams re-check at once).
     pub async fn apply(&self, change: &crate::feed::Change) {
@@ -175,6 +400,8 @@ impl McpState {
                 }
                 self.aggregate.retain_links(|user, _| user != user_id, None);
             }
+            Change::McpSession(hash) => self.sessions.remove_where(|s| s.id_hash != *hash),
+            Change::Ended(key, expires_at) => self.aggregate.mark_ended(key, *expires_at),
             Change::Servers | Change::All => {
                 if let Err(e) = self.reload().await {
                     tracing::warn!(error = format!("{e:#}"), "reloading MCP servers failed");
@@ -307,6 +534,14 @@ impl McpState {
             loop {
                 tick.tick().await;
                 let expired = state.sessions.expire(idle);
+                let now = crate::db::now();
+                let idle_secs = i64::try_from(idle.as_secs()).unwrap_or(i64::MAX);
+                if let Err(e) =
+                    crate::db::replicas::prune(&state.db.pool, now.saturating_sub(idle_secs), now)
+                        .await
+                {
+                    tracing::debug!(error = %e, "pruning stored MCP sessions failed");
+                }
                 state.limits.shrink();
                 if let Ok(mut held) = state.held.lock() {
                     held.retain(|_, s| !s.idle_for(idle));

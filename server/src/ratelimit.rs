@@ -6,7 +6,8 @@
 //! live through the admin API, with overrides for one user (their overall budget), one server
 //! (each user's budget on it) or one tool (each user's budget for it). Keys come from the
 //! authenticated identity, never from the MCP session, so re-initialising does not reset a
-//! limit. Limits hold per replica (docs/CONFIG.md). Over a limit a request gets HTTP 429 with
+//! limit. On Postgres the request budgets are shared by every replica (`SharedBudgets`);
+//! the byte budget and the concurrency cap stay per replica (docs/CONFIG.md). Over a limit a request gets HTTP 429 with
 //! `Retry-After` and a JSON-RPC error whose `data.retryAfterSeconds` a model can act on, and a
 //! `rate_limited` security event (repeats are folded into one event with a count).
 
@@ -67,7 +68,31 @@ pub struct McpLimits {
     origin: Instant,
     /// Request-body bytes per user per minute (0 = off).
     bytes_per_minute: u64,
+    /// On Postgres: the budgets are shared by every replica (`SharedBudgets`).
+    shared: Option<SharedBudgets>,
 }
+
+/// Replicas' shares of the request budgets, leased from one GCRA state per key in Postgres
+/// (`rate_budgets`, on the database's clock): a replica leases up to half a second's worth of
+/// a key's budget at once (one request's worth for small budgets), spends it locally without a
+/// round trip, and lets an unspent lease lapse after `LEASE_HOLDS`. What all replicas admit
+/// together never exceeds what one GCRA over the shared state would admit; the price is a
+/// database round trip per lease (per request for budgets under 120 a minute) and, under
+/// contention, up to one lease per replica left unspent. Without the database (an error), a
+/// replica falls back to its own budget until it answers again.
+struct SharedBudgets {
+    pool: sqlx::AnyPool,
+    leases: DashMap<Key, Lease>,
+}
+
+struct Lease {
+    remaining: u64,
+    until: Instant,
+    per_minute: u64,
+}
+
+/// An unspent lease lapses after this long (so a replica never spends budget leased long ago).
+const LEASE_HOLDS: Duration = Duration::from_secs(1);
 
 /// A refused request: which limit, and how long until it would pass.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +114,19 @@ impl McpLimits {
             tat: DashMap::new(),
             origin: Instant::now(),
             bytes_per_minute,
+            shared: None,
         }
+    }
+
+    /// Shares the per-user, per-server and per-tool budgets with every replica on this
+    /// Postgres database. (The byte budget and the concurrency cap protect one replica's
+    /// memory and stay per replica.)
+    pub fn share(mut self, pool: sqlx::AnyPool) -> McpLimits {
+        self.shared = Some(SharedBudgets {
+            pool,
+            leases: DashMap::new(),
+        });
+        self
     }
 
     pub fn table(&self) -> Arc<LimitTable> {
@@ -111,9 +148,62 @@ impl McpLimits {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// One request from `key`'s budget of `per_minute` (GCRA, burst of ten seconds' worth).
-    fn take(&self, key: Key, per_minute: u32, scope: &'static str) -> Result<(), Limited> {
-        self.take_n(key, u64::from(per_minute), 1, scope)
+    /// One request from `key`'s budget of `per_minute` (GCRA, burst of ten seconds' worth),
+    /// shared by every replica on Postgres.
+    async fn take(&self, key: Key, per_minute: u32, scope: &'static str) -> Result<(), Limited> {
+        let per_minute = u64::from(per_minute);
+        let Some(shared) = &self.shared else {
+            return self.take_n(key, per_minute, 1, scope);
+        };
+        if per_minute == 0 {
+            return Ok(());
+        }
+        if let Some(mut lease) = shared.leases.get_mut(&key)
+            && lease.per_minute == per_minute
+            && lease.remaining > 0
+            && lease.until > Instant::now()
+        {
+            lease.remaining -= 1;
+            return Ok(());
+        }
+        let interval = i64::try_from((60_000_000 / per_minute).max(1)).unwrap_or(i64::MAX);
+        let tolerance =
+            interval.saturating_mul(i64::try_from((per_minute / 6).max(1)).unwrap_or(1));
+        let name = match key {
+            Key::User(u) => format!("u:{u}"),
+            Key::Server(u, s) => format!("s:{u}:{s}"),
+            Key::Tool(u, s, t) => format!("t:{u}:{s}:{t:x}"),
+            Key::Bytes(u) => format!("b:{u}"),
+        };
+        let mut size = (per_minute / 120).clamp(1, 1000);
+        loop {
+            let step = interval.saturating_mul(i64::try_from(size).unwrap_or(1));
+            match crate::db::replicas::lease_budget(&shared.pool, &name, step, tolerance).await {
+                Ok(Ok(())) => {
+                    shared.leases.insert(
+                        key,
+                        Lease {
+                            remaining: size - 1,
+                            until: Instant::now() + LEASE_HOLDS,
+                            per_minute,
+                        },
+                    );
+                    return Ok(());
+                }
+                Ok(Err(_)) if size > 1 => size = 1,
+                Ok(Err(wait)) => {
+                    return Err(Limited {
+                        scope,
+                        retry_after: Duration::from_micros(u64::try_from(wait).unwrap_or(0))
+                            .max(Duration::from_millis(1)),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared rate limits unreachable; this replica limits alone");
+                    return self.take_n(key, per_minute, 1, scope);
+                }
+            }
+        }
     }
 
     /// `cost` units from `key`'s budget of `per_minute` units (GCRA, burst of ten seconds'
@@ -157,25 +247,19 @@ impl McpLimits {
         attempt(&tat)
     }
 
-    /// Takes one request from the user's and the user × server budget.
-    pub fn check(&self, user: i64, server: i64) -> Result<(), Limited> {
-        self.check_user(user)?;
-        self.check_server(user, server)
-    }
-
     /// The user's own budget (aggregated requests that reach no single server take only this).
-    pub fn check_user(&self, user: i64) -> Result<(), Limited> {
+    pub async fn check_user(&self, user: i64) -> Result<(), Limited> {
         let table = self.table();
         let limit = table
             .users
             .get(&user)
             .copied()
             .unwrap_or(table.user_per_minute);
-        self.take(Key::User(user), limit, "user")
+        self.take(Key::User(user), limit, "user").await
     }
 
     /// The user × server budget (the user's was taken already).
-    pub fn check_server(&self, user: i64, server: i64) -> Result<(), Limited> {
+    pub async fn check_server(&self, user: i64, server: i64) -> Result<(), Limited> {
         let table = self.table();
         let limit = table
             .servers
@@ -183,10 +267,11 @@ impl McpLimits {
             .copied()
             .unwrap_or(table.user_server_per_minute);
         self.take(Key::Server(user, server), limit, "user_server")
+            .await
     }
 
     /// The user × tool budget of a `tools/call`.
-    pub fn check_tool(&self, user: i64, server: i64, tool: &str) -> Result<(), Limited> {
+    pub async fn check_tool(&self, user: i64, server: i64, tool: &str) -> Result<(), Limited> {
         let table = self.table();
         let limit = if table.tools.is_empty() {
             table.user_tool_per_minute
@@ -198,6 +283,7 @@ impl McpLimits {
                 .unwrap_or(table.user_tool_per_minute)
         };
         self.take(Key::Tool(user, server, tool_hash(tool)), limit, "user_tool")
+            .await
     }
 
     /// Takes a request body's bytes from the user's byte budget
@@ -211,6 +297,14 @@ impl McpLimits {
     pub fn shrink(&self) {
         let now = self.now();
         self.tat.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
+        if let Some(shared) = &self.shared {
+            let now = Instant::now();
+            shared.leases.retain(|_, lease| lease.until > now);
+            let pool = shared.pool.clone();
+            tokio::spawn(async move {
+                let _ = crate::db::replicas::prune_budgets(&pool).await;
+            });
+        }
     }
 }
 
@@ -344,8 +438,8 @@ impl From<IpLimited> for crate::error::ApiError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn gcra_bursts_then_refuses_then_recovers() {
+    #[tokio::test]
+    async fn gcra_bursts_then_refuses_then_recovers() {
         let limits = McpLimits::new(
             &RateLimitConfig {
                 user_per_minute: 60,
@@ -356,12 +450,15 @@ mod tests {
         );
         // 60/min: a burst of 10, then one a second.
         for i in 0..10 {
-            assert!(limits.check_user(1).is_ok(), "request {i}");
+            assert!(limits.check_user(1).await.is_ok(), "request {i}");
         }
-        let refused = limits.check_user(1).unwrap_err();
+        let refused = limits.check_user(1).await.unwrap_err();
         assert_eq!(refused.scope, "user");
         assert!(refused.retry_after <= Duration::from_secs(1));
-        assert!(limits.check_user(2).is_ok(), "other users are separate");
+        assert!(
+            limits.check_user(2).await.is_ok(),
+            "other users are separate"
+        );
         // Overrides win, and can turn a limit off.
         let mut table = LimitTable::from_config(&RateLimitConfig {
             user_per_minute: 60,
@@ -371,16 +468,22 @@ mod tests {
         table.users.insert(1, 0);
         table.tools.insert((5, "slow".into()), 6);
         limits.set(table);
-        assert!(limits.check_user(1).is_ok(), "user 1 is unlimited now");
-        assert!(limits.check_server(1, 5).is_ok());
-        assert_eq!(limits.check_server(1, 5).unwrap_err().scope, "user_server");
-        assert!(limits.check_tool(1, 5, "slow").is_ok());
+        assert!(
+            limits.check_user(1).await.is_ok(),
+            "user 1 is unlimited now"
+        );
+        assert!(limits.check_server(1, 5).await.is_ok());
         assert_eq!(
-            limits.check_tool(1, 5, "slow").unwrap_err().scope,
+            limits.check_server(1, 5).await.unwrap_err().scope,
+            "user_server"
+        );
+        assert!(limits.check_tool(1, 5, "slow").await.is_ok());
+        assert_eq!(
+            limits.check_tool(1, 5, "slow").await.unwrap_err().scope,
             "user_tool"
         );
         assert!(
-            limits.check_tool(1, 5, "fast").is_ok(),
+            limits.check_tool(1, 5, "fast").await.is_ok(),
             "other tools use the default (off)"
         );
     }

@@ -38,7 +38,9 @@ use crate::mcp::aggregate::catalog::Kind as ListKind;
 use crate::mcp::aggregate::lists::list;
 use crate::mcp::aggregate::resolve::{resolve_name, resolve_uri};
 use crate::mcp::aggregate::route::{SERVER_REQUEST_PREFIX, route};
-use crate::mcp::aggregate::session::{Sess, SessionToken, open_session, seal_session};
+use crate::mcp::aggregate::session::{
+    SESSION_LIFETIME, Sess, SessionToken, end_session, live_session, seal_session,
+};
 use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::gate::{self, Caller, Route};
 use crate::mcp::message::{Kind, Message};
@@ -194,7 +196,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
         return initialize(&ctx, &msg, &body).await;
     }
     let sess = if let Some(sid) = gate::header_str(headers, H_SESSION) {
-        match open_session(&ctx.state, sid).filter(|t| t.u == ctx.principal.user_id) {
+        match live_session(&ctx.state, sid, ctx.principal.user_id).await {
             Some(t) => Sess {
                 key: Arc::from(t.k),
                 capabilities: t.c,
@@ -319,6 +321,7 @@ async fn initialize(ctx: &Ctx, msg: &Message, body: &Bytes) -> Response {
         v: version.clone(),
         c: init.capabilities(),
         i: init.info().unwrap_or(Value::Null),
+        e: crate::db::now() + SESSION_LIFETIME,
     };
     let session_id = match seal_session(&ctx.state, &token) {
         Ok(id) => id,
@@ -628,7 +631,7 @@ pub async fn get(State(state): State<AppState>, meta: RequestMeta, headers: Head
         )
         .into_response();
     };
-    let Some(token) = open_session(&state, sid).filter(|t| t.u == principal.user_id) else {
+    let Some(token) = live_session(&state, sid, principal.user_id).await else {
         return McpError::new(None, ErrorKind::SessionNotFound).into_response();
     };
     let (state_for_stream, principal_for_stream) = (state.clone(), principal.clone());
@@ -709,12 +712,14 @@ pub async fn delete(
     if let Err(res) = admit_stream(&state, &principal, &meta).await {
         return res;
     }
-    let Some(token) = gate::header_str(&headers, H_SESSION)
-        .and_then(|sid| open_session(&state, sid))
-        .filter(|t| t.u == principal.user_id)
-    else {
+    let token = match gate::header_str(&headers, H_SESSION) {
+        Some(sid) => live_session(&state, sid, principal.user_id).await,
+        None => None,
+    };
+    let Some(token) = token else {
         return McpError::new(None, ErrorKind::SessionNotFound).into_response();
     };
+    end_session(&state, &token).await;
     for slot in state.mcp.aggregate.remove_session(&token.k) {
         if let Some(link) = slot.lock().await.take() {
             link.close(&state).await;

@@ -88,6 +88,7 @@ pub(crate) async fn initialize_bridged_modern(
         body,
         recorder,
     )
+    .await
 }
 
 pub(crate) fn strip_nulls(mut v: Value) -> Value {
@@ -98,7 +99,7 @@ pub(crate) fn strip_nulls(mut v: Value) -> Value {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn start_session(
+pub(crate) async fn start_session(
     state: &AppState,
     call: &Call,
     msg: &Message,
@@ -108,7 +109,7 @@ pub(crate) fn start_session(
     body: String,
     recorder: Option<Recorder>,
 ) -> Response {
-    match new_session(state, call, msg, client_version, init_params, upstream) {
+    match new_session(state, call, msg, client_version, init_params, upstream).await {
         Ok(session) => {
             finish(recorder, "ok", 200, body.len());
             json_response(StatusCode::OK, body, Some(&session.id))
@@ -117,10 +118,10 @@ pub(crate) fn start_session(
     }
 }
 
-/// Registers a client session for the caller and server (a 500 only if the OS random
-/// generator fails).
+/// Registers a client session for the caller and server, stored for every replica (a 500
+/// only if the OS random generator or the database fails).
 #[allow(clippy::result_large_err)] // the error is the response itself, on a path taken never
-pub(crate) fn new_session(
+pub(crate) async fn new_session(
     state: &AppState,
     call: &Call,
     msg: &Message,
@@ -130,14 +131,14 @@ pub(crate) fn new_session(
 ) -> Result<Arc<ProxySession>, Response> {
     state
         .mcp
-        .sessions
-        .create(
+        .create_session(
             call.principal.user_id,
             call.backend.id,
             client_version,
             init_params,
             upstream,
         )
+        .await
         .map_err(|e| {
             McpError::new(
                 msg.id.as_deref(),
@@ -180,6 +181,7 @@ pub(crate) async fn initialize_legacy(
                 body,
                 recorder,
             )
+            .await
         }
         Err(e) => fail(recorder, msg.id.as_deref(), &e),
     }

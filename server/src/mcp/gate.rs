@@ -270,20 +270,22 @@ pub async fn admit(
         }
     }
     let limits = &state.mcp.limits;
-    let user = if caller.charged {
+    let mut limited = if caller.charged {
         Ok(())
     } else {
-        limits.check_user(principal.user_id)
+        limits.check_user(principal.user_id).await
     };
-    let limited = user
-        .and_then(|()| match backend {
-            Some(b) => limits.check_server(principal.user_id, b.id),
-            None => Ok(()),
-        })
-        .and_then(|()| match (backend, tool) {
-            (Some(b), Some(t)) if is_call => limits.check_tool(principal.user_id, b.id, t),
-            _ => Ok(()),
-        });
+    if limited.is_ok()
+        && let Some(b) = backend
+    {
+        limited = limits.check_server(principal.user_id, b.id).await;
+        if limited.is_ok()
+            && is_call
+            && let Some(t) = tool
+        {
+            limited = limits.check_tool(principal.user_id, b.id, t).await;
+        }
+    }
     if let Err(limited) = limited {
         // Repeats within a minute are folded into one event with a count (`EventSink`).
         state.events.record(

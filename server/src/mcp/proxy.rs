@@ -205,10 +205,10 @@ async fn dispatch(
     if let Some(sid) = header_str(headers, H_SESSION) {
         let Some(session) = state
             .mcp
-            .sessions
-            .get(sid, call.principal.user_id, call.backend.id)
+            .find_session(sid, call.principal.user_id, &call.backend)
+            .await
         else {
-            if let Some(owner) = state.mcp.sessions.owner(sid)
+            if let Some(owner) = state.mcp.session_owner(sid).await
                 && owner != call.principal.user_id
             {
                 state.events.record(
@@ -287,7 +287,7 @@ async fn initialize(
             session_id: backend_session,
             version: client_version.clone(),
         };
-        return match new_session(state, call, msg, client_version, init_params, upstream) {
+        return match new_session(state, call, msg, client_version, init_params, upstream).await {
             Ok(session) => relay(target, res, msg, Some(&session.id), PASS, recorder).await,
             Err(res) => res,
         };
@@ -553,7 +553,7 @@ pub async fn delete(
         Ok(found) => found,
         Err(res) => return res,
     };
-    if let Some(session) = state.mcp.sessions.remove(&session.id) {
+    if let Some(session) = state.mcp.end_session(&session).await {
         end_backend_session(&state, &call.backend.target, &session).await;
     }
     StatusCode::NO_CONTENT.into_response()
@@ -583,8 +583,8 @@ async fn admit_session(
     };
     match state
         .mcp
-        .sessions
-        .get(sid, call.principal.user_id, call.backend.id)
+        .find_session(sid, call.principal.user_id, &call.backend)
+        .await
     {
         Some(session) => Ok((call, session)),
         None => Err(McpError::new(None, ErrorKind::SessionNotFound).into_response()),

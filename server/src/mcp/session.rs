@@ -124,6 +124,29 @@ impl ClientInit {
             .and_then(|i| serde_json::from_str(i.get()).ok())
     }
 
+    /// The raw `capabilities` and `clientInfo`, as stored for other replicas.
+    pub fn stored(&self) -> (Option<String>, Option<String>) {
+        (
+            self.capabilities.as_ref().map(|c| c.get().to_string()),
+            self.info.as_ref().map(|i| i.get().to_string()),
+        )
+    }
+
+    /// What `stored` gave, read back (only objects are kept, as in `from_body`).
+    pub fn from_stored(capabilities: Option<String>, info: Option<String>) -> ClientInit {
+        let object = |raw: Option<String>| {
+            raw.filter(|r| r.starts_with('{') && r.len() <= MAX_CLIENT_INIT)
+                .and_then(|r| RawValue::from_string(r).ok())
+        };
+        let info = object(info);
+        ClientInit {
+            capabilities: object(capabilities),
+            name: name_of(info.as_deref()),
+            info,
+            backend_result: Value::Null,
+        }
+    }
+
     /// The client's name, for activity records (at most 100 characters).
     pub fn client_name(&self) -> Option<String> {
         self.name.clone()
@@ -142,6 +165,8 @@ fn name_of(info: Option<&RawValue>) -> Option<String> {
 
 pub struct ProxySession {
     pub id: String,
+    /// SHA-256 of `id`, hex: the session's key in the database and the change feed.
+    pub id_hash: String,
     pub user_id: i64,
     pub server_id: i64,
     /// The version negotiated with the client.
@@ -152,6 +177,18 @@ pub struct ProxySession {
     /// The backend GET stream shared by this session's client GET streams (`hub.rs`).
     pub stream_hub: tokio::sync::Mutex<Option<Arc<crate::mcp::hub::StreamHub>>>,
     last_seen: AtomicI64,
+    /// When `last_seen` was last written to the database.
+    stored_seen: AtomicI64,
+}
+
+/// How stale the database's `last_seen` of a session in use may get (it decides when other
+/// replicas' copies and the row expire).
+const STORE_SEEN_EVERY: i64 = 60;
+
+/// SHA-256 of a client session id, hex.
+pub fn id_hash(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(id.as_bytes()))
 }
 
 impl ProxySession {
@@ -165,6 +202,7 @@ impl ProxySession {
     ) -> ProxySession {
         ProxySession {
             id: String::new(),
+            id_hash: String::new(),
             user_id,
             server_id,
             client_version,
@@ -172,7 +210,41 @@ impl ProxySession {
             upstream: tokio::sync::Mutex::new(upstream),
             stream_hub: tokio::sync::Mutex::new(None),
             last_seen: AtomicI64::new(db::now()),
+            stored_seen: AtomicI64::new(db::now()),
         }
+    }
+
+    /// A session another replica created (or this one forgot), read back from the database.
+    pub fn restored(
+        id: String,
+        row: &db::replicas::ClientSessionRow,
+        init: ClientInit,
+        upstream: Upstream,
+    ) -> ProxySession {
+        ProxySession {
+            id_hash: row.id_hash.clone(),
+            id,
+            user_id: row.user_id,
+            server_id: row.server_id,
+            client_version: row.client_version.clone(),
+            init,
+            upstream: tokio::sync::Mutex::new(upstream),
+            stream_hub: tokio::sync::Mutex::new(None),
+            last_seen: AtomicI64::new(db::now()),
+            stored_seen: AtomicI64::new(row.last_seen),
+        }
+    }
+
+    /// Whether the database's `last_seen` should be refreshed now (at most once a minute;
+    /// claims the write, so concurrent requests do it once).
+    pub fn claim_store_seen(&self) -> bool {
+        let now = db::now();
+        let seen = self.stored_seen.load(Ordering::Relaxed);
+        now - seen >= STORE_SEEN_EVERY
+            && self
+                .stored_seen
+                .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// How the backend is reached right now (a copy: the lock is not held while it is used).
@@ -219,6 +291,7 @@ impl SessionStore {
     ) -> anyhow::Result<Arc<ProxySession>> {
         let id = hex(&random_bytes::<32>()?);
         let session = Arc::new(ProxySession {
+            id_hash: id_hash(&id),
             id: id.clone(),
             user_id,
             server_id,
@@ -227,7 +300,15 @@ impl SessionStore {
             upstream: tokio::sync::Mutex::new(upstream),
             stream_hub: tokio::sync::Mutex::new(None),
             last_seen: AtomicI64::new(db::now()),
+            stored_seen: AtomicI64::new(db::now()),
         });
+        self.insert(session.clone());
+        Ok(session)
+    }
+
+    /// Keeps a session (new here, or read back from the database) under the per-user cap.
+    pub fn insert(&self, session: Arc<ProxySession>) {
+        let (id, user_id) = (session.id.clone(), session.user_id);
         if let Ok(mut inner) = self.inner.lock() {
             let Sessions { by_id, order } = &mut *inner;
             let queue = order.entry(user_id).or_default();
@@ -238,9 +319,8 @@ impl SessionStore {
                 }
             }
             queue.push_back(id.clone());
-            by_id.insert(id, session.clone());
+            by_id.insert(id, session);
         }
-        Ok(session)
     }
 
     /// The session, only for the user and server it belongs to.

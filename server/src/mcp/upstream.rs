@@ -159,6 +159,9 @@ pub(crate) async fn reinitialize(
         session_id: handshake.session_id.clone(),
         version: handshake.protocol_version,
     };
+    drop(guard);
+    // Other replicas serving this session use the new backend session too.
+    state.mcp.store_upstream(session).await;
     Ok(handshake.session_id)
 }
 

@@ -35,9 +35,47 @@ pub struct AggregateState {
     pub(crate) outboxes: Mutex<HashMap<Arc<str>, mpsc::Sender<Value>>>,
     /// (session, client request id) → (server, gateway id), for `notifications/cancelled`.
     pub(crate) inflight: Mutex<HashMap<Inflight, (i64, Value)>>,
+    /// Sessions ended by `DELETE` (session key → expiry), on any replica.
+    ended: Mutex<HashMap<String, i64>>,
+    /// More ended sessions than `MAX_ENDED`: those not in memory are looked up in the database.
+    ended_overflow: std::sync::atomic::AtomicBool,
 }
 
+/// Ended sessions kept in memory; beyond this the database answers.
+const MAX_ENDED: usize = 100_000;
+
 impl AggregateState {
+    /// Remembers an ended session until it would expire anyway.
+    pub fn mark_ended(&self, key: &str, expires_at: i64) {
+        let Ok(mut ended) = self.ended.lock() else {
+            self.ended_overflow
+                .store(true, std::sync::atomic::Ordering::Release);
+            return;
+        };
+        if ended.len() >= MAX_ENDED {
+            let now = crate::db::now();
+            ended.retain(|_, e| *e > now);
+        }
+        if ended.len() >= MAX_ENDED {
+            self.ended_overflow
+                .store(true, std::sync::atomic::Ordering::Release);
+            return;
+        }
+        ended.insert(key.to_string(), expires_at);
+    }
+
+    /// `Some(ended)` when memory knows; `None`: ask the database.
+    pub fn is_ended(&self, key: &str) -> Option<bool> {
+        let ended = self.ended.lock().ok()?;
+        if ended.contains_key(key) {
+            return Some(true);
+        }
+        (!self
+            .ended_overflow
+            .load(std::sync::atomic::Ordering::Acquire))
+        .then_some(false)
+    }
+
     pub(crate) fn slot(&self, key: &Arc<str>, user_id: i64, server_id: i64) -> LinkSlot {
         let mut evicted = Vec::new();
         let slot = {

@@ -27,7 +27,15 @@ pub(super) struct SessionToken {
     /// The client's capabilities and clientInfo (to open backend sessions on any replica).
     pub(super) c: Value,
     pub(super) i: Value,
+    /// Expires at (Unix seconds): after `SESSION_LIFETIME` the client initialises again, and
+    /// a session ended by `DELETE` is remembered only that long. Ids minted before this field
+    /// existed read as expired.
+    #[serde(default)]
+    pub(super) e: i64,
 }
+
+/// How long an aggregated session id is accepted.
+pub(super) const SESSION_LIFETIME: i64 = 24 * 3600;
 
 /// One request's client session: a handshake-era session, or a 2026-07-28 client's
 /// per-user context.
@@ -57,8 +65,35 @@ pub(super) fn seal_session(state: &AppState, token: &SessionToken) -> anyhow::Re
     Ok(format!("s1.{}", URL_SAFE_NO_PAD.encode(sealed)))
 }
 
-pub(super) fn open_session(state: &AppState, id: &str) -> Option<SessionToken> {
+fn open_session(state: &AppState, id: &str) -> Option<SessionToken> {
     let sealed = URL_SAFE_NO_PAD.decode(id.strip_prefix("s1.")?).ok()?;
     let json = state.secret_box.open(&sealed, SESSION_CONTEXT).ok()?;
     serde_json::from_slice(&json).ok()
+}
+
+/// The user's session named by `id`, unless it expired or was ended by `DELETE` (on any
+/// replica: ended ids are in the database and reach every replica through the change feed).
+pub(super) async fn live_session(state: &AppState, id: &str, user_id: i64) -> Option<SessionToken> {
+    let token = open_session(state, id).filter(|t| t.u == user_id && t.e > crate::db::now())?;
+    let ended = match state.mcp.aggregate.is_ended(&token.k) {
+        Some(known) => known,
+        // More ended sessions than the replica keeps in memory: ask the database.
+        None => crate::db::replicas::is_ended_aggregated(&state.db.pool, &token.k)
+            .await
+            .unwrap_or(true),
+    };
+    (!ended).then_some(token)
+}
+
+/// Ends a session on every replica.
+pub(super) async fn end_session(state: &AppState, token: &SessionToken) {
+    state.mcp.aggregate.mark_ended(&token.k, token.e);
+    if let Err(e) =
+        crate::db::replicas::end_aggregated(&state.db.pool, &token.k, token.u, token.e).await
+    {
+        tracing::warn!(error = %e, "storing an ended aggregated session failed");
+    }
+    state
+        .changes
+        .send(crate::feed::Change::Ended(token.k.clone(), token.e));
 }
