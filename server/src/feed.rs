@@ -99,6 +99,8 @@ struct Outbound {
     /// Until when (Unix seconds) another replica has live subscribers.
     watched_until: AtomicI64,
     live: mpsc::Sender<Arc<LiveMessage>>,
+    /// Sends a heartbeat now (a live subscriber arrived: others start sharing at once).
+    wake: tokio::sync::Notify,
 }
 
 /// The change counter open connections watch, and the way out to other replicas. Cheap to
@@ -163,6 +165,14 @@ impl Changes {
         self.tick.subscribe()
     }
 
+    /// A live subscriber arrived here: tells the other replicas now rather than at the next
+    /// heartbeat, so they start sharing their traffic at once.
+    pub fn watching_started(&self) {
+        if let Some(out) = &self.out {
+            out.wake.notify_one();
+        }
+    }
+
     /// Whether another replica has live subscribers right now.
     pub fn watched_elsewhere(&self) -> bool {
         self.out
@@ -214,10 +224,13 @@ where
         overflowed: AtomicBool::new(false),
         watched_until: AtomicI64::new(0),
         live: live_tx,
+        wake: tokio::sync::Notify::new(),
     });
     let handlers = Arc::new(handlers);
-    tokio::spawn(publish(pool.clone(), rx, out.clone()));
-    tokio::spawn(pack_live(live_rx, out.clone()));
+    // These two hold the `Outbound` weakly: when the state and the tasks below are gone, the
+    // queues close and they end.
+    tokio::spawn(publish(pool.clone(), rx, Arc::downgrade(&out)));
+    tokio::spawn(pack_live(live_rx, Arc::downgrade(&out)));
     {
         let out = out.clone();
         let handlers = handlers.clone();
@@ -225,7 +238,10 @@ where
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = out.wake.notified() => {}
+                }
                 if pool.is_closed() {
                     break;
                 }
@@ -253,9 +269,10 @@ where
 async fn publish(
     pool: sqlx::AnyPool,
     mut rx: mpsc::Receiver<(&'static str, String)>,
-    out: Arc<Outbound>,
+    out: std::sync::Weak<Outbound>,
 ) {
     while let Some((channel, payload)) = rx.recv().await {
+        let Some(out) = out.upgrade() else { break };
         if let Err(e) = crate::db::feed::notify(&pool, channel, &payload).await {
             if pool.is_closed() {
                 break;
@@ -275,9 +292,15 @@ async fn publish(
 }
 
 /// Packs live-feed messages into notifications below the payload limit.
-async fn pack_live(mut rx: mpsc::Receiver<Arc<LiveMessage>>, out: Arc<Outbound>) {
-    let prefix = format!("{{\"r\":\"{}\",\"m\":[", out.replica);
+async fn pack_live(mut rx: mpsc::Receiver<Arc<LiveMessage>>, out: std::sync::Weak<Outbound>) {
+    let Some(prefix) = out
+        .upgrade()
+        .map(|o| format!("{{\"r\":\"{}\",\"m\":[", o.replica))
+    else {
+        return;
+    };
     while let Some(first) = rx.recv().await {
+        let Some(out) = out.upgrade() else { break };
         let mut text = prefix.clone();
         let mut count = 0usize;
         let mut next = Some(first);
@@ -358,6 +381,7 @@ async fn listen<C, F, L, W>(
             (h.change)(Change::All).await;
         }
         first = false;
+        tracing::debug!("change feed: listening");
         loop {
             let next = match tokio::time::timeout(SILENCE, listener.try_recv()).await {
                 Ok(Ok(Some(n))) => n,

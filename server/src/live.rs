@@ -4,7 +4,9 @@
 //! Browsers cannot set headers on a WebSocket, and a long-lived token must never sit in a URL,
 //! so the feed is opened with a **ticket**: `POST /admin/api/live/ticket` (admin bearer auth)
 //! returns an opaque value, sealed with the gateway's key, naming the admin, valid 30 seconds
-//! and accepted once (by any replica: its nonce is recorded in the database). The admin's role is checked again when the socket opens.
+//! and accepted once (by any replica: its nonce is recorded in the database). The admin's
+//! role is checked again when the socket opens. On Postgres the feed carries the traffic of
+//! every replica (`feed.rs`).
 //!
 //! Producers publish into one `broadcast` channel and never wait. A subscriber that falls
 //! behind (its socket does not drain within `SEND_TIMEOUT`, or it misses messages because the
@@ -112,6 +114,11 @@ impl LiveHub {
         if here {
             let _ = self.tx.send(message);
         }
+    }
+
+    /// Whether anyone, here or on another replica, would receive a message now.
+    pub fn wanted(&self) -> bool {
+        self.tx.receiver_count() > 0 || self.feed.watched_elsewhere()
     }
 
     /// Hands messages another replica published to this replica's subscribers.
@@ -233,6 +240,7 @@ async fn serve(
     (admin, session): (i64, Option<String>),
 ) {
     let mut rx = state.live.tx.subscribe();
+    state.live.feed.watching_started();
     // Every change of identity state re-checks the admin: demoted, disabled, deleted or signed
     // out, the feed ends at once.
     let mut changes = state.auth_cache.subscribe();

@@ -120,7 +120,6 @@ impl AppState {
         let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
         runtime.spawn_reload(db.clone());
         spawn_pruning(db.clone(), runtime.clone());
-        let changes = crate::feed::Changes::default();
         let mcp = McpState::init(
             db.clone(),
             secret_box.clone(),
@@ -182,6 +181,7 @@ impl AppState {
 /// names is re-read, and open connections here re-check their callers.
 async fn apply_change(state: &AppState, change: crate::feed::Change) {
     use crate::feed::Change;
+    tracing::debug!(?change, "applying a change made on another replica");
     state.auth_cache.forget(&change);
     state.mcp.apply(&change).await;
     if matches!(change, Change::Settings | Change::All)

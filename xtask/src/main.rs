@@ -241,6 +241,10 @@ fn setup_test_deps() -> Result<()> {
     if postgres_bin_dir().is_none() {
         packages.push("postgresql");
     }
+    // The load balancer in front of two replicas (tests/api/replicas.rs).
+    if !Path::new("/usr/sbin/nginx").exists() {
+        packages.push("nginx");
+    }
     if !packages.is_empty() {
         apt_install(&packages)?;
     }

@@ -43,7 +43,7 @@ impl ActivitySink {
                 tokio::time::sleep(FLUSH_EVERY).await;
                 while batch.len() < BATCH && rx.try_recv().map(|r| batch.push(r)).is_ok() {}
                 metrics.observe(&batch);
-                if live.subscribers() > 0 {
+                if live.wanted() {
                     for row in &batch {
                         live.publish(|| LiveMessage::Activity {
                             record: crate::live::activity(row),

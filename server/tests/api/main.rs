@@ -19,4 +19,5 @@ mod oauth;
 mod observe;
 mod openapi;
 mod peers;
+mod replicas;
 mod spa;

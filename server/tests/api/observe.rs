@@ -624,7 +624,7 @@ db_test! {
 }
 
 /// Waits (up to `wait`) for the live feed to close; its close code.
-async fn close_code(
+pub(crate) async fn close_code(
     ws: &mut (impl StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin),
     wait: Duration,
 ) -> Option<u16> {
@@ -729,7 +729,7 @@ async fn the_live_feed_closes_when_its_admin_is_demoted_disabled_or_signed_out()
 }
 
 /// A backend whose sessions have an endless GET stream (a log message every 100 ms).
-async fn streaming_backend() -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn streaming_backend() -> (String, tokio::task::JoinHandle<()>) {
     use axum::response::IntoResponse;
     let app = axum::Router::new().route(
         "/mcp",
@@ -765,7 +765,7 @@ async fn streaming_backend() -> (String, tokio::task::JoinHandle<()>) {
 }
 
 /// Whether `stream` ends (or fails) within `wait` while ticks keep coming.
-async fn ends_within(stream: &mut reqwest::Response, wait: Duration) -> bool {
+pub(crate) async fn ends_within(stream: &mut reqwest::Response, wait: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, stream.chunk()).await {
