@@ -116,7 +116,9 @@ pub async fn create_user(
 /// The one-time token that creating the first admin needs when the gateway can be reached from
 /// elsewhere (it listens on a non-loopback address, or `TRUSTED_PROXIES` says a reverse proxy
 /// forwards to it) and `ADMIN_PASSWORD` is not set: whoever reaches the port first must not be
-/// able to claim it. Printed in the log at start-up, kept here only as a hash.
+/// able to claim it. Printed in the log at start-up, kept here only as a hash. It is derived
+/// from the encryption key, so every replica sharing the key prints and accepts the same one
+/// (a setup request may reach any of them).
 pub struct SetupToken {
     hash: String,
 }
@@ -127,6 +129,7 @@ impl SetupToken {
     pub async fn issue(
         db: &Db,
         config: &crate::config::Config,
+        encryption_key: &[u8; 32],
     ) -> anyhow::Result<Option<SetupToken>> {
         let reachable = !config.host.is_loopback() || !config.trusted_proxies.is_empty();
         if config.admin_password.is_some() || !reachable {
@@ -136,7 +139,17 @@ impl SetupToken {
         if claimed || db::users::count(&db.pool).await? > 0 {
             return Ok(None);
         }
-        let token = random_token("setup_")?;
+        let token = {
+            use base64::Engine;
+            let mut out = [0u8; 24];
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(b"authmcp-gateway"), encryption_key)
+                .expand(b"first-run setup token", &mut out)
+                .map_err(|_| anyhow::anyhow!("deriving the setup token"))?;
+            format!(
+                "setup_{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+            )
+        };
         tracing::warn!(
             "first-run setup: no admin exists and the gateway can be reached from elsewhere ({}); \
              creating the first admin (setup page or POST /setup/create-admin) needs this one-time \

@@ -25,6 +25,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "WEB_DIR",
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_CONNECT_TIMEOUT_SECS",
     "JWT_SECRET",
     "ENCRYPTION_KEY",
     "ADMIN_USERNAME",
@@ -87,6 +88,8 @@ pub struct Config {
     pub web_dir: PathBuf,
     pub database: DatabaseConfig,
     pub database_max_connections: u32,
+    /// How long start-up keeps retrying an unreachable database (0: try once).
+    pub database_connect_timeout: std::time::Duration,
     /// When set, the JWT signing key is derived from it (stable across replicas without a
     /// shared database row). When unset, a key is generated once and stored in the database.
     pub jwt_secret: Option<Secret<String>>,
@@ -406,6 +409,16 @@ impl Config {
                 .filter(|n| (1..=1000).contains(n))
                 .ok_or("expected a number of connections 1-1000")
         })?;
+        let database_connect_timeout = std::time::Duration::from_secs(vars.parse(
+            "DATABASE_CONNECT_TIMEOUT_SECS",
+            60,
+            |s| {
+                s.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= 3600)
+                    .ok_or("expected seconds 0-3600")
+            },
+        )?);
         let jwt_secret = match vars.get("JWT_SECRET") {
             None => None,
             Some(s) if s.len() < 32 => {
@@ -698,6 +711,7 @@ impl Config {
             web_dir,
             database,
             database_max_connections,
+            database_connect_timeout,
             jwt_secret,
             encryption_key,
             admin_username,

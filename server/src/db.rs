@@ -62,6 +62,33 @@ pub struct Db {
 }
 
 impl Db {
+    /// Connects like `connect`, retrying for up to `patience` while the database cannot be
+    /// reached (a replica started before its database, a database restarting), with a
+    /// doubling pause of at most 2 s. Errors that a retry cannot mend (a bad URL, a wrong
+    /// password, a missing database) fail at once.
+    pub async fn connect_patiently(
+        config: &DatabaseConfig,
+        max_connections: u32,
+        patience: Duration,
+    ) -> anyhow::Result<Db> {
+        let deadline = std::time::Instant::now() + patience;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match Db::connect(config, max_connections).await {
+                Ok(db) => return Ok(db),
+                Err(e) if std::time::Instant::now() + pause < deadline && retryable(&e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "the database is not reachable yet; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Connects (creating the SQLite file and its directory if missing) without migrating.
     pub async fn connect(config: &DatabaseConfig, max_connections: u32) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
@@ -183,4 +210,18 @@ pub fn is_unique_violation(err: &sqlx::Error, name: &str, columns: &str) -> bool
         }
         _ => false,
     }
+}
+
+/// Whether a failed connection may succeed later: the server did not answer (refused, reset,
+/// timed out, not resolvable yet) or is starting up or shutting down.
+fn retryable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            // 57P03 cannot_connect_now: the server is starting up; 57P01 admin_shutdown.
+            Some(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("57P03" | "57P01"))
+            }
+            _ => false,
+        })
 }

@@ -74,12 +74,18 @@ impl AppState {
         let config = Arc::new(config);
         crate::files::secure_data_dir(&config.data_dir)
             .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
-        let db = Db::connect(&config.database, config.database_max_connections).await?;
+        let db = Db::connect_patiently(
+            &config.database,
+            config.database_max_connections,
+            config.database_connect_timeout,
+        )
+        .await?;
         db.migrate().await?;
-        let secret_box = Arc::new(SecretBox::new(&crate::keys::load_encryption_key(&config)?));
+        let encryption_key = crate::keys::load_encryption_key(&config)?;
+        let secret_box = Arc::new(SecretBox::new(&encryption_key));
         let keys = KeyRing::load(db.clone(), config.clone(), secret_box.clone()).await?;
         bootstrap_admin(&db, &config).await?;
-        let setup_token = accounts::SetupToken::issue(&db, &config).await?;
+        let setup_token = accounts::SetupToken::issue(&db, &config, &encryption_key).await?;
 
         let keys = Arc::new(keys);
         spawn_key_reload(keys.clone(), db.clone());

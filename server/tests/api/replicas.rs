@@ -341,16 +341,21 @@ http {{
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
-        let url = format!("http://127.0.0.1:{port}");
+        // From here on, dropping it stops nginx and reaps it.
+        let nginx = Nginx {
+            child,
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         for _ in 0..200 {
-            if reqwest::get(format!("{url}/health")).await.is_ok() {
-                return Nginx { child, dir, url };
+            if reqwest::get(format!("{}/health", nginx.url)).await.is_ok() {
+                return nginx;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!(
             "nginx did not start: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap_or_default()
         );
     }
 
@@ -487,7 +492,7 @@ async fn two_replicas_behind_nginx_share_everything() {
     ];
     let before = lb.served();
     for (what, path, mode, script, text) in runs {
-        let url = format!("{public}{path}");
+        let url = format!("{}{path}", lb.url);
         let out = if mode == "ts" {
             run_ts_client(&url, &ann_token, &script).await
         } else {
@@ -704,4 +709,72 @@ async fn two_replicas_behind_nginx_share_everything() {
         "the budget left after two handshakes is 6, no more (10 % tolerance: 6.6): {admitted} admitted"
     );
     drop(lb);
+}
+
+/// A replica started before its database comes up once the database answers
+/// (`DATABASE_CONNECT_TIMEOUT_SECS`), instead of exiting.
+#[tokio::test]
+async fn a_replica_started_before_its_database_waits_for_it() {
+    let Some(env) = TestEnv::postgres_or_skip().await else {
+        return;
+    };
+    // The database is reached through a port nobody listens on yet.
+    let real = env.database_url();
+    let authority = real
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let port = free_port();
+    let env = env.with_admin().with_var(
+        "DATABASE_URL",
+        &real.replacen(&authority, &format!("127.0.0.1:{port}"), 1),
+    );
+    let gateway_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.env_vars())
+        .env("GATEWAY_PORT", gateway_port.to_string())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the gateway waits for its database rather than exiting"
+    );
+    // The database "comes up": a forwarder to the real server starts listening.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let forwarder = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let authority = authority.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&authority).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let url = format!("http://127.0.0.1:{gateway_port}/ready");
+    let ready = time_until(Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            reqwest::get(url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    forwarder.abort();
+    assert!(
+        ready.is_some(),
+        "the gateway started once the database answered"
+    );
 }
