@@ -118,7 +118,7 @@ async fn admin_refresh(
 }
 
 /// Ends the admin session named by the bearer token and/or the refresh cookie, and clears the
-/// cookie. Idempotent.
+/// cookie; also ends this browser's sign-in on the OAuth consent page. Idempotent.
 #[utoipa::path(post, path = "/admin/api/session/logout", tag = "admin", operation_id = "admin_logout",
     responses((status = 204, description = "Signed out")))]
 async fn admin_logout(
@@ -143,10 +143,12 @@ async fn admin_logout(
     {
         tokens::revoke_session(&state, &session.id, "logout").await?;
     }
+    let consent = crate::oauth::flow::end_consent_sign_in(&state, &headers).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, refresh_cookie(&state, "", 0)?);
+    response.headers_mut().append(header::SET_COOKIE, consent);
     Ok(response)
 }
 

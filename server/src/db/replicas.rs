@@ -192,6 +192,15 @@ pub async fn use_nonce(
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether a single-use value was used (or revoked).
+pub async fn nonce_used(db: impl AnyExecutor<'_>, nonce: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as("select 1 from used_nonces where nonce = $1")
+        .bind(nonce)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Leases `cost` microseconds-worth of a shared GCRA budget (Postgres only): advances the
 /// key's theoretical arrival time by `step` if that stays within `tolerance` of the database
 /// clock. `Ok(None)`: refused; `Ok(Some(wait))` is 0 when granted. On refusal `wait` is how

@@ -128,6 +128,48 @@ struct ConsentCookie {
     /// Fingerprint of the user's password hash: a password change (or reset) ends the
     /// consent page's sign-in.
     h: String,
+    /// Random id: signing out of the admin UI in this browser revokes it (a used nonce
+    /// `consent:<n>` until the cookie expires), on every replica. Cookies without one (issued
+    /// before it existed) are not accepted.
+    #[serde(default)]
+    n: String,
+}
+
+/// Reads and opens the consent sign-in cookie, if the request carries one.
+fn read_consent_cookie(state: &AppState, headers: &HeaderMap) -> Option<ConsentCookie> {
+    let name = cookie_name(state);
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())?;
+    open(state, &value, COOKIE_CONTEXT)
+}
+
+/// Ends this browser's consent sign-in (with the admin UI session it signs out of): revoked
+/// on every replica, and the returned header clears the cookie.
+pub async fn end_consent_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<HeaderValue, ApiError> {
+    if let Some(cookie) = read_consent_cookie(state, headers)
+        && !cookie.n.is_empty()
+    {
+        db::replicas::use_nonce(&state.db.pool, &format!("consent:{}", cookie.n), cookie.e).await?;
+    }
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
+        cookie_name(state)
+    ))
+    .map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// A short fingerprint of the stored password hash (never the hash itself).
@@ -142,6 +184,7 @@ fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Result<HeaderV
             u: user.id,
             e: db::now() + COOKIE_TTL,
             h: credential_version(user),
+            n: crate::auth::identity::hex(&crate::keys::random_bytes::<16>()?),
         },
         COOKIE_CONTEXT,
     )?;
@@ -159,17 +202,15 @@ fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Result<HeaderV
 
 /// The user signed in on the consent page of this browser, if still enabled.
 async fn cookie_user(state: &AppState, headers: &HeaderMap) -> Option<db::users::UserRow> {
-    let name = cookie_name(state);
-    let value = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())?;
-    let cookie: ConsentCookie = open(state, &value, COOKIE_CONTEXT)?;
-    if cookie.e <= db::now() {
+    let cookie = read_consent_cookie(state, headers)?;
+    if cookie.e <= db::now() || cookie.n.is_empty() {
+        return None;
+    }
+    // Signed out since (fails closed when the database cannot say).
+    if db::replicas::nonce_used(&state.db.pool, &format!("consent:{}", cookie.n))
+        .await
+        .unwrap_or(true)
+    {
         return None;
     }
     db::users::find_by_id(&state.db.pool, cookie.u)

@@ -792,6 +792,21 @@ db_test! {
             }
         };
         assert_eq!(signed_in(cookie.clone()).await, "admin");
+        // Signing out of the admin UI in a browser ends that browser's consent sign-in too
+        // (on every replica: the cookie is revoked in the database, not only cleared).
+        let res = authorize(&app, &Authz { client_id: &fresh, ..a.clone() }, None).await;
+        let other = query_of(&location(&res))["request"].clone();
+        let (_, _, second) = decide(&app, &other, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        let second = second.expect("signed in on the consent page");
+        assert_eq!(signed_in(second.clone()).await, "admin");
+        let res = app.client.post(app.url("/admin/api/session/logout")).header("cookie", second.clone()).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert!(
+            res.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("amg_consent=;")),
+            "the sign-out clears the consent cookie"
+        );
+        assert_eq!(signed_in(second).await, Value::Null, "signed out with the admin UI");
+        assert_eq!(signed_in(cookie.clone()).await, "admin", "another browser's sign-in stays");
         let me: Value = app.get_as("/admin/api/me", &admin).await.json().await.unwrap();
         let res = app
             .post_json(&format!("/admin/api/users/{}/password", me["id"]), Some(&admin), json!({"password": "a brand new long passphrase"}))
