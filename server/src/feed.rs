@@ -72,6 +72,21 @@ pub enum Change {
     All,
 }
 
+impl Change {
+    /// Whether it can take access away, so open connections must re-check their caller
+    /// (ended sessions, settings, limits and key rotations cannot).
+    pub fn takes_access(&self) -> bool {
+        !matches!(
+            self,
+            Change::McpSession(_)
+                | Change::Ended(..)
+                | Change::Settings
+                | Change::Limits
+                | Change::Keys
+        )
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ChangeNote {
     /// The sending replica.
@@ -129,9 +144,11 @@ impl Changes {
     }
 
     /// A change made through this replica, already applied to its caches: moves the local
-    /// counter and tells the other replicas. Never waits; call it after the change committed.
+    /// counter (when it can take access away) and tells the other replicas. Never waits; call it after the change committed.
     pub fn send(&self, change: Change) {
-        self.publish();
+        if change.takes_access() {
+            self.publish();
+        }
         let Some(out) = &self.out else { return };
         let note = ChangeNote {
             r: out.replica.clone(),
@@ -148,7 +165,9 @@ impl Changes {
     /// `send` for a process about to exit (the CLI): the notification is sent before this
     /// returns.
     pub async fn send_now(&self, pool: &sqlx::AnyPool, change: Change) {
-        self.publish();
+        if change.takes_access() {
+            self.publish();
+        }
         let Some(out) = &self.out else { return };
         let note = ChangeNote {
             r: out.replica.clone(),

@@ -205,7 +205,9 @@ async fn apply_change(state: &AppState, change: crate::feed::Change) {
     {
         tracing::warn!(error = format!("{e:#}"), "reloading signing keys failed");
     }
-    state.changes.publish();
+    if change.takes_access() {
+        state.changes.publish();
+    }
 }
 
 /// Copies new audit-log rows to `audit-YYYY-MM-DD.jsonl` every few seconds (rows are written
