@@ -3,7 +3,7 @@
 -- rate-limit budgets replicas lease from.
 
 -- A `/mcp/{server}` client session, so any replica can serve it. The client's session id is
--- stored only as its SHA-256; the backend's session id is sealed (`mcp_client_sessions:<hash>`).
+-- stored only as its SHA-256; the backend's session id is sealed (`mcp_client_sessions:<hash>:backend`).
 create table mcp_client_sessions (
     id_hash text primary key,
     user_id bigint not null references users (id) on delete cascade,
@@ -20,9 +20,10 @@ create table mcp_client_sessions (
 create index mcp_client_sessions_user on mcp_client_sessions (user_id, created_at);
 create index mcp_client_sessions_seen on mcp_client_sessions (last_seen);
 
--- Aggregated (`/mcp`) session ids ended by DELETE (by SHA-256), until they would expire.
+-- Aggregated (`/mcp`) sessions ended by DELETE (by their random session key), until their ids
+-- would expire.
 create table mcp_ended_sessions (
-    id_hash text primary key,
+    session_key text primary key,
     user_id bigint not null,
     expires_at bigint not null
 );

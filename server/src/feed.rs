@@ -16,6 +16,14 @@
 //! The live feed rides on [`LIVE_CHANNEL`]: a replica publishes its activity records and
 //! security events there only while some other replica has a live subscriber (each says so
 //! in its heartbeat), packed into notifications below Postgres's 8000-byte payload limit.
+//! Changes have a queue of their own, sent before any live traffic, so a busy live feed
+//! never delays or drops a revocation; a change that cannot be queued or sent becomes one
+//! `All` as soon as the database takes it.
+//!
+//! Every notification is sealed with the gateway's key (`SecretBox`, AES-256-GCM, one
+//! context per channel) and carries its time: Postgres lets any role that can connect
+//! `NOTIFY` and `LISTEN` on any channel, so a note that does not open, or is older than a
+//! minute (a replay), is ignored, and other roles cannot read the live traffic.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -25,20 +33,27 @@ use serde::{Deserialize, Serialize};
 use shared::live::LiveMessage;
 use tokio::sync::{mpsc, watch};
 
+use crate::keys::SecretBox;
+
 /// The Postgres channel of access and routing changes.
 pub const CHANGES_CHANNEL: &str = "authmcp_changes";
 /// The Postgres channel of live-feed messages (and replicas' heartbeats).
 pub const LIVE_CHANNEL: &str = "authmcp_live";
-/// Postgres refuses a `NOTIFY` payload of 8000 bytes or more.
-const MAX_PAYLOAD: usize = 7900;
+/// Postgres refuses a `NOTIFY` payload of 8000 bytes or more; sealed and base64-encoded, a
+/// note of this much JSON stays below.
+const MAX_JSON: usize = 5800;
 /// How often a replica says it is alive (and whether it has live subscribers).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A listener that heard nothing, not even its own heartbeat, for this long reconnects.
 const SILENCE: Duration = Duration::from_secs(20);
 /// How long another replica's "I have live subscribers" holds.
 const WATCHING_HOLDS: i64 = 3 * 5;
-/// Notifications waiting to be sent; past this, changes collapse into one `All`.
+/// Notes older (or newer) than this are ignored: replays.
+const MAX_AGE: i64 = 60;
+/// Changes waiting to be sent; past this, they collapse into one `All`.
 const QUEUE: usize = 4096;
+/// Live-feed notifications waiting to be sent; past this, live traffic is dropped.
+const LIVE_QUEUE: usize = 256;
 
 /// A change another replica must apply. Ids only: the receiver re-reads current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,12 +106,15 @@ impl Change {
 struct ChangeNote {
     /// The sending replica.
     r: String,
+    /// When it was sent (Unix seconds).
+    t: i64,
     c: Change,
 }
 
 #[derive(Serialize, Deserialize)]
 struct LiveNote {
     r: String,
+    t: i64,
     /// Live-feed messages (absent in a heartbeat).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     m: Vec<LiveMessage>,
@@ -105,17 +123,61 @@ struct LiveNote {
     w: Option<bool>,
 }
 
-/// The sending side on Postgres: a queue to the task that issues `NOTIFY`s.
+fn seal_context(channel: &str) -> String {
+    format!("feed:{channel}")
+}
+
+/// The sending side on Postgres: queues to the task that issues `NOTIFY`s.
 struct Outbound {
     replica: String,
-    tx: mpsc::Sender<(&'static str, String)>,
-    /// A change could not be queued: the publisher sends `All` once the queue has room.
+    secret: Arc<SecretBox>,
+    /// Sealed change notes (sent first).
+    changes: mpsc::Sender<String>,
+    /// Sealed live notes (packed messages, heartbeats).
+    live_out: mpsc::Sender<String>,
+    /// A change could not be queued or sent: the publisher sends `All` once it can.
     overflowed: AtomicBool,
     /// Until when (Unix seconds) another replica has live subscribers.
     watched_until: AtomicI64,
     live: mpsc::Sender<Arc<LiveMessage>>,
     /// Sends a heartbeat now (a live subscriber arrived: others start sharing at once).
     wake: tokio::sync::Notify,
+}
+
+impl Outbound {
+    fn seal(&self, channel: &str, json: &[u8]) -> Option<String> {
+        use base64::Engine;
+        let sealed = self.secret.seal(json, &seal_context(channel)).ok()?;
+        Some(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    fn change_note(&self, change: Change) -> Option<String> {
+        let json = serde_json::to_vec(&ChangeNote {
+            r: self.replica.clone(),
+            t: crate::db::now(),
+            c: change,
+        })
+        .ok()?;
+        (json.len() <= MAX_JSON)
+            .then(|| self.seal(CHANGES_CHANNEL, &json))
+            .flatten()
+    }
+}
+
+/// Opens a sealed note; `None` unless it opens and is recent.
+fn open_note<T: serde::de::DeserializeOwned>(
+    secret: &SecretBox,
+    channel: &str,
+    payload: &str,
+    time: impl Fn(&T) -> i64,
+) -> Option<T> {
+    use base64::Engine;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    let json = secret.open(&sealed, &seal_context(channel)).ok()?;
+    let note: T = serde_json::from_slice(&json).ok()?;
+    ((time(&note) - crate::db::now()).abs() <= MAX_AGE).then_some(note)
 }
 
 /// The change counter open connections watch, and the way out to other replicas. Cheap to
@@ -144,20 +206,17 @@ impl Changes {
     }
 
     /// A change made through this replica, already applied to its caches: moves the local
-    /// counter (when it can take access away) and tells the other replicas. Never waits; call it after the change committed.
+    /// counter (when it can take access away) and tells the other replicas. Never waits;
+    /// call it after the change committed.
     pub fn send(&self, change: Change) {
         if change.takes_access() {
             self.publish();
         }
         let Some(out) = &self.out else { return };
-        let note = ChangeNote {
-            r: out.replica.clone(),
-            c: change,
-        };
-        let Ok(text) = serde_json::to_string(&note) else {
-            return;
-        };
-        if text.len() > MAX_PAYLOAD || out.tx.try_send((CHANGES_CHANNEL, text)).is_err() {
+        let queued = out
+            .change_note(change)
+            .is_some_and(|note| out.changes.try_send(note).is_ok());
+        if !queued {
             out.overflowed.store(true, Ordering::Release);
         }
     }
@@ -169,12 +228,8 @@ impl Changes {
             self.publish();
         }
         let Some(out) = &self.out else { return };
-        let note = ChangeNote {
-            r: out.replica.clone(),
-            c: change,
-        };
-        if let Ok(text) = serde_json::to_string(&note)
-            && let Err(e) = crate::db::feed::notify(pool, CHANGES_CHANNEL, &text).await
+        if let Some(note) = out.change_note(change)
+            && let Err(e) = crate::db::feed::notify(pool, CHANGES_CHANNEL, &note).await
         {
             tracing::warn!(error = %e, "could not tell running replicas of the change");
         }
@@ -220,14 +275,24 @@ pub struct Handlers<C, L, W> {
     pub watching: W,
 }
 
-/// Starts the feed on Postgres: the publisher (one `NOTIFY` at a time on the pool), the
-/// live-message packer, the heartbeat and the listener. Returns the `Changes` to hand to the
-/// caches. `url` is the database URL (the listener holds a connection of its own).
+/// The listening side, started once the state that applies changes exists.
+pub struct Listener<C, L, W> {
+    pool: sqlx::AnyPool,
+    url: String,
+    out: Arc<Outbound>,
+    handlers: Handlers<C, L, W>,
+}
+
+/// Starts the feed's sending side on Postgres: the publisher (one `NOTIFY` at a time on the
+/// pool, changes first), the live-message packer and the heartbeat. Returns the `Changes` to
+/// hand to the caches and the `Listener` to start when the state exists. `url` is the
+/// database URL (the listener holds a connection of its own).
 pub fn start_postgres<C, F, L, W>(
     pool: sqlx::AnyPool,
     url: String,
+    secret: Arc<SecretBox>,
     handlers: Handlers<C, L, W>,
-) -> anyhow::Result<Changes>
+) -> anyhow::Result<(Changes, Listener<C, L, W>)>
 where
     C: Fn(Change) -> F + Send + Sync + 'static,
     F: std::future::Future<Output = ()> + Send + 'static,
@@ -235,138 +300,178 @@ where
     W: Fn() -> bool + Send + Sync + 'static,
 {
     let replica = crate::auth::identity::hex(&crate::keys::random_bytes::<8>()?);
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (changes_tx, changes_rx) = mpsc::channel(QUEUE);
+    let (live_out_tx, live_out_rx) = mpsc::channel(LIVE_QUEUE);
     let (live_tx, live_rx) = mpsc::channel(QUEUE);
     let out = Arc::new(Outbound {
-        replica: replica.clone(),
-        tx,
+        replica,
+        secret,
+        changes: changes_tx,
+        live_out: live_out_tx,
         overflowed: AtomicBool::new(false),
         watched_until: AtomicI64::new(0),
         live: live_tx,
         wake: tokio::sync::Notify::new(),
     });
-    let handlers = Arc::new(handlers);
-    // These two hold the `Outbound` weakly: when the state and the tasks below are gone, the
-    // queues close and they end.
-    tokio::spawn(publish(pool.clone(), rx, Arc::downgrade(&out)));
+    // These two hold the `Outbound` weakly: when the state, the heartbeat and the listener
+    // are gone (the pool closed), the queues close and they end.
+    tokio::spawn(publish(
+        pool.clone(),
+        changes_rx,
+        live_out_rx,
+        Arc::downgrade(&out),
+    ));
     tokio::spawn(pack_live(live_rx, Arc::downgrade(&out)));
-    {
-        let out = out.clone();
-        let handlers = handlers.clone();
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(HEARTBEAT);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = out.wake.notified() => {}
-                }
-                if pool.is_closed() {
-                    break;
-                }
-                let watching = (handlers.watching)();
-                let note = LiveNote {
-                    r: out.replica.clone(),
-                    m: Vec::new(),
-                    w: Some(watching),
-                };
-                if let Ok(text) = serde_json::to_string(&note) {
-                    let _ = out.tx.send((LIVE_CHANNEL, text)).await;
-                }
-            }
-        });
-    }
-    tokio::spawn(listen(pool, url, out.clone(), handlers));
-    Ok(Changes {
-        tick: Arc::new(watch::Sender::new(0)),
-        out: Some(out),
-    })
+    Ok((
+        Changes {
+            tick: Arc::new(watch::Sender::new(0)),
+            out: Some(out.clone()),
+        },
+        Listener {
+            pool,
+            url,
+            out,
+            handlers,
+        },
+    ))
 }
 
-/// Sends queued notifications, one at a time; after an overflow, one `All` (other replicas
-/// then re-read everything, so nothing dropped is lost).
+impl<C, F, L, W> Listener<C, L, W>
+where
+    C: Fn(Change) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+    L: Fn(Vec<LiveMessage>) + Send + Sync + 'static,
+    W: Fn() -> bool + Send + Sync + 'static,
+{
+    /// Starts the heartbeat and the listener (both end when the pool is closed).
+    pub fn start(self) {
+        let handlers = Arc::new(self.handlers);
+        {
+            let (out, handlers, pool) = (self.out.clone(), handlers.clone(), self.pool.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(HEARTBEAT);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = out.wake.notified() => {}
+                    }
+                    if pool.is_closed() {
+                        break;
+                    }
+                    let note = LiveNote {
+                        r: out.replica.clone(),
+                        t: crate::db::now(),
+                        m: Vec::new(),
+                        w: Some((handlers.watching)()),
+                    };
+                    if let Some(sealed) = serde_json::to_vec(&note)
+                        .ok()
+                        .and_then(|json| out.seal(LIVE_CHANNEL, &json))
+                    {
+                        let _ = out.live_out.send(sealed).await;
+                    }
+                }
+            });
+        }
+        tokio::spawn(listen(self.pool, self.url, self.out, handlers));
+    }
+}
+
+/// Sends queued notifications, one at a time, changes before live traffic; after a change
+/// was lost (queue full, send failed), one `All` as soon as the database takes it (other
+/// replicas then re-read everything).
 async fn publish(
     pool: sqlx::AnyPool,
-    mut rx: mpsc::Receiver<(&'static str, String)>,
+    mut changes: mpsc::Receiver<String>,
+    mut live: mpsc::Receiver<String>,
     out: std::sync::Weak<Outbound>,
 ) {
-    while let Some((channel, payload)) = rx.recv().await {
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let next = tokio::select! {
+            biased;
+            note = changes.recv() => match note {
+                Some(note) => Some((CHANGES_CHANNEL, note)),
+                None => break,
+            },
+            note = live.recv() => match note {
+                Some(note) => Some((LIVE_CHANNEL, note)),
+                None => break,
+            },
+            _ = retry.tick() => None,
+        };
         let Some(out) = out.upgrade() else { break };
-        if let Err(e) = crate::db::feed::notify(&pool, channel, &payload).await {
+        if let Some((channel, note)) = next
+            && let Err(e) = crate::db::feed::notify(&pool, channel, &note).await
+        {
             if pool.is_closed() {
                 break;
             }
-            tracing::warn!(error = %e, "could not tell other replicas of a change (they re-read within seconds)");
-        }
-        if rx.is_empty() && out.overflowed.swap(false, Ordering::AcqRel) {
-            let note = ChangeNote {
-                r: out.replica.clone(),
-                c: Change::All,
-            };
-            if let Ok(text) = serde_json::to_string(&note) {
-                let _ = crate::db::feed::notify(&pool, CHANGES_CHANNEL, &text).await;
+            if channel == CHANGES_CHANNEL {
+                out.overflowed.store(true, Ordering::Release);
+                tracing::warn!(error = %e, "could not tell other replicas of a change (they re-read everything once the database answers)");
             }
+        }
+        if changes.is_empty()
+            && out.overflowed.swap(false, Ordering::AcqRel)
+            && let Some(note) = out.change_note(Change::All)
+            && crate::db::feed::notify(&pool, CHANGES_CHANNEL, &note)
+                .await
+                .is_err()
+        {
+            out.overflowed.store(true, Ordering::Release);
         }
     }
 }
 
-/// Packs live-feed messages into notifications below the payload limit.
+/// Packs live-feed messages into notifications below the payload limit (a message too large
+/// for one is not shared; the other replicas' admins see it in the lists).
 async fn pack_live(mut rx: mpsc::Receiver<Arc<LiveMessage>>, out: std::sync::Weak<Outbound>) {
-    let Some(prefix) = out
-        .upgrade()
-        .map(|o| format!("{{\"r\":\"{}\",\"m\":[", o.replica))
-    else {
-        return;
-    };
-    while let Some(first) = rx.recv().await {
-        let Some(out) = out.upgrade() else { break };
-        let mut text = prefix.clone();
-        let mut count = 0usize;
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
+    let mut carried: Option<String> = None;
+    loop {
+        let first = match carried.take() {
+            Some(json) => json,
+            None => match rx.recv().await {
+                Some(message) => match serde_json::to_string(&*message) {
+                    Ok(json) => json,
+                    Err(_) => continue,
+                },
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        let mut size = batch[0].len();
+        while let Ok(message) = rx.try_recv() {
             let Ok(json) = serde_json::to_string(&*message) else {
-                next = rx.try_recv().ok();
                 continue;
             };
-            // A message that cannot fit one notification is not shared (the other replicas'
-            // admins see it in the security-event and activity lists).
-            if prefix.len() + json.len() + 2 > MAX_PAYLOAD {
-                next = rx.try_recv().ok();
-                continue;
-            }
-            if text.len() + json.len() + 2 > MAX_PAYLOAD {
-                next = Some(message);
+            if size + json.len() + 200 > MAX_JSON {
+                carried = Some(json);
                 break;
             }
-            if count > 0 {
-                text.push(',');
-            }
-            text.push_str(&json);
-            count += 1;
-            next = rx.try_recv().ok();
+            size += json.len() + 1;
+            batch.push(json);
         }
-        if count > 0 {
-            text.push_str("]}");
-            if out.tx.send((LIVE_CHANNEL, text)).await.is_err() {
-                return;
-            }
+        if size + 200 > MAX_JSON {
+            continue;
         }
-        // A message that did not fit this notification starts the next one.
-        if let Some(message) = next {
-            let mut text = prefix.clone();
-            if let Ok(json) = serde_json::to_string(&*message) {
-                text.push_str(&json);
-                text.push_str("]}");
-                if text.len() <= MAX_PAYLOAD && out.tx.send((LIVE_CHANNEL, text)).await.is_err() {
-                    return;
-                }
-            }
+        let Some(out) = out.upgrade() else { return };
+        let json = format!(
+            "{{\"r\":\"{}\",\"t\":{},\"m\":[{}]}}",
+            out.replica,
+            crate::db::now(),
+            batch.join(",")
+        );
+        if let Some(sealed) = out.seal(LIVE_CHANNEL, json.as_bytes()) {
+            // Dropped when the database falls behind, like a slow subscriber's messages.
+            let _ = out.live_out.try_send(sealed);
         }
     }
 }
 
-/// Listens on both channels and applies what other replicas sent; reconnects when the
-/// connection is lost or silent, then applies `All`.
+/// Listens on both channels and applies what other replicas sent. Whenever it (re)connects,
+/// it applies `All` first: anything may have changed while it was not listening. It
+/// reconnects when the connection is lost or silent.
 async fn listen<C, F, L, W>(
     pool: sqlx::AnyPool,
     url: String,
@@ -378,7 +483,6 @@ async fn listen<C, F, L, W>(
     L: Fn(Vec<LiveMessage>) + Send + Sync + 'static,
     W: Fn() -> bool + Send + Sync + 'static,
 {
-    let mut first = true;
     loop {
         if pool.is_closed() {
             return;
@@ -396,10 +500,7 @@ async fn listen<C, F, L, W>(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        if !first {
-            (h.change)(Change::All).await;
-        }
-        first = false;
+        (h.change)(Change::All).await;
         tracing::debug!("change feed: listening");
         loop {
             let next = match tokio::time::timeout(SILENCE, listener.try_recv()).await {
@@ -416,14 +517,19 @@ async fn listen<C, F, L, W>(
             };
             match next.channel() {
                 CHANGES_CHANNEL => {
-                    if let Ok(note) = serde_json::from_str::<ChangeNote>(next.payload())
+                    if let Some(note) =
+                        open_note::<ChangeNote>(&out.secret, CHANGES_CHANNEL, next.payload(), |n| {
+                            n.t
+                        })
                         && note.r != out.replica
                     {
                         (h.change)(note.c).await;
                     }
                 }
                 LIVE_CHANNEL => {
-                    let Ok(note) = serde_json::from_str::<LiveNote>(next.payload()) else {
+                    let Some(note) =
+                        open_note::<LiveNote>(&out.secret, LIVE_CHANNEL, next.payload(), |n| n.t)
+                    else {
                         continue;
                     };
                     if note.r == out.replica {
@@ -458,6 +564,7 @@ mod tests {
         ] {
             let note = ChangeNote {
                 r: "0011223344556677".into(),
+                t: 0,
                 c: change.clone(),
             };
             let text = serde_json::to_string(&note).unwrap();
@@ -465,6 +572,45 @@ mod tests {
             let back: ChangeNote = serde_json::from_str(&text).unwrap();
             assert_eq!(back.c, change);
         }
+    }
+
+    #[test]
+    fn notes_open_only_sealed_recent_and_on_their_channel() {
+        let secret = SecretBox::new(&[7; 32]);
+        let seal = |channel: &str, t: i64| {
+            use base64::Engine;
+            let json = serde_json::to_vec(&ChangeNote {
+                r: "a".into(),
+                t,
+                c: Change::All,
+            })
+            .unwrap();
+            base64::engine::general_purpose::STANDARD
+                .encode(secret.seal(&json, &seal_context(channel)).unwrap())
+        };
+        let now = crate::db::now();
+        let open = |payload: &str| {
+            open_note::<ChangeNote>(&secret, CHANGES_CHANNEL, payload, |n| n.t).map(|n| n.c)
+        };
+        assert_eq!(open(&seal(CHANGES_CHANNEL, now)), Some(Change::All));
+        assert_eq!(
+            open(&seal(LIVE_CHANNEL, now)),
+            None,
+            "another channel's note"
+        );
+        assert_eq!(open(&seal(CHANGES_CHANNEL, now - 600)), None, "a replay");
+        assert_eq!(
+            open(r#"{"r":"x","t":0,"c":{"k":"all"}}"#),
+            None,
+            "not sealed"
+        );
+        let other = SecretBox::new(&[8; 32]);
+        let foreign = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .encode(other.seal(b"{}", &seal_context(CHANGES_CHANNEL)).unwrap())
+        };
+        assert_eq!(open(&foreign), None, "another key");
     }
 
     #[test]

@@ -54,7 +54,7 @@ const SESSION_SWEEP: Duration = Duration::from_secs(60);
 pub struct McpState {
     pub registry: Registry,
     pub client: BackendClient,
-    pub sessions: SessionStore,
+    pub sessions: Arc<SessionStore>,
     /// Backend sessions the gateway holds for 2026-07-28 clients of older backends, per
     /// (user, server).
     held: Mutex<HashMap<(i64, i64), Arc<ProxySession>>>,
@@ -68,10 +68,21 @@ pub struct McpState {
     db: Db,
     secret_box: Arc<SecretBox>,
     changes: crate::feed::Changes,
+    /// Sessions ended elsewhere lately (SHA-256 of the id → when): a restore that read the
+    /// row before the end was applied does not bring the session back.
+    recently_ended: Mutex<HashMap<String, i64>>,
+    /// `MCP_SESSION_IDLE_SECS`: a stored session's `last_seen` is refreshed well within it.
+    session_idle: Duration,
 }
 
-/// Associated data of a stored backend session id.
-const BACKEND_SESSION_CONTEXT: &str = "mcp_client_sessions:backend";
+/// How long an ended session is remembered against a racing restore, and how many.
+const RECENTLY_ENDED_SECS: i64 = 120;
+const RECENTLY_ENDED_MAX: usize = 10_000;
+
+/// Associated data of a stored backend session id: bound to its row.
+fn backend_session_context(id_hash: &str) -> String {
+    format!("mcp_client_sessions:{id_hash}:backend")
+}
 
 impl McpState {
     /// A fresh number for the gateway's own JSON-RPC ids.
@@ -110,7 +121,7 @@ impl McpState {
         Ok(Arc::new(McpState {
             registry,
             client: BackendClient::new()?,
-            sessions: SessionStore::default(),
+            sessions: Arc::default(),
             held: Mutex::default(),
             activity: ActivitySink::spawn(
                 db.clone(),
@@ -123,6 +134,8 @@ impl McpState {
             concurrency: crate::ratelimit::Concurrency::new(config.mcp.max_concurrent_per_user),
             aggregate,
             ids: AtomicU64::new(1),
+            recently_ended: Mutex::default(),
+            session_idle: config.mcp.session_idle,
             db,
             secret_box,
             changes,
@@ -186,6 +199,12 @@ impl McpState {
         self.aggregate.retain_links(|user, _| user != user_id, None);
     }
 
+    /// Whether client sessions are stored for other replicas (Postgres). On SQLite there is
+    /// one process: sessions stay in its memory and cost no database round trip.
+    fn shares_sessions(&self) -> bool {
+        self.db.backend == crate::db::Backend::Postgres
+    }
+
     /// Starts a `/mcp/{server}` client session, stored so any replica can serve it.
     pub async fn create_session(
         &self,
@@ -199,6 +218,9 @@ impl McpState {
         let session = self
             .sessions
             .create(user_id, server_id, client_version, init, upstream)?;
+        if !self.shares_sessions() {
+            return Ok(session);
+        }
         let (kind, backend_session, backend_version) = self.stored_upstream(&session).await?;
         let now = crate::db::now();
         let row = crate::db::replicas::ClientSessionRow {
@@ -238,7 +260,7 @@ impl McpState {
                     Some(id) => Some(
                         base64::engine::general_purpose::STANDARD.encode(
                             self.secret_box
-                                .seal(id.as_bytes(), BACKEND_SESSION_CONTEXT)?,
+                                .seal(id.as_bytes(), &backend_session_context(&session.id_hash))?,
                         ),
                     ),
                     None => None,
@@ -252,7 +274,7 @@ impl McpState {
 
     /// Stores the backend session a re-initialisation opened, for the other replicas.
     pub async fn store_upstream(&self, session: &ProxySession) {
-        if session.id_hash.is_empty() {
+        if session.id_hash.is_empty() || !self.shares_sessions() {
             return;
         }
         let stored = match self.stored_upstream(session).await {
@@ -291,7 +313,7 @@ impl McpState {
             self.store_seen(&session);
             return Some(session);
         }
-        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !self.shares_sessions() || id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let hash = crate::mcp::session::id_hash(id);
@@ -312,7 +334,11 @@ impl McpState {
                         let opened = base64::engine::general_purpose::STANDARD
                             .decode(sealed)
                             .ok()
-                            .and_then(|b| self.secret_box.open(&b, BACKEND_SESSION_CONTEXT).ok())
+                            .and_then(|b| {
+                                self.secret_box
+                                    .open(&b, &backend_session_context(&row.id_hash))
+                                    .ok()
+                            })
                             .and_then(|b| String::from_utf8(b).ok());
                         Some(opened?)
                     }
@@ -346,18 +372,43 @@ impl McpState {
             return Some(existing);
         }
         self.sessions.insert(session.clone());
+        // Ended elsewhere while it was being restored (the end was applied before the insert).
+        if self.ended_lately(&session.id_hash) {
+            self.sessions.remove(id);
+            return None;
+        }
         self.store_seen(&session);
         Some(session)
     }
 
-    /// Refreshes the stored `last_seen` of a session in use (at most once a minute).
-    fn store_seen(&self, session: &ProxySession) {
-        if !session.claim_store_seen() {
+    /// Whether a session was ended on another replica within `RECENTLY_ENDED_SECS`.
+    fn ended_lately(&self, hash: &str) -> bool {
+        self.recently_ended
+            .lock()
+            .map_or(true, |ended| ended.contains_key(hash))
+    }
+
+    /// Refreshes the stored `last_seen` of a session in use (at most once a minute, and at
+    /// least four times per `MCP_SESSION_IDLE_SECS`); a row that is gone (ended or evicted
+    /// elsewhere) ends the session here too.
+    fn store_seen(&self, session: &Arc<ProxySession>) {
+        let every = i64::try_from(self.session_idle.as_secs() / 4)
+            .unwrap_or(60)
+            .clamp(1, 60);
+        if !self.shares_sessions() || session.id_hash.is_empty() || !session.claim_store_seen(every)
+        {
             return;
         }
-        let (pool, hash) = (self.db.pool.clone(), session.id_hash.clone());
+        let (pool, session) = (self.db.pool.clone(), session.clone());
+        let sessions = Arc::downgrade(&self.sessions);
         tokio::spawn(async move {
-            let _ = crate::db::replicas::touch_client_session(&pool, &hash, crate::db::now()).await;
+            if let Ok(0) =
+                crate::db::replicas::touch_client_session(&pool, &session.id_hash, crate::db::now())
+                    .await
+                && let Some(sessions) = sessions.upgrade()
+            {
+                sessions.remove(&session.id);
+            }
         });
     }
 
@@ -365,6 +416,9 @@ impl McpState {
     pub async fn session_owner(&self, id: &str) -> Option<i64> {
         if let Some(owner) = self.sessions.owner(id) {
             return Some(owner);
+        }
+        if !self.shares_sessions() {
+            return None;
         }
         let hash = crate::mcp::session::id_hash(id);
         crate::db::replicas::client_session(&self.db.pool, &hash)
@@ -376,6 +430,9 @@ impl McpState {
 
     /// Ends a session everywhere: here, in the database, and on every other replica.
     pub async fn end_session(&self, session: &ProxySession) -> Option<Arc<ProxySession>> {
+        if !self.shares_sessions() {
+            return self.sessions.remove(&session.id);
+        }
         if let Err(e) =
             crate::db::replicas::delete_client_session(&self.db.pool, &session.id_hash).await
         {
@@ -400,9 +457,44 @@ impl McpState {
                 }
                 self.aggregate.retain_links(|user, _| user != user_id, None);
             }
-            Change::McpSession(hash) => self.sessions.remove_where(|s| s.id_hash != *hash),
+            Change::McpSession(hash) => {
+                if let Ok(mut ended) = self.recently_ended.lock() {
+                    let now = crate::db::now();
+                    if ended.len() >= RECENTLY_ENDED_MAX {
+                        ended.retain(|_, at| *at > now - RECENTLY_ENDED_SECS);
+                    }
+                    if ended.len() < RECENTLY_ENDED_MAX {
+                        ended.insert(hash.clone(), now);
+                    }
+                }
+                self.sessions.remove_where(|s| s.id_hash != *hash);
+            }
             Change::Ended(key, expires_at) => self.aggregate.mark_ended(key, *expires_at),
-            Change::Servers | Change::All => {
+            Change::Servers => {
+                if let Err(e) = self.reload().await {
+                    tracing::warn!(error = format!("{e:#}"), "reloading MCP servers failed");
+                }
+            }
+            Change::All => {
+                // Anything may have been missed: stored sessions are read again on their next
+                // request (and ended ones stay ended), ended aggregated sessions are re-read.
+                if self.shares_sessions() {
+                    self.sessions.remove_where(|_| false);
+                }
+                match crate::db::replicas::ended_aggregated(
+                    &self.db.pool,
+                    crate::db::now(),
+                    100_001,
+                )
+                .await
+                {
+                    Ok(rows) => {
+                        for (key, expires_at) in rows {
+                            self.aggregate.mark_ended(&key, expires_at);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "re-reading ended sessions failed"),
+                }
                 if let Err(e) = self.reload().await {
                     tracing::warn!(error = format!("{e:#}"), "reloading MCP servers failed");
                 }
@@ -541,6 +633,19 @@ impl McpState {
                         .await
                 {
                     tracing::debug!(error = %e, "pruning stored MCP sessions failed");
+                }
+                // More ended aggregated sessions than memory held: once the expired ones are
+                // gone and the rest fit, memory answers again.
+                if state.aggregate.ended_overflowed()
+                    && let Ok(rows) = crate::db::replicas::ended_aggregated(
+                        &state.db.pool,
+                        now,
+                        i64::try_from(crate::mcp::aggregate::links::MAX_ENDED + 1)
+                            .unwrap_or(i64::MAX),
+                    )
+                    .await
+                {
+                    state.aggregate.reload_ended(rows);
                 }
                 state.limits.shrink();
                 if let Ok(mut held) = state.held.lock() {

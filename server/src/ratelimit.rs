@@ -78,8 +78,10 @@ pub struct McpLimits {
 /// round trip, and lets an unspent lease lapse after `LEASE_HOLDS`. What all replicas admit
 /// together never exceeds what one GCRA over the shared state would admit; the price is a
 /// database round trip per lease (per request for budgets under 120 a minute) and, under
-/// contention, up to one lease per replica left unspent. Without the database (an error), a
-/// replica falls back to its own budget until it answers again.
+/// contention, up to a lease per replica left unspent. A refusal is remembered until the
+/// budget would take the request (at most a second), so a client over its budget costs no
+/// round trips. Without the database (an error), a replica falls back to its own budget
+/// until it answers again.
 struct SharedBudgets {
     pool: sqlx::AnyPool,
     leases: DashMap<Key, Lease>,
@@ -89,6 +91,8 @@ struct Lease {
     remaining: u64,
     until: Instant,
     per_minute: u64,
+    /// The shared budget refused: requests are refused here until `until` without asking.
+    refused: bool,
 }
 
 /// An unspent lease lapses after this long (so a replica never spends budget leased long ago).
@@ -160,11 +164,21 @@ impl McpLimits {
         }
         if let Some(mut lease) = shared.leases.get_mut(&key)
             && lease.per_minute == per_minute
-            && lease.remaining > 0
-            && lease.until > Instant::now()
         {
-            lease.remaining -= 1;
-            return Ok(());
+            let now = Instant::now();
+            if lease.until > now {
+                if lease.refused {
+                    // Refused by the shared budget a moment ago: no round trip until it refills.
+                    return Err(Limited {
+                        scope,
+                        retry_after: lease.until - now,
+                    });
+                }
+                if lease.remaining > 0 {
+                    lease.remaining -= 1;
+                    return Ok(());
+                }
+            }
         }
         let interval = i64::try_from((60_000_000 / per_minute).max(1)).unwrap_or(i64::MAX);
         let tolerance =
@@ -186,17 +200,25 @@ impl McpLimits {
                             remaining: size - 1,
                             until: Instant::now() + LEASE_HOLDS,
                             per_minute,
+                            refused: false,
                         },
                     );
                     return Ok(());
                 }
                 Ok(Err(_)) if size > 1 => size = 1,
                 Ok(Err(wait)) => {
-                    return Err(Limited {
-                        scope,
-                        retry_after: Duration::from_micros(u64::try_from(wait).unwrap_or(0))
-                            .max(Duration::from_millis(1)),
-                    });
+                    let retry_after = Duration::from_micros(u64::try_from(wait).unwrap_or(0))
+                        .clamp(Duration::from_millis(1), LEASE_HOLDS);
+                    shared.leases.insert(
+                        key,
+                        Lease {
+                            remaining: 0,
+                            until: Instant::now() + retry_after,
+                            per_minute,
+                            refused: true,
+                        },
+                    );
+                    return Err(Limited { scope, retry_after });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "shared rate limits unreachable; this replica limits alone");

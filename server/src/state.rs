@@ -91,15 +91,16 @@ impl AppState {
         spawn_key_reload(keys.clone(), db.clone());
         // What other replicas send is applied once the state exists (`slot`).
         let slot: Arc<std::sync::OnceLock<std::sync::Weak<AppStateInner>>> = Arc::default();
-        let changes = match &config.database {
+        let (changes, listener) = match &config.database {
             crate::config::DatabaseConfig::Postgres { url } => {
                 let (on_change, on_live, watching) = (slot.clone(), slot.clone(), slot.clone());
                 let upgrade = |slot: &std::sync::OnceLock<std::sync::Weak<AppStateInner>>| {
                     slot.get().and_then(std::sync::Weak::upgrade).map(AppState)
                 };
-                crate::feed::start_postgres(
+                let (changes, listener) = crate::feed::start_postgres(
                     db.pool.clone(),
                     url.expose().clone(),
+                    secret_box.clone(),
                     crate::feed::Handlers {
                         change: move |change| {
                             let state = upgrade(&on_change);
@@ -118,9 +119,10 @@ impl AppState {
                             upgrade(&watching).is_some_and(|s| s.live.subscribers() > 0)
                         },
                     },
-                )?
+                )?;
+                (changes, Some(listener))
             }
-            crate::config::DatabaseConfig::Sqlite { .. } => crate::feed::Changes::default(),
+            crate::config::DatabaseConfig::Sqlite { .. } => (crate::feed::Changes::default(), None),
         };
         let live = LiveHub::new(config.live_feed_buffer, changes.clone());
         let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
@@ -179,6 +181,11 @@ impl AppState {
             started: Instant::now(),
         }));
         let _ = slot.set(Arc::downgrade(&state.0));
+        // Listening starts now that changes can be applied (it applies `All` first: anything
+        // changed while this replica was loading counts).
+        if let Some(listener) = listener {
+            listener.start();
+        }
         Ok(state)
     }
 }
@@ -190,6 +197,14 @@ async fn apply_change(state: &AppState, change: crate::feed::Change) {
     tracing::debug!(?change, "applying a change made on another replica");
     state.auth_cache.forget(&change);
     state.mcp.apply(&change).await;
+    // An aggregated session ended elsewhere: its backend sessions here end too.
+    if let Change::Ended(key, _) = &change {
+        for slot in state.mcp.aggregate.remove_session(key) {
+            if let Some(link) = slot.lock().await.take() {
+                link.close(state).await;
+            }
+        }
+    }
     if matches!(change, Change::Settings | Change::All)
         && let Err(e) = state.runtime.reload(&state.db).await
     {

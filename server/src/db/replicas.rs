@@ -92,17 +92,18 @@ pub async fn set_backend_session(
     Ok(())
 }
 
+/// Refreshes `last_seen`; how many rows it touched (0: the session is gone).
 pub async fn touch_client_session(
     db: impl AnyExecutor<'_>,
     id_hash: &str,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update mcp_client_sessions set last_seen = $2 where id_hash = $1")
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("update mcp_client_sessions set last_seen = $2 where id_hash = $1")
         .bind(id_hash)
         .bind(now)
         .execute(db)
         .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 pub async fn delete_client_session(
@@ -140,8 +141,8 @@ pub async fn end_aggregated(
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "insert into mcp_ended_sessions (id_hash, user_id, expires_at) values ($1, $2, $3)
-         on conflict (id_hash) do nothing",
+        "insert into mcp_ended_sessions (session_key, user_id, expires_at) values ($1, $2, $3)
+         on conflict (session_key) do nothing",
     )
     .bind(key)
     .bind(user_id)
@@ -158,7 +159,7 @@ pub async fn ended_aggregated(
     limit: i64,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "select id_hash, expires_at from mcp_ended_sessions where expires_at >= $1
+        "select session_key, expires_at from mcp_ended_sessions where expires_at >= $1
          order by expires_at desc limit $2",
     )
     .bind(now)
@@ -168,10 +169,11 @@ pub async fn ended_aggregated(
 }
 
 pub async fn is_ended_aggregated(db: impl AnyExecutor<'_>, key: &str) -> Result<bool, sqlx::Error> {
-    let row: Option<(i64,)> = sqlx::query_as("select 1 from mcp_ended_sessions where id_hash = $1")
-        .bind(key)
-        .fetch_optional(db)
-        .await?;
+    let row: Option<(i64,)> =
+        sqlx::query_as("select 1 from mcp_ended_sessions where session_key = $1")
+            .bind(key)
+            .fetch_optional(db)
+            .await?;
     Ok(row.is_some())
 }
 
@@ -201,10 +203,10 @@ pub async fn nonce_used(db: impl AnyExecutor<'_>, nonce: &str) -> Result<bool, s
     Ok(row.is_some())
 }
 
-/// Leases `cost` microseconds-worth of a shared GCRA budget (Postgres only): advances the
+/// Leases `step` microseconds' worth of a shared GCRA budget (Postgres only): advances the
 /// key's theoretical arrival time by `step` if that stays within `tolerance` of the database
-/// clock. `Ok(None)`: refused; `Ok(Some(wait))` is 0 when granted. On refusal `wait` is how
-/// long until `step` would fit (microseconds).
+/// clock. `Ok(Ok(()))`: granted; `Ok(Err(wait))`: refused, `wait` microseconds until `step`
+/// would fit.
 pub async fn lease_budget(
     db: impl AnyExecutor<'_> + Copy,
     key: &str,

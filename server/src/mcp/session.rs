@@ -181,10 +181,6 @@ pub struct ProxySession {
     stored_seen: AtomicI64,
 }
 
-/// How stale the database's `last_seen` of a session in use may get (it decides when other
-/// replicas' copies and the row expire).
-const STORE_SEEN_EVERY: i64 = 60;
-
 /// SHA-256 of a client session id, hex.
 pub fn id_hash(id: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -235,12 +231,12 @@ impl ProxySession {
         }
     }
 
-    /// Whether the database's `last_seen` should be refreshed now (at most once a minute;
-    /// claims the write, so concurrent requests do it once).
-    pub fn claim_store_seen(&self) -> bool {
+    /// Whether the database's `last_seen` should be refreshed now (at most every `every`
+    /// seconds; claims the write, so concurrent requests do it once).
+    pub fn claim_store_seen(&self, every: i64) -> bool {
         let now = db::now();
         let seen = self.stored_seen.load(Ordering::Relaxed);
-        now - seen >= STORE_SEEN_EVERY
+        now - seen >= every
             && self
                 .stored_seen
                 .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)

@@ -655,6 +655,53 @@ async fn two_replicas_behind_nginx_share_everything() {
     .await
     .expect("B's live feed shows A's traffic");
     assert_eq!(seen["record"]["server"], "alpha", "{seen}");
+    // Any role that can connect to the database may NOTIFY: a forged note (not sealed with
+    // the gateway's key) reaches no admin, and a forged change does nothing.
+    let pg = sqlx::PgPool::connect(&env.database_url()).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut forged_record = seen["record"].clone();
+    forged_record["username"] = json!("mallory");
+    for (channel, note) in [
+        (
+            "authmcp_live",
+            json!({"r": "forged", "t": now, "m": [{"type": "activity", "record": forged_record}]}),
+        ),
+        (
+            "authmcp_changes",
+            json!({"r": "forged", "t": now, "c": {"k": "all"}}),
+        ),
+    ] {
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(channel)
+            .bind(note.to_string())
+            .execute(&pg)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        a.call("/mcp/alpha", &ann_token, &session, "echo").await.0,
+        StatusCode::OK
+    );
+    let next = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(Ok(WsMessage::Text(text))) = feed.next().await {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "activity" {
+                    return message;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the genuine call arrives");
+    assert_eq!(
+        next["record"]["username"], "ann",
+        "the forged record was not shown: {next}"
+    );
+    pg.close().await;
 
     // A burst over a per-user limit spread over both replicas is held to the one budget
     // (60 a minute: a burst of 10; 10 % tolerance).

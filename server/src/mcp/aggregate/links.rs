@@ -42,7 +42,7 @@ pub struct AggregateState {
 }
 
 /// Ended sessions kept in memory; beyond this the database answers.
-const MAX_ENDED: usize = 100_000;
+pub const MAX_ENDED: usize = 100_000;
 
 impl AggregateState {
     /// Remembers an ended session until it would expire anyway.
@@ -62,6 +62,24 @@ impl AggregateState {
             return;
         }
         ended.insert(key.to_string(), expires_at);
+    }
+
+    /// Replaces the ended set with what the database holds (`rows` were asked for with a
+    /// limit of `MAX_ENDED + 1`): memory knows everything again when they fit.
+    pub fn reload_ended(&self, rows: Vec<(String, i64)>) {
+        if rows.len() > MAX_ENDED {
+            return;
+        }
+        if let Ok(mut ended) = self.ended.lock() {
+            *ended = rows.into_iter().collect();
+            self.ended_overflow
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    pub fn ended_overflowed(&self) -> bool {
+        self.ended_overflow
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// `Some(ended)` when memory knows; `None`: ask the database.
