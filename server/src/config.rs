@@ -73,6 +73,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "OAUTH_CIMD_ALLOW_HTTP",
     "OAUTH_CIMD_ALLOW_PRIVATE",
     "OAUTH_REGISTER_PER_MINUTE",
+    "OAUTH_MAX_CLIENTS_PER_ADDRESS",
+    "OAUTH_UNUSED_CLIENT_TTL_SECS",
     "OAUTH_TOKEN_PER_MINUTE",
 ];
 
@@ -161,6 +163,11 @@ pub struct OAuthConfig {
     pub register_per_minute: u32,
     /// Token and revocation requests per client IP per minute.
     pub token_per_minute: u32,
+    /// Dynamically registered clients stored per registering address (0 = no cap).
+    pub max_clients_per_address: u32,
+    /// A dynamically registered client that never completed an authorization is removed
+    /// this long after registering (0 = kept).
+    pub unused_client_ttl: std::time::Duration,
 }
 
 /// Who may read `/metrics`.
@@ -697,6 +704,17 @@ impl Config {
                 ranged(s, 1, 1_000_000, "expected requests per minute")
             })?)
             .unwrap_or(120),
+            max_clients_per_address: u32::try_from(vars.parse(
+                "OAUTH_MAX_CLIENTS_PER_ADDRESS",
+                50,
+                |s| ranged(s, 0, 1_000_000, "expected a number of clients"),
+            )?)
+            .unwrap_or(50),
+            unused_client_ttl: std::time::Duration::from_secs(vars.parse(
+                "OAUTH_UNUSED_CLIENT_TTL_SECS",
+                86_400,
+                |s| ranged(s, 0, 31_536_000, "expected seconds 0-31536000"),
+            )?),
         };
 
         Ok(Config {

@@ -338,6 +338,13 @@ pub async fn create(
     Ok(server)
 }
 
+/// Scheme, host and port of a URL (`None` when it does not parse).
+fn origin(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
 pub async fn update(
     state: &AppState,
     actor: &Actor<'_>,
@@ -381,8 +388,14 @@ pub async fn update(
     db::servers::update(&mut *tx, &row)
         .await
         .map_err(name_taken)?;
-    if let Some(c) = credential_input(req.backend_token.as_ref(), req.credential.as_ref()) {
-        store_credential(state, &mut tx, id, &c).await?;
+    match credential_input(req.backend_token.as_ref(), req.credential.as_ref()) {
+        Some(c) => store_credential(state, &mut tx, id, &c).await?,
+        // A credential never follows its server to another origin: a URL change there clears
+        // it unless the same request supplies one.
+        None if before_row.credential.is_some() && origin(&before_row.url) != origin(&row.url) => {
+            store_credential(state, &mut tx, id, &CredentialInput::None).await?;
+        }
+        None => {}
     }
     let row = db::servers::find(&mut *tx, id)
         .await?

@@ -127,7 +127,7 @@ impl AppState {
         let live = LiveHub::new(config.live_feed_buffer, changes.clone());
         let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
         runtime.spawn_reload(db.clone());
-        spawn_pruning(db.clone(), runtime.clone());
+        spawn_pruning(db.clone(), runtime.clone(), config.oauth.unused_client_ttl);
         let mcp = McpState::init(
             db.clone(),
             secret_box.clone(),
@@ -275,7 +275,7 @@ fn spawn_audit_log(db: Db, config: &Config, retention: Arc<std::sync::atomic::At
 /// Deletes sessions that expired longer ago than any access token lives (so none of their
 /// tokens can still be presented; an unknown session is refused anyway) and old, unlocked
 /// login-failure rows, and old authorization codes.
-fn spawn_pruning(db: Db, runtime: Arc<RuntimeSettings>) {
+fn spawn_pruning(db: Db, runtime: Arc<RuntimeSettings>, config_unused_ttl: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_INTERVAL);
         loop {
@@ -299,6 +299,13 @@ fn spawn_pruning(db: Db, runtime: Arc<RuntimeSettings>) {
             }
             if let Err(e) = db::events::prune_security_events(&db.pool, now - retention).await {
                 tracing::warn!(error = %e, "pruning security events failed");
+            }
+            // Registrations that never completed an authorization go after a while.
+            let ttl = i64::try_from(config_unused_ttl.as_secs()).unwrap_or(i64::MAX);
+            if ttl > 0
+                && let Err(e) = db::oauth::prune_unused_clients(&db.pool, now - ttl).await
+            {
+                tracing::warn!(error = %e, "pruning unused OAuth clients failed");
             }
             // Spent or expired authorization codes are kept a day (reuse detection), then go.
             if let Err(e) = db::oauth::prune_codes(&db.pool, now - 86_400).await {

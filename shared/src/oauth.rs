@@ -91,8 +91,22 @@ pub struct OAuthGrant {
     pub client: i64,
     pub client_id: String,
     pub client_name: String,
+    /// Every scope approved anywhere (for display).
     pub scope: String,
+    /// What was approved per MCP endpoint: a request is remembered only when every scope it
+    /// asks for was approved for its endpoint.
+    #[serde(default)]
+    pub resources: Vec<GrantResource>,
     pub created_at: i64,
     /// When the client last obtained tokens with it.
     pub last_used_at: Option<i64>,
+}
+
+/// The scopes a user approved for a client on one MCP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantResource {
+    pub resource: String,
+    /// Space-separated.
+    pub scope: String,
 }

@@ -27,16 +27,34 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_grant))
 }
 
-fn grant_to_api(g: GrantRow) -> OAuthGrant {
-    OAuthGrant {
-        user_id: g.user_id,
-        client: g.client_key,
-        client_id: g.client_id,
-        client_name: g.client_name,
-        scope: g.scope,
-        created_at: g.created_at,
-        last_used_at: g.last_used_at,
-    }
+/// Grants with their per-resource scopes.
+async fn grants_to_api(
+    state: &AppState,
+    rows: Vec<GrantRow>,
+    user_id: Option<i64>,
+    client_key: Option<i64>,
+) -> Result<Vec<OAuthGrant>, ApiError> {
+    let scopes = db::oauth::grant_scopes(&state.db.pool, user_id, client_key).await?;
+    Ok(rows
+        .into_iter()
+        .map(|g| OAuthGrant {
+            resources: scopes
+                .iter()
+                .filter(|(u, c, _, _)| *u == g.user_id && *c == g.client_key)
+                .map(|(_, _, resource, scope)| shared::oauth::GrantResource {
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                })
+                .collect(),
+            user_id: g.user_id,
+            client: g.client_key,
+            client_id: g.client_id,
+            client_name: g.client_name,
+            scope: g.scope,
+            created_at: g.created_at,
+            last_used_at: g.last_used_at,
+        })
+        .collect())
 }
 
 /// Ends every live session of a client (for one user, or all).
@@ -187,7 +205,7 @@ async fn client_grants(
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<Vec<OAuthGrant>>, ApiError> {
     let rows = db::oauth::list_grants(&state.db.pool, None, Some(id)).await?;
-    Ok(AppJson(rows.into_iter().map(grant_to_api).collect()))
+    Ok(AppJson(grants_to_api(&state, rows, None, Some(id)).await?))
 }
 
 /// The OAuth clients a user granted access, with when each last obtained tokens.
@@ -201,7 +219,7 @@ async fn user_grants(
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<Vec<OAuthGrant>>, ApiError> {
     let rows = db::oauth::list_grants(&state.db.pool, Some(id), None).await?;
-    Ok(AppJson(rows.into_iter().map(grant_to_api).collect()))
+    Ok(AppJson(grants_to_api(&state, rows, Some(id), None).await?))
 }
 
 /// Revokes a user's grant to a client: the consent is forgotten (asked again next time) and the

@@ -326,3 +326,98 @@ pub async fn delete_client_grants(
         .await?;
     Ok(())
 }
+
+/// The scopes a user approved for a client on one resource (space-separated), if any.
+pub async fn grant_scope(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+    client_key: i64,
+    resource: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "select scope from oauth_grant_scopes
+         where user_id = $1 and client_key = $2 and resource = $3",
+    )
+    .bind(user_id)
+    .bind(client_key)
+    .bind(resource)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Records the scopes approved for one resource (the grant row must exist).
+pub async fn set_grant_scope(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+    client_key: i64,
+    resource: &str,
+    scope: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into oauth_grant_scopes (user_id, client_key, resource, scope, approved_at)
+         values ($1, $2, $3, $4, $5)
+         on conflict (user_id, client_key, resource)
+         do update set scope = excluded.scope, approved_at = excluded.approved_at",
+    )
+    .bind(user_id)
+    .bind(client_key)
+    .bind(resource)
+    .bind(scope)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Every (user, client) grant's per-resource scopes, for listing (`(user, client, resource,
+/// scope)`), of one user or one client.
+pub async fn grant_scopes(
+    db: impl AnyExecutor<'_>,
+    user_id: Option<i64>,
+    client_key: Option<i64>,
+) -> Result<Vec<(i64, i64, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select user_id, client_key, resource, scope from oauth_grant_scopes
+         where ($1 is null or user_id = $1) and ($2 is null or client_key = $2)
+         order by resource",
+    )
+    .bind(user_id)
+    .bind(client_key)
+    .fetch_all(db)
+    .await
+}
+
+/// Dynamically registered, unrevoked clients stored from one address.
+pub async fn count_dynamic_clients_from(
+    db: impl AnyExecutor<'_>,
+    ip: &str,
+) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as(
+        "select count(*) from oauth_clients
+         where kind = 'dynamic' and registered_ip = $1 and revoked_at is null",
+    )
+    .bind(ip)
+    .fetch_one(db)
+    .await?;
+    Ok(n)
+}
+
+/// Removes dynamically registered clients created before `before` that never completed an
+/// authorization (no grant, no session); their codes go with them.
+pub async fn prune_unused_clients(
+    db: impl AnyExecutor<'_>,
+    before: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from oauth_clients
+         where kind = 'dynamic' and created_at < $1
+           and not exists (select 1 from oauth_grants g where g.client_key = oauth_clients.id)
+           and not exists (select 1 from sessions s where s.client_key = oauth_clients.id)",
+    )
+    .bind(before)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

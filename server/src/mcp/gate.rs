@@ -366,7 +366,7 @@ fn event_context(caller: &Caller<'_>) -> EventContext {
     caller.meta.map(RequestMeta::ctx).unwrap_or_default()
 }
 
-fn deny(caller: &Caller<'_>, server: &str, tool: Option<&str>, reason: &str) {
+pub(crate) fn deny(caller: &Caller<'_>, server: &str, tool: Option<&str>, reason: &str) {
     caller.state.events.record(
         EventType::AccessDenied,
         Severity::Medium,

@@ -339,15 +339,17 @@ fn plain_ascii(s: &str) -> bool {
 /// byte-order marks, non-characters) and no surrounding whitespace: a name the gate compares
 /// must look to every reader like what it is.
 pub fn clean(s: &str) -> bool {
-    s.trim() == s
-        && !s.chars().any(|c| {
-            c.is_control()
-                || matches!(c,
-                    '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-                    | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-                    | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFF}' | '\u{E0000}'..='\u{E0FFF}')
-        })
+    s.trim() == s && !s.chars().any(|c| c.is_control() || invisible(c))
+}
+
+/// Invisible or direction-changing characters: zero-width, bidirectional controls, tag
+/// characters, byte-order marks, variation selectors, fillers, non-characters.
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFF}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// Shared by every seed: where a refusal with its own code, and the id once read, are left for

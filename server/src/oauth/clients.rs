@@ -27,7 +27,11 @@ const CIMD_MAX_BYTES: usize = 64 * 1024;
 const CIMD_TIMEOUT: Duration = Duration::from_secs(5);
 const CLIENT_ID_PREFIX: &str = "amc_";
 const CLIENT_SECRET_PREFIX: &str = "amcs_";
-const MAX_REDIRECT_URIS: usize = 20;
+const MAX_REDIRECT_URIS: usize = 10;
+/// The longest redirect URI (and client or logo URI) accepted.
+const MAX_URI_LEN: usize = 2000;
+/// The largest registration request body.
+const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 
 /// Whether a redirect URI may be registered: https anywhere; http only on a loopback host;
 /// a private-use scheme (`com.example.app:/cb`) only for native applications. Never a
@@ -152,6 +156,12 @@ fn check_metadata(
         ));
     }
     for uri in &m.redirect_uris {
+        if uri.len() > MAX_URI_LEN {
+            return Err((
+                "invalid_redirect_uri",
+                format!("a redirect URI may have at most {MAX_URI_LEN} characters"),
+            ));
+        }
         validate_redirect_uri(uri, application_type == "native")
             .map_err(|e| ("invalid_redirect_uri", e))?;
     }
@@ -196,15 +206,19 @@ fn check_metadata(
             format!("supported scopes: {}", SCOPES.join(" ")),
         ));
     }
-    let https_uri = |u: Option<String>| u.filter(|u| u.starts_with("https://") && u.len() <= 2000);
+    let https_uri =
+        |u: Option<String>| u.filter(|u| u.starts_with("https://") && u.len() <= MAX_URI_LEN);
+    // The consent screen shows the name: control, invisible and direction-changing
+    // characters go (a name cannot pose as another or hide part of itself).
     let name: String = m
         .client_name
         .map(|n| {
-            n.trim()
-                .chars()
-                .filter(|c| !c.is_control())
+            n.chars()
+                .filter(|c| !c.is_control() && !crate::mcp::message::invisible(*c))
                 .take(100)
-                .collect()
+                .collect::<String>()
+                .trim()
+                .to_string()
         })
         .filter(|n: &String| !n.is_empty())
         .unwrap_or_else(|| "Unnamed client".into());
@@ -299,6 +313,27 @@ pub async fn register(
         .map_err(|limited| {
             OAuthError::slow_down(limited, "too many registrations from this address")
         })?;
+    if body.len() > MAX_REGISTRATION_BYTES {
+        return Err(registration_error(
+            "invalid_client_metadata",
+            &format!("client metadata may be at most {MAX_REGISTRATION_BYTES} bytes"),
+        ));
+    }
+    // What one address may keep stored (registrations that complete an authorization stay;
+    // others are removed after OAUTH_UNUSED_CLIENT_TTL_SECS).
+    let cap = oauth.max_clients_per_address;
+    if cap > 0
+        && db::oauth::count_dynamic_clients_from(&state.db.pool, &meta.ip.0.to_string())
+            .await
+            .map_err(|e| OAuthError::from(ApiError::from(e)))?
+            >= i64::from(cap)
+    {
+        return Err(OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_client_metadata",
+            "too many clients are registered from this address; use one you registered before",
+        ));
+    }
     let metadata: ClientMetadata = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {

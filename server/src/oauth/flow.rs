@@ -248,7 +248,14 @@ async fn may_use_resource(
 }
 
 /// Issues a code and remembers the consent, in one transaction.
-async fn issue_code(state: &AppState, req: &AuthRequest, user_id: i64) -> Result<String, ApiError> {
+/// Issues a code for `req`; `remember`: the user just approved it on the consent page, so the
+/// consent is remembered (a silent issue from a remembered consent changes nothing).
+async fn issue_code(
+    state: &AppState,
+    req: &AuthRequest,
+    user_id: i64,
+    remember: bool,
+) -> Result<String, ApiError> {
     let code = random_token(CODE_PREFIX)?;
     let now = db::now();
     let mut tx = state.db.begin().await?;
@@ -269,23 +276,44 @@ async fn issue_code(state: &AppState, req: &AuthRequest, user_id: i64) -> Result
         },
     )
     .await?;
-    // The consent covers this resource from now on, besides those consented before.
-    let mut resources: Vec<String> = db::oauth::find_grant(&mut *tx, user_id, req.c)
-        .await?
-        .map(|g| {
-            g.resources
-                .split(' ')
-                .filter(|r| !r.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    if !resources.contains(&req.a) {
-        resources.push(req.a.clone());
+    if remember {
+        // The consent covers this resource, with exactly the scopes approved for it (added
+        // to those approved there before); other resources keep theirs.
+        let grant = db::oauth::find_grant(&mut *tx, user_id, req.c).await?;
+        let mut resources: Vec<String> = grant
+            .as_ref()
+            .map(|g| {
+                g.resources
+                    .split(' ')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !resources.contains(&req.a) {
+            resources.push(req.a.clone());
+        }
+        // The grant row's scope: every scope approved anywhere (for display).
+        let all = union_scopes(grant.as_ref().map_or("", |g| g.scope.as_str()), &req.o);
+        db::oauth::upsert_grant(&mut *tx, user_id, req.c, &all, &resources.join(" "), now).await?;
+        let here = db::oauth::grant_scope(&mut *tx, user_id, req.c, &req.a).await?;
+        let here = union_scopes(here.as_deref().unwrap_or(""), &req.o);
+        db::oauth::set_grant_scope(&mut *tx, user_id, req.c, &req.a, &here, now).await?;
     }
-    db::oauth::upsert_grant(&mut *tx, user_id, req.c, &req.o, &resources.join(" "), now).await?;
     tx.commit().await?;
     Ok(code)
+}
+
+/// The scopes of `a` and `b` (space-separated), each once, in a stable order.
+fn union_scopes(a: &str, b: &str) -> String {
+    let mut all: Vec<&str> = a
+        .split(' ')
+        .chain(b.split(' '))
+        .filter(|s| !s.is_empty())
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all.join(" ")
 }
 
 fn code_redirect(state: &AppState, req: &AuthRequest, code: &str) -> String {
@@ -439,8 +467,31 @@ pub async fn authorize(
         o: String::new(),
         e: db::now() + REQUEST_TTL,
     };
+    // Errors go back to the redirect URI only for a client an admin registered or that the
+    // signed-in user approved before: anyone can register a client with any redirect URI, and
+    // an error redirect needs no sign-in, so for other clients the gateway would be an open
+    // redirector (RFC 9700 §4.11.2). They get the gateway's own error page instead.
+    let signed_in = cookie_user(&state, &headers).await;
+    let trusted = client.kind == "admin"
+        || match &signed_in {
+            Some(user) => matches!(
+                db::oauth::find_grant(&state.db.pool, user.id, client.id).await,
+                Ok(Some(_))
+            ),
+            None => false,
+        };
     let back = |req: &AuthRequest, error: &str, description: &str| {
-        see_other(&error_redirect(&state, req, error, description))
+        if trusted {
+            see_other(&error_redirect(&state, req, error, description))
+        } else {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid sign-in request",
+                &format!(
+                    "The application sent a request the gateway cannot accept ({error}: {description})."
+                ),
+            )
+        }
     };
     if params.get("response_type").map(String::as_str) != Some("code") {
         return back(
@@ -493,18 +544,20 @@ pub async fn authorize(
     let prompt_consent = params
         .get("prompt")
         .is_some_and(|p| p.split(' ').any(|p| p == "consent" || p == "login"));
-    if !prompt_consent && let Some(user) = cookie_user(&state, &headers).await {
-        let grant = db::oauth::find_grant(&state.db.pool, user.id, client.id).await;
-        // Remembered only for the scopes and the resource the user saw and approved.
-        let covered = matches!(&grant, Ok(Some(g))
-            if req.o.split(' ').all(|s| g.scope.split(' ').any(|h| h == s))
-                && g.resources.split(' ').any(|r| r == req.a));
+    if !prompt_consent && let Some(user) = signed_in {
+        // Remembered only for the scopes the user saw and approved for this very resource.
+        let approved = db::oauth::grant_scope(&state.db.pool, user.id, client.id, &req.a).await;
+        // (`mcp` includes `mcp:read`.)
+        let covered = matches!(&approved, Ok(Some(scope))
+        if req.o.split(' ').all(|s| scope.split(' ').any(|h| {
+            h == s || (h == crate::oauth::SCOPE_FULL && s == crate::oauth::SCOPE_READ)
+        })));
         if covered
             && may_use_resource(&state, &user, &req.a)
                 .await
                 .unwrap_or(false)
         {
-            return match issue_code(&state, &req, user.id).await {
+            return match issue_code(&state, &req, user.id, false).await {
                 Ok(code) => see_other(&code_redirect(&state, &req, &code)),
                 Err(e) => {
                     tracing::error!(error = %e, "issuing an authorization code failed");
@@ -661,7 +714,18 @@ pub async fn consent_decision(
             "you do not have access to this MCP server; ask an administrator",
         ));
     }
-    let code = issue_code(&state, &req, user.id).await?;
+    // Each request is decided once (on any replica): a second approval of the same sealed
+    // request gets no second code.
+    let once = format!("consent-request:{}", hash_token(&decision.request));
+    if !db::replicas::use_nonce(&state.db.pool, &once, req.e).await? {
+        return Err(ApiError::Validation {
+            code: "consent_request_invalid",
+            message: "this sign-in request was decided already; start again from the application"
+                .into(),
+            field: Some("request"),
+        });
+    }
+    let code = issue_code(&state, &req, user.id, true).await?;
     tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");
     let redirect_to = code_redirect(&state, &req, &code);
     let mut res = AppJson(ConsentResult { redirect_to }).into_response();

@@ -282,8 +282,9 @@ db_test! {
         let mut names = tool_names(&app, &token, &session).await;
         names.sort();
         assert_eq!(names, ["alpha__add", "alpha__echo", "alpha__slow"], "only the granted server");
+        // A server the caller may not use answers like an unknown name (#22), and is recorded.
         let reply = call(&app, &token, &session, "beta__echo", json!({"text": "x"})).await;
-        assert_eq!(error_code(&reply), -32003, "{reply}");
+        assert_eq!(error_code(&reply), -32602, "{reply}");
         let event = app.wait_for_event("access_denied").await;
         assert_eq!(event.server.as_deref(), Some("beta"));
 

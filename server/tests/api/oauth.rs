@@ -622,22 +622,42 @@ db_test! {
             assert!(res.headers().get("location").is_none());
             assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         }
-        // Others go back to the redirect URI.
-        let res = no_redirects()
-            .get(app.url(&format!("/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect}&state=s&code_challenge={}&code_challenge_method=plain", challenge(VERIFIER))))
-            .send()
-            .await
-            .unwrap();
+        // Other errors: the gateway's own page while the client is not trusted (neither
+        // registered by an admin nor approved by the signed-in user, or it would be an open
+        // redirector for anyone who registers one) ...
+        let plain = format!("/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={redirect}&state=s&code_challenge={}&code_challenge_method=plain", challenge(VERIFIER));
+        let implicit = format!("/oauth/authorize?response_type=token&client_id={client_id}&redirect_uri={redirect}&state=s");
+        let get = |path: String, cookie: Option<String>| {
+            let app = &app;
+            async move {
+                let mut req = no_redirects().get(app.url(&path));
+                if let Some(c) = cookie {
+                    req = req.header("cookie", c);
+                }
+                req.send().await.unwrap()
+            }
+        };
+        for res in [
+            get(plain.clone(), None).await,
+            get(implicit.clone(), None).await,
+            authorize(&app, &Authz { resource: Some("https://elsewhere.example/mcp".into()), ..a.clone() }, None).await,
+            authorize(&app, &Authz { scope: Some("admin"), ..a.clone() }, None).await,
+        ] {
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            assert!(res.headers().get("location").is_none(), "not redirected for an untrusted client");
+        }
+        // ... and back to the redirect URI once the signed-in user approved this client.
+        let res = authorize(&app, &a, None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let (_, _, cookie) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        let cookie = cookie.expect("signed in on the consent page");
+        let res = get(plain, Some(cookie.clone())).await;
         assert_eq!(query_of(&location(&res))["error"], "invalid_request", "plain PKCE is refused");
-        let res = no_redirects()
-            .get(app.url(&format!("/oauth/authorize?response_type=token&client_id={client_id}&redirect_uri={redirect}&state=s")))
-            .send()
-            .await
-            .unwrap();
+        let res = get(implicit, Some(cookie.clone())).await;
         assert_eq!(query_of(&location(&res))["error"], "unsupported_response_type");
-        let res = authorize(&app, &Authz { resource: Some("https://elsewhere.example/mcp".into()), ..a.clone() }, None).await;
+        let res = authorize(&app, &Authz { resource: Some("https://elsewhere.example/mcp".into()), ..a.clone() }, Some(&cookie)).await;
         assert_eq!(query_of(&location(&res))["error"], "invalid_target");
-        let res = authorize(&app, &Authz { scope: Some("admin"), ..a.clone() }, None).await;
+        let res = authorize(&app, &Authz { scope: Some("admin"), ..a.clone() }, Some(&cookie)).await;
         assert_eq!(query_of(&location(&res))["error"], "invalid_scope");
 
         // Wrong PKCE verifier: refused, and the code is burnt.
@@ -730,9 +750,7 @@ db_test! {
         let res = authorize(&app, &read, Some(&cookie)).await;
         let back = query_of(&location(&res));
         assert!(back.contains_key("code") && back["state"] == "xyz-state", "{back:?}");
-        // A wider scope than consented asks again, and so does another resource.
-        let res = authorize(&app, &a, Some(&cookie)).await;
-        assert!(location(&res).starts_with(&format!("{public}/consent?")));
+        // Another resource asks again (wider scopes: `consent_and_registration_…` below).
         let elsewhere = Authz { resource: Some(format!("{public}/mcp")), ..read.clone() };
         let res = authorize(&app, &elsewhere, Some(&cookie)).await;
         assert!(location(&res).starts_with(&format!("{public}/consent?")), "consent is per resource");
@@ -888,4 +906,187 @@ async fn metadata_document_clients() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+db_test! {
+    /// Issue #22: remembered consent cannot widen itself across resources; error redirects do
+    /// not make the gateway an open redirector; registrations are bounded and their names
+    /// cleaned; a consent request is decided once; a server's credential does not follow it to
+    /// another origin; `/mcp` answers names of servers the caller may not use like unknown ones.
+    async fn consent_and_registration_cannot_be_widened_or_abused(env: TestEnv) {
+        let app = env
+            .with_admin()
+            .with_public_port()
+            .with_var("OAUTH_REGISTER_PER_MINUTE", "1000")
+            .with_var("OAUTH_MAX_CLIENTS_PER_ADDRESS", "6")
+            .spawn()
+            .await;
+        let admin = app.admin_token().await;
+        let public = app.state.config.public_url.clone();
+        let alpha = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+        let alpha_id = add_server(&app, &admin, json!({"name": "peer", "url": alpha.url()})).await;
+        add_server(&app, &admin, json!({"name": "peer2", "url": alpha.url()})).await;
+        let redirect = "http://127.0.0.1:7/callback";
+        let client_id = register(&app, redirect).await;
+        let on = |server: &str, scope: &'static str| Authz {
+            client_id: &client_id,
+            redirect,
+            resource: Some(format!("{public}/mcp/{server}")),
+            scope: Some(scope),
+        };
+        let to_consent = |res: &reqwest::Response| {
+            res.status() == StatusCode::SEE_OTHER && location(res).starts_with(&format!("{public}/consent?"))
+        };
+
+        // The widening sequence: mcp:read on peer, then mcp on peer2 ...
+        let res = authorize(&app, &on("peer", "mcp:read"), None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let (status, _, cookie) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        assert_eq!(status, StatusCode::OK);
+        let cookie = cookie.unwrap();
+        let res = authorize(&app, &on("peer2", "mcp"), Some(&cookie)).await;
+        assert!(to_consent(&res), "a new resource asks");
+        let request = query_of(&location(&res))["request"].clone();
+        let res = app
+            .client
+            .post(app.url("/oauth/api/decision"))
+            .header("origin", &public)
+            .header("cookie", &cookie)
+            .json(&json!({"request": request, "approve": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "approved with the consent sign-in");
+        // ... then mcp on peer asks again: peer was approved for mcp:read only.
+        let res = authorize(&app, &on("peer", "mcp"), Some(&cookie)).await;
+        assert!(to_consent(&res), "a wider scope on peer asks again, whatever peer2 got");
+        // What was approved per resource stays silent.
+        for (server, scope) in [("peer", "mcp:read"), ("peer2", "mcp"), ("peer2", "mcp:read")] {
+            let res = authorize(&app, &on(server, scope), Some(&cookie)).await;
+            assert!(query_of(&location(&res)).contains_key("code"), "{server} {scope} is remembered");
+        }
+        let me: Value = app.get_as("/admin/api/me", &admin).await.json().await.unwrap();
+        let grants: Value = app.get_as(&format!("/admin/api/users/{}/oauth-grants", me["id"]), &admin).await.json().await.unwrap();
+        let grant = grants.as_array().unwrap().iter().find(|g| g["client_id"] == client_id.as_str()).unwrap();
+        let mut shown: Vec<(String, String)> = grant["resources"].as_array().unwrap().iter()
+            .map(|r| (r["resource"].as_str().unwrap().to_string(), r["scope"].as_str().unwrap().to_string()))
+            .collect();
+        shown.sort();
+        assert_eq!(shown, [(format!("{public}/mcp/peer"), "mcp:read".into()), (format!("{public}/mcp/peer2"), "mcp".into())]);
+
+        // A consent request is decided once.
+        let res = authorize(&app, &on("peer", "mcp"), None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let (first, _, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        let (second, body, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        assert_eq!(first, StatusCode::OK);
+        assert_eq!((second, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("consent_request_invalid")), "{body}");
+
+        // An open redirect needs an untrusted client: a registration for a phishing page gets
+        // the gateway's error page for every authorize error, signed in or not.
+        let phish = "https://evil.example/phish";
+        let res = app.post_json("/oauth/register", None, json!({"client_name": "Evil", "redirect_uris": [phish], "token_endpoint_auth_method": "none"})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let evil: Value = res.json().await.unwrap();
+        let evil_id = evil["client_id"].as_str().unwrap();
+        let base = Authz { client_id: evil_id, redirect: phish, resource: None, scope: None };
+        for cookie in [None, Some(cookie.as_str())] {
+            for bad in [
+                format!("/oauth/authorize?response_type=token&client_id={evil_id}&redirect_uri={phish}"),
+                format!("/oauth/authorize?response_type=code&client_id={evil_id}&redirect_uri={phish}"),
+            ] {
+                let mut req = no_redirects().get(app.url(&bad));
+                if let Some(c) = cookie {
+                    req = req.header("cookie", c);
+                }
+                let res = req.send().await.unwrap();
+                assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+                assert!(res.headers().get("location").is_none(), "{bad}: not redirected");
+            }
+            for bad in [
+                Authz { scope: Some("admin"), ..base.clone() },
+                Authz { resource: Some("https://elsewhere.example/mcp".into()), ..base.clone() },
+            ] {
+                let res = authorize(&app, &bad, cookie).await;
+                assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+                assert!(res.headers().get("location").is_none(), "not redirected to the phishing page");
+            }
+        }
+
+        // Registrations are bounded, and their names cleaned of invisible and bidi characters.
+        let too_many: Vec<String> = (0..11).map(|i| format!("http://127.0.0.1/cb{i}")).collect();
+        let long = format!("http://127.0.0.1/{}", "a".repeat(2001));
+        let huge = json!({"client_name": "x".repeat(20_000), "redirect_uris": [redirect]});
+        for (what, body) in [
+            ("11 redirect URIs", json!({"redirect_uris": too_many})),
+            ("a 2 KB redirect URI", json!({"redirect_uris": [long]})),
+            ("a 20 KB body", huge),
+        ] {
+            let res = app.post_json("/oauth/register", None, body).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{what}");
+        }
+        let res = app.post_json("/oauth/register", None, json!({"client_name": "Good\u{202E}lper\u{200B} App\u{0007}", "redirect_uris": [redirect], "token_endpoint_auth_method": "none"})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let cleaned: Value = res.json().await.unwrap();
+        assert_eq!(cleaned["client_name"], "Goodlper App");
+        // Stored registrations per address are capped (6 here: three are stored so far).
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let res = app.post_json("/oauth/register", None, json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none"})).await;
+            statuses.push(res.status());
+        }
+        assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CREATED, StatusCode::CREATED, StatusCode::TOO_MANY_REQUESTS]);
+        // Registrations that never completed an authorization are removed after a while;
+        // those that did stay.
+        let removed = authmcp_gateway::db::oauth::prune_unused_clients(&app.state.db.pool, authmcp_gateway::db::now() + 10)
+            .await
+            .unwrap();
+        assert_eq!(removed, 5, "Evil, the cleaned name and three plain registrations");
+        let clients: Value = app.get_as("/admin/api/oauth/clients", &admin).await.json().await.unwrap();
+        let ids: Vec<&str> = clients.as_array().unwrap().iter().filter_map(|c| c["client_id"].as_str()).collect();
+        assert!(ids.contains(&client_id.as_str()), "the approved client stays");
+        assert!(!ids.contains(&evil_id), "the unused one is gone");
+
+        // A credential does not follow its server to another origin.
+        let patch = |body: Value| {
+            let app = &app;
+            let admin = &admin;
+            async move {
+                let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{alpha_id}"), Some(admin), Some(body)).await;
+                assert_eq!(res.status(), StatusCode::OK);
+                res.json::<Value>().await.unwrap()
+            }
+        };
+        let with = patch(json!({"credential": {"type": "bearer", "token": "backend-secret-1234"}})).await;
+        assert!(with["credential"].is_object(), "{with}");
+        let same_origin = alpha.url().replace("/mcp", "/mcp/");
+        assert!(patch(json!({"url": same_origin})).await["credential"].is_object(), "same origin keeps it");
+        let moved = patch(json!({"url": "http://127.0.0.2:9/mcp"})).await;
+        assert!(moved["credential"].is_null(), "another origin clears it: {moved}");
+        let given = patch(json!({"url": alpha.url(), "credential": {"type": "bearer", "token": "backend-secret-5678"}})).await;
+        assert!(given["credential"].is_object(), "unless the same request supplies one");
+
+        // On /mcp, a server the caller may not use answers like an unknown name.
+        let user = app.create_user(&admin, "nosy", "user").await;
+        set_access(&app, &admin, user, alpha_id, true).await;
+        let token = app.mcp_token("nosy", USER_PASSWORD).await;
+        let (status, headers, _) = rpc_at(&app, "/mcp", Some(&token), None, &[], json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await;
+        assert_eq!(status, StatusCode::OK);
+        let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+        let v = [("mcp-protocol-version", "2025-11-25")];
+        let ask = |method: &'static str, params: Value| {
+            let (app, token, session) = (&app, &token, &session);
+            async move {
+                let (status, _, body) = rpc_at(app, "/mcp", Some(token), Some(session), &v, json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})).await;
+                (status, body.to_string().replace("peer2", "NAME").replace("nosuch", "NAME"))
+            }
+        };
+        for (method, hidden, unknown) in [
+            ("tools/call", json!({"name": "peer2__echo", "arguments": {}}), json!({"name": "nosuch__echo", "arguments": {}})),
+            ("prompts/get", json!({"name": "peer2__greet"}), json!({"name": "nosuch__greet"})),
+            ("resources/read", json!({"uri": "mcpgw://peer2/x"}), json!({"uri": "mcpgw://nosuch/x"})),
+        ] {
+            assert_eq!(ask(method, hidden).await, ask(method, unknown).await, "{method}");
+        }
+    }
 }

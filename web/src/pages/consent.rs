@@ -71,6 +71,7 @@ pub fn Consent() -> impl IntoView {
                     view! {
                         <section class="panel" id="consent">
                             <p><strong id="consent-client">{d.client_name.clone()}</strong>
+                               " ("<span id="consent-client-host">{d.redirect_host.clone()}</span>")"
                                " wants to use your AuthMCP Gateway account."</p>
                             <dl class="facts">
                                 <dt>"Application"</dt><dd><code id="consent-client-id">{d.client_id.clone()}</code>

@@ -141,6 +141,9 @@ pub fn UserGrants(user: Signal<i64>) -> impl IntoView {
                                     <li>
                                         <strong>{g.client_name.clone()}</strong>" · "<code>{g.scope.clone()}</code>
                                         {format!(" · since {} · last used {}", when(g.created_at), g.last_used_at.map(when).unwrap_or_else(|| "never".into()))}
+                                        <ul class="grant-resources">
+                                            {g.resources.iter().map(|r| view! { <li><code>{r.resource.clone()}</code>": "<code>{r.scope.clone()}</code></li> }).collect_view()}
+                                        </ul>
                                         " "<button type="button" class="danger-outline" on:click=revoke>"Revoke"</button>
                                     </li>
                                 }

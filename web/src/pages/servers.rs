@@ -217,6 +217,9 @@ fn EditServer(
     let extra = RwSignal::new(String::new());
     let saved = RwSignal::new(false);
     let original = server.clone();
+    let original_url = server.url.clone();
+    let has_credential = server.credential.is_some();
+    let name_for_note = name.clone();
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let changed = |now: String, before: &str| (now != before).then_some(now);
@@ -275,6 +278,11 @@ fn EditServer(
                 }}
                 {move || matches!(kind.get().as_str(), "bearer" | "basic" | "header").then(|| view! {
                     <label>"Secret (write-only)"<input type="password" autocomplete="off" bind:value=secret /></label>
+                })}
+                {move || (has_credential && kind.get() == "keep" && origin_of(&url.get()) != origin_of(&original_url)).then(|| view! {
+                    <p class="warn" id=format!("credential-cleared-{name_for_note}")>
+                        "The URL now points at another host: the stored credential is not sent there and will be removed on save. Enter it again above if this host should get it."
+                    </p>
                 })}
                 <button type="submit">"Save"</button>
                 {move || saved.get().then_some(view! { <span class="ok">"Saved"</span> })}
@@ -399,4 +407,16 @@ fn credential_input(kind: &str, secret: String, extra: String) -> Option<Credent
         }),
         _ => None,
     }
+}
+
+/// Scheme, host and port of a URL, as the server compares them when a URL changes.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    Some(format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        host_port.to_ascii_lowercase()
+    ))
 }

@@ -40,12 +40,9 @@ pub(crate) async fn resolve_exposed(
     let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(state, p)) else {
         return Ok(None);
     };
-    // A natural name resolves without a lookup (the gate then refuses a server the caller may
-    // not use, with an `access_denied` event); an alias needs the server's list, which is never
-    // fetched for someone without access.
-    if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
-        return Ok(Some((backend, name.to_string())));
-    }
+    // A name on a server the caller may not use is answered exactly like an unknown one, so
+    // prefixes and aliases tell nothing about servers beyond the caller's (and that server's
+    // list is never fetched for them).
     if !state
         .mcp
         .registry
@@ -54,6 +51,10 @@ pub(crate) async fn resolve_exposed(
         .unwrap_or(false)
     {
         return Ok(None);
+    }
+    // A natural name resolves without a lookup; an alias needs the server's list.
+    if let Some(name) = naming::natural_name(&backend.prefix, exposed) {
+        return Ok(Some((backend, name.to_string())));
     }
     let listed = state
         .mcp
@@ -94,6 +95,24 @@ pub(super) async fn resolve_name(
     match resolve_exposed(&ctx.state, &ctx.principal, kind, exposed).await {
         Ok(Some(found)) => Ok(found),
         Ok(None) => {
+            // The caller sees an unknown name either way; a name on a server they may not use
+            // is still recorded as an `access_denied` event for the admins.
+            if let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(&ctx.state, p))
+                && !ctx
+                    .state
+                    .mcp
+                    .registry
+                    .may_use(&ctx.principal, &backend)
+                    .await
+                    .unwrap_or(false)
+            {
+                crate::mcp::gate::deny(
+                    &ctx.caller(),
+                    &backend.name,
+                    Some(exposed),
+                    "no access to this server",
+                );
+            }
             ctx.record(AGGREGATED, msg, "unknown_name", 200, 0);
             Err(unknown(raw_id, kind, exposed))
         }
@@ -129,6 +148,14 @@ pub(super) async fn resolve_uri(
     if let Some(rest) = uri.strip_prefix(URI_SCHEME)
         && let Some((prefix, encoded)) = rest.split_once('/')
         && let Some(backend) = by_prefix(&ctx.state, prefix)
+        // A server the caller may not use is searched like any unknown URI (and not found).
+        && ctx
+            .state
+            .mcp
+            .registry
+            .may_use(&ctx.principal, &backend)
+            .await
+            .unwrap_or(false)
     {
         return Ok((backend, crate::oauth::form_decode(encoded)));
     }
