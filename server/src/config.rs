@@ -710,10 +710,20 @@ impl Config {
                 |s| ranged(s, 0, 1_000_000, "expected a number of clients"),
             )?)
             .unwrap_or(50),
+            // At least the 10 minutes a sign-in request lives, so no client goes while its
+            // user is on the consent page.
             unused_client_ttl: std::time::Duration::from_secs(vars.parse(
                 "OAUTH_UNUSED_CLIENT_TTL_SECS",
                 86_400,
-                |s| ranged(s, 0, 31_536_000, "expected seconds 0-31536000"),
+                |s| {
+                    ranged(s, 0, 31_536_000, "expected seconds: 0, or 600-31536000").and_then(|n| {
+                        if n == 0 || n >= 600 {
+                            Ok(n)
+                        } else {
+                            Err("expected seconds: 0, or 600-31536000")
+                        }
+                    })
+                },
             )?),
         };
 

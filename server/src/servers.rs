@@ -412,9 +412,24 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
+    if before_row.name != row.name {
+        retire_resource(state, &before_row.name).await?;
+    }
     state.mcp.reload().await?;
     state.changes.send(crate::feed::Change::Servers);
     Ok(after)
+}
+
+/// A server's endpoint URL names it, and OAuth consents and tokens are bound to that URL: when
+/// the name goes (renamed or removed), so do the consents given for it and the OAuth sessions
+/// whose tokens it names, so neither carries over to a server that takes the name later.
+async fn retire_resource(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let resource = format!("{}/mcp/{name}", state.config.public_url);
+    db::oauth::forget_resource(&state.db.pool, &resource).await?;
+    for session in db::sessions::of_resource(&state.db.pool, &resource).await? {
+        crate::auth::tokens::revoke_session(state, &session, "mcp_server_retired").await?;
+    }
+    Ok(())
 }
 
 pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), ApiError> {
@@ -434,6 +449,7 @@ pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), 
     )
     .await?;
     tx.commit().await?;
+    retire_resource(state, &row.name).await?;
     state.mcp.reload().await?;
     state.changes.send(crate::feed::Change::Servers);
     state.mcp.registry.invalidate_all_grants();

@@ -327,47 +327,76 @@ pub async fn delete_client_grants(
     Ok(())
 }
 
-/// The scopes a user approved for a client on one resource (space-separated), if any.
-pub async fn grant_scope(
+/// What a user approved for a client on one resource: `(redirect URI, scopes)` per redirect
+/// URI they saw.
+pub async fn grant_scopes_on(
     db: impl AnyExecutor<'_>,
     user_id: i64,
     client_key: i64,
     resource: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "select scope from oauth_grant_scopes
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select redirect_uri, scope from oauth_grant_scopes
          where user_id = $1 and client_key = $2 and resource = $3",
     )
     .bind(user_id)
     .bind(client_key)
     .bind(resource)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| r.0))
+    .fetch_all(db)
+    .await
 }
 
-/// Records the scopes approved for one resource (the grant row must exist).
+/// The redirect URIs a user approved a client for (any resource).
+pub async fn approved_redirects(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+    client_key: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "select distinct redirect_uri from oauth_grant_scopes
+         where user_id = $1 and client_key = $2",
+    )
+    .bind(user_id)
+    .bind(client_key)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Records the scopes approved for one resource and redirect URI (the grant row must exist).
 pub async fn set_grant_scope(
     db: impl AnyExecutor<'_>,
     user_id: i64,
     client_key: i64,
     resource: &str,
+    redirect_uri: &str,
     scope: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "insert into oauth_grant_scopes (user_id, client_key, resource, scope, approved_at)
-         values ($1, $2, $3, $4, $5)
-         on conflict (user_id, client_key, resource)
+        "insert into oauth_grant_scopes (user_id, client_key, resource, redirect_uri, scope,
+                                         approved_at)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (user_id, client_key, resource, redirect_uri)
          do update set scope = excluded.scope, approved_at = excluded.approved_at",
     )
     .bind(user_id)
     .bind(client_key)
     .bind(resource)
+    .bind(redirect_uri)
     .bind(scope)
     .bind(now)
     .execute(db)
     .await?;
+    Ok(())
+}
+
+/// Forgets every consent given for a resource (its server was renamed or removed).
+pub async fn forget_resource(db: impl AnyExecutor<'_>, resource: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from oauth_grant_scopes where resource = $1")
+        .bind(resource)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
@@ -381,7 +410,7 @@ pub async fn grant_scopes(
     sqlx::query_as(
         "select user_id, client_key, resource, scope from oauth_grant_scopes
          where ($1 is null or user_id = $1) and ($2 is null or client_key = $2)
-         order by resource",
+         order by resource, redirect_uri",
     )
     .bind(user_id)
     .bind(client_key)
@@ -389,14 +418,17 @@ pub async fn grant_scopes(
     .await
 }
 
-/// Dynamically registered, unrevoked clients stored from one address.
+/// Dynamically registered clients from one address that never completed an authorization
+/// (those that did are not held against the address).
 pub async fn count_dynamic_clients_from(
     db: impl AnyExecutor<'_>,
     ip: &str,
 ) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) = sqlx::query_as(
-        "select count(*) from oauth_clients
-         where kind = 'dynamic' and registered_ip = $1 and revoked_at is null",
+        "select count(*) from oauth_clients c
+         where c.kind = 'dynamic' and c.registered_ip = $1 and c.revoked_at is null
+           and not exists (select 1 from oauth_grants g where g.client_key = c.id)
+           and not exists (select 1 from sessions s where s.client_key = c.id)",
     )
     .bind(ip)
     .fetch_one(db)

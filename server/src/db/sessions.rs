@@ -165,6 +165,17 @@ pub async fn prune(db: impl AnyExecutor<'_>, before: i64) -> Result<u64, sqlx::E
 }
 
 /// Live sessions of an OAuth client (for one user, or all users).
+/// Live sessions whose tokens are bound to `resource` (OAuth sessions for one MCP endpoint).
+pub async fn of_resource(
+    db: impl AnyExecutor<'_>,
+    resource: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("select id from sessions where resource = $1 and revoked_at is null")
+        .bind(resource)
+        .fetch_all(db)
+        .await
+}
+
 pub async fn of_client(
     db: impl AnyExecutor<'_>,
     client_key: i64,

@@ -197,9 +197,10 @@ fn check_metadata(
         ));
     }
     if let Some(scope) = &m.scope
-        && scope
-            .split(' ')
-            .any(|s| !s.is_empty() && !SCOPES.contains(&s))
+        && (scope.len() > 100
+            || scope
+                .split(' ')
+                .any(|s| !s.is_empty() && !SCOPES.contains(&s)))
     {
         return Err((
             "invalid_client_metadata",
@@ -229,7 +230,15 @@ fn check_metadata(
         application_type,
         client_uri: https_uri(m.client_uri),
         logo_uri: https_uri(m.logo_uri),
-        scope: m.scope,
+        // Stored normalised: each known scope once.
+        scope: m.scope.map(|s| {
+            SCOPES
+                .iter()
+                .filter(|k| s.split(' ').any(|p| p == **k))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
     })
 }
 

@@ -296,9 +296,13 @@ async fn issue_code(
         // The grant row's scope: every scope approved anywhere (for display).
         let all = union_scopes(grant.as_ref().map_or("", |g| g.scope.as_str()), &req.o);
         db::oauth::upsert_grant(&mut *tx, user_id, req.c, &all, &resources.join(" "), now).await?;
-        let here = db::oauth::grant_scope(&mut *tx, user_id, req.c, &req.a).await?;
-        let here = union_scopes(here.as_deref().unwrap_or(""), &req.o);
-        db::oauth::set_grant_scope(&mut *tx, user_id, req.c, &req.a, &here, now).await?;
+        let before = db::oauth::grant_scopes_on(&mut *tx, user_id, req.c, &req.a)
+            .await?
+            .into_iter()
+            .find(|(uri, _)| *uri == req.r)
+            .map(|(_, scope)| scope);
+        let here = union_scopes(before.as_deref().unwrap_or(""), &req.o);
+        db::oauth::set_grant_scope(&mut *tx, user_id, req.c, &req.a, &req.r, &here, now).await?;
     }
     tx.commit().await?;
     Ok(code)
@@ -472,12 +476,15 @@ pub async fn authorize(
     // an error redirect needs no sign-in, so for other clients the gateway would be an open
     // redirector (RFC 9700 §4.11.2). They get the gateway's own error page instead.
     let signed_in = cookie_user(&state, &headers).await;
+    // Approved means approved for this redirect URI: a client may register several, and the
+    // user saw only the one they approved.
     let trusted = client.kind == "admin"
         || match &signed_in {
-            Some(user) => matches!(
-                db::oauth::find_grant(&state.db.pool, user.id, client.id).await,
-                Ok(Some(_))
-            ),
+            Some(user) => db::oauth::approved_redirects(&state.db.pool, user.id, client.id)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .any(|uri| redirect_matches(uri, &req.r)),
             None => false,
         };
     let back = |req: &AuthRequest, error: &str, description: &str| {
@@ -487,9 +494,8 @@ pub async fn authorize(
             error_page(
                 StatusCode::BAD_REQUEST,
                 "Invalid sign-in request",
-                &format!(
-                    "The application sent a request the gateway cannot accept ({error}: {description})."
-                ),
+                // Only the fixed error code: the description may echo what the request said.
+                &format!("The application sent a request the gateway cannot accept ({error})."),
             )
         }
     };
@@ -545,13 +551,20 @@ pub async fn authorize(
         .get("prompt")
         .is_some_and(|p| p.split(' ').any(|p| p == "consent" || p == "login"));
     if !prompt_consent && let Some(user) = signed_in {
-        // Remembered only for the scopes the user saw and approved for this very resource.
-        let approved = db::oauth::grant_scope(&state.db.pool, user.id, client.id, &req.a).await;
-        // (`mcp` includes `mcp:read`.)
-        let covered = matches!(&approved, Ok(Some(scope))
-        if req.o.split(' ').all(|s| scope.split(' ').any(|h| {
-            h == s || (h == crate::oauth::SCOPE_FULL && s == crate::oauth::SCOPE_READ)
-        })));
+        // Remembered only for the scopes the user saw and approved for this very resource and
+        // the redirect URI they saw (a client may have registered others). `mcp` includes
+        // `mcp:read`.
+        let approved = db::oauth::grant_scopes_on(&state.db.pool, user.id, client.id, &req.a)
+            .await
+            .unwrap_or_default();
+        let covered = approved.iter().any(|(uri, scope)| {
+            redirect_matches(uri, &req.r)
+                && req.o.split(' ').all(|s| {
+                    scope.split(' ').any(|h| {
+                        h == s || (h == crate::oauth::SCOPE_FULL && s == crate::oauth::SCOPE_READ)
+                    })
+                })
+        });
         if covered
             && may_use_resource(&state, &user, &req.a)
                 .await
@@ -584,6 +597,15 @@ pub async fn authorize(
 pub struct RequestQuery {
     /// The `request` parameter of the consent page.
     request: String,
+}
+
+fn already_decided() -> ApiError {
+    ApiError::Validation {
+        code: "consent_request_invalid",
+        message: "this sign-in request was decided already; start again from the application"
+            .into(),
+        field: Some("request"),
+    }
 }
 
 fn open_request(state: &AppState, sealed: &str) -> Result<AuthRequest, ApiError> {
@@ -682,8 +704,13 @@ pub async fn consent_decision(
     }
     let req = open_request(&state, &decision.request)?;
     let client = request_client(&state, &req).await?;
+    let once = format!("consent-request:{}", hash_token(&decision.request));
     if !decision.approve {
-        // Anyone holding the page may say no: it only tells the client access was denied.
+        // Anyone holding the page may say no: it only tells the client access was denied. A
+        // denial decides the request too.
+        if !db::replicas::use_nonce(&state.db.pool, &once, req.e).await? {
+            return Err(already_decided());
+        }
         let redirect_to =
             error_redirect(&state, &req, "access_denied", "the user denied the request");
         let mut res = AppJson(ConsentResult { redirect_to }).into_response();
@@ -716,14 +743,8 @@ pub async fn consent_decision(
     }
     // Each request is decided once (on any replica): a second approval of the same sealed
     // request gets no second code.
-    let once = format!("consent-request:{}", hash_token(&decision.request));
     if !db::replicas::use_nonce(&state.db.pool, &once, req.e).await? {
-        return Err(ApiError::Validation {
-            code: "consent_request_invalid",
-            message: "this sign-in request was decided already; start again from the application"
-                .into(),
-            field: Some("request"),
-        });
+        return Err(already_decided());
     }
     let code = issue_code(&state, &req, user.id, true).await?;
     tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");

@@ -981,6 +981,45 @@ db_test! {
         let (second, body, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
         assert_eq!(first, StatusCode::OK);
         assert_eq!((second, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("consent_request_invalid")), "{body}");
+        // A denial decides it too.
+        let res = authorize(&app, &on("peer", "mcp"), None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        let (denied, _, _) = decide(&app, &request, false, None, &public).await;
+        let (after, _, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
+        assert_eq!((denied, after), (StatusCode::OK, StatusCode::BAD_REQUEST), "deny, then approve");
+
+        // Consent is bound to the redirect URI the user saw: a client that registered two gets
+        // nothing silent, and no error redirect, at the one the user never approved.
+        let second_uri = "http://127.0.0.1:7/other";
+        let res = app.post_json("/oauth/register", None, json!({"client_name": "Two Doors", "redirect_uris": [redirect, second_uri], "token_endpoint_auth_method": "none"})).await;
+        let two: Value = res.json().await.unwrap();
+        let two_id = two["client_id"].as_str().unwrap().to_string();
+        let via = |uri: &'static str, scope: &'static str| Authz { client_id: &two_id, redirect: uri, resource: Some(format!("{public}/mcp/peer")), scope: Some(scope) };
+        let res = authorize(&app, &via(redirect, "mcp"), None).await;
+        let request = query_of(&location(&res))["request"].clone();
+        assert_eq!(decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await.0, StatusCode::OK);
+        let res = authorize(&app, &via(redirect, "mcp"), Some(&cookie)).await;
+        assert!(query_of(&location(&res)).contains_key("code"), "the approved redirect URI is remembered");
+        let res = authorize(&app, &via(second_uri, "mcp"), Some(&cookie)).await;
+        assert!(to_consent(&res), "the other redirect URI asks");
+        let res = authorize(&app, &via(second_uri, "admin"), Some(&cookie)).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(res.headers().get("location").is_none(), "no error redirect to a URI the user never approved");
+        let res = authorize(&app, &via(redirect, "admin"), Some(&cookie)).await;
+        assert_eq!(query_of(&location(&res))["error"], "invalid_scope", "errors go back to the approved one");
+
+        // A server's name is its endpoint's URL: when a server gives it up, the consents given
+        // for it go, so a server that takes the name later starts without them.
+        let peer2_id = {
+            let servers: Value = app.get_as("/admin/api/mcp-servers", &admin).await.json().await.unwrap();
+            servers.as_array().unwrap().iter().find(|x| x["name"] == "peer2").unwrap()["id"].as_i64().unwrap()
+        };
+        for name in ["peer3", "peer2"] {
+            let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{peer2_id}"), Some(&admin), Some(json!({"name": name}))).await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        let res = authorize(&app, &on("peer2", "mcp"), Some(&cookie)).await;
+        assert!(to_consent(&res), "consent given to the name's earlier holder is gone");
 
         // An open redirect needs an untrusted client: a registration for a phishing page gets
         // the gateway's error page for every authorize error, signed in or not.
@@ -1029,19 +1068,20 @@ db_test! {
         assert_eq!(res.status(), StatusCode::CREATED);
         let cleaned: Value = res.json().await.unwrap();
         assert_eq!(cleaned["client_name"], "Goodlper App");
-        // Stored registrations per address are capped (6 here: three are stored so far).
+        // Stored unused registrations per address are capped (6 here: Evil and the cleaned
+        // name so far; the approved client does not count).
         let mut statuses = Vec::new();
-        for _ in 0..4 {
+        for _ in 0..5 {
             let res = app.post_json("/oauth/register", None, json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "none"})).await;
             statuses.push(res.status());
         }
-        assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CREATED, StatusCode::CREATED, StatusCode::TOO_MANY_REQUESTS]);
+        assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CREATED, StatusCode::CREATED, StatusCode::CREATED, StatusCode::TOO_MANY_REQUESTS]);
         // Registrations that never completed an authorization are removed after a while;
         // those that did stay.
         let removed = authmcp_gateway::db::oauth::prune_unused_clients(&app.state.db.pool, authmcp_gateway::db::now() + 10)
             .await
             .unwrap();
-        assert_eq!(removed, 5, "Evil, the cleaned name and three plain registrations");
+        assert_eq!(removed, 6, "Evil, the cleaned name and four plain registrations");
         let clients: Value = app.get_as("/admin/api/oauth/clients", &admin).await.json().await.unwrap();
         let ids: Vec<&str> = clients.as_array().unwrap().iter().filter_map(|c| c["client_id"].as_str()).collect();
         assert!(ids.contains(&client_id.as_str()), "the approved client stays");
