@@ -389,3 +389,77 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// The gateway binary as its own process (its own memory, its own database connections),
+/// killed on drop.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    /// Keeps the environment (its data directory) alive when the process owns it.
+    _env: Option<TestEnv>,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GatewayProcess {
+    pub async fn start(env: TestEnv) -> GatewayProcess {
+        GatewayProcess::start_with(env, false).await
+    }
+
+    /// Starts it on `env`, which it keeps (stdout piped when `piped`).
+    pub async fn start_with(env: TestEnv, piped: bool) -> GatewayProcess {
+        let mut process = GatewayProcess::on(&env, piped).await;
+        process._env = Some(env);
+        process
+    }
+
+    /// Starts it on `env` (shared with other processes; stdout piped when `piped`, shown with
+    /// `TEST_LOG`, else discarded) and waits until `/ready` answers; a start that fails (the
+    /// free port was taken meanwhile by another test) is retried.
+    pub async fn on(env: &TestEnv, piped: bool) -> GatewayProcess {
+        let verbose = std::env::var_os("TEST_LOG").is_some();
+        for _ in 0..3 {
+            let port = crate::peers::free_port();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .envs(env.env_vars())
+                .env("GATEWAY_PORT", port.to_string())
+                .env("LOG_LEVEL", if verbose { "info" } else { "warn" })
+                .stdout(if piped {
+                    std::process::Stdio::piped()
+                } else if verbose {
+                    std::process::Stdio::inherit()
+                } else {
+                    std::process::Stdio::null()
+                })
+                .spawn()
+                .expect("start the gateway binary");
+            let url = format!("http://127.0.0.1:{port}");
+            for _ in 0..300 {
+                if reqwest::get(format!("{url}/ready"))
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return GatewayProcess {
+                        child,
+                        url,
+                        _env: None,
+                    };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("the gateway process did not start");
+    }
+}

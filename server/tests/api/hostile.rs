@@ -383,63 +383,9 @@ async fn a_burst_of_guesses_verifies_no_more_passwords_than_the_budgets() {
     app.stop().await;
 }
 
-/// The gateway binary as its own process (so its memory can be measured), killed on drop.
-struct GatewayProcess {
-    child: std::process::Child,
-    url: String,
-    _env: TestEnv,
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::helpers::GatewayProcess;
 
 impl GatewayProcess {
-    async fn start(env: TestEnv) -> GatewayProcess {
-        GatewayProcess::start_with(env, false).await
-    }
-
-    /// Starts it (stdout piped when `piped`, else discarded) and waits until it answers; a
-    /// start that fails (the free port was taken meanwhile by another test) is retried.
-    async fn start_with(env: TestEnv, piped: bool) -> GatewayProcess {
-        for _ in 0..3 {
-            let port = crate::peers::free_port();
-            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .envs(env.env_vars())
-                .env("GATEWAY_PORT", port.to_string())
-                .env("LOG_LEVEL", "warn")
-                .stdout(if piped {
-                    std::process::Stdio::piped()
-                } else {
-                    std::process::Stdio::null()
-                })
-                .spawn()
-                .unwrap();
-            let url = format!("http://127.0.0.1:{port}");
-            for _ in 0..300 {
-                if reqwest::get(format!("{url}/health")).await.is_ok() {
-                    return GatewayProcess {
-                        child,
-                        url,
-                        _env: env,
-                    };
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("the gateway process did not start");
-    }
-
     /// Registers a server as the bootstrap admin; the admin's MCP token.
     async fn with_server(&self, server: serde_json::Value) -> String {
         let client = reqwest::Client::new();

@@ -12,65 +12,40 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::helpers::{ADMIN_PASSWORD, TestEnv, USER_PASSWORD};
+use crate::helpers::{ADMIN_PASSWORD, GatewayProcess, TestEnv, USER_PASSWORD};
 use crate::peers::{
     PYTHON_PEER, PeerServer, Script, Sdk, free_port, run_oauth_client, run_python_client,
     run_ts_client,
 };
 
-/// A gateway process, killed on drop.
+/// A gateway process and a client for it.
 struct Replica {
-    child: Child,
+    _process: GatewayProcess,
     url: String,
     http: reqwest::Client,
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Replica {
     async fn start(env: &TestEnv) -> Replica {
-        let verbose = std::env::var_os("TEST_LOG").is_some();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_authmcp-gateway"))
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .envs(env.env_vars())
-                .env("GATEWAY_PORT", port.to_string())
-                .env("LOG_LEVEL", if verbose { "info" } else { "warn" })
-                .stdout(if verbose {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                })
-                .spawn()
-                .unwrap();
-            let url = format!("http://127.0.0.1:{port}");
-            for _ in 0..300 {
-                if reqwest::get(format!("{url}/ready"))
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    return Replica {
-                        child,
-                        url,
-                        http: reqwest::Client::new(),
-                    };
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        let process = GatewayProcess::on(env, false).await;
+        Replica {
+            url: process.url.clone(),
+            _process: process,
+            http: reqwest::Client::new(),
         }
-        panic!("the gateway process did not start");
+    }
+
+    /// `DELETE` of an MCP session.
+    async fn end_session(&self, path: &str, token: &str, session: &str) -> StatusCode {
+        self.http
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 
     async fn send(
@@ -540,31 +515,19 @@ async fn two_replicas_behind_nginx_share_everything() {
         stream.chunk().await.unwrap().is_some(),
         "B relays the backend's stream"
     );
-    let res = b
-        .http
-        .delete(format!("{}/mcp/streamy", b.url))
-        .bearer_auth(&ann_token)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        b.end_session("/mcp/streamy", &ann_token, &session).await,
+        StatusCode::NO_CONTENT
+    );
     let (status, _) = a.call("/mcp/streamy", &ann_token, &session, "echo").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "ended on every replica");
     drop(stream);
     // The same for an aggregated session.
     let session = a.initialize("/mcp", &ann_token).await;
-    let res = b
-        .http
-        .delete(format!("{}/mcp", b.url))
-        .bearer_auth(&ann_token)
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        b.end_session("/mcp", &ann_token, &session).await,
+        StatusCode::NO_CONTENT
+    );
     let (replica, token, sid) = (&a, &ann_token, &session);
     let elapsed = time_until(Duration::from_secs(1), || async move {
         replica.call("/mcp", token, sid, "alpha__echo").await.0 == StatusCode::NOT_FOUND

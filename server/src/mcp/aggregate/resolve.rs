@@ -28,6 +28,16 @@ pub(super) fn by_prefix(state: &AppState, prefix: &str) -> Option<Arc<Backend>> 
         .cloned()
 }
 
+/// Whether the caller may use `backend` (fails closed).
+async fn usable(state: &AppState, principal: &Principal, backend: &Backend) -> bool {
+    state
+        .mcp
+        .registry
+        .may_use(principal, backend)
+        .await
+        .unwrap_or(false)
+}
+
 /// The backend and its own name for an exposed tool or prompt name (`Ok(None)`: no such name,
 /// or an alias on a server the caller may not use).
 /// Natural names are split at the prefix; aliases are looked up in the backend's list.
@@ -43,13 +53,7 @@ pub(crate) async fn resolve_exposed(
     // A name on a server the caller may not use is answered exactly like an unknown one, so
     // prefixes and aliases tell nothing about servers beyond the caller's (and that server's
     // list is never fetched for them).
-    if !state
-        .mcp
-        .registry
-        .may_use(principal, &backend)
-        .await
-        .unwrap_or(false)
-    {
+    if !usable(state, principal, &backend).await {
         return Ok(None);
     }
     // A natural name resolves without a lookup; an alias needs the server's list.
@@ -98,13 +102,7 @@ pub(super) async fn resolve_name(
             // The caller sees an unknown name either way; a name on a server they may not use
             // is still recorded as an `access_denied` event for the admins.
             if let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(&ctx.state, p))
-                && !ctx
-                    .state
-                    .mcp
-                    .registry
-                    .may_use(&ctx.principal, &backend)
-                    .await
-                    .unwrap_or(false)
+                && !usable(&ctx.state, &ctx.principal, &backend).await
             {
                 crate::mcp::gate::deny(
                     &ctx.caller(),
@@ -149,13 +147,7 @@ pub(super) async fn resolve_uri(
         && let Some((prefix, encoded)) = rest.split_once('/')
         && let Some(backend) = by_prefix(&ctx.state, prefix)
         // A server the caller may not use is searched like any unknown URI (and not found).
-        && ctx
-            .state
-            .mcp
-            .registry
-            .may_use(&ctx.principal, &backend)
-            .await
-            .unwrap_or(false)
+        && usable(&ctx.state, &ctx.principal, &backend).await
     {
         return Ok((backend, crate::oauth::form_decode(encoded)));
     }
