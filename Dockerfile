@@ -27,6 +27,7 @@ ENV GATEWAY_HOST=0.0.0.0 \
 USER authmcp
 VOLUME ["/data"]
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000 && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ' 200 ' <&3"]
+# The binary asks itself (GET /ready on its own port): no shell, no curl in the image.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s CMD ["/usr/local/bin/authmcp-gateway", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/authmcp-gateway"]
 CMD ["serve"]

@@ -16,6 +16,17 @@ use base64::Engine;
 
 /// Every variable the gateway reads. Anything else in the config file is an error (a typo must
 /// not silently fall back to a default).
+/// Secret settings: each may instead be read from the file named by `<NAME>_FILE` (how
+/// container platforms hand secrets over).
+pub const SECRET_VARS: &[(&str, &str)] = &[
+    ("JWT_SECRET", "JWT_SECRET_FILE"),
+    ("ENCRYPTION_KEY", "ENCRYPTION_KEY_FILE"),
+    ("ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE"),
+    ("DATABASE_URL", "DATABASE_URL_FILE"),
+    ("METRICS_TOKEN", "METRICS_TOKEN_FILE"),
+    ("OAUTH_DCR_TOKEN", "OAUTH_DCR_TOKEN_FILE"),
+];
+
 pub const KNOWN_VARS: &[&str] = &[
     "CONFIG_FILE",
     "GATEWAY_HOST",
@@ -76,6 +87,13 @@ pub const KNOWN_VARS: &[&str] = &[
     "OAUTH_MAX_CLIENTS_PER_ADDRESS",
     "OAUTH_UNUSED_CLIENT_TTL_SECS",
     "OAUTH_TOKEN_PER_MINUTE",
+    "JWT_SECRET_FILE",
+    "ENCRYPTION_KEY_FILE",
+    "ADMIN_PASSWORD_FILE",
+    "DATABASE_URL_FILE",
+    "METRICS_TOKEN_FILE",
+    "OAUTH_DCR_TOKEN_FILE",
+    "REQUIRE_AUTH",
 ];
 
 /// The validated configuration. Passed around as `Arc<Config>`; never a global.
@@ -369,7 +387,42 @@ impl Config {
                 values.insert(k.clone(), v.clone());
             }
         }
+        // `<NAME>_FILE`: the secret is the file's content (one trailing newline dropped).
+        for (name, file_var) in SECRET_VARS {
+            let Some(path) = values
+                .get(*file_var)
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+            else {
+                continue;
+            };
+            if values.get(*name).is_some_and(|v| !v.trim().is_empty()) {
+                return Err(ConfigError::new(
+                    file_var,
+                    format!("set either {name} or {file_var}, not both"),
+                ));
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new(file_var, format!("cannot read `{path}`: {e}")))?;
+            let text = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text)
+                .to_string();
+            values.insert((*name).to_string(), text);
+        }
         let vars = Vars(&values);
+        // The original gateway's switch: authentication cannot be turned off here.
+        if let Some(raw) = vars.get("REQUIRE_AUTH")
+            && !matches!(parse_bool(raw), Ok(true))
+        {
+            return Err(ConfigError::new(
+                "REQUIRE_AUTH",
+                format!(
+                    "authentication is always on in AuthMCP Gateway and cannot be turned off; remove REQUIRE_AUTH (got `{raw}`)"
+                ),
+            ));
+        }
 
         let port: u16 = vars.parse("GATEWAY_PORT", 8000, |s| {
             s.parse::<u16>()

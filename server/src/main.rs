@@ -48,6 +48,14 @@ enum Command {
     CheckConfig,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Ask the running gateway whether it is ready (`GET /ready` on its port, through
+    /// loopback when it listens on every address): exit status 0 when it answers 200, 1
+    /// otherwise. For container health checks; needs no shell or curl.
+    Healthcheck {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +68,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Healthcheck { timeout }) = cli.command {
+        return healthcheck(
+            &config,
+            std::time::Duration::from_secs(timeout.clamp(1, 60)),
+        );
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // `WORKER_THREADS`: the async runtime's threads (default: one per CPU core).
     if let Some(value) = std::env::var_os("WORKER_THREADS") {
@@ -86,6 +100,42 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "fatal");
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `GET /ready` over plain HTTP/1.0 on the gateway's own port: 0 when it answers 200.
+fn healthcheck(config: &Config, timeout: std::time::Duration) -> ExitCode {
+    use std::io::{Read, Write};
+    let host = if config.host.is_unspecified() {
+        match config.host {
+            std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        config.host
+    };
+    let addr = std::net::SocketAddr::new(host, config.port);
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    })();
+    match answer {
+        Ok(head) if head.starts_with("HTTP/1.") && head.get(9..12) == Some("200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(head) => {
+            eprintln!("not ready: {}", head.lines().next().unwrap_or("no answer"));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("not ready: {addr}: {e}");
             ExitCode::FAILURE
         }
     }
@@ -182,6 +232,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("configuration is valid");
             Ok(())
         }
+        Command::Healthcheck { .. } => Ok(()),
         Command::Openapi => {
             let (_, openapi) = authmcp_gateway::app::api().split_for_parts();
             println!("{}", openapi.to_pretty_json()?);

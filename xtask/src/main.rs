@@ -133,6 +133,15 @@ fn apt_install(packages: &[&str]) -> Result<()> {
         packages.join(" ")
     ));
     let sudo = !is_root();
+    let line = format!(
+        "sudo apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
+    if sudo && output(Command::new("sudo").args(["-n", "true"])).is_none() {
+        return Err(format!(
+            "these Debian packages are missing and this user can neither install them (not root) nor use sudo without a password; run this, then try again:\n    {line}"
+        ));
+    }
     let apt = |args: &[&str]| {
         let mut cmd = if sudo {
             let mut c = Command::new("sudo");
@@ -189,6 +198,15 @@ fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
 
 /// Installs what building and running the gateway with its UI needs.
 fn setup(for_tests: bool) -> Result<()> {
+    if output(Command::new("rustup").arg("--version")).is_none() {
+        return Err(
+            "rustup is required (it adds the wasm32 target for the admin UI): install it from https://rustup.rs, then try again".into(),
+        );
+    }
+    // Crates with C parts (aws-lc-rs, the SQLite driver) need a C compiler besides the linker.
+    if output(Command::new("cc").arg("--version")).is_none() {
+        apt_install(&["build-essential"])?;
+    }
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]));
     if !installed.is_some_and(|t| t.lines().any(|l| l == "wasm32-unknown-unknown")) {
         step("rustup target add wasm32-unknown-unknown");
@@ -229,7 +247,9 @@ fn setup_test_deps() -> Result<()> {
     if output(Command::new("node").arg("--version")).is_none() {
         packages.push("nodejs");
     }
-    if output(Command::new("python3").args(["-m", "venv", "--help"])).is_none() {
+    // `python3 -m venv --help` works without python3-venv on Debian; creating one does not,
+    // for want of ensurepip.
+    if output(Command::new("python3").args(["-c", "import ensurepip, venv"])).is_none() {
         packages.extend(["python3", "python3-venv"]);
     }
     if !Path::new("/usr/bin/chromium").exists() {
@@ -346,6 +366,11 @@ fn build_web() -> Result<()> {
 }
 
 fn run(args: &[String]) -> Result<()> {
+    // `cargo xtask run -- check-config`: the `--` separates cargo's arguments from ours.
+    let args = match args.first() {
+        Some(first) if first == "--" => &args[1..],
+        _ => args,
+    };
     setup(false)?;
     build_web()?;
     step("building the gateway (release)");

@@ -156,3 +156,57 @@ fn unknown_file_keys_are_rejected() {
         .to_string();
     assert!(message.contains("gateway_prot"), "{message}");
 }
+
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt");
+    std::fs::write(&secret, "a-jwt-secret-read-from-a-file-0123456789\n").unwrap();
+    let password = dir.path().join("admin");
+    std::fs::write(&password, "a pass phrase from a file\r\n").unwrap();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let c = load(&[
+        ("JWT_SECRET_FILE", &path(&secret)),
+        ("ADMIN_USERNAME", "admin"),
+        ("ADMIN_PASSWORD_FILE", &path(&password)),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.jwt_secret.as_ref().map(|s| s.expose().as_str()),
+        Some("a-jwt-secret-read-from-a-file-0123456789"),
+        "one trailing newline dropped"
+    );
+    assert_eq!(
+        c.admin_password.as_ref().map(|s| s.expose().as_str()),
+        Some("a pass phrase from a file")
+    );
+    let both = err(&[
+        ("JWT_SECRET", "a-jwt-secret-from-the-environment-0123456"),
+        ("JWT_SECRET_FILE", &path(&secret)),
+    ]);
+    assert!(
+        both.contains("JWT_SECRET_FILE") && both.contains("not both"),
+        "{both}"
+    );
+    let missing = err(&[("ENCRYPTION_KEY_FILE", "/nonexistent/key")]);
+    assert!(
+        missing.contains("ENCRYPTION_KEY_FILE") && missing.contains("/nonexistent/key"),
+        "{missing}"
+    );
+    // A file's content is validated like the variable's.
+    let short = dir.path().join("short");
+    std::fs::write(&short, "too-short").unwrap();
+    assert!(err(&[("JWT_SECRET_FILE", &path(&short))]).contains("JWT_SECRET"));
+}
+
+#[test]
+fn require_auth_cannot_turn_authentication_off() {
+    for off in ["false", "0", "no", "off"] {
+        let e = err(&[("REQUIRE_AUTH", off)]);
+        assert!(
+            e.contains("REQUIRE_AUTH") && e.contains("always on"),
+            "{off}: {e}"
+        );
+    }
+    assert!(load(&[("REQUIRE_AUTH", "true")]).is_ok());
+}

@@ -84,3 +84,44 @@ db_test! {
         );
     }
 }
+
+/// `healthcheck` (the container's health probe): 0 while the gateway answers `/ready` with
+/// 200; 1 when nothing listens or something else answers.
+#[tokio::test]
+async fn healthcheck_exits_zero_only_when_the_gateway_is_ready() {
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite).await;
+    let process = crate::helpers::GatewayProcess::on(&env, false).await;
+    let port = process.url.rsplit(':').next().unwrap().to_string();
+    let probe = |port: String| {
+        let mut cmd = gateway(&env);
+        cmd.args(["healthcheck", "--timeout", "2"])
+            .env("GATEWAY_HOST", "0.0.0.0")
+            .env("GATEWAY_PORT", port);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let ready = probe(port.clone()).await;
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    drop(process);
+    let gone = probe(port).await;
+    assert_eq!(gone.status.code(), Some(1), "nothing listens: {gone:?}");
+    // Something that is not a ready gateway.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 256];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let not_ready = probe(other.to_string()).await;
+    assert_eq!(not_ready.status.code(), Some(1), "{not_ready:?}");
+    assert!(String::from_utf8_lossy(&not_ready.stderr).contains("503"));
+}
