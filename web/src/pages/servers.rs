@@ -19,30 +19,27 @@ pub fn Servers() -> impl IntoView {
         async move { api::list_servers().await }
     });
     let refresh = Callback::new(move |()| reload.update(|n| *n += 1));
-    let aggregated = format!(
-        "{}/mcp",
-        web_sys::window()
-            .and_then(|w| w.location().origin().ok())
-            .unwrap_or_default()
-    );
-    let aggregated_snippet = serde_json::to_string_pretty(&serde_json::json!({
-        "mcpServers": { "gateway": {
-            "type": "http",
-            "url": aggregated,
-            "headers": { "Authorization": "Bearer <your MCP token or amg_ API key>" },
-        }}
-    }))
-    .unwrap_or_default();
+    // Clients use the gateway's PUBLIC_URL, which may differ from the address this browser
+    // uses (a tunnel, a reverse proxy); the browser's own origin only until it is known.
+    let settings = LocalResource::new(|| async { api::gateway_settings().await });
+    let aggregated = Signal::derive(move || {
+        let base = settings
+            .get()
+            .and_then(|r| r.ok())
+            .map(|s| s.public_url)
+            .unwrap_or_else(|| {
+                web_sys::window()
+                    .and_then(|w| w.location().origin().ok())
+                    .unwrap_or_default()
+            });
+        format!("{base}/mcp")
+    });
     view! {
         <h1>"MCP servers"</h1>
         <section class="panel" id="aggregated-endpoint">
             <h2>"All servers at one URL"</h2>
-            <p><code>{aggregated.clone()}</code>" serves every server a user may use, with tools named "<code>"{prefix}__{tool}"</code>"."</p>
-            <details>
-                <summary>"Client configuration"</summary>
-                <pre>{aggregated_snippet.clone()}</pre>
-                <CopyButton text=aggregated_snippet />
-            </details>
+            <p><code id="aggregated-url">{aggregated}</code>" serves every server a user may use, with tools named "<code>"{prefix}__{tool}"</code>"."</p>
+            {move || view! { <ClientSnippets name="gateway".to_string() url=aggregated.get() /> }}
         </section>
         <AddServerForm on_added=refresh />
         {move || error.get().map(|m| view! { <ErrorAlert message=m /> })}
@@ -120,14 +117,7 @@ fn ServerCard(
         .as_ref()
         .map(|c| format!("{} {}", c.kind, c.hint))
         .unwrap_or_else(|| "none".into());
-    let snippet = serde_json::to_string_pretty(&serde_json::json!({
-        "mcpServers": { server.name.clone(): {
-            "type": "http",
-            "url": server.endpoint,
-            "headers": { "Authorization": "Bearer <your MCP token or amg_ API key>" },
-        }}
-    }))
-    .unwrap_or_default();
+    let endpoint = server.endpoint.clone();
     view! {
         <article class="panel server" id=format!("server-{name}")>
             <header class="server-head">
@@ -188,12 +178,7 @@ fn ServerCard(
                 }.into_any(),
             })}
             <EditServer server=editable error=error on_change=on_change />
-            <details>
-                <summary>"Client configuration"</summary>
-                <p class="muted">"For Claude Code, Cursor, VS Code and other clients that take an MCP JSON configuration; clients that support OAuth can omit the header."</p>
-                <pre>{snippet.clone()}</pre>
-                <CopyButton text=snippet />
-            </details>
+            <ClientSnippets name=name.clone() url=endpoint />
         </article>
     }
 }
@@ -419,4 +404,37 @@ fn origin_of(url: &str) -> Option<String> {
         scheme.to_ascii_lowercase(),
         host_port.to_ascii_lowercase()
     ))
+}
+
+/// Copy-paste client configurations for one endpoint: the `mcpServers` form (Claude Code,
+/// Claude Desktop, Cursor and most clients) and VS Code's `servers` form, with what cloud
+/// clients need.
+#[component]
+fn ClientSnippets(name: String, url: String) -> impl IntoView {
+    let header = serde_json::json!({ "Authorization": "Bearer <your MCP token or amg_ API key>" });
+    let common = serde_json::to_string_pretty(&serde_json::json!({
+        "mcpServers": { name.clone(): { "type": "http", "url": url, "headers": header } }
+    }))
+    .unwrap_or_default();
+    let vscode = serde_json::to_string_pretty(&serde_json::json!({
+        "servers": { name.clone(): { "type": "http", "url": url, "headers": header } }
+    }))
+    .unwrap_or_default();
+    let claude = format!("claude mcp add --transport http {name} {url}");
+    view! {
+        <details>
+            <summary>"Client configuration"</summary>
+            <p class="muted">"Clients that sign in with OAuth (Claude, Cursor, VS Code, the SDKs) need only the URL and can leave out the header; scripts and clients without OAuth send an API key in it."</p>
+            <p>"Claude Code:"</p>
+            <pre>{claude.clone()}</pre>
+            <CopyButton text=claude />
+            <p>"Cursor, Claude Code's " <code>".mcp.json"</code> " and other " <code>"mcpServers"</code> " configurations:"</p>
+            <pre>{common.clone()}</pre>
+            <CopyButton text=common />
+            <p>"VS Code (" <code>".vscode/mcp.json"</code> "):"</p>
+            <pre>{vscode.clone()}</pre>
+            <CopyButton text=vscode />
+            <p class="muted">"Cloud-hosted clients (claude.ai custom connectors, ChatGPT) reach the gateway from the internet: its PUBLIC_URL must be publicly reachable over https. See docs/CLIENTS.md."</p>
+        </details>
+    }
 }
