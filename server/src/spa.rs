@@ -63,6 +63,7 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         )
             .into_response();
     };
+    let path = path.to_string();
     let is_asset = path
         .rsplit('/')
         .next()
@@ -87,12 +88,17 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
                 .into_response();
         }
     };
-    let headers = response.headers_mut();
-    let cache = if is_asset {
-        "public, max-age=3600"
-    } else {
+    // trunk names built assets by their content (`web-49ec168690a455e2.js`): such a file never
+    // changes, so browsers and proxies may keep it for a year; others an hour; the HTML,
+    // which names the current assets, is revalidated every time.
+    let cache = if !is_asset {
         "no-cache"
+    } else if response.status().is_success() && content_hashed(&path) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=3600"
     };
+    let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     // No page of the UI (the OAuth consent page least of all) may be framed.
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -105,4 +111,38 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// Whether a file name carries a content hash the way trunk writes them: `<name>-<16 hex
+/// digits>` before the extension (`main-b6d0c1c27b921c80.css`, `web-49ec…_bg.wasm`).
+fn content_hashed(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or_default();
+    let stem = file.split('.').next().unwrap_or_default();
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    stem.rsplit_once('-').is_some_and(|(name, hash)| {
+        !name.is_empty() && hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hashed_names_are_recognised() {
+        for hashed in [
+            "/main-b6d0c1c27b921c80.css",
+            "/web-49ec168690a455e2.js",
+            "/web-49ec168690a455e2_bg.wasm",
+        ] {
+            assert!(super::content_hashed(hashed), "{hashed}");
+        }
+        for plain in [
+            "/favicon.ico",
+            "/app-1234.js",
+            "/web-49ec168690a455e2x.js",
+            "/-49ec168690a455e2.js",
+            "/web-49ec168690a455eg.js",
+        ] {
+            assert!(!super::content_hashed(plain), "{plain}");
+        }
+    }
 }

@@ -14,6 +14,7 @@ fn web_dir(env: &TestEnv) -> std::path::PathBuf {
     )
     .unwrap();
     std::fs::write(dir.join("app-1234.js"), "console.log('app');".repeat(100)).unwrap();
+    std::fs::write(dir.join("web-49ec168690a455e2_bg.wasm"), b"\0asm").unwrap();
     dir
 }
 
@@ -37,7 +38,19 @@ async fn deep_links_get_index_html_and_assets_are_served() {
             .unwrap()
             .contains("javascript")
     );
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=3600",
+        "a name without a content hash may change"
+    );
     assert!(res.text().await.unwrap().starts_with("console.log"));
+    let res = app.get("/web-49ec168690a455e2_bg.wasm").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable",
+        "a content-hashed asset never changes"
+    );
 
     let res = app
         .client
