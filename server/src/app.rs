@@ -28,7 +28,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::Config;
+use crate::config::{AccessLog, Config};
 use crate::conn::{Connections, Tracked};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
@@ -237,15 +237,25 @@ pub fn router(state: AppState) -> Router {
             request_timeout,
         ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    let mut mcp_router = mcp::router();
+    // Form bodies are read by the handlers: bounded in time like the JSON API.
+    let mut form_router = oauth::form_router().layer(middleware::from_fn_with_state(
+        state.clone(),
+        request_timeout,
+    ));
+    let mut api_router = api_router;
+    if config.access_log != AccessLog::Off {
+        api_router = api_router.route_layer(middleware::from_fn(access_log));
+        form_router = form_router.route_layer(middleware::from_fn(access_log));
+    }
+    if config.access_log == AccessLog::All {
+        mcp_router = mcp_router.route_layer(middleware::from_fn(access_log));
+    }
 
     Router::new()
         .merge(api_router)
-        .merge(mcp::router())
-        // Form bodies are read by the handlers: bounded in time like the JSON API.
-        .merge(oauth::form_router().layer(middleware::from_fn_with_state(
-            state.clone(),
-            request_timeout,
-        )))
+        .merge(mcp_router)
+        .merge(form_router)
         .route("/admin/api/live", axum::routing::get(crate::live::socket)) // not json: WebSocket upgrade
         .route("/metrics", axum::routing::get(crate::metrics::handler)) // not json: Prometheus text
         .merge(
@@ -320,6 +330,31 @@ impl MakeRequestId for FastRequestId {
         let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
         HeaderValue::from_str(id).ok().map(RequestId::new)
     }
+}
+
+/// One INFO line per request (`ACCESS_LOG`, target `access`): method, the route's template,
+/// status, time to the response head (a stream's lifetime is not counted) and the request id,
+/// inside the request's span (which names the path, never the query); never a token.
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let request_id = req.headers().get("x-request-id").cloned();
+    let res = next.run(req).await;
+    tracing::info!(
+        target: "access",
+        %method,
+        route,
+        status = res.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+        "request"
+    );
+    res
 }
 
 /// Bounds every API request by `REQUEST_TIMEOUT_SECS` (MCP streams will get their own policy).

@@ -46,6 +46,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "TRUSTED_PROXIES",
     "LOG_FORMAT",
     "LOG_LEVEL",
+    "ACCESS_LOG",
     "MAX_BODY_BYTES",
     "REQUEST_TIMEOUT_SECS",
     "SHUTDOWN_TIMEOUT_SECS",
@@ -124,6 +125,8 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed. Empty: the socket address is the client.
     pub trusted_proxies: Vec<IpNet>,
     pub log_format: LogFormat,
+    /// Which requests get an access-log line (`ACCESS_LOG`).
+    pub access_log: AccessLog,
     pub log_level: String,
     /// Where the JSONL activity, security and audit logs go (`DATA_DIR/logs` by default).
     pub log_dir: PathBuf,
@@ -254,6 +257,15 @@ impl fmt::Debug for DatabaseConfig {
             DatabaseConfig::Postgres { url } => write!(f, "{}", redact_url_password(url.expose())),
         }
     }
+}
+
+/// Which requests get an INFO access-log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    /// Everything but MCP traffic (which has its activity records and JSONL log).
+    Api,
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,6 +548,14 @@ impl Config {
                 _ => Err("expected `human` or `json`"),
             }
         })?;
+        let access_log = vars.parse("ACCESS_LOG", AccessLog::Api, |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "off" | "false" | "0" => Ok(AccessLog::Off),
+                "api" => Ok(AccessLog::Api),
+                "all" => Ok(AccessLog::All),
+                _ => Err("expected `off`, `api` or `all`"),
+            }
+        })?;
         let log_level = vars.get("LOG_LEVEL").unwrap_or("info").to_string();
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError::new(
@@ -801,6 +821,7 @@ impl Config {
             allowed_origins,
             trusted_proxies,
             log_format,
+            access_log,
             log_level,
             max_body_bytes,
             request_timeout,

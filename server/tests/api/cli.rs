@@ -125,3 +125,93 @@ async fn healthcheck_exits_zero_only_when_the_gateway_is_ready() {
     assert_eq!(not_ready.status.code(), Some(1), "{not_ready:?}");
     assert!(String::from_utf8_lossy(&not_ready.stderr).contains("503"));
 }
+
+/// `ACCESS_LOG`: one INFO line per API request with the route's template, status, duration and
+/// request id, never the query or a token; MCP traffic only with `all`.
+#[tokio::test]
+async fn the_access_log_names_routes_never_values() {
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_var("LOG_FORMAT", "json")
+        .with_var("LOG_LEVEL", "info");
+    let mut process = crate::helpers::GatewayProcess::on(&env, true).await;
+    let stdout = process.child.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{}/admin/api/login", process.url))
+        .json(&serde_json::json!({"username": "admin", "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let res = http
+        .get(format!(
+            "{}/admin/api/users/4242?secret=in-the-query",
+            process.url
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(res.status(), 404);
+    let res = http
+        .post(format!("{}/mcp", process.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let mut access = Vec::new();
+    for _ in 0..100 {
+        access = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["target"] == "access")
+            .collect();
+        if access
+            .iter()
+            .any(|l| l["request_id"] == request_id.as_str())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let line = access
+        .iter()
+        .find(|l| l["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("an access line for the request: {access:?}"));
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["route"], "/admin/api/users/{id}");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 404);
+    assert!(line["duration_ms"].is_number());
+    let all = lines.lock().unwrap().join("\n");
+    assert!(
+        !all.contains("in-the-query"),
+        "never the query"
+    );
+    assert!(!all.contains(token), "no token");
+    assert!(
+        access.iter().all(|l| l["route"] != "/mcp"),
+        "MCP traffic is not in the default access log"
+    );
+}

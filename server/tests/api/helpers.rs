@@ -430,7 +430,12 @@ impl GatewayProcess {
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .envs(env.env_vars())
                 .env("GATEWAY_PORT", port.to_string())
-                .env("LOG_LEVEL", if verbose { "info" } else { "warn" })
+                .env(
+                    "LOG_LEVEL",
+                    env.vars
+                        .get("LOG_LEVEL")
+                        .map_or(if verbose { "info" } else { "warn" }, String::as_str),
+                )
                 .stdout(if piped {
                     std::process::Stdio::piped()
                 } else if verbose {
