@@ -205,10 +205,7 @@ async fn the_access_log_names_routes_never_values() {
     assert_eq!(line["status"], 404);
     assert!(line["duration_ms"].is_number());
     let all = lines.lock().unwrap().join("\n");
-    assert!(
-        !all.contains("in-the-query"),
-        "never the query"
-    );
+    assert!(!all.contains("in-the-query"), "never the query");
     assert!(!all.contains(token), "no token");
     assert!(
         access.iter().all(|l| l["route"] != "/mcp"),
