@@ -284,6 +284,20 @@ pub fn with_middleware(
     let x_request_id = HeaderName::from_static("x-request-id");
     tower::ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
+        // A client may send its own request id (to correlate across systems), but only a
+        // plain one: anything else is replaced, so no client writes what it likes into logs.
+        .map_request(|mut req: Request| {
+            let plain = req.headers().get("x-request-id").is_none_or(|v| {
+                (1..=64).contains(&v.len())
+                    && v.as_bytes()
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            });
+            if !plain {
+                req.headers_mut().remove("x-request-id");
+            }
+            req
+        })
         .layer(SetRequestIdLayer::new(
             x_request_id.clone(),
             FastRequestId::new(),
@@ -345,6 +359,11 @@ async fn access_log(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let request_id = req.headers().get("x-request-id").cloned();
     let res = next.run(req).await;
+    // Health probes (every few seconds from each orchestrator) only at debug.
+    if route == "/health" || route == "/ready" {
+        tracing::debug!(target: "access", %method, route, status = res.status().as_u16(), "request");
+        return res;
+    }
     tracing::info!(
         target: "access",
         %method,

@@ -416,12 +416,12 @@ impl Config {
             }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError::new(file_var, format!("cannot read `{path}`: {e}")))?;
-            let text = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text)
-                .to_string();
-            values.insert((*name).to_string(), text);
+            // An empty secret file is a failed mount, not "unset": fail rather than fall back
+            // to a default (an open registration, a local database, a generated key).
+            if text.trim().is_empty() {
+                return Err(ConfigError::new(file_var, format!("`{path}` is empty")));
+            }
+            values.insert((*name).to_string(), text.trim().to_string());
         }
         let vars = Vars(&values);
         // The original gateway's switch: authentication cannot be turned off here.
@@ -1008,11 +1008,30 @@ fn parse_key32(raw: &str) -> Result<[u8; 32], String> {
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 pub fn redact_url_password(raw: &str) -> String {
     match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            // Postgres also takes the password as a query parameter.
+            if url
+                .query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+            {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.eq_ignore_ascii_case("password") {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             url.to_string()
         }
-        Ok(url) => url.to_string(),
         Err(_) => "[unparseable url]".to_string(),
     }
 }

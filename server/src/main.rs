@@ -52,8 +52,8 @@ enum Command {
     /// loopback when it listens on every address): exit status 0 when it answers 200, 1
     /// otherwise. For container health checks; needs no shell or curl.
     Healthcheck {
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 3)]
+        /// Give up after this many seconds (all attempts together).
+        #[arg(long, default_value_t = 4)]
         timeout: u64,
     },
 }
@@ -65,6 +65,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
+            // A health probe answers 0 or 1 only (Docker reserves 2).
+            if matches!(cli.command, Some(Command::Healthcheck { .. })) {
+                return ExitCode::FAILURE;
+            }
             return ExitCode::from(2);
         }
     };
@@ -105,40 +109,60 @@ fn main() -> ExitCode {
     }
 }
 
-/// `GET /ready` over plain HTTP/1.0 on the gateway's own port: 0 when it answers 200.
+/// `GET /ready` over plain HTTP/1.0 on the gateway's own port: 0 when it answers 200. On an
+/// unspecified host it tries loopback (IPv6 `::` also through IPv4, for hosts without IPv6
+/// loopback), all within `timeout`.
 fn healthcheck(config: &Config, timeout: std::time::Duration) -> ExitCode {
     use std::io::{Read, Write};
-    let host = if config.host.is_unspecified() {
-        match config.host {
-            std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let hosts = match config.host {
+        IpAddr::V4(ip) if ip.is_unspecified() => vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            vec![
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ]
         }
-    } else {
-        config.host
+        ip => vec![ip],
     };
-    let addr = std::net::SocketAddr::new(host, config.port);
-    let answer = (|| -> std::io::Result<String> {
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut head = [0u8; 64];
-        let n = stream.read(&mut head)?;
-        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
-    })();
-    match answer {
-        Ok(head) if head.starts_with("HTTP/1.") && head.get(9..12) == Some("200") => {
-            ExitCode::SUCCESS
-        }
-        Ok(head) => {
-            eprintln!("not ready: {}", head.lines().next().unwrap_or("no answer"));
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("not ready: {addr}: {e}");
-            ExitCode::FAILURE
+    let deadline = std::time::Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let mut last = String::from("no answer");
+    for host in hosts {
+        let addr = SocketAddr::new(host, config.port);
+        let answer = (|| -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect_timeout(
+                &addr,
+                left().max(std::time::Duration::from_millis(1)),
+            )?;
+            stream.write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            // Read until the status line is complete (or the time is up).
+            let mut head = Vec::with_capacity(64);
+            let mut buf = [0u8; 64];
+            while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 256 {
+                let rest = left();
+                if rest.is_zero() {
+                    break;
+                }
+                stream.set_read_timeout(Some(rest))?;
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            Ok(String::from_utf8_lossy(&head).into_owned())
+        })();
+        match answer {
+            Ok(head) if head.starts_with("HTTP/1.") && head.get(9..12) == Some("200") => {
+                return ExitCode::SUCCESS;
+            }
+            Ok(head) => last = head.lines().next().unwrap_or("no answer").to_string(),
+            Err(e) => last = format!("{addr}: {e}"),
         }
     }
+    eprintln!("not ready: {last}");
+    ExitCode::FAILURE
 }
 
 /// glibc raises its mmap threshold after the first large free, so every later argon2id hash

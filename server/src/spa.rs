@@ -91,9 +91,14 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     // trunk names built assets by their content (`web-49ec168690a455e2.js`): such a file never
     // changes, so browsers and proxies may keep it for a year; others an hour; the HTML,
     // which names the current assets, is revalidated every time.
-    let cache = if !is_asset {
+    // A missing file is not cached at all: during a rolling upgrade a replica may not have the
+    // assets another one's page names yet.
+    let found = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
+    let cache = if !found {
+        "no-store"
+    } else if !is_asset {
         "no-cache"
-    } else if response.status().is_success() && content_hashed(&path) {
+    } else if content_hashed(&path) {
         "public, max-age=31536000, immutable"
     } else {
         "public, max-age=3600"
@@ -113,14 +118,17 @@ pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     response
 }
 
-/// Whether a file name carries a content hash the way trunk writes them: `<name>-<16 hex
-/// digits>` before the extension (`main-b6d0c1c27b921c80.css`, `web-49ec…_bg.wasm`).
+/// Whether a file name carries a content hash the way trunk writes them: `<name>-<hex digits>`
+/// before the extension (`main-b6d0c1c27b921c80.css`, `web-49ec…_bg.wasm`; trunk writes a
+/// 64-bit hash unpadded, so 12 to 16 digits are taken).
 fn content_hashed(path: &str) -> bool {
     let file = path.rsplit('/').next().unwrap_or_default();
     let stem = file.split('.').next().unwrap_or_default();
     let stem = stem.strip_suffix("_bg").unwrap_or(stem);
     stem.rsplit_once('-').is_some_and(|(name, hash)| {
-        !name.is_empty() && hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        !name.is_empty()
+            && (12..=16).contains(&hash.len())
+            && hash.bytes().all(|b| b.is_ascii_hexdigit())
     })
 }
 
@@ -132,13 +140,14 @@ mod tests {
             "/main-b6d0c1c27b921c80.css",
             "/web-49ec168690a455e2.js",
             "/web-49ec168690a455e2_bg.wasm",
+            "/web-9ec168690a455e2.js",
         ] {
             assert!(super::content_hashed(hashed), "{hashed}");
         }
         for plain in [
             "/favicon.ico",
             "/app-1234.js",
-            "/web-49ec168690a455e2x.js",
+            "/web-49ec168690a455e2ab.js",
             "/-49ec168690a455e2.js",
             "/web-49ec168690a455eg.js",
         ] {

@@ -133,13 +133,26 @@ fn apt_install(packages: &[&str]) -> Result<()> {
         packages.join(" ")
     ));
     let sudo = !is_root();
+    let has_sudo = output(Command::new("sudo").arg("--version")).is_some();
     let line = format!(
-        "sudo apt-get install -y --no-install-recommends {}",
-        packages.join(" ")
+        "{p}apt-get update && {p}apt-get install -y --no-install-recommends {}",
+        packages.join(" "),
+        p = if has_sudo { "sudo " } else { "" }
     );
-    if sudo && output(Command::new("sudo").args(["-n", "true"])).is_none() {
+    // Not root: sudo, which may ask for a password at a terminal; without a terminal or
+    // without sudo, say exactly what to run instead of failing somewhere later.
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if sudo
+        && (!has_sudo
+            || (!interactive && output(Command::new("sudo").args(["-n", "true"])).is_none()))
+    {
         return Err(format!(
-            "these Debian packages are missing and this user can neither install them (not root) nor use sudo without a password; run this, then try again:\n    {line}"
+            "these Debian packages are missing and this user cannot install them (not root, {}); run this as root, then try again:\n    {line}",
+            if has_sudo {
+                "sudo needs a password and there is no terminal"
+            } else {
+                "no sudo"
+            }
         ));
     }
     let apt = |args: &[&str]| {

@@ -193,6 +193,14 @@ fn secrets_can_come_from_files() {
         missing.contains("ENCRYPTION_KEY_FILE") && missing.contains("/nonexistent/key"),
         "{missing}"
     );
+    // An empty file is a failed mount: refused, not read as "unset".
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "  \n").unwrap();
+    let e = err(&[("OAUTH_DCR_TOKEN_FILE", &path(&empty))]);
+    assert!(
+        e.contains("OAUTH_DCR_TOKEN_FILE") && e.contains("empty"),
+        "{e}"
+    );
     // A file's content is validated like the variable's.
     let short = dir.path().join("short");
     std::fs::write(&short, "too-short").unwrap();
@@ -209,4 +217,14 @@ fn require_auth_cannot_turn_authentication_off() {
         );
     }
     assert!(load(&[("REQUIRE_AUTH", "true")]).is_ok());
+}
+
+#[test]
+fn database_passwords_are_redacted_wherever_they_are() {
+    assert_eq!(
+        redact_url_password("postgres://u:pw@h/db"),
+        "postgres://u:***@h/db"
+    );
+    let q = redact_url_password("postgres://u@h/db?sslmode=require&password=pw2");
+    assert!(!q.contains("pw2") && q.contains("sslmode=require"), "{q}");
 }

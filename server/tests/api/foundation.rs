@@ -81,6 +81,18 @@ db_test! {
             .unwrap();
         assert_eq!(res.headers()["x-request-id"], "abc-123");
         assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+        // Anything but a plain id is replaced: no client writes what it likes into the logs.
+        for bad in ["status=200 route=/admin", &"a".repeat(65), "id\tid", "ünïcode"] {
+            let res = app
+                .client
+                .get(app.url("/health"))
+                .header("x-request-id", reqwest::header::HeaderValue::from_bytes(bad.as_bytes()).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let id = res.headers()["x-request-id"].to_str().unwrap();
+            assert!(id != bad && id.len() == 36, "{bad:?} became {id}");
+        }
     }
 }
 

@@ -65,9 +65,12 @@ async fn deep_links_get_index_html_and_assets_are_served() {
         "assets are compressed"
     );
 
+    let missing = app.get("/missing-asset.js").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.get("/missing-asset.js").await.status(),
-        StatusCode::NOT_FOUND
+        missing.headers()["cache-control"],
+        "no-store",
+        "a missing asset is not cached"
     );
 
     let res = app.get("/admin/api/unknown").await;
