@@ -192,6 +192,11 @@ impl McpState {
     /// Forgets a user's sessions and cached grants (user disabled, demoted or deleted).
     pub fn forget_user(&self, user_id: i64) {
         self.registry.invalidate_grants(user_id);
+        self.drop_user_sessions(user_id);
+    }
+
+    /// A user's client sessions, held sessions and aggregated backend links here.
+    fn drop_user_sessions(&self, user_id: i64) {
         self.sessions.remove_where(|s| s.user_id != user_id);
         if let Ok(mut held) = self.held.lock() {
             held.retain(|(user, _), _| *user != user_id);
@@ -308,23 +313,41 @@ impl McpState {
         id: &str,
         user_id: i64,
         backend: &crate::mcp::registry::Backend,
-    ) -> Option<Arc<ProxySession>> {
+    ) -> Result<Arc<ProxySession>, Option<i64>> {
         if let Some(session) = self.sessions.get(id, user_id, backend.id) {
             self.store_seen(&session);
-            return Some(session);
+            return Ok(session);
+        }
+        // `Err(Some(owner))`: the id names a session of this owner (someone else's, or this
+        // caller's on another server), read once for the caller's hijack check.
+        if let Some(owner) = self.sessions.owner(id) {
+            return Err(Some(owner));
         }
         if !self.shares_sessions() || id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
+            return Err(None);
         }
         let hash = crate::mcp::session::id_hash(id);
         let row = match crate::db::replicas::client_session(&self.db.pool, &hash).await {
             Ok(Some(row)) if row.user_id == user_id && row.server_id == backend.id => row,
-            Ok(_) => return None,
+            Ok(Some(row)) => return Err(Some(row.user_id)),
+            Ok(None) => return Err(None),
             Err(e) => {
                 tracing::warn!(error = %e, "reading an MCP session failed");
-                return None;
+                return Err(None);
             }
         };
+        self.restore(id, &row, backend).await.ok_or(None)
+    }
+
+    /// Rebuilds a stored session here, opening the backend side where it is a stream this
+    /// replica must hold itself.
+    async fn restore(
+        &self,
+        id: &str,
+        row: &crate::db::replicas::ClientSessionRow,
+        backend: &crate::mcp::registry::Backend,
+    ) -> Option<Arc<ProxySession>> {
+        let user_id = row.user_id;
         let init = ClientInit::from_stored(row.capabilities.clone(), row.client_info.clone());
         let upstream = match row.upstream.as_str() {
             "http" => {
@@ -366,7 +389,7 @@ impl McpState {
                 Upstream::Legacy(Arc::new(tokio::sync::Mutex::new(legacy)))
             }
         };
-        let session = Arc::new(ProxySession::restored(id.to_string(), &row, init, upstream));
+        let session = Arc::new(ProxySession::restored(id.to_string(), row, init, upstream));
         // Another request may have restored it meanwhile: keep one.
         if let Some(existing) = self.sessions.get(id, user_id, backend.id) {
             return Some(existing);
@@ -412,22 +435,6 @@ impl McpState {
         });
     }
 
-    /// Who a session belongs to (to tell a stale id from another user's).
-    pub async fn session_owner(&self, id: &str) -> Option<i64> {
-        if let Some(owner) = self.sessions.owner(id) {
-            return Some(owner);
-        }
-        if !self.shares_sessions() {
-            return None;
-        }
-        let hash = crate::mcp::session::id_hash(id);
-        crate::db::replicas::client_session(&self.db.pool, &hash)
-            .await
-            .ok()
-            .flatten()
-            .map(|row| row.user_id)
-    }
-
     /// Ends a session everywhere: here, in the database, and on every other replica.
     pub async fn end_session(&self, session: &ProxySession) -> Option<Arc<ProxySession>> {
         if !self.shares_sessions() {
@@ -449,14 +456,7 @@ impl McpState {
         use crate::feed::Change;
         self.registry.forget(change);
         match change {
-            Change::User(user_id) => {
-                let user_id = *user_id;
-                self.sessions.remove_where(|s| s.user_id != user_id);
-                if let Ok(mut held) = self.held.lock() {
-                    held.retain(|(user, _), _| *user != user_id);
-                }
-                self.aggregate.retain_links(|user, _| user != user_id, None);
-            }
+            Change::User(user_id) => self.drop_user_sessions(*user_id),
             Change::McpSession(hash) => {
                 if let Ok(mut ended) = self.recently_ended.lock() {
                     let now = crate::db::now();

@@ -203,15 +203,17 @@ async fn dispatch(
         return initialize(&state, call, msg, body, recorder).await;
     }
     if let Some(sid) = header_str(headers, H_SESSION) {
-        let Some(session) = state
+        let found = state
             .mcp
             .find_session(sid, call.principal.user_id, &call.backend)
-            .await
-        else {
-            if let Some(owner) = state.mcp.session_owner(sid).await
-                && owner != call.principal.user_id
-            {
-                state.events.record(
+            .await;
+        let session = match found {
+            Ok(session) => session,
+            Err(owner) => {
+                if let Some(owner) = owner
+                    && owner != call.principal.user_id
+                {
+                    state.events.record(
                     EventType::SessionHijackAttempt,
                     Severity::High,
                     &meta.ctx(),
@@ -219,9 +221,11 @@ async fn dispatch(
                     Some(&call.principal.username),
                     json!({ "server": call.backend.name, "reason": "another user's MCP session id" }),
                 );
+                }
+                finish(recorder, "session_not_found", 404, 0);
+                return McpError::new(msg.id.as_deref(), ErrorKind::SessionNotFound)
+                    .into_response();
             }
-            finish(recorder, "session_not_found", 404, 0);
-            return McpError::new(msg.id.as_deref(), ErrorKind::SessionNotFound).into_response();
         };
         session.touch();
         if let Some(r) = &mut recorder {
@@ -586,8 +590,8 @@ async fn admit_session(
         .find_session(sid, call.principal.user_id, &call.backend)
         .await
     {
-        Some(session) => Ok((call, session)),
-        None => Err(McpError::new(None, ErrorKind::SessionNotFound).into_response()),
+        Ok(session) => Ok((call, session)),
+        Err(_) => Err(McpError::new(None, ErrorKind::SessionNotFound).into_response()),
     }
 }
 

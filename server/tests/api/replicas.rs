@@ -242,9 +242,15 @@ impl Drop for Nginx {
     /// A fast shutdown (SIGTERM): the master takes its workers with it, which a SIGKILL
     /// would orphan.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // Signalled directly (no `kill` program: procps is not in a minimal image).
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        } else {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
