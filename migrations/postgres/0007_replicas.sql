@@ -27,12 +27,14 @@ create table mcp_ended_sessions (
     user_id bigint not null,
     expires_at bigint not null
 );
+create index mcp_ended_sessions_expires on mcp_ended_sessions (expires_at);
 
 -- Single-use values (live-feed ticket nonces), until they expire.
 create table used_nonces (
     nonce text primary key,
     expires_at bigint not null
 );
+create index used_nonces_expires on used_nonces (expires_at);
 
 -- Shared GCRA state of the MCP rate limits (Postgres only): a key's theoretical arrival time in
 -- microseconds of the database clock.

@@ -18,9 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -298,10 +296,9 @@ pub fn with_middleware(
             }
             req
         })
-        .layer(SetRequestIdLayer::new(
-            x_request_id.clone(),
-            FastRequestId::new(),
-        ))
+        // v4 UUIDs; the `uuid` dependency's `fast-rng` feature draws them from a thread-local
+        // CSPRNG (no `getrandom` system call per request, which perf showed with plain v4).
+        .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -324,26 +321,6 @@ pub fn with_middleware(
         ))
         .layer(cors(config))
         .service(router)
-}
-
-/// Request ids: random (v4) UUIDs from `uuid` with its `fast-rng` feature, which draws from a
-/// thread-local CSPRNG seeded once (no `getrandom` system call per request: perf showed one
-/// per request with plain v4 UUIDs).
-#[derive(Clone)]
-struct FastRequestId;
-
-impl FastRequestId {
-    fn new() -> FastRequestId {
-        FastRequestId
-    }
-}
-
-impl MakeRequestId for FastRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-        HeaderValue::from_str(id).ok().map(RequestId::new)
-    }
 }
 
 /// One INFO line per request (`ACCESS_LOG`, target `access`): method, the route's template,

@@ -414,8 +414,8 @@ impl Config {
                     format!("set either {name} or {file_var}, not both"),
                 ));
             }
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError::new(file_var, format!("cannot read `{path}`: {e}")))?;
+            let text = read_secret_file(&path)
+                .map_err(|m| ConfigError::new(file_var, format!("`{path}`: {m}")))?;
             // An empty secret file is a failed mount, not "unset": fail rather than fall back
             // to a default (an open registration, a local database, a generated key).
             if text.trim().is_empty() {
@@ -1006,6 +1006,28 @@ fn parse_key32(raw: &str) -> Result<[u8; 32], String> {
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// A secret file's text: a regular file of at most 64 KiB (not a FIFO or `/dev/zero`, which
+/// would hang or exhaust the start-up and every health probe).
+fn read_secret_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    const MAX: u64 = 64 * 1024;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut text = String::new();
+    file.take(MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read it as text: {e}"))?;
+    if text.len() as u64 > MAX {
+        return Err("larger than 64 KiB".into());
+    }
+    Ok(text)
+}
+
 pub fn redact_url_password(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut url) => {

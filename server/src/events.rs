@@ -173,7 +173,7 @@ struct Folding {
     exact: HashMap<u64, Exact>,
     sources: HashMap<u64, Source>,
     /// Sources tracked per type.
-    per_type: [usize; 12],
+    per_type: [usize; EventType::ALL.len()],
 }
 
 /// Who an event comes from, for folding: the client address (IPv6 per /64, as one host
@@ -193,7 +193,7 @@ pub struct EventSink {
     tx: mpsc::Sender<(usize, SecurityEventRow)>,
     dropped: Arc<AtomicU64>,
     /// Events of each type waiting in the queue.
-    queued: Arc<[AtomicUsize; 12]>,
+    queued: Arc<[AtomicUsize; EventType::ALL.len()]>,
     /// Events recorded since start, by type (for `/metrics`; repeats included).
     counts: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
     folding: Arc<Mutex<Folding>>,
@@ -209,7 +209,8 @@ impl EventSink {
     /// Starts the writer task (database, JSONL file, live feed) and the folding sweep.
     pub fn spawn(db: Db, live: LiveHub, file: Option<FileLog>) -> EventSink {
         let (tx, mut rx) = mpsc::channel::<(usize, SecurityEventRow)>(QUEUE);
-        let queued: Arc<[AtomicUsize; 12]> = Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
+        let queued: Arc<[AtomicUsize; EventType::ALL.len()]> =
+            Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
         let writer_queued = queued.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(64);

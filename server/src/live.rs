@@ -213,12 +213,14 @@ pub async fn socket(
     AppQuery(query): AppQuery<LiveQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Subscribed before the admin is checked: a change made meanwhile re-checks them too.
+    let changes = state.auth_cache.subscribe();
     let admin = redeem(&state, &query.ticket).await;
     let filter = query.filter;
     upgrade
         .on_upgrade(move |socket| async move {
             match admin {
-                Some(admin) => serve(state, socket, filter, admin).await,
+                Some(admin) => serve(state, socket, filter, admin, changes).await,
                 None => {
                     let mut socket = socket;
                     let _ = socket
@@ -238,12 +240,12 @@ async fn serve(
     mut socket: WebSocket,
     filter: LiveFilter,
     (admin, session): (i64, Option<String>),
+    // Every change of identity state re-checks the admin: demoted, disabled, deleted or signed
+    // out, the feed ends at once.
+    mut changes: tokio::sync::watch::Receiver<u64>,
 ) {
     let mut rx = state.live.tx.subscribe();
     state.live.feed.watching_started();
-    // Every change of identity state re-checks the admin: demoted, disabled, deleted or signed
-    // out, the feed ends at once.
-    let mut changes = state.auth_cache.subscribe();
     let hello = LiveMessage::Subscribed {
         filter: filter.clone(),
     };

@@ -436,18 +436,19 @@ impl McpState {
     }
 
     /// Ends a session everywhere: here, in the database, and on every other replica.
-    pub async fn end_session(&self, session: &ProxySession) -> Option<Arc<ProxySession>> {
+    /// `Err` when the stored row could not be deleted (the session would come back: the client
+    /// is told to retry rather than that it ended).
+    pub async fn end_session(
+        &self,
+        session: &ProxySession,
+    ) -> anyhow::Result<Option<Arc<ProxySession>>> {
         if !self.shares_sessions() {
-            return self.sessions.remove(&session.id);
+            return Ok(self.sessions.remove(&session.id));
         }
-        if let Err(e) =
-            crate::db::replicas::delete_client_session(&self.db.pool, &session.id_hash).await
-        {
-            tracing::warn!(error = %e, "deleting an MCP session failed");
-        }
+        crate::db::replicas::delete_client_session(&self.db.pool, &session.id_hash).await?;
         self.changes
             .send(crate::feed::Change::McpSession(session.id_hash.clone()));
-        self.sessions.remove(&session.id)
+        Ok(self.sessions.remove(&session.id))
     }
 
     /// Applies a change another replica made: cached grants and rules go, and a changed user's

@@ -333,6 +333,8 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
+    // Whatever a removed server of this name left behind (a code exchanged late) goes.
+    retire_resource(state, &row.name).await?;
     state.mcp.reload().await?;
     state.changes.send(crate::feed::Change::Servers);
     Ok(server)
@@ -414,6 +416,7 @@ pub async fn update(
     tx.commit().await?;
     if before_row.name != row.name {
         retire_resource(state, &before_row.name).await?;
+        retire_resource(state, &row.name).await?;
     }
     state.mcp.reload().await?;
     state.changes.send(crate::feed::Change::Servers);
@@ -425,7 +428,8 @@ pub async fn update(
 /// whose tokens it names, so neither carries over to a server that takes the name later.
 async fn retire_resource(state: &AppState, name: &str) -> Result<(), ApiError> {
     let resource = format!("{}/mcp/{name}", state.config.public_url);
-    db::oauth::forget_resource(&state.db.pool, &resource).await?;
+    // Consents and unexchanged codes for it, then the sessions its tokens name.
+    db::oauth::forget_resource(&state.db.pool, &resource, db::now()).await?;
     for session in db::sessions::of_resource(&state.db.pool, &resource).await? {
         crate::auth::tokens::revoke_session(state, &session, "mcp_server_retired").await?;
     }

@@ -198,12 +198,17 @@ async fn apply_change(state: &AppState, change: crate::feed::Change) {
     state.auth_cache.forget(&change);
     state.mcp.apply(&change).await;
     // An aggregated session ended elsewhere: its backend sessions here end too.
+    // (Closed off the listener: a slow backend must not hold up the changes behind it.)
     if let Change::Ended(key, _) = &change {
-        for slot in state.mcp.aggregate.remove_session(key) {
-            if let Some(link) = slot.lock().await.take() {
-                link.close(state).await;
+        let slots = state.mcp.aggregate.remove_session(key);
+        let state = state.clone();
+        tokio::spawn(async move {
+            for slot in slots {
+                if let Some(link) = slot.lock().await.take() {
+                    link.close(&state).await;
+                }
             }
-        }
+        });
     }
     if matches!(change, Change::Settings | Change::All)
         && let Err(e) = state.runtime.reload(&state.db).await

@@ -216,10 +216,6 @@ fn setup(for_tests: bool) -> Result<()> {
             "rustup is required (it adds the wasm32 target for the admin UI): install it from https://rustup.rs, then try again".into(),
         );
     }
-    // Crates with C parts (aws-lc-rs, the SQLite driver) need a C compiler besides the linker.
-    if output(Command::new("cc").arg("--version")).is_none() {
-        apt_install(&["build-essential"])?;
-    }
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]));
     if !installed.is_some_and(|t| t.lines().any(|l| l == "wasm32-unknown-unknown")) {
         step("rustup target add wasm32-unknown-unknown");
@@ -259,6 +255,9 @@ fn setup_test_deps() -> Result<()> {
     // The MCP test peers run on Node.js and Python.
     if output(Command::new("node").arg("--version")).is_none() {
         packages.push("nodejs");
+    }
+    if output(Command::new("npm").arg("--version")).is_none() {
+        packages.push("npm");
     }
     // `python3 -m venv --help` works without python3-venv on Debian; creating one does not,
     // for want of ensurepip.

@@ -391,10 +391,20 @@ pub async fn set_grant_scope(
     Ok(())
 }
 
-/// Forgets every consent given for a resource (its server was renamed or removed).
-pub async fn forget_resource(db: impl AnyExecutor<'_>, resource: &str) -> Result<(), sqlx::Error> {
+/// Forgets every consent given for a resource and spends its unexchanged codes (its server
+/// was renamed or removed, or a new one takes the name).
+pub async fn forget_resource(
+    db: &sqlx::AnyPool,
+    resource: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("delete from oauth_grant_scopes where resource = $1")
         .bind(resource)
+        .execute(db)
+        .await?;
+    sqlx::query("update oauth_codes set used_at = $2 where resource = $1 and used_at is null")
+        .bind(resource)
+        .bind(now)
         .execute(db)
         .await?;
     Ok(())
@@ -436,15 +446,16 @@ pub async fn count_dynamic_clients_from(
     Ok(n)
 }
 
-/// Removes dynamically registered clients created before `before` that never completed an
-/// authorization (no grant, no session); their codes go with them.
+/// Removes self-registered clients (dynamic registrations and fetched metadata documents)
+/// created before `before` that have no grant and no session; their codes go with them. A
+/// metadata-document client is fetched again when next used.
 pub async fn prune_unused_clients(
     db: impl AnyExecutor<'_>,
     before: i64,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "delete from oauth_clients
-         where kind = 'dynamic' and created_at < $1
+         where kind in ('dynamic', 'cimd') and created_at < $1
            and not exists (select 1 from oauth_grants g where g.client_key = oauth_clients.id)
            and not exists (select 1 from sessions s where s.client_key = oauth_clients.id)",
     )

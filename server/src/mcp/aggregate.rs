@@ -719,7 +719,13 @@ pub async fn delete(
     let Some(token) = token else {
         return McpError::new(None, ErrorKind::SessionNotFound).into_response();
     };
-    end_session(&state, &token).await;
+    if let Err(e) = end_session(&state, &token).await {
+        return McpError::new(
+            None,
+            ErrorKind::Internal(e.context("ending an aggregated session failed")),
+        )
+        .into_response();
+    }
     for slot in state.mcp.aggregate.remove_session(&token.k) {
         if let Some(link) = slot.lock().await.take() {
             link.close(&state).await;

@@ -557,8 +557,16 @@ pub async fn delete(
         Ok(found) => found,
         Err(res) => return res,
     };
-    if let Some(session) = state.mcp.end_session(&session).await {
-        end_backend_session(&state, &call.backend.target, &session).await;
+    match state.mcp.end_session(&session).await {
+        Ok(Some(session)) => end_backend_session(&state, &call.backend.target, &session).await,
+        Ok(None) => {}
+        Err(e) => {
+            return McpError::new(
+                None,
+                ErrorKind::Internal(e.context("ending a stored session failed")),
+            )
+            .into_response();
+        }
     }
     StatusCode::NO_CONTENT.into_response()
 }

@@ -183,8 +183,7 @@ pub struct ProxySession {
 
 /// SHA-256 of a client session id, hex.
 pub fn id_hash(id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex(&Sha256::digest(id.as_bytes()))
+    crate::auth::tokens::hash_token(id)
 }
 
 impl ProxySession {

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -295,7 +294,7 @@ pub async fn register(
     State(state): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, OAuthError> {
     let oauth = &state.config.oauth;
     if !state.runtime.get().oauth_dcr {
@@ -322,12 +321,14 @@ pub async fn register(
         .map_err(|limited| {
             OAuthError::slow_down(limited, "too many registrations from this address")
         })?;
-    if body.len() > MAX_REGISTRATION_BYTES {
+    // Read only up to the registration limit (not the API's general body limit): nothing
+    // larger is ever buffered for an unauthenticated caller.
+    let Ok(body) = axum::body::to_bytes(body, MAX_REGISTRATION_BYTES).await else {
         return Err(registration_error(
             "invalid_client_metadata",
             &format!("client metadata may be at most {MAX_REGISTRATION_BYTES} bytes"),
         ));
-    }
+    };
     // What one address may keep stored (registrations that complete an authorization stay;
     // others are removed after OAUTH_UNUSED_CLIENT_TTL_SECS).
     let cap = oauth.max_clients_per_address;

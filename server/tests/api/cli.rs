@@ -92,10 +92,10 @@ async fn healthcheck_exits_zero_only_when_the_gateway_is_ready() {
     let env = TestEnv::new(crate::helpers::Backend::Sqlite).await;
     let process = crate::helpers::GatewayProcess::on(&env, false).await;
     let port = process.url.rsplit(':').next().unwrap().to_string();
-    let probe = |port: String| {
+    let probe_on = |host: &'static str, port: String| {
         let mut cmd = gateway(&env);
         cmd.args(["healthcheck", "--timeout", "2"])
-            .env("GATEWAY_HOST", "0.0.0.0")
+            .env("GATEWAY_HOST", host)
             .env("GATEWAY_PORT", port);
         async move {
             tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -103,8 +103,15 @@ async fn healthcheck_exits_zero_only_when_the_gateway_is_ready() {
                 .unwrap()
         }
     };
+    let probe = |port: String| probe_on("0.0.0.0", port);
     let ready = probe(port.clone()).await;
     assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    // Listening on every IPv6 address: ::1 first, then IPv4 loopback (where this one is).
+    let dual = probe_on("::", port.clone()).await;
+    assert_eq!(dual.status.code(), Some(0), "{dual:?}");
+    // A configuration it cannot read is "not ready" (1), not Docker's reserved 2.
+    let bad = probe("99999".into()).await;
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
     drop(process);
     let gone = probe(port).await;
     assert_eq!(gone.status.code(), Some(1), "nothing listens: {gone:?}");
@@ -124,6 +131,23 @@ async fn healthcheck_exits_zero_only_when_the_gateway_is_ready() {
     let not_ready = probe(other.to_string()).await;
     assert_eq!(not_ready.status.code(), Some(1), "{not_ready:?}");
     assert!(String::from_utf8_lossy(&not_ready.stderr).contains("503"));
+    // Something that accepts and never answers: given up on within the time limit.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    let hung = probe(silent_port.to_string()).await;
+    assert_eq!(hung.status.code(), Some(1), "{hung:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "bounded by --timeout"
+    );
+    held.abort();
 }
 
 /// `ACCESS_LOG`: one INFO line per API request with the route's template, status, duration and
@@ -178,6 +202,14 @@ async fn the_access_log_names_routes_never_values() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    // A last API request: once its line is in, every earlier line is too.
+    let last = http
+        .get(format!("{}/admin/api/me", process.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let last_id = last.headers()["x-request-id"].to_str().unwrap().to_string();
     let mut access = Vec::new();
     for _ in 0..100 {
         access = lines
@@ -187,10 +219,7 @@ async fn the_access_log_names_routes_never_values() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|l| l["target"] == "access")
             .collect();
-        if access
-            .iter()
-            .any(|l| l["request_id"] == request_id.as_str())
-        {
+        if access.iter().any(|l| l["request_id"] == last_id.as_str()) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -1014,12 +1014,18 @@ db_test! {
             let servers: Value = app.get_as("/admin/api/mcp-servers", &admin).await.json().await.unwrap();
             servers.as_array().unwrap().iter().find(|x| x["name"] == "peer2").unwrap()["id"].as_i64().unwrap()
         };
+        // A token issued for the name before: it works until the name is given up.
+        let code = code_for(&app, &on("peer2", "mcp"), "admin", ADMIN_PASSWORD).await;
+        let (_, issued) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+        let old_token = issued["access_token"].as_str().unwrap().to_string();
+        assert_eq!(mcp_status(&app, "/mcp/peer2", &old_token).await, StatusCode::OK);
         for name in ["peer3", "peer2"] {
             let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{peer2_id}"), Some(&admin), Some(json!({"name": name}))).await;
             assert_eq!(res.status(), StatusCode::OK);
         }
         let res = authorize(&app, &on("peer2", "mcp"), Some(&cookie)).await;
         assert!(to_consent(&res), "consent given to the name's earlier holder is gone");
+        assert_eq!(mcp_status(&app, "/mcp/peer2", &old_token).await, StatusCode::UNAUTHORIZED, "and so are its sessions");
 
         // An open redirect needs an untrusted client: a registration for a phishing page gets
         // the gateway's error page for every authorize error, signed in or not.
@@ -1060,6 +1066,7 @@ db_test! {
             ("11 redirect URIs", json!({"redirect_uris": too_many})),
             ("a 2 KB redirect URI", json!({"redirect_uris": [long]})),
             ("a 20 KB body", huge),
+            ("a 104-character scope", json!({"redirect_uris": [redirect], "scope": "mcp ".repeat(26)})),
         ] {
             let res = app.post_json("/oauth/register", None, body).await;
             assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{what}");
@@ -1121,12 +1128,15 @@ db_test! {
                 (status, body.to_string().replace("peer2", "NAME").replace("nosuch", "NAME"))
             }
         };
-        for (method, hidden, unknown) in [
-            ("tools/call", json!({"name": "peer2__echo", "arguments": {}}), json!({"name": "nosuch__echo", "arguments": {}})),
-            ("prompts/get", json!({"name": "peer2__greet"}), json!({"name": "nosuch__greet"})),
-            ("resources/read", json!({"uri": "mcpgw://peer2/x"}), json!({"uri": "mcpgw://nosuch/x"})),
+        for (method, hidden, unknown, code) in [
+            ("tools/call", json!({"name": "peer2__echo", "arguments": {}}), json!({"name": "nosuch__echo", "arguments": {}}), -32602),
+            ("prompts/get", json!({"name": "peer2__greet"}), json!({"name": "nosuch__greet"}), -32602),
+            ("resources/read", json!({"uri": "mcpgw://peer2/x"}), json!({"uri": "mcpgw://nosuch/x"}), -32002),
         ] {
-            assert_eq!(ask(method, hidden).await, ask(method, unknown).await, "{method}");
+            let answer = ask(method, unknown).await;
+            let error: Value = serde_json::from_str(&answer.1).unwrap();
+            assert_eq!(error["error"]["code"], code, "{method}: the unknown-name answer: {answer:?}");
+            assert_eq!(ask(method, hidden).await, answer, "{method}");
         }
     }
 }

@@ -86,14 +86,13 @@ pub(super) async fn live_session(state: &AppState, id: &str, user_id: i64) -> Op
 }
 
 /// Ends a session on every replica.
-pub(super) async fn end_session(state: &AppState, token: &SessionToken) {
+/// `Err` when the end could not be stored (other replicas would keep serving the session: the
+/// client is told to retry rather than that it ended).
+pub(super) async fn end_session(state: &AppState, token: &SessionToken) -> anyhow::Result<()> {
     state.mcp.aggregate.mark_ended(&token.k, token.e);
-    if let Err(e) =
-        crate::db::replicas::end_aggregated(&state.db.pool, &token.k, token.u, token.e).await
-    {
-        tracing::warn!(error = %e, "storing an ended aggregated session failed");
-    }
+    crate::db::replicas::end_aggregated(&state.db.pool, &token.k, token.u, token.e).await?;
     state
         .changes
         .send(crate::feed::Change::Ended(token.k.clone(), token.e));
+    Ok(())
 }
