@@ -406,6 +406,8 @@ pub async fn admin_delete_user(
         return Err(last_admin());
     }
     db::users::delete(&mut *tx, id).await?;
+    // Their connected backend accounts go with them.
+    db::backend_tokens::delete_user(&mut *tx, id).await?;
     audit(
         &mut *tx,
         actor,

@@ -221,6 +221,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(oauth::router())
         .merge(admin::router())
+        .merge(crate::connections::router())
 }
 
 /// The whole HTTP surface: the API (with OpenAPI and Swagger UI) and the SPA fallback.

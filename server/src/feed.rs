@@ -83,6 +83,9 @@ pub enum Change {
     McpSession(String),
     /// An aggregated session ended (its key, and when it would have expired).
     Ended(String, i64),
+    /// A backend OAuth credential was connected, reconnected or disconnected: (server, user;
+    /// 0 for the server's own).
+    BackendToken(i64, i64),
     /// Anything may have changed: drop every cache and re-read everything.
     All,
 }
@@ -95,6 +98,7 @@ impl Change {
             self,
             Change::McpSession(_)
                 | Change::Ended(..)
+                | Change::BackendToken(..)
                 | Change::Settings
                 | Change::Limits
                 | Change::Keys

@@ -5,7 +5,9 @@
 
 pub mod cache;
 pub mod config;
+pub mod cookies;
 pub mod feed;
+pub mod fetch;
 pub mod telemetry;
 
 pub mod db;
@@ -21,10 +23,12 @@ pub mod filelog;
 pub mod files;
 
 pub mod accounts;
+pub mod backend_auth;
 pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod conn;
+pub mod connections;
 pub mod health;
 pub mod live;
 pub mod mcp;

@@ -53,6 +53,8 @@ const SESSION_SWEEP: Duration = Duration::from_secs(60);
 
 pub struct McpState {
     pub registry: Registry,
+    /// OAuth credentials toward backends (`backend_auth.rs`).
+    pub tokens: Arc<crate::backend_auth::Tokens>,
     pub client: BackendClient,
     pub sessions: Arc<SessionStore>,
     /// Backend sessions the gateway holds for 2026-07-28 clients of older backends, per
@@ -97,17 +99,25 @@ impl McpState {
         live: LiveHub,
         retention_days: Arc<std::sync::atomic::AtomicU32>,
         changes: crate::feed::Changes,
+        events: crate::events::EventSink,
     ) -> anyhow::Result<Arc<McpState>> {
         let mut limits = McpLimits::new(&config.mcp.rate_limits, config.mcp.user_bytes_per_minute);
         if db.backend == crate::db::Backend::Postgres {
             limits = limits.share(db.pool.clone());
         }
         limits.set(load_limit_table(db.clone(), &config).await?);
+        let tokens = crate::backend_auth::Tokens::new(
+            db.clone(),
+            secret_box.clone(),
+            events,
+            config.public_url.clone(),
+        );
         let registry = Registry::load(
             db.clone(),
             secret_box.clone(),
             config.clone(),
             changes.clone(),
+            tokens.clone(),
         )
         .await?;
         let metrics = Arc::new(Metrics::default());
@@ -120,6 +130,7 @@ impl McpState {
         }
         Ok(Arc::new(McpState {
             registry,
+            tokens,
             client: BackendClient::new()?,
             sessions: Arc::default(),
             held: Mutex::default(),
@@ -471,12 +482,16 @@ impl McpState {
                 self.sessions.remove_where(|s| s.id_hash != *hash);
             }
             Change::Ended(key, expires_at) => self.aggregate.mark_ended(key, *expires_at),
+            Change::BackendToken(server_id, user_id) => {
+                self.tokens.forget(*server_id, Some(*user_id));
+            }
             Change::Servers => {
                 if let Err(e) = self.reload().await {
                     tracing::warn!(error = format!("{e:#}"), "reloading MCP servers failed");
                 }
             }
             Change::All => {
+                self.tokens.forget_all();
                 // Anything may have been missed: stored sessions are read again on their next
                 // request (and ended ones stay ended), ended aggregated sessions are re-read.
                 if self.shares_sessions() {

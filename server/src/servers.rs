@@ -79,8 +79,138 @@ fn validate_description(d: Option<&str>) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// A credential to store: (type, header name, secret).
-type CredentialParts = (&'static str, Option<String>, String);
+/// A credential to store: (type, header name, secret, hint shown by the API).
+type CredentialParts = (&'static str, Option<String>, String, String);
+
+/// An OAuth scope value: space-separated scope tokens (RFC 6749 §3.3), at most 1000 characters.
+fn valid_scope(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= 1000
+        && scope.split(' ').all(|t| {
+            !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        })
+}
+
+/// An absolute http(s) URL without credentials or fragment, at most 2000 characters.
+fn valid_endpoint(raw: &str) -> bool {
+    raw.len() <= 2000
+        && url::Url::parse(raw).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.fragment().is_none()
+        })
+}
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 512 && id.chars().all(|c| !c.is_control())
+}
+
+/// The sealed configuration of an OAuth credential.
+fn oauth_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, ApiError> {
+    use crate::backend_auth::{ClientAuth, Kind, OAuthConfig};
+    let field = "credential";
+    let bad = |m: &str| Err(ApiError::validation(field, m.to_string()));
+    let optional_scope = |scope: &Option<String>| -> Result<(), ApiError> {
+        match scope {
+            Some(s) if !valid_scope(s) => Err(ApiError::validation(
+                field,
+                "scope is space-separated scope tokens (printable ASCII without '\"' or '\\'), at most 1000 characters",
+            )),
+            _ => Ok(()),
+        }
+    };
+    let (kind, config, hint) = match input {
+        CredentialInput::OAuthClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            audience,
+            resource,
+            auth_method,
+        } => {
+            if !valid_endpoint(token_url) {
+                return bad("token_url must be an absolute http(s) URL without credentials or fragment");
+            }
+            if !valid_client_id(client_id) {
+                return bad("client_id must be 1 to 512 characters without control characters");
+            }
+            if client_secret.is_empty() || client_secret.len() > 8192 {
+                return bad("client_secret must be 1 to 8192 characters");
+            }
+            optional_scope(scope)?;
+            if audience
+                .as_ref()
+                .is_some_and(|a| a.is_empty() || a.len() > 2000 || a.chars().any(char::is_control))
+            {
+                return bad("audience must be 1 to 2000 characters without control characters");
+            }
+            if resource.as_ref().is_some_and(|r| !valid_endpoint(r)) {
+                return bad("resource must be an absolute http(s) URL without fragment");
+            }
+            let auth_method = match auth_method.as_deref() {
+                None | Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
+                Some("client_secret_post") => ClientAuth::ClientSecretPost,
+                Some(_) => {
+                    return bad("auth_method is \"client_secret_basic\" or \"client_secret_post\"");
+                }
+            };
+            let config = OAuthConfig {
+                token_url: Some(token_url.clone()),
+                client_id: Some(client_id.clone()),
+                client_secret: Some(client_secret.clone()),
+                auth_method,
+                scope: scope.clone(),
+                audience: audience.clone(),
+                resource: resource.clone(),
+                ..OAuthConfig::default()
+            };
+            (Kind::ClientCredentials, config, format!("client {client_id}"))
+        }
+        CredentialInput::OAuthAdmin(code) | CredentialInput::OAuthUser(code) => {
+            if code.client_id.as_deref().is_some_and(|id| !valid_client_id(id)) {
+                return bad("client_id must be 1 to 512 characters without control characters");
+            }
+            if code.client_secret.is_some() && code.client_id.is_none() {
+                return bad("a client_secret needs its client_id");
+            }
+            if code
+                .client_secret
+                .as_ref()
+                .is_some_and(|s| s.is_empty() || s.len() > 8192)
+            {
+                return bad("client_secret must be 1 to 8192 characters");
+            }
+            optional_scope(&code.scope)?;
+            let config = OAuthConfig {
+                client_id: code.client_id.clone(),
+                auth_method: if code.client_secret.is_some() {
+                    ClientAuth::ClientSecretBasic
+                } else {
+                    ClientAuth::None
+                },
+                client_secret: code.client_secret.clone(),
+                scope: code.scope.clone(),
+                ..OAuthConfig::default()
+            };
+            let kind = if matches!(input, CredentialInput::OAuthAdmin(_)) {
+                Kind::Admin
+            } else {
+                Kind::User
+            };
+            let hint = match &code.client_id {
+                Some(id) => format!("client {id}"),
+                None => "registered on first connect".to_string(),
+            };
+            (kind, config, hint)
+        }
+        _ => return Ok(None),
+    };
+    let json = serde_json::to_string(&config).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Some((kind.as_str(), None, json, hint)))
+}
 
 /// The credential to store, or `None` to clear it.
 fn credential_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, ApiError> {
@@ -95,11 +225,14 @@ fn credential_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, 
             Ok(())
         }
     };
+    if let Some(parts) = oauth_parts(input)? {
+        return Ok(Some(parts));
+    }
     let parts = match input {
         CredentialInput::None => return Ok(None),
         CredentialInput::Bearer { token } => {
             non_empty(token, "token")?;
-            ("bearer", None, token.clone())
+            ("bearer", None, token.clone(), hint(token))
         }
         CredentialInput::Basic { username, password } => {
             non_empty(username, "username")?;
@@ -109,7 +242,9 @@ fn credential_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, 
                     "a basic-auth username cannot contain ':'",
                 ));
             }
-            ("basic", None, format!("{username}:{password}"))
+            let secret = format!("{username}:{password}");
+            let shown = hint(&secret);
+            ("basic", None, secret, shown)
         }
         CredentialInput::Header { name, value } => {
             non_empty(value, "value")?;
@@ -132,8 +267,9 @@ fn credential_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, 
                     format!("`{name}` cannot be used as a credential header"),
                 ));
             }
-            ("header", Some(lower), value.clone())
+            ("header", Some(lower), value.clone(), hint(value))
         }
+        _ => return Ok(None),
     };
     // The header must be valid on the wire.
     credential_header(parts.0, parts.1.as_deref(), &parts.2).map_err(|_| {
@@ -215,9 +351,11 @@ async fn store_credential(
     id: i64,
     input: &CredentialInput,
 ) -> Result<(), ApiError> {
+    // Tokens held under the earlier credential are void (another client, scope or kind).
+    db::backend_tokens::delete_server(&mut *tx, id).await?;
     match credential_parts(input)? {
         None => db::servers::set_credential(&mut *tx, id, None, None, None, None).await?,
-        Some((kind, header, secret)) => {
+        Some((kind, header, secret, hint)) => {
             let sealed = state
                 .secret_box
                 .seal(secret.as_bytes(), &credential_context(id))?;
@@ -227,7 +365,7 @@ async fn store_credential(
                 Some(kind),
                 header.as_deref(),
                 Some(&sealed),
-                Some(&hint(&secret)),
+                Some(&hint),
             )
             .await?;
         }

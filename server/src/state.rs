@@ -128,6 +128,15 @@ impl AppState {
         let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
         runtime.spawn_reload(db.clone());
         spawn_pruning(db.clone(), runtime.clone(), config.oauth.unused_client_ttl);
+        let events = EventSink::spawn(
+            db.clone(),
+            live.clone(),
+            Some(FileLog::new(
+                &config.log_dir,
+                "security",
+                runtime.retention_days.clone(),
+            )),
+        );
         let mcp = McpState::init(
             db.clone(),
             secret_box.clone(),
@@ -135,6 +144,7 @@ impl AppState {
             live.clone(),
             runtime.retention_days.clone(),
             changes.clone(),
+            events.clone(),
         )
         .await?;
         spawn_audit_log(db.clone(), &config, runtime.retention_days.clone());
@@ -161,15 +171,7 @@ impl AppState {
                 config.auth.login_ip_max_failures,
                 config.auth.login_ip_window,
             )),
-            events: EventSink::spawn(
-                db.clone(),
-                live.clone(),
-                Some(FileLog::new(
-                    &config.log_dir,
-                    "security",
-                    runtime.retention_days.clone(),
-                )),
-            ),
+            events,
             live,
             runtime: runtime.clone(),
             setup_token,
@@ -315,6 +317,10 @@ fn spawn_pruning(db: Db, runtime: Arc<RuntimeSettings>, config_unused_ttl: Durat
             // Spent or expired authorization codes are kept a day (reuse detection), then go.
             if let Err(e) = db::oauth::prune_codes(&db.pool, now - 86_400).await {
                 tracing::warn!(error = %e, "pruning OAuth codes failed");
+            }
+            // Backend connection flows never completed.
+            if let Err(e) = db::backend_tokens::prune_pending(&db.pool, now).await {
+                tracing::warn!(error = %e, "pruning backend connection flows failed");
             }
             if db.pool.is_closed() {
                 break;

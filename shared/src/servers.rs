@@ -29,13 +29,57 @@ pub enum CredentialInput {
     Basic { username: String, password: String },
     /// A custom header, e.g. `X-API-Key: <value>`.
     Header { name: String, value: String },
+    /// OAuth client credentials (RFC 6749 §4.4): the gateway gets and renews its own token.
+    #[serde(rename = "oauth_client_credentials")]
+    OAuthClientCredentials {
+        /// The authorization server's token endpoint.
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+        /// Sent as `audience` (some authorization servers want it).
+        #[serde(default)]
+        audience: Option<String>,
+        /// Sent as `resource` (RFC 8707); default: the server's URL.
+        #[serde(default)]
+        resource: Option<String>,
+        /// `client_secret_basic` (default) or `client_secret_post`.
+        #[serde(default)]
+        auth_method: Option<String>,
+    },
+    /// OAuth authorization code with PKCE, connected once by an admin (`POST
+    /// /admin/api/servers/{id}/connect`); every call uses that account's token.
+    #[serde(rename = "oauth_admin")]
+    OAuthAdmin(OAuthCodeInput),
+    /// OAuth authorization code with PKCE, connected by each user for themselves
+    /// (`/connect/{server}` on the gateway); a user's calls carry that user's own token.
+    #[serde(rename = "oauth_user")]
+    OAuthUser(OAuthCodeInput),
 }
 
-/// What the API shows of a credential: its kind and the last 4 characters of its secret.
+/// The authorization-code kinds: everything is discovered from the backend (RFC 9728, RFC 8414)
+/// and the gateway registers itself, unless a pre-registered client is given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OAuthCodeInput {
+    /// A client registered beforehand with the authorization server (its redirect URI:
+    /// `{PUBLIC_URL}/oauth/backend/callback`); without it the gateway registers one.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Scopes to ask for; default: the protected-resource metadata's `scopes_supported`.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// What the API shows of a credential: its kind and a hint (the last 4 characters of a static
+/// secret; the client id of an OAuth credential).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CredentialInfo {
-    /// `bearer`, `basic` or `header`.
+    /// `bearer`, `basic`, `header`, `oauth_client_credentials`, `oauth_admin` or `oauth_user`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `…abcd`.
@@ -323,4 +367,67 @@ pub struct SettingsUpdate {
     /// 1 to 3650 days (JSONL files, activity records, security events).
     #[serde(default)]
     pub log_retention_days: Option<u32>,
+}
+
+/// The health of one OAuth credential the gateway holds toward a backend: a server's own
+/// (`user_id` null) or a user's connected account. Never carries a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenHealth {
+    pub server_id: i64,
+    pub server: String,
+    /// `oauth_client_credentials`, `oauth_admin` or `oauth_user`.
+    pub kind: String,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    /// `ok`, `expired` (refreshed on the next call), `failed` (reconnect needed) or
+    /// `not_connected`.
+    pub status: String,
+    /// Seconds until the access token expires (negative: expired); null when unknown.
+    pub expires_in: Option<i64>,
+    pub has_refresh_token: bool,
+    pub scope: Option<String>,
+    /// Unix seconds.
+    pub connected_at: Option<i64>,
+    pub last_refresh_at: Option<i64>,
+    pub refresh_count: i64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+}
+
+/// Where to send the browser to connect an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectStart {
+    pub authorization_url: String,
+}
+
+/// One server the signed-in user connects their own account to (`oauth_user`), as the
+/// connections page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserConnection {
+    pub server_id: i64,
+    pub server: String,
+    pub description: Option<String>,
+    /// `ok`, `expired` (renewed on the next call), `failed` (reconnect) or `not_connected`.
+    pub status: String,
+    pub expires_in: Option<i64>,
+    pub connected_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Who is signed in on the connections page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectionsUser {
+    pub username: String,
+}
+
+/// The connections page: who is signed in, and their connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MyConnections {
+    pub username: String,
+    pub connections: Vec<UserConnection>,
 }

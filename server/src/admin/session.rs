@@ -33,27 +33,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 fn refresh_cookie(state: &AppState, token: &str, max_age: u64) -> Result<HeaderValue, ApiError> {
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path={COOKIE_PATH}; Max-Age={max_age}{secure}"
-    ))
-    .map_err(|e| ApiError::Internal(e.into()))
+    crate::cookies::set(
+        &state.config.public_url,
+        COOKIE,
+        token,
+        COOKIE_PATH,
+        "Strict",
+        max_age,
+    )
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
-        .filter(|v| !v.is_empty())
+    crate::cookies::read(headers, COOKIE)
 }
 
 /// Moves the refresh token from the body into the cookie.

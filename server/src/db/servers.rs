@@ -112,6 +112,25 @@ pub async fn set_credential(
     Ok(())
 }
 
+/// Replaces a sealed OAuth configuration (what discovery and registration found) if the
+/// server's credential is still of `kind`; the row's `updated_at` stays.
+pub async fn set_oauth_config(
+    db: impl AnyExecutor<'_>,
+    id: i64,
+    kind: &str,
+    sealed: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update mcp_servers set credential = $1 where id = $2 and credential_type = $3",
+    )
+    .bind(sealed)
+    .bind(id)
+    .bind(kind)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn delete(db: impl AnyExecutor<'_>, id: i64) -> Result<u64, sqlx::Error> {
     let res = sqlx::query("delete from mcp_servers where id = $1")
         .bind(id)

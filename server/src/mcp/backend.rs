@@ -3,7 +3,10 @@
 //! tools/list for health checks), over streamable HTTP (either era) and legacy HTTP+SSE.
 //!
 //! The client's own `Authorization` never reaches a backend: requests are built from scratch
-//! with an allow-list of headers plus the backend's stored credential.
+//! with an allow-list of headers plus the backend's credential: a stored header, or an OAuth
+//! access token (`backend_auth.rs`) that is renewed when due; a backend that refuses such a
+//! token (401) gets the request once more with a renewed one (it refused before acting, so
+//! sending again is safe).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,7 +18,10 @@ use http_body_util::Full;
 use hyper::body::Body as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use std::sync::Arc;
+
+use crate::backend_auth::{ServerAuth, TokenCell};
 use serde_json::{Value, json};
 
 use crate::mcp::protocol::{self, H_METHOD, H_SESSION, H_VERSION, META_CAPABILITIES, META_VERSION};
@@ -32,7 +38,7 @@ pub struct Target {
     pub parsed_url: reqwest::Url,
     /// `url` for the direct HTTP/1.1 client: set for plain `http://` URLs without userinfo.
     pub uri: Option<http::Uri>,
-    pub credential: Option<(HeaderName, HeaderValue)>,
+    pub credential: Credential,
     pub timeout: Duration,
     /// Upper bound on a backend response body (JSON) or event (SSE).
     pub max_response_bytes: usize,
@@ -42,13 +48,37 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
             .field("name", &self.name)
-            .field(
-                "credential",
-                &self.credential.as_ref().map(|_| "[redacted]"),
-            )
+            .field("credential", &self.credential)
             .finish()
     }
 }
+
+/// What a backend request carries to authenticate the gateway.
+#[derive(Clone, Default)]
+pub enum Credential {
+    #[default]
+    None,
+    /// A stored header (bearer, basic or a custom header).
+    Static(HeaderName, HeaderValue),
+    /// An OAuth access token of the server, or of one user's connected account.
+    OAuth(Arc<TokenCell>),
+    /// A server with per-user connected accounts, not bound to a user (`Registry::for_user`
+    /// binds it): the gateway's own calls go without a credential.
+    PerUser(Arc<ServerAuth>),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::None => "none",
+            Credential::Static(..) => "static [redacted]",
+            Credential::OAuth(_) => "oauth [redacted]",
+            Credential::PerUser(_) => "per-user",
+        })
+    }
+}
+
+type AuthHeader = Option<(HeaderName, HeaderValue)>;
 
 /// Why a backend call failed. Messages name the server, never its URL.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,6 +93,10 @@ pub enum BackendError {
     Protocol(String),
     #[error("server '{0}' sent a response larger than the limit")]
     TooLarge(String),
+    /// No usable OAuth credential (not connected, refused, or its authorization server is
+    /// unreachable); the message says what to do.
+    #[error("{1}")]
+    Credential(String, String),
 }
 
 impl BackendError {
@@ -71,7 +105,9 @@ impl BackendError {
             BackendError::Unavailable(_) => protocol::code::BACKEND_UNAVAILABLE,
             BackendError::Timeout(_) => protocol::code::BACKEND_TIMEOUT,
             BackendError::TooLarge(_) => protocol::code::TOO_LARGE,
-            BackendError::Status(..) | BackendError::Protocol(_) => protocol::code::BACKEND_ERROR,
+            BackendError::Status(..) | BackendError::Protocol(_) | BackendError::Credential(..) => {
+                protocol::code::BACKEND_ERROR
+            }
         }
     }
 
@@ -83,6 +119,7 @@ impl BackendError {
             BackendError::Status(..) => "backend_error",
             BackendError::Protocol(_) => "backend_protocol_error",
             BackendError::TooLarge(_) => "response_too_large",
+            BackendError::Credential(..) => "backend_credential_error",
         }
     }
 }
@@ -183,12 +220,13 @@ impl BackendClient {
             }
             return self.send(target, req).await.map(BackendResponse::from);
         };
+        let credential = self.auth_header(target).await?;
         let mut req = http::Request::new(Full::new(Bytes::new()));
         *req.uri_mut() = uri.clone();
         let map = req.headers_mut();
         map.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        if let Some((name, value)) = &target.credential {
-            map.insert(name.clone(), value.clone());
+        if let Some((name, value)) = credential {
+            map.insert(name, value);
         }
         for (name, value) in headers {
             let value = HeaderValue::from_str(value)
@@ -252,36 +290,75 @@ impl BackendClient {
             }
             return self.send(target, req).await.map(BackendResponse::from);
         };
-        let mut req = http::Request::new(Full::new(body));
-        *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = uri.clone();
-        let headers = req.headers_mut();
-        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some((name, value)) = &target.credential {
-            headers.insert(name.clone(), value.clone());
-        }
-        let unusable = || {
-            tracing::debug!(server = %target.name, "a header for the backend is not a valid header value");
-            BackendError::Unavailable(target.name.clone())
+        let credential = self.auth_header(target).await?;
+        let build = |credential: &AuthHeader| -> Result<http::Request<Full<Bytes>>, BackendError> {
+            let mut req = http::Request::new(Full::new(body.clone()));
+            *req.method_mut() = http::Method::POST;
+            *req.uri_mut() = uri.clone();
+            let headers = req.headers_mut();
+            headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some((name, value)) = credential {
+                headers.insert(name.clone(), value.clone());
+            }
+            let unusable = || {
+                tracing::debug!(server = %target.name, "a header for the backend is not a valid header value");
+                BackendError::Unavailable(target.name.clone())
+            };
+            if let Some(session) = session {
+                let value = HeaderValue::from_str(session).map_err(|_| unusable())?;
+                headers.insert(HeaderName::from_static(H_SESSION), value);
+            }
+            if let Some(version) = version {
+                let value = HeaderValue::from_str(version).map_err(|_| unusable())?;
+                headers.insert(HeaderName::from_static(H_VERSION), value);
+            }
+            for (name, value) in extra {
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| unusable())?;
+                let value = HeaderValue::from_str(value).map_err(|_| unusable())?;
+                headers.append(name, value);
+            }
+            Ok(req)
         };
-        if let Some(session) = session {
-            let value = HeaderValue::from_str(session).map_err(|_| unusable())?;
-            headers.insert(HeaderName::from_static(H_SESSION), value);
+        let res = self.send_direct(fast, target, build(&credential)?).await?;
+        if res.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(fresh) = self.renew_refused(target, &credential).await?
+        {
+            return self.send_direct(fast, target, build(&fresh)?).await;
         }
-        if let Some(version) = version {
-            let value = HeaderValue::from_str(version).map_err(|_| unusable())?;
-            headers.insert(HeaderName::from_static(H_VERSION), value);
-        }
-        for (name, value) in extra {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| unusable())?;
-            let value = HeaderValue::from_str(value).map_err(|_| unusable())?;
-            headers.append(name, value);
-        }
-        self.send_direct(fast, target, req).await
+        Ok(res)
     }
 
-    /// A request to the backend's URL with its credential attached and nothing else.
+    /// The credential header to send to `target` now.
+    async fn auth_header(&self, target: &Target) -> Result<AuthHeader, BackendError> {
+        match &target.credential {
+            Credential::None | Credential::PerUser(_) => Ok(None),
+            Credential::Static(name, value) => Ok(Some((name.clone(), value.clone()))),
+            Credential::OAuth(cell) => cell
+                .header()
+                .await
+                .map(|value| Some((AUTHORIZATION, value)))
+                .map_err(|e| BackendError::Credential(target.name.clone(), e.message(&target.name))),
+        }
+    }
+
+    /// After a 401: a renewed OAuth token to send the request again with (`None`: the
+    /// credential is not one that renews, so the 401 stands).
+    async fn renew_refused(
+        &self,
+        target: &Target,
+        used: &AuthHeader,
+    ) -> Result<Option<AuthHeader>, BackendError> {
+        let (Credential::OAuth(cell), Some((_, used))) = (&target.credential, used) else {
+            return Ok(None);
+        };
+        cell.rejected(used)
+            .await
+            .map(|value| Some(Some((AUTHORIZATION, value))))
+            .map_err(|e| BackendError::Credential(target.name.clone(), e.message(&target.name)))
+    }
+
+    /// A request to the backend's URL (`send` attaches its credential).
     pub fn request(&self, target: &Target, method: reqwest::Method) -> reqwest::RequestBuilder {
         self.request_to(target, method, target.parsed_url.clone())
     }
@@ -289,19 +366,40 @@ impl BackendClient {
     /// A request to another URL of the same backend (the HTTP+SSE message endpoint).
     pub fn request_to(
         &self,
-        target: &Target,
+        _target: &Target,
         method: reqwest::Method,
         url: impl reqwest::IntoUrl,
     ) -> reqwest::RequestBuilder {
-        let mut req = self.http.request(method, url);
-        if let Some((name, value)) = &target.credential {
-            req = req.header(name, value);
-        }
-        req
+        self.http.request(method, url)
     }
 
-    /// Sends and waits for the response headers (bounded by the backend timeout).
+    /// Attaches the backend's credential, sends and waits for the response headers (bounded
+    /// by the backend timeout); a refused OAuth token is renewed and the request sent again.
     pub async fn send(
+        &self,
+        target: &Target,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BackendError> {
+        let credential = self.auth_header(target).await?;
+        let again = match &target.credential {
+            Credential::OAuth(_) => req.try_clone(),
+            _ => None,
+        };
+        let with = |req: reqwest::RequestBuilder, credential: &AuthHeader| match credential {
+            Some((name, value)) => req.header(name, value),
+            None => req,
+        };
+        let res = self.send_once(target, with(req, &credential)).await?;
+        if res.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(again) = again
+            && let Some(fresh) = self.renew_refused(target, &credential).await?
+        {
+            return self.send_once(target, with(again, &fresh)).await;
+        }
+        Ok(res)
+    }
+
+    async fn send_once(
         &self,
         target: &Target,
         req: reqwest::RequestBuilder,
@@ -489,6 +587,9 @@ impl BackendClient {
             Err(e) => Probe {
                 latency_ms,
                 error: Some(e.to_string()),
+                refused: matches!(e, BackendError::Status(_, 401 | 403)),
+                credential_error: matches!(e, BackendError::Credential(..)),
+                per_user: matches!(target.credential, Credential::PerUser(_)),
                 ..Default::default()
             },
         }
@@ -578,6 +679,12 @@ pub struct Handshake {
 #[derive(Debug, Clone, Default)]
 pub struct Probe {
     pub latency_ms: u64,
+    /// The backend refused the request (401/403).
+    pub refused: bool,
+    /// The gateway had no usable OAuth credential to send.
+    pub credential_error: bool,
+    /// The server acts with each user's own account (probed without a credential).
+    pub per_user: bool,
     pub transport: Option<String>,
     pub protocol_version: Option<String>,
     pub server_name: Option<String>,
@@ -607,7 +714,7 @@ impl Probe {
             protocol_version: Some(version.into()),
             server_name: init["serverInfo"]["name"].as_str().map(str::to_string),
             tools,
-            error: None,
+            ..Probe::default()
         }
     }
 }

@@ -15,8 +15,22 @@ use crate::mcp::backend::Probe;
 /// Slower than this is `degraded`.
 const SLOW_MS: u64 = 2_000;
 
+/// A probe's outcome as health: unreachable is `offline`; slow, or reachable without a usable
+/// credential, is `degraded`; a server with per-user accounts that refuses the gateway's own
+/// (credential-less) probe is `online` (it answers; its tools are each user's).
 pub fn to_health(probe: &Probe) -> ServerHealth {
+    if probe.per_user && probe.refused {
+        return ServerHealth {
+            status: "online".into(),
+            latency_ms: Some(probe.latency_ms),
+            last_error: None,
+            tool_count: None,
+            protocol_version: None,
+            checked_at: Some(db::now()),
+        };
+    }
     let status = match (&probe.error, probe.latency_ms) {
+        (Some(_), _) if probe.credential_error || probe.refused => "degraded",
         (Some(_), _) => "offline",
         (None, ms) if ms > SLOW_MS => "degraded",
         (None, _) => "online",

@@ -152,7 +152,7 @@ mod tests {
             url: url.to_string(),
             uri: None,
             parsed_url: url,
-            credential: None,
+            credential: crate::mcp::backend::Credential::None,
             timeout: Duration::from_secs(5),
             max_response_bytes: 1 << 20,
         }

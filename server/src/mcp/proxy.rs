@@ -61,6 +61,8 @@ async fn find(
     let Some(backend) = state.mcp.registry.get(server).filter(|b| b.enabled) else {
         return Err(McpError::new(None, ErrorKind::NoSuchServer).into_response());
     };
+    // A server with per-user connected accounts acts with the caller's own token.
+    let backend = state.mcp.registry.for_user(&backend, principal.user_id);
     Ok(Call {
         principal,
         backend,

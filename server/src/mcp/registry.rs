@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::db::{self, Db, servers::ServerRow, tool_rules::Subject};
 use crate::feed::Change;
 use crate::keys::SecretBox;
-use crate::mcp::backend::Target;
+use crate::backend_auth::{self, ServerAuth, Tokens};
+use crate::mcp::backend::{Credential, Target};
 use crate::mcp::naming;
 
 /// What the gateway has learnt about how a backend speaks.
@@ -53,6 +54,9 @@ pub struct Backend {
     pub prefix: String,
     /// Suspicious-payload detection mode.
     pub detection: crate::detect::Mode,
+    /// For a server with per-user connected accounts: the user this copy acts for (its
+    /// credential is that user's token); 0 for the shared copy.
+    pub owner: i64,
     era: Mutex<Era>,
 }
 
@@ -92,7 +96,14 @@ pub struct Registry {
     changes: crate::feed::Changes,
     /// What the servers table held at the last reload.
     fingerprint: Mutex<u64>,
+    tokens: Arc<Tokens>,
+    /// Per-user copies of servers with per-user connected accounts, by (server, user), with
+    /// the shared copy each was made from.
+    per_user: Mutex<HashMap<(i64, i64), (Arc<Backend>, Arc<Backend>)>>,
 }
+
+/// Per-user copies kept at most (the oldest go first when full).
+const MAX_PER_USER_COPIES: usize = 10_000;
 
 /// The prefix a server's names get on the aggregated endpoint: its `tool_prefix`, else its name
 /// (made valid if the name predates the prefix rules; the admin API stores a valid one).
@@ -205,8 +216,11 @@ impl Registry {
         secret_box: Arc<SecretBox>,
         config: Arc<Config>,
         changes: crate::feed::Changes,
+        tokens: Arc<Tokens>,
     ) -> anyhow::Result<Registry> {
         let registry = Registry {
+            tokens,
+            per_user: Mutex::default(),
             db,
             secret_box,
             config,
@@ -271,14 +285,32 @@ impl Registry {
         let credential = match (&row.credential_type, &row.credential) {
             (Some(kind), Some(sealed)) => {
                 let secret = self.secret_box.open(sealed, &credential_context(row.id))?;
-                let secret = String::from_utf8(secret)?;
-                Some(credential_header(
-                    kind,
-                    row.credential_header.as_deref(),
-                    &secret,
-                )?)
+                match backend_auth::Kind::parse(kind) {
+                    Some(oauth) => {
+                        let config = serde_json::from_slice(&secret)?;
+                        let auth = Arc::new(ServerAuth::new(
+                            row.id,
+                            &row.name,
+                            &row.url,
+                            oauth,
+                            config,
+                            row.updated_at,
+                        ));
+                        if oauth == backend_auth::Kind::User {
+                            Credential::PerUser(auth)
+                        } else {
+                            Credential::OAuth(self.tokens.cell(&auth, 0))
+                        }
+                    }
+                    None => {
+                        let secret = String::from_utf8(secret)?;
+                        let (name, value) =
+                            credential_header(kind, row.credential_header.as_deref(), &secret)?;
+                        Credential::Static(name, value)
+                    }
+                }
             }
-            _ => None,
+            _ => Credential::None,
         };
         let transport = match row.transport.as_str() {
             "streamable-http" => Transport::StreamableHttp,
@@ -302,6 +334,7 @@ impl Registry {
             },
             prefix: effective_prefix(&row),
             detection: crate::detect::Mode::parse(&row.detection),
+            owner: 0,
             era: Mutex::new(if transport == Transport::Sse {
                 Era::Legacy
             } else {
@@ -322,8 +355,58 @@ impl Registry {
         self.snapshot().get(name).cloned()
     }
 
+    /// The copy of `backend` that acts for `user_id`: itself, unless the server uses per-user
+    /// connected accounts; then a copy whose credential is that user's token (kept while the
+    /// shared copy is current, so its era and sessions are learnt once per user).
+    pub fn for_user(&self, backend: &Arc<Backend>, user_id: i64) -> Arc<Backend> {
+        let Credential::PerUser(auth) = &backend.target.credential else {
+            return backend.clone();
+        };
+        let key = (backend.id, user_id);
+        let mut copies = match self.per_user.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((base, copy)) = copies.get(&key)
+            && Arc::ptr_eq(base, backend)
+        {
+            return copy.clone();
+        }
+        let mut target = backend.target.clone();
+        target.credential = Credential::OAuth(self.tokens.cell(auth, user_id));
+        let copy = Arc::new(Backend {
+            id: backend.id,
+            name: backend.name.clone(),
+            enabled: backend.enabled,
+            transport: backend.transport,
+            target,
+            row: backend.row.clone(),
+            prefix: backend.prefix.clone(),
+            detection: backend.detection,
+            owner: user_id,
+            era: Mutex::new(backend.era()),
+        });
+        if copies.len() >= MAX_PER_USER_COPIES {
+            // Copies of replaced servers first; if that frees nothing, start over.
+            copies.retain(|_, (base, _)| Arc::strong_count(base) > 1);
+            if copies.len() >= MAX_PER_USER_COPIES {
+                copies.clear();
+            }
+        }
+        copies.insert(key, (backend.clone(), copy.clone()));
+        copy
+    }
+
+    /// Drops a user's per-user copies (the user changed or was deleted).
+    pub fn forget_user_copies(&self, user_id: i64) {
+        if let Ok(mut copies) = self.per_user.lock() {
+            copies.retain(|(_, u), _| *u != user_id);
+        }
+    }
+
     pub fn health(&self, id: i64) -> ServerHealth {
-        self.health
+        let mut health = self
+            .health
             .lock()
             .ok()
             .and_then(|h| h.get(&id).cloned())
@@ -334,7 +417,14 @@ impl Registry {
                 tool_count: None,
                 protocol_version: None,
                 checked_at: None,
-            })
+            });
+        // A server whose own OAuth credential cannot be renewed is degraded whatever the
+        // last check saw.
+        if let Some(reason) = self.tokens.failure(id) {
+            health.status = "degraded".into();
+            health.last_error = Some(format!("credential renewal failed: {reason}"));
+        }
+        health
     }
 
     /// Whether the last health check found the server unreachable (cheap: no clone).
@@ -366,7 +456,7 @@ impl Registry {
             .filter(|b| b.enabled)
             .filter(|b| grants.as_ref().is_none_or(|g| g.contains(&b.id)))
             .filter(|b| key_servers.is_none_or(|k| k.iter().any(|s| s == &b.name)))
-            .cloned()
+            .map(|b| self.for_user(b, principal.user_id))
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -458,6 +548,9 @@ impl Registry {
     pub fn forget(&self, change: &Change) {
         match change {
             Change::Grants(user_id) | Change::User(user_id) => {
+                if matches!(change, Change::User(_)) {
+                    self.forget_user_copies(*user_id);
+                }
                 self.grants.retain(|id, _| id != user_id);
                 self.tool_rules.retain(|s, _| *s != Subject::User(*user_id));
             }

@@ -2,7 +2,6 @@
 //! ids, fetched with SSRF protection), admin-registered clients, redirect-URI rules and client
 //! authentication at the token endpoint.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -543,120 +542,36 @@ async fn cimd_client(state: &AppState, url: &str) -> Result<Arc<ClientRow>, Look
     Ok(row)
 }
 
-/// Whether an address is one a metadata-document fetch must never reach (loopback, private,
-/// link-local, shared, multicast, documentation, unspecified, …).
-pub fn is_forbidden_address(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10 shared address space
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0/24 protocol assignments
-                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18/15 benchmarking
-                || o[0] >= 240 // reserved
-        }
-        IpAddr::V6(v6) => {
-            let seg = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local
-                || (seg[0] & 0xffc0) == 0xfe80 // link local
-                || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_forbidden_address(IpAddr::V4(v4)))
-                // IPv4 embedded by NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
-                || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0]
-                    && is_forbidden_address(IpAddr::V4(embedded(seg[6], seg[7]))))
-                || (seg[0] == 0x2002 && is_forbidden_address(IpAddr::V4(embedded(seg[1], seg[2]))))
-        }
-    }
-}
-
-fn embedded(hi: u16, lo: u16) -> std::net::Ipv4Addr {
-    let [a, b] = hi.to_be_bytes();
-    let [c, d] = lo.to_be_bytes();
-    std::net::Ipv4Addr::new(a, b, c, d)
-}
-
-/// Fetches a metadata document: https only (unless allowed), public addresses only (unless
-/// allowed; checked on the resolved address the request then uses, so DNS cannot swap it), no
-/// redirects, at most 64 KiB in 5 seconds.
+/// Fetches a metadata document through the guarded client (`fetch.rs`): https only (unless
+/// allowed), public addresses only (unless allowed), no redirects to other hosts, at most
+/// 64 KiB in 5 seconds.
 async fn fetch_document(state: &AppState, raw: &str) -> Result<ClientMetadata, String> {
     let oauth = &state.config.oauth;
     let url = url::Url::parse(raw).map_err(|_| "the client id is not a valid URL".to_string())?;
-    let https = url.scheme() == "https";
-    let plain_http_allowed = oauth.cimd_allow_http && url.scheme() == "http";
-    if !(https || plain_http_allowed) {
+    if !(url.scheme() == "https" || (oauth.cimd_allow_http && url.scheme() == "http")) {
         return Err("a client id URL must use https".into());
     }
     if url.path().len() <= 1 || url.fragment().is_some() || !url.username().is_empty() {
         return Err("a client id URL needs a path and no fragment or credentials".into());
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| "the client id URL has no host".to_string())?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<std::net::SocketAddr> =
-        tokio::time::timeout(CIMD_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-            .await
-            .map_err(|_| "resolving the client id host timed out".to_string())?
-            .map_err(|_| "the client id host does not resolve".to_string())?
-            .collect();
-    let Some(addr) = addrs.first().copied() else {
-        return Err("the client id host does not resolve".into());
+    let policy = crate::fetch::Policy {
+        allow_private: oauth.cimd_allow_private,
+        allow_http: oauth.cimd_allow_http,
+        timeout: CIMD_TIMEOUT,
+        max_bytes: CIMD_MAX_BYTES,
     };
-    if !oauth.cimd_allow_private && addrs.iter().any(|a| is_forbidden_address(a.ip())) {
-        return Err("the client id URL points at a private or reserved address".into());
-    }
-    let client = reqwest::Client::builder()
-        // A proxy would resolve the host itself, around the address check.
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(CIMD_TIMEOUT)
-        .resolve(&host, addr)
-        .build()
-        .map_err(|_| "internal error".to_string())?;
-    let res = client
-        .get(url.clone())
-        .header(header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|_| "the client metadata document could not be fetched".to_string())?;
-    if !res.status().is_success() {
+    let res = crate::fetch::send(&policy, reqwest::Method::GET, url.as_str(), |r| {
+        r.header(header::ACCEPT, "application/json")
+    })
+    .await
+    .map_err(|e| format!("the client metadata document could not be fetched: {e}"))?;
+    if !(200..300).contains(&res.status) {
         return Err(format!(
             "fetching the client metadata document answered {}",
-            res.status().as_u16()
+            res.status
         ));
     }
-    if res
-        .content_length()
-        .is_some_and(|n| n > CIMD_MAX_BYTES as u64)
-    {
-        return Err("the client metadata document is too large".into());
-    }
-    let mut body = Vec::new();
-    let mut res = res;
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|_| "reading the client metadata document failed".to_string())?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > CIMD_MAX_BYTES {
-            return Err("the client metadata document is too large".into());
-        }
-    }
-    serde_json::from_slice(&body)
+    serde_json::from_slice(&res.body)
         .map_err(|_| "the client metadata document is not valid JSON".into())
 }
 
@@ -777,31 +692,5 @@ mod tests {
             "http://127.0.0.1/cb",
             "http://localhost:5/cb"
         ));
-    }
-
-    #[test]
-    fn forbidden_addresses() {
-        for bad in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "2002:a9fe:a9fe::1",
-            "224.0.0.1",
-            "240.0.0.1",
-        ] {
-            assert!(is_forbidden_address(bad.parse().unwrap()), "{bad}");
-        }
-        for good in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
-            assert!(!is_forbidden_address(good.parse().unwrap()), "{good}");
-        }
     }
 }

@@ -137,15 +137,7 @@ struct ConsentCookie {
 
 /// Reads and opens the consent sign-in cookie, if the request carries one.
 fn read_consent_cookie(state: &AppState, headers: &HeaderMap) -> Option<ConsentCookie> {
-    let name = cookie_name(state);
-    let value = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())?;
+    let value = crate::cookies::read(headers, cookie_name(state))?;
     open(state, &value, COOKIE_CONTEXT)
 }
 
@@ -160,16 +152,7 @@ pub async fn end_consent_sign_in(
     {
         db::replicas::use_nonce(&state.db.pool, &format!("consent:{}", cookie.n), cookie.e).await?;
     }
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-        cookie_name(state)
-    ))
-    .map_err(|e| ApiError::Internal(e.into()))
+    crate::cookies::set(&state.config.public_url, cookie_name(state), "", "/", "Lax", 0)
 }
 
 /// A short fingerprint of the stored password hash (never the hash itself).
@@ -177,7 +160,7 @@ fn credential_version(user: &db::users::UserRow) -> String {
     hash_token(&user.password_hash)[..16].to_string()
 }
 
-fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Result<HeaderValue, ApiError> {
+pub(crate) fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Result<HeaderValue, ApiError> {
     let sealed = seal(
         state,
         &ConsentCookie {
@@ -188,20 +171,18 @@ fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Result<HeaderV
         },
         COOKIE_CONTEXT,
     )?;
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{}={sealed}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_TTL}{secure}",
-        cookie_name(state)
-    ))
-    .map_err(|e| ApiError::Internal(e.into()))
+    crate::cookies::set(
+        &state.config.public_url,
+        cookie_name(state),
+        &sealed,
+        "/",
+        "Lax",
+        COOKIE_TTL as u64,
+    )
 }
 
 /// The user signed in on the consent page of this browser, if still enabled.
-async fn cookie_user(state: &AppState, headers: &HeaderMap) -> Option<db::users::UserRow> {
+pub(crate) async fn cookie_user(state: &AppState, headers: &HeaderMap) -> Option<db::users::UserRow> {
     let cookie = read_consent_cookie(state, headers)?;
     if cookie.e <= db::now() || cookie.n.is_empty() {
         return None;
@@ -668,6 +649,33 @@ pub async fn consent_request(
     }))
 }
 
+/// Refuses a browser request that does not come from the gateway's own pages (`Origin` must
+/// be `PUBLIC_URL`'s), with an `origin_rejected` event: cookie-authenticated endpoints that
+/// change something.
+pub(crate) fn same_origin_only(
+    state: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Result<(), ApiError> {
+    let own = url::Url::parse(&state.config.public_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if origin == Some(own.as_str()) {
+        return Ok(());
+    }
+    state.events.record(
+        EventType::OriginRejected,
+        Severity::Medium,
+        &meta.ctx(),
+        None,
+        None,
+        json!({ "origin": origin, "endpoint": endpoint }),
+    );
+    Err(ApiError::Forbidden("cross-origin requests are not allowed here"))
+}
+
 /// The user's decision. Signs in with `username`/`password` (lockout rules as for login) or the
 /// browser's consent sign-in; approving issues a code and remembers the consent, denying
 /// returns `error=access_denied` to the client. Same-origin only (`Origin` must be the
@@ -687,21 +695,7 @@ pub async fn consent_decision(
     headers: HeaderMap,
     AppJson(decision): AppJson<ConsentDecision>,
 ) -> Result<Response, ApiError> {
-    let own = url::Url::parse(&state.config.public_url)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if origin != Some(own.as_str()) {
-        state.events.record(
-            EventType::OriginRejected,
-            Severity::Medium,
-            &meta.ctx(),
-            None,
-            None,
-            json!({ "origin": origin, "endpoint": "oauth_consent" }),
-        );
-        return Err(ApiError::Forbidden("cross-origin consent is not allowed"));
-    }
+    same_origin_only(&state, &meta, &headers, "oauth_consent")?;
     let req = open_request(&state, &decision.request)?;
     let client = request_client(&state, &req).await?;
     let once = format!("consent-request:{}", hash_token(&decision.request));

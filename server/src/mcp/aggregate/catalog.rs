@@ -124,10 +124,21 @@ struct Entry {
     lists: HashMap<Kind, (Arc<Listed>, Instant)>,
 }
 
+/// A catalog entry's key: (server, owner). A server with per-user connected accounts has one
+/// entry per user (its lists are that user's), every other server one (owner 0).
+type Key = (i64, i64);
+
+fn key(backend: &Backend) -> Key {
+    (backend.id, backend.owner)
+}
+
+/// Per-user entries kept at most (all of them go when full).
+const MAX_PER_USER_ENTRIES: usize = 4096;
+
 pub struct Catalog {
-    entries: Mutex<HashMap<i64, Entry>>,
+    entries: Mutex<HashMap<Key, Entry>>,
     /// One fetch at a time per backend (concurrent callers wait and read the cache).
-    fetching: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    fetching: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     pub changes: broadcast::Sender<Change>,
 }
 
@@ -142,16 +153,21 @@ impl Default for Catalog {
 }
 
 impl Catalog {
-    fn gate(&self, server_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+    fn gate(&self, key: Key) -> Arc<tokio::sync::Mutex<()>> {
         self.fetching
             .lock()
-            .map(|mut f| f.entry(server_id).or_default().clone())
+            .map(|mut f| {
+                if key.1 != 0 && f.len() >= MAX_PER_USER_ENTRIES {
+                    f.retain(|k, g| k.1 == 0 || Arc::strong_count(g) > 1);
+                }
+                f.entry(key).or_default().clone()
+            })
             .unwrap_or_default()
     }
 
     fn cached_link(&self, backend: &Backend) -> Option<Arc<Link>> {
         let entries = self.entries.lock().ok()?;
-        let entry = entries.get(&backend.id)?;
+        let entry = entries.get(&key(backend))?;
         (entry.updated_at == backend.row.updated_at)
             .then(|| entry.link.clone())
             .flatten()
@@ -160,7 +176,7 @@ impl Catalog {
     /// The cached list if it is fresh (no waiting, no backend traffic).
     pub fn cached_list(&self, backend: &Backend, kind: Kind) -> Option<Arc<Listed>> {
         let entries = self.entries.lock().ok()?;
-        let entry = entries.get(&backend.id)?;
+        let entry = entries.get(&key(backend))?;
         if entry.updated_at != backend.row.updated_at {
             return None;
         }
@@ -180,7 +196,7 @@ impl Catalog {
         {
             return Ok(link);
         }
-        let gate = self.gate(backend.id);
+        let gate = self.gate(key(backend));
         let _fetching = gate.lock().await;
         if let Some(link) = self.cached_link(backend)
             && link.alive().await
@@ -189,7 +205,10 @@ impl Catalog {
         }
         let link = Arc::new(Link::open(state, backend.clone(), 0, json!({}), client_info()).await?);
         if let Ok(mut entries) = self.entries.lock() {
-            let entry = entries.entry(backend.id).or_default();
+            if backend.owner != 0 && entries.len() >= MAX_PER_USER_ENTRIES {
+                entries.retain(|k, _| k.1 == 0);
+            }
+            let entry = entries.entry(key(backend)).or_default();
             if entry.updated_at != backend.row.updated_at {
                 *entry = Entry {
                     updated_at: backend.row.updated_at,
@@ -235,7 +254,7 @@ impl Catalog {
         if link.result["capabilities"].get(kind.capability()).is_none() {
             return Ok(Arc::default());
         }
-        let gate = self.gate(backend.id);
+        let gate = self.gate(key(backend));
         let _fetching = gate.lock().await;
         if let Some(items) = self.cached_list(backend, kind) {
             return Ok(items);
@@ -249,12 +268,12 @@ impl Catalog {
             )),
             Err(e) => {
                 // The session may be what broke: the next attempt opens a fresh one.
-                self.forget_link(backend.id);
+                self.forget_link(key(backend));
                 return Err(e);
             }
         };
         if let Ok(mut entries) = self.entries.lock() {
-            let entry = entries.entry(backend.id).or_default();
+            let entry = entries.entry(key(backend)).or_default();
             if entry.updated_at == backend.row.updated_at {
                 entry.lists.insert(kind, (items.clone(), Instant::now()));
             }
@@ -262,9 +281,9 @@ impl Catalog {
         Ok(items)
     }
 
-    fn forget_link(&self, server_id: i64) {
+    fn forget_link(&self, key: Key) {
         if let Ok(mut entries) = self.entries.lock()
-            && let Some(entry) = entries.get_mut(&server_id)
+            && let Some(entry) = entries.get_mut(&key)
         {
             entry.link = None;
         }
@@ -276,11 +295,11 @@ impl Catalog {
         if kinds.is_empty() {
             return;
         }
-        if let Ok(mut entries) = self.entries.lock()
-            && let Some(entry) = entries.get_mut(&server_id)
-        {
-            for kind in kinds {
-                entry.lists.remove(kind);
+        if let Ok(mut entries) = self.entries.lock() {
+            for (_, entry) in entries.iter_mut().filter(|(k, _)| k.0 == server_id) {
+                for kind in kinds {
+                    entry.lists.remove(kind);
+                }
             }
         }
         let method = match kinds[0] {
@@ -296,7 +315,7 @@ impl Catalog {
     pub fn retain_current(&self, current: &HashMap<i64, i64>) {
         let mut changed = Vec::new();
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|id, entry| {
+            entries.retain(|(id, _), entry| {
                 let keep = current.get(id) == Some(&entry.updated_at);
                 if !keep {
                     changed.push(*id);
@@ -304,6 +323,8 @@ impl Catalog {
                 keep
             });
         }
+        changed.sort_unstable();
+        changed.dedup();
         for server_id in changed {
             for method in [
                 "notifications/tools/list_changed",

@@ -17,15 +17,14 @@ use crate::mcp::registry::Backend;
 use crate::mcp::relay;
 use crate::state::AppState;
 
-/// The enabled server with this prefix.
-pub(super) fn by_prefix(state: &AppState, prefix: &str) -> Option<Arc<Backend>> {
-    state
-        .mcp
-        .registry
+/// The enabled server with this prefix, as it acts for `user_id` (`Registry::for_user`).
+pub(super) fn by_prefix(state: &AppState, prefix: &str, user_id: i64) -> Option<Arc<Backend>> {
+    let registry = &state.mcp.registry;
+    registry
         .snapshot()
         .values()
         .find(|b| b.enabled && b.prefix == prefix)
-        .cloned()
+        .map(|b| registry.for_user(b, user_id))
 }
 
 /// Whether the caller may use `backend` (fails closed).
@@ -47,7 +46,7 @@ pub(crate) async fn resolve_exposed(
     kind: ListKind,
     exposed: &str,
 ) -> Result<Option<(Arc<Backend>, String)>, BackendError> {
-    let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(state, p)) else {
+    let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(state, p, principal.user_id)) else {
         return Ok(None);
     };
     // A name on a server the caller may not use is answered exactly like an unknown one, so
@@ -101,7 +100,7 @@ pub(super) async fn resolve_name(
         Ok(None) => {
             // The caller sees an unknown name either way; a name on a server they may not use
             // is still recorded as an `access_denied` event for the admins.
-            if let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(&ctx.state, p))
+            if let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(&ctx.state, p, ctx.principal.user_id))
                 && !usable(&ctx.state, &ctx.principal, &backend).await
             {
                 crate::mcp::gate::deny(
@@ -145,7 +144,7 @@ pub(super) async fn resolve_uri(
 ) -> Result<(Arc<Backend>, String), Response> {
     if let Some(rest) = uri.strip_prefix(URI_SCHEME)
         && let Some((prefix, encoded)) = rest.split_once('/')
-        && let Some(backend) = by_prefix(&ctx.state, prefix)
+        && let Some(backend) = by_prefix(&ctx.state, prefix, ctx.principal.user_id)
         // A server the caller may not use is searched like any unknown URI (and not found).
         && usable(&ctx.state, &ctx.principal, &backend).await
     {
