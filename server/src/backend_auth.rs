@@ -144,7 +144,14 @@ pub struct ServerAuth {
 }
 
 impl ServerAuth {
-    pub fn new(server_id: i64, server: &str, url: &str, kind: Kind, config: OAuthConfig, version: i64) -> ServerAuth {
+    pub fn new(
+        server_id: i64,
+        server: &str,
+        url: &str,
+        kind: Kind,
+        config: OAuthConfig,
+        version: i64,
+    ) -> ServerAuth {
         ServerAuth {
             server_id,
             server: server.to_string(),
@@ -179,7 +186,10 @@ impl ServerAuth {
     }
 
     pub fn resource(&self) -> String {
-        self.config.resource.clone().unwrap_or_else(|| self.url.clone())
+        self.config
+            .resource
+            .clone()
+            .unwrap_or_else(|| self.url.clone())
     }
 }
 
@@ -189,7 +199,10 @@ pub enum CredentialError {
     /// No account connected (yet, or any more).
     NotConnected { connect_url: Option<String> },
     /// The refresh token or the client was refused: someone must reconnect.
-    Failed { reason: String, connect_url: Option<String> },
+    Failed {
+        reason: String,
+        connect_url: Option<String>,
+    },
     /// The authorization server could not be reached or answered nonsense; may pass.
     Unavailable { reason: String },
 }
@@ -202,9 +215,9 @@ impl CredentialError {
             } => format!(
                 "server '{server}' acts with your own account, which is not connected: connect it at {url}, then try again"
             ),
-            CredentialError::NotConnected { connect_url: None } => format!(
-                "server '{server}' has no connected account; an admin must connect it"
-            ),
+            CredentialError::NotConnected { connect_url: None } => {
+                format!("server '{server}' has no connected account; an admin must connect it")
+            }
             CredentialError::Failed {
                 reason,
                 connect_url: Some(url),
@@ -318,13 +331,17 @@ pub async fn grant(
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_string));
         return Err(match (res.status, error) {
-            (400 | 401, Some(code)) if code.len() <= 64 && code.bytes().all(|b| b.is_ascii_graphic()) => {
+            (400 | 401, Some(code))
+                if code.len() <= 64 && code.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
                 GrantError::Refused(format!("the authorization server answered {code}"))
             }
-            (401, None) => GrantError::Refused("the authorization server refused the client".into()),
-            (status, _) => GrantError::Unavailable(format!(
-                "the authorization server answered HTTP {status}"
-            )),
+            (401, None) => {
+                GrantError::Refused("the authorization server refused the client".into())
+            }
+            (status, _) => {
+                GrantError::Unavailable(format!("the authorization server answered HTTP {status}"))
+            }
         });
     }
     let parsed: TokenResponse = serde_json::from_slice(&res.body).map_err(|_| {
@@ -406,12 +423,8 @@ impl TokenCell {
     }
 
     fn connect_url(&self) -> Option<String> {
-        (self.auth.kind == Kind::User).then(|| {
-            format!(
-                "{}/connect/{}",
-                self.tokens.public_url, self.auth.server
-            )
-        })
+        (self.auth.kind == Kind::User)
+            .then(|| format!("{}/connect/{}", self.tokens.public_url, self.auth.server))
     }
 
     /// The `Authorization` value to send now (renewing the token first when it is due).
@@ -463,7 +476,11 @@ impl TokenCell {
     /// Reads the row, uses its token when it is good, else renews it under the lease.
     /// `stale`: the version whose token the backend refused (renew even if it looks fresh).
     /// `force`: try even when the row says the credential failed.
-    async fn obtain(&self, stale: Option<i64>, force: bool) -> Result<HeaderValue, CredentialError> {
+    async fn obtain(
+        &self,
+        stale: Option<i64>,
+        force: bool,
+    ) -> Result<HeaderValue, CredentialError> {
         if !force
             && let Ok(f) = self.failed.lock()
             && let Some((until, e)) = f.as_ref()
@@ -525,7 +542,9 @@ impl TokenCell {
                 .unwrap_or(false)
             {
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(self.unavailable("another replica is still renewing the credential"));
+                    return Err(
+                        self.unavailable("another replica is still renewing the credential")
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 // What another replica renewed is good even if it was our version that failed.
@@ -537,12 +556,17 @@ impl TokenCell {
     }
 
     /// After another replica held the lease: wait for a newer version and use it.
-    async fn obtain_after(&self, version: i64, force: bool) -> Result<HeaderValue, CredentialError> {
+    async fn obtain_after(
+        &self,
+        version: i64,
+        force: bool,
+    ) -> Result<HeaderValue, CredentialError> {
         let deadline = tokio::time::Instant::now() + LEASE + FETCH_TIMEOUT;
         loop {
-            let row = db::backend_tokens::get(&self.tokens.db.pool, self.auth.server_id, self.user_id)
-                .await
-                .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
+            let row =
+                db::backend_tokens::get(&self.tokens.db.pool, self.auth.server_id, self.user_id)
+                    .await
+                    .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
             tracing::debug!(server = %self.auth.server, user_id = self.user_id, version, now = row.as_ref().map(|r| (r.version, r.lease_until)).unwrap_or_default().0, "waiting for another replica's renewal");
             match row {
                 Some(row) if row.version != version || row.lease_until <= now_ms() => {
@@ -552,7 +576,9 @@ impl TokenCell {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Some(_) => {
-                    return Err(self.unavailable("another replica is still renewing the credential"));
+                    return Err(
+                        self.unavailable("another replica is still renewing the credential")
+                    );
                 }
                 None => {
                     return Err(CredentialError::NotConnected {
@@ -595,7 +621,10 @@ impl TokenCell {
     }
 
     /// Gets new tokens (the lease is held) and stores them over the version read.
-    async fn renew(&self, row: &db::backend_tokens::TokenRow) -> Result<HeaderValue, CredentialError> {
+    async fn renew(
+        &self,
+        row: &db::backend_tokens::TokenRow,
+    ) -> Result<HeaderValue, CredentialError> {
         let auth = &self.auth;
         let (server_id, user_id) = (auth.server_id, self.user_id);
         let db = &self.tokens.db;
@@ -652,7 +681,10 @@ impl TokenCell {
                     CredentialError::Unavailable { reason }
                 };
                 if let Ok(mut f) = self.failed.lock() {
-                    *f = Some((now_ms() + RETRY_AFTER_FAILURE.as_millis() as i64, error.clone()));
+                    *f = Some((
+                        now_ms() + RETRY_AFTER_FAILURE.as_millis() as i64,
+                        error.clone(),
+                    ));
                 }
                 return Err(error);
             }
@@ -698,7 +730,9 @@ impl TokenCell {
     async fn client_credentials(&self) -> Result<Issued, GrantError> {
         let config = &self.auth.config;
         let Some(token_url) = &config.token_url else {
-            return Err(GrantError::Refused("no token endpoint is configured".into()));
+            return Err(GrantError::Refused(
+                "no token endpoint is configured".into(),
+            ));
         };
         let mut form = vec![
             ("grant_type", "client_credentials".to_string()),
@@ -720,7 +754,8 @@ impl TokenCell {
 fn renew_at(issued: i64, expires: i64, seed: i64) -> i64 {
     let lifetime_ms = (expires - issued).max(1) * 1000;
     let margin = (lifetime_ms / 5).clamp(1000, 60_000);
-    let jitter = (seed.unsigned_abs().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as i64 % (margin / 2 + 1);
+    let jitter =
+        (seed.unsigned_abs().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as i64 % (margin / 2 + 1);
     expires * 1000 - margin - jitter
 }
 
@@ -736,7 +771,12 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn new(db: Db, secret_box: Arc<SecretBox>, events: EventSink, public_url: String) -> Arc<Tokens> {
+    pub fn new(
+        db: Db,
+        secret_box: Arc<SecretBox>,
+        events: EventSink,
+        public_url: String,
+    ) -> Arc<Tokens> {
         Arc::new(Tokens {
             db,
             secret_box,
@@ -815,7 +855,12 @@ impl Tokens {
         self.failures.lock().ok()?.get(&server_id).cloned()
     }
 
-    fn seal_tokens(&self, server_id: i64, user_id: i64, issued: &Issued) -> anyhow::Result<NewTokens> {
+    fn seal_tokens(
+        &self,
+        server_id: i64,
+        user_id: i64,
+        issued: &Issued,
+    ) -> anyhow::Result<NewTokens> {
         Ok(NewTokens {
             access_token: self.secret_box.seal(
                 issued.access_token.as_bytes(),
@@ -835,9 +880,15 @@ impl Tokens {
     }
 
     /// Stores the tokens of a completed connection.
-    pub async fn store_connected(&self, server_id: i64, user_id: i64, issued: &Issued) -> anyhow::Result<()> {
+    pub async fn store_connected(
+        &self,
+        server_id: i64,
+        user_id: i64,
+        issued: &Issued,
+    ) -> anyhow::Result<()> {
         let sealed = self.seal_tokens(server_id, user_id, issued)?;
-        db::backend_tokens::store_connected(&self.db.pool, server_id, user_id, &sealed, db::now()).await?;
+        db::backend_tokens::store_connected(&self.db.pool, server_id, user_id, &sealed, db::now())
+            .await?;
         self.forget(server_id, Some(user_id));
         Ok(())
     }
@@ -894,7 +945,8 @@ mod tests {
             assert!((3_510_000..=3_540_000).contains(&at), "{at}");
         }
         // Seeds spread the moment.
-        let spread: std::collections::HashSet<i64> = (0..50).map(|s| renew_at(0, 3600, s)).collect();
+        let spread: std::collections::HashSet<i64> =
+            (0..50).map(|s| renew_at(0, 3600, s)).collect();
         assert!(spread.len() > 10);
     }
 

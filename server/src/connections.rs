@@ -41,6 +41,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_connections))
         .routes(routes!(connect_mine, disconnect_mine))
         .routes(routes!(callback))
+        .routes(routes!(client_metadata))
+}
+
+/// The gateway's OAuth client ID metadata document, for backends' authorization servers that
+/// take one instead of a registration: a public client (PKCE) whose only redirect URI is the
+/// callback.
+#[utoipa::path(get, path = "/oauth/backend/client-metadata.json", tag = "connections", operation_id = "backend_client_metadata",
+    responses(
+        (status = 200, description = "The client ID metadata document", body = serde_json::Value),
+    ))]
+async fn client_metadata(State(state): State<AppState>) -> Response {
+    let mut res = AppJson(json!({
+        "client_id": connect::client_metadata_url(&state),
+        "client_name": "AuthMCP Gateway",
+        "client_uri": state.config.public_url,
+        "redirect_uris": [connect::redirect_uri(&state)],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }))
+    .into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("public, max-age=3600"),
+    );
+    res
 }
 
 /// The status shown for a held credential.
@@ -54,7 +80,12 @@ fn status_of(row: Option<&TokenRow>, now: i64) -> &'static str {
     }
 }
 
-fn health(backend: &Backend, kind: Kind, user: Option<(i64, String)>, row: Option<&TokenRow>) -> TokenHealth {
+fn health(
+    backend: &Backend,
+    kind: Kind,
+    user: Option<(i64, String)>,
+    row: Option<&TokenRow>,
+) -> TokenHealth {
     let now = db::now();
     TokenHealth {
         server_id: backend.id,
@@ -66,7 +97,9 @@ fn health(backend: &Backend, kind: Kind, user: Option<(i64, String)>, row: Optio
         expires_in: row.and_then(|r| r.expires_at).map(|e| e - now),
         has_refresh_token: row.is_some_and(|r| r.refresh_token.is_some()),
         scope: row.and_then(|r| r.scope.clone()),
-        connected_at: row.filter(|r| r.access_token.is_some()).map(|r| r.connected_at),
+        connected_at: row
+            .filter(|r| r.access_token.is_some())
+            .map(|r| r.connected_at),
         last_refresh_at: row.and_then(|r| r.last_refresh_at),
         refresh_count: row.map_or(0, |r| r.refresh_count),
         last_error: row.and_then(|r| r.last_error.clone()),
@@ -118,7 +151,12 @@ async fn list_tokens(
         if kind == Kind::User {
             for named in mine.filter(|r| r.row.user_id != 0) {
                 let name = named.username.clone().unwrap_or_default();
-                out.push(health(&backend, kind, Some((named.row.user_id, name)), Some(&named.row)));
+                out.push(health(
+                    &backend,
+                    kind,
+                    Some((named.row.user_id, name)),
+                    Some(&named.row),
+                ));
             }
         } else {
             let row = mine.map(|r| &r.row).find(|r| r.user_id == 0);
@@ -190,7 +228,12 @@ async fn refresh_token(
             .unwrap_or_default();
         Some((user_id, name))
     };
-    Ok(AppJson(health(&backend, cell.auth.kind, user, row.as_ref())))
+    Ok(AppJson(health(
+        &backend,
+        cell.auth.kind,
+        user,
+        row.as_ref(),
+    )))
 }
 
 /// "Disconnect": forgets the credential's tokens (the server's own, or a user's connected
@@ -257,8 +300,10 @@ fn started(state: &AppState, started: connect::Started) -> Result<Response, ApiE
         authorization_url: started.authorization_url,
     })
     .into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, flow_cookie(state, &started.browser_secret)?);
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        flow_cookie(state, &started.browser_secret)?,
+    );
     res.headers_mut().insert(
         header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
@@ -285,7 +330,7 @@ async fn connect_server(
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
 ) -> Result<Response, ApiError> {
-    let flow = connect::start(&state, id, 0, admin.0.user_id, "/tokens").await?;
+    let flow = connect::start(&state, id, 0, admin.0.user_id, "/admin/tokens").await?;
     let mut tx = state.db.begin().await?;
     accounts::audit(
         &mut *tx,
@@ -400,7 +445,9 @@ async fn my_connections(
                 description: b.row.description.clone(),
                 status: status_of(row, now).to_string(),
                 expires_in: row.and_then(|r| r.expires_at).map(|e| e - now),
-                connected_at: row.filter(|r| r.access_token.is_some()).map(|r| r.connected_at),
+                connected_at: row
+                    .filter(|r| r.access_token.is_some())
+                    .map(|r| r.connected_at),
                 last_error: row.and_then(|r| r.last_error.clone()),
             }
         })

@@ -48,8 +48,12 @@ pub struct Fetched {
 
 impl Fetched {
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, FetchError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|_| fail(format!("{} did not answer with the expected JSON", host_of(&self.url))))
+        serde_json::from_slice(&self.body).map_err(|_| {
+            fail(format!(
+                "{} did not answer with the expected JSON",
+                host_of(&self.url)
+            ))
+        })
     }
 }
 
@@ -194,7 +198,10 @@ pub async fn send(
                 .content_length()
                 .is_some_and(|n| n > policy.max_bytes as u64)
             {
-                return Err(fail(format!("{} sent a response too large", host_of(&current))));
+                return Err(fail(format!(
+                    "{} sent a response too large",
+                    host_of(&current)
+                )));
             }
             let mut body = Vec::new();
             while let Some(chunk) = res
@@ -204,7 +211,10 @@ pub async fn send(
             {
                 body.extend_from_slice(&chunk);
                 if body.len() > policy.max_bytes {
-                    return Err(fail(format!("{} sent a response too large", host_of(&current))));
+                    return Err(fail(format!(
+                        "{} sent a response too large",
+                        host_of(&current)
+                    )));
                 }
             }
             Ok((status, headers, Bytes::from(body)))
@@ -284,21 +294,41 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_what_the_policy_does_not_allow() {
-        let err = send(&policy(false, true), reqwest::Method::GET, "http://127.0.0.1:9/x", |r| r)
-            .await
-            .unwrap_err();
+        let err = send(
+            &policy(false, true),
+            reqwest::Method::GET,
+            "http://127.0.0.1:9/x",
+            |r| r,
+        )
+        .await
+        .unwrap_err();
         assert!(err.0.contains("private"), "{err}");
-        let err = send(&policy(true, false), reqwest::Method::GET, "http://127.0.0.1:9/x", |r| r)
-            .await
-            .unwrap_err();
+        let err = send(
+            &policy(true, false),
+            reqwest::Method::GET,
+            "http://127.0.0.1:9/x",
+            |r| r,
+        )
+        .await
+        .unwrap_err();
         assert!(err.0.contains("https"), "{err}");
-        let err = send(&policy(true, true), reqwest::Method::GET, "http://u:p@127.0.0.1:9/", |r| r)
-            .await
-            .unwrap_err();
+        let err = send(
+            &policy(true, true),
+            reqwest::Method::GET,
+            "http://u:p@127.0.0.1:9/",
+            |r| r,
+        )
+        .await
+        .unwrap_err();
         assert!(err.0.contains("credentials"), "{err}");
-        let err = send(&policy(true, true), reqwest::Method::GET, "file:///etc/passwd", |r| r)
-            .await
-            .unwrap_err();
+        let err = send(
+            &policy(true, true),
+            reqwest::Method::GET,
+            "file:///etc/passwd",
+            |r| r,
+        )
+        .await
+        .unwrap_err();
         assert!(err.0.contains("https"), "{err}");
     }
 
@@ -309,7 +339,9 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 4096];
                     let n = sock.read(&mut buf).await.unwrap_or(0);
@@ -327,13 +359,21 @@ mod tests {
         });
         let base = format!("http://127.0.0.1:{port}");
         let p = policy(true, true);
-        let ok = send(&p, reqwest::Method::GET, &format!("{base}/same"), |r| r).await.unwrap();
+        let ok = send(&p, reqwest::Method::GET, &format!("{base}/same"), |r| r)
+            .await
+            .unwrap();
         assert_eq!((ok.status, ok.url.path()), (200, "/ok"));
-        let err = send(&p, reqwest::Method::GET, &format!("{base}/other"), |r| r).await.unwrap_err();
+        let err = send(&p, reqwest::Method::GET, &format!("{base}/other"), |r| r)
+            .await
+            .unwrap_err();
         assert!(err.0.contains("redirected elsewhere"), "{err}");
-        let err = send(&p, reqwest::Method::POST, &format!("{base}/same"), |r| r).await.unwrap_err();
+        let err = send(&p, reqwest::Method::POST, &format!("{base}/same"), |r| r)
+            .await
+            .unwrap_err();
         assert!(err.0.contains("redirected elsewhere"), "{err}");
-        let err = send(&p, reqwest::Method::GET, &format!("{base}/big"), |r| r).await.unwrap_err();
+        let err = send(&p, reqwest::Method::GET, &format!("{base}/big"), |r| r)
+            .await
+            .unwrap_err();
         assert!(err.0.contains("too large"), "{err}");
     }
 }

@@ -23,10 +23,10 @@ pub mod filelog;
 pub mod files;
 
 pub mod accounts;
-pub mod backend_auth;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backend_auth;
 pub mod conn;
 pub mod connections;
 pub mod health;

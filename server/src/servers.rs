@@ -87,7 +87,9 @@ fn valid_scope(scope: &str) -> bool {
     !scope.is_empty()
         && scope.len() <= 1000
         && scope.split(' ').all(|t| {
-            !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
         })
 }
 
@@ -132,7 +134,9 @@ fn oauth_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, ApiEr
             auth_method,
         } => {
             if !valid_endpoint(token_url) {
-                return bad("token_url must be an absolute http(s) URL without credentials or fragment");
+                return bad(
+                    "token_url must be an absolute http(s) URL without credentials or fragment",
+                );
             }
             if !valid_client_id(client_id) {
                 return bad("client_id must be 1 to 512 characters without control characters");
@@ -167,10 +171,18 @@ fn oauth_parts(input: &CredentialInput) -> Result<Option<CredentialParts>, ApiEr
                 resource: resource.clone(),
                 ..OAuthConfig::default()
             };
-            (Kind::ClientCredentials, config, format!("client {client_id}"))
+            (
+                Kind::ClientCredentials,
+                config,
+                format!("client {client_id}"),
+            )
         }
         CredentialInput::OAuthAdmin(code) | CredentialInput::OAuthUser(code) => {
-            if code.client_id.as_deref().is_some_and(|id| !valid_client_id(id)) {
+            if code
+                .client_id
+                .as_deref()
+                .is_some_and(|id| !valid_client_id(id))
+            {
                 return bad("client_id must be 1 to 512 characters without control characters");
             }
             if code.client_secret.is_some() && code.client_id.is_none() {

@@ -26,8 +26,9 @@ use shared::oauth::{
     OAuthClient, OAuthGrant,
 };
 use shared::servers::{
-    ActivityRecord, ConnectionTest, CreateServer, GatewaySettings, McpServer, RateLimits,
-    ServerPermission, SetServerPermission, SettingsUpdate, ToolRules, UpdateServer,
+    ActivityRecord, ConnectStart, ConnectionTest, ConnectionsUser, CreateServer, GatewaySettings,
+    McpServer, MyConnections, RateLimits, ServerPermission, SetServerPermission, SettingsUpdate,
+    TokenHealth, ToolRules, UpdateServer,
 };
 use shared::stats::Stats;
 use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
@@ -429,4 +430,51 @@ pub async fn logout() -> Result<(), ApiError> {
     let result = send_once::<()>(Method::POST, "/admin/api/session/logout", None).await;
     set_access_token(None);
     result.map(|_| ())
+}
+
+/// Token health of every OAuth credential toward backends.
+pub async fn backend_tokens() -> Result<Vec<TokenHealth>, ApiError> {
+    get("/admin/api/tokens").await
+}
+
+pub async fn refresh_backend_token(server: i64, user: i64) -> Result<TokenHealth, ApiError> {
+    post(&format!("/admin/api/tokens/{server}/{user}/refresh"), &()).await
+}
+
+pub async fn disconnect_backend_token(server: i64, user: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/tokens/{server}/{user}")).await
+}
+
+/// Starts connecting an `oauth_admin` server's account (the flow cookie lands in this browser).
+pub async fn connect_backend_account(server: i64) -> Result<ConnectStart, ApiError> {
+    post(&format!("/admin/api/servers/{server}/connect"), &()).await
+}
+
+/// The connections page (signed in with the consent page's cookie).
+pub async fn my_connections() -> Result<MyConnections, ApiError> {
+    get("/oauth/backend/connections").await
+}
+
+pub async fn connections_sign_in(req: &LoginRequest) -> Result<ConnectionsUser, ApiError> {
+    post("/oauth/backend/signin", req).await
+}
+
+pub async fn connections_sign_out() -> Result<(), ApiError> {
+    post_empty("/oauth/backend/signout", &()).await
+}
+
+pub async fn connect_my_account(server: &str) -> Result<ConnectStart, ApiError> {
+    post(
+        &format!("/oauth/backend/connections/{}", query_value(server)),
+        &(),
+    )
+    .await
+}
+
+pub async fn disconnect_my_account(server: &str) -> Result<(), ApiError> {
+    delete(&format!(
+        "/oauth/backend/connections/{}",
+        query_value(server)
+    ))
+    .await
 }

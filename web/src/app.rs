@@ -5,12 +5,14 @@ use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::layout::Layout;
+use crate::pages::connections::Connections;
 use crate::pages::consent::Consent;
 use crate::pages::console::Console;
 use crate::pages::logs::{Activity, SecurityEvents};
 use crate::pages::oauth::OAuthClients;
 use crate::pages::servers::Servers;
 use crate::pages::settings::Settings;
+use crate::pages::tokens::Tokens;
 use crate::pages::users::{OwnApiKeys, UserDetail, Users};
 use crate::pages::{dashboard::Dashboard, login::Login, not_found::NotFound, setup::Setup};
 use crate::session::{RequireAdmin, Session};
@@ -33,7 +35,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/oauth-clients") view=|| view! { <RequireAdmin><OAuthClients /></RequireAdmin> } />
                     <Route path=path!("/admin/console") view=|| view! { <RequireAdmin><Console /></RequireAdmin> } />
                     <Route path=path!("/admin/settings") view=|| view! { <RequireAdmin><Settings /></RequireAdmin> } />
+                    <Route path=path!("/admin/tokens") view=|| view! { <RequireAdmin><Tokens /></RequireAdmin> } />
                     <Route path=path!("/consent") view=Consent />
+                    <Route path=path!("/connect") view=Connections />
+                    <Route path=path!("/connect/:server") view=Connections />
                     <Route path=path!("/login") view=Login />
                     <Route path=path!("/setup") view=Setup />
                 </Routes>

@@ -1,5 +1,6 @@
 //! One module per route.
 
+pub mod connections;
 pub mod consent;
 pub mod console;
 pub mod dashboard;
@@ -10,4 +11,5 @@ pub mod oauth;
 pub mod servers;
 pub mod settings;
 pub mod setup;
+pub mod tokens;
 pub mod users;

@@ -23,6 +23,8 @@ use crate::state::AppState;
 /// The cookie that binds a flow to the browser that started it.
 pub const FLOW_COOKIE: &str = "authmcp_backend_flow";
 pub const CALLBACK_PATH: &str = "/oauth/backend/callback";
+/// The gateway's client ID metadata document, for authorization servers that take one.
+pub const CLIENT_METADATA_PATH: &str = "/oauth/backend/client-metadata.json";
 const FLOW_TTL: i64 = 600;
 /// Flows one user may have open at once.
 const MAX_PENDING_PER_USER: i64 = 10;
@@ -31,12 +33,20 @@ pub fn redirect_uri(state: &AppState) -> String {
     format!("{}{CALLBACK_PATH}", state.config.public_url)
 }
 
+/// The gateway's client id where client ID metadata documents are taken.
+pub fn client_metadata_url(state: &AppState) -> String {
+    format!("{}{CLIENT_METADATA_PATH}", state.config.public_url)
+}
+
 fn pending_context(state_hash: &str) -> String {
     format!("backend_oauth_pending:{state_hash}")
 }
 
 /// The server's OAuth setup as stored now (not the registry's copy, which may lag).
-pub async fn load(state: &AppState, server_id: i64) -> Result<(ServerRow, Kind, OAuthConfig), ApiError> {
+pub async fn load(
+    state: &AppState,
+    server_id: i64,
+) -> Result<(ServerRow, Kind, OAuthConfig), ApiError> {
     let row = db::servers::find(&state.db.pool, server_id)
         .await?
         .ok_or(ApiError::NotFound("no such server"))?;
@@ -94,14 +104,23 @@ pub async fn start(
         }
     }
     let now = db::now();
-    if db::backend_tokens::count_pending(&state.db.pool, started_by, now).await? >= MAX_PENDING_PER_USER {
+    if db::backend_tokens::count_pending(&state.db.pool, started_by, now).await?
+        >= MAX_PENDING_PER_USER
+    {
         return Err(ApiError::TooManyRequests {
             code: "too_many_attempts",
             message: "too many connections in progress; finish or wait for one".into(),
             retry_after: 60,
         });
     }
-    let auth = ServerAuth::new(row.id, &row.name, &row.url, kind, config.clone(), row.updated_at);
+    let auth = ServerAuth::new(
+        row.id,
+        &row.name,
+        &row.url,
+        kind,
+        config.clone(),
+        row.updated_at,
+    );
     let found = discovery::discover(&auth).await.map_err(upstream_error)?;
     let redirect_uri = redirect_uri(state);
     let scope = config.scope.clone().or_else(|| found.scopes.clone());
@@ -116,9 +135,23 @@ pub async fn start(
             && (config.registered_redirect_uri.as_deref() != Some(&redirect_uri)
                 || config.issuer.as_deref() != Some(&found.issuer)))
     {
-        let registered = discovery::register(&auth, &found, &redirect_uri, scope.as_deref())
-            .await
-            .map_err(upstream_error)?;
+        // A client ID metadata document needs no registration, but the authorization server
+        // must be able to fetch it: over https, or on the private network the backend is on.
+        let by_document = found.client_metadata_documents
+            && (state.config.public_url.starts_with("https://")
+                || auth.policy().await.allow_private);
+        let registered = if by_document {
+            OAuthConfig {
+                client_id: Some(client_metadata_url(state)),
+                auth_method: crate::backend_auth::ClientAuth::None,
+                registered_redirect_uri: Some(redirect_uri.clone()),
+                ..OAuthConfig::default()
+            }
+        } else {
+            discovery::register(&auth, &found, &redirect_uri, scope.as_deref())
+                .await
+                .map_err(upstream_error)?
+        };
         config.client_id = registered.client_id;
         config.client_secret = registered.client_secret;
         config.auth_method = registered.auth_method;
@@ -143,8 +176,8 @@ pub async fn start(
         state.mcp.reload().await?;
         state.changes.send(crate::feed::Change::Servers);
     }
-    let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(crate::keys::random_bytes::<32>()?);
+    let verifier =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::keys::random_bytes::<32>()?);
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(Sha256::digest(verifier.as_bytes()));
     let flow_state = random_token("")?;
@@ -226,22 +259,43 @@ pub async fn finish(
         .await
         .map_err(|_| refused(None, "the gateway's database is unavailable"))?
         .filter(|p| p.expires_at > db::now())
-        .ok_or_else(|| refused(None, "this connection attempt is unknown, expired or already used; start again"))?;
+        .ok_or_else(|| {
+            refused(
+                None,
+                "this connection attempt is unknown, expired or already used; start again",
+            )
+        })?;
     let back = Some(pending.return_to.as_str());
     // The same browser that started it (a flow is worthless to anyone else).
     if browser.map(hash_token).as_deref() != Some(pending.browser_hash.as_str()) {
-        return Err(refused(back, "this connection was started in another browser; start again here"));
+        return Err(refused(
+            back,
+            "this connection was started in another browser; start again here",
+        ));
     }
     if let Some(error) = error {
-        let error: String = error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
-        return Err(refused(back, format!("the authorization server answered {error}")));
+        let error: String = error
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
+        return Err(refused(
+            back,
+            format!("the authorization server answered {error}"),
+        ));
     }
     let code = code.ok_or_else(|| refused(back, "the authorization server sent no code"))?;
     let (row, kind, config) = load(state, pending.server_id)
         .await
         .map_err(|_| refused(back, "the server or its OAuth credential is gone"))?;
-    if !matches!((kind, pending.user_id), (Kind::Admin, 0) | (Kind::User, 1..)) {
-        return Err(refused(back, "the server's credential changed meanwhile; start again"));
+    if !matches!(
+        (kind, pending.user_id),
+        (Kind::Admin, 0) | (Kind::User, 1..)
+    ) {
+        return Err(refused(
+            back,
+            "the server's credential changed meanwhile; start again",
+        ));
     }
     let verifier = state
         .secret_box
@@ -250,10 +304,20 @@ pub async fn finish(
         .and_then(|v| String::from_utf8(v).ok())
         .ok_or_else(|| refused(back, "the connection attempt could not be read"))?;
     let Some(token_url) = config.token_url.clone() else {
-        return Err(refused(back, "the server's credential changed meanwhile; start again"));
+        return Err(refused(
+            back,
+            "the server's credential changed meanwhile; start again",
+        ));
     };
     let resource = auth_resource(&config, &row);
-    let auth = Arc::new(ServerAuth::new(row.id, &row.name, &row.url, kind, config, row.updated_at));
+    let auth = Arc::new(ServerAuth::new(
+        row.id,
+        &row.name,
+        &row.url,
+        kind,
+        config,
+        row.updated_at,
+    ));
     let issued = grant(
         &auth,
         &token_url,
@@ -266,16 +330,24 @@ pub async fn finish(
         ],
     )
     .await
-    .map_err(|e| refused(back, match e {
-        crate::backend_auth::GrantError::Refused(r) | crate::backend_auth::GrantError::Unavailable(r) => r,
-    }))?;
+    .map_err(|e| {
+        refused(
+            back,
+            match e {
+                crate::backend_auth::GrantError::Refused(r)
+                | crate::backend_auth::GrantError::Unavailable(r) => r,
+            },
+        )
+    })?;
     state
         .mcp
         .tokens
         .store_connected(row.id, pending.user_id, &issued)
         .await
         .map_err(|_| refused(back, "the gateway could not store the connection"))?;
-    state.changes.send(crate::feed::Change::BackendToken(row.id, pending.user_id));
+    state
+        .changes
+        .send(crate::feed::Change::BackendToken(row.id, pending.user_id));
     Ok(Finished {
         server_id: row.id,
         server: row.name,

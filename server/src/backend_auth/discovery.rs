@@ -22,6 +22,8 @@ pub struct Found {
     /// Scopes to ask for when the admin set none: the metadata's `scopes_supported`.
     pub scopes: Option<String>,
     pub auth_methods: Vec<String>,
+    /// The server accepts client ID metadata documents as client ids.
+    pub client_metadata_documents: bool,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +46,8 @@ struct ServerMetadata {
     code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Vec<String>,
+    #[serde(default)]
+    client_id_metadata_document_supported: bool,
 }
 
 fn err(e: FetchError) -> String {
@@ -106,12 +110,15 @@ pub async fn discover(auth: &ServerAuth) -> Result<Found, String> {
         url::Url::parse(&auth.url).map_err(|_| "the server URL is not valid".to_string())?;
     // The backend's own challenge names its metadata.
     let probe = fetch::send(&policy, reqwest::Method::POST, &auth.url, |r| {
-        r.header(reqwest::header::ACCEPT, "application/json, text/event-stream")
-            .json(&json!({
-                "jsonrpc": "2.0", "id": 1, "method": "initialize",
-                "params": { "protocolVersion": crate::mcp::protocol::LATEST_HANDSHAKE_VERSION,
-                            "capabilities": {}, "clientInfo": crate::mcp::backend::client_info() },
-            }))
+        r.header(
+            reqwest::header::ACCEPT,
+            "application/json, text/event-stream",
+        )
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": { "protocolVersion": crate::mcp::protocol::LATEST_HANDSHAKE_VERSION,
+                        "capabilities": {}, "clientInfo": crate::mcp::backend::client_info() },
+        }))
     })
     .await
     .map_err(err)?;
@@ -157,8 +164,8 @@ pub async fn discover(auth: &ServerAuth) -> Result<Found, String> {
         .first()
         .ok_or_else(|| "the backend's metadata names no authorization server".to_string())?
         .clone();
-    let issuer_url =
-        url::Url::parse(&issuer).map_err(|_| "the authorization server is not a URL".to_string())?;
+    let issuer_url = url::Url::parse(&issuer)
+        .map_err(|_| "the authorization server is not a URL".to_string())?;
     let mut documents = vec![
         well_known(&issuer_url, "oauth-authorization-server"),
         well_known(&issuer_url, "openid-configuration"),
@@ -201,6 +208,7 @@ pub async fn discover(auth: &ServerAuth) -> Result<Found, String> {
         resource: prm.resource,
         scopes: (!prm.scopes_supported.is_empty()).then(|| prm.scopes_supported.join(" ")),
         auth_methods: metadata.token_endpoint_auth_methods_supported,
+        client_metadata_documents: metadata.client_id_metadata_document_supported,
     })
 }
 
@@ -229,7 +237,10 @@ pub async fn register(
     };
     // A confidential client when the server takes one: the secret never leaves the gateway.
     let method = if found.auth_methods.is_empty()
-        || found.auth_methods.iter().any(|m| m == "client_secret_basic")
+        || found
+            .auth_methods
+            .iter()
+            .any(|m| m == "client_secret_basic")
     {
         "client_secret_basic"
     } else if found.auth_methods.iter().any(|m| m == "client_secret_post") {
@@ -260,7 +271,9 @@ pub async fn register(
             .and_then(|v| v["error"].as_str().map(str::to_string))
             .filter(|e| e.len() <= 64 && e.bytes().all(|b| b.is_ascii_graphic()))
             .unwrap_or_else(|| format!("HTTP {}", res.status));
-        return Err(format!("registering with the authorization server failed: {detail}"));
+        return Err(format!(
+            "registering with the authorization server failed: {detail}"
+        ));
     }
     let registered: Registered = res.json().map_err(err)?;
     let auth_method = registered
@@ -299,8 +312,14 @@ mod tests {
             Some("https://a/x")
         );
         assert_eq!(resource_metadata_param("Bearer realm=\"x\""), None);
-        assert_eq!(resource_metadata_param("Bearer resource_metadata=\"\""), None);
-        assert_eq!(resource_metadata_param("Bearer resource_metadata=\"unterminated"), None);
+        assert_eq!(
+            resource_metadata_param("Bearer resource_metadata=\"\""),
+            None
+        );
+        assert_eq!(
+            resource_metadata_param("Bearer resource_metadata=\"unterminated"),
+            None
+        );
     }
 
     #[test]

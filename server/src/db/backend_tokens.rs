@@ -46,7 +46,10 @@ pub async fn get(
 }
 
 /// One user's connected accounts.
-pub async fn list_user(db: impl AnyExecutor<'_>, user_id: i64) -> Result<Vec<TokenRow>, sqlx::Error> {
+pub async fn list_user(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+) -> Result<Vec<TokenRow>, sqlx::Error> {
     sqlx::query_as(concat!(
         "select ",
         columns!(),
@@ -296,7 +299,11 @@ pub async fn take_pending(
 }
 
 /// Flows someone started and has in progress (bounded per person).
-pub async fn count_pending(db: impl AnyExecutor<'_>, started_by: i64, now: i64) -> Result<i64, sqlx::Error> {
+pub async fn count_pending(
+    db: impl AnyExecutor<'_>,
+    started_by: i64,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "select count(*) from backend_oauth_pending where started_by = $1 and expires_at > $2",
     )

@@ -338,7 +338,9 @@ impl BackendClient {
                 .header()
                 .await
                 .map(|value| Some((AUTHORIZATION, value)))
-                .map_err(|e| BackendError::Credential(target.name.clone(), e.message(&target.name))),
+                .map_err(|e| {
+                    BackendError::Credential(target.name.clone(), e.message(&target.name))
+                }),
         }
     }
 

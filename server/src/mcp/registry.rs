@@ -16,12 +16,12 @@ use shared::auth::Role;
 use shared::servers::{ServerHealth, Transport};
 
 use crate::auth::identity::{AuthMethod, Principal};
+use crate::backend_auth::{self, ServerAuth, Tokens};
 use crate::cache::TtlMap;
 use crate::config::Config;
 use crate::db::{self, Db, servers::ServerRow, tool_rules::Subject};
 use crate::feed::Change;
 use crate::keys::SecretBox;
-use crate::backend_auth::{self, ServerAuth, Tokens};
 use crate::mcp::backend::{Credential, Target};
 use crate::mcp::naming;
 

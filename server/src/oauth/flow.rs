@@ -152,7 +152,14 @@ pub async fn end_consent_sign_in(
     {
         db::replicas::use_nonce(&state.db.pool, &format!("consent:{}", cookie.n), cookie.e).await?;
     }
-    crate::cookies::set(&state.config.public_url, cookie_name(state), "", "/", "Lax", 0)
+    crate::cookies::set(
+        &state.config.public_url,
+        cookie_name(state),
+        "",
+        "/",
+        "Lax",
+        0,
+    )
 }
 
 /// A short fingerprint of the stored password hash (never the hash itself).
@@ -160,7 +167,10 @@ fn credential_version(user: &db::users::UserRow) -> String {
     hash_token(&user.password_hash)[..16].to_string()
 }
 
-pub(crate) fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Result<HeaderValue, ApiError> {
+pub(crate) fn consent_cookie(
+    state: &AppState,
+    user: &db::users::UserRow,
+) -> Result<HeaderValue, ApiError> {
     let sealed = seal(
         state,
         &ConsentCookie {
@@ -182,7 +192,10 @@ pub(crate) fn consent_cookie(state: &AppState, user: &db::users::UserRow) -> Res
 }
 
 /// The user signed in on the consent page of this browser, if still enabled.
-pub(crate) async fn cookie_user(state: &AppState, headers: &HeaderMap) -> Option<db::users::UserRow> {
+pub(crate) async fn cookie_user(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Option<db::users::UserRow> {
     let cookie = read_consent_cookie(state, headers)?;
     if cookie.e <= db::now() || cookie.n.is_empty() {
         return None;
@@ -673,7 +686,9 @@ pub(crate) fn same_origin_only(
         None,
         json!({ "origin": origin, "endpoint": endpoint }),
     );
-    Err(ApiError::Forbidden("cross-origin requests are not allowed here"))
+    Err(ApiError::Forbidden(
+        "cross-origin requests are not allowed here",
+    ))
 }
 
 /// The user's decision. Signs in with `username`/`password` (lockout rules as for login) or the

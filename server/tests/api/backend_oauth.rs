@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, USER_PASSWORD, db_test};
+use crate::helpers::{TestApp, TestEnv, USER_PASSWORD, db_test};
 use crate::mcp::{add_server, rpc_at, set_access, user_token};
 use crate::peers::OAuthBackend;
 
@@ -174,7 +174,12 @@ fn came_back(page: &Page) -> String {
         .iter()
         .find(|u| u.contains("connected=") || u.contains("error="))
         .cloned()
-        .unwrap_or_else(|| panic!("the flow did not come back: {:?} {}", page.visited, page.body))
+        .unwrap_or_else(|| {
+            panic!(
+                "the flow did not come back: {:?} {}",
+                page.visited, page.body
+            )
+        })
 }
 
 /// A user's MCP session on `/mcp/{server}`.
@@ -255,7 +260,13 @@ async fn tokens(app: &TestApp, admin: &str) -> Vec<Value> {
 
 /// Signs `browser` in on the connections page and connects its account at `server` as
 /// `account`; returns where the flow came back to.
-async fn connect_mine(app: &TestApp, browser: &Browser, user: &str, server: &str, account: &str) -> String {
+async fn connect_mine(
+    app: &TestApp,
+    browser: &Browser,
+    user: &str,
+    server: &str,
+    account: &str,
+) -> String {
     let origin = app.url("");
     let res = browser
         .send(
@@ -263,7 +274,9 @@ async fn connect_mine(app: &TestApp, browser: &Browser, user: &str, server: &str
             &app.url("/oauth/backend/signin"),
             None,
             Some(&origin),
-            Some(Body::Json(json!({"username": user, "password": USER_PASSWORD}))),
+            Some(Body::Json(
+                json!({"username": user, "password": USER_PASSWORD}),
+            )),
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -285,7 +298,13 @@ async fn connect_mine(app: &TestApp, browser: &Browser, user: &str, server: &str
 }
 
 /// Connects the admin-connected server's account in the admin's browser.
-async fn connect_admin(app: &TestApp, browser: &Browser, admin: &str, id: i64, account: &str) -> String {
+async fn connect_admin(
+    app: &TestApp,
+    browser: &Browser,
+    admin: &str,
+    id: i64,
+    account: &str,
+) -> String {
     let res = browser
         .send(
             Method::POST,
@@ -295,10 +314,18 @@ async fn connect_admin(app: &TestApp, browser: &Browser, admin: &str, id: i64, a
             None,
         )
         .await;
-    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
     let start: Value = res.json().await.unwrap();
     let url = start["authorization_url"].as_str().unwrap();
-    assert!(url.contains("code_challenge_method=S256") && url.contains("resource="), "{url}");
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("resource="),
+        "{url}"
+    );
     let page = browser.authorize(url, account).await;
     came_back(&page)
 }
@@ -568,4 +595,170 @@ async fn connection_flows_cannot_be_hijacked_or_replayed(env: TestEnv) {
     assert_eq!(server_json(&app, &admin, wrong).await["health"]["status"], "degraded");
     app.stop().await;
 }
+}
+
+/// One gateway in front of another: the upstream gateway's own authorization server takes
+/// client ID metadata documents, so the front gateway connects a user's account there without
+/// registering (its client id is its metadata document's URL), through the upstream's consent
+/// API; the user's calls then carry their own upstream account.
+#[tokio::test]
+async fn a_gateway_connects_to_another_with_its_client_metadata_document() {
+    use crate::helpers::Backend;
+    use crate::peers::{PeerServer, Sdk};
+    let peer = PeerServer::start(Sdk::Py2, "alpha", &[]).await;
+    let upstream = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_public_port()
+        .with_var("OAUTH_CIMD_ALLOW_HTTP", "true")
+        .with_var("OAUTH_CIMD_ALLOW_PRIVATE", "true")
+        .spawn()
+        .await;
+    let up_admin = upstream.admin_token().await;
+    let carol = upstream.create_user(&up_admin, "carol", "user").await;
+    let alpha = add_server(
+        &upstream,
+        &up_admin,
+        json!({"name": "alpha", "url": peer.url()}),
+    )
+    .await;
+    set_access(&upstream, &up_admin, carol, alpha, true).await;
+
+    let front = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        .with_public_port()
+        .spawn()
+        .await;
+    let admin = front.admin_token().await;
+    let alice = front.create_user(&admin, "alice", "user").await;
+    let chained = add_server(
+        &front,
+        &admin,
+        json!({"name": "chained", "url": upstream.url("/mcp/alpha"),
+        "credential": {"type": "oauth_user"}}),
+    )
+    .await;
+    set_access(&front, &admin, alice, chained, true).await;
+
+    // The metadata document the upstream will fetch.
+    let doc: Value = front
+        .get("/oauth/backend/client-metadata.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["client_id"],
+        front.url("/oauth/backend/client-metadata.json")
+    );
+    assert_eq!(
+        doc["redirect_uris"],
+        json!([front.url("/oauth/backend/callback")])
+    );
+    assert_eq!(doc["token_endpoint_auth_method"], "none");
+
+    // Alice connects as carol through the upstream's consent API.
+    let browser = Browser::new();
+    let origin = front.url("");
+    let res = browser
+        .send(
+            Method::POST,
+            &front.url("/oauth/backend/signin"),
+            None,
+            Some(&origin),
+            Some(Body::Json(
+                json!({"username": "alice", "password": USER_PASSWORD}),
+            )),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = browser
+        .send(
+            Method::POST,
+            &front.url("/oauth/backend/connections/chained"),
+            None,
+            Some(&origin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let start: Value = res.json().await.unwrap();
+    let authorization = start["authorization_url"].as_str().unwrap();
+    let client_id = url::Url::parse(authorization)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "client_id")
+        .unwrap()
+        .1
+        .to_string();
+    assert_eq!(client_id, front.url("/oauth/backend/client-metadata.json"));
+    let page = browser.go(Method::GET, authorization, None).await;
+    let request = url::Url::parse(&page.url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "request")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| panic!("not the upstream's consent page: {}", page.url));
+    let res = browser.send(Method::POST, &upstream.url("/oauth/api/decision"), None, Some(&upstream.url("")),
+        Some(Body::Json(json!({"request": request, "approve": true, "username": "carol", "password": USER_PASSWORD})))).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let decided: Value = res.json().await.unwrap();
+    let back = browser
+        .go(Method::GET, decided["redirect_to"].as_str().unwrap(), None)
+        .await;
+    assert!(
+        came_back(&back).ends_with("/connect?connected=chained"),
+        "{:?}",
+        back.visited
+    );
+
+    // The upstream knows the front gateway by its document; alice's calls act as carol.
+    let clients: Vec<Value> = upstream
+        .get_as("/admin/api/oauth/clients", &up_admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        clients
+            .iter()
+            .any(|c| c["client_id"] == client_id && c["kind"] == "cimd"),
+        "{clients:?}"
+    );
+    let token = user_token(&front, "alice").await;
+    let s = open(&front, "chained", &token)
+        .await
+        .expect("a session through both gateways");
+    let (_, _, answer) = rpc_at(&front, "/mcp/chained", Some(&token), Some(&s.id),
+        &[("mcp-protocol-version", "2025-11-25")],
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}})).await;
+    assert!(answer.to_string().contains("hi"), "{answer}");
+    // Activity is written in batches off the request path.
+    let mut activity = Value::Null;
+    for _ in 0..50 {
+        activity = upstream
+            .get_as("/admin/api/mcp-activity?server=alpha", &up_admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if activity.to_string().contains("carol") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(activity.to_string().contains("carol"), "{activity}");
+    front.stop().await;
+    upstream.stop().await;
 }

@@ -398,7 +398,10 @@ impl OAuthBackend {
     pub async fn revoke_refresh(&self, account: &str) {
         let res = self
             .http
-            .post(format!("{}/test/revoke-refresh?account={account}", self.issuer()))
+            .post(format!(
+                "{}/test/revoke-refresh?account={account}",
+                self.issuer()
+            ))
             .send()
             .await
             .unwrap();

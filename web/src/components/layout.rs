@@ -27,6 +27,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <A href="/admin/mcp-servers">"MCP servers"</A>
                 <A href="/admin/users">"Users"</A>
                 <A href="/admin/oauth-clients">"OAuth clients"</A>
+                <A href="/admin/tokens">"Backend tokens"</A>
                 <A href="/admin/mcp-activity">"Activity"</A>
                 <A href="/admin/security-logs">"Security events"</A>
                 <A href="/admin/console">"Test console"</A>

@@ -4,7 +4,8 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::servers::{
-    ConnectionTest, CreateServer, CredentialInput, McpServer, Transport, UpdateServer,
+    ConnectionTest, CreateServer, CredentialInput, McpServer, OAuthCodeInput, Transport,
+    UpdateServer,
 };
 
 use crate::api;
@@ -200,6 +201,8 @@ fn EditServer(
     let kind = RwSignal::new("keep".to_string());
     let secret = RwSignal::new(String::new());
     let extra = RwSignal::new(String::new());
+    let token_url = RwSignal::new(String::new());
+    let scope = RwSignal::new(String::new());
     let saved = RwSignal::new(false);
     let original = server.clone();
     let original_url = server.url.clone();
@@ -210,7 +213,13 @@ fn EditServer(
         let changed = |now: String, before: &str| (now != before).then_some(now);
         let credential = match kind.get_untracked().as_str() {
             "none" => Some(CredentialInput::None),
-            kind => credential_input(kind, secret.get_untracked(), extra.get_untracked()),
+            kind => credential_input(
+                kind,
+                secret.get_untracked(),
+                extra.get_untracked(),
+                token_url.get_untracked(),
+                scope.get_untracked(),
+            ),
         };
         let change = UpdateServer {
             url: changed(url.get_untracked(), &original.url),
@@ -254,15 +263,19 @@ fn EditServer(
                         <option value="bearer">"bearer token"</option>
                         <option value="basic">"basic auth"</option>
                         <option value="header">"custom header"</option>
+                        <option value="oauth_client_credentials">"OAuth client credentials"</option>
+                        <option value="oauth_admin">"OAuth, one account connected by an admin"</option>
+                        <option value="oauth_user">"OAuth, each user connects their own account"</option>
                     </select>
                 </label>
                 {move || match kind.get().as_str() {
                     "basic" => view! { <label>"Username"<input bind:value=extra /></label> }.into_any(),
                     "header" => view! { <label>"Header name"<input bind:value=extra /></label> }.into_any(),
+                    k if k.starts_with("oauth") => view! { <OAuthFields kind=k.to_string() token_url scope client_id=extra /> }.into_any(),
                     _ => ().into_any(),
                 }}
-                {move || matches!(kind.get().as_str(), "bearer" | "basic" | "header").then(|| view! {
-                    <label>"Secret (write-only)"<input type="password" autocomplete="off" bind:value=secret /></label>
+                {move || matches!(kind.get().as_str(), "bearer" | "basic" | "header" | "oauth_client_credentials" | "oauth_admin" | "oauth_user").then(|| view! {
+                    <label>{secret_label(&kind.get())}<input type="password" autocomplete="off" bind:value=secret /></label>
                 })}
                 {move || (has_credential && kind.get() == "keep" && origin_of(&url.get()) != origin_of(&original_url)).then(|| view! {
                     <p class="warn" id=format!("credential-cleared-{name_for_note}")>
@@ -286,6 +299,8 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     let kind = RwSignal::new("none".to_string());
     let secret = RwSignal::new(String::new());
     let extra = RwSignal::new(String::new());
+    let token_url = RwSignal::new(String::new());
+    let scope = RwSignal::new(String::new());
     let prefix = RwSignal::new(String::new());
     let detection = RwSignal::new("log".to_string());
     let message = RwSignal::new(None::<Result<String, String>>);
@@ -295,6 +310,8 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
             &kind.get_untracked(),
             secret.get_untracked(),
             extra.get_untracked(),
+            token_url.get_untracked(),
+            scope.get_untracked(),
         );
         let description = description.get_untracked();
         let req = CreateServer {
@@ -355,15 +372,19 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
                         <option value="bearer">"bearer token"</option>
                         <option value="basic">"basic auth"</option>
                         <option value="header">"custom header"</option>
+                        <option value="oauth_client_credentials">"OAuth client credentials"</option>
+                        <option value="oauth_admin">"OAuth, one account connected by an admin"</option>
+                        <option value="oauth_user">"OAuth, each user connects their own account"</option>
                     </select>
                 </label>
                 {move || match kind.get().as_str() {
                     "basic" => view! { <label>"Username"<input id="server-credential-extra" bind:value=extra /></label> }.into_any(),
                     "header" => view! { <label>"Header name"<input id="server-credential-extra" placeholder="X-API-Key" bind:value=extra /></label> }.into_any(),
+                    k if k.starts_with("oauth") => view! { <OAuthFields kind=k.to_string() token_url scope client_id=extra /> }.into_any(),
                     _ => ().into_any(),
                 }}
                 {move || (kind.get() != "none").then(|| view! {
-                    <label>"Secret (write-only: never shown again)"
+                    <label>{secret_label(&kind.get())}
                         <input id="server-credential-secret" type="password" autocomplete="off" bind:value=secret />
                     </label>
                 })}
@@ -377,10 +398,70 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     }
 }
 
-/// The credential typed into a server form: `secret` is the token, password or header value,
-/// `extra` the username or header name. `None` for any other kind.
-fn credential_input(kind: &str, secret: String, extra: String) -> Option<CredentialInput> {
+fn secret_label(kind: &str) -> &'static str {
     match kind {
+        "oauth_client_credentials" => "Client secret (write-only: never shown again)",
+        "oauth_admin" | "oauth_user" => {
+            "Client secret of a pre-registered client (optional, write-only)"
+        }
+        _ => "Secret (write-only: never shown again)",
+    }
+}
+
+/// The fields of the OAuth kinds (the client secret is the form's secret field).
+#[component]
+fn OAuthFields(
+    kind: String,
+    token_url: RwSignal<String>,
+    scope: RwSignal<String>,
+    client_id: RwSignal<String>,
+) -> impl IntoView {
+    let client_credentials = kind == "oauth_client_credentials";
+    view! {
+        {client_credentials.then(|| view! {
+            <label>"Token endpoint"<input id="server-oauth-token-url" type="url" required placeholder="https://auth.example.com/oauth/token" bind:value=token_url /></label>
+        })}
+        <label>{if client_credentials { "Client id" } else { "Client id of a pre-registered client (optional: the gateway registers itself)" }}
+            <input id="server-oauth-client-id" required=client_credentials bind:value=client_id /></label>
+        <label>"Scope (optional)"<input id="server-oauth-scope" placeholder="space-separated" bind:value=scope /></label>
+        {(!client_credentials).then(|| view! {
+            <p class="muted">"After saving, connect the account: the admin on the Tokens page, or each user at /connect. The authorization server must allow the redirect URI "<code>"{PUBLIC_URL}/oauth/backend/callback"</code>"."</p>
+        })}
+    }
+}
+
+/// The credential typed into a server form: `secret` is the token, password, header value or
+/// client secret, `extra` the username, header name or client id. `None` for any other kind.
+fn credential_input(
+    kind: &str,
+    secret: String,
+    extra: String,
+    token_url: String,
+    scope: String,
+) -> Option<CredentialInput> {
+    let optional = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    match kind {
+        "oauth_client_credentials" => Some(CredentialInput::OAuthClientCredentials {
+            token_url,
+            client_id: extra,
+            client_secret: secret,
+            scope: optional(scope),
+            audience: None,
+            resource: None,
+            auth_method: None,
+        }),
+        "oauth_admin" | "oauth_user" => {
+            let code = OAuthCodeInput {
+                client_id: optional(extra),
+                client_secret: optional(secret),
+                scope: optional(scope),
+            };
+            Some(if kind == "oauth_admin" {
+                CredentialInput::OAuthAdmin(code)
+            } else {
+                CredentialInput::OAuthUser(code)
+            })
+        }
         "bearer" => Some(CredentialInput::Bearer { token: secret }),
         "basic" => Some(CredentialInput::Basic {
             username: extra,

@@ -46,7 +46,9 @@ pub(crate) async fn resolve_exposed(
     kind: ListKind,
     exposed: &str,
 ) -> Result<Option<(Arc<Backend>, String)>, BackendError> {
-    let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(state, p, principal.user_id)) else {
+    let Some(backend) =
+        naming::prefix_of(exposed).and_then(|p| by_prefix(state, p, principal.user_id))
+    else {
         return Ok(None);
     };
     // A name on a server the caller may not use is answered exactly like an unknown one, so
@@ -100,7 +102,8 @@ pub(super) async fn resolve_name(
         Ok(None) => {
             // The caller sees an unknown name either way; a name on a server they may not use
             // is still recorded as an `access_denied` event for the admins.
-            if let Some(backend) = naming::prefix_of(exposed).and_then(|p| by_prefix(&ctx.state, p, ctx.principal.user_id))
+            if let Some(backend) = naming::prefix_of(exposed)
+                .and_then(|p| by_prefix(&ctx.state, p, ctx.principal.user_id))
                 && !usable(&ctx.state, &ctx.principal, &backend).await
             {
                 crate::mcp::gate::deny(
