@@ -99,8 +99,11 @@ pub struct Registry {
     tokens: Arc<Tokens>,
     /// Per-user copies of servers with per-user connected accounts, by (server, user), with
     /// the shared copy each was made from.
-    per_user: Mutex<HashMap<(i64, i64), (Arc<Backend>, Arc<Backend>)>>,
+    per_user: Mutex<HashMap<(i64, i64), PerUserCopy>>,
 }
+
+/// A per-user copy of a server and the shared copy it was made from.
+type PerUserCopy = (Arc<Backend>, Arc<Backend>);
 
 /// Per-user copies kept at most (the oldest go first when full).
 const MAX_PER_USER_COPIES: usize = 10_000;
