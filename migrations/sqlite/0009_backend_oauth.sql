@@ -42,6 +42,8 @@ create table backend_oauth_pending (
     browser_hash text not null,
     verifier blob not null,
     redirect_uri text not null,
+    -- The authorization server it went to (the code goes only to its token endpoint).
+    issuer text not null,
     return_to text not null,
     expires_at bigint not null
 );

@@ -95,7 +95,7 @@ impl ClientAuth {
 
 /// A server's OAuth configuration: the sealed content of `mcp_servers.credential`. The
 /// authorization-code kinds fill in what discovery and registration found on first connect.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct OAuthConfig {
     #[serde(default)]
     pub token_url: Option<String>,
@@ -119,6 +119,21 @@ pub struct OAuthConfig {
     /// The client was registered by the gateway (dynamic registration), for `redirect_uri`.
     #[serde(default)]
     pub registered_redirect_uri: Option<String>,
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("token_url", &self.token_url)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OAuthConfig {
@@ -392,6 +407,9 @@ struct Held {
     header: HeaderValue,
     /// Unix milliseconds from which it is renewed before use (`i64::MAX`: never).
     renew_at: i64,
+    /// Unix milliseconds until which a backend's 401 to it does not make the gateway renew it
+    /// (a token that new was not refused for its age: renewing would only spend refreshes).
+    young_until: i64,
     version: i64,
 }
 
@@ -415,6 +433,10 @@ impl std::fmt::Debug for TokenCell {
     }
 }
 
+/// How a renewal ended, as the task that did it reports it: `Ok(None)` when the row was
+/// written meanwhile (reconnected or disconnected), so the caller looks again.
+type Renewed = Result<Option<HeaderValue>, CredentialError>;
+
 impl TokenCell {
     fn fresh(&self) -> Option<HeaderValue> {
         let held = self.held.read().ok()?;
@@ -428,7 +450,7 @@ impl TokenCell {
     }
 
     /// The `Authorization` value to send now (renewing the token first when it is due).
-    pub async fn header(&self) -> Result<HeaderValue, CredentialError> {
+    pub async fn header(self: &Arc<Self>) -> Result<HeaderValue, CredentialError> {
         if let Some(h) = self.fresh() {
             return Ok(h);
         }
@@ -441,26 +463,33 @@ impl TokenCell {
 
     /// Renews now ("refresh now"), even after a failure: a client-credentials server asks for a
     /// new token, a connected account uses its refresh token.
-    pub async fn renew_now(&self) -> Result<HeaderValue, CredentialError> {
+    pub async fn renew_now(self: &Arc<Self>) -> Result<HeaderValue, CredentialError> {
         let _flight = self.flight.lock().await;
         self.forget();
         self.obtain(Some(-1), true).await
     }
 
-    /// The backend refused `used`: renew (unless that already happened) and return the new one.
-    pub async fn rejected(&self, used: &HeaderValue) -> Result<HeaderValue, CredentialError> {
+    /// The backend refused `used`: renew (unless that already happened, or the token is too new
+    /// to have been refused for its age) and return the token to send again. `Ok(None)`: keep
+    /// the backend's answer.
+    pub async fn rejected(
+        self: &Arc<Self>,
+        used: &HeaderValue,
+    ) -> Result<Option<HeaderValue>, CredentialError> {
         let _flight = self.flight.lock().await;
-        let stale = match self.held.read().ok().and_then(|h| h.clone()) {
+        let held = self.held.read().ok().and_then(|h| h.clone());
+        let stale = match held {
             Some(held) if held.header != *used && now_ms() < held.renew_at => {
-                return Ok(held.header);
+                return Ok(Some(held.header));
             }
-            Some(held) => Some(held.version),
-            None => None,
+            Some(held) if held.header == *used && now_ms() < held.young_until => return Ok(None),
+            Some(held) => held.version,
+            None => -1,
         };
-        if let Ok(mut held) = self.held.write() {
-            *held = None;
+        if let Ok(mut slot) = self.held.write() {
+            *slot = None;
         }
-        self.obtain(stale.or(Some(-1)), false).await
+        self.obtain(Some(stale), false).await.map(Some)
     }
 
     /// Forgets the token in memory (disconnected, reconnected or edited elsewhere).
@@ -473,11 +502,30 @@ impl TokenCell {
         }
     }
 
-    /// Reads the row, uses its token when it is good, else renews it under the lease.
-    /// `stale`: the version whose token the backend refused (renew even if it looks fresh).
-    /// `force`: try even when the row says the credential failed.
+    fn unavailable(&self, reason: &str) -> CredentialError {
+        CredentialError::Unavailable {
+            reason: reason.to_string(),
+        }
+    }
+
+    fn database_unavailable(&self) -> CredentialError {
+        self.unavailable("the gateway's database is unavailable")
+    }
+
+    fn hold(&self, held: Held) -> HeaderValue {
+        let header = held.header.clone();
+        if let Ok(mut slot) = self.held.write() {
+            *slot = Some(held);
+        }
+        header
+    }
+
+    /// Reads the row, uses its token when it is good, else renews it under the lease (waiting
+    /// while another replica holds it). `stale`: the version whose token the backend refused
+    /// (-1: whatever is stored), renewed even if it looks fresh. `force`: try even when the
+    /// row says the credential failed. One deadline bounds the whole wait.
     async fn obtain(
-        &self,
+        self: &Arc<Self>,
         stale: Option<i64>,
         force: bool,
     ) -> Result<HeaderValue, CredentialError> {
@@ -491,16 +539,17 @@ impl TokenCell {
         let (server_id, user_id) = (self.auth.server_id, self.user_id);
         let db = &self.tokens.db;
         let deadline = tokio::time::Instant::now() + LEASE + FETCH_TIMEOUT;
+        let mut stale = stale;
         loop {
             let row = db::backend_tokens::get(&db.pool, server_id, user_id)
                 .await
-                .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
+                .map_err(|_| self.database_unavailable())?;
             let row = match row {
                 Some(row) => row,
                 None if self.auth.kind == Kind::ClientCredentials => {
                     db::backend_tokens::ensure(&db.pool, server_id, user_id, db::now())
                         .await
-                        .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
+                        .map_err(|_| self.database_unavailable())?;
                     continue;
                 }
                 None => {
@@ -520,78 +569,39 @@ impl TokenCell {
             }
             let refused = stale.is_some_and(|v| v == row.version || v == -1);
             if !refused && let Some(held) = self.usable(&row) {
-                let header = held.header.clone();
-                if let Ok(mut slot) = self.held.write() {
-                    *slot = Some(held);
-                }
-                return Ok(header);
+                return Ok(self.hold(held));
             }
-            // Renewal is due: one replica at a time.
-            let now = now_ms();
-            tracing::debug!(server = %self.auth.server, user_id, version = row.version, lease_until = row.lease_until, now, "credential renewal due");
-            if row.lease_until > now
-                || !db::backend_tokens::claim(
-                    &db.pool,
-                    server_id,
-                    user_id,
-                    row.version,
-                    now,
-                    now + LEASE.as_millis() as i64,
-                )
-                .await
-                .unwrap_or(false)
-            {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(
-                        self.unavailable("another replica is still renewing the credential")
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                // What another replica renewed is good even if it was our version that failed.
-                return Box::pin(self.obtain_after(row.version, force)).await;
-            }
-            tracing::debug!(server = %self.auth.server, user_id, version = row.version, "renewing the credential");
-            return self.renew(&row).await;
-        }
-    }
-
-    /// After another replica held the lease: wait for a newer version and use it.
-    async fn obtain_after(
-        &self,
-        version: i64,
-        force: bool,
-    ) -> Result<HeaderValue, CredentialError> {
-        let deadline = tokio::time::Instant::now() + LEASE + FETCH_TIMEOUT;
-        loop {
-            let row =
-                db::backend_tokens::get(&self.tokens.db.pool, self.auth.server_id, self.user_id)
-                    .await
-                    .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
-            tracing::debug!(server = %self.auth.server, user_id = self.user_id, version, now = row.as_ref().map(|r| (r.version, r.lease_until)).unwrap_or_default().0, "waiting for another replica's renewal");
-            match row {
-                Some(row) if row.version != version || row.lease_until <= now_ms() => {
-                    return Box::pin(self.obtain(Some(version), force)).await;
-                }
-                Some(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Some(_) => {
-                    return Err(
-                        self.unavailable("another replica is still renewing the credential")
-                    );
-                }
-                None => {
-                    return Err(CredentialError::NotConnected {
-                        connect_url: self.connect_url(),
-                    });
+            // Renewal is due: one replica at a time (the lease is taken on the database's
+            // clock, so replicas' clocks do not matter).
+            let claimed = db::backend_tokens::claim(
+                &db.pool,
+                db.backend,
+                server_id,
+                user_id,
+                row.version,
+                LEASE.as_millis() as i64,
+            )
+            .await
+            .map_err(|_| self.database_unavailable())?;
+            if claimed {
+                match self.renew_in_task(row).await? {
+                    Some(header) => return Ok(header),
+                    None => {
+                        stale = None;
+                        continue;
+                    }
                 }
             }
-        }
-    }
-
-    fn unavailable(&self, reason: &str) -> CredentialError {
-        CredentialError::Unavailable {
-            reason: reason.to_string(),
+            // Another replica (or a renewal of this one whose caller went away) holds the
+            // lease: wait for a newer version, or for the lease to lapse, then look again.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.unavailable("another replica is still renewing the credential"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A newer version is good even if it was ours that the backend refused.
+            stale = stale
+                .filter(|v| *v == row.version || *v == -1)
+                .map(|_| row.version);
         }
     }
 
@@ -606,28 +616,32 @@ impl TokenCell {
         let token = String::from_utf8(token).ok()?;
         let mut header = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
         header.set_sensitive(true);
-        let renew_at = match row.expires_at {
-            None => i64::MAX,
-            Some(expires) => {
-                let issued = row.last_refresh_at.unwrap_or(row.connected_at);
-                renew_at(issued, expires, self.user_id ^ row.version)
-            }
-        };
+        let issued = row.last_refresh_at.unwrap_or(row.connected_at);
+        let (renew_at, young_until) = timing(issued, row.expires_at, self.user_id ^ row.version);
         (now_ms() < renew_at).then_some(Held {
             header,
             renew_at,
+            young_until,
             version: row.version,
         })
     }
 
+    /// Renews in a task of its own, so a caller that goes away (a client disconnecting, a
+    /// timeout) cannot stop it between spending the refresh token and storing the new one;
+    /// the caller waits for it.
+    async fn renew_in_task(self: &Arc<Self>, row: db::backend_tokens::TokenRow) -> Renewed {
+        let cell = self.clone();
+        tokio::spawn(async move { cell.renew(&row).await })
+            .await
+            .unwrap_or_else(|_| Err(self.unavailable("the renewal stopped unexpectedly")))
+    }
+
     /// Gets new tokens (the lease is held) and stores them over the version read.
-    async fn renew(
-        &self,
-        row: &db::backend_tokens::TokenRow,
-    ) -> Result<HeaderValue, CredentialError> {
+    async fn renew(self: &Arc<Self>, row: &db::backend_tokens::TokenRow) -> Renewed {
         let auth = &self.auth;
         let (server_id, user_id) = (auth.server_id, self.user_id);
         let db = &self.tokens.db;
+        tracing::debug!(server = %auth.server, user_id, version = row.version, "renewing a backend credential");
         let result = match auth.kind {
             Kind::ClientCredentials => self.client_credentials().await,
             Kind::Admin | Kind::User => {
@@ -656,7 +670,6 @@ impl TokenCell {
                 }
             }
         };
-        tracing::debug!(server = %auth.server, user_id, ok = result.is_ok(), "token endpoint answered");
         let issued = match result {
             Ok(issued) => issued,
             Err(e) => {
@@ -666,6 +679,7 @@ impl TokenCell {
                     &db.pool,
                     server_id,
                     user_id,
+                    row.version,
                     &reason,
                     dead,
                     db::now(),
@@ -693,38 +707,51 @@ impl TokenCell {
             .tokens
             .seal_tokens(server_id, user_id, &issued)
             .map_err(|_| self.unavailable("the gateway could not store the credential"))?;
-        let stored = db::backend_tokens::store_refreshed(
-            &db.pool,
-            server_id,
-            user_id,
-            row.version,
-            &sealed,
-            db::now(),
-        )
-        .await
-        .map_err(|_| self.unavailable("the gateway's database is unavailable"))?;
-        tracing::debug!(server = %auth.server, user_id, stored, "renewed credential stored");
-        if !stored {
+        // The refresh token is spent: the new one must be stored, so a passing database error
+        // is tried again (within the lease).
+        let mut stored = None;
+        for attempt in 0..5 {
+            match db::backend_tokens::store_refreshed(
+                &db.pool,
+                server_id,
+                user_id,
+                row.version,
+                &sealed,
+                db::now(),
+            )
+            .await
+            {
+                Ok(done) => {
+                    stored = Some(done);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(server = %auth.server, user_id, attempt, error = %e, "storing a renewed backend credential failed");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        match stored {
+            None => return Err(self.database_unavailable()),
             // Disconnected or reconnected meanwhile: what is stored now wins.
-            return Box::pin(self.obtain(None, false)).await;
+            Some(false) => return Ok(None),
+            Some(true) => {}
         }
         self.tokens.report_success(self);
         let mut header = HeaderValue::from_str(&format!("Bearer {}", issued.access_token))
             .map_err(|_| self.unavailable("the issued token is not a valid header"))?;
         header.set_sensitive(true);
-        let now = db::now();
-        let renew = match issued.expires_at {
-            Some(expires) => renew_at(now, expires, self.user_id ^ (row.version + 1)),
-            None => i64::MAX,
-        };
-        if let Ok(mut slot) = self.held.write() {
-            *slot = Some(Held {
-                header: header.clone(),
-                renew_at: renew,
-                version: row.version + 1,
-            });
-        }
-        Ok(header)
+        let (renew_at, young_until) = timing(
+            db::now(),
+            issued.expires_at,
+            self.user_id ^ (row.version + 1),
+        );
+        Ok(Some(self.hold(Held {
+            header,
+            renew_at,
+            young_until,
+            version: row.version + 1,
+        })))
     }
 
     async fn client_credentials(&self) -> Result<Issued, GrantError> {
@@ -748,12 +775,27 @@ impl TokenCell {
     }
 }
 
+/// When to renew a token issued at `issued` and how long a backend's 401 to it is not taken as
+/// a reason to renew, both in Unix ms, for a token expiring at `expires` (Unix s; `None`:
+/// unknown, renewed only when refused).
+fn timing(issued: i64, expires: Option<i64>, seed: i64) -> (i64, i64) {
+    let Some(expires) = expires else {
+        return (i64::MAX, issued * 1000 + 30_000);
+    };
+    let lifetime_ms = (expires - issued).max(1) * 1000;
+    (
+        renew_at(issued, expires, seed),
+        issued * 1000 + (lifetime_ms / 2).min(30_000),
+    )
+}
+
 /// When to renew a token issued at `issued` (Unix s) expiring at `expires` (Unix s), in Unix
-/// ms: a margin of a fifth of its lifetime (at least 1 s, at most 60 s) plus up to half of
-/// that again, spread by `seed` so replicas and cells do not all renew at once.
+/// ms: a margin of a fifth of its lifetime (at least 1 s, at most 60 s, never more than half
+/// the lifetime) plus up to half of that again, spread by `seed` so replicas and cells do not
+/// all renew at once.
 fn renew_at(issued: i64, expires: i64, seed: i64) -> i64 {
     let lifetime_ms = (expires - issued).max(1) * 1000;
-    let margin = (lifetime_ms / 5).clamp(1000, 60_000);
+    let margin = (lifetime_ms / 5).clamp(1000, 60_000).min(lifetime_ms / 2);
     let jitter =
         (seed.unsigned_abs().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as i64 % (margin / 2 + 1);
     expires * 1000 - margin - jitter
@@ -765,7 +807,9 @@ pub struct Tokens {
     secret_box: Arc<SecretBox>,
     events: EventSink,
     pub public_url: String,
-    cells: Mutex<HashMap<(i64, i64), Weak<TokenCell>>>,
+    /// By (server, user, the `ServerAuth` it acts under): cells made under an earlier
+    /// configuration stay reachable (`forget`) while anything still holds them.
+    cells: Mutex<HashMap<(i64, i64, usize), Weak<TokenCell>>>,
     /// The last renewal failure of a server's own credential (health shows `degraded`).
     failures: Mutex<HashMap<i64, String>>,
 }
@@ -787,16 +831,15 @@ impl Tokens {
         })
     }
 
-    /// The cell of (server, user): one per pair in this process while anything holds it.
+    /// The cell of (server, user) under `auth`: one per pair and configuration in this process
+    /// while anything holds it.
     pub fn cell(self: &Arc<Self>, auth: &Arc<ServerAuth>, user_id: i64) -> Arc<TokenCell> {
-        let key = (auth.server_id, user_id);
+        let key = (auth.server_id, user_id, Arc::as_ptr(auth) as usize);
         let mut cells = match self.cells.lock() {
             Ok(c) => c,
             Err(p) => p.into_inner(),
         };
-        if let Some(cell) = cells.get(&key).and_then(Weak::upgrade)
-            && Arc::ptr_eq(&cell.auth, auth)
-        {
+        if let Some(cell) = cells.get(&key).and_then(Weak::upgrade) {
             return cell;
         }
         if cells.len() >= MAX_CELLS {
@@ -816,12 +859,13 @@ impl Tokens {
         cell
     }
 
-    /// Forgets what cells hold for a server (all users) or one (server, user).
+    /// Forgets what cells hold for a server (all users) or one (server, user), under every
+    /// configuration.
     pub fn forget(&self, server_id: i64, user_id: Option<i64>) {
         let cells: Vec<Arc<TokenCell>> = match self.cells.lock() {
             Ok(c) => c
                 .iter()
-                .filter(|((s, u), _)| *s == server_id && user_id.is_none_or(|x| x == *u))
+                .filter(|((s, u, _), _)| *s == server_id && user_id.is_none_or(|x| x == *u))
                 .filter_map(|(_, c)| c.upgrade())
                 .collect(),
             Err(_) => Vec::new(),
@@ -943,6 +987,11 @@ mod tests {
         for seed in 0..200 {
             let at = renew_at(0, 3600, seed);
             assert!((3_510_000..=3_540_000).contains(&at), "{at}");
+        }
+        // A 1-second token is still used before it is renewed.
+        for seed in 0..200 {
+            let at = renew_at(1000, 1001, seed);
+            assert!((1_000_250..=1_000_500).contains(&at), "{at}");
         }
         // Seeds spread the moment.
         let spread: std::collections::HashSet<i64> =

@@ -206,6 +206,9 @@ async fn refresh_token(
         return Err(ApiError::NotFound("no such credential"));
     }
     let outcome = cell.renew_now().await;
+    if user_id == 0 && outcome.is_ok() {
+        recheck_health(&state, server_id);
+    }
     let mut tx = state.db.begin().await?;
     accounts::audit(
         &mut *tx,
@@ -282,6 +285,26 @@ async fn disconnect(
         .changes
         .send(crate::feed::Change::BackendToken(server_id, user_id));
     Ok(())
+}
+
+/// Checks a server's health again now (its own credential was just connected or renewed: the
+/// last check may have found none), off the request.
+fn recheck_health(state: &AppState, server_id: i64) {
+    let Ok(backend) = backend_by_id(state, server_id) else {
+        return;
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let probe = state
+            .mcp
+            .client
+            .probe(&backend.target, backend.transport)
+            .await;
+        state
+            .mcp
+            .registry
+            .set_health(backend.id, crate::mcp::health::to_health(&probe));
+    });
 }
 
 fn flow_cookie(state: &AppState, secret: &str) -> Result<axum::http::HeaderValue, ApiError> {
@@ -544,6 +567,8 @@ struct CallbackQuery {
     state: Option<String>,
     code: Option<String>,
     error: Option<String>,
+    /// RFC 9207 issuer identification.
+    iss: Option<String>,
 }
 
 /// Where a backend's authorization server sends the browser back. Completes the flow started
@@ -569,18 +594,23 @@ async fn callback(
         "Lax",
         0,
     )?;
-    let flow_state = q.state.as_deref().unwrap_or_default();
     let outcome = connect::finish(
         &state,
-        flow_state,
-        q.code.as_deref(),
-        q.error.as_deref(),
+        connect::Callback {
+            state: q.state.as_deref().unwrap_or_default(),
+            code: q.code.as_deref(),
+            error: q.error.as_deref(),
+            iss: q.iss.as_deref(),
+        },
         browser.as_deref(),
     )
     .await;
     let location = match outcome {
         Ok(done) => {
             let _ = write_connected_audit(&state, &meta, &done).await;
+            if done.user_id == 0 {
+                recheck_health(&state, done.server_id);
+            }
             format!("{}?connected={}", done.return_to, encode(&done.server))
         }
         Err(e) => {

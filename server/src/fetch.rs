@@ -88,11 +88,35 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
                 || (seg[0] & 0xfe00) == 0xfc00 // unique local
                 || (seg[0] & 0xffc0) == 0xfe80 // link local
                 || (seg[0] == 0x2001 && seg[1] == 0xdb8) // documentation
+                || (seg[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (seg[0] == 0x2001 && seg[1] == 0) // Teredo
+                || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // local-use NAT64
                 || v6.to_ipv4_mapped().is_some_and(|v4| is_forbidden_address(IpAddr::V4(v4)))
+                // IPv4-compatible (::a.b.c.d, deprecated).
+                || (seg[..6] == [0, 0, 0, 0, 0, 0]
+                    && is_forbidden_address(IpAddr::V4(embedded(seg[6], seg[7]))))
                 // IPv4 embedded by NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
                 || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0]
                     && is_forbidden_address(IpAddr::V4(embedded(seg[6], seg[7]))))
                 || (seg[0] == 0x2002 && is_forbidden_address(IpAddr::V4(embedded(seg[1], seg[2]))))
+        }
+    }
+}
+
+/// Addresses never reached, even where private ones are allowed: link-local (cloud metadata
+/// services live there), unspecified, multicast and broadcast.
+pub fn is_never_allowed(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_never_allowed(IpAddr::V4(v4)))
         }
     }
 }
@@ -112,12 +136,15 @@ fn bare_host(url: &url::Url) -> Result<String, FetchError> {
         .to_string())
 }
 
-/// Resolves a URL's host within `timeout` (all its addresses).
-pub async fn resolve(url: &url::Url, timeout: Duration) -> Result<Vec<SocketAddr>, FetchError> {
+/// Resolves a URL's host before `deadline` (all its addresses).
+pub async fn resolve(
+    url: &url::Url,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<SocketAddr>, FetchError> {
     let host = bare_host(url)?;
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs: Vec<SocketAddr> =
-        tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+        tokio::time::timeout_at(deadline, tokio::net::lookup_host((host.as_str(), port)))
             .await
             .map_err(|_| fail(format!("resolving {host} timed out")))?
             .map_err(|_| fail(format!("{host} does not resolve")))?
@@ -128,17 +155,23 @@ pub async fn resolve(url: &url::Url, timeout: Duration) -> Result<Vec<SocketAddr
     Ok(addrs)
 }
 
-/// Whether a URL's host is on a loopback, private or otherwise non-public address (the backend
-/// policy: a server registered on such an address may have its OAuth endpoints there too).
+/// Whether every address of a URL's host is loopback, private or otherwise non-public (the
+/// backend policy: a server registered on such an address may have its OAuth endpoints there
+/// too). A host with any public address is not.
 pub async fn is_private_url(url: &url::Url) -> bool {
-    match resolve(url, Duration::from_secs(5)).await {
-        Ok(addrs) => addrs.iter().any(|a| is_forbidden_address(a.ip())),
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    match resolve(url, deadline).await {
+        Ok(addrs) => addrs.iter().all(|a| is_forbidden_address(a.ip())),
         Err(_) => false,
     }
 }
 
 /// Checks a URL against the policy and returns the address to connect to.
-async fn admit(policy: &Policy, url: &url::Url) -> Result<SocketAddr, FetchError> {
+async fn admit(
+    policy: &Policy,
+    url: &url::Url,
+    deadline: tokio::time::Instant,
+) -> Result<SocketAddr, FetchError> {
     match url.scheme() {
         "https" => {}
         "http" if policy.allow_http => {}
@@ -147,8 +180,10 @@ async fn admit(policy: &Policy, url: &url::Url) -> Result<SocketAddr, FetchError
     if !url.username().is_empty() || url.password().is_some() {
         return Err(fail("a URL must not carry credentials"));
     }
-    let addrs = resolve(url, policy.timeout).await?;
-    if !policy.allow_private && addrs.iter().any(|a| is_forbidden_address(a.ip())) {
+    let addrs = resolve(url, deadline).await?;
+    if addrs.iter().any(|a| is_never_allowed(a.ip()))
+        || (!policy.allow_private && addrs.iter().any(|a| is_forbidden_address(a.ip())))
+    {
         return Err(fail(format!(
             "{} is on a private or reserved address",
             host_of(url)
@@ -175,7 +210,7 @@ pub async fn send(
     let first = url::Url::parse(url).map_err(|_| fail("not a valid URL"))?;
     let mut current = first.clone();
     for _hop in 0..4 {
-        let addr = admit(policy, &current).await?;
+        let addr = admit(policy, &current, deadline).await?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -278,8 +313,29 @@ mod tests {
         ] {
             assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
         }
+        for ip in [
+            "::7f00:1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+            "64:ff9b:1::a00:1",
+        ] {
+            assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
+        }
         for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
             assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "::",
+            "::ffff:169.254.169.254",
+            "224.0.0.1",
+        ] {
+            assert!(is_never_allowed(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["127.0.0.1", "10.0.0.1", "::1", "fd00::1"] {
+            assert!(!is_never_allowed(ip.parse().unwrap()), "{ip}");
         }
     }
 

@@ -34,12 +34,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(call))
 }
 
-fn backend_named(state: &AppState, name: &str) -> Result<Arc<Backend>, ApiError> {
-    state
-        .mcp
-        .registry
+/// The server as it acts for the admin (a server with per-user accounts uses the admin's own).
+fn backend_named(state: &AppState, name: &str, user_id: i64) -> Result<Arc<Backend>, ApiError> {
+    let registry = &state.mcp.registry;
+    registry
         .get(name)
         .filter(|b| b.enabled)
+        .map(|b| registry.for_user(&b, user_id))
         .ok_or(ApiError::NotFound("no such (enabled) MCP server"))
 }
 
@@ -67,7 +68,7 @@ async fn tools(
     AppJson(target): AppJson<ConsoleTarget>,
 ) -> Result<AppJson<Vec<ConsoleTool>>, ApiError> {
     let backends = match &target.server {
-        Some(name) => vec![backend_named(&state, name)?],
+        Some(name) => vec![backend_named(&state, name, admin.user_id)?],
         None => state.mcp.registry.usable(&admin).await?,
     };
     let filter = state.mcp.registry.tool_filter(&admin).await?;
@@ -112,7 +113,10 @@ async fn resolve(
     call: &ConsoleCall,
 ) -> Result<(Arc<Backend>, String), ApiError> {
     if let Some(name) = &call.server {
-        return Ok((backend_named(state, name)?, call.tool.clone()));
+        return Ok((
+            backend_named(state, name, principal.user_id)?,
+            call.tool.clone(),
+        ));
     }
     aggregate::resolve::resolve_exposed(state, principal, Kind::Tools, &call.tool)
         .await

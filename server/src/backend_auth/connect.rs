@@ -127,6 +127,10 @@ pub async fn start(
     let mut changed = config.token_url.as_deref() != Some(&found.token_url)
         || config.authorization_url.as_deref() != Some(&found.authorization_url)
         || config.issuer.as_deref() != Some(&found.issuer);
+    // The backend now names another authorization server (or token endpoint): tokens held
+    // under the earlier one must never be sent to the new one.
+    let repointed = (config.issuer.is_some() && config.issuer.as_deref() != Some(&found.issuer))
+        || (config.token_url.is_some() && config.token_url.as_deref() != Some(&found.token_url));
     // A client registered by the gateway is registered again when the issuer or the
     // gateway's own URL changed.
     let registered_here = config.registered_redirect_uri.is_some();
@@ -167,11 +171,24 @@ pub async fn start(
     }
     if changed {
         let sealed = config.seal(&state.secret_box, row.id)?;
-        if !db::servers::set_oauth_config(&state.db.pool, row.id, kind.as_str(), &sealed).await? {
+        let before = row.credential.clone().unwrap_or_default();
+        let mut tx = state.db.begin().await?;
+        // Only over the configuration read (an admin's edit meanwhile wins).
+        if !db::servers::set_oauth_config(&mut *tx, row.id, kind.as_str(), &before, &sealed, now)
+            .await?
+        {
             return Err(ApiError::Conflict {
                 code: "credential_changed",
                 message: "the server's credential changed meanwhile; try again".into(),
             });
+        }
+        if repointed {
+            db::backend_tokens::delete_server(&mut *tx, row.id).await?;
+            tracing::warn!(server = %row.name, issuer = %found.issuer, "the server names another authorization server: its connected accounts are forgotten");
+        }
+        tx.commit().await?;
+        if repointed {
+            state.mcp.tokens.forget(row.id, None);
         }
         state.mcp.reload().await?;
         state.changes.send(crate::feed::Change::Servers);
@@ -195,6 +212,7 @@ pub async fn start(
             started_by,
             browser_hash: hash_token(&browser_secret),
             redirect_uri: redirect_uri.clone(),
+            issuer: found.issuer.clone(),
             return_to: return_to.to_string(),
             expires_at: now + FLOW_TTL,
         },
@@ -247,14 +265,27 @@ fn refused(return_to: Option<&str>, message: impl Into<String>) -> CallbackError
     }
 }
 
-/// The callback: `code` or `error` for `flow_state`, from the browser holding `browser`.
+/// What the authorization server sent back to the callback.
+pub struct Callback<'a> {
+    pub state: &'a str,
+    pub code: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// RFC 9207: the issuer that answered (checked when sent).
+    pub iss: Option<&'a str>,
+}
+
+/// The callback, from the browser holding `browser`.
 pub async fn finish(
     state: &AppState,
-    flow_state: &str,
-    code: Option<&str>,
-    error: Option<&str>,
+    callback: Callback<'_>,
     browser: Option<&str>,
 ) -> Result<Finished, CallbackError> {
+    let Callback {
+        state: flow_state,
+        code,
+        error,
+        iss,
+    } = callback;
     let pending = db::backend_tokens::take_pending(&state.db.pool, &hash_token(flow_state))
         .await
         .map_err(|_| refused(None, "the gateway's database is unavailable"))?
@@ -271,6 +302,13 @@ pub async fn finish(
         return Err(refused(
             back,
             "this connection was started in another browser; start again here",
+        ));
+    }
+    // A code from another authorization server than the one this flow went to (a mix-up).
+    if iss.is_some_and(|i| i != pending.issuer) {
+        return Err(refused(
+            back,
+            "the answer came from another authorization server than the one asked",
         ));
     }
     if let Some(error) = error {
@@ -303,7 +341,12 @@ pub async fn finish(
         .ok()
         .and_then(|v| String::from_utf8(v).ok())
         .ok_or_else(|| refused(back, "the connection attempt could not be read"))?;
-    let Some(token_url) = config.token_url.clone() else {
+    // The code goes only to the token endpoint of the server the flow went to.
+    let Some(token_url) = config
+        .token_url
+        .clone()
+        .filter(|_| config.issuer.as_deref() == Some(pending.issuer.as_str()))
+    else {
         return Err(refused(
             back,
             "the server's credential changed meanwhile; start again",

@@ -67,6 +67,18 @@ pub fn resource_metadata_param(header: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
 
+/// An absolute `https` URL (or `http` when allowed) without credentials or fragment.
+pub fn web_url(raw: &str, allow_http: bool) -> bool {
+    raw.len() <= 2000
+        && url::Url::parse(raw).is_ok_and(|u| {
+            (u.scheme() == "https" || (allow_http && u.scheme() == "http"))
+                && u.host_str().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.fragment().is_none()
+        })
+}
+
 /// Well-known URL of a metadata document for an identifier with a path (RFC 8414 §3.1 and
 /// RFC 9728 §3.1: the well-known segment goes between the host and the path).
 fn well_known(id: &url::Url, suffix: &str) -> String {
@@ -200,6 +212,23 @@ pub async fn discover(auth: &ServerAuth) -> Result<Found, String> {
     else {
         return Err("the authorization server's metadata lacks its endpoints".into());
     };
+    // Where browsers are sent and secrets go: web URLs only (an endpoint such as
+    // `javascript:…` would run in the gateway's pages), https unless the policy allows http.
+    for endpoint in [
+        Some(&authorization_url),
+        Some(&token_url),
+        metadata.registration_endpoint.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !web_url(endpoint, policy.allow_http) {
+            return Err(format!(
+                "the authorization server's metadata names an endpoint that is not an https URL ({})",
+                endpoint.chars().take(100).collect::<String>()
+            ));
+        }
+    }
     Ok(Found {
         issuer: metadata.issuer,
         authorization_url,
@@ -320,6 +349,25 @@ mod tests {
             resource_metadata_param("Bearer resource_metadata=\"unterminated"),
             None
         );
+    }
+
+    #[test]
+    fn only_web_urls_are_endpoints() {
+        assert!(web_url("https://as.example/authorize", false));
+        assert!(web_url("http://127.0.0.1:9/authorize", true));
+        for bad in [
+            "javascript:alert(1)//",
+            "JAVASCRIPT:alert(1)",
+            "data:text/html,<script>",
+            "http://as.example/authorize",
+            "https://user:pw@as.example/authorize",
+            "https://as.example/authorize#frag",
+            "//as.example/authorize",
+            "vbscript:x",
+        ] {
+            assert!(!web_url(bad, false), "{bad}");
+        }
+        assert!(!web_url("javascript:alert(1)//", true));
     }
 
     #[test]

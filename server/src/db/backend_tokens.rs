@@ -100,26 +100,37 @@ pub async fn ensure(
     Ok(())
 }
 
-/// Takes the right to refresh the row at `version` until `until_ms`, if nobody holds it.
+/// Takes the right to renew the row at `version` for `lease_ms`, if nobody holds it (a lapsed
+/// lease counts as free). On the database's clock, so replicas' clocks do not matter.
 pub async fn claim(
     db: impl AnyExecutor<'_>,
+    backend: crate::db::Backend,
     server_id: i64,
     user_id: i64,
     version: i64,
-    now_ms: i64,
-    until_ms: i64,
+    lease_ms: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update backend_tokens set lease_until = $4
-         where server_id = $1 and user_id = $2 and version = $3 and lease_until < $5",
-    )
-    .bind(server_id)
-    .bind(user_id)
-    .bind(version)
-    .bind(until_ms)
-    .bind(now_ms)
-    .execute(db)
-    .await?;
+    let sql = match backend {
+        crate::db::Backend::Postgres => concat!(
+            "update backend_tokens set lease_until = ",
+            "(extract(epoch from clock_timestamp()) * 1000)::bigint + $4 ",
+            "where server_id = $1 and user_id = $2 and version = $3 ",
+            "and lease_until < (extract(epoch from clock_timestamp()) * 1000)::bigint"
+        ),
+        crate::db::Backend::Sqlite => concat!(
+            "update backend_tokens set lease_until = ",
+            "cast((julianday('now') - 2440587.5) * 86400000 as integer) + $4 ",
+            "where server_id = $1 and user_id = $2 and version = $3 ",
+            "and lease_until < cast((julianday('now') - 2440587.5) * 86400000 as integer)"
+        ),
+    };
+    let done = sqlx::query(sql)
+        .bind(server_id)
+        .bind(user_id)
+        .bind(version)
+        .bind(lease_ms)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -192,12 +203,14 @@ pub async fn store_connected(
     Ok(())
 }
 
-/// Records a failed refresh and gives up the lease; `dead` marks the row as needing a
-/// reconnect (the refresh token or the client was refused).
+/// Records a failed renewal of the row at `version` and gives up the lease; `dead` marks the
+/// row as needing a reconnect (the refresh token or the client was refused). A row written
+/// meanwhile (reconnected) is left alone.
 pub async fn record_failure(
     db: impl AnyExecutor<'_>,
     server_id: i64,
     user_id: i64,
+    version: i64,
     error: &str,
     dead: bool,
     now: i64,
@@ -206,13 +219,14 @@ pub async fn record_failure(
         "update backend_tokens set last_error = $3, last_error_at = $4, lease_until = 0,
              status = case when $5 = 1 then 'failed' else status end,
              version = version + $5
-         where server_id = $1 and user_id = $2",
+         where server_id = $1 and user_id = $2 and version = $6",
     )
     .bind(server_id)
     .bind(user_id)
     .bind(error)
     .bind(now)
     .bind(i64::from(dead))
+    .bind(version)
     .execute(db)
     .await?;
     Ok(())
@@ -259,6 +273,8 @@ pub struct PendingRow {
     pub browser_hash: String,
     pub verifier: Vec<u8>,
     pub redirect_uri: String,
+    /// The authorization server the flow went to.
+    pub issuer: String,
     pub return_to: String,
     pub expires_at: i64,
 }
@@ -266,8 +282,8 @@ pub struct PendingRow {
 pub async fn insert_pending(db: impl AnyExecutor<'_>, row: &PendingRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into backend_oauth_pending (state_hash, server_id, user_id, started_by,
-             browser_hash, verifier, redirect_uri, return_to, expires_at)
-         values ($1, $2, $3, $9, $4, $5, $6, $7, $8)",
+             browser_hash, verifier, redirect_uri, issuer, return_to, expires_at)
+         values ($1, $2, $3, $9, $4, $5, $6, $10, $7, $8)",
     )
     .bind(&row.state_hash)
     .bind(row.server_id)
@@ -278,6 +294,7 @@ pub async fn insert_pending(db: impl AnyExecutor<'_>, row: &PendingRow) -> Resul
     .bind(&row.return_to)
     .bind(row.expires_at)
     .bind(row.started_by)
+    .bind(&row.issuer)
     .execute(db)
     .await?;
     Ok(())
@@ -291,7 +308,7 @@ pub async fn take_pending(
     sqlx::query_as(
         "delete from backend_oauth_pending where state_hash = $1
          returning state_hash, server_id, user_id, started_by, browser_hash, verifier, redirect_uri,
-             return_to, expires_at",
+             issuer, return_to, expires_at",
     )
     .bind(state_hash)
     .fetch_optional(db)

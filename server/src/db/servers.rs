@@ -113,19 +113,25 @@ pub async fn set_credential(
 }
 
 /// Replaces a sealed OAuth configuration (what discovery and registration found) if the
-/// server's credential is still of `kind`; the row's `updated_at` stays.
+/// server's credential is still `before` of `kind`; the row counts as changed (`updated_at`),
+/// so sessions and caches made under the earlier configuration are dropped.
 pub async fn set_oauth_config(
     db: impl AnyExecutor<'_>,
     id: i64,
     kind: &str,
+    before: &[u8],
     sealed: &[u8],
+    now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "update mcp_servers set credential = $1 where id = $2 and credential_type = $3",
+        "update mcp_servers set credential = $1, updated_at = $5
+         where id = $2 and credential_type = $3 and credential = $4",
     )
     .bind(sealed)
     .bind(id)
     .bind(kind)
+    .bind(before)
+    .bind(now)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -354,10 +354,14 @@ impl BackendClient {
         let (Credential::OAuth(cell), Some((_, used))) = (&target.credential, used) else {
             return Ok(None);
         };
-        cell.rejected(used)
-            .await
-            .map(|value| Some(Some((AUTHORIZATION, value))))
-            .map_err(|e| BackendError::Credential(target.name.clone(), e.message(&target.name)))
+        match cell.rejected(used).await {
+            Ok(Some(value)) => Ok(Some(Some((AUTHORIZATION, value)))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(BackendError::Credential(
+                target.name.clone(),
+                e.message(&target.name),
+            )),
+        }
     }
 
     /// A request to the backend's URL (`send` attaches its credential).

@@ -13,11 +13,18 @@ use crate::components::widgets::{Badge, ErrorAlert, when};
 
 async fn connect(server: String, error: RwSignal<Option<String>>) {
     match api::connect_my_account(&server).await {
-        Ok(start) => {
+        // Only a web address: whatever the server relays comes from another party.
+        Ok(start)
+            if start.authorization_url.starts_with("https://")
+                || start.authorization_url.starts_with("http://") =>
+        {
             if let Some(window) = web_sys::window() {
                 let _ = window.location().set_href(&start.authorization_url);
             }
         }
+        Ok(_) => error.set(Some(
+            "the authorization server's address is not a web address".into(),
+        )),
         Err(e) => error.set(Some(e.message)),
     }
 }
