@@ -1,4 +1,5 @@
-//! Small shared pieces: error alert, empty state, status badge, copy button, two-step delete.
+//! Small shared pieces: error alert, empty state, status badge, copy button, two-step delete,
+//! sending the browser to a backend's authorization server.
 
 use leptos::prelude::*;
 
@@ -63,4 +64,27 @@ pub fn when(secs: i64) -> String {
     let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(secs as f64 * 1000.0));
     let iso: String = date.to_iso_string().into();
     iso.get(..16).unwrap_or(&iso).replace('T', " ")
+}
+
+/// Sends this browser to a backend's authorization server to connect an account (the flow
+/// comes back to the page that started it), or shows why not. Only a web address is followed:
+/// the server relays what another party published.
+pub fn open_authorization(
+    started: Result<shared::servers::ConnectStart, crate::api::ApiError>,
+    error: RwSignal<Option<String>>,
+) {
+    match started {
+        Ok(start)
+            if start.authorization_url.starts_with("https://")
+                || start.authorization_url.starts_with("http://") =>
+        {
+            if let Some(window) = web_sys::window() {
+                let _ = window.location().set_href(&start.authorization_url);
+            }
+        }
+        Ok(_) => error.set(Some(
+            "the authorization server's address is not a web address".into(),
+        )),
+        Err(e) => error.set(Some(e.message)),
+    }
 }

@@ -9,24 +9,10 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use shared::auth::LoginRequest;
 
 use crate::api;
-use crate::components::widgets::{Badge, ErrorAlert, when};
+use crate::components::widgets::{Badge, ErrorAlert, open_authorization, when};
 
 async fn connect(server: String, error: RwSignal<Option<String>>) {
-    match api::connect_my_account(&server).await {
-        // Only a web address: whatever the server relays comes from another party.
-        Ok(start)
-            if start.authorization_url.starts_with("https://")
-                || start.authorization_url.starts_with("http://") =>
-        {
-            if let Some(window) = web_sys::window() {
-                let _ = window.location().set_href(&start.authorization_url);
-            }
-        }
-        Ok(_) => error.set(Some(
-            "the authorization server's address is not a web address".into(),
-        )),
-        Err(e) => error.set(Some(e.message)),
-    }
+    open_authorization(api::connect_my_account(&server).await, error);
 }
 
 #[component]

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_query_map;
 use shared::servers::TokenHealth;
 
 use crate::api;
-use crate::components::widgets::{Badge, ErrorAlert, when};
+use crate::components::widgets::{Badge, ErrorAlert, open_authorization, when};
 
 fn kind_text(kind: &str) -> &'static str {
     match kind {
@@ -29,23 +29,8 @@ fn expires_text(seconds: Option<i64>) -> String {
     }
 }
 
-/// Sends this browser to the backend's authorization server (the flow comes back here).
 async fn reconnect(server: i64, error: RwSignal<Option<String>>) {
-    match api::connect_backend_account(server).await {
-        // Only a web address: whatever the server relays comes from another party.
-        Ok(start)
-            if start.authorization_url.starts_with("https://")
-                || start.authorization_url.starts_with("http://") =>
-        {
-            if let Some(window) = web_sys::window() {
-                let _ = window.location().set_href(&start.authorization_url);
-            }
-        }
-        Ok(_) => error.set(Some(
-            "the authorization server's address is not a web address".into(),
-        )),
-        Err(e) => error.set(Some(e.message)),
-    }
+    open_authorization(api::connect_backend_account(server).await, error);
 }
 
 #[component]
