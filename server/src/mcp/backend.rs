@@ -334,8 +334,9 @@ impl BackendClient {
         match &target.credential {
             Credential::None | Credential::PerUser(_) => Ok(None),
             Credential::Static(name, value) => Ok(Some((name.clone(), value.clone()))),
-            Credential::OAuth(cell) => cell
-                .header()
+            // Boxed: the renewal machinery is large, and an unboxed future would make every
+            // backend request's future (and each of its moves) that large.
+            Credential::OAuth(cell) => Box::pin(cell.header())
                 .await
                 .map(|value| Some((AUTHORIZATION, value)))
                 .map_err(|e| {
@@ -354,7 +355,7 @@ impl BackendClient {
         let (Credential::OAuth(cell), Some((_, used))) = (&target.credential, used) else {
             return Ok(None);
         };
-        match cell.rejected(used).await {
+        match Box::pin(cell.rejected(used)).await {
             Ok(Some(value)) => Ok(Some(Some((AUTHORIZATION, value)))),
             Ok(None) => Ok(None),
             Err(e) => Err(BackendError::Credential(
