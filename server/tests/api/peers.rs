@@ -336,6 +336,7 @@ impl OAuthBackend {
         };
         let auth = Command::new(node)
             .arg(script("oauth_as.mjs"))
+            .env("NODE_PEERS_DIR", node_peers_dir())
             .args(["--port", &as_port.to_string(), "--ttl", &ttl.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
