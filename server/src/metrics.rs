@@ -251,7 +251,109 @@ fn render(state: &AppState) -> String {
         "authmcp_security_events_dropped_total {}",
         state.events.dropped()
     );
+    process_metrics(&mut out, state.started.elapsed());
     out
+}
+
+/// The standard process metrics, named as Prometheus's client libraries name them (so stock
+/// dashboards and alerts work): CPU time, memory, descriptors and start time, from `/proc`.
+fn process_metrics(out: &mut String, uptime: std::time::Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    header_lines(
+        out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch, in seconds.",
+    );
+    let _ = writeln!(
+        out,
+        "process_start_time_seconds {:.3}",
+        now.saturating_sub(uptime).as_secs_f64()
+    );
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if let Some(max) = limit.current {
+        header_lines(
+            out,
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+        );
+        let _ = writeln!(out, "process_max_fds {max}");
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        header_lines(
+            out,
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+        );
+        let _ = writeln!(out, "process_open_fds {}", entries.count());
+    }
+    let Some(stat) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| ProcStat::parse(&s))
+    else {
+        return;
+    };
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    header_lines(
+        out,
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+    );
+    let _ = writeln!(
+        out,
+        "process_cpu_seconds_total {:.2}",
+        (stat.utime + stat.stime) as f64 / ticks.max(1.0)
+    );
+    header_lines(
+        out,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    );
+    let _ = writeln!(
+        out,
+        "process_resident_memory_bytes {}",
+        stat.rss_pages
+            .saturating_mul(rustix::param::page_size() as u64)
+    );
+    header_lines(
+        out,
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+    );
+    let _ = writeln!(out, "process_virtual_memory_bytes {}", stat.vsize);
+}
+
+/// The fields of `/proc/self/stat` the process metrics use.
+#[derive(Debug, PartialEq, Eq)]
+struct ProcStat {
+    utime: u64,
+    stime: u64,
+    vsize: u64,
+    rss_pages: u64,
+}
+
+impl ProcStat {
+    /// The command name (field 2) is in parentheses and may contain spaces or parentheses:
+    /// the fields are counted after its last `)`.
+    fn parse(text: &str) -> Option<ProcStat> {
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state): field n is at index n - 3.
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        Some(ProcStat {
+            utime: field(14)?,
+            stime: field(15)?,
+            vsize: field(23)?,
+            rss_pages: field(24)?,
+        })
+    }
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -325,5 +427,42 @@ mod tests {
         let counts = metrics.counts.lock().unwrap();
         assert!(counts.latency.len() <= MAX_SERVER_LABELS + 1);
         assert!(counts.latency.contains_key("other"));
+    }
+}
+
+#[cfg(test)]
+mod process_tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_fields_are_counted_after_the_command_name() {
+        let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 \
+                    150 30 0 0 20 0 9 0 777 123456789 2048 18446744073709551615";
+        assert_eq!(
+            ProcStat::parse(line),
+            Some(ProcStat {
+                utime: 150,
+                stime: 30,
+                vsize: 123_456_789,
+                rss_pages: 2048,
+            })
+        );
+        assert_eq!(ProcStat::parse("4242 (x) S 1"), None);
+        assert_eq!(ProcStat::parse("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_reports_itself() {
+        let mut out = String::new();
+        process_metrics(&mut out, std::time::Duration::from_secs(5));
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(out.contains(&format!("\n{name} ")), "{name} missing: {out}");
+        }
     }
 }

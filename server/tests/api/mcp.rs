@@ -793,6 +793,37 @@ async fn metrics_are_off_by_default_and_move_with_traffic() {
             );
             assert_eq!(sample(&scrape, "authmcp_mcp_sessions", &[]), Some(1.0));
             assert!(sample(&scrape, "authmcp_build_info", &[]).is_some());
+            // The standard process metrics, under their usual names.
+            assert!(sample(&scrape, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
+            assert!(sample(&scrape, "process_cpu_seconds_total", &[]).unwrap() > 0.0);
+            let open = sample(&scrape, "process_open_fds", &[]).unwrap();
+            assert!(open > 0.0 && open <= sample(&scrape, "process_max_fds", &[]).unwrap());
+            let started = sample(&scrape, "process_start_time_seconds", &[]).unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            assert!(
+                started <= now && started > now - 600.0,
+                "{started} vs {now}"
+            );
+            // Names by convention: counters end in `_total`, histograms name their unit, and
+            // every name is lower snake case.
+            for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+                let (name, kind) = line.split_once(' ').unwrap();
+                assert!(
+                    name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                    "{name}"
+                );
+                match kind {
+                    "counter" => assert!(name.ends_with("_total"), "{name}"),
+                    "histogram" => assert!(
+                        name.ends_with("_seconds") || name.ends_with("_bytes"),
+                        "{name}"
+                    ),
+                    _ => assert!(!name.ends_with("_total"), "{name} is not a counter"),
+                }
+            }
             assert!(
                 text.contains(
                     "authmcp_mcp_request_duration_seconds_bucket{server=\"alpha\",le=\"+Inf\"} 4"
