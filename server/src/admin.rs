@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts::Actor;
 use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The `settings` key of the rate-limit defaults.
@@ -50,18 +51,37 @@ pub(crate) fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// Items per page (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     pub per_page: Option<u32>,
 }
 
+/// Most items one page may hold.
+pub const MAX_PER_PAGE: u32 = 200;
+
 impl PageQuery {
+    /// The paging asked for, refused (400) when out of range rather than silently changed.
+    pub fn checked(page: Option<u32>, per_page: Option<u32>) -> Result<PageQuery, ApiError> {
+        if page == Some(0) {
+            return Err(ApiError::validation("page", "page starts at 1"));
+        }
+        if per_page.is_some_and(|n| n == 0 || n > MAX_PER_PAGE) {
+            return Err(ApiError::validation(
+                "per_page",
+                format!("per_page is 1 to {MAX_PER_PAGE}"),
+            ));
+        }
+        Ok(PageQuery { page, per_page })
+    }
+
     pub fn page(&self) -> u32 {
         self.page.unwrap_or(1).max(1)
     }
 
     pub fn per_page(&self) -> u32 {
-        self.per_page.unwrap_or(50).clamp(1, 200)
+        self.per_page.unwrap_or(50).clamp(1, MAX_PER_PAGE)
     }
 
     pub fn limit_offset(&self) -> (i64, i64) {

@@ -34,6 +34,7 @@ fn parse_json(text: Option<&str>) -> Option<serde_json::Value> {
     security(("bearer" = [])),
     params(PageQuery),
     responses(
+        (status = 400, description = "`validation_failed`: `page` or `per_page` out of range", body = ApiErrorBody),
         (status = 200, description = "One page of audit entries", body = Page<AuditEntry>),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
     ))]
@@ -42,6 +43,7 @@ async fn audit_log(
     AdminUser(_admin): AdminUser,
     AppQuery(page): AppQuery<PageQuery>,
 ) -> Result<AppJson<Page<AuditEntry>>, ApiError> {
+    let page = PageQuery::checked(page.page, page.per_page)?;
     let (limit, offset) = page.limit_offset();
     let rows = db::events::list_audit(&state.db.pool, limit, offset).await?;
     let total = db::events::count_audit(&state.db.pool).await?;
@@ -83,7 +85,11 @@ struct EventQuery {
     since: Option<i64>,
     /// Unix seconds, exclusive.
     until: Option<i64>,
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// Items per page (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<u32>,
 }
 
@@ -110,6 +116,7 @@ fn to_event(r: SecurityEventRow) -> SecurityEvent {
     security(("bearer" = [])),
     params(EventQuery),
     responses(
+        (status = 400, description = "`validation_failed`: `page` or `per_page` out of range", body = ApiErrorBody),
         (status = 200, description = "One page of security events", body = Page<SecurityEvent>),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
     ))]
@@ -118,10 +125,7 @@ async fn security_events(
     AdminUser(_admin): AdminUser,
     AppQuery(query): AppQuery<EventQuery>,
 ) -> Result<AppJson<Page<SecurityEvent>>, ApiError> {
-    let page = PageQuery {
-        page: query.page,
-        per_page: query.per_page,
-    };
+    let page = PageQuery::checked(query.page, query.per_page)?;
     let (limit, offset) = page.limit_offset();
     let filter = query.filter();
     let rows = db::events::list_security_events(&state.db.pool, &filter, limit, offset).await?;

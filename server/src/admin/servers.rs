@@ -221,7 +221,11 @@ async fn set_permission(
 struct ActivityQuery {
     /// Only this server (by name).
     server: Option<String>,
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// Items per page (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<u32>,
 }
 
@@ -229,16 +233,15 @@ struct ActivityQuery {
 #[utoipa::path(get, path = "/admin/api/mcp-activity", tag = "mcp-servers", operation_id = "mcp_activity",
     security(("bearer" = [])),
     params(ActivityQuery),
-    responses((status = 200, description = "One page of activity", body = Page<ActivityRecord>)))]
+    responses(
+        (status = 400, description = "`validation_failed`: `page` or `per_page` out of range", body = ApiErrorBody),
+        (status = 200, description = "One page of activity", body = Page<ActivityRecord>)))]
 async fn activity(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
     AppQuery(query): AppQuery<ActivityQuery>,
 ) -> Result<AppJson<Page<ActivityRecord>>, ApiError> {
-    let page = PageQuery {
-        page: query.page,
-        per_page: query.per_page,
-    };
+    let page = PageQuery::checked(query.page, query.per_page)?;
     let (limit, offset) = page.limit_offset();
     let server = query.server.as_deref();
     let rows = db::servers::list_activity(&state.db.pool, server, limit, offset).await?;

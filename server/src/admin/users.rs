@@ -35,7 +35,11 @@ struct UserListQuery {
     enabled: Option<bool>,
     /// Case-insensitive substring of the username or email.
     q: Option<String>,
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// Items per page (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<u32>,
 }
 
@@ -44,6 +48,7 @@ struct UserListQuery {
     security(("bearer" = [])),
     params(UserListQuery),
     responses(
+        (status = 400, description = "`validation_failed`: `page` or `per_page` out of range", body = ApiErrorBody),
         (status = 200, description = "One page of users", body = Page<User>),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
     ))]
@@ -52,10 +57,7 @@ async fn list_users(
     AdminUser(_admin): AdminUser,
     AppQuery(query): AppQuery<UserListQuery>,
 ) -> Result<AppJson<Page<User>>, ApiError> {
-    let page = PageQuery {
-        page: query.page,
-        per_page: query.per_page,
-    };
+    let page = PageQuery::checked(query.page, query.per_page)?;
     let filter = UserFilter {
         role: query.role.map(|r| r.as_str().to_string()),
         enabled: query.enabled.map(i64::from),

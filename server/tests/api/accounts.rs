@@ -529,6 +529,17 @@ db_test! {
         let page: Value = app.get_as("/admin/api/users?q=BO", &admin).await.json().await.unwrap();
         assert_eq!(page["total"], 1);
         assert_eq!(page["items"][0]["username"], "bob");
+        // Paging out of range is refused, not silently changed, on every paged list.
+        for list in ["/admin/api/users", "/admin/api/audit-log", "/admin/api/security-events", "/admin/api/mcp-activity"] {
+            for query in ["per_page=201", "per_page=0", "page=0", "per_page=-1", "page=x"] {
+                let res = app.get_as(&format!("{list}?{query}"), &admin).await;
+                assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{list}?{query}");
+            }
+            let res = app.get_as(&format!("{list}?per_page=200&page=3"), &admin).await;
+            assert_eq!(res.status(), StatusCode::OK, "{list}");
+            let page: Value = res.json().await.unwrap();
+            assert_eq!((page["per_page"].as_u64(), page["page"].as_u64()), (Some(200), Some(3)), "{list}");
+        }
         let bad = app.get_as("/admin/api/users?enabled=maybe", &admin).await;
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         let body: Value = bad.json().await.unwrap();
