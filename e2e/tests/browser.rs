@@ -716,6 +716,7 @@ async fn backend_accounts_connect_through_the_authorization_servers_pages() {
     let c = browser(&driver, profile.path(), 1280, 900).await;
 
     c.goto(&format!("{base}/login")).await.unwrap();
+    text_of(&c, "login-username").await;
     fill(&c, "login-username", "admin").await;
     fill(&c, "login-password", PASSWORD).await;
     click(&c, "login-submit").await;
@@ -794,6 +795,7 @@ async fn backend_accounts_connect_through_the_authorization_servers_pages() {
     let bob_profile = tempfile::tempdir().unwrap();
     let b = browser(&driver, bob_profile.path(), 1280, 900).await;
     b.goto(&format!("{base}/connect/mine")).await.unwrap();
+    text_of(&b, "connect-username").await;
     fill(&b, "connect-username", "bob").await;
     fill(&b, "connect-password", PASSWORD).await;
     click(&b, "connect-sign-in-submit").await;
