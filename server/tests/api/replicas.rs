@@ -527,8 +527,13 @@ async fn two_replicas_behind_nginx_share_everything() {
         b.end_session("/mcp/streamy", &ann_token, &session).await,
         StatusCode::NO_CONTENT
     );
-    let (status, _) = a.call("/mcp/streamy", &ann_token, &session, "echo").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "ended on every replica");
+    // The end reaches A through the change feed (milliseconds, not in the DELETE's answer).
+    let (replica, token, sid) = (&a, &ann_token, &session);
+    let elapsed = time_until(Duration::from_secs(1), || async move {
+        replica.call("/mcp/streamy", token, sid, "echo").await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(elapsed.is_some(), "ended on every replica");
     drop(stream);
     // The same for an aggregated session.
     let session = a.initialize("/mcp", &ann_token).await;
