@@ -153,27 +153,17 @@ pub struct ServerAuth {
     pub url: String,
     pub kind: Kind,
     pub config: OAuthConfig,
-    /// The `updated_at` of the server row it was loaded from.
-    pub version: i64,
     policy: tokio::sync::OnceCell<fetch::Policy>,
 }
 
 impl ServerAuth {
-    pub fn new(
-        server_id: i64,
-        server: &str,
-        url: &str,
-        kind: Kind,
-        config: OAuthConfig,
-        version: i64,
-    ) -> ServerAuth {
+    pub fn new(row: &crate::db::servers::ServerRow, kind: Kind, config: OAuthConfig) -> ServerAuth {
         ServerAuth {
-            server_id,
-            server: server.to_string(),
-            url: url.to_string(),
+            server_id: row.id,
+            server: row.name.clone(),
+            url: row.url.clone(),
             kind,
             config,
-            version,
             policy: tokio::sync::OnceCell::new(),
         }
     }

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, AuthMethod, McpScope, Principal, RequestMeta};
+use crate::auth::identity::{AdminUser, Principal, RequestMeta};
 use crate::backend_auth::{Kind, connect};
 use crate::db::{self, backend_tokens::TokenRow};
 use crate::error::{ApiError, AppJson, AppPath};
@@ -374,16 +374,7 @@ async fn page_user(state: &AppState, headers: &HeaderMap) -> Result<Principal, A
     let user = crate::oauth::flow::cookie_user(state, headers)
         .await
         .ok_or(ApiError::Unauthorized)?;
-    Ok(Principal {
-        user_id: user.id,
-        username: user.username.clone(),
-        email: None,
-        role: shared::auth::Role::parse(&user.role).unwrap_or(shared::auth::Role::User),
-        method: AuthMethod::Jwt {
-            session_id: String::new(),
-        },
-        scope: McpScope::Full,
-    })
+    Ok(Principal::signed_in(&user))
 }
 
 /// Signs in on the connections page (the same sign-in as the OAuth consent page: an HttpOnly
@@ -641,17 +632,11 @@ async fn write_connected_audit(
     meta: &RequestMeta,
     done: &connect::Finished,
 ) -> Result<(), ApiError> {
-    let user = db::users::find_by_id(&state.db.pool, done.started_by).await?;
-    let principal = Principal {
-        user_id: done.started_by,
-        username: user.map(|u| u.username).unwrap_or_default(),
-        email: None,
-        role: shared::auth::Role::User,
-        method: AuthMethod::Jwt {
-            session_id: String::new(),
-        },
-        scope: McpScope::Full,
+    // Whoever started it (gone meanwhile: nothing to attribute it to, and nothing to record).
+    let Some(user) = db::users::find_by_id(&state.db.pool, done.started_by).await? else {
+        return Ok(());
     };
+    let principal = Principal::signed_in(&user);
     let actor = Actor {
         principal: &principal,
         ip: meta.ip.0.to_string(),

@@ -277,6 +277,10 @@ fn setup_test_deps() -> Result<()> {
     if !Path::new("/usr/sbin/nginx").exists() {
         packages.push("nginx");
     }
+    // Measures the admin UI's compressed size (check_wasm_size).
+    if output(Command::new("gzip").arg("--version")).is_none() {
+        packages.push("gzip");
+    }
     if !packages.is_empty() {
         apt_install(&packages)?;
     }

@@ -40,6 +40,23 @@ pub struct Principal {
     pub scope: McpScope,
 }
 
+impl Principal {
+    /// A user who proved who they are in a browser (the consent and connections pages'
+    /// sign-in): their own role, full MCP scope, no session of the token kind.
+    pub fn signed_in(user: &crate::db::users::UserRow) -> Principal {
+        Principal {
+            user_id: user.id,
+            username: user.username.clone(),
+            email: None,
+            role: Role::parse(&user.role).unwrap_or(Role::User),
+            method: AuthMethod::Jwt {
+                session_id: String::new(),
+            },
+            scope: McpScope::Full,
+        }
+    }
+}
+
 /// OAuth scopes on the MCP side: `mcp` is everything, `mcp:read` discovery and lists only.
 /// Password sessions and API keys have `Full`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,14 +113,7 @@ pub async fn start(
             retry_after: 60,
         });
     }
-    let auth = ServerAuth::new(
-        row.id,
-        &row.name,
-        &row.url,
-        kind,
-        config.clone(),
-        row.updated_at,
-    );
+    let auth = ServerAuth::new(&row, kind, config.clone());
     let found = discovery::discover(&auth).await.map_err(upstream_error)?;
     let redirect_uri = redirect_uri(state);
     let scope = config.scope.clone().or_else(|| found.scopes.clone());
@@ -353,14 +346,7 @@ pub async fn finish(
         ));
     };
     let resource = auth_resource(&config, &row);
-    let auth = Arc::new(ServerAuth::new(
-        row.id,
-        &row.name,
-        &row.url,
-        kind,
-        config,
-        row.updated_at,
-    ));
+    let auth = Arc::new(ServerAuth::new(&row, kind, config));
     let issued = grant(
         &auth,
         &token_url,

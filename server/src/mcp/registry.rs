@@ -291,14 +291,7 @@ impl Registry {
                 match backend_auth::Kind::parse(kind) {
                     Some(oauth) => {
                         let config = serde_json::from_slice(&secret)?;
-                        let auth = Arc::new(ServerAuth::new(
-                            row.id,
-                            &row.name,
-                            &row.url,
-                            oauth,
-                            config,
-                            row.updated_at,
-                        ));
+                        let auth = Arc::new(ServerAuth::new(&row, oauth, config));
                         if oauth == backend_auth::Kind::User {
                             Credential::PerUser(auth)
                         } else {

@@ -21,10 +21,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::auth::{LoginRequest, Role};
+use shared::auth::LoginRequest;
 use shared::oauth::{ConsentDecision, ConsentRequest, ConsentResult};
 
-use crate::auth::identity::{AuthMethod, McpScope, Principal, RequestMeta};
+use crate::auth::identity::{Principal, RequestMeta};
 use crate::auth::login;
 use crate::auth::tokens::{self, Audience, OAuthBinding, hash_token, random_token};
 use crate::db::{self, oauth::ClientRow, oauth::CodeRow};
@@ -228,16 +228,7 @@ async fn may_use_resource(
     let Some(backend) = state.mcp.registry.get(server).filter(|b| b.enabled) else {
         return Ok(false);
     };
-    let principal = Principal {
-        user_id: user.id,
-        username: user.username.clone(),
-        email: None,
-        role: Role::parse(&user.role).unwrap_or(Role::User),
-        method: AuthMethod::Jwt {
-            session_id: String::new(),
-        },
-        scope: McpScope::Full,
-    };
+    let principal = Principal::signed_in(user);
     Ok(state.mcp.registry.may_use(&principal, &backend).await?)
 }
 
