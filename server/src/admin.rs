@@ -9,6 +9,7 @@ mod oauth;
 mod servers;
 mod session;
 mod stats;
+mod pins;
 mod tool_rules;
 mod users;
 
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(logs::router())
         .merge(servers::router())
         .merge(tool_rules::router())
+        .merge(pins::router())
         .merge(oauth::router())
         .merge(limits::router())
         .merge(console::router())

@@ -16,6 +16,7 @@ pub mod replicas;
 pub mod servers;
 pub mod sessions;
 pub mod setup;
+pub mod tool_pins;
 pub mod tool_rules;
 pub mod users;
 

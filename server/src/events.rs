@@ -66,10 +66,13 @@ pub enum EventType {
     /// An MCP message the gateway cannot read unambiguously (duplicate keys, wrong types, a
     /// null id, …): refused before any backend saw it.
     MalformedRequest,
+    /// A backend sent a tool definition that differs from the approved one, or a new tool
+    /// (tool pinning; under `quarantine` the tool is hidden and refused until approved).
+    ToolDefinitionChanged,
 }
 
 impl EventType {
-    const ALL: [EventType; 12] = [
+    const ALL: [EventType; 13] = [
         EventType::AuthFailed,
         EventType::TokenInvalid,
         EventType::TokenReuse,
@@ -82,6 +85,7 @@ impl EventType {
         EventType::AdminAction,
         EventType::BackendCredentialError,
         EventType::MalformedRequest,
+        EventType::ToolDefinitionChanged,
     ];
 
     fn index(self) -> usize {
@@ -105,6 +109,7 @@ impl EventType {
             EventType::AdminAction => "admin_action",
             EventType::BackendCredentialError => "backend_credential_error",
             EventType::MalformedRequest => "malformed_request",
+            EventType::ToolDefinitionChanged => "tool_definition_changed",
         }
     }
 }

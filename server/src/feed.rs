@@ -86,6 +86,9 @@ pub enum Change {
     /// A backend OAuth credential was connected, reconnected or disconnected: (server, user;
     /// 0 for the server's own).
     BackendToken(i64, i64),
+    /// A server's pinned tool definitions changed (a backend sent another one, or an admin
+    /// decided): by server id.
+    Pins(i64),
     /// Anything may have changed: drop every cache and re-read everything.
     All,
 }

@@ -15,6 +15,7 @@ pub mod legacy;
 pub mod link;
 pub mod message;
 pub mod naming;
+pub mod pins;
 pub mod protocol;
 pub mod proxy;
 pub mod registry;
@@ -66,6 +67,8 @@ pub struct McpState {
     /// MCP requests in progress per user (`MCP_MAX_CONCURRENT_PER_USER`).
     pub concurrency: crate::ratelimit::Concurrency,
     pub aggregate: AggregateState,
+    /// Pinned tool definitions (`pins.rs`).
+    pub pins: pins::Pins,
     ids: AtomicU64,
     db: Db,
     secret_box: Arc<SecretBox>,
@@ -122,6 +125,7 @@ impl McpState {
         .await?;
         let metrics = Arc::new(Metrics::default());
         let aggregate = AggregateState::default();
+        let pins = pins::Pins::load(db.clone()).await?;
         // Sessions ended by DELETE before this replica started.
         for (key, expires_at) in
             crate::db::replicas::ended_aggregated(&db.pool, crate::db::now(), 100_001).await?
@@ -144,6 +148,7 @@ impl McpState {
             limits,
             concurrency: crate::ratelimit::Concurrency::new(config.mcp.max_concurrent_per_user),
             aggregate,
+            pins,
             ids: AtomicU64::new(1),
             recently_ended: Mutex::default(),
             session_idle: config.mcp.session_idle,
@@ -167,6 +172,8 @@ impl McpState {
         self.registry.reload().await?;
         let live = self.registry.snapshot();
         let live_ids: Vec<i64> = live.values().filter(|b| b.enabled).map(|b| b.id).collect();
+        self.pins
+            .retain(&live.values().map(|b| b.id).collect::<Vec<_>>());
         self.sessions
             .remove_where(|s| live_ids.contains(&s.server_id));
         if let Ok(mut held) = self.held.lock() {
@@ -485,6 +492,14 @@ impl McpState {
             Change::BackendToken(server_id, user_id) => {
                 self.tokens.forget(*server_id, Some(*user_id));
             }
+            Change::Pins(server_id) => {
+                if let Err(e) = self.pins.reload(Some(*server_id)).await {
+                    tracing::warn!(error = format!("{e:#}"), "re-reading tool pins failed");
+                }
+                self.aggregate
+                    .catalog
+                    .changed(*server_id, "notifications/tools/list_changed");
+            }
             Change::Servers => {
                 if let Err(e) = self.reload().await {
                     tracing::warn!(error = format!("{e:#}"), "reloading MCP servers failed");
@@ -510,6 +525,9 @@ impl McpState {
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "re-reading ended sessions failed"),
+                }
+                if let Err(e) = self.pins.reload(None).await {
+                    tracing::warn!(error = format!("{e:#}"), "re-reading tool pins failed");
                 }
                 if let Err(e) = self.reload().await {
                     tracing::warn!(error = format!("{e:#}"), "reloading MCP servers failed");

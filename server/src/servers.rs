@@ -326,6 +326,7 @@ pub fn to_api(state: &AppState, row: &ServerRow) -> McpServer {
         endpoint: format!("{}/mcp/{}", state.config.public_url, row.name),
         tool_prefix: effective_prefix(row),
         detection: row.detection.clone(),
+        tool_pinning: row.tool_pinning.clone(),
         health: state.mcp.registry.health(row.id),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -336,7 +337,7 @@ fn snapshot(server: &McpServer) -> serde_json::Value {
     json!({
         "name": server.name, "url": server.url, "enabled": server.enabled,
         "transport": server.transport, "timeout_seconds": server.timeout_seconds,
-        "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix, "detection": server.detection,
+        "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix, "detection": server.detection, "tool_pinning": server.tool_pinning,
     })
 }
 
@@ -383,6 +384,19 @@ async fn store_credential(
         }
     }
     Ok(())
+}
+
+fn validate_pinning(mode: Option<&str>) -> Result<Option<&'static str>, ApiError> {
+    match mode {
+        None => Ok(None),
+        Some("off") => Ok(Some("off")),
+        Some("warn") => Ok(Some("warn")),
+        Some("quarantine") => Ok(Some("quarantine")),
+        Some(_) => Err(ApiError::validation(
+            "tool_pinning",
+            "tool_pinning is \"off\", \"warn\" or \"quarantine\"",
+        )),
+    }
 }
 
 fn validate_detection(mode: Option<&str>) -> Result<Option<&'static str>, ApiError> {
@@ -453,6 +467,11 @@ pub async fn create(
         tool_prefix: stored_prefix(req.tool_prefix.as_deref(), &req.name)?,
         detection: validate_detection(req.detection.as_deref())?
             .unwrap_or("log")
+            .into(),
+        // New servers are quarantined: a definition that changes after the first list waits
+        // for an admin (docs/SECURITY_TESTING.md).
+        tool_pinning: validate_pinning(req.tool_pinning.as_deref())?
+            .unwrap_or("quarantine")
             .into(),
         created_at: now,
         updated_at: now,
@@ -535,6 +554,9 @@ pub async fn update(
     row.tool_prefix = stored_prefix(requested, &row.name)?;
     if let Some(mode) = validate_detection(req.detection.as_deref())? {
         row.detection = mode.into();
+    }
+    if let Some(mode) = validate_pinning(req.tool_pinning.as_deref())? {
+        row.tool_pinning = mode.into();
     }
     row.updated_at = db::now().max(before_row.updated_at + 1);
     db::servers::update(&mut *tx, &row)

@@ -124,6 +124,9 @@ pub struct McpServer {
     pub tool_prefix: String,
     /// Suspicious-payload detection on tool calls and answers: `off`, `log` or `block`.
     pub detection: String,
+    /// Tool-definition pinning: `off`, `warn` (changed definitions are reported) or
+    /// `quarantine` (changed and new tools are also hidden and refused until approved).
+    pub tool_pinning: String,
     pub health: ServerHealth,
     pub created_at: i64,
     pub updated_at: i64,
@@ -155,6 +158,9 @@ pub struct CreateServer {
     /// `off`, `log` (default) or `block`.
     #[serde(default)]
     pub detection: Option<String>,
+    /// `off`, `warn` or `quarantine` (default for new servers).
+    #[serde(default)]
+    pub tool_pinning: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -187,6 +193,9 @@ pub struct UpdateServer {
     /// `off`, `log` or `block`.
     #[serde(default)]
     pub detection: Option<String>,
+    /// `off`, `warn` or `quarantine`.
+    #[serde(default)]
+    pub tool_pinning: Option<String>,
 }
 
 /// The result of "test connection".
@@ -430,4 +439,44 @@ pub struct ConnectionsUser {
 pub struct MyConnections {
     pub username: String,
     pub connections: Vec<UserConnection>,
+}
+
+/// A pinned tool definition: what was approved and what the backend sends now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolPin {
+    pub server_id: i64,
+    pub server: String,
+    /// The tool's name as the backend gives it.
+    pub name: String,
+    /// `approved` (the backend sends the approved definition), `pending` (it sends another one,
+    /// or the tool is new: awaiting an admin) or `rejected`.
+    pub status: String,
+    /// The approved definition (name, title, description, inputSchema, outputSchema,
+    /// annotations); absent for a tool never approved.
+    pub approved: Option<serde_json::Value>,
+    pub approved_fingerprint: Option<String>,
+    /// The definition the backend sent last.
+    pub current: serde_json::Value,
+    /// SHA-256 (hex) of the current definition's canonical JSON: name it to approve or reject
+    /// exactly this version.
+    pub fingerprint: String,
+    pub first_seen: i64,
+    pub changed_at: i64,
+    pub decided_at: Option<i64>,
+    /// Who decided last (`first seen` for a definition pinned from the server's first list).
+    pub decided_by: Option<String>,
+}
+
+/// An admin's decision on one tool's current definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PinDecision {
+    /// The tool's name as the backend gives it.
+    pub name: String,
+    /// The fingerprint of the definition decided on (`ToolPin::fingerprint`); refused with 409
+    /// when the backend has sent another one since.
+    pub fingerprint: String,
+    /// `approve` or `reject`.
+    pub decision: String,
 }

@@ -19,6 +19,8 @@ pub struct ServerRow {
     pub tool_prefix: Option<String>,
     /// Suspicious-payload detection: `off`, `log` or `block`.
     pub detection: String,
+    /// Tool-definition pinning: `off`, `warn` or `quarantine`.
+    pub tool_pinning: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -26,8 +28,8 @@ pub struct ServerRow {
 pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
-                credential_header, credential, credential_hint, tool_prefix, detection, created_at,
-                updated_at
+                credential_header, credential, credential_hint, tool_prefix, detection, tool_pinning,
+                created_at, updated_at
          from mcp_servers order by name",
     )
     .fetch_all(db)
@@ -37,8 +39,8 @@ pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Erro
 pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
-                credential_header, credential, credential_hint, tool_prefix, detection, created_at,
-                updated_at
+                credential_header, credential, credential_hint, tool_prefix, detection, tool_pinning,
+                created_at, updated_at
          from mcp_servers where id = $1",
     )
     .bind(id)
@@ -50,8 +52,8 @@ pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>
 pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "insert into mcp_servers (name, url, description, enabled, transport, timeout_ms,
-                                  created_at, updated_at, tool_prefix)
-         values ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+                                  created_at, updated_at, tool_prefix, detection, tool_pinning)
+         values ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)
          returning id",
     )
     .bind(&row.name)
@@ -63,6 +65,7 @@ pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sq
     .bind(row.created_at)
     .bind(&row.tool_prefix)
     .bind(&row.detection)
+    .bind(&row.tool_pinning)
     .fetch_one(db)
     .await
 }
@@ -71,7 +74,8 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     let res = sqlx::query(
         "update mcp_servers
          set name = $1, url = $2, description = $3, enabled = $4, transport = $5,
-             timeout_ms = $6, updated_at = $7, tool_prefix = $9, detection = $10
+             timeout_ms = $6, updated_at = $7, tool_prefix = $9, detection = $10,
+             tool_pinning = $11
          where id = $8",
     )
     .bind(&row.name)
@@ -84,6 +88,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     .bind(row.id)
     .bind(&row.tool_prefix)
     .bind(&row.detection)
+    .bind(&row.tool_pinning)
     .execute(db)
     .await?;
     Ok(res.rows_affected())

@@ -67,6 +67,9 @@ pub enum ErrorKind {
     NoAccess { whole_endpoint: bool },
     /// 200 + -32003: a tool rule denies the tool.
     ToolDenied,
+    /// 200 + -32003: the tool's definition changed (or the tool is new) and waits for an
+    /// admin's approval (tool pinning under `quarantine`).
+    ToolQuarantined,
     /// 429 + `Retry-After`: over a rate limit.
     RateLimited(Limited),
     /// 200 + `inspect::BLOCKED`: the payload rules block the call.
@@ -122,6 +125,7 @@ impl McpError {
                 whole_endpoint: false,
             }
             | ErrorKind::ToolDenied
+            | ErrorKind::ToolQuarantined
             | ErrorKind::Blocked => StatusCode::OK,
             ErrorKind::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Backend(BackendError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -150,7 +154,8 @@ impl McpError {
             ErrorKind::UnsupportedMediaType => code::INVALID_REQUEST,
             ErrorKind::InsufficientScope { .. }
             | ErrorKind::NoAccess { .. }
-            | ErrorKind::ToolDenied => code::FORBIDDEN,
+            | ErrorKind::ToolDenied
+            | ErrorKind::ToolQuarantined => code::FORBIDDEN,
             ErrorKind::RateLimited(_) => code::RATE_LIMITED,
             ErrorKind::Blocked => inspect::BLOCKED,
             ErrorKind::Backend(e) => e.code(),
@@ -179,6 +184,7 @@ impl McpError {
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::InsufficientScope { .. } => "insufficient_scope",
             ErrorKind::NoAccess { .. } | ErrorKind::ToolDenied => "access_denied",
+            ErrorKind::ToolQuarantined => "tool_quarantined",
             ErrorKind::RateLimited(_) => "rate_limited",
             ErrorKind::Blocked => "blocked",
             ErrorKind::Backend(e) => e.label(),
@@ -212,6 +218,10 @@ impl McpError {
             }
             ErrorKind::NoAccess { .. } => "you do not have access to this MCP server".into(),
             ErrorKind::ToolDenied => "you are not allowed to call this tool".into(),
+            ErrorKind::ToolQuarantined => {
+                "this tool's definition changed or is new and awaits an administrator's approval"
+                    .into()
+            }
             ErrorKind::RateLimited(_) => "rate limit exceeded; retry later".into(),
             ErrorKind::Blocked => "the call was blocked by the gateway's payload rules".into(),
             ErrorKind::Backend(e) => e.to_string(),

@@ -30,6 +30,8 @@ use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::inspect;
 use crate::mcp::message::{Kind, Malformed, Message};
 use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_VERSION, code};
+use crate::mcp::aggregate::catalog::Kind as ListKind;
+use crate::mcp::pins::{Pinning, Verdict};
 use crate::mcp::registry::Backend;
 use crate::state::AppState;
 
@@ -268,6 +270,9 @@ pub async fn admit(
             }
             Err(e) => return Err(refuse(ErrorKind::Internal(e))),
         }
+        if backend.pinning == Pinning::Quarantine && !pinned(state, backend, tool).await {
+            return Err(refuse(ErrorKind::ToolQuarantined));
+        }
     }
     let limits = &state.mcp.limits;
     let mut limited = if caller.charged {
@@ -337,6 +342,34 @@ pub async fn admit(
         recorder,
         suspicious,
     })
+}
+
+/// Under quarantine, whether `tool` is callable: its approved definition is the one the backend
+/// sent last. A server whose list the gateway has never seen is listed first (that list is
+/// pinned as approved), so the decision is never made without a baseline.
+async fn pinned(state: &AppState, backend: &Backend, tool: &str) -> bool {
+    let pins = &state.mcp.pins;
+    match pins.verdict(backend.id, tool) {
+        Verdict::Callable => true,
+        Verdict::Quarantined => false,
+        Verdict::Unseen => {
+            let registry = &state.mcp.registry;
+            let Some(shared) = registry.get(&backend.name).filter(|b| b.id == backend.id) else {
+                return false;
+            };
+            let backend = if backend.owner != 0 {
+                registry.for_user(&shared, backend.owner)
+            } else {
+                shared
+            };
+            let catalog = &state.mcp.aggregate.catalog;
+            if let Err(e) = catalog.list(state, &backend, ListKind::Tools).await {
+                tracing::debug!(error = %e, server = backend.name, "listing tools to pin them failed");
+                return false;
+            }
+            pins.verdict(backend.id, tool) == Verdict::Callable
+        }
+    }
 }
 
 /// Whether a token's OAuth scope allows a message: `mcp:read` may discover and list, not call.

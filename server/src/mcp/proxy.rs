@@ -38,6 +38,7 @@ use crate::mcp::gate::{Call, authenticate, check_modern_headers, header_str};
 use crate::mcp::inspect;
 use crate::mcp::message::Message;
 use crate::mcp::protocol::{self, H_LAST_EVENT_ID, H_SESSION, H_VERSION};
+use crate::mcp::pins::Pinning;
 use crate::mcp::registry::Era;
 use crate::mcp::relay::{
     KEEP_ALIVE, PASS, Shape, backend_error, fail, filter_response, hub_response,
@@ -159,32 +160,44 @@ pub async fn post(
     } else {
         res
     };
-    // A streamed answer ends if the caller loses access meanwhile.
-    let res = match tool_filter {
-        Some(filter) => {
-            let server_id = call.backend.id;
-            filter_response(
-                res,
-                state.config.mcp.max_response_bytes,
-                |_| true,
-                move |message| {
-                    if let Some(tools) = message
-                        .get_mut("result")
-                        .and_then(|r| r.get_mut("tools"))
-                        .and_then(Value::as_array_mut)
-                    {
-                        tools.retain(|t| {
-                            t["name"]
-                                .as_str()
-                                .is_some_and(|n| filter.permits(server_id, n))
-                        });
-                    }
-                },
-            )
-            .await
-        }
-        _ => res,
+    // Tool lists are held against the pinned definitions (under quarantine only approved
+    // versions stay) and the caller's tool rules.
+    let pinning = call.backend.pinning;
+    let res = if tool_filter.is_some() || (pinning != Pinning::Off && msg.is("tools/list")) {
+        let (server_id, state2, name) = (call.backend.id, state.clone(), server.clone());
+        filter_response(
+            res,
+            state.config.mcp.max_response_bytes,
+            |_| true,
+            move |message| {
+                let Some(tools) = message
+                    .get_mut("result")
+                    .and_then(|r| r.get_mut("tools"))
+                    .and_then(Value::as_array_mut)
+                else {
+                    return;
+                };
+                let fps = state2
+                    .mcp
+                    .pins
+                    .observe(&state2, server_id, &name, pinning, tools);
+                let mut fps = fps.into_iter();
+                tools.retain(|t| {
+                    let fp = fps.next().flatten();
+                    let Some(n) = t["name"].as_str() else {
+                        return false;
+                    };
+                    tool_filter.as_ref().is_none_or(|f| f.permits(server_id, n))
+                        && (pinning != Pinning::Quarantine
+                            || fp.is_some_and(|fp| state2.mcp.pins.approved(server_id, n, &fp)))
+                });
+            },
+        )
+        .await
+    } else {
+        res
     };
+    // A streamed answer ends if the caller loses access meanwhile.
     gate::revocable(&state, &call.principal, Some(&call.backend), changes, res)
 }
 

@@ -54,6 +54,8 @@ pub struct Backend {
     pub prefix: String,
     /// Suspicious-payload detection mode.
     pub detection: crate::detect::Mode,
+    /// Tool-definition pinning mode.
+    pub pinning: crate::mcp::pins::Pinning,
     /// For a server with per-user connected accounts: the user this copy acts for (its
     /// credential is that user's token); 0 for the shared copy.
     pub owner: i64,
@@ -330,6 +332,7 @@ impl Registry {
             },
             prefix: effective_prefix(&row),
             detection: crate::detect::Mode::parse(&row.detection),
+            pinning: crate::mcp::pins::Pinning::parse(&row.tool_pinning),
             owner: 0,
             era: Mutex::new(if transport == Transport::Sse {
                 Era::Legacy
@@ -379,6 +382,7 @@ impl Registry {
             row: backend.row.clone(),
             prefix: backend.prefix.clone(),
             detection: backend.detection,
+            pinning: backend.pinning,
             owner: user_id,
             era: Mutex::new(backend.era()),
         });

@@ -62,13 +62,16 @@ pub(crate) async fn filter_response(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    // Only for messages `relevant` picked (each caller checks it once).
+    // Only for messages `relevant` picked (each caller checks it once). What is forwarded is
+    // the gateway's reading; a message it cannot read is not forwarded (an empty SSE event,
+    // e.g. a resumption priming event, stays as it is).
     let rewrite = move |data: &str| match serde_json::from_str::<Value>(data) {
         Ok(mut message) => {
             edit(&mut message);
             message.to_string()
         }
-        Err(_) => data.to_string(),
+        Err(_) if data.trim().is_empty() => data.to_string(),
+        Err(_) => McpError::new(None, ErrorKind::Backend(BackendError::Protocol("the backend".into()))).body(),
     };
     if !is_sse {
         return match axum::body::to_bytes(body, limit).await {

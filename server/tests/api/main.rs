@@ -20,5 +20,6 @@ mod oauth;
 mod observe;
 mod openapi;
 mod peers;
+mod pins;
 mod replicas;
 mod spa;

@@ -91,10 +91,18 @@ pub struct Change {
 pub struct Listed {
     pub items: Vec<Value>,
     pub rendered: Vec<Box<RawValue>>,
+    /// Tools: each item's pinned-definition fingerprint (`pins.rs`), `None` for an item
+    /// without a usable name; empty for other kinds.
+    pub fingerprints: Vec<Option<crate::mcp::pins::Fingerprint>>,
 }
 
 impl Listed {
-    fn new(backend: &Backend, kind: Kind, items: Vec<Value>) -> Listed {
+    fn new(
+        backend: &Backend,
+        kind: Kind,
+        items: Vec<Value>,
+        fingerprints: Vec<Option<crate::mcp::pins::Fingerprint>>,
+    ) -> Listed {
         let rendered = items
             .iter()
             .filter_map(|item| {
@@ -107,7 +115,23 @@ impl Listed {
                 serde_json::value::to_raw_value(&item).ok()
             })
             .collect();
-        Listed { items, rendered }
+        Listed {
+            items,
+            rendered,
+            fingerprints,
+        }
+    }
+
+    /// Whether item `i` may be shown: under quarantine, a tool only in its approved version.
+    pub fn pinned(&self, state: &AppState, backend: &Backend, i: usize) -> bool {
+        if backend.pinning != crate::mcp::pins::Pinning::Quarantine || self.fingerprints.is_empty()
+        {
+            return true;
+        }
+        match (self.name(i), self.fingerprints.get(i).copied().flatten()) {
+            (Some(name), Some(fp)) => state.mcp.pins.approved(backend.id, name, &fp),
+            _ => false,
+        }
     }
 
     /// The backend's own name of item `i` (tools and prompts).
@@ -261,11 +285,22 @@ impl Catalog {
         }
         let fetched = fetch_all(state, &link, kind).await;
         let items = match fetched {
-            Ok(items) => Arc::new(Listed::new(
-                backend,
-                kind,
-                screen(state, backend, kind, items),
-            )),
+            Ok(items) => {
+                let items = screen(state, backend, kind, items);
+                // Every tool list the gateway fetches is held against the pinned definitions.
+                let fingerprints = if kind == Kind::Tools {
+                    state.mcp.pins.observe(
+                        state,
+                        backend.id,
+                        &backend.name,
+                        backend.pinning,
+                        &items,
+                    )
+                } else {
+                    Vec::new()
+                };
+                Arc::new(Listed::new(backend, kind, items, fingerprints))
+            }
             Err(e) => {
                 // The session may be what broke: the next attempt opens a fresh one.
                 self.forget_link(key(backend));

@@ -74,6 +74,7 @@ pub(super) async fn list(
                 filter
                     .as_ref()
                     .is_none_or(|f| listed.name(i).is_some_and(|n| f.permits(backend.id, n)))
+                    && listed.pinned(&ctx.state, backend, i)
             })
             .collect();
         let start = positions

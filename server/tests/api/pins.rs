@@ -1,0 +1,258 @@
+//! Tool-definition pinning against a real Python SDK backend that changes a tool's description
+//! at runtime and adds a tool (a "rug pull"): detected, reported with the diff, quarantined on
+//! `/mcp/{server}` and `/mcp` until an admin approves, warn and off modes.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestEnv, db_test};
+use crate::mcp::{add_server, rpc_at, set_access, user_token};
+use crate::peers::{PeerServer, Sdk};
+
+const V: [(&str, &str); 1] = [("mcp-protocol-version", "2025-06-18")];
+
+async fn session(app: &TestApp, path: &str, token: &str) -> String {
+    let (status, headers, body) = rpc_at(
+        app,
+        path,
+        Some(token),
+        None,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "pins-test", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    headers["mcp-session-id"].to_str().unwrap().to_string()
+}
+
+async fn call(app: &TestApp, path: &str, token: &str, sid: &str, tool: &str, args: Value) -> Value {
+    let (status, _, body) = rpc_at(app, path, Some(token), Some(sid), &V, json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": tool, "arguments": args}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn tool_names(app: &TestApp, path: &str, token: &str, sid: &str) -> Vec<String> {
+    let (status, _, body) = rpc_at(
+        app,
+        path,
+        Some(token),
+        Some(sid),
+        &V,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut names: Vec<String> = body["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn pins(app: &TestApp, admin: &str, server: i64) -> Vec<Value> {
+    let res = app
+        .get_as(&format!("/admin/api/tool-pins?server_id={server}"), admin)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json::<Vec<Value>>().await.unwrap()
+}
+
+async fn pin(app: &TestApp, admin: &str, server: i64, name: &str) -> Value {
+    pins(app, admin, server)
+        .await
+        .into_iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no pin for {name}"))
+}
+
+async fn decide(app: &TestApp, admin: &str, server: i64, body: Value) -> reqwest::Response {
+    app.post_json(
+        &format!("/admin/api/mcp-servers/{server}/tool-pins/decision"),
+        Some(admin),
+        body,
+    )
+    .await
+}
+
+fn quarantined(body: &Value) -> bool {
+    body["error"]["code"] == -32003
+        && body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("approval"))
+}
+
+db_test! {
+    /// A new server is quarantined by default; its first list is pinned; a runtime change of a
+    /// description and a new tool are reported with the diff, hidden and refused on both
+    /// endpoints until approved; a stale approval is refused; reject keeps the tool out; warn
+    /// reports only.
+    async fn changed_tool_definitions_are_quarantined_until_approved(env: TestEnv) {
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        let peer = PeerServer::start(Sdk::Py1, "rates", &["--mutable"]).await;
+        let res = app
+            .post_json("/admin/api/mcp-servers", Some(&admin), json!({"name": "rates", "url": peer.url()}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let server: Value = res.json().await.unwrap();
+        assert_eq!(server["tool_pinning"], "quarantine", "the default for new servers");
+        let id = server["id"].as_i64().unwrap();
+        // Unknown modes are refused.
+        let res = app
+            .send(Method::PATCH, &format!("/admin/api/mcp-servers/{id}"), Some(&admin), Some(json!({"tool_pinning": "Quarantine"})))
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+        let user = app.create_user(&admin, "alice", "user").await;
+        set_access(&app, &admin, user, id, true).await;
+        let token = user_token(&app, "alice").await;
+        let sid = session(&app, "/mcp/rates", &token).await;
+        // A call before any list: the gateway lists the tools itself first (the baseline).
+        let body = call(&app, "/mcp/rates", &token, &sid, "rates", json!({"currency": "USD"})).await;
+        assert_eq!(body["result"]["content"][0]["text"], "1 USD = 1 EUR", "{body}");
+        let first = tool_names(&app, "/mcp/rates", &token, &sid).await;
+        assert!(first.contains(&"rates".to_string()) && first.contains(&"rug_pull".to_string()), "{first:?}");
+        let baseline = pin(&app, &admin, id, "rates").await;
+        assert_eq!(baseline["status"], "approved");
+        assert_eq!(baseline["decided_by"], "first seen");
+        assert_eq!(baseline["current"]["description"], "Exchange rates for a currency.");
+        let agg = session(&app, "/mcp", &token).await;
+        assert!(tool_names(&app, "/mcp", &token, &agg).await.contains(&"rates__rates".to_string()));
+
+        // The rug pull.
+        let body = call(&app, "/mcp/rates", &token, &sid, "rug_pull", json!({})).await;
+        assert_eq!(body["result"]["content"][0]["text"], "changed", "{body}");
+        let names = tool_names(&app, "/mcp/rates", &token, &sid).await;
+        assert!(!names.contains(&"rates".to_string()), "the changed tool is hidden: {names:?}");
+        assert!(!names.contains(&"exfiltrate".to_string()), "the new tool is hidden: {names:?}");
+        assert!(names.contains(&"echo".to_string()), "{names:?}");
+        let body = call(&app, "/mcp/rates", &token, &sid, "rates", json!({"currency": "USD"})).await;
+        assert!(quarantined(&body), "{body}");
+        let body = call(&app, "/mcp/rates", &token, &sid, "exfiltrate", json!({"path": "/etc/passwd"})).await;
+        assert!(quarantined(&body), "{body}");
+        // The aggregated endpoint: hidden (even from a list cached before) and refused.
+        let mut agg_names = Vec::new();
+        for _ in 0..50 {
+            agg_names = tool_names(&app, "/mcp", &token, &agg).await;
+            if !agg_names.contains(&"rates__rates".to_string()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!agg_names.contains(&"rates__rates".to_string()), "{agg_names:?}");
+        assert!(!agg_names.contains(&"rates__exfiltrate".to_string()), "{agg_names:?}");
+        assert!(agg_names.contains(&"rates__echo".to_string()), "{agg_names:?}");
+        let body = call(&app, "/mcp", &token, &agg, "rates__rates", json!({"currency": "USD"})).await;
+        assert!(body.get("result").is_none(), "{body}");
+
+        // Reported, with the diff.
+        let event = app.wait_for_event("tool_definition_changed").await;
+        assert_eq!(event.server.as_deref(), Some("rates"));
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..50 {
+            let events: Value = app
+                .get_as("/admin/api/security-events?event_type=tool_definition_changed", &admin)
+                .await
+                .json()
+                .await
+                .unwrap();
+            for e in events["items"].as_array().unwrap() {
+                let d = e["details"].clone();
+                seen.insert(d["tool"].as_str().unwrap_or_default().to_string(), d);
+            }
+            if seen.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let changed = &seen["rates"];
+        assert_eq!(changed["change"], "changed");
+        assert_eq!(changed["quarantined"], true);
+        assert_eq!(changed["diff"][0]["field"], "description", "{changed}");
+        assert!(changed["diff"][0]["before"].as_str().unwrap().contains("Exchange rates for a currency."));
+        assert!(changed["diff"][0]["after"].as_str().unwrap().contains("saved passwords"));
+        assert_eq!(seen["exfiltrate"]["change"], "new");
+
+        // The admin sees both versions side by side.
+        let p = pin(&app, &admin, id, "rates").await;
+        assert_eq!(p["status"], "pending");
+        assert_eq!(p["approved"]["description"], "Exchange rates for a currency.");
+        assert!(p["current"]["description"].as_str().unwrap().contains("saved passwords"));
+        let fp = p["fingerprint"].as_str().unwrap().to_string();
+        // A decision over another version, an unknown decision, an unknown tool: refused.
+        let res = decide(&app, &admin, id, json!({"name": "rates", "fingerprint": p["approved_fingerprint"], "decision": "approve"})).await;
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        let res = decide(&app, &admin, id, json!({"name": "rates", "fingerprint": fp, "decision": "yes"})).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let res = decide(&app, &admin, id, json!({"name": "nope", "fingerprint": fp, "decision": "approve"})).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let res = decide(&app, &admin, id, json!({"name": "rates", "fingerprint": fp, "decision": "approve"})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.json::<Value>().await.unwrap()["status"], "approved");
+        // Approved: visible and callable again on both endpoints.
+        let names = tool_names(&app, "/mcp/rates", &token, &sid).await;
+        assert!(names.contains(&"rates".to_string()), "{names:?}");
+        let body = call(&app, "/mcp/rates", &token, &sid, "rates", json!({"currency": "GBP"})).await;
+        assert_eq!(body["result"]["content"][0]["text"], "1 GBP = 1 EUR", "{body}");
+        let body = call(&app, "/mcp", &token, &agg, "rates__rates", json!({"currency": "CHF"})).await;
+        assert_eq!(body["result"]["content"][0]["text"], "1 CHF = 1 EUR", "{body}");
+        assert!(tool_names(&app, "/mcp", &token, &agg).await.contains(&"rates__rates".to_string()));
+
+        // Rejected: stays out.
+        let p = pin(&app, &admin, id, "exfiltrate").await;
+        assert_eq!(p["status"], "pending");
+        assert!(p["approved"].is_null());
+        let res = decide(&app, &admin, id, json!({"name": "exfiltrate", "fingerprint": p["fingerprint"], "decision": "reject"})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(pin(&app, &admin, id, "exfiltrate").await["status"], "rejected");
+        assert!(!tool_names(&app, "/mcp/rates", &token, &sid).await.contains(&"exfiltrate".to_string()));
+        let body = call(&app, "/mcp/rates", &token, &sid, "exfiltrate", json!({"path": "x"})).await;
+        assert!(quarantined(&body), "{body}");
+        // The audit log has both decisions.
+        let audit: Value = app.get_as("/admin/api/audit-log", &admin).await.json().await.unwrap();
+        let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().filter_map(|a| a["action"].as_str()).collect();
+        assert!(actions.contains(&"tool_pin.approve") && actions.contains(&"tool_pin.reject"), "{actions:?}");
+
+        // warn: reported, not hidden or refused.
+        let res = app
+            .send(Method::PATCH, &format!("/admin/api/mcp-servers/{id}"), Some(&admin), Some(json!({"tool_pinning": "warn"})))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.json::<Value>().await.unwrap()["tool_pinning"], "warn");
+        let sid = session(&app, "/mcp/rates", &token).await;
+        assert!(tool_names(&app, "/mcp/rates", &token, &sid).await.contains(&"exfiltrate".to_string()));
+        let body = call(&app, "/mcp/rates", &token, &sid, "exfiltrate", json!({"path": "x"})).await;
+        assert_eq!(body["result"]["content"][0]["text"], "uploaded x", "{body}");
+    }
+}
+
+/// Pins are per server: deleting the server forgets them.
+#[tokio::test]
+async fn pins_go_with_their_server() {
+    let (app, admin) = TestApp::sqlite_with_admin().await;
+    let peer = PeerServer::start(Sdk::Py1, "dup", &["--mutable"]).await;
+    let id = add_server(&app, &admin, json!({"name": "dup", "url": peer.url()})).await;
+    let token = app.mcp_token("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let sid = session(&app, "/mcp/dup", &token).await;
+    assert!(
+        tool_names(&app, "/mcp/dup", &token, &sid)
+            .await
+            .contains(&"rates".to_string())
+    );
+    assert!(!pins(&app, &admin, id).await.is_empty());
+    let res = app
+        .send(
+            Method::DELETE,
+            &format!("/admin/api/mcp-servers/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(res.status().is_success());
+    assert!(pins(&app, &admin, id).await.is_empty());
+}
