@@ -6,10 +6,10 @@ mod console;
 mod limits;
 mod logs;
 mod oauth;
+mod pins;
 mod servers;
 mod session;
 mod stats;
-mod pins;
 mod tool_rules;
 mod users;
 

@@ -26,12 +26,12 @@ use crate::db::{self, servers::ActivityRow};
 use crate::detect::{self, Mode};
 use crate::error::ApiError;
 use crate::events::{EventContext, EventType, Severity};
+use crate::mcp::aggregate::catalog::Kind as ListKind;
 use crate::mcp::error::{ErrorKind, McpError};
 use crate::mcp::inspect;
 use crate::mcp::message::{Kind, Malformed, Message};
-use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_VERSION, code};
-use crate::mcp::aggregate::catalog::Kind as ListKind;
 use crate::mcp::pins::{Pinning, Verdict};
+use crate::mcp::protocol::{self, H_METHOD, H_NAME, H_VERSION, code};
 use crate::mcp::registry::Backend;
 use crate::state::AppState;
 

@@ -315,7 +315,8 @@ impl Pins {
                 order.sort_unstable();
                 for i in order {
                     let tool = &tools[i];
-                    let (Some(fp), Some(name)) = (&fps[i], tool.get("name").and_then(Value::as_str))
+                    let (Some(fp), Some(name)) =
+                        (&fps[i], tool.get("name").and_then(Value::as_str))
                     else {
                         continue;
                     };
@@ -404,7 +405,13 @@ impl Pins {
 }
 
 /// Writes what `observe` found; whoever's write lands raises the event.
-async fn persist(state: &AppState, server_id: i64, server: &str, mode: Pinning, writes: Vec<Write>) {
+async fn persist(
+    state: &AppState,
+    server_id: i64,
+    server: &str,
+    mode: Pinning,
+    writes: Vec<Write>,
+) {
     let pool = &state.db.pool;
     let now = db::now();
     let mut any = false;
@@ -464,9 +471,7 @@ async fn persist(state: &AppState, server_id: i64, server: &str, mode: Pinning, 
         }
         any = true;
         let (name, fp, def, change) = match &write {
-            Write::Insert {
-                approved: true, ..
-            } => continue,
+            Write::Insert { approved: true, .. } => continue,
             Write::Insert { name, fp, def, .. } => (name, fp, def, "new"),
             Write::Seen { name, fp, def, .. } => (name, fp, def, "changed"),
         };
@@ -519,7 +524,10 @@ fn stored(def: &Value) -> String {
     let mut cut = Map::new();
     for field in FIELDS {
         if let Some(v) = def.get(field) {
-            cut.insert(field.to_string(), Value::String(clip(&canonical_text(v), 8_000)));
+            cut.insert(
+                field.to_string(),
+                Value::String(clip(&canonical_text(v), 8_000)),
+            );
         }
     }
     cut.insert("_truncated".into(), Value::Bool(true));

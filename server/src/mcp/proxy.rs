@@ -37,8 +37,8 @@ use crate::mcp::gate::{self, Caller, Payload, Recorder, Route, finish};
 use crate::mcp::gate::{Call, authenticate, check_modern_headers, header_str};
 use crate::mcp::inspect;
 use crate::mcp::message::Message;
-use crate::mcp::protocol::{self, H_LAST_EVENT_ID, H_SESSION, H_VERSION};
 use crate::mcp::pins::Pinning;
+use crate::mcp::protocol::{self, H_LAST_EVENT_ID, H_SESSION, H_VERSION};
 use crate::mcp::registry::Era;
 use crate::mcp::relay::{
     KEEP_ALIVE, PASS, Shape, backend_error, fail, filter_response, hub_response,

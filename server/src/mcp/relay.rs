@@ -71,7 +71,11 @@ pub(crate) async fn filter_response(
             message.to_string()
         }
         Err(_) if data.trim().is_empty() => data.to_string(),
-        Err(_) => McpError::new(None, ErrorKind::Backend(BackendError::Protocol("the backend".into()))).body(),
+        Err(_) => McpError::new(
+            None,
+            ErrorKind::Backend(BackendError::Protocol("the backend".into())),
+        )
+        .body(),
     };
     if !is_sse {
         return match axum::body::to_bytes(body, limit).await {

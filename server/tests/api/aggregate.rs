@@ -576,7 +576,9 @@ async fn add_everything(app: &TestApp, admin: &str) -> crate::peers::EverythingS
     add_server(
         app,
         admin,
-        json!({"name": "every", "url": everything.url(), "transport": "streamable-http"}),
+        // Its sampling tool is listed only to clients that can sample, so the gateway's own
+        // list (its baseline under quarantine) lacks it: pinning is not what this tests.
+        json!({"name": "every", "url": everything.url(), "transport": "streamable-http", "tool_pinning": "warn"}),
     )
     .await;
     everything

@@ -157,7 +157,15 @@ async fn the_gateway_loses_no_conformance_check() {
     let mut lost = Vec::new();
     let mut compared = 0;
     for (name, url) in &backends {
-        add_server(&app, &admin, json!({"name": name, "url": url})).await;
+        // The suite calls tools the servers never list (`test_simple_text`, …): under
+        // quarantine (the default) the gateway refuses calls to tools it has not seen listed
+        // and approved, which is not what this compares.
+        add_server(
+            &app,
+            &admin,
+            json!({"name": name, "url": url, "tool_pinning": "warn"}),
+        )
+        .await;
         let (proxy, _task) =
             credential_proxy(app.url(&format!("/mcp/{name}")), token.clone()).await;
         for requirements in ["2025-11-25", "2026-07-28"] {

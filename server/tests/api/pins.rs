@@ -62,12 +62,23 @@ async fn pins(app: &TestApp, admin: &str, server: i64) -> Vec<Value> {
     res.json::<Vec<Value>>().await.unwrap()
 }
 
-async fn pin(app: &TestApp, admin: &str, server: i64, name: &str) -> Value {
-    pins(app, admin, server)
-        .await
-        .into_iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no pin for {name}"))
+/// The pin of `name` once it has `status` (the gateway records what it saw in the background).
+async fn pin(app: &TestApp, admin: &str, server: i64, name: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        if let Some(p) = pins(app, admin, server)
+            .await
+            .into_iter()
+            .find(|p| p["name"] == name)
+        {
+            if p["status"] == status {
+                return p;
+            }
+            last = p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {status} pin for {name}: {last}")
 }
 
 async fn decide(app: &TestApp, admin: &str, server: i64, body: Value) -> reqwest::Response {
@@ -117,7 +128,7 @@ db_test! {
         assert_eq!(body["result"]["content"][0]["text"], "1 USD = 1 EUR", "{body}");
         let first = tool_names(&app, "/mcp/rates", &token, &sid).await;
         assert!(first.contains(&"rates".to_string()) && first.contains(&"rug_pull".to_string()), "{first:?}");
-        let baseline = pin(&app, &admin, id, "rates").await;
+        let baseline = pin(&app, &admin, id, "rates", "approved").await;
         assert_eq!(baseline["status"], "approved");
         assert_eq!(baseline["decided_by"], "first seen");
         assert_eq!(baseline["current"]["description"], "Exchange rates for a currency.");
@@ -179,7 +190,7 @@ db_test! {
         assert_eq!(seen["exfiltrate"]["change"], "new");
 
         // The admin sees both versions side by side.
-        let p = pin(&app, &admin, id, "rates").await;
+        let p = pin(&app, &admin, id, "rates", "pending").await;
         assert_eq!(p["status"], "pending");
         assert_eq!(p["approved"]["description"], "Exchange rates for a currency.");
         assert!(p["current"]["description"].as_str().unwrap().contains("saved passwords"));
@@ -204,12 +215,12 @@ db_test! {
         assert!(tool_names(&app, "/mcp", &token, &agg).await.contains(&"rates__rates".to_string()));
 
         // Rejected: stays out.
-        let p = pin(&app, &admin, id, "exfiltrate").await;
+        let p = pin(&app, &admin, id, "exfiltrate", "pending").await;
         assert_eq!(p["status"], "pending");
         assert!(p["approved"].is_null());
         let res = decide(&app, &admin, id, json!({"name": "exfiltrate", "fingerprint": p["fingerprint"], "decision": "reject"})).await;
         assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(pin(&app, &admin, id, "exfiltrate").await["status"], "rejected");
+        pin(&app, &admin, id, "exfiltrate", "rejected").await;
         assert!(!tool_names(&app, "/mcp/rates", &token, &sid).await.contains(&"exfiltrate".to_string()));
         let body = call(&app, "/mcp/rates", &token, &sid, "exfiltrate", json!({"path": "x"})).await;
         assert!(quarantined(&body), "{body}");
@@ -244,7 +255,7 @@ async fn pins_go_with_their_server() {
             .await
             .contains(&"rates".to_string())
     );
-    assert!(!pins(&app, &admin, id).await.is_empty());
+    pin(&app, &admin, id, "rates", "approved").await;
     let res = app
         .send(
             Method::DELETE,
