@@ -2,6 +2,7 @@
 //! Every handler takes `AdminUser`, so only an enabled admin with an admin-audience token gets
 //! in (API keys never do).
 
+mod audits;
 mod console;
 mod limits;
 mod logs;
@@ -28,6 +29,7 @@ pub const RATE_LIMITS_SETTING: &str = limits::SETTING_KEY;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(session::router())
+        .merge(audits::router())
         .merge(users::router())
         .merge(logs::router())
         .merge(servers::router())

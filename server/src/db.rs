@@ -5,6 +5,7 @@
 //! statement text serves both. Transactions are opened by callers, never inside `db::*`.
 
 pub mod api_keys;
+pub mod audits;
 pub mod backend_tokens;
 pub mod events;
 pub mod feed;

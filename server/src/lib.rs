@@ -25,6 +25,7 @@ pub mod files;
 pub mod accounts;
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backend_auth;
 pub mod conn;

@@ -265,6 +265,7 @@ async fn serve(
                     let wanted = match &*message {
                         LiveMessage::Activity { record } => filter.wants_activity(record),
                         LiveMessage::SecurityEvent { event } => filter.wants_event(event),
+                        LiveMessage::AuditProgress { .. } => filter.wants_audit(),
                         LiveMessage::Subscribed { .. } => false,
                     };
                     if !wanted {

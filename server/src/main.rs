@@ -56,11 +56,37 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         timeout: u64,
     },
+    /// Scan an MCP endpoint for security problems (docs/SECURITY_TESTING.md) and print the
+    /// findings. Exit status: 0 without high findings, 1 with high findings, 2 when the scan
+    /// could not run. For CI pipelines.
+    Audit {
+        /// The MCP endpoint, e.g. https://mcp.example.com/mcp.
+        url: String,
+        /// A bearer token to scan as an authenticated client.
+        #[arg(long)]
+        token: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Allow loopback and private addresses (refused by default, before anything is sent).
+        #[arg(long)]
+        allow_private: bool,
+    },
 }
 
 fn main() -> ExitCode {
     fix_malloc_threshold();
     let cli = Cli::parse();
+    // The scanner needs no configuration or database.
+    if let Some(Command::Audit {
+        url,
+        token,
+        json,
+        allow_private,
+    }) = &cli.command
+    {
+        return audit(url, token.clone(), *json, *allow_private);
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -256,11 +282,85 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("configuration is valid");
             Ok(())
         }
-        Command::Healthcheck { .. } => Ok(()),
+        Command::Healthcheck { .. } | Command::Audit { .. } => Ok(()),
         Command::Openapi => {
             let (_, openapi) = authmcp_gateway::app::api().split_for_parts();
             println!("{}", openapi.to_pretty_json()?);
             Ok(())
         }
+    }
+}
+
+/// `authmcp-gateway audit`: one scan, printed.
+fn audit(url: &str, token: Option<String>, as_json: bool, allow_private: bool) -> ExitCode {
+    use authmcp_gateway::audit::{self, Target};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = runtime.block_on(async {
+        let parsed = audit::preflight(url, allow_private).await?;
+        let target = Target {
+            url: url.to_string(),
+            token,
+            allow_private,
+            server: None,
+            others: Vec::new(),
+        };
+        let hook: audit::Hook<'_> = Box::new(|_, _, _| Box::pin(async { true }));
+        tokio::time::timeout(audit::SCAN_DEADLINE, audit::run(target, parsed, hook))
+            .await
+            .map_err(|_| audit::ScanError("the scan took too long".into()))
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if as_json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("MCP security scan of {}", report.target);
+        for f in &report.findings {
+            println!("\n[{}] {}", f.severity.to_uppercase(), f.title);
+            println!("    {}", f.detail);
+            println!("    Fix: {}", f.fix);
+            if let Some(e) = &f.evidence {
+                println!("    Seen: {e}");
+            }
+        }
+        println!();
+        for c in &report.checks {
+            let note = c
+                .note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            println!("  {:<8} {}{note}", c.status, c.name);
+        }
+        let s = report.summary;
+        println!(
+            "\n{} high, {} medium, {} low, {} info; {} tools listed",
+            s.high, s.medium, s.low, s.info, report.tools
+        );
+    }
+    if report.summary.high > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -64,6 +64,8 @@ pub struct AppStateInner {
     pub changes: crate::feed::Changes,
     /// Client connections: caps, timeouts, shedding (`conn.rs`).
     pub connections: Arc<Connections>,
+    /// Security scans running as background jobs (`audit/jobs.rs`).
+    pub audits: crate::audit::jobs::Jobs,
     pub started: Instant,
 }
 
@@ -176,6 +178,7 @@ impl AppState {
             runtime: runtime.clone(),
             setup_token,
             connections: Connections::new(&config.connections, config.trusted_proxies.clone()),
+            audits: crate::audit::jobs::Jobs::default(),
             config,
             db,
             keys,

@@ -4,6 +4,7 @@
 //! Every type derives `Serialize`/`Deserialize`; the `openapi` feature adds `utoipa::ToSchema`
 //! so the server can document them without the wasm build paying for utoipa.
 
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod error;

@@ -17,6 +17,8 @@ pub enum LiveMessage {
     Activity { record: ActivityRecord },
     /// A security event was recorded.
     SecurityEvent { event: SecurityEvent },
+    /// A security scan made progress, finished, failed or was cancelled.
+    AuditProgress { scan: crate::audit::AuditProgress },
 }
 
 /// Server-side filters (query parameters of the WebSocket URL). Absent = everything.
@@ -36,7 +38,8 @@ pub struct LiveFilter {
     /// Only failed requests (activity whose status is not `ok`).
     #[serde(default)]
     pub errors_only: bool,
-    /// `activity`, `security` or both (default).
+    /// `activity`, `security`, `audit` (scan progress), any of them comma-separated (default:
+    /// all).
     #[serde(default)]
     pub kinds: Option<String>,
 }
@@ -51,6 +54,10 @@ impl LiveFilter {
                 .is_none_or(|u| r.username.as_deref() == Some(u))
             && self.method.as_deref().is_none_or(|m| m == r.method)
             && (!self.errors_only || r.status != "ok")
+    }
+
+    pub fn wants_audit(&self) -> bool {
+        self.kinds.as_deref().is_none_or(|k| k.contains("audit"))
     }
 
     pub fn wants_event(&self, e: &SecurityEvent) -> bool {

@@ -117,11 +117,16 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 
 /// Finds the authorization server of a backend.
 pub async fn discover(auth: &ServerAuth) -> Result<Found, String> {
-    let policy = auth.policy().await;
-    let server_url =
-        url::Url::parse(&auth.url).map_err(|_| "the server URL is not valid".to_string())?;
+    find(&auth.policy().await, &auth.url).await
+}
+
+/// Finds and checks the authorization server of the MCP server at `url` (also the security
+/// scanner's check of a server's metadata): every failure is a sentence naming what is wrong.
+pub async fn find(policy: &fetch::Policy, url: &str) -> Result<Found, String> {
+    let policy = *policy;
+    let server_url = url::Url::parse(url).map_err(|_| "the server URL is not valid".to_string())?;
     // The backend's own challenge names its metadata.
-    let probe = fetch::send(&policy, reqwest::Method::POST, &auth.url, |r| {
+    let probe = fetch::send(&policy, reqwest::Method::POST, url, |r| {
         r.header(
             reqwest::header::ACCEPT,
             "application/json, text/event-stream",
@@ -165,7 +170,7 @@ pub async fn discover(auth: &ServerAuth) -> Result<Found, String> {
     let prm = prm.ok_or_else(|| {
         "the backend publishes no protected-resource metadata (RFC 9728)".to_string()
     })?;
-    if !same_resource(&prm.resource, &auth.url) {
+    if !same_resource(&prm.resource, url) {
         return Err(format!(
             "the backend's metadata names another resource ({}) than its URL",
             prm.resource

@@ -8,6 +8,7 @@ mod helpers;
 
 mod accounts;
 mod aggregate;
+mod audit;
 mod backend_oauth;
 mod cli;
 mod conformance;

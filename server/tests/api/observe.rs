@@ -289,7 +289,7 @@ async fn suspicious_payloads_are_flagged_and_blocked() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
 
-async fn ws_connect(
+pub async fn ws_connect(
     app: &TestApp,
     admin: &str,
     query: &str,
@@ -311,7 +311,7 @@ async fn ws_connect(
     ws
 }
 
-async fn next_json(
+pub async fn next_json(
     ws: &mut (impl StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin),
 ) -> Option<Value> {
     loop {

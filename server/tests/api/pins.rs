@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestEnv, db_test};
+use crate::helpers::{TestApp, db_test};
 use crate::mcp::{add_server, rpc_at, set_access, user_token};
 use crate::peers::{PeerServer, Sdk};
 

@@ -157,7 +157,7 @@ pub fn Activity() -> impl IntoView {
                     }
                 }
                 LiveMessage::Subscribed { .. } => status.set("live".into()),
-                LiveMessage::SecurityEvent { .. } => {}
+                LiveMessage::SecurityEvent { .. } | LiveMessage::AuditProgress { .. } => {}
             };
             let on_close = move |reason: String| status.set(format!("disconnected: {reason}"));
             match LiveSocket::open(&filter, on_message, on_close).await {
