@@ -16,6 +16,7 @@ use shared::auth::{
     ApiKey, CreateApiKey, CreatedApiKey, LoginRequest, Me, SessionMode, SetupAccount, SetupStatus,
     TokenResponse,
 };
+use shared::audit::{AuditRequest, AuditScan};
 use shared::console::{ConsoleCall, ConsoleResult, ConsoleTarget, ConsoleTool};
 use shared::error::ApiErrorBody;
 use shared::events::SecurityEvent;
@@ -28,7 +29,7 @@ use shared::oauth::{
 use shared::servers::{
     ActivityRecord, ConnectStart, ConnectionTest, ConnectionsUser, CreateServer, GatewaySettings,
     McpServer, MyConnections, RateLimits, ServerPermission, SetServerPermission, SettingsUpdate,
-    TokenHealth, ToolRules, UpdateServer,
+    PinDecision, TokenHealth, ToolPin, ToolRules, UpdateServer,
 };
 use shared::stats::Stats;
 use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
@@ -433,6 +434,42 @@ pub async fn logout() -> Result<(), ApiError> {
 }
 
 /// Token health of every OAuth credential toward backends.
+pub async fn audits() -> Result<Vec<AuditScan>, ApiError> {
+    get("/admin/api/audits").await
+}
+
+pub async fn audit(id: i64) -> Result<AuditScan, ApiError> {
+    get(&format!("/admin/api/audits/{id}")).await
+}
+
+pub async fn start_audit(req: &AuditRequest) -> Result<AuditScan, ApiError> {
+    post("/admin/api/audits", req).await
+}
+
+pub async fn cancel_audit(id: i64) -> Result<AuditScan, ApiError> {
+    post(&format!("/admin/api/audits/{id}/cancel"), &()).await
+}
+
+/// Pinned tool definitions: one server's (`server`), or every pin of a `status`.
+pub async fn tool_pins(server: Option<i64>, status: &str) -> Result<Vec<ToolPin>, ApiError> {
+    let mut query = Vec::new();
+    if let Some(s) = server {
+        query.push(format!("server_id={s}"));
+    }
+    if !status.is_empty() {
+        query.push(format!("status={status}"));
+    }
+    get(&format!("/admin/api/tool-pins?{}", query.join("&"))).await
+}
+
+pub async fn decide_tool_pin(server: i64, decision: &PinDecision) -> Result<ToolPin, ApiError> {
+    post(
+        &format!("/admin/api/mcp-servers/{server}/tool-pins/decision"),
+        decision,
+    )
+    .await
+}
+
 pub async fn backend_tokens() -> Result<Vec<TokenHealth>, ApiError> {
     get("/admin/api/tokens").await
 }

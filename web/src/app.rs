@@ -5,11 +5,13 @@ use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::layout::Layout;
+use crate::pages::audit::{Audit, AuditReportPage};
 use crate::pages::connections::Connections;
 use crate::pages::consent::Consent;
 use crate::pages::console::Console;
 use crate::pages::logs::{Activity, SecurityEvents};
 use crate::pages::oauth::OAuthClients;
+use crate::pages::pins::ToolChanges;
 use crate::pages::servers::Servers;
 use crate::pages::settings::Settings;
 use crate::pages::tokens::Tokens;
@@ -36,6 +38,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/console") view=|| view! { <RequireAdmin><Console /></RequireAdmin> } />
                     <Route path=path!("/admin/settings") view=|| view! { <RequireAdmin><Settings /></RequireAdmin> } />
                     <Route path=path!("/admin/tokens") view=|| view! { <RequireAdmin><Tokens /></RequireAdmin> } />
+                    <Route path=path!("/admin/tool-changes") view=|| view! { <RequireAdmin><ToolChanges /></RequireAdmin> } />
+                    <Route path=path!("/admin/audit") view=|| view! { <RequireAdmin><Audit /></RequireAdmin> } />
+                    <Route path=path!("/admin/audit/:id") view=|| view! { <RequireAdmin><AuditReportPage /></RequireAdmin> } />
                     <Route path=path!("/consent") view=Consent />
                     <Route path=path!("/connect") view=Connections />
                     <Route path=path!("/connect/:server") view=Connections />

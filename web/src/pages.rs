@@ -1,5 +1,6 @@
 //! One module per route.
 
+pub mod audit;
 pub mod connections;
 pub mod consent;
 pub mod console;
@@ -8,6 +9,7 @@ pub mod login;
 pub mod logs;
 pub mod not_found;
 pub mod oauth;
+pub mod pins;
 pub mod servers;
 pub mod settings;
 pub mod setup;

@@ -103,6 +103,19 @@ fn ServerCard(
             on_change.run(());
         });
     };
+    let set_pinning = move |ev: leptos::ev::Event| {
+        let mode = event_target_value(&ev);
+        spawn_local(async move {
+            let change = UpdateServer {
+                tool_pinning: Some(mode),
+                ..Default::default()
+            };
+            if let Err(e) = api::update_server(id, &change).await {
+                error.set(Some(e.message));
+            }
+            on_change.run(());
+        });
+    };
     let on_delete = Callback::new(move |()| {
         spawn_local(async move {
             if let Err(e) = api::delete_server(id).await {
@@ -136,6 +149,12 @@ fn ServerCard(
                     <select id=format!("server-detection-{name}") aria-label="Suspicious payload detection" on:change=set_detection>
                         {["log", "block", "off"].into_iter().map(|m| view! { <option value=m selected=server.detection == m>{m}</option> }).collect_view()}
                     </select>
+                </dd>
+                <dt>"Tool pinning"</dt><dd>
+                    <select id=format!("server-pinning-{name}") aria-label="Tool pinning" on:change=set_pinning>
+                        {["quarantine", "warn", "off"].into_iter().map(|m| view! { <option value=m selected=server.tool_pinning == m>{m}</option> }).collect_view()}
+                    </select>
+                    " "<a href=format!("/admin/tool-changes?server={}", server.id)>"tool definitions"</a>
                 </dd>
                 <dt>"Health"</dt><dd>{format!(
                     "{}{}{}",
@@ -303,6 +322,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     let scope = RwSignal::new(String::new());
     let prefix = RwSignal::new(String::new());
     let detection = RwSignal::new("log".to_string());
+    let pinning = RwSignal::new("quarantine".to_string());
     let message = RwSignal::new(None::<Result<String, String>>);
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -329,6 +349,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
             credential,
             tool_prefix: Some(prefix.get_untracked()).filter(|p| !p.trim().is_empty()),
             detection: Some(detection.get_untracked()),
+            tool_pinning: Some(pinning.get_untracked()),
         };
         spawn_local(async move {
             match api::create_server(&req).await {
@@ -355,6 +376,13 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
                     <select id="server-detection" on:change=move |ev| detection.set(event_target_value(&ev))>
                         <option value="log">"log (flag and record an event)"</option>
                         <option value="block">"block"</option>
+                        <option value="off">"off"</option>
+                    </select>
+                </label>
+                <label>"Tool pinning"
+                    <select id="server-pinning" on:change=move |ev| pinning.set(event_target_value(&ev))>
+                        <option value="quarantine">"quarantine (changed or new tools wait for approval)"</option>
+                        <option value="warn">"warn (report changes only)"</option>
                         <option value="off">"off"</option>
                     </select>
                 </label>
