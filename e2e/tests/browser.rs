@@ -301,6 +301,11 @@ async fn start_peer() -> (Peer, u16) {
     let python = std::env::var_os("MCP_PY2")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".tools/venv-mcp2/bin/python"));
+    start_peer_with(&python, "alpha", &[]).await
+}
+
+async fn start_peer_with(python: &Path, name: &str, extra: &[&str]) -> (Peer, u16) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -309,7 +314,8 @@ async fn start_peer() -> (Peer, u16) {
     let peer = Peer(
         Command::new(&python)
             .arg(root.join("e2e/peers/mcp_server.py"))
-            .args(["--port", &port.to_string(), "--name", "alpha"])
+            .args(["--port", &port.to_string(), "--name", name])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -865,5 +871,164 @@ async fn backend_accounts_connect_through_the_authorization_servers_pages() {
     c.refresh().await.unwrap();
     wait_text(&c, "token-mine-bob", "ok").await;
     b.close().await.unwrap();
+    c.close().await.unwrap();
+}
+
+/// One MCP request with a token; the JSON-RPC answer (from JSON or SSE) and the session id.
+async fn mcp(
+    base: &str,
+    path: &str,
+    token: &str,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (serde_json::Value, Option<String>) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&body);
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let res = req.send().await.unwrap();
+    let sid = res
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = res.text().await.unwrap();
+    let message = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .chain(std::iter::once(text.as_str()))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .find(|m| m.get("result").is_some() || m.get("error").is_some())
+        .unwrap_or_default();
+    (message, sid)
+}
+
+async fn tool_names(base: &str, token: &str, sid: &str) -> Vec<String> {
+    let (listed, _) = mcp(base, "/mcp/rates", token, Some(sid), serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await;
+    listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A backend changes a tool's description at runtime (a "rug pull"): the change is held on the
+/// Tool changes page side by side with the approved version, the tool is hidden until the admin
+/// approves it there; then a security scan of the server runs and its report opens.
+#[tokio::test]
+async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("MCP_PY1")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".tools/venv-mcp1/bin/python"));
+    let (_peer, port) = start_peer_with(&python, "rates", &["--mutable"]).await;
+    let gateway =
+        start_gateway_with(&[("ADMIN_USERNAME", "admin"), ("ADMIN_PASSWORD", PASSWORD)]).await;
+    let base = format!("http://{}", gateway.addr);
+    let driver = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path(), 1280, 900).await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    text_of(&c, "login-username").await;
+    fill(&c, "login-username", "admin").await;
+    fill(&c, "login-password", PASSWORD).await;
+    click(&c, "login-submit").await;
+    wait_url(&c, "/admin").await;
+
+    // Added in the UI: quarantine is the default for a new server.
+    nav(&c, "MCP servers", "/admin/mcp-servers").await;
+    click(&c, "add-server-toggle").await;
+    fill(&c, "server-name", "rates").await;
+    fill(&c, "server-url", &format!("http://127.0.0.1:{port}/mcp")).await;
+    click(&c, "add-server-submit").await;
+    wait_text(&c, "add-server-result", "Added rates").await;
+    let pinning = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("server-pinning-rates"))
+        .await
+        .unwrap();
+    assert_eq!(pinning.prop("value").await.unwrap().as_deref(), Some("quarantine"));
+
+    // A client lists the tools (the baseline), then the backend changes `rates`.
+    let login: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_string();
+    let (_, sid) = mcp(&base, "/mcp/rates", &token, None, serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})).await;
+    let sid = sid.expect("a session");
+    mcp(&base, "/mcp/rates", &token, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    assert!(tool_names(&base, &token, &sid).await.contains(&"rates".to_string()));
+    let (pulled, _) = mcp(&base, "/mcp/rates", &token, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "rug_pull", "arguments": {}}})).await;
+    assert_eq!(pulled["result"]["content"][0]["text"], "changed", "{pulled}");
+    assert!(!tool_names(&base, &token, &sid).await.contains(&"rates".to_string()), "quarantined");
+
+    // The admin sees both versions and approves the new one.
+    nav(&c, "Tool changes", "/admin/tool-changes").await;
+    wait_text(&c, "pin-rates-rates", "saved passwords").await;
+    wait_text(&c, "pin-rates-rates", "Exchange rates for a currency.").await;
+    wait_text(&c, "pin-rates-exfiltrate", "a new tool").await;
+    screenshot(&c, "tool-changes").await;
+    c.find(Locator::Css("#pin-rates-rates button.approve-pin"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if c.find(Locator::Id("pin-rates-rates")).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(c.find(Locator::Id("pin-rates-rates")).await.is_err(), "approved, no longer waiting");
+    assert!(tool_names(&base, &token, &sid).await.contains(&"rates".to_string()), "visible again");
+
+    // A scan of the server, from the audit page to its report.
+    nav(&c, "Security audit", "/admin/audit").await;
+    text_of(&c, "audit-form").await;
+    for _ in 0..50 {
+        if c.find(Locator::Css("#audit-target option:nth-child(2)")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.find(Locator::Css("#audit-target option:nth-child(2)"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(&c, "audit-start").await;
+    for _ in 0..300 {
+        if c.current_url().await.unwrap().path().starts_with("/admin/audit/") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..600 {
+        if text_of(&c, "audit-status").await == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(text_of(&c, "audit-status").await, "done");
+    // The backend has no authentication of its own: the unauthenticated checks fire.
+    wait_text(&c, "findings-high", "without authentication").await;
+    text_of(&c, "audit-export").await;
+    text_of(&c, "audit-checks").await;
+    screenshot(&c, "audit-report").await;
     c.close().await.unwrap();
 }
