@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "User administration"),
         (name = "mcp-servers", description = "MCP servers registry, per-user access, activity"),
         (name = "mcp", description = "The MCP endpoints (streamable HTTP, JSON-RPC bodies)"),
+        (name = "audit", description = "The MCP security scanner: scans as background jobs, reports, export (docs/SECURITY_TESTING.md)"),
         (name = "oauth", description = "OAuth 2.1 for MCP clients: metadata, registration, consent; `/oauth/authorize`, `/oauth/token` and `/oauth/revoke` are OAuth's own formats (docs/API.md); clients and grants for admins"),
     ),
     components(schemas(shared::error::ApiErrorBody, shared::error::ApiErrorDetail)),
