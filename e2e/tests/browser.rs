@@ -908,7 +908,14 @@ async fn mcp(
 }
 
 async fn tool_names(base: &str, token: &str, sid: &str) -> Vec<String> {
-    let (listed, _) = mcp(base, "/mcp/rates", token, Some(sid), serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await;
+    let (listed, _) = mcp(
+        base,
+        "/mcp/rates",
+        token,
+        Some(sid),
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
     listed["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("{listed}"))
@@ -953,7 +960,10 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
         .for_element(Locator::Id("server-pinning-rates"))
         .await
         .unwrap();
-    assert_eq!(pinning.prop("value").await.unwrap().as_deref(), Some("quarantine"));
+    assert_eq!(
+        pinning.prop("value").await.unwrap().as_deref(),
+        Some("quarantine")
+    );
 
     // A client lists the tools (the baseline), then the backend changes `rates`.
     let login: serde_json::Value = reqwest::Client::new()
@@ -969,11 +979,30 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
     let (_, sid) = mcp(&base, "/mcp/rates", &token, None, serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})).await;
     let sid = sid.expect("a session");
-    mcp(&base, "/mcp/rates", &token, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
-    assert!(tool_names(&base, &token, &sid).await.contains(&"rates".to_string()));
+    mcp(
+        &base,
+        "/mcp/rates",
+        &token,
+        Some(&sid),
+        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert!(
+        tool_names(&base, &token, &sid)
+            .await
+            .contains(&"rates".to_string())
+    );
     let (pulled, _) = mcp(&base, "/mcp/rates", &token, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "rug_pull", "arguments": {}}})).await;
-    assert_eq!(pulled["result"]["content"][0]["text"], "changed", "{pulled}");
-    assert!(!tool_names(&base, &token, &sid).await.contains(&"rates".to_string()), "quarantined");
+    assert_eq!(
+        pulled["result"]["content"][0]["text"], "changed",
+        "{pulled}"
+    );
+    assert!(
+        !tool_names(&base, &token, &sid)
+            .await
+            .contains(&"rates".to_string()),
+        "quarantined"
+    );
 
     // The admin sees both versions and approves the new one.
     nav(&c, "Tool changes", "/admin/tool-changes").await;
@@ -993,14 +1022,25 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(c.find(Locator::Id("pin-rates-rates")).await.is_err(), "approved, no longer waiting");
-    assert!(tool_names(&base, &token, &sid).await.contains(&"rates".to_string()), "visible again");
+    assert!(
+        c.find(Locator::Id("pin-rates-rates")).await.is_err(),
+        "approved, no longer waiting"
+    );
+    assert!(
+        tool_names(&base, &token, &sid)
+            .await
+            .contains(&"rates".to_string()),
+        "visible again"
+    );
 
     // A scan of the server, from the audit page to its report.
     nav(&c, "Security audit", "/admin/audit").await;
     text_of(&c, "audit-form").await;
     for _ in 0..50 {
-        if c.find(Locator::Css("#audit-target option:nth-child(2)")).await.is_ok() {
+        if c.find(Locator::Css("#audit-target option:nth-child(2)"))
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1013,7 +1053,12 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
         .unwrap();
     click(&c, "audit-start").await;
     for _ in 0..300 {
-        if c.current_url().await.unwrap().path().starts_with("/admin/audit/") {
+        if c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/admin/audit/")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

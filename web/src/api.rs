@@ -12,11 +12,11 @@ use std::cell::RefCell;
 use gloo_net::http::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use shared::audit::{AuditRequest, AuditScan};
 use shared::auth::{
     ApiKey, CreateApiKey, CreatedApiKey, LoginRequest, Me, SessionMode, SetupAccount, SetupStatus,
     TokenResponse,
 };
-use shared::audit::{AuditRequest, AuditScan};
 use shared::console::{ConsoleCall, ConsoleResult, ConsoleTarget, ConsoleTool};
 use shared::error::ApiErrorBody;
 use shared::events::SecurityEvent;
@@ -28,8 +28,8 @@ use shared::oauth::{
 };
 use shared::servers::{
     ActivityRecord, ConnectStart, ConnectionTest, ConnectionsUser, CreateServer, GatewaySettings,
-    McpServer, MyConnections, RateLimits, ServerPermission, SetServerPermission, SettingsUpdate,
-    PinDecision, TokenHealth, ToolPin, ToolRules, UpdateServer,
+    McpServer, MyConnections, PinDecision, RateLimits, ServerPermission, SetServerPermission,
+    SettingsUpdate, TokenHealth, ToolPin, ToolRules, UpdateServer,
 };
 use shared::stats::Stats;
 use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};

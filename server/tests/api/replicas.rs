@@ -810,3 +810,114 @@ async fn a_replica_started_before_its_database_waits_for_it() {
         "the gateway started once the database answered"
     );
 }
+
+/// Tool pinning across replicas: a rug pull seen on A is quarantined on B at once (the change
+/// feed), and an approval made on B frees the tool on A within a second.
+#[tokio::test]
+async fn a_quarantined_tool_is_quarantined_on_every_replica() {
+    let Some(env) = TestEnv::postgres_or_skip().await else {
+        return;
+    };
+    // One public URL for both (tokens name it).
+    let env = env
+        .with_admin()
+        .with_var("PUBLIC_URL", "http://gateway.test");
+    let a = Replica::start(&env).await;
+    let b = Replica::start(&env).await;
+    let admin_a = a.login("/admin/api/login", "admin", ADMIN_PASSWORD).await;
+    let admin_b = b.login("/admin/api/login", "admin", ADMIN_PASSWORD).await;
+    let peer = PeerServer::start(Sdk::Py1, "rates", &["--mutable"]).await;
+    let id = a
+        .add_server(&admin_a, json!({"name": "rates", "url": peer.url()}))
+        .await;
+    let token = a.login("/auth/login", "admin", ADMIN_PASSWORD).await;
+    let rates = |replica: &Replica, session: String| {
+        let token = token.clone();
+        let url = replica.url.clone();
+        async move {
+            let http = reqwest::Client::new();
+            let res = http
+                .post(format!("{url}/mcp/rates"))
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("mcp-session-id", session)
+                .json(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "rates", "arguments": {"currency": "USD"}}}))
+                .send()
+                .await
+                .unwrap();
+            let text = res.text().await.unwrap();
+            text.contains("1 USD = 1 EUR")
+        }
+    };
+    // Both replicas see the baseline; A sees the rug pull.
+    let sa = a.initialize("/mcp/rates", &token).await;
+    let sb = b.initialize("/mcp/rates", &token).await;
+    assert!(rates(&a, sa.clone()).await);
+    assert!(rates(&b, sb.clone()).await);
+    let (_, _, pulled) = a
+        .rpc(
+            "/mcp/rates",
+            &token,
+            Some(&sa),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "rug_pull", "arguments": {}}}),
+        )
+        .await;
+    assert_eq!(
+        pulled["result"]["content"][0]["text"], "changed",
+        "{pulled}"
+    );
+    let (_, _, _) = a
+        .rpc(
+            "/mcp/rates",
+            &token,
+            Some(&sa),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
+        )
+        .await;
+    // B refuses it without having listed anything since.
+    let (b2, s2) = (&b, sb.clone());
+    let quarantined = time_until(Duration::from_secs(1), || {
+        let s2 = s2.clone();
+        async move { !rates(b2, s2).await }
+    })
+    .await;
+    assert!(quarantined.is_some(), "B quarantines what A saw");
+    // Approved on B: A serves it again.
+    let pins: Value = b
+        .send(
+            Method::GET,
+            &format!("/admin/api/tool-pins?server_id={id}&status=pending"),
+            &admin_b,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pin = pins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "rates")
+        .unwrap_or_else(|| panic!("{pins}"))
+        .clone();
+    let res = b
+        .send(
+            Method::POST,
+            &format!("/admin/api/mcp-servers/{id}/tool-pins/decision"),
+            &admin_b,
+            Some(
+                json!({"name": "rates", "fingerprint": pin["fingerprint"], "decision": "approve"}),
+            ),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (a2, s1) = (&a, sa.clone());
+    let freed = time_until(Duration::from_secs(1), || {
+        let s1 = s1.clone();
+        async move { rates(a2, s1).await }
+    })
+    .await;
+    assert!(freed.is_some(), "A serves it once approved on B");
+}

@@ -33,7 +33,8 @@ pub fn Audit() -> impl IntoView {
     let url = RwSignal::new(String::new());
     let token = RwSignal::new(String::new());
     let allow_private = RwSignal::new(false);
-    let progress = RwSignal::new(std::collections::HashMap::<i64, (u32, u32, Option<String>)>::new());
+    let progress =
+        RwSignal::new(std::collections::HashMap::<i64, (u32, u32, Option<String>)>::new());
     // Running scans move on the live feed; a finished one reloads the list.
     let socket = StoredValue::new_local(None::<LiveSocket>);
     spawn_local(async move {

@@ -44,7 +44,7 @@ pub fn SecurityEvents() -> impl IntoView {
             <label class="inline">"Type"
                 <select id="events-type" on:change=move |ev| kind.set(event_target_value(&ev))>
                     <option value="">"all"</option>
-                    {["auth_failed", "token_invalid", "token_reuse", "account_locked", "access_denied", "rate_limited", "origin_rejected", "suspicious_payload", "session_hijack_attempt", "backend_credential_error", "malformed_request"]
+                    {["auth_failed", "token_invalid", "token_reuse", "account_locked", "access_denied", "rate_limited", "origin_rejected", "suspicious_payload", "session_hijack_attempt", "backend_credential_error", "malformed_request", "tool_definition_changed"]
                         .into_iter().map(|t| view! { <option value=t>{t}</option> }).collect_view()}
                 </select>
             </label>

@@ -76,8 +76,15 @@ pub fn ToolChanges() -> impl IntoView {
         let before = p.approved.as_ref().map(pretty).unwrap_or_default();
         let after = pretty(&p.current);
         let open = p.status != "approved";
-        let (before_side, after_side) = (side(&before, &after, "before"), side(&after, &before, "after"));
-        let approved_title = if p.approved.is_some() { "Approved" } else { "Approved (none: a new tool)" };
+        let (before_side, after_side) = (
+            side(&before, &after, "before"),
+            side(&after, &before, "after"),
+        );
+        let approved_title = if p.approved.is_some() {
+            "Approved"
+        } else {
+            "Approved (none: a new tool)"
+        };
         let pending = p.status == "pending";
         view! {
             <article class="panel pin" id=format!("pin-{}-{}", p.server, p.name)>
