@@ -244,6 +244,11 @@ impl Pins {
         self.table.read().ok()?.get(&server_id).cloned()
     }
 
+    /// Whether the gateway has pinned any tool of the server (seen a first list).
+    pub fn has_baseline(&self, server_id: i64) -> bool {
+        self.server(server_id).is_some_and(|p| !p.tools.is_empty())
+    }
+
     /// Whether a call to `tool` may go to the server (under quarantine).
     pub fn verdict(&self, server_id: i64, tool: &str) -> Verdict {
         match self.server(server_id) {
@@ -263,9 +268,11 @@ impl Pins {
             .unwrap_or(false)
     }
 
-    /// A list a backend sent (one page or all): new and changed definitions are recorded here
-    /// at once and in the database in the background, which also raises the events. Returns
-    /// the tools' fingerprints in list order (`None` for an item without a usable name).
+    /// A list a backend sent: new and changed definitions are recorded here at once and in the
+    /// database in the background, which also raises the events. Returns the tools' fingerprints
+    /// in list order (`None` for an item without a usable name). Only a `complete` list (every
+    /// page, as the catalog fetches it) can be a server's first, approved one: a page a client
+    /// asked for is compared with the pins, and with none yet it pins nothing.
     pub fn observe(
         &self,
         state: &AppState,
@@ -273,6 +280,7 @@ impl Pins {
         server: &str,
         mode: Pinning,
         tools: &[Value],
+        complete: bool,
     ) -> Vec<Option<Fingerprint>> {
         let fps: Vec<Option<Fingerprint>> = tools
             .iter()
@@ -290,6 +298,9 @@ impl Pins {
             Ok(mut table) => {
                 let current = table.get(&server_id).cloned().unwrap_or_default();
                 let baseline = current.tools.is_empty();
+                if baseline && !complete {
+                    return fps;
+                }
                 let mut next: Option<ServerPins> = None;
                 let mut writes = Vec::new();
                 // A name listed twice with different definitions counts as its first version

@@ -133,6 +133,23 @@ pub async fn post(
     } else {
         None
     };
+    // A server's first pinned list is a whole one: the catalog fetches every page.
+    if call.backend.pinning != Pinning::Off
+        && msg.is("tools/list")
+        && !state.mcp.pins.has_baseline(call.backend.id)
+        && let Err(e) = state
+            .mcp
+            .aggregate
+            .catalog
+            .list(
+                &state,
+                &call.backend,
+                crate::mcp::aggregate::catalog::Kind::Tools,
+            )
+            .await
+    {
+        tracing::debug!(error = %e, server = call.backend.name, "listing tools to pin them failed");
+    }
     let res = dispatch(&state, &call, &msg, headers, body, pass.recorder, &meta).await;
     // Answers are checked too (results and tool descriptions).
     let res = if call.backend.detection != crate::detect::Mode::Off
@@ -180,7 +197,7 @@ pub async fn post(
                 let fps = state2
                     .mcp
                     .pins
-                    .observe(&state2, server_id, &name, pinning, tools);
+                    .observe(&state2, server_id, &name, pinning, tools, false);
                 let mut fps = fps.into_iter();
                 tools.retain(|t| {
                     let fp = fps.next().flatten();

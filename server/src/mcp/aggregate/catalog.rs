@@ -295,6 +295,7 @@ impl Catalog {
                         &backend.name,
                         backend.pinning,
                         &items,
+                        true,
                     )
                 } else {
                     Vec::new()
