@@ -47,8 +47,9 @@ pub struct Target {
     pub url: String,
     pub token: Option<String>,
     pub allow_private: bool,
-    /// The registered server's name, when it is one.
+    /// The registered server's name and id, when it is one.
     pub server: Option<String>,
+    pub server_id: Option<i64>,
     /// The other registered servers' tools, as (server, tool): for shadowing.
     pub others: Vec<(String, String)>,
 }
@@ -257,13 +258,11 @@ impl Scan {
         fix: &str,
         evidence: Option<String>,
     ) {
-        let mut evidence = evidence.map(|e| clip(&e, 400));
-        // A token never appears in a report.
-        if let (Some(e), Some(token)) = (&mut evidence, &self.target.token)
-            && !token.is_empty()
-        {
-            *e = e.replace(token.as_str(), "[token]");
-        }
+        // A token never appears in a report (replaced before anything is cut).
+        let evidence = evidence.map(|e| match &self.target.token {
+            Some(token) if !token.is_empty() => clip(&e.replace(token.as_str(), "[token]"), 400),
+            _ => clip(&e, 400),
+        });
         self.findings.push(AuditFinding {
             check: check.into(),
             severity: severity.into(),
@@ -717,7 +716,11 @@ impl Scan {
             return Ok("skipped");
         }
         self.list_tools().await?;
-        let found = analysis::poisoning(&self.tools, &self.target.others);
+        // Off the async workers: the tools are the target's to make large.
+        let (tools, others) = (self.tools.clone(), self.target.others.clone());
+        let found = tokio::task::spawn_blocking(move || analysis::poisoning(&tools, &others))
+            .await
+            .map_err(|_| "the tool analysis failed".to_string())?;
         if found.is_empty() {
             return Ok("passed");
         }
@@ -1123,6 +1126,8 @@ pub async fn run(target: Target, url: url::Url, mut hook: Hook<'_>) -> AuditRepo
             allow_http: true,
             timeout: REQUEST_TIMEOUT,
             max_bytes: MAX_RESPONSE,
+            // The opt-in covers the target, not hosts its answers name.
+            private_origin: Some(fetch::origin_key(&url)),
         },
         url,
         target,

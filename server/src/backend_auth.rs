@@ -185,6 +185,7 @@ impl ServerAuth {
                     allow_http: private && url.as_ref().is_some_and(|u| u.scheme() == "http"),
                     timeout: FETCH_TIMEOUT,
                     max_bytes: FETCH_MAX_BYTES,
+                    private_origin: None,
                 }
             })
             .await

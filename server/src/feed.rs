@@ -102,6 +102,7 @@ impl Change {
             Change::McpSession(_)
                 | Change::Ended(..)
                 | Change::BackendToken(..)
+                | Change::Pins(_)
                 | Change::Settings
                 | Change::Limits
                 | Change::Keys

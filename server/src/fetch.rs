@@ -24,6 +24,17 @@ pub struct Policy {
     pub allow_http: bool,
     pub timeout: Duration,
     pub max_bytes: usize,
+    /// With `allow_private`: private addresses only for this origin (`origin_key`), not for
+    /// hosts a response names (the security scanner's opt-in covers its target only).
+    pub private_origin: Option<u64>,
+}
+
+/// A compact key of a URL's origin (scheme, host, port) for `Policy::private_origin`.
+pub fn origin_key(url: &url::Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    url.origin().ascii_serialization().hash(&mut h);
+    h.finish()
 }
 
 /// Why a guarded request failed; the message is safe to show to an admin (it never carries a
@@ -104,19 +115,26 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
 }
 
 /// Addresses never reached, even where private ones are allowed: link-local (cloud metadata
-/// services live there), unspecified, multicast and broadcast.
+/// services live there, and at AWS's IPv6 `fd00:ec2::254`), unspecified, multicast and
+/// broadcast, also as IPv4 embedded in IPv6 (mapped, compatible, NAT64, 6to4).
 pub fn is_never_allowed(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
         }
         IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xffc0) == 0xfe80
+            let seg = v6.segments();
+            let v4 = |hi: u16, lo: u16| is_never_allowed(IpAddr::V4(embedded(hi, lo)));
+            (seg[0] & 0xffc0) == 0xfe80
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || seg == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254]
                 || v6
                     .to_ipv4_mapped()
                     .is_some_and(|v4| is_never_allowed(IpAddr::V4(v4)))
+                || (seg[..6] == [0, 0, 0, 0, 0, 0] && v4(seg[6], seg[7]))
+                || (seg[0] == 0x64 && seg[1] == 0xff9b && v4(seg[6], seg[7]))
+                || (seg[0] == 0x2002 && v4(seg[1], seg[2]))
         }
     }
 }
@@ -181,8 +199,12 @@ async fn admit(
         return Err(fail("a URL must not carry credentials"));
     }
     let addrs = resolve(url, deadline).await?;
+    let private_ok = policy.allow_private
+        && policy
+            .private_origin
+            .is_none_or(|key| key == origin_key(url));
     if addrs.iter().any(|a| is_never_allowed(a.ip()))
-        || (!policy.allow_private && addrs.iter().any(|a| is_forbidden_address(a.ip())))
+        || (!private_ok && addrs.iter().any(|a| is_forbidden_address(a.ip())))
     {
         return Err(fail(format!(
             "{} is on a private or reserved address",
@@ -331,10 +353,16 @@ mod tests {
             "::",
             "::ffff:169.254.169.254",
             "224.0.0.1",
+            // AWS's IPv6 metadata service, and link-local IPv4 embedded by NAT64, 6to4 and
+            // the deprecated IPv4-compatible form.
+            "fd00:ec2::254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "::169.254.169.254",
         ] {
             assert!(is_never_allowed(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["127.0.0.1", "10.0.0.1", "::1", "fd00::1"] {
+        for ip in ["127.0.0.1", "10.0.0.1", "::1", "fd00::1", "64:ff9b::a00:1"] {
             assert!(!is_never_allowed(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -345,6 +373,7 @@ mod tests {
             allow_http,
             timeout: Duration::from_secs(2),
             max_bytes: 1024,
+            private_origin: None,
         }
     }
 

@@ -57,12 +57,13 @@ enum Command {
         timeout: u64,
     },
     /// Scan an MCP endpoint for security problems (docs/SECURITY_TESTING.md) and print the
-    /// findings. Exit status: 0 without high findings, 1 with high findings, 2 when the scan
-    /// could not run. For CI pipelines.
+    /// findings. Exit status: 1 with high findings; otherwise 2 when the scan or one of its
+    /// checks could not run; 0 when clean. For CI pipelines.
     Audit {
         /// The MCP endpoint, e.g. https://mcp.example.com/mcp.
         url: String,
-        /// A bearer token to scan as an authenticated client.
+        /// A bearer token to scan as an authenticated client (or `AUTHMCP_AUDIT_TOKEN`, which
+        /// keeps it out of the process list).
         #[arg(long)]
         token: Option<String>,
         /// Print the report as JSON.
@@ -85,7 +86,11 @@ fn main() -> ExitCode {
         allow_private,
     }) = &cli.command
     {
-        return audit(url, token.clone(), *json, *allow_private);
+        let token = token
+            .clone()
+            .or_else(|| std::env::var("AUTHMCP_AUDIT_TOKEN").ok())
+            .filter(|t| !t.is_empty());
+        return audit(url, token, *json, *allow_private);
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -311,6 +316,7 @@ fn audit(url: &str, token: Option<String>, as_json: bool, allow_private: bool) -
             token,
             allow_private,
             server: None,
+            server_id: None,
             others: Vec::new(),
         };
         let hook: audit::Hook<'_> = Box::new(|_, _, _| Box::pin(async { true }));
@@ -334,13 +340,15 @@ fn audit(url: &str, token: Option<String>, as_json: bool, allow_private: bool) -
             }
         }
     } else {
-        println!("MCP security scan of {}", report.target);
+        // What the target sent is shown without control characters (no terminal escapes).
+        let shown = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).collect() };
+        println!("MCP security scan of {}", shown(&report.target));
         for f in &report.findings {
-            println!("\n[{}] {}", f.severity.to_uppercase(), f.title);
+            println!("\n[{}] {}", f.severity.to_uppercase(), shown(&f.title));
             println!("    {}", f.detail);
             println!("    Fix: {}", f.fix);
             if let Some(e) = &f.evidence {
-                println!("    Seen: {e}");
+                println!("    Seen: {}", shown(e));
             }
         }
         println!();
@@ -348,7 +356,7 @@ fn audit(url: &str, token: Option<String>, as_json: bool, allow_private: bool) -
             let note = c
                 .note
                 .as_deref()
-                .map(|n| format!(" ({n})"))
+                .map(|n| format!(" ({})", shown(n)))
                 .unwrap_or_default();
             println!("  {:<8} {}{note}", c.status, c.name);
         }
@@ -360,6 +368,8 @@ fn audit(url: &str, token: Option<String>, as_json: bool, allow_private: bool) -
     }
     if report.summary.high > 0 {
         ExitCode::FAILURE
+    } else if report.checks.iter().any(|c| c.status == "error") {
+        ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     }

@@ -38,6 +38,7 @@ async fn start(
     req: &AuditRequest,
 ) -> Result<(AuditScan, tokio::task::JoinHandle<()>), ApiError> {
     let (target, url) = jobs::resolve(state, req).await?;
+    let allow_private = target.allow_private;
     let (scan, task) = state
         .audits
         .start(state, target, url, &admin.0.username)
@@ -51,7 +52,7 @@ async fn start(
         "audit_scan",
         Some(scan.id.to_string()),
         None,
-        Some(json!({ "target": scan.target, "server": scan.server, "with_token": req.bearer_token.is_some(), "allow_private": req.allow_private })),
+        Some(json!({ "target": scan.target, "server": scan.server, "with_token": req.bearer_token.is_some(), "allow_private": allow_private })),
     )
     .await?;
     tx.commit().await?;

@@ -16,8 +16,8 @@ use crate::db::{self, tool_pins::PinRow};
 use crate::error::{ApiError, AppJson, AppPath};
 use crate::state::AppState;
 
-/// Pins listed at most in one answer.
-const MAX_LISTED: i64 = 1000;
+/// Pins listed at most in one answer (each carries up to two definitions of at most 64 KiB).
+const MAX_LISTED: i64 = 200;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,7 +52,7 @@ pub struct PinQuery {
     status: Option<String>,
 }
 
-/// Pinned tool definitions, most recently changed first (at most 1,000): what was approved
+/// Pinned tool definitions, most recently changed first (at most 200): what was approved
 /// and what the backend sends now.
 #[utoipa::path(get, path = "/admin/api/tool-pins", tag = "mcp-servers", operation_id = "list_tool_pins",
     security(("bearer" = [])),
@@ -114,7 +114,15 @@ async fn decide(
     let mut tx = state.db.begin().await?;
     let before = db::tool_pins::find(&mut *tx, id, &req.name)
         .await?
+        .filter(|p| !p.name.is_empty())
         .ok_or(ApiError::NotFound("no such tool on this server"))?;
+    // A definition too large to store whole cannot be shown whole: it is not approved blind.
+    if approve && before.seen_def.contains("\"_truncated\":true") {
+        return Err(ApiError::conflict(
+            "definition_too_large",
+            "this definition is larger than 64 KiB and cannot be reviewed here; keep it quarantined or set the server's pinning to warn",
+        ));
+    }
     let done = db::tool_pins::decide(
         &mut *tx,
         id,

@@ -117,10 +117,17 @@ fn clip(text: &str) -> String {
 /// names (for shadowing and cross-tool instructions), as (server, tool).
 pub fn poisoning(tools: &[Value], others: &[(String, String)]) -> Vec<ToolFinding> {
     let mut out = Vec::new();
-    let own: Vec<&str> = tools
+    // Lower-cased once; names too short to mean anything are not matched.
+    let candidates: Vec<String> = tools
         .iter()
         .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .chain(others.iter().map(|(_, t)| t.as_str()))
+        .filter(|n| n.len() >= 3 && n.len() <= 128)
+        .map(str::to_lowercase)
         .collect();
+    // Cross-tool phrases are matched in at most this many texts per scan (each against every
+    // candidate name), so a server with huge schemas cannot make the scan run for minutes.
+    let mut cross_budget: usize = 2_000;
     for tool in tools {
         let name = tool
             .get("name")
@@ -159,18 +166,17 @@ pub fn poisoning(tools: &[Value], others: &[(String, String)]) -> Vec<ToolFindin
                     hidden_instruction = Some(format!("\"{p}\" in {at}: {}", clip(text)));
                 }
             }
-            if cross.is_none() && at != "name" && CROSS_TOOL.iter().any(|p| lower.contains(p)) {
-                let other_tool = own
+            if cross.is_none()
+                && at != "name"
+                && cross_budget > 0
+                && CROSS_TOOL.iter().any(|p| lower.contains(p))
+            {
+                cross_budget -= 1;
+                let own = name.to_lowercase();
+                let other_tool = candidates
                     .iter()
-                    .copied()
-                    .filter(|o| *o != name && o.len() >= 3)
-                    .chain(
-                        others
-                            .iter()
-                            .map(|(_, t)| t.as_str())
-                            .filter(|o| o.len() >= 3),
-                    )
-                    .find(|o| mentions(&lower, &o.to_lowercase()));
+                    .filter(|o| **o != own)
+                    .find(|o| mentions(&lower, o));
                 if let Some(o) = other_tool {
                     cross = Some(format!(
                         "{at} tells the model how to use `{o}`: {}",

@@ -112,6 +112,7 @@ pub async fn resolve(state: &AppState, req: &AuditRequest) -> Result<(Target, ur
             token: req.bearer_token.clone().filter(|t| !t.is_empty()),
             allow_private,
             server,
+            server_id: req.server_id,
             others,
         },
         parsed,
@@ -178,7 +179,7 @@ impl Jobs {
         let id = db::audits::insert(
             &state.db.pool,
             url.as_str(),
-            None,
+            target.server_id,
             target.server.as_deref(),
             requested_by,
             CHECKS.len() as i64,

@@ -61,7 +61,7 @@ pub async fn list(
 ) -> Result<Vec<PinRow>, sqlx::Error> {
     sqlx::query_as(concat!(
         row!(),
-        " where ($1 = 0 or p.server_id = $1) and ($2 = '' or p.status = $2)
+        " where ($1 = 0 or p.server_id = $1) and ($2 = '' or p.status = $2) and p.name <> ''
          order by p.changed_at desc, s.name, p.name limit $3"
     ))
     .bind(server_id)

@@ -10,7 +10,7 @@
 //! shared truth, re-read on `Change::Pins` from any replica.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -183,13 +183,23 @@ enum Write {
 pub struct Pins {
     db: Db,
     table: RwLock<HashMap<i64, Arc<ServerPins>>>,
+    /// What this replica saw and has not stored yet: a reload keeps it (the database would
+    /// still say "approved" for a tool just seen changed), and a failed write keeps it.
+    outstanding: Mutex<HashMap<(i64, String), Pin>>,
 }
+
+/// Unstored observations kept at most (beyond, a reload may show the stored state until the
+/// write lands).
+const MAX_OUTSTANDING: usize = 100_000;
+/// The name of the marker row saying a server's first list was seen (even an empty one).
+const BASELINE: &str = "";
 
 impl Pins {
     pub async fn load(db: Db) -> anyhow::Result<Pins> {
         let pins = Pins {
             db,
             table: RwLock::default(),
+            outstanding: Mutex::default(),
         };
         pins.reload(None).await?;
         Ok(pins)
@@ -216,6 +226,17 @@ impl Pins {
                     status,
                 },
             );
+        }
+        if let Ok(outstanding) = self.outstanding.lock() {
+            for ((sid, name), pin) in outstanding.iter() {
+                if server_id.is_none_or(|id| id == *sid) {
+                    fresh
+                        .entry(*sid)
+                        .or_default()
+                        .tools
+                        .insert(name.clone(), pin.clone());
+                }
+            }
         }
         if let Ok(mut table) = self.table.write() {
             match server_id {
@@ -381,9 +402,41 @@ impl Pins {
                         }
                     }
                 }
+                if baseline {
+                    // The first list is pinned even when it is empty: a tool that appears
+                    // later is new, not "first seen".
+                    let fp = fingerprint(&json!({}));
+                    let next = next.get_or_insert_with(|| (*current).clone());
+                    next.tools.insert(
+                        BASELINE.to_string(),
+                        Pin {
+                            approved: Some(fp),
+                            seen: fp,
+                            status: Status::Approved,
+                        },
+                    );
+                    writes.push(Write::Insert {
+                        name: BASELINE.to_string(),
+                        fp,
+                        def: json!({}),
+                        approved: true,
+                    });
+                }
                 if let Some(next) = next
                     && !writes.is_empty()
                 {
+                    if let Ok(mut outstanding) = self.outstanding.lock() {
+                        for w in &writes {
+                            let name = match w {
+                                Write::Insert { name, .. } | Write::Seen { name, .. } => name,
+                            };
+                            if let Some(pin) = next.tools.get(name)
+                                && outstanding.len() < MAX_OUTSTANDING
+                            {
+                                outstanding.insert((server_id, name.clone()), pin.clone());
+                            }
+                        }
+                    }
                     table.insert(server_id, Arc::new(next));
                 }
                 writes
@@ -398,6 +451,17 @@ impl Pins {
             });
         }
         fps
+    }
+
+    /// A write over what `observe` recorded landed (or lost to another writer's): the database
+    /// has the truth now.
+    fn stored(&self, server_id: i64, name: &str, fp: &Fingerprint) {
+        if let Ok(mut outstanding) = self.outstanding.lock() {
+            let key = (server_id, name.to_string());
+            if outstanding.get(&key).is_some_and(|p| p.seen == *fp) {
+                outstanding.remove(&key);
+            }
+        }
     }
 
     /// After a write here: this replica re-reads, the others hear of it, and aggregated
@@ -468,14 +532,18 @@ async fn persist(
                 }
             }
         };
+        let (name, fp) = match &write {
+            Write::Insert { name, fp, .. } | Write::Seen { name, fp, .. } => (name, fp),
+        };
         let (done, before_row) = match result {
             Ok(r) => r,
             Err(e) => {
+                // Kept as seen here (quarantined under quarantine) until a write lands.
                 tracing::warn!(error = %e, server, "recording a tool definition failed");
-                lost = true;
                 continue;
             }
         };
+        state.mcp.pins.stored(server_id, name, fp);
         if !done {
             lost = true;
             continue;

@@ -187,27 +187,14 @@ pub async fn post(
             state.config.mcp.max_response_bytes,
             |_| true,
             move |message| {
-                let Some(tools) = message
-                    .get_mut("result")
-                    .and_then(|r| r.get_mut("tools"))
-                    .and_then(Value::as_array_mut)
-                else {
-                    return;
-                };
-                let fps = state2
-                    .mcp
-                    .pins
-                    .observe(&state2, server_id, &name, pinning, tools, false);
-                let mut fps = fps.into_iter();
-                tools.retain(|t| {
-                    let fp = fps.next().flatten();
-                    let Some(n) = t["name"].as_str() else {
-                        return false;
-                    };
-                    tool_filter.as_ref().is_none_or(|f| f.permits(server_id, n))
-                        && (pinning != Pinning::Quarantine
-                            || fp.is_some_and(|fp| state2.mcp.pins.approved(server_id, n, &fp)))
-                });
+                hold_tools(
+                    &state2,
+                    server_id,
+                    &name,
+                    pinning,
+                    tool_filter.as_ref(),
+                    message,
+                );
             },
         )
         .await
@@ -216,6 +203,71 @@ pub async fn post(
     };
     // A streamed answer ends if the caller loses access meanwhile.
     gate::revocable(&state, &call.principal, Some(&call.backend), changes, res)
+}
+
+/// A message that may carry a tool list (the key, or an escape that could spell it).
+fn mentions_tools(raw: &[u8]) -> bool {
+    memchr::memmem::find(raw, b"tools").is_some() || memchr::memmem::find(raw, b"\\u").is_some()
+}
+
+/// Holds a backend message's tool list against the pins (observed; under quarantine only
+/// approved versions stay) and the caller's tool rules. A message that is not one JSON object,
+/// or whose `result.tools` is not a list, carries no tools to the client.
+fn hold_tools(
+    state: &AppState,
+    server_id: i64,
+    name: &str,
+    pinning: Pinning,
+    tool_filter: Option<&crate::mcp::registry::ToolFilter>,
+    message: &mut Value,
+) {
+    if !message.is_object() {
+        *message = json!({"jsonrpc": "2.0", "id": null, "error": {
+            "code": protocol::code::BACKEND_UNAVAILABLE,
+            "message": "the server's answer could not be read unambiguously"}});
+        return;
+    }
+    let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(tools) = result.get_mut("tools") else {
+        return;
+    };
+    let Some(tools) = tools.as_array_mut() else {
+        result.insert("tools".into(), json!([]));
+        return;
+    };
+    let fps = state
+        .mcp
+        .pins
+        .observe(state, server_id, name, pinning, tools, false);
+    let mut fps = fps.into_iter();
+    tools.retain(|t| {
+        let fp = fps.next().flatten();
+        let Some(n) = t["name"].as_str() else {
+            return false;
+        };
+        tool_filter.is_none_or(|f| f.permits(server_id, n))
+            && (pinning != Pinning::Quarantine
+                || fp.is_some_and(|fp| state.mcp.pins.approved(server_id, n, &fp)))
+    });
+}
+
+/// Under pinning, tool lists on a session's server-to-client stream go through the pins as
+/// well: a resumed stream replays answers, and a backend may send a list anywhere.
+async fn hold_stream_tools(state: &AppState, call: &Call, res: Response) -> Response {
+    let pinning = call.backend.pinning;
+    if pinning == Pinning::Off {
+        return res;
+    }
+    let (state2, server_id, name) = (state.clone(), call.backend.id, call.backend.name.clone());
+    filter_response(
+        res,
+        state.config.mcp.max_response_bytes,
+        mentions_tools,
+        move |message| hold_tools(&state2, server_id, &name, pinning, None, message),
+    )
+    .await
 }
 
 /// The per-server proxy once the request is admitted and parsed.
@@ -476,6 +528,7 @@ pub async fn get(
     };
     session.touch();
     let res = open_get_stream(&state, &server, &headers, &call, &session).await;
+    let res = hold_stream_tools(&state, &call, res).await;
     // The stream ends if the caller loses access while it is open.
     gate::revocable(&state, &call.principal, Some(&call.backend), changes, res)
 }

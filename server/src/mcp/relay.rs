@@ -303,11 +303,47 @@ pub(crate) fn response_status(data: &[u8], id: Option<&str>) -> Option<Result<()
     answer_of(serde_json::from_slice::<Envelope>(data).ok()?, id)
 }
 
+fn same_id(got: &str, want: &str) -> bool {
+    got == want
+        || serde_json::from_str::<Value>(got).ok() == serde_json::from_str::<Value>(want).ok()
+}
+
+/// Whether an event on the stream answering request `want` must not reach the client: a
+/// response to another request (a client matches answers by id, so a backend could answer an
+/// earlier request, e.g. a `tools/list`, on a path that does not filter it), or data that is
+/// not one JSON object (a batch).
+pub(crate) fn foreign(data: &str, want: Option<&str>) -> bool {
+    classify(data, want).is_none()
+}
+
+/// One parse of an event on the stream answering `want`: `None` when it must not reach the
+/// client (`foreign`), otherwise whether it is the answer (as `response_status`).
+pub(crate) fn classify(data: &str, want: Option<&str>) -> Option<Option<Result<(), i64>>> {
+    let trimmed = data.trim_start();
+    if trimmed.is_empty() || want.is_none() {
+        return Some(
+            serde_json::from_str::<Envelope>(trimmed)
+                .ok()
+                .and_then(|e| answer_of(e, want)),
+        );
+    }
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    let envelope = serde_json::from_str::<Envelope>(trimmed).ok()?;
+    if let Some(want) = want
+        && envelope.method.is_none()
+        && envelope.id.is_some_and(|got| !same_id(got.get(), want))
+    {
+        return None;
+    }
+    Some(answer_of(envelope, want))
+}
+
 pub(crate) fn answer_of(envelope: Envelope, id: Option<&str>) -> Option<Result<(), i64>> {
     let want = id?;
     let got = envelope.id?.get();
-    let same = got == want
-        || serde_json::from_str::<Value>(got).ok() == serde_json::from_str::<Value>(want).ok();
+    let same = same_id(got, want);
     (same && envelope.method.is_none()).then(|| match envelope.error {
         Some(e) => Err(serde_json::from_str::<ErrorCode>(e.get()).map_or(0, |e| e.code)),
         None => Ok(()),
@@ -379,6 +415,19 @@ pub(crate) async fn relay(
                 status.is_server_error(),
                 check_json(&bytes, want_id.as_deref()),
             ) {
+                // A JSON body answers this request or nothing: a response to another id or a
+                // batch never reaches the client.
+                (false, Some(None))
+                    if status.is_success()
+                        && want_id.is_some()
+                        && foreign(&String::from_utf8_lossy(&bytes), want_id.as_deref()) =>
+                {
+                    fail(
+                        recorder,
+                        msg.id.as_deref(),
+                        &BackendError::Protocol(target.name.clone()),
+                    )
+                }
                 (false, Some(answer)) => {
                     let outcome = match answer {
                         Some(result) if status.is_success() => outcome_of(result, &mut recorder),
@@ -497,9 +546,10 @@ impl Relay {
                         break Some(BackendError::TooLarge(self.target.name.clone()));
                     };
                     for mut event in events {
-                        if let Some(result) =
-                            response_status(event.data.as_bytes(), self.want_id.as_deref())
-                        {
+                        let Some(answer) = classify(&event.data, self.want_id.as_deref()) else {
+                            continue;
+                        };
+                        if let Some(result) = answer {
                             self.outcome = Some(outcome_of(result, &mut self.recorder));
                         }
                         if !event.data.is_empty() {

@@ -559,6 +559,7 @@ async fn fetch_document(state: &AppState, raw: &str) -> Result<ClientMetadata, S
         allow_http: oauth.cimd_allow_http,
         timeout: CIMD_TIMEOUT,
         max_bytes: CIMD_MAX_BYTES,
+        private_origin: None,
     };
     let res = crate::fetch::send(&policy, reqwest::Method::GET, url.as_str(), |r| {
         r.header(header::ACCEPT, "application/json")

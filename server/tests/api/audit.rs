@@ -155,6 +155,30 @@ async fn the_scanner_finds_what_real_servers_get_wrong() {
         "{done}"
     );
 
+    // The private-address opt-in covers the target only: a host its 401 names gets nothing.
+    let (named, named_count) =
+        counting_listener("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+    let named = named.replace("/mcp", "/.well-known/oauth-protected-resource");
+    let challenge: &'static str = Box::leak(
+        format!("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"{named}\"\r\ncontent-length: 0\r\n\r\n").into_boxed_str(),
+    );
+    let (guarded, guarded_count) = counting_listener(challenge).await;
+    let done = scan(&app, &admin, json!({"url": guarded, "allow_private": true})).await;
+    assert!(
+        guarded_count.load(Ordering::SeqCst) > 5,
+        "the target itself was scanned"
+    );
+    assert_eq!(
+        named_count.load(Ordering::SeqCst),
+        0,
+        "the host the target named was not contacted"
+    );
+    let medium = checks_with_findings(&done["report"], "medium");
+    assert!(
+        medium.contains(&"authorization_metadata".to_string()),
+        "{medium:?}"
+    );
+
     // server-everything has no authentication: the unauthenticated checks fire.
     let everything = EverythingServer::start("streamableHttp").await;
     let done = scan(
