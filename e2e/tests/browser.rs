@@ -312,7 +312,7 @@ async fn start_peer_with(python: &Path, name: &str, extra: &[&str]) -> (Peer, u1
         .unwrap()
         .port();
     let peer = Peer(
-        Command::new(&python)
+        Command::new(python)
             .arg(root.join("e2e/peers/mcp_server.py"))
             .args(["--port", &port.to_string(), "--name", name])
             .args(extra)
