@@ -17,9 +17,10 @@ fn pretty(v: &Value) -> String {
 
 /// Lines of `text`, each marked when it is not among `other`'s lines.
 fn marked(text: &str, other: &str) -> Vec<(String, bool)> {
-    let theirs: std::collections::HashSet<&str> = other.lines().collect();
+    let mut theirs: Vec<&str> = other.lines().collect();
+    theirs.sort_unstable();
     text.lines()
-        .map(|l| (l.to_string(), !theirs.contains(l)))
+        .map(|l| (l.to_string(), theirs.binary_search(&l).is_err()))
         .collect()
 }
 
