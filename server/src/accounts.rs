@@ -245,6 +245,36 @@ pub(crate) async fn audit(
     Ok(())
 }
 
+/// A successful sign-in, sign-out or OAuth authorisation (`action`: `auth.sign_in`,
+/// `auth.sign_out`, `oauth.authorize`), recorded as the user's own act; failures are security
+/// events instead.
+pub async fn record_auth(
+    state: &AppState,
+    user_id: i64,
+    username: &str,
+    ip: &str,
+    action: &str,
+    details: Value,
+) -> Result<(), ApiError> {
+    db::events::insert_audit(
+        &state.db.pool,
+        &AuditRow {
+            id: 0,
+            actor_user_id: Some(user_id),
+            actor_username: username.to_string(),
+            action: action.into(),
+            target_type: "user".into(),
+            target_id: Some(user_id.to_string()),
+            before_state: None,
+            after_state: Some(details.to_string()),
+            ip: Some(ip.to_string()),
+            created_at: db::now(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 fn snapshot(user: &User) -> Value {
     json!({
         "username": user.username, "email": user.email,
@@ -391,6 +421,84 @@ pub async fn admin_reset_password(
     state.auth_cache.invalidate_user(id);
     state.mcp.forget_user(id);
     Ok(())
+}
+
+/// A user changes their own password (the current one already verified): every other session
+/// of theirs ends; `keep` (the session asking) goes on.
+pub async fn change_own_password(
+    state: &AppState,
+    actor: &Actor<'_>,
+    keep: &str,
+    new_password: &str,
+) -> Result<(), ApiError> {
+    let id = actor.principal.user_id;
+    password::validate_password(
+        new_password,
+        &actor.principal.username,
+        state.config.password_min_length,
+    )
+    .map_err(|m| ApiError::validation("new_password", m))?;
+    let hash = password::hash(new_password.to_string()).await?;
+    let now = db::now();
+    let mut tx = state.db.begin().await?;
+    if db::users::set_password(&mut *tx, id, &hash, now).await? == 0 {
+        return Err(ApiError::NotFound("no such user"));
+    }
+    db::sessions::revoke_others_for_user(&mut *tx, id, keep, now, "password_changed").await?;
+    audit(
+        &mut *tx,
+        actor,
+        "user.change_password",
+        "user",
+        Some(id.to_string()),
+        None,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth_cache.invalidate_user(id);
+    Ok(())
+}
+
+/// `authmcp-gateway reset-password`: sets a user's password from the command line and ends
+/// their sessions (recorded with the actor `cli`).
+pub async fn cli_reset_password(
+    state: &AppState,
+    username: &str,
+    new_password: &str,
+) -> Result<User, ApiError> {
+    let key = normalize_username(username);
+    let user = found(db::users::find_by_username(&state.db.pool, &key).await?)?;
+    password::validate_password(
+        new_password,
+        &user.username,
+        state.config.password_min_length,
+    )
+    .map_err(|m| ApiError::validation("password", m))?;
+    let hash = password::hash(new_password.to_string()).await?;
+    let now = db::now();
+    let mut tx = state.db.begin().await?;
+    db::users::set_password(&mut *tx, user.id, &hash, now).await?;
+    db::sessions::revoke_all_for_user(&mut *tx, user.id, now, "password_reset").await?;
+    db::login_failures::clear(&mut *tx, &key).await?;
+    db::events::insert_audit(
+        &mut *tx,
+        &AuditRow {
+            id: 0,
+            actor_user_id: None,
+            actor_username: "cli".into(),
+            action: "user.reset_password".into(),
+            target_type: "user".into(),
+            target_id: Some(user.id.to_string()),
+            before_state: None,
+            after_state: None,
+            ip: None,
+            created_at: now,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(to_user(&user))
 }
 
 /// Deletes a user (their sessions and API keys go with them); never the last enabled admin.

@@ -13,7 +13,7 @@ use shared::auth::{
     SessionMode, TokenResponse,
 };
 use shared::error::ApiErrorBody;
-use shared::users::User;
+use shared::users::{ChangePassword, User};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
+        .routes(routes!(change_password))
         .routes(routes!(me))
         .routes(routes!(register))
         .routes(routes!(list_api_keys, create_api_key))
@@ -93,6 +94,41 @@ async fn refresh(
     ))
 }
 
+/// Changes the caller's own password. The current password is required (wrong ones count
+/// towards the account's sign-in lockout like failed sign-ins); every other session of the
+/// caller ends, this one goes on. Needs a signed-in session (`POST /auth/login`), not an API key.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", operation_id = "change_password",
+    security(("bearer" = [])),
+    request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed; other sessions ended"),
+        (status = 400, description = "`validation_failed`: the new password breaks the rules", body = ApiErrorBody),
+        (status = 401, description = "Not signed in, or `invalid_credentials`: the current password is wrong", body = ApiErrorBody),
+        (status = 429, description = "`login_locked` / `too_many_attempts`", body = ApiErrorBody),
+    ))]
+async fn change_password(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    SessionUser(principal): SessionUser,
+    AppJson(req): AppJson<ChangePassword>,
+) -> Result<StatusCode, ApiError> {
+    let AuthMethod::Jwt { session_id } = &principal.method else {
+        return Err(ApiError::Unauthorized);
+    };
+    let creds = shared::auth::LoginRequest {
+        username: principal.username.clone(),
+        password: req.current_password.clone(),
+        session: Default::default(),
+    };
+    login::verify_credentials(&state, &meta, &creds, Audience::Mcp).await?;
+    let actor = accounts::Actor {
+        principal: &principal,
+        ip: meta.ip.0.to_string(),
+    };
+    accounts::change_own_password(&state, &actor, session_id, &req.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Ends the session of the presented access token: it and every token of its session
 /// (including the refresh token) stop working on the next request.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logout",
@@ -103,10 +139,20 @@ async fn refresh(
     ))]
 async fn logout(
     State(state): State<AppState>,
+    meta: RequestMeta,
     SessionUser(principal): SessionUser,
 ) -> Result<StatusCode, ApiError> {
     if let AuthMethod::Jwt { session_id } = &principal.method {
         tokens::revoke_session(&state, session_id, "logout").await?;
+        crate::accounts::record_auth(
+            &state,
+            principal.user_id,
+            &principal.username,
+            &meta.ip.0.to_string(),
+            "auth.sign_out",
+            serde_json::json!({ "audience": "mcp" }),
+        )
+        .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

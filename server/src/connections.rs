@@ -401,6 +401,15 @@ async fn sign_in(
         crate::auth::tokens::Audience::Mcp,
     )
     .await?;
+    crate::accounts::record_auth(
+        &state,
+        user.id,
+        &user.username,
+        &meta.ip.0.to_string(),
+        "auth.sign_in",
+        serde_json::json!({ "audience": "connections" }),
+    )
+    .await?;
     let mut res = AppJson(ConnectionsUser {
         username: user.username.clone(),
     })

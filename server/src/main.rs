@@ -41,6 +41,12 @@ enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Set a user's password and end their sessions. The password is read from standard input
+    /// (one line), never from the command line.
+    ResetPassword {
+        #[arg(long)]
+        username: String,
+    },
     /// Generate a new JWT signing key and retire the current one (it keeps verifying the tokens
     /// it signed until they expire).
     RotateSigningKey,
@@ -260,6 +266,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created admin `{}` (id {})", user.username, user.id);
+            Ok(())
+        }
+        Command::ResetPassword { username } => {
+            telemetry::init(config.log_format, "warn");
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let state = AppState::init(config).await?;
+            let user = accounts::cli_reset_password(&state, &username, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Running replicas on Postgres end the user's sessions at once.
+            state
+                .changes
+                .send_now(&state.db.pool, authmcp_gateway::feed::Change::User(user.id))
+                .await;
+            println!(
+                "password of `{}` (id {}) set; their sessions have ended",
+                user.username, user.id
+            );
             Ok(())
         }
         Command::RotateSigningKey => {

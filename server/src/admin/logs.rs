@@ -29,12 +29,21 @@ fn parse_json(text: Option<&str>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
 
-/// Admin changes, newest first.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// `sign_in`, `sign_out`, `authorization` (OAuth consents given) or `change` (what admins
+    /// and users changed); absent: all.
+    kind: Option<String>,
+}
+
+/// The audit log, newest first: changes, successful sign-ins and sign-outs, OAuth
+/// authorisations.
 #[utoipa::path(get, path = "/admin/api/audit-log", tag = "admin", operation_id = "audit_log",
     security(("bearer" = [])),
-    params(PageQuery),
+    params(PageQuery, AuditQuery),
     responses(
-        (status = 400, description = "`validation_failed`: `page` or `per_page` out of range", body = ApiErrorBody),
+        (status = 400, description = "`validation_failed`: `page` or `per_page` out of range, or an unknown `kind`", body = ApiErrorBody),
         (status = 200, description = "One page of audit entries", body = Page<AuditEntry>),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
     ))]
@@ -42,11 +51,19 @@ async fn audit_log(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
     AppQuery(page): AppQuery<PageQuery>,
+    AppQuery(query): AppQuery<AuditQuery>,
 ) -> Result<AppJson<Page<AuditEntry>>, ApiError> {
     let page = PageQuery::checked(page.page, page.per_page)?;
+    let kind = query.kind.unwrap_or_default();
+    if !kind.is_empty() && !db::events::AUDIT_KINDS.contains(&kind.as_str()) {
+        return Err(ApiError::validation(
+            "kind",
+            "kind is sign_in, sign_out, authorization or change",
+        ));
+    }
     let (limit, offset) = page.limit_offset();
-    let rows = db::events::list_audit(&state.db.pool, limit, offset).await?;
-    let total = db::events::count_audit(&state.db.pool).await?;
+    let rows = db::events::list_audit(&state.db.pool, &kind, limit, offset).await?;
+    let total = db::events::count_audit(&state.db.pool, &kind).await?;
     Ok(AppJson(Page {
         items: rows
             .into_iter()

@@ -127,6 +127,15 @@ async fn admin_logout(
         && let AuthMethod::Jwt { session_id } = &principal.method
     {
         tokens::revoke_session(&state, session_id, "logout").await?;
+        crate::accounts::record_auth(
+            &state,
+            principal.user_id,
+            &principal.username,
+            &meta.ip.0.to_string(),
+            "auth.sign_out",
+            serde_json::json!({ "audience": "admin" }),
+        )
+        .await?;
     }
     if let Some(token) = cookie_token(&headers)
         && let Some(session) = tokens::session_of_refresh_token(&state, &token).await?

@@ -177,7 +177,17 @@ pub async fn login(
     audience: Audience,
 ) -> Result<TokenResponse, ApiError> {
     let user = verify_credentials(state, meta, req, audience).await?;
-    tokens::start_session(state, user.id, audience).await
+    let tokens = tokens::start_session(state, user.id, audience).await?;
+    crate::accounts::record_auth(
+        state,
+        user.id,
+        &user.username,
+        &meta.ip.0.to_string(),
+        "auth.sign_in",
+        json!({ "audience": audience.as_str() }),
+    )
+    .await?;
+    Ok(tokens)
 }
 
 /// Checks a username and password with the lockout and throttling rules; the user on success.

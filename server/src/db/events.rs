@@ -148,26 +148,48 @@ pub async fn insert_audit(db: impl AnyExecutor<'_>, a: &AuditRow) -> Result<(), 
     Ok(())
 }
 
+/// Which audit entries (`kind`): `""` all, `sign_in`, `sign_out`, `authorization` (OAuth
+/// consents given), `change` (everything else: what admins and users changed).
+macro_rules! audit_kind {
+    () => {
+        "($1 = ''
+          or ($1 = 'sign_in' and action = 'auth.sign_in')
+          or ($1 = 'sign_out' and action = 'auth.sign_out')
+          or ($1 = 'authorization' and action = 'oauth.authorize')
+          or ($1 = 'change' and action not in ('auth.sign_in', 'auth.sign_out', 'oauth.authorize')))"
+    };
+}
+
+pub const AUDIT_KINDS: [&str; 4] = ["sign_in", "sign_out", "authorization", "change"];
+
 pub async fn list_audit(
     db: impl AnyExecutor<'_>,
+    kind: &str,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "select id, actor_user_id, actor_username, action, target_type, target_id, before_state,
                 after_state, ip, created_at
-         from audit_log order by id desc limit $1 offset $2",
-    )
+         from audit_log where ",
+        audit_kind!(),
+        " order by id desc limit $2 offset $3"
+    ))
+    .bind(kind)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
     .await
 }
 
-pub async fn count_audit(db: impl AnyExecutor<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from audit_log")
-        .fetch_one(db)
-        .await
+pub async fn count_audit(db: impl AnyExecutor<'_>, kind: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(concat!(
+        "select count(*) from audit_log where ",
+        audit_kind!()
+    ))
+    .bind(kind)
+    .fetch_one(db)
+    .await
 }
 
 /// Audit rows after `after_id`, oldest first (the JSONL tailer).

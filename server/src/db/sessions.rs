@@ -109,6 +109,27 @@ pub async fn revoke_all_for_user(
     Ok(res.rows_affected())
 }
 
+/// Revokes every live session of a user but one (a password changed by its owner).
+pub async fn revoke_others_for_user(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+    keep: &str,
+    now: i64,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "update sessions set revoked_at = $1, revoked_reason = $2
+         where user_id = $3 and revoked_at is null and id <> $4",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(user_id)
+    .bind(keep)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
 pub async fn insert_refresh(
     db: impl AnyExecutor<'_>,
     row: &RefreshTokenRow,

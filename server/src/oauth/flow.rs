@@ -748,6 +748,27 @@ pub async fn consent_decision(
     }
     let code = issue_code(&state, &req, user.id, true).await?;
     tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");
+    let ip = meta.ip.0.to_string();
+    if signed_in_now {
+        crate::accounts::record_auth(
+            &state,
+            user.id,
+            &user.username,
+            &ip,
+            "auth.sign_in",
+            json!({ "audience": "consent" }),
+        )
+        .await?;
+    }
+    crate::accounts::record_auth(
+        &state,
+        user.id,
+        &user.username,
+        &ip,
+        "oauth.authorize",
+        json!({ "client_id": client.client_id, "resource": req.a, "scope": req.o }),
+    )
+    .await?;
     let redirect_to = code_redirect(&state, &req, &code);
     let mut res = AppJson(ConsentResult { redirect_to }).into_response();
     no_store(res.headers_mut());

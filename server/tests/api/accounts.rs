@@ -740,3 +740,73 @@ db_test! {
         assert_eq!(app.get("/admin/api/security-events/export").await.status(), StatusCode::UNAUTHORIZED);
     }
 }
+
+db_test! {
+    /// `POST /auth/password`: the current password is required (a wrong one counts like a
+    /// failed sign-in), the new one follows the rules, other sessions end and this one goes on;
+    /// API keys cannot change it. Successful sign-ins and sign-outs are in the audit log,
+    /// filterable by kind.
+    async fn users_change_their_own_password_and_sign_ins_are_audited(env: TestEnv) {
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        app.create_user(&admin, "erin", "user").await;
+        let here = app.mcp_token("erin", USER_PASSWORD).await;
+        let elsewhere = app.mcp_token("erin", USER_PASSWORD).await;
+        let change = |token: String, current: &str, new: &str| {
+            let body = json!({"current_password": current, "new_password": new});
+            let app = &app;
+            async move { app.send(Method::POST, "/auth/password", Some(&token), Some(body)).await }
+        };
+        let res = change(here.clone(), "not my password at all", "a fresh long passphrase").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "invalid_credentials");
+        let res = change(here.clone(), USER_PASSWORD, "short").await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let res = change(here.clone(), USER_PASSWORD, "a fresh long passphrase").await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(app.get_as("/auth/me", &here).await.status(), StatusCode::OK, "this session goes on");
+        assert_eq!(app.get_as("/auth/me", &elsewhere).await.status(), StatusCode::UNAUTHORIZED, "others end");
+        let old = app
+            .post_json("/auth/login", None, json!({"username": "erin", "password": USER_PASSWORD}))
+            .await;
+        assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+        let fresh = app.mcp_token("erin", "a fresh long passphrase").await;
+        // An API key is not a sign-in: it cannot change the password.
+        let key: Value = app
+            .post_json("/auth/api-keys", Some(&fresh), json!({"name": "ci"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let key = key["secret"].as_str().unwrap().to_string();
+        let res = change(key, "a fresh long passphrase", "another long passphrase").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = app.send(Method::POST, "/auth/logout", Some(&fresh), None).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+
+        let kinds = |kind: &'static str| {
+            let app = &app;
+            let admin = admin.clone();
+            async move {
+                let page: Value = app
+                    .get_as(&format!("/admin/api/audit-log?kind={kind}&per_page=200"), &admin)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                page["items"].as_array().unwrap().clone()
+            }
+        };
+        let sign_ins = kinds("sign_in").await;
+        assert!(sign_ins.iter().all(|a| a["action"] == "auth.sign_in"));
+        assert!(sign_ins.iter().filter(|a| a["actor_username"] == "erin").count() >= 3, "{sign_ins:?}");
+        assert!(sign_ins.iter().any(|a| a["actor_username"] == "admin" && a["after"]["audience"] == "admin"));
+        let sign_outs = kinds("sign_out").await;
+        assert!(sign_outs.iter().any(|a| a["actor_username"] == "erin"), "{sign_outs:?}");
+        let changes = kinds("change").await;
+        assert!(changes.iter().any(|a| a["action"] == "user.change_password" && a["actor_username"] == "erin"));
+        assert!(changes.iter().all(|a| a["action"] != "auth.sign_in"));
+        let res = app.get_as("/admin/api/audit-log?kind=logins", &admin).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}

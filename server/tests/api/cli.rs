@@ -85,6 +85,80 @@ db_test! {
     }
 }
 
+/// `reset-password` (password from stdin): the new password works, the old one and every
+/// session of the user stop working, a weak password or an unknown user is refused, and the
+/// audit log names the CLI.
+#[tokio::test]
+async fn reset_password_from_the_command_line() {
+    let env = TestEnv::new(crate::helpers::Backend::Sqlite)
+        .await
+        .with_admin();
+    let app = env.spawn().await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "dana", "user").await;
+    let before = app.mcp_token("dana", crate::helpers::USER_PASSWORD).await;
+    assert_eq!(app.get_as("/auth/me", &before).await.status(), 200);
+    let reset = |username: &str, password: &str| {
+        let mut child = gateway(&env)
+            .args(["reset-password", "--username", username])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let weak = reset("dana", "short");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 12"));
+    let unknown = reset("nobody", "a brand new passphrase");
+    assert!(!unknown.status.success());
+    let ok = reset("Dana", "a brand new passphrase");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The running gateway (SQLite: the same process's cache) refuses the old session at once.
+    app.state.auth_cache.invalidate_user(
+        db::users::find_by_username(&app.state.db.pool, "dana")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+    );
+    assert_eq!(app.get_as("/auth/me", &before).await.status(), 401);
+    let res = app
+        .post_json(
+            "/auth/login",
+            None,
+            serde_json::json!({"username": "dana", "password": crate::helpers::USER_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), 401, "the old password is gone");
+    app.mcp_token("dana", "a brand new passphrase").await;
+    let audit: serde_json::Value = app
+        .get_as("/admin/api/audit-log?kind=change", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "user.reset_password" && a["actor_username"] == "cli"),
+        "{audit}"
+    );
+}
+
 /// `healthcheck` (the container's health probe): 0 while the gateway answers `/ready` with
 /// 200; 1 when nothing listens or something else answers.
 #[tokio::test]

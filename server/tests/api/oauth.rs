@@ -590,6 +590,28 @@ db_test! {
         let request = query_of(&location(&res))["request"].clone();
         let (status, _, _) = decide(&app, &request, true, Some(("hal", USER_PASSWORD)), &public).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        // Consents given are in the audit log (and the consent page's sign-ins), never a refused one.
+        let audit: Value = app
+            .get_as("/admin/api/audit-log?kind=authorization&per_page=200", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let given = audit["items"].as_array().unwrap();
+        assert_eq!(given.len(), 2, "{audit}");
+        assert!(given.iter().all(|a| a["actor_username"] == "hal" && a["after"]["client_id"] == client_id.as_str()));
+        assert!(given.iter().any(|a| a["after"]["resource"] == format!("{public}/mcp/alpha")));
+        assert!(!given.iter().any(|a| a["after"]["resource"] == format!("{public}/mcp/beta")));
+        let audit: Value = app
+            .get_as("/admin/api/audit-log?kind=sign_in&per_page=200", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            audit["items"].as_array().unwrap().iter().any(|a| a["actor_username"] == "hal" && a["after"]["audience"] == "consent"),
+            "{audit}"
+        );
     }
 }
 
