@@ -1075,5 +1075,16 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
     text_of(&c, "audit-export").await;
     text_of(&c, "audit-checks").await;
     screenshot(&c, "audit-report").await;
+
+    // The audit log, by kind: the admin's sign-in and the approval are there.
+    nav(&c, "Audit log", "/admin/audit-log").await;
+    wait_text(&c, "audit-table", "tool_pin.approve").await;
+    select(&c, "audit-kind", "sign_in").await;
+    wait_text(&c, "audit-table", "auth.sign_in").await;
+    assert!(
+        !text_of(&c, "audit-table")
+            .await
+            .contains("tool_pin.approve")
+    );
     c.close().await.unwrap();
 }

@@ -77,7 +77,9 @@ pub struct Page<T> {
     pub per_page: u32,
 }
 
-/// One admin change: who did what to which object, with before/after snapshots (no secrets).
+/// One audit entry: who did what to which object, with before/after snapshots (no secrets);
+/// also successful sign-ins (`auth.sign_in`), sign-outs (`auth.sign_out`) and OAuth consents
+/// given (`oauth.authorize`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {

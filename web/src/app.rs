@@ -9,7 +9,7 @@ use crate::pages::audit::{Audit, AuditReportPage};
 use crate::pages::connections::Connections;
 use crate::pages::consent::Consent;
 use crate::pages::console::Console;
-use crate::pages::logs::{Activity, SecurityEvents};
+use crate::pages::logs::{Activity, AuditLog, SecurityEvents};
 use crate::pages::oauth::OAuthClients;
 use crate::pages::pins::ToolChanges;
 use crate::pages::servers::Servers;
@@ -38,6 +38,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/console") view=|| view! { <RequireAdmin><Console /></RequireAdmin> } />
                     <Route path=path!("/admin/settings") view=|| view! { <RequireAdmin><Settings /></RequireAdmin> } />
                     <Route path=path!("/admin/tokens") view=|| view! { <RequireAdmin><Tokens /></RequireAdmin> } />
+                    <Route path=path!("/admin/audit-log") view=|| view! { <RequireAdmin><AuditLog /></RequireAdmin> } />
                     <Route path=path!("/admin/tool-changes") view=|| view! { <RequireAdmin><ToolChanges /></RequireAdmin> } />
                     <Route path=path!("/admin/audit") view=|| view! { <RequireAdmin><Audit /></RequireAdmin> } />
                     <Route path=path!("/admin/audit/:id") view=|| view! { <RequireAdmin><AuditReportPage /></RequireAdmin> } />

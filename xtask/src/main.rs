@@ -384,7 +384,7 @@ fn build_web() -> Result<()> {
         .env("TRUNK_SKIP_VERSION_CHECK", "true"))
 }
 
-/// The admin UI's wasm, gzip -9, may not grow past this (docs/PERFORMANCE.md: 602 KB today;
+/// The admin UI's wasm, gzip -9, may not grow past this (docs/PERFORMANCE.md: 612 KB today;
 /// the goal of 400 KB is not reached yet, so this guards against growth rather than proving it).
 const WASM_GZ_BUDGET: usize = 620 * 1024;
 

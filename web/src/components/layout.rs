@@ -30,6 +30,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <A href="/admin/tokens">"Backend tokens"</A>
                 <A href="/admin/mcp-activity">"Activity"</A>
                 <A href="/admin/security-logs">"Security events"</A>
+                <A href="/admin/audit-log">"Audit log"</A>
                 <A href="/admin/tool-changes">"Tool changes"</A>
                 <A href="/admin/audit">"Security audit"</A>
                 <A href="/admin/console">"Test console"</A>

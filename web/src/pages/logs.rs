@@ -87,6 +87,53 @@ pub fn SecurityEvents() -> impl IntoView {
     }
 }
 
+/// The audit log (`/admin/audit-log`): changes, sign-ins, sign-outs and OAuth consents,
+/// filtered by kind.
+#[component]
+pub fn AuditLog() -> impl IntoView {
+    let kind = RwSignal::new(String::new());
+    let entries = LocalResource::new(move || {
+        let kind = kind.get();
+        async move { api::audit_log(&kind).await }
+    });
+    view! {
+        <h1>"Audit log"</h1>
+        <div class="toolbar">
+            <label class="inline">"Kind"
+                <select id="audit-kind" on:change=move |ev| kind.set(event_target_value(&ev))>
+                    <option value="">"all"</option>
+                    <option value="change">"changes"</option>
+                    <option value="sign_in">"sign-ins"</option>
+                    <option value="sign_out">"sign-outs"</option>
+                    <option value="authorization">"OAuth authorisations"</option>
+                </select>
+            </label>
+        </div>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || entries.get().map(|res| match res {
+                Err(e) => view! { <ErrorAlert message=e.message /> }.into_any(),
+                Ok(page) if page.items.is_empty() => view! { <p class="empty" id="audit-empty">"Nothing recorded of this kind."</p> }.into_any(),
+                Ok(page) => view! {
+                    <p class="muted">{format!("{} entries", page.total)}</p>
+                    <table id="audit-table">
+                        <thead><tr><th>"Time (UTC)"</th><th>"Who"</th><th>"What"</th><th>"Object"</th><th>"IP"</th><th>"Details"</th></tr></thead>
+                        <tbody>{page.items.into_iter().map(|a| view! {
+                            <tr>
+                                <td>{when(a.created_at)}</td>
+                                <td>{a.actor_username}</td>
+                                <td><code>{a.action}</code></td>
+                                <td>{format!("{} {}", a.target_type, a.target_id.unwrap_or_default())}</td>
+                                <td>{a.ip.unwrap_or_default()}</td>
+                                <td><code class="small">{a.after.or(a.before).map(|d| d.to_string()).unwrap_or_default()}</code></td>
+                            </tr>
+                        }).collect_view()}</tbody>
+                    </table>
+                }.into_any(),
+            })}
+        </Transition>
+    }
+}
+
 /// Statistics cards for a window.
 #[component]
 pub fn StatsCards(window: Signal<String>) -> impl IntoView {
