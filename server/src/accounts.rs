@@ -565,6 +565,39 @@ pub fn validate_server_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The URL segment for a display name: lowercase ASCII letters and digits, every other run of
+/// characters one `-` (`GitHub MCP` → `github-mcp`), at most 64; `None` when nothing is left.
+pub fn server_name_from(display: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in display.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if c == '_' {
+            out.push('_');
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out: String = out.trim_end_matches('-').chars().take(64).collect();
+    let out = out.trim_end_matches('-').to_string();
+    validate_server_name(&out).ok().map(|()| out)
+}
+
+/// A display name: 1–100 characters, no control or invisible characters, no surrounding
+/// spaces.
+pub fn validate_display_name(display: &str) -> Result<(), String> {
+    let ok = (1..=100).contains(&display.chars().count())
+        && display.trim() == display
+        && !display
+            .chars()
+            .any(|c| c.is_control() || crate::mcp::message::invisible(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("a display name is 1 to 100 characters, without control or invisible characters or surrounding spaces".into())
+    }
+}
+
 /// Creates an API key for `user_id`; the secret is returned here and never again.
 pub async fn create_api_key(
     state: &AppState,
@@ -669,4 +702,46 @@ pub async fn revoke_api_key(
     tx.commit().await?;
     state.auth_cache.invalidate_api_key(key_id);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn display_names_give_url_segments() {
+        assert_eq!(
+            server_name_from("GitHub MCP").as_deref(),
+            Some("github-mcp")
+        );
+        assert_eq!(
+            server_name_from("  Jira / Confluence (prod) ").as_deref(),
+            Some("jira-confluence-prod")
+        );
+        assert_eq!(
+            server_name_from("my_server 2").as_deref(),
+            Some("my_server-2")
+        );
+        assert_eq!(
+            server_name_from("Ünïcode Tools").as_deref(),
+            Some("n-code-tools")
+        );
+        assert_eq!(server_name_from("!!!"), None);
+        assert_eq!(server_name_from("日本語"), None);
+        assert!(validate_display_name("GitHub MCP").is_ok());
+        assert!(validate_display_name(" padded").is_err());
+        assert!(validate_display_name("zero\u{200b}width").is_err());
+        assert!(validate_display_name(&"x".repeat(101)).is_err());
+    }
+
+    proptest! {
+        // Whatever an admin types, the derived segment is a valid server name or nothing.
+        #[test]
+        fn derived_segments_are_always_valid(display in ".{0,120}") {
+            if let Some(name) = server_name_from(&display) {
+                prop_assert!(validate_server_name(&name).is_ok(), "{name}");
+            }
+        }
+    }
 }

@@ -313,6 +313,7 @@ pub fn to_api(state: &AppState, row: &ServerRow) -> McpServer {
     McpServer {
         id: row.id,
         name: row.name.clone(),
+        display_name: row.display_name.clone().unwrap_or_else(|| row.name.clone()),
         url: row.url.clone(),
         description: row.description.clone(),
         enabled: row.enabled != 0,
@@ -335,7 +336,7 @@ pub fn to_api(state: &AppState, row: &ServerRow) -> McpServer {
 
 fn snapshot(server: &McpServer) -> serde_json::Value {
     json!({
-        "name": server.name, "url": server.url, "enabled": server.enabled,
+        "name": server.name, "display_name": server.display_name, "url": server.url, "enabled": server.enabled,
         "transport": server.transport, "timeout_seconds": server.timeout_seconds,
         "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix, "detection": server.detection, "tool_pinning": server.tool_pinning,
     })
@@ -447,11 +448,33 @@ pub async fn create(
     actor: &Actor<'_>,
     req: &CreateServer,
 ) -> Result<McpServer, ApiError> {
-    validate_server_name(&req.name).map_err(|m| ApiError::validation("name", m))?;
+    // A name that is not a URL segment is a display name the segment is derived from.
+    let (name, derived_display) = match validate_server_name(&req.name) {
+        Ok(()) => (req.name.clone(), None),
+        Err(m) => {
+            accounts::validate_display_name(&req.name)
+                .map_err(|_| ApiError::validation("name", m.clone()))?;
+            let name = accounts::server_name_from(&req.name).ok_or_else(|| {
+                ApiError::validation(
+                    "name",
+                    "no URL segment can be derived from this name (it needs letters or digits)",
+                )
+            })?;
+            (name, Some(req.name.clone()))
+        }
+    };
+    let display_name = match &req.display_name {
+        Some(d) if !d.is_empty() => {
+            accounts::validate_display_name(d)
+                .map_err(|m| ApiError::validation("display_name", m))?;
+            Some(d.clone())
+        }
+        _ => derived_display,
+    };
     let now = db::now();
     let row = ServerRow {
         id: 0,
-        name: req.name.clone(),
+        name: name.clone(),
         url: validate_url(&req.url)?,
         description: validate_description(req.description.as_deref())?,
         enabled: i64::from(req.enabled),
@@ -464,7 +487,7 @@ pub async fn create(
         credential_header: None,
         credential: None,
         credential_hint: None,
-        tool_prefix: stored_prefix(req.tool_prefix.as_deref(), &req.name)?,
+        tool_prefix: stored_prefix(req.tool_prefix.as_deref(), &name)?,
         detection: validate_detection(req.detection.as_deref())?
             .unwrap_or("log")
             .into(),
@@ -473,6 +496,7 @@ pub async fn create(
         tool_pinning: validate_pinning(req.tool_pinning.as_deref())?
             .unwrap_or("quarantine")
             .into(),
+        display_name,
         created_at: now,
         updated_at: now,
     };
@@ -531,6 +555,15 @@ pub async fn update(
     if let Some(name) = &req.name {
         validate_server_name(name).map_err(|m| ApiError::validation("name", m))?;
         row.name = name.clone();
+    }
+    match req.display_name.as_deref() {
+        None => {}
+        Some("") => row.display_name = None,
+        Some(d) => {
+            accounts::validate_display_name(d)
+                .map_err(|m| ApiError::validation("display_name", m))?;
+            row.display_name = Some(d.to_string());
+        }
     }
     if let Some(url) = &req.url {
         row.url = validate_url(url)?;

@@ -110,6 +110,8 @@ pub struct McpServer {
     pub id: i64,
     /// URL-safe; the path segment of `/mcp/{name}`.
     pub name: String,
+    /// What the UI shows ("GitHub MCP"); the name when none was given.
+    pub display_name: String,
     pub url: String,
     pub description: Option<String>,
     pub enabled: bool,
@@ -136,7 +138,13 @@ pub struct McpServer {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"name": "github", "url": "http://127.0.0.1:9000/mcp", "backend_token": "ghp_example"})))]
 pub struct CreateServer {
+    /// The path segment of `/mcp/{name}` (`a-z 0-9 - _`), or a display name ("GitHub MCP"),
+    /// from which the segment is derived (`github-mcp`) and which is then kept as the display
+    /// name.
     pub name: String,
+    /// What the UI shows (default: the name as given).
+    #[serde(default)]
+    pub display_name: Option<String>,
     pub url: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -173,6 +181,9 @@ fn default_true() -> bool {
 pub struct UpdateServer {
     #[serde(default)]
     pub name: Option<String>,
+    /// A new display name; `""` goes back to the name.
+    #[serde(default)]
+    pub display_name: Option<String>,
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]

@@ -21,6 +21,8 @@ pub struct ServerRow {
     pub detection: String,
     /// Tool-definition pinning: `off`, `warn` or `quarantine`.
     pub tool_pinning: String,
+    /// What the UI shows; `None`: the name.
+    pub display_name: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -29,7 +31,7 @@ pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Erro
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
                 credential_header, credential, credential_hint, tool_prefix, detection, tool_pinning,
-                created_at, updated_at
+                display_name, created_at, updated_at
          from mcp_servers order by name",
     )
     .fetch_all(db)
@@ -40,7 +42,7 @@ pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
                 credential_header, credential, credential_hint, tool_prefix, detection, tool_pinning,
-                created_at, updated_at
+                display_name, created_at, updated_at
          from mcp_servers where id = $1",
     )
     .bind(id)
@@ -52,8 +54,9 @@ pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>
 pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "insert into mcp_servers (name, url, description, enabled, transport, timeout_ms,
-                                  created_at, updated_at, tool_prefix, detection, tool_pinning)
-         values ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)
+                                  created_at, updated_at, tool_prefix, detection, tool_pinning,
+                                  display_name)
+         values ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)
          returning id",
     )
     .bind(&row.name)
@@ -66,6 +69,7 @@ pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sq
     .bind(&row.tool_prefix)
     .bind(&row.detection)
     .bind(&row.tool_pinning)
+    .bind(&row.display_name)
     .fetch_one(db)
     .await
 }
@@ -75,7 +79,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
         "update mcp_servers
          set name = $1, url = $2, description = $3, enabled = $4, transport = $5,
              timeout_ms = $6, updated_at = $7, tool_prefix = $9, detection = $10,
-             tool_pinning = $11
+             tool_pinning = $11, display_name = $12
          where id = $8",
     )
     .bind(&row.name)
@@ -89,6 +93,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     .bind(&row.tool_prefix)
     .bind(&row.detection)
     .bind(&row.tool_pinning)
+    .bind(&row.display_name)
     .execute(db)
     .await?;
     Ok(res.rows_affected())

@@ -998,3 +998,50 @@ async fn a_sessions_get_streams_share_one_backend_stream() {
         "a new stream after the others closed"
     );
 }
+
+db_test! {
+    /// The original's `{"name": "GitHub MCP", …}`: accepted as a display name, the URL segment
+    /// derived from it; hostile display names are refused; the display name can change alone.
+    async fn servers_take_display_names(env: TestEnv) {
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        let create = |body: Value| {
+            let app = &app;
+            let admin = admin.clone();
+            async move { app.post_json("/admin/api/mcp-servers", Some(&admin), body).await }
+        };
+        let res = create(json!({"name": "GitHub MCP", "url": "http://127.0.0.1:9/mcp"})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let server: Value = res.json().await.unwrap();
+        assert_eq!(server["name"], "github-mcp");
+        assert_eq!(server["display_name"], "GitHub MCP");
+        assert!(server["endpoint"].as_str().unwrap().ends_with("/mcp/github-mcp"));
+        assert_eq!(server["tool_prefix"], "github-mcp");
+        // The same segment again: taken.
+        let res = create(json!({"name": "github mcp", "url": "http://127.0.0.1:9/mcp"})).await;
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        for bad in ["!!!", " GitHub", "Git\u{200b}Hub", "Git\u{202e}Hub", "日本語"] {
+            let res = create(json!({"name": bad, "url": "http://127.0.0.1:9/mcp"})).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        let long = "x".repeat(101);
+        let res = create(json!({"name": "plain", "display_name": long, "url": "http://127.0.0.1:9/mcp"})).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        // A plain name shows as itself; an explicit display name is kept.
+        let res = create(json!({"name": "jira", "display_name": "Jira (prod)", "url": "http://127.0.0.1:9/mcp"})).await;
+        let jira: Value = res.json().await.unwrap();
+        assert_eq!((jira["name"].as_str(), jira["display_name"].as_str()), (Some("jira"), Some("Jira (prod)")));
+        let id = jira["id"].as_i64().unwrap();
+        let res = app
+            .send(Method::PATCH, &format!("/admin/api/mcp-servers/{id}"), Some(&admin), Some(json!({"display_name": ""})))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let jira: Value = res.json().await.unwrap();
+        assert_eq!(jira["display_name"], "jira", "reset to the name");
+        assert_eq!(jira["name"], "jira");
+        let res = app
+            .send(Method::PATCH, &format!("/admin/api/mcp-servers/{id}"), Some(&admin), Some(json!({"display_name": "Jira\u{0007}"})))
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -135,7 +135,8 @@ fn ServerCard(
     view! {
         <article class="panel server" id=format!("server-{name}")>
             <header class="server-head">
-                <h2>{name.clone()}</h2>
+                <h2>{server.display_name.clone()}</h2>
+                {(server.display_name != name).then(|| view! { <code class="muted">{name.clone()}</code> })}
                 <Badge text=health.status.clone() />
                 <label class="inline"><input type="checkbox" aria-label="Enabled" id=format!("server-enabled-{name}")
                     prop:checked=server.enabled on:change=toggle />"enabled"</label>
@@ -336,6 +337,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
         let description = description.get_untracked();
         let req = CreateServer {
             name: name.get_untracked(),
+            display_name: None,
             url: url.get_untracked(),
             description: (!description.trim().is_empty()).then_some(description),
             enabled: true,
@@ -368,7 +370,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
         <details class="panel">
             <summary id="add-server-toggle">"Add a server"</summary>
             <form class="grid-form" id="add-server-form" on:submit=on_submit>
-                <label>"Name (the path of /mcp/{name})"<input id="server-name" required pattern="[a-z0-9][a-z0-9_-]*" bind:value=name /></label>
+                <label>"Name (e.g. GitHub MCP; its URL segment, github-mcp, is derived)"<input id="server-name" required maxlength="100" bind:value=name /></label>
                 <label>"URL"<input id="server-url" type="url" required placeholder="http://127.0.0.1:9000/mcp" bind:value=url /></label>
                 <label>"Description"<input id="server-description" bind:value=description /></label>
                 <label>"Tool prefix on /mcp (default: the name)"<input id="server-prefix" pattern="[a-z0-9][a-z0-9_-]*" maxlength="32" bind:value=prefix /></label>
