@@ -495,7 +495,9 @@ db_test! {
         let app = env.with_admin().spawn().await;
         let admin = app.admin_token().await;
         for (body, field) in [
-            (json!({"name": "Bad Name", "url": peer.url()}), "name"),
+            // ("Bad Name" is a display name now: its segment `bad-name` is derived.)
+            (json!({"name": "!!!", "url": peer.url()}), "name"),
+            (json!({"name": " padded ", "url": peer.url()}), "name"),
             (json!({"name": "ok", "url": "ftp://x"}), "url"),
             (json!({"name": "ok", "url": "http://user:pw@host/mcp"}), "url"),
             (json!({"name": "ok", "url": peer.url(), "timeout_seconds": 0}), "timeout_seconds"),
