@@ -286,6 +286,16 @@ async fn setup_sign_in_session_resume_and_deep_links() {
     c.close().await.unwrap();
 }
 
+/// Signs in on the login page as `admin` with `PASSWORD`.
+async fn sign_in_as_admin(c: &Client, base: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    text_of(c, "login-username").await;
+    fill(c, "login-username", "admin").await;
+    fill(c, "login-password", PASSWORD).await;
+    click(c, "login-submit").await;
+    wait_url(c, "/admin").await;
+}
+
 /// A real MCP backend (the Python SDK peer the server's interop tests use), killed on drop.
 struct Peer(Child);
 
@@ -721,12 +731,7 @@ async fn backend_accounts_connect_through_the_authorization_servers_pages() {
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path(), 1280, 900).await;
 
-    c.goto(&format!("{base}/login")).await.unwrap();
-    text_of(&c, "login-username").await;
-    fill(&c, "login-username", "admin").await;
-    fill(&c, "login-password", PASSWORD).await;
-    click(&c, "login-submit").await;
-    wait_url(&c, "/admin").await;
+    sign_in_as_admin(&c, &base).await;
 
     // A server whose one account the admin connects, added in the UI.
     nav(&c, "MCP servers", "/admin/mcp-servers").await;
@@ -940,12 +945,7 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
     let driver = start_chromedriver();
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path(), 1280, 900).await;
-    c.goto(&format!("{base}/login")).await.unwrap();
-    text_of(&c, "login-username").await;
-    fill(&c, "login-username", "admin").await;
-    fill(&c, "login-password", PASSWORD).await;
-    click(&c, "login-submit").await;
-    wait_url(&c, "/admin").await;
+    sign_in_as_admin(&c, &base).await;
 
     // Added in the UI: quarantine is the default for a new server.
     nav(&c, "MCP servers", "/admin/mcp-servers").await;

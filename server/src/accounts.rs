@@ -386,6 +386,94 @@ pub async fn admin_update_user(
     Ok(after)
 }
 
+/// Who sets a password: an admin, the user themself (keeping the session that asks), or the
+/// command line.
+enum PasswordBy<'a> {
+    Admin(&'a Actor<'a>),
+    Owner(&'a Actor<'a>, &'a str),
+    Cli,
+}
+
+/// Validates and sets a user's new password in one transaction with the sessions it ends and
+/// its audit record; the one place a password changes after an account exists.
+async fn set_password(
+    state: &AppState,
+    user: &db::users::UserRow,
+    new_password: &str,
+    by: PasswordBy<'_>,
+) -> Result<(), ApiError> {
+    let field = if matches!(by, PasswordBy::Owner(..)) {
+        "new_password"
+    } else {
+        "password"
+    };
+    password::validate_password(
+        new_password,
+        &user.username,
+        state.config.password_min_length,
+    )
+    .map_err(|m| ApiError::validation(field, m))?;
+    let hash = password::hash(new_password.to_string()).await?;
+    let now = db::now();
+    let mut tx = state.db.begin().await?;
+    if db::users::set_password(&mut *tx, user.id, &hash, now).await? == 0 {
+        return Err(ApiError::NotFound("no such user"));
+    }
+    let target = Some(user.id.to_string());
+    match by {
+        PasswordBy::Admin(actor) => {
+            db::sessions::revoke_all_for_user(&mut *tx, user.id, now, "password_reset").await?;
+            audit(
+                &mut *tx,
+                actor,
+                "user.reset_password",
+                "user",
+                target,
+                None,
+                None,
+            )
+            .await?;
+        }
+        PasswordBy::Owner(actor, keep) => {
+            db::sessions::revoke_others_for_user(&mut *tx, user.id, keep, now, "password_changed")
+                .await?;
+            audit(
+                &mut *tx,
+                actor,
+                "user.change_password",
+                "user",
+                target,
+                None,
+                None,
+            )
+            .await?;
+        }
+        PasswordBy::Cli => {
+            db::sessions::revoke_all_for_user(&mut *tx, user.id, now, "password_reset").await?;
+            db::login_failures::clear(&mut *tx, &user.username).await?;
+            db::events::insert_audit(
+                &mut *tx,
+                &AuditRow {
+                    id: 0,
+                    actor_user_id: None,
+                    actor_username: "cli".into(),
+                    action: "user.reset_password".into(),
+                    target_type: "user".into(),
+                    target_id: target,
+                    before_state: None,
+                    after_state: None,
+                    ip: None,
+                    created_at: now,
+                },
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    state.auth_cache.invalidate_user(user.id);
+    Ok(())
+}
+
 /// Sets a new password and ends the user's sessions.
 pub async fn admin_reset_password(
     state: &AppState,
@@ -394,31 +482,7 @@ pub async fn admin_reset_password(
     new_password: &str,
 ) -> Result<(), ApiError> {
     let user = found(db::users::find_by_id(&state.db.pool, id).await?)?;
-    password::validate_password(
-        new_password,
-        &user.username,
-        state.config.password_min_length,
-    )
-    .map_err(|m| ApiError::validation("password", m))?;
-    let hash = password::hash(new_password.to_string()).await?;
-    let now = db::now();
-    let mut tx = state.db.begin().await?;
-    if db::users::set_password(&mut *tx, id, &hash, now).await? == 0 {
-        return Err(ApiError::NotFound("no such user"));
-    }
-    db::sessions::revoke_all_for_user(&mut *tx, id, now, "password_reset").await?;
-    audit(
-        &mut *tx,
-        actor,
-        "user.reset_password",
-        "user",
-        Some(id.to_string()),
-        None,
-        None,
-    )
-    .await?;
-    tx.commit().await?;
-    state.auth_cache.invalidate_user(id);
+    set_password(state, &user, new_password, PasswordBy::Admin(actor)).await?;
     state.mcp.forget_user(id);
     Ok(())
 }
@@ -431,33 +495,8 @@ pub async fn change_own_password(
     keep: &str,
     new_password: &str,
 ) -> Result<(), ApiError> {
-    let id = actor.principal.user_id;
-    password::validate_password(
-        new_password,
-        &actor.principal.username,
-        state.config.password_min_length,
-    )
-    .map_err(|m| ApiError::validation("new_password", m))?;
-    let hash = password::hash(new_password.to_string()).await?;
-    let now = db::now();
-    let mut tx = state.db.begin().await?;
-    if db::users::set_password(&mut *tx, id, &hash, now).await? == 0 {
-        return Err(ApiError::NotFound("no such user"));
-    }
-    db::sessions::revoke_others_for_user(&mut *tx, id, keep, now, "password_changed").await?;
-    audit(
-        &mut *tx,
-        actor,
-        "user.change_password",
-        "user",
-        Some(id.to_string()),
-        None,
-        None,
-    )
-    .await?;
-    tx.commit().await?;
-    state.auth_cache.invalidate_user(id);
-    Ok(())
+    let user = found(db::users::find_by_id(&state.db.pool, actor.principal.user_id).await?)?;
+    set_password(state, &user, new_password, PasswordBy::Owner(actor, keep)).await
 }
 
 /// `authmcp-gateway reset-password`: sets a user's password from the command line and ends
@@ -469,35 +508,7 @@ pub async fn cli_reset_password(
 ) -> Result<User, ApiError> {
     let key = normalize_username(username);
     let user = found(db::users::find_by_username(&state.db.pool, &key).await?)?;
-    password::validate_password(
-        new_password,
-        &user.username,
-        state.config.password_min_length,
-    )
-    .map_err(|m| ApiError::validation("password", m))?;
-    let hash = password::hash(new_password.to_string()).await?;
-    let now = db::now();
-    let mut tx = state.db.begin().await?;
-    db::users::set_password(&mut *tx, user.id, &hash, now).await?;
-    db::sessions::revoke_all_for_user(&mut *tx, user.id, now, "password_reset").await?;
-    db::login_failures::clear(&mut *tx, &key).await?;
-    db::events::insert_audit(
-        &mut *tx,
-        &AuditRow {
-            id: 0,
-            actor_user_id: None,
-            actor_username: "cli".into(),
-            action: "user.reset_password".into(),
-            target_type: "user".into(),
-            target_id: Some(user.id.to_string()),
-            before_state: None,
-            after_state: None,
-            ip: None,
-            created_at: now,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    set_password(state, &user, new_password, PasswordBy::Cli).await?;
     Ok(to_user(&user))
 }
 

@@ -15,7 +15,7 @@ use crate::peers::{PeerServer, Sdk};
 
 const V: [(&str, &str); 1] = [("mcp-protocol-version", "2025-06-18")];
 
-async fn session(app: &TestApp, path: &str, token: &str) -> String {
+pub(crate) async fn session(app: &TestApp, path: &str, token: &str) -> String {
     let (status, headers, body) = rpc_at(
         app,
         path,

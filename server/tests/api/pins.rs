@@ -9,23 +9,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, db_test};
 use crate::mcp::{add_server, rpc_at, set_access, user_token};
+use crate::observe::session;
 use crate::peers::{PeerServer, Sdk};
 
 const V: [(&str, &str); 1] = [("mcp-protocol-version", "2025-06-18")];
-
-async fn session(app: &TestApp, path: &str, token: &str) -> String {
-    let (status, headers, body) = rpc_at(
-        app,
-        path,
-        Some(token),
-        None,
-        &[],
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "pins-test", "version": "1"}}}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    headers["mcp-session-id"].to_str().unwrap().to_string()
-}
 
 async fn call(app: &TestApp, path: &str, token: &str, sid: &str, tool: &str, args: Value) -> Value {
     let (status, _, body) = rpc_at(app, path, Some(token), Some(sid), &V, json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": tool, "arguments": args}})).await;
