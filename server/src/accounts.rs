@@ -249,7 +249,7 @@ pub(crate) async fn audit(
 /// `auth.sign_out`, `oauth.authorize`), recorded as the user's own act; failures are security
 /// events instead.
 pub async fn record_auth(
-    state: &AppState,
+    db: impl sqlx::AnyExecutor<'_>,
     user_id: i64,
     username: &str,
     ip: &str,
@@ -257,7 +257,7 @@ pub async fn record_auth(
     details: Value,
 ) -> Result<(), ApiError> {
     db::events::insert_audit(
-        &state.db.pool,
+        db,
         &AuditRow {
             id: 0,
             actor_user_id: Some(user_id),
@@ -390,7 +390,13 @@ pub async fn admin_update_user(
 /// command line.
 enum PasswordBy<'a> {
     Admin(&'a Actor<'a>),
-    Owner(&'a Actor<'a>, &'a str),
+    /// The owner, asking from session `keep`, having proved they know the password `verified`
+    /// hashes to.
+    Owner {
+        actor: &'a Actor<'a>,
+        keep: &'a str,
+        verified: &'a str,
+    },
     Cli,
 }
 
@@ -402,7 +408,7 @@ async fn set_password(
     new_password: &str,
     by: PasswordBy<'_>,
 ) -> Result<(), ApiError> {
-    let field = if matches!(by, PasswordBy::Owner(..)) {
+    let field = if matches!(by, PasswordBy::Owner { .. }) {
         "new_password"
     } else {
         "password"
@@ -416,13 +422,28 @@ async fn set_password(
     let hash = password::hash(new_password.to_string()).await?;
     let now = db::now();
     let mut tx = state.db.begin().await?;
-    if db::users::set_password(&mut *tx, user.id, &hash, now).await? == 0 {
-        return Err(ApiError::NotFound("no such user"));
+    let changed = match &by {
+        // Over the password just verified, by an enabled user, from a live session: a reset
+        // or a disable that got in between wins.
+        PasswordBy::Owner { keep, verified, .. } => {
+            let live = db::sessions::find(&mut *tx, keep)
+                .await?
+                .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now);
+            live && db::users::set_password_if(&mut *tx, user.id, &hash, verified, now).await? == 1
+        }
+        _ => db::users::set_password(&mut *tx, user.id, &hash, now).await? == 1,
+    };
+    if !changed {
+        return Err(match by {
+            PasswordBy::Owner { .. } => ApiError::Unauthorized,
+            _ => ApiError::NotFound("no such user"),
+        });
     }
     let target = Some(user.id.to_string());
     match by {
         PasswordBy::Admin(actor) => {
             db::sessions::revoke_all_for_user(&mut *tx, user.id, now, "password_reset").await?;
+            db::login_failures::clear(&mut *tx, &user.username).await?;
             audit(
                 &mut *tx,
                 actor,
@@ -434,7 +455,7 @@ async fn set_password(
             )
             .await?;
         }
-        PasswordBy::Owner(actor, keep) => {
+        PasswordBy::Owner { actor, keep, .. } => {
             db::sessions::revoke_others_for_user(&mut *tx, user.id, keep, now, "password_changed")
                 .await?;
             audit(
@@ -487,16 +508,25 @@ pub async fn admin_reset_password(
     Ok(())
 }
 
-/// A user changes their own password (the current one already verified): every other session
-/// of theirs ends; `keep` (the session asking) goes on.
+/// A user changes their own password; `verified` is their account as read when the current
+/// password was checked. Every other session of theirs ends; `keep` (the session asking) goes
+/// on. Refused (401) when the password, the account or the session changed meanwhile.
 pub async fn change_own_password(
     state: &AppState,
     actor: &Actor<'_>,
+    verified: &db::users::UserRow,
     keep: &str,
     new_password: &str,
 ) -> Result<(), ApiError> {
-    let user = found(db::users::find_by_id(&state.db.pool, actor.principal.user_id).await?)?;
-    set_password(state, &user, new_password, PasswordBy::Owner(actor, keep)).await
+    if verified.id != actor.principal.user_id {
+        return Err(ApiError::Unauthorized);
+    }
+    let by = PasswordBy::Owner {
+        actor,
+        keep,
+        verified: &verified.password_hash,
+    };
+    set_password(state, verified, new_password, by).await
 }
 
 /// `authmcp-gateway reset-password`: sets a user's password from the command line and ends

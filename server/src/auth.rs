@@ -120,12 +120,12 @@ async fn change_password(
         password: req.current_password.clone(),
         session: Default::default(),
     };
-    login::verify_credentials(&state, &meta, &creds, Audience::Mcp).await?;
+    let verified = login::verify_credentials(&state, &meta, &creds, Audience::Mcp).await?;
     let actor = accounts::Actor {
         principal: &principal,
         ip: meta.ip.0.to_string(),
     };
-    accounts::change_own_password(&state, &actor, session_id, &req.new_password).await?;
+    accounts::change_own_password(&state, &actor, &verified, session_id, &req.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -144,15 +144,19 @@ async fn logout(
 ) -> Result<StatusCode, ApiError> {
     if let AuthMethod::Jwt { session_id } = &principal.method {
         tokens::revoke_session(&state, session_id, "logout").await?;
-        crate::accounts::record_auth(
-            &state,
+        // After the revocation: a failed record never leaves the session alive.
+        if let Err(e) = crate::accounts::record_auth(
+            &state.db.pool,
             principal.user_id,
             &principal.username,
             &meta.ip.0.to_string(),
             "auth.sign_out",
             serde_json::json!({ "audience": "mcp" }),
         )
-        .await?;
+        .await
+        {
+            tracing::warn!(error = %e, "recording a sign-out failed");
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -402,7 +402,7 @@ async fn sign_in(
     )
     .await?;
     crate::accounts::record_auth(
-        &state,
+        &state.db.pool,
         user.id,
         &user.username,
         &meta.ip.0.to_string(),

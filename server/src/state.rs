@@ -310,6 +310,10 @@ fn spawn_pruning(db: Db, runtime: Arc<RuntimeSettings>, config_unused_ttl: Durat
             if let Err(e) = db::events::prune_security_events(&db.pool, now - retention).await {
                 tracing::warn!(error = %e, "pruning security events failed");
             }
+            // Every sign-in is a row: they go with the same retention (changes stay).
+            if let Err(e) = db::events::prune_auth_audit(&db.pool, now - retention).await {
+                tracing::warn!(error = %e, "pruning sign-in records failed");
+            }
             // Registrations that never completed an authorization go after a while.
             let ttl = i64::try_from(config_unused_ttl.as_secs()).unwrap_or(i64::MAX);
             if ttl > 0

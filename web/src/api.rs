@@ -330,7 +330,6 @@ pub async fn test_server(id: i64) -> Result<ConnectionTest, ApiError> {
     .await
 }
 
-/// `filter` is a query string such as `type=auth_failed&severity=high` (already encoded).
 /// The audit log, newest first; `kind`: `""`, `sign_in`, `sign_out`, `authorization`, `change`.
 pub async fn audit_log(kind: &str) -> Result<Page<shared::users::AuditEntry>, ApiError> {
     get(&format!(
@@ -340,6 +339,7 @@ pub async fn audit_log(kind: &str) -> Result<Page<shared::users::AuditEntry>, Ap
     .await
 }
 
+/// `filter` is a query string such as `type=auth_failed&severity=high` (already encoded).
 pub async fn security_events(filter: &str) -> Result<Page<SecurityEvent>, ApiError> {
     get(&format!("/admin/api/security-events?per_page=100&{filter}")).await
 }

@@ -122,28 +122,37 @@ async fn admin_logout(
         api_keys: false,
         resource: None,
     };
+    let mut signed_out = None;
     if identity::bearer(&headers).is_some()
         && let Ok(principal) = identity::authenticate(&state, &headers, &meta, accept).await
         && let AuthMethod::Jwt { session_id } = &principal.method
     {
         tokens::revoke_session(&state, session_id, "logout").await?;
-        crate::accounts::record_auth(
-            &state,
-            principal.user_id,
-            &principal.username,
-            &meta.ip.0.to_string(),
-            "auth.sign_out",
-            serde_json::json!({ "audience": "admin" }),
-        )
-        .await?;
+        signed_out = Some(principal.user_id);
     }
     if let Some(token) = cookie_token(&headers)
         && let Some(session) = tokens::session_of_refresh_token(&state, &token).await?
         && session.audience == Audience::Admin.as_str()
     {
         tokens::revoke_session(&state, &session.id, "logout").await?;
+        signed_out = signed_out.or(Some(session.user_id));
     }
     let consent = crate::oauth::flow::end_consent_sign_in(&state, &headers).await?;
+    // Recorded once everything is revoked: a failed record never leaves a sign-in alive.
+    if let Some(user_id) = signed_out
+        && let Ok(Some(user)) = crate::db::users::find_by_id(&state.db.pool, user_id).await
+        && let Err(e) = crate::accounts::record_auth(
+            &state.db.pool,
+            user.id,
+            &user.username,
+            &meta.ip.0.to_string(),
+            "auth.sign_out",
+            serde_json::json!({ "audience": "admin" }),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "recording a sign-out failed");
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()

@@ -179,7 +179,7 @@ pub async fn login(
     let user = verify_credentials(state, meta, req, audience).await?;
     let tokens = tokens::start_session(state, user.id, audience).await?;
     crate::accounts::record_auth(
-        state,
+        &state.db.pool,
         user.id,
         &user.username,
         &meta.ip.0.to_string(),

@@ -216,6 +216,19 @@ pub async fn max_audit_id(db: impl AnyExecutor<'_>) -> Result<i64, sqlx::Error> 
 }
 
 /// Deletes security events older than `before` (retention).
+/// Sign-ins, sign-outs and OAuth consents older than `before` (admin changes stay: they are
+/// the record of who changed what).
+pub async fn prune_auth_audit(db: impl AnyExecutor<'_>, before: i64) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "delete from audit_log
+         where created_at < $1 and action in ('auth.sign_in', 'auth.sign_out', 'oauth.authorize')",
+    )
+    .bind(before)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
 pub async fn prune_security_events(
     db: impl AnyExecutor<'_>,
     before: i64,

@@ -160,6 +160,28 @@ pub async fn update(
     Ok(res.rows_affected())
 }
 
+/// `set_password` only over the hash `expected` of an enabled user (a change decided on one
+/// reading of the account: a reset or a disable in between wins). The rows changed.
+pub async fn set_password_if(
+    db: impl AnyExecutor<'_>,
+    id: i64,
+    password_hash: &str,
+    expected: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let res = sqlx::query(
+        "update users set password_hash = $1, updated_at = $2
+         where id = $3 and password_hash = $4 and enabled = 1",
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(id)
+    .bind(expected)
+    .execute(db)
+    .await?;
+    Ok(res.rows_affected())
+}
+
 pub async fn set_password(
     db: impl AnyExecutor<'_>,
     id: i64,

@@ -233,13 +233,22 @@ async fn may_use_resource(
 }
 
 /// Issues a code and remembers the consent, in one transaction.
-/// Issues a code for `req`; `remember`: the user just approved it on the consent page, so the
-/// consent is remembered (a silent issue from a remembered consent changes nothing).
+/// A consent just given on the consent page: remembered, and recorded in the audit log in the
+/// same transaction as the code.
+struct Given<'a> {
+    username: &'a str,
+    ip: &'a str,
+    client_id: &'a str,
+}
+
+/// Issues a code for `req`; with `given`, the user just approved it on the consent page, so the
+/// consent is remembered and recorded (a silent issue from a remembered consent changes
+/// nothing).
 async fn issue_code(
     state: &AppState,
     req: &AuthRequest,
     user_id: i64,
-    remember: bool,
+    given: Option<Given<'_>>,
 ) -> Result<String, ApiError> {
     let code = random_token(CODE_PREFIX)?;
     let now = db::now();
@@ -261,7 +270,16 @@ async fn issue_code(
         },
     )
     .await?;
-    if remember {
+    if let Some(given) = given {
+        crate::accounts::record_auth(
+            &mut *tx,
+            user_id,
+            given.username,
+            given.ip,
+            "oauth.authorize",
+            json!({ "client_id": given.client_id, "resource": req.a, "scope": req.o }),
+        )
+        .await?;
         // The consent covers this resource, with exactly the scopes approved for it (added
         // to those approved there before); other resources keep theirs.
         let grant = db::oauth::find_grant(&mut *tx, user_id, req.c).await?;
@@ -555,7 +573,7 @@ pub async fn authorize(
                 .await
                 .unwrap_or(false)
         {
-            return match issue_code(&state, &req, user.id, false).await {
+            return match issue_code(&state, &req, user.id, None).await {
                 Ok(code) => see_other(&code_redirect(&state, &req, &code)),
                 Err(e) => {
                     tracing::error!(error = %e, "issuing an authorization code failed");
@@ -746,12 +764,10 @@ pub async fn consent_decision(
     if !db::replicas::use_nonce(&state.db.pool, &once, req.e).await? {
         return Err(already_decided());
     }
-    let code = issue_code(&state, &req, user.id, true).await?;
-    tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");
     let ip = meta.ip.0.to_string();
     if signed_in_now {
         crate::accounts::record_auth(
-            &state,
+            &state.db.pool,
             user.id,
             &user.username,
             &ip,
@@ -760,15 +776,13 @@ pub async fn consent_decision(
         )
         .await?;
     }
-    crate::accounts::record_auth(
-        &state,
-        user.id,
-        &user.username,
-        &ip,
-        "oauth.authorize",
-        json!({ "client_id": client.client_id, "resource": req.a, "scope": req.o }),
-    )
-    .await?;
+    let given = Given {
+        username: &user.username,
+        ip: &ip,
+        client_id: &client.client_id,
+    };
+    let code = issue_code(&state, &req, user.id, Some(given)).await?;
+    tracing::info!(client_id = %client.client_id, user = %user.username, resource = %req.a, "OAuth consent given");
     let redirect_to = code_redirect(&state, &req, &code);
     let mut res = AppJson(ConsentResult { redirect_to }).into_response();
     no_store(res.headers_mut());
