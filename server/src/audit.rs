@@ -130,6 +130,18 @@ pub type Hook<'a> = Box<
         + 'a,
 >;
 
+/// A target as it is stored and shown: without its query string, which may carry a key.
+pub fn shown_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_fragment(None);
+    if shown.query().is_some() {
+        shown.set_query(None);
+        format!("{shown}?…")
+    } else {
+        shown.to_string()
+    }
+}
+
 /// Checks a target before anything is sent: a web URL, and not on a private or reserved
 /// address unless the scan allows it.
 pub async fn preflight(url: &str, allow_private: bool) -> Result<url::Url, ScanError> {
@@ -1175,7 +1187,7 @@ pub async fn run(target: Target, url: url::Url, mut hook: Hook<'_>) -> AuditRepo
     };
     scan.findings.sort_by_key(|f| rank(&f.severity));
     AuditReport {
-        target: scan.url.to_string(),
+        target: shown_url(&scan.url),
         server: scan.target.server.clone(),
         started_at,
         finished_at: crate::db::now(),

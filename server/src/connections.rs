@@ -433,7 +433,22 @@ async fn sign_out(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     crate::oauth::flow::same_origin_only(&state, &meta, &headers, "connections")?;
+    let user = crate::oauth::flow::cookie_user(&state, &headers).await;
     let clear = crate::oauth::flow::end_consent_sign_in(&state, &headers).await?;
+    // Recorded once the sign-in is over; a failed record never keeps it.
+    if let Some(user) = user
+        && let Err(e) = crate::accounts::record_auth(
+            &state.db.pool,
+            user.id,
+            &user.username,
+            &meta.ip.0.to_string(),
+            "auth.sign_out",
+            serde_json::json!({ "audience": "connections" }),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "recording a sign-out failed");
+    }
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(header::SET_COOKIE, clear);
     Ok(res)

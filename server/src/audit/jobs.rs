@@ -178,7 +178,7 @@ impl Jobs {
         .await?;
         let id = db::audits::insert(
             &state.db.pool,
-            url.as_str(),
+            &audit::shown_url(&url),
             target.server_id,
             target.server.as_deref(),
             requested_by,
@@ -269,7 +269,7 @@ async fn run_job(
     url: url::Url,
     cancel: Arc<AtomicBool>,
 ) {
-    let shown = url.to_string();
+    let shown = audit::shown_url(&url);
     let hook_state = state.clone();
     let hook_cancel = cancel.clone();
     let hook_target = shown.clone();

@@ -327,7 +327,9 @@ async fn the_scanner_finds_what_real_servers_get_wrong() {
     assert!(exported["summary"]["high"].as_u64().unwrap() >= 3);
 
     // Cancellation: a target that accepts and never answers.
+    // (A key in its query string is not stored.)
     let (stalled, _) = counting_listener("").await;
+    let stalled = format!("{stalled}?api_key=s3cr3t");
     let res = app
         .post_json(
             "/admin/api/audits",
@@ -336,7 +338,13 @@ async fn the_scanner_finds_what_real_servers_get_wrong() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let started: Value = res.json().await.unwrap();
+    assert!(!started.to_string().contains("s3cr3t"), "{started}");
+    assert!(
+        started["target"].as_str().unwrap().ends_with("/mcp?…"),
+        "{started}"
+    );
+    let id = started["id"].as_i64().unwrap();
     let res = app
         .post_json(
             &format!("/admin/api/audits/{id}/cancel"),

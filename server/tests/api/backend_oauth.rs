@@ -538,6 +538,24 @@ async fn connection_flows_cannot_be_hijacked_or_replayed(env: TestEnv) {
     let listed: Value = mallory.send(Method::GET, &app.url("/oauth/backend/connections"), None, None, None)
         .await.json().await.unwrap();
     assert_eq!(listed["connections"], json!([]), "{listed}");
+    // Signing out of the page ends the sign-in there; both are in the audit log.
+    let res = mallory.send(Method::POST, &app.url("/oauth/backend/signout"), None, Some(&origin), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = mallory.send(Method::GET, &app.url("/oauth/backend/connections"), None, None, None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    for kind in ["sign_in", "sign_out"] {
+        let audit: Value = app
+            .get_as(&format!("/admin/api/audit-log?kind={kind}&per_page=200"), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            audit["items"].as_array().unwrap().iter().any(|a| a["actor_username"] == "mallory"
+                && a["after"]["audience"] == "connections"),
+            "{kind}: {audit}"
+        );
+    }
 
     // Alice starts a flow; a different browser (without her flow cookie) completes the
     // authorization at the backend: the callback refuses, nothing is stored.
