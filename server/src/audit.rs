@@ -24,6 +24,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use shared::audit::{AuditCheck, AuditFinding, AuditReport, AuditSummary};
 
+use crate::detect::clip;
 use crate::fetch::{self, Fetched, Policy};
 use crate::mcp::protocol;
 
@@ -220,14 +221,18 @@ fn message_of(res: &Fetched) -> Option<Value> {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let text = std::str::from_utf8(&res.body).ok()?;
     if sse {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        // The gateway's one SSE parser (the body is already within the size limit); the blank
+        // line ends a last event the server did not terminate.
+        let mut parser = crate::mcp::sse::Parser::new(MAX_RESPONSE);
+        let mut events = parser.push(&res.body).ok()?;
+        events.extend(parser.push(b"\n\n").ok()?);
+        events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
             .find(|m| m.get("result").is_some() || m.get("error").is_some())
     } else {
-        serde_json::from_str(text).ok()
+        serde_json::from_slice(&res.body).ok()
     }
 }
 
@@ -240,15 +245,6 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
 
 fn refused(status: u16) -> bool {
     status == 401 || status == 403
-}
-
-fn clip(text: &str, max: usize) -> String {
-    let t: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
-        format!("{t}…")
-    } else {
-        t
-    }
 }
 
 fn is_loopback(url: &url::Url) -> bool {

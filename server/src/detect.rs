@@ -90,7 +90,21 @@ fn is_hidden_char(c: char) -> bool {
     )
 }
 
-fn normalise(text: &str) -> String {
+/// At most `max` bytes of `text`, cut at a character boundary, with `…` when cut (evidence,
+/// diffs and excerpts in events and reports).
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Lower case, every run of whitespace one space: what the phrase rules match against.
+pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = false;
     for c in text.chars() {

@@ -97,20 +97,10 @@ const CROSS_TOOL: &[&str] = &[
     "never use",
 ];
 
-fn normalise(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-}
-
+/// An excerpt for a finding: invisible characters dropped (they are what was found), cut.
 fn clip(text: &str) -> String {
-    let t: String = text.chars().filter(|c| !invisible(*c)).take(160).collect();
-    if text.chars().count() > 160 {
-        format!("{t}…")
-    } else {
-        t
-    }
+    let visible: String = text.chars().filter(|c| !invisible(*c)).collect();
+    detect::clip(&visible, 160)
 }
 
 /// Tool poisoning in one server's tools. `others` are the other registered servers' tool
@@ -148,7 +138,7 @@ pub fn poisoning(tools: &[Value], others: &[(String, String)]) -> Vec<ToolFindin
                     what: format!("invisible or direction-changing characters in {at}"),
                 });
             }
-            let lower = normalise(text);
+            let lower = detect::normalise(text);
             if hidden_instruction.is_none() {
                 let mut found = Vec::new();
                 detect::scan_text(text, at, &mut found);

@@ -20,6 +20,8 @@ use crate::state::AppState;
 pub const MAX_RUNNING: usize = 2;
 /// Other servers' tools compared for shadowing, at most.
 const MAX_OTHER_TOOLS: usize = 5_000;
+/// How long starting a scan of a registered server waits for the others' tool lists.
+const OTHERS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
 pub struct Jobs {
     running: Arc<Semaphore>,
@@ -119,10 +121,12 @@ pub async fn resolve(state: &AppState, req: &AuditRequest) -> Result<(Target, ur
     ))
 }
 
-/// The tools of every other enabled server, from the gateway's catalog (listed if not cached;
-/// a server that does not answer in 5 s is left out).
+/// The tools of every other enabled server, from the gateway's catalog (listed if not cached).
+/// The request that starts a scan waits for this, so it has one deadline for all servers
+/// (`OTHERS_DEADLINE`); servers that have not answered by then are left out.
 async fn other_tools(state: &AppState, except: i64) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + OTHERS_DEADLINE;
     let backends: Vec<_> = state
         .mcp
         .registry
@@ -132,8 +136,8 @@ async fn other_tools(state: &AppState, except: i64) -> Vec<(String, String)> {
         .cloned()
         .collect();
     for backend in backends {
-        let listed = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
+        let listed = tokio::time::timeout_at(
+            deadline,
             state
                 .mcp
                 .aggregate

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::db::{self, Db};
+use crate::detect::clip;
 use crate::events::{EventContext, EventType, Severity};
 use crate::feed::Change;
 use crate::state::AppState;
@@ -611,17 +612,6 @@ fn stored(def: &Value) -> String {
     }
     cut.insert("_truncated".into(), Value::Bool(true));
     canonical_text(&Value::Object(cut))
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// What changed, field by field (each side as JSON text, clipped).
