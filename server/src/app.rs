@@ -222,6 +222,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(oauth::router())
         .merge(admin::router())
         .merge(crate::connections::router())
+        .merge(crate::portal::router())
 }
 
 /// The whole HTTP surface: the API (with OpenAPI and Swagger UI) and the SPA fallback.

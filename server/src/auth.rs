@@ -1,6 +1,7 @@
 //! Authentication: who is calling (`identity`), sessions and tokens (`tokens`), password login
 //! (`login`), the client's address (`client_ip`), and the `/auth/*` endpoints plus the JWKS.
 
+pub mod browser;
 pub mod client_ip;
 pub mod identity;
 pub mod login;
@@ -112,20 +113,7 @@ async fn change_password(
     SessionUser(principal): SessionUser,
     AppJson(req): AppJson<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {
-    let AuthMethod::Jwt { session_id } = &principal.method else {
-        return Err(ApiError::Unauthorized);
-    };
-    let creds = shared::auth::LoginRequest {
-        username: principal.username.clone(),
-        password: req.current_password.clone(),
-        session: Default::default(),
-    };
-    let verified = login::verify_credentials(&state, &meta, &creds, Audience::Mcp).await?;
-    let actor = accounts::Actor {
-        principal: &principal,
-        ip: meta.ip.0.to_string(),
-    };
-    accounts::change_own_password(&state, &actor, &verified, session_id, &req.new_password).await?;
+    login::change_password(&state, &meta, &principal, &req).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

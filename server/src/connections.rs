@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, Principal, RequestMeta};
+use crate::auth::identity::{self, AdminUser, Principal, RequestMeta};
 use crate::backend_auth::{Kind, connect};
 use crate::db::{self, backend_tokens::TokenRow};
 use crate::error::{ApiError, AppJson, AppPath};
@@ -107,15 +107,6 @@ fn health(
     }
 }
 
-/// The OAuth kind of a backend's credential, if it has one.
-fn kind_of(backend: &Backend) -> Option<Kind> {
-    match &backend.target.credential {
-        Credential::OAuth(cell) => Some(cell.auth.kind),
-        Credential::PerUser(auth) => Some(auth.kind),
-        _ => None,
-    }
-}
-
 fn backend_by_id(state: &AppState, id: i64) -> Result<std::sync::Arc<Backend>, ApiError> {
     state
         .mcp
@@ -144,7 +135,7 @@ async fn list_tokens(
     backends.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
     for backend in backends {
-        let Some(kind) = kind_of(&backend) else {
+        let Some(kind) = backend.oauth_kind() else {
             continue;
         };
         let mine = rows.iter().filter(|r| r.row.server_id == backend.id);
@@ -369,12 +360,34 @@ async fn connect_server(
     started(&state, flow)
 }
 
-/// The user signed in on this browser's connections page (the consent page's sign-in).
-async fn page_user(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// The user of a connections request: the portal's (a portal-audience bearer token) or the
+/// one signed in on this browser's connections page (the consent page's sign-in).
+async fn page_user(
+    state: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    if identity::bearer(headers).is_some() {
+        let accept = identity::Accept {
+            audience: crate::auth::tokens::Audience::Portal,
+            api_keys: false,
+            resource: None,
+        };
+        return identity::authenticate(state, headers, meta, accept).await;
+    }
     let user = crate::oauth::flow::cookie_user(state, headers)
         .await
         .ok_or(ApiError::Unauthorized)?;
     Ok(Principal::signed_in(&user))
+}
+
+/// Where the browser returns after connecting: the portal, or the connections page.
+fn return_page(headers: &HeaderMap) -> &'static str {
+    if identity::bearer(headers).is_some() {
+        "/account"
+    } else {
+        "/connect"
+    }
 }
 
 /// Signs in on the connections page (the same sign-in as the OAuth consent page: an HttpOnly
@@ -459,13 +472,14 @@ async fn sign_out(
 #[utoipa::path(get, path = "/oauth/backend/connections", tag = "connections", operation_id = "my_connections",
     responses(
         (status = 200, description = "Who is signed in, and their connections", body = MyConnections),
-        (status = 401, description = "Not signed in on this page", body = ApiErrorBody),
+        (status = 401, description = "Not signed in on this page or the portal", body = ApiErrorBody),
     ))]
 async fn my_connections(
     State(state): State<AppState>,
+    meta: RequestMeta,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let principal = page_user(&state, &headers).await?;
+    let principal = page_user(&state, &meta, &headers).await?;
     let rows = db::backend_tokens::list_user(&state.db.pool, principal.user_id).await?;
     let now = db::now();
     let out: Vec<UserConnection> = state
@@ -474,7 +488,7 @@ async fn my_connections(
         .usable(&principal)
         .await?
         .into_iter()
-        .filter(|b| kind_of(b) == Some(Kind::User))
+        .filter(|b| b.oauth_kind() == Some(Kind::User))
         .map(|b| {
             let row = rows.iter().find(|r| r.server_id == b.id);
             UserConnection {
@@ -515,7 +529,7 @@ async fn my_server(
         .usable(principal)
         .await?
         .into_iter()
-        .find(|b| b.name == server && kind_of(b) == Some(Kind::User))
+        .find(|b| b.name == server && b.oauth_kind() == Some(Kind::User))
         .ok_or(ApiError::NotFound("no such server"))
 }
 
@@ -525,7 +539,7 @@ async fn my_server(
     responses(
         (status = 200, description = "Where to send the browser; sets the flow cookie", body = ConnectStart),
         (status = 400, description = "Discovery or registration failed (`backend_oauth_failed`)", body = ApiErrorBody),
-        (status = 401, description = "Not signed in on this page", body = ApiErrorBody),
+        (status = 401, description = "Not signed in on this page or the portal", body = ApiErrorBody),
         (status = 403, description = "Cross-origin request", body = ApiErrorBody),
         (status = 404, description = "No such server (or not one of mine)", body = ApiErrorBody),
         (status = 429, description = "Too many connections in progress", body = ApiErrorBody),
@@ -537,14 +551,14 @@ async fn connect_mine(
     AppPath(server): AppPath<String>,
 ) -> Result<Response, ApiError> {
     crate::oauth::flow::same_origin_only(&state, &meta, &headers, "connections")?;
-    let principal = page_user(&state, &headers).await?;
+    let principal = page_user(&state, &meta, &headers).await?;
     let backend = my_server(&state, &principal, &server).await?;
     let flow = connect::start(
         &state,
         backend.id,
         principal.user_id,
         principal.user_id,
-        "/connect",
+        return_page(&headers),
     )
     .await?;
     started(&state, flow)
@@ -555,7 +569,7 @@ async fn connect_mine(
     params(("server" = String, Path, description = "Server name")),
     responses(
         (status = 204, description = "Disconnected"),
-        (status = 401, description = "Not signed in on this page", body = ApiErrorBody),
+        (status = 401, description = "Not signed in on this page or the portal", body = ApiErrorBody),
         (status = 403, description = "Cross-origin request", body = ApiErrorBody),
         (status = 404, description = "No such server or connection", body = ApiErrorBody),
     ))]
@@ -566,7 +580,7 @@ async fn disconnect_mine(
     AppPath(server): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     crate::oauth::flow::same_origin_only(&state, &meta, &headers, "connections")?;
-    let principal = page_user(&state, &headers).await?;
+    let principal = page_user(&state, &meta, &headers).await?;
     let backend = my_server(&state, &principal, &server).await?;
     let actor = Actor {
         principal: &principal,

@@ -36,6 +36,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
+pub mod portal;
 pub mod servers;
 pub mod setup;
 pub mod spa;

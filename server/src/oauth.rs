@@ -20,6 +20,7 @@
 
 pub mod clients;
 pub mod flow;
+pub mod grants;
 
 use std::collections::HashMap;
 

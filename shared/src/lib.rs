@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod live;
 pub mod oauth;
+pub mod portal;
 pub mod routes;
 pub mod servers;
 pub mod stats;

@@ -10,6 +10,7 @@ pub const JWKS: &str = "/.well-known/jwks.json";
 /// no route gets a JSON 404, never the SPA's `index.html`.
 pub const API_PREFIXES: &[&str] = &[
     "/admin/api",
+    "/portal/api",
     "/api-docs",
     "/auth/",
     "/oauth/",
@@ -41,6 +42,7 @@ mod tests {
         for api in [
             "/admin/api",
             "/admin/api/users",
+            "/portal/api/servers",
             "/auth/login",
             "/mcp",
             "/mcp/github",
@@ -58,6 +60,9 @@ mod tests {
             "/login",
             "/setup",
             "/mcpfoo",
+            "/account",
+            "/account/api-keys",
+            "/portal",
             "/healthz",
             "/auth",
         ] {

@@ -12,10 +12,9 @@ use utoipa_axum::routes;
 use crate::accounts;
 use crate::admin::actor;
 use crate::auth::identity::{AdminUser, RequestMeta};
-use crate::auth::tokens;
-use crate::db::{self, oauth::GrantRow};
+use crate::db;
 use crate::error::{ApiError, AppJson, AppPath};
-use crate::oauth::clients;
+use crate::oauth::{clients, grants};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,49 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(client_grants))
         .routes(routes!(user_grants))
         .routes(routes!(revoke_grant))
-}
-
-/// Grants with their per-resource scopes.
-async fn grants_to_api(
-    state: &AppState,
-    rows: Vec<GrantRow>,
-    user_id: Option<i64>,
-    client_key: Option<i64>,
-) -> Result<Vec<OAuthGrant>, ApiError> {
-    let scopes = db::oauth::grant_scopes(&state.db.pool, user_id, client_key).await?;
-    Ok(rows
-        .into_iter()
-        .map(|g| OAuthGrant {
-            resources: scopes
-                .iter()
-                .filter(|(u, c, _, _)| *u == g.user_id && *c == g.client_key)
-                .map(|(_, _, resource, scope)| shared::oauth::GrantResource {
-                    resource: resource.clone(),
-                    scope: scope.clone(),
-                })
-                .collect(),
-            user_id: g.user_id,
-            client: g.client_key,
-            client_id: g.client_id,
-            client_name: g.client_name,
-            scope: g.scope,
-            created_at: g.created_at,
-            last_used_at: g.last_used_at,
-        })
-        .collect())
-}
-
-/// Ends every live session of a client (for one user, or all).
-async fn end_sessions(
-    state: &AppState,
-    client_key: i64,
-    user_id: Option<i64>,
-) -> Result<usize, ApiError> {
-    let sessions = db::sessions::of_client(&state.db.pool, client_key, user_id).await?;
-    for sid in &sessions {
-        tokens::revoke_session(state, sid, "oauth_client_revoked").await?;
-    }
-    Ok(sessions.len())
 }
 
 /// Every OAuth client: registered dynamically, by an admin, or known by its metadata document.
@@ -190,7 +146,7 @@ async fn revoke_client(
         .oauth
         .cimd_cache
         .retain(|url, _| *url != row.client_id);
-    end_sessions(&state, id, None).await?;
+    grants::end_sessions(&state, id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -205,7 +161,7 @@ async fn client_grants(
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<Vec<OAuthGrant>>, ApiError> {
     let rows = db::oauth::list_grants(&state.db.pool, None, Some(id)).await?;
-    Ok(AppJson(grants_to_api(&state, rows, None, Some(id)).await?))
+    Ok(AppJson(grants::to_api(&state, rows, None, Some(id)).await?))
 }
 
 /// The OAuth clients a user granted access, with when each last obtained tokens.
@@ -218,8 +174,7 @@ async fn user_grants(
     AdminUser(_admin): AdminUser,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<Vec<OAuthGrant>>, ApiError> {
-    let rows = db::oauth::list_grants(&state.db.pool, Some(id), None).await?;
-    Ok(AppJson(grants_to_api(&state, rows, Some(id), None).await?))
+    Ok(AppJson(grants::of_user(&state, id).await?))
 }
 
 /// Revokes a user's grant to a client: the consent is forgotten (asked again next time) and the
@@ -237,21 +192,6 @@ async fn revoke_grant(
     meta: RequestMeta,
     AppPath((user_id, client)): AppPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = state.db.begin().await?;
-    if db::oauth::delete_grant(&mut *tx, user_id, client).await? == 0 {
-        return Err(ApiError::NotFound("no such grant"));
-    }
-    accounts::audit(
-        &mut *tx,
-        &actor(&admin, &meta),
-        "oauth_grant.revoke",
-        "user",
-        Some(user_id.to_string()),
-        Some(json!({ "client": client })),
-        None,
-    )
-    .await?;
-    tx.commit().await?;
-    end_sessions(&state, client, Some(user_id)).await?;
+    grants::revoke(&state, &actor(&admin, &meta), user_id, client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -244,8 +244,8 @@ async fn activity(
     let page = PageQuery::checked(query.page, query.per_page)?;
     let (limit, offset) = page.limit_offset();
     let server = query.server.as_deref();
-    let rows = db::servers::list_activity(&state.db.pool, server, limit, offset).await?;
-    let total = db::servers::count_activity(&state.db.pool, server).await?;
+    let rows = db::servers::list_activity(&state.db.pool, server, None, limit, offset).await?;
+    let total = db::servers::count_activity(&state.db.pool, server, None).await?;
     Ok(AppJson(Page {
         items: rows
             .into_iter()

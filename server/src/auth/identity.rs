@@ -638,6 +638,13 @@ extractor!(
     false
 );
 extractor!(
+    /// A user signed in to the portal (a portal-audience JWT; `/portal/api`). API keys are
+    /// never accepted.
+    PortalUser,
+    Audience::Portal,
+    false
+);
+extractor!(
     /// A user with an MCP-audience JWT or an API key (`/mcp`, `/auth/me`).
     McpUser,
     Audience::Mcp,

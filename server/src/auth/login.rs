@@ -21,7 +21,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shared::auth::{LoginRequest, Role, TokenResponse};
+use shared::auth::{LoginRequest, TokenResponse};
 
 use crate::auth::identity::RequestMeta;
 use crate::auth::tokens::{self, Audience};
@@ -256,11 +256,7 @@ pub async fn verify_credentials(
     };
     let password_ok = req.password.len() <= password::MAX_PASSWORD_LENGTH * 4
         && password::verify(req.password.clone(), hash).await?;
-    let accepted = user.filter(|u| {
-        password_ok
-            && u.enabled != 0
-            && (audience == Audience::Mcp || u.role == Role::Admin.as_str())
-    });
+    let accepted = user.filter(|u| password_ok && u.enabled != 0 && audience.admits(&u.role));
     let Some(user) = accepted else {
         place.keep();
         return Err(failed(state, meta, &username_key, now).await?);
@@ -334,4 +330,30 @@ async fn failed(
         );
     }
     Ok(ApiError::InvalidCredentials)
+}
+
+/// Changes a signed-in user's own password: the current one is checked like a sign-in (wrong
+/// ones count towards the lockout), the new one is written only over the one just verified,
+/// and every other session of the user ends (this one goes on).
+pub async fn change_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &crate::auth::identity::Principal,
+    req: &shared::users::ChangePassword,
+) -> Result<(), ApiError> {
+    let crate::auth::identity::AuthMethod::Jwt { session_id } = &principal.method else {
+        return Err(ApiError::Unauthorized);
+    };
+    let creds = LoginRequest {
+        username: principal.username.clone(),
+        password: req.current_password.clone(),
+        session: Default::default(),
+    };
+    let verified = verify_credentials(state, meta, &creds, Audience::Mcp).await?;
+    let actor = crate::accounts::Actor {
+        principal,
+        ip: meta.ip.0.to_string(),
+    };
+    crate::accounts::change_own_password(state, &actor, &verified, session_id, &req.new_password)
+        .await
 }

@@ -31,6 +31,8 @@ pub enum Audience {
     Mcp,
     /// The admin API.
     Admin,
+    /// The user portal (`/portal/api`): a user's own servers, keys, applications and password.
+    Portal,
 }
 
 impl Audience {
@@ -39,7 +41,14 @@ impl Audience {
         match self {
             Audience::Mcp => "mcp",
             Audience::Admin => "admin",
+            Audience::Portal => "portal",
         }
+    }
+
+    /// Whether a user of `role` may hold a session of this audience (the admin API is for
+    /// admins only; the MCP endpoints and the portal for every enabled user).
+    pub fn admits(self, role: &str) -> bool {
+        self != Audience::Admin || role == Role::Admin.as_str()
     }
 
     /// The `aud` claim.
@@ -47,6 +56,7 @@ impl Audience {
         match self {
             Audience::Mcp => format!("{public_url}/mcp"),
             Audience::Admin => format!("{public_url}/admin/api"),
+            Audience::Portal => format!("{public_url}/portal/api"),
         }
     }
 }
@@ -260,9 +270,9 @@ pub async fn rotate(
         return Err(ApiError::Unauthorized);
     }
     let user = db::users::find_by_id(&state.db.pool, session.user_id).await?;
-    let allowed = user.as_ref().is_some_and(|u| {
-        u.enabled != 0 && (audience == Audience::Mcp || u.role == Role::Admin.as_str())
-    });
+    let allowed = user
+        .as_ref()
+        .is_some_and(|u| u.enabled != 0 && audience.admits(&u.role));
     if !allowed {
         return Err(ApiError::Unauthorized);
     }

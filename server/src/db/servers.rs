@@ -285,21 +285,24 @@ pub async fn insert_activity(
     Ok(())
 }
 
+/// Activity newest first, of one server and/or one user when given.
 pub async fn list_activity(
     db: impl AnyExecutor<'_>,
     server: Option<&str>,
+    user_id: Option<i64>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<ActivityRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, at, user_id, username, server, method, tool, status, http_status,
                 latency_ms, bytes_in, bytes_out, client_name, rpc_error_code, suspicious
-         from mcp_activity where ($1 is null or server = $1)
+         from mcp_activity where ($1 is null or server = $1) and ($4 is null or user_id = $4)
          order by id desc limit $2 offset $3",
     )
     .bind(server)
     .bind(limit)
     .bind(offset)
+    .bind(user_id)
     .fetch_all(db)
     .await
 }
@@ -307,11 +310,16 @@ pub async fn list_activity(
 pub async fn count_activity(
     db: impl AnyExecutor<'_>,
     server: Option<&str>,
+    user_id: Option<i64>,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from mcp_activity where ($1 is null or server = $1)")
-        .bind(server)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(
+        "select count(*) from mcp_activity
+         where ($1 is null or server = $1) and ($2 is null or user_id = $2)",
+    )
+    .bind(server)
+    .bind(user_id)
+    .fetch_one(db)
+    .await
 }
 
 /// Deletes activity older than `before` (retention).

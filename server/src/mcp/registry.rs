@@ -63,6 +63,15 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// The OAuth kind of its credential, if it has one.
+    pub fn oauth_kind(&self) -> Option<crate::backend_auth::Kind> {
+        match &self.target.credential {
+            crate::mcp::backend::Credential::OAuth(cell) => Some(cell.auth.kind),
+            crate::mcp::backend::Credential::PerUser(auth) => Some(auth.kind),
+            _ => None,
+        }
+    }
+
     pub fn era(&self) -> Era {
         self.era.lock().map(|e| *e).unwrap_or(Era::Unknown)
     }

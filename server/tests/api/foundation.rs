@@ -273,3 +273,56 @@ async fn data_dir_database_keys_and_logs_are_private() {
         "a log"
     );
 }
+
+db_test! {
+    /// Migration 0013 widens the sessions' audience check (on SQLite by rebuilding the table):
+    /// sessions and their refresh tokens written before it survive it, with their links.
+    async fn the_portal_migration_keeps_sessions_and_refresh_tokens(env: TestEnv) {
+        let config = env.config();
+        let store = db::Db::connect(&config.database, 2).await.unwrap();
+        // Every migration before 0013, from a copy of the folder.
+        let folder = match store.backend {
+            db::Backend::Sqlite => "sqlite",
+            db::Backend::Postgres => "postgres",
+        };
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(folder);
+        let older = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if name.as_str() < "0013" {
+                std::fs::copy(&path, older.path().join(&name)).unwrap();
+            }
+        }
+        sqlx::migrate::Migrator::new(older.path()).await.unwrap().run(&store.pool).await.unwrap();
+        let pool = &store.pool;
+        sqlx::query("insert into users (username, password_hash, role, enabled, created_at, updated_at) values ('old', 'x', 'user', 1, 1, 1)")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("insert into sessions (id, user_id, audience, created_at, expires_at) values ('s1', (select id from users where username = 'old'), 'mcp', 1, 4000000000)")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("insert into refresh_tokens (token_hash, session_id, created_at, expires_at) values ('h1', 's1', 1, 4000000000)")
+            .execute(pool)
+            .await
+            .unwrap();
+        let portal = "insert into sessions (id, user_id, audience, created_at, expires_at) values ('s2', (select id from users where username = 'old'), 'portal', 1, 4000000000)";
+        assert!(sqlx::query(portal).execute(pool).await.is_err(), "no portal sessions before 0013");
+
+        store.migrate().await.unwrap();
+        let tokens: i64 = sqlx::query_scalar("select count(*) from refresh_tokens where session_id = 's1'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(tokens, 1, "the refresh token survived the rebuild");
+        sqlx::query(portal).execute(pool).await.unwrap();
+        let bad = "insert into sessions (id, user_id, audience, created_at, expires_at) values ('s3', (select id from users where username = 'old'), 'other', 1, 4000000000)";
+        assert!(sqlx::query(bad).execute(pool).await.is_err(), "the check still holds");
+        // The links hold: deleting the user deletes its sessions and their refresh tokens.
+        sqlx::query("delete from users where username = 'old'").execute(pool).await.unwrap();
+        let left: i64 = sqlx::query_scalar("select count(*) from refresh_tokens").fetch_one(pool).await.unwrap();
+        assert_eq!(left, 0);
+    }
+}

@@ -22,5 +22,6 @@ mod observe;
 mod openapi;
 mod peers;
 mod pins;
+mod portal;
 mod replicas;
 mod spa;

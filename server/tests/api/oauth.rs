@@ -1162,3 +1162,78 @@ db_test! {
         }
     }
 }
+
+/// The portal lists the applications a user approved and revokes them: the client's tokens
+/// stop at once and the consent is forgotten; nobody revokes or sees anybody else's, and the client's
+/// own token never opens the portal.
+#[tokio::test]
+async fn users_revoke_the_applications_they_approved_in_the_portal() {
+    let (app, admin) = TestApp::sqlite_with_admin().await;
+    app.create_user(&admin, "quinn", "user").await;
+    app.create_user(&admin, "rita", "user").await;
+    let redirect = "http://127.0.0.1:9/callback";
+    let client_id = register(&app, redirect).await;
+    let authz = Authz {
+        client_id: &client_id,
+        redirect,
+        resource: Some(format!("{}/mcp", app.state.config.public_url)),
+        scope: Some("mcp"),
+    };
+    let code = code_for(&app, &authz, "quinn", USER_PASSWORD).await;
+    let (status, tokens) = exchange(&app, &client_id, &code, redirect, VERIFIER).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    assert_eq!(mcp_status(&app, "/mcp", &access).await, StatusCode::OK);
+    let me = app
+        .send(Method::GET, "/portal/api/me", Some(&access), None)
+        .await;
+    assert_eq!(
+        me.status(),
+        StatusCode::UNAUTHORIZED,
+        "a client's token never opens the portal"
+    );
+
+    let (quinn, _) = crate::portal::portal_sign_in(&app, "quinn", USER_PASSWORD).await;
+    let (rita, _) = crate::portal::portal_sign_in(&app, "rita", USER_PASSWORD).await;
+    let mine: Value = app
+        .get_as("/portal/api/applications", &quinn)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["client_id"], client_id.as_str());
+    assert_eq!(mine[0]["client_name"], "Test Client");
+    let client = mine[0]["client"].as_i64().unwrap();
+    let theirs: Value = app
+        .get_as("/portal/api/applications", &rita)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs, json!([]));
+    let path = format!("/portal/api/applications/{client}");
+    let res = app.send(Method::DELETE, &path, Some(&rita), None).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "not rita's");
+    assert_eq!(
+        mcp_status(&app, "/mcp", &access).await,
+        StatusCode::OK,
+        "rita changed nothing"
+    );
+    let res = app.send(Method::DELETE, &path, Some(&quinn), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        mcp_status(&app, "/mcp", &access).await,
+        StatusCode::UNAUTHORIZED,
+        "its sessions end at once"
+    );
+    let mine: Value = app
+        .get_as("/portal/api/applications", &quinn)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine, json!([]));
+    let res = app.send(Method::DELETE, &path, Some(&quinn), None).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
