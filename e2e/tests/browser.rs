@@ -1088,3 +1088,192 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
     );
     c.close().await.unwrap();
 }
+
+/// Runs a client configuration copied from the portal (a Python SDK script) with an API key;
+/// returns (exit success, stdout + stderr).
+async fn run_copied_python(script: &str, key: &str) -> (bool, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("MCP_PY2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".tools/venv-mcp2/bin/python"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client.py");
+    std::fs::write(&file, script).unwrap();
+    // Off this runtime's thread: the gateway under test is served by it.
+    let key = key.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&file)
+            .env("GATEWAY_API_KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Opens a server's client configurations (and their API-key part) and reads one.
+async fn copied_snippet(c: &Client, kind: &str, server: &str) -> String {
+    for summary in [
+        format!("snippet-open-{server}"),
+        format!("snippet-open-key-{server}"),
+    ] {
+        let open = c
+            .find(Locator::Css(&format!("details:has(> #{summary})")))
+            .await
+            .unwrap()
+            .attr("open")
+            .await
+            .unwrap();
+        if open.is_none() {
+            click(c, &summary).await;
+        }
+    }
+    text_of(c, &format!("snippet-{kind}-{server}")).await
+}
+
+/// A regular user in the portal: signs in (never into the admin pages), sees the servers
+/// granted to them, creates an API key scoped to one of them, copies the Python SDK
+/// configuration and runs it against the gateway (the other server refuses the key), changes
+/// the password (a wrong current one is refused), signs out and back in.
+#[tokio::test]
+async fn a_user_creates_a_scoped_key_in_the_portal_and_uses_a_copied_configuration() {
+    let (_alpha, alpha_port) = start_peer().await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("MCP_PY2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".tools/venv-mcp2/bin/python"));
+    let (_beta, beta_port) = start_peer_with(&python, "beta", &[]).await;
+    let gateway =
+        start_gateway_with(&[("ADMIN_USERNAME", "admin"), ("ADMIN_PASSWORD", PASSWORD)]).await;
+    let base = format!("http://{}", gateway.addr);
+
+    // The admin's part, through the API: a user and two servers granted to them.
+    let http = reqwest::Client::new();
+    let admin: serde_json::Value = http
+        .post(format!("{base}/admin/api/login"))
+        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["access_token"].as_str().unwrap().to_string();
+    let post = |path: &str, body: serde_json::Value| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert!(res.status().is_success(), "{}", res.status());
+            res.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let dana = post(
+        "/admin/api/users",
+        serde_json::json!({"username": "dana", "password": PASSWORD, "role": "user"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    for (name, port) in [("Alpha Tools", alpha_port), ("beta", beta_port)] {
+        let server = post(
+            "/admin/api/mcp-servers",
+            serde_json::json!({"name": name, "url": format!("http://127.0.0.1:{port}/mcp")}),
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let res = http
+            .patch(format!("{base}/admin/api/users/{dana}/mcp-permissions"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"server_id": server, "can_access": true}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+
+    let driver = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path(), 1280, 900).await;
+    // The admin sign-in does not admit a user; the portal does.
+    c.goto(&format!("{base}/login")).await.unwrap();
+    text_of(&c, "login-username").await;
+    fill(&c, "login-username", "dana").await;
+    fill(&c, "login-password", PASSWORD).await;
+    click(&c, "login-submit").await;
+    text_of(&c, "login-error").await;
+    c.goto(&format!("{base}/account")).await.unwrap();
+    wait_url(&c, "/account/login").await;
+    fill(&c, "account-username", "dana").await;
+    fill(&c, "account-password", PASSWORD).await;
+    click(&c, "account-login-submit").await;
+    wait_url(&c, "/account").await;
+    wait_text(&c, "url-alpha-tools", &format!("{base}/mcp/alpha-tools")).await;
+    wait_text(&c, "url-beta", &format!("{base}/mcp/beta")).await;
+    wait_text(&c, "aggregate-url", &format!("{base}/mcp")).await;
+    screenshot(&c, "portal-servers").await;
+
+    // A key for alpha only, expiring in 30 days.
+    nav(&c, "My API keys", "/account/api-keys").await;
+    fill(&c, "my-key-name", "laptop").await;
+    click(&c, "my-key-server-alpha-tools").await;
+    select(&c, "my-key-expiry", "30").await;
+    click(&c, "my-key-create").await;
+    let secret = text_of(&c, "my-key-secret").await;
+    assert!(secret.starts_with("amg_"), "{secret}");
+    wait_text(&c, "my-keys", "alpha-tools").await;
+    screenshot(&c, "portal-keys").await;
+
+    // The copied Python SDK configuration works with the key on alpha, not on beta.
+    nav(&c, "My servers", "/account").await;
+    let script = copied_snippet(&c, "python", "alpha-tools").await;
+    assert!(
+        script.contains(&format!("{base}/mcp/alpha-tools")),
+        "{script}"
+    );
+    let (ok, out) = run_copied_python(&script, &secret).await;
+    assert!(ok && out.contains("echo"), "{out}");
+    let script = copied_snippet(&c, "python", "beta").await;
+    let (ok, out) = run_copied_python(&script, &secret).await;
+    assert!(
+        !ok && out.contains("you do not have access to this MCP server"),
+        "the key is scoped to alpha: {out}"
+    );
+    // My activity shows the calls.
+    nav(&c, "Activity", "/account/activity").await;
+    wait_text(&c, "my-activity", "alpha-tools").await;
+
+    // The password: a wrong current one is refused; then changed.
+    nav(&c, "Password", "/account/password").await;
+    fill(&c, "password-current", "not the password at all").await;
+    fill(&c, "password-new", "another long passphrase 42").await;
+    fill(&c, "password-repeat", "another long passphrase 42").await;
+    click(&c, "password-submit").await;
+    text_of(&c, "password-error").await;
+    fill(&c, "password-current", PASSWORD).await;
+    click(&c, "password-submit").await;
+    text_of(&c, "password-changed").await;
+    screenshot(&c, "portal-password").await;
+
+    // Signed out, and back in with the new password (the reload resumes nothing).
+    click(&c, "sign-out").await;
+    wait_url(&c, "/account/login").await;
+    c.goto(&format!("{base}/account/api-keys")).await.unwrap();
+    wait_url(&c, "/account/login").await;
+    fill(&c, "account-username", "dana").await;
+    fill(&c, "account-password", "another long passphrase 42").await;
+    click(&c, "account-login-submit").await;
+    wait_url(&c, "/account").await;
+    wait_text(&c, "signed-in-as", "dana").await;
+    c.close().await.unwrap();
+}

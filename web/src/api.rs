@@ -3,9 +3,11 @@
 //! and turns any non-2xx answer into an `ApiError` decoded from the server's
 //! `{"error": {"code", "message"}}` envelope.
 //!
-//! The admin session survives reloads without any credential readable by JavaScript: the
-//! refresh token lives in an `HttpOnly; SameSite=Strict` cookie scoped to
-//! `/admin/api/session`, and the access token only in this module's memory.
+//! Two sessions, one per audience: the admin pages (`/admin/api`) and the user portal
+//! (`/portal/api`). Each survives reloads without any credential readable by JavaScript: its
+//! refresh token lives in an `HttpOnly; SameSite=Strict` cookie scoped to its session path, and
+//! its access token only in this module's memory. A request carries the token of the realm its
+//! path belongs to, and no token at all outside the two.
 
 use std::cell::RefCell;
 
@@ -26,13 +28,14 @@ use shared::oauth::{
     ConsentDecision, ConsentRequest, ConsentResult, CreateOAuthClient, CreatedOAuthClient,
     OAuthClient, OAuthGrant,
 };
+use shared::portal::MyServers;
 use shared::servers::{
     ActivityRecord, ConnectStart, ConnectionTest, ConnectionsUser, CreateServer, GatewaySettings,
     McpServer, MyConnections, PinDecision, RateLimits, ServerPermission, SetServerPermission,
     SettingsUpdate, TokenHealth, ToolPin, ToolRules, UpdateServer,
 };
 use shared::stats::Stats;
-use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
+use shared::users::{ChangePassword, CreateUser, Page, ResetPassword, UpdateUser, User};
 
 /// An error as the UI shows it: the server's code and message, or a transport failure.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,17 +51,52 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// Whose access token a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Realm {
+    Admin,
+    Portal,
+}
+
+impl Realm {
+    /// The realm of an API path (`None`: send no token).
+    fn of(path: &str) -> Option<Realm> {
+        if path.starts_with("/admin/api/") {
+            Some(Realm::Admin)
+        } else if path.starts_with("/portal/api/") {
+            Some(Realm::Portal)
+        } else {
+            None
+        }
+    }
+
+    fn refresh_path(self) -> &'static str {
+        match self {
+            Realm::Admin => "/admin/api/session/refresh",
+            Realm::Portal => "/portal/api/session/refresh",
+        }
+    }
+}
+
 thread_local! {
-    /// The access token lives in memory only (never in localStorage or a readable cookie).
-    static ACCESS_TOKEN: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The access tokens live in memory only (never in localStorage or a readable cookie).
+    static ADMIN_TOKEN: RefCell<Option<String>> = const { RefCell::new(None) };
+    static PORTAL_TOKEN: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-fn set_access_token(token: Option<String>) {
-    ACCESS_TOKEN.with(|t| *t.borrow_mut() = token);
+fn set_access_token(realm: Realm, token: Option<String>) {
+    let cell = match realm {
+        Realm::Admin => &ADMIN_TOKEN,
+        Realm::Portal => &PORTAL_TOKEN,
+    };
+    cell.with(|t| *t.borrow_mut() = token);
 }
 
-fn access_token() -> Option<String> {
-    ACCESS_TOKEN.with(|t| t.borrow().clone())
+fn access_token(realm: Option<Realm>) -> Option<String> {
+    match realm? {
+        Realm::Admin => ADMIN_TOKEN.with(|t| t.borrow().clone()),
+        Realm::Portal => PORTAL_TOKEN.with(|t| t.borrow().clone()),
+    }
 }
 
 fn transport_error(e: gloo_net::Error) -> ApiError {
@@ -69,14 +107,15 @@ fn transport_error(e: gloo_net::Error) -> ApiError {
     }
 }
 
-/// One HTTP exchange; `Ok(None)` for 204.
+/// One HTTP exchange with `realm`'s token; `Ok(None)` for 204.
 async fn send_once<B: Serialize>(
+    realm: Option<Realm>,
     method: Method,
     path: &str,
     body: Option<&B>,
 ) -> Result<Option<gloo_net::http::Response>, ApiError> {
     let mut builder = RequestBuilder::new(path).method(method);
-    if let Some(token) = access_token() {
+    if let Some(token) = access_token(realm) {
         builder = builder.header("Authorization", &format!("Bearer {token}"));
     }
     let request = match body {
@@ -105,20 +144,33 @@ async fn send_once<B: Serialize>(
     })
 }
 
-/// Sends a request; on a 401 with a token in hand, refreshes the session once and retries.
+/// Sends a request with `realm`'s token; on a 401 with a token in hand, refreshes that
+/// session once and retries.
+async fn send_in<B: Serialize>(
+    realm: Option<Realm>,
+    method: Method,
+    path: &str,
+    body: Option<&B>,
+) -> Result<Option<gloo_net::http::Response>, ApiError> {
+    let had_token = access_token(realm).is_some();
+    match send_once(realm, method.clone(), path, body).await {
+        Err(e) if e.status == 401 && had_token => {
+            if let Some(realm) = realm {
+                refresh(realm).await?;
+            }
+            send_once(realm, method, path, body).await
+        }
+        other => other,
+    }
+}
+
+/// Sends a request with the token of the realm its path belongs to.
 async fn send<B: Serialize>(
     method: Method,
     path: &str,
     body: Option<&B>,
 ) -> Result<Option<gloo_net::http::Response>, ApiError> {
-    let had_token = access_token().is_some();
-    match send_once(method.clone(), path, body).await {
-        Err(e) if e.status == 401 && had_token => {
-            refresh().await?;
-            send_once(method, path, body).await
-        }
-        other => other,
-    }
+    send_in(Realm::of(path), method, path, body).await
 }
 
 async fn decode<T: DeserializeOwned>(
@@ -386,10 +438,24 @@ pub async fn setup_create_admin(account: &SetupAccount) -> Result<User, ApiError
 /// Signs an admin in; the refresh token goes into the HttpOnly cookie, the access token into
 /// memory.
 pub async fn admin_login(username: &str, password: &str) -> Result<Me, ApiError> {
+    sign_in(Realm::Admin, username, password).await
+}
+
+/// Signs a user in to the portal (any user), like `admin_login`.
+pub async fn portal_login(username: &str, password: &str) -> Result<Me, ApiError> {
+    sign_in(Realm::Portal, username, password).await
+}
+
+async fn sign_in(realm: Realm, username: &str, password: &str) -> Result<Me, ApiError> {
+    let path = match realm {
+        Realm::Admin => "/admin/api/login",
+        Realm::Portal => "/portal/api/login",
+    };
     let tokens: TokenResponse = decode(
         send_once(
+            None,
             Method::POST,
-            "/admin/api/login",
+            path,
             Some(&LoginRequest {
                 username: username.into(),
                 password: password.into(),
@@ -399,16 +465,17 @@ pub async fn admin_login(username: &str, password: &str) -> Result<Me, ApiError>
         .await?,
     )
     .await?;
-    set_access_token(Some(tokens.access_token));
-    me().await
+    set_access_token(realm, Some(tokens.access_token));
+    me_in(realm).await
 }
 
 /// Trades the refresh cookie for a new access token (and a new cookie).
-pub async fn refresh() -> Result<(), ApiError> {
+async fn refresh(realm: Realm) -> Result<(), ApiError> {
     let result: Result<TokenResponse, ApiError> = decode(
         send_once(
+            None,
             Method::POST,
-            "/admin/api/session/refresh",
+            realm.refresh_path(),
             Some(&serde_json::json!({})),
         )
         .await?,
@@ -416,29 +483,37 @@ pub async fn refresh() -> Result<(), ApiError> {
     .await;
     match result {
         Ok(tokens) => {
-            set_access_token(Some(tokens.access_token));
+            set_access_token(realm, Some(tokens.access_token));
             Ok(())
         }
         Err(e) => {
-            set_access_token(None);
+            set_access_token(realm, None);
             Err(e)
         }
     }
 }
 
-/// Restores the session after a reload, if the refresh cookie is still good.
-pub async fn resume() -> Option<Me> {
-    refresh().await.ok()?;
-    me().await.ok()
+/// Restores a realm's session after a reload, if its refresh cookie is still good.
+pub async fn resume(realm: Realm) -> Option<Me> {
+    refresh(realm).await.ok()?;
+    me_in(realm).await.ok()
 }
 
-pub async fn me() -> Result<Me, ApiError> {
-    get("/admin/api/me").await
+async fn me_in(realm: Realm) -> Result<Me, ApiError> {
+    match realm {
+        Realm::Admin => get("/admin/api/me").await,
+        Realm::Portal => get("/portal/api/me").await,
+    }
 }
 
-pub async fn logout() -> Result<(), ApiError> {
-    let result = send_once::<()>(Method::POST, "/admin/api/session/logout", None).await;
-    set_access_token(None);
+/// Signs out of a realm (its session and this browser's consent-page sign-in end).
+pub async fn logout(realm: Realm) -> Result<(), ApiError> {
+    let path = match realm {
+        Realm::Admin => "/admin/api/session/logout",
+        Realm::Portal => "/portal/api/session/logout",
+    };
+    let result = send_once::<()>(Some(realm), Method::POST, path, None).await;
+    set_access_token(realm, None);
     result.map(|_| ())
 }
 
@@ -523,4 +598,64 @@ pub async fn disconnect_my_account(server: &str) -> Result<(), ApiError> {
         query_value(server)
     ))
     .await
+}
+
+// The user portal (`/portal/api`, the portal's token).
+
+pub async fn my_servers() -> Result<MyServers, ApiError> {
+    get("/portal/api/servers").await
+}
+
+pub async fn my_api_keys() -> Result<Vec<ApiKey>, ApiError> {
+    get("/portal/api/api-keys").await
+}
+
+pub async fn create_my_api_key(key: &CreateApiKey) -> Result<CreatedApiKey, ApiError> {
+    post("/portal/api/api-keys", key).await
+}
+
+pub async fn revoke_my_api_key(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/portal/api/api-keys/{id}")).await
+}
+
+pub async fn my_applications() -> Result<Vec<OAuthGrant>, ApiError> {
+    get("/portal/api/applications").await
+}
+
+pub async fn revoke_my_application(client: i64) -> Result<(), ApiError> {
+    delete(&format!("/portal/api/applications/{client}")).await
+}
+
+pub async fn change_my_password(change: &ChangePassword) -> Result<(), ApiError> {
+    post_empty("/portal/api/password", change).await
+}
+
+pub async fn my_activity() -> Result<Page<ActivityRecord>, ApiError> {
+    get("/portal/api/activity?per_page=100").await
+}
+
+/// My backend account connections, with the portal's token.
+pub async fn portal_connections() -> Result<MyConnections, ApiError> {
+    decode(
+        send_in::<()>(
+            Some(Realm::Portal),
+            Method::GET,
+            "/oauth/backend/connections",
+            None,
+        )
+        .await?,
+    )
+    .await
+}
+
+pub async fn portal_connect(server: &str) -> Result<ConnectStart, ApiError> {
+    let path = format!("/oauth/backend/connections/{}", query_value(server));
+    decode(send_in(Some(Realm::Portal), Method::POST, &path, Some(&())).await?).await
+}
+
+pub async fn portal_disconnect(server: &str) -> Result<(), ApiError> {
+    let path = format!("/oauth/backend/connections/{}", query_value(server));
+    send_in::<()>(Some(Realm::Portal), Method::DELETE, &path, None)
+        .await
+        .map(|_| ())
 }

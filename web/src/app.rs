@@ -5,6 +5,9 @@ use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::layout::Layout;
+use crate::pages::account::{
+    AccountLogin, MyActivity, MyApiKeys, MyApplications, MyPassword, MyServers,
+};
 use crate::pages::audit::{Audit, AuditReportPage};
 use crate::pages::connections::Connections;
 use crate::pages::consent::Consent;
@@ -17,7 +20,7 @@ use crate::pages::settings::Settings;
 use crate::pages::tokens::Tokens;
 use crate::pages::users::{OwnApiKeys, UserDetail, Users};
 use crate::pages::{dashboard::Dashboard, login::Login, not_found::NotFound, setup::Setup};
-use crate::session::{RequireAdmin, Session};
+use crate::session::{RequireAccount, RequireAdmin, Session};
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -42,6 +45,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/tool-changes") view=|| view! { <RequireAdmin><ToolChanges /></RequireAdmin> } />
                     <Route path=path!("/admin/audit") view=|| view! { <RequireAdmin><Audit /></RequireAdmin> } />
                     <Route path=path!("/admin/audit/:id") view=|| view! { <RequireAdmin><AuditReportPage /></RequireAdmin> } />
+                    <Route path=path!("/account") view=|| view! { <RequireAccount><MyServers /></RequireAccount> } />
+                    <Route path=path!("/account/api-keys") view=|| view! { <RequireAccount><MyApiKeys /></RequireAccount> } />
+                    <Route path=path!("/account/applications") view=|| view! { <RequireAccount><MyApplications /></RequireAccount> } />
+                    <Route path=path!("/account/password") view=|| view! { <RequireAccount><MyPassword /></RequireAccount> } />
+                    <Route path=path!("/account/activity") view=|| view! { <RequireAccount><MyActivity /></RequireAccount> } />
+                    <Route path=path!("/account/login") view=AccountLogin />
                     <Route path=path!("/consent") view=Consent />
                     <Route path=path!("/connect") view=Connections />
                     <Route path=path!("/connect/:server") view=Connections />

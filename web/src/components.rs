@@ -1,4 +1,5 @@
 //! Reusable widgets.
 
 pub mod layout;
+pub mod snippets;
 pub mod widgets;

@@ -1,4 +1,5 @@
-//! The signed-in admin, shared through context, and the guard for admin-only pages.
+//! Who is signed in, shared through context: the admin (admin pages) and the portal's user
+//! (the `/account` pages), each with its guard.
 
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
@@ -10,6 +11,8 @@ use crate::api;
 pub struct Session {
     /// The signed-in admin, if any.
     pub me: RwSignal<Option<Me>>,
+    /// The user signed in to the portal, if any.
+    pub account: RwSignal<Option<Me>>,
     /// False until the start-up check (setup status, session resume) has finished.
     pub ready: RwSignal<bool>,
     /// True while the gateway still needs its first admin.
@@ -23,6 +26,7 @@ impl Session {
     pub fn provide() -> Session {
         let session = Session {
             me: RwSignal::new(None),
+            account: RwSignal::new(None),
             ready: RwSignal::new(false),
             setup_required: RwSignal::new(false),
             setup_token_required: RwSignal::new(false),
@@ -34,7 +38,10 @@ impl Session {
                     session.setup_required.set(true);
                     session.setup_token_required.set(status.token_required);
                 }
-                _ => session.me.set(api::resume().await),
+                _ => {
+                    session.me.set(api::resume(api::Realm::Admin).await);
+                    session.account.set(api::resume(api::Realm::Portal).await);
+                }
             }
             session.ready.set(true);
         });
@@ -58,6 +65,24 @@ pub fn RequireAdmin(children: ChildrenFn) -> impl IntoView {
             view! { <Redirect path="/setup" /> }.into_any()
         } else if session.me.get().is_none() {
             view! { <Redirect path="/login" /> }.into_any()
+        } else {
+            children().into_any()
+        }
+    }
+}
+
+/// Shows `children` to a user signed in to the portal; otherwise sends the visitor to the
+/// portal's sign-in page.
+#[component]
+pub fn RequireAccount(children: ChildrenFn) -> impl IntoView {
+    let session = use_session();
+    move || {
+        if !session.ready.get() {
+            view! { <p class="loading" id="session-loading">"Loading…"</p> }.into_any()
+        } else if session.setup_required.get() {
+            view! { <Redirect path="/setup" /> }.into_any()
+        } else if session.account.get().is_none() {
+            view! { <Redirect path="/account/login" /> }.into_any()
         } else {
             children().into_any()
         }

@@ -1,7 +1,8 @@
-//! The admin sign-in form. Failures show the server's message, which never says whether a
+//! The admin sign-in form (users sign in to the portal at `/account/login`). Failures show the server's message, which never says whether a
 //! username exists.
 
 use leptos::prelude::*;
+use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
 use crate::api;
@@ -45,5 +46,6 @@ pub fn Login() -> impl IntoView {
             {move || error.get().map(|e| view! { <div class="alert" role="alert" id="login-error">{e}</div> })}
             <button type="submit" id="login-submit" disabled=move || login.pending().get()>"Sign in"</button>
         </form>
+        <p class="muted">"Not an administrator? " <A href="/account/login">"Sign in to your account"</A> " for your servers, API keys and password."</p>
     }
 }

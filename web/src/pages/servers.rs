@@ -9,7 +9,8 @@ use shared::servers::{
 };
 
 use crate::api;
-use crate::components::widgets::{Badge, ConfirmDelete, CopyButton, ErrorAlert};
+use crate::components::snippets::ClientSnippets;
+use crate::components::widgets::{Badge, ConfirmDelete, ErrorAlert};
 
 #[component]
 pub fn Servers() -> impl IntoView {
@@ -515,53 +516,4 @@ fn origin_of(url: &str) -> Option<String> {
         scheme.to_ascii_lowercase(),
         host_port.to_ascii_lowercase()
     ))
-}
-
-/// Copy-paste client configurations for one endpoint: Claude Code's command, the
-/// `mcpServers` form (Cursor, Claude Code's `.mcp.json` and most clients) and VS Code's
-/// `servers` form. OAuth needs only the URL; the API-key forms read the key from the
-/// environment or a prompt, never from the file.
-#[component]
-fn ClientSnippets(name: String, url: String) -> impl IntoView {
-    let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
-    let common = pretty(serde_json::json!({
-        "mcpServers": { name.clone(): { "type": "http", "url": url } }
-    }));
-    let vscode = pretty(serde_json::json!({
-        "servers": { name.clone(): { "type": "http", "url": url } }
-    }));
-    let common_key = pretty(serde_json::json!({
-        "mcpServers": { name.clone(): { "type": "http", "url": url,
-            "headers": { "Authorization": "Bearer ${GATEWAY_API_KEY}" } } }
-    }));
-    let vscode_key = pretty(serde_json::json!({
-        "inputs": [{ "type": "promptString", "id": "gateway-key", "description": "AuthMCP Gateway API key", "password": true }],
-        "servers": { name.clone(): { "type": "http", "url": url,
-            "headers": { "Authorization": "Bearer ${input:gateway-key}" } } }
-    }));
-    let claude = format!("claude mcp add --transport http {name} {url}");
-    view! {
-        <details>
-            <summary>"Client configuration"</summary>
-            <p class="muted">"Clients that sign in with OAuth (Claude Code, Cursor, VS Code, the SDKs) need only the URL: they open the gateway's consent page on first use."</p>
-            <p>"Claude Code:"</p>
-            <pre>{claude.clone()}</pre>
-            <CopyButton text=claude />
-            <p>"Cursor, Claude Code's " <code>".mcp.json"</code> " and other " <code>"mcpServers"</code> " configurations:"</p>
-            <pre>{common.clone()}</pre>
-            <CopyButton text=common />
-            <p>"VS Code (" <code>".vscode/mcp.json"</code> "):"</p>
-            <pre>{vscode.clone()}</pre>
-            <CopyButton text=vscode />
-            <details>
-                <summary>"With an API key instead of OAuth"</summary>
-                <p class="muted">"The key stays out of the file: an environment variable, or VS Code's prompt."</p>
-                <pre>{common_key.clone()}</pre>
-                <CopyButton text=common_key />
-                <pre>{vscode_key.clone()}</pre>
-                <CopyButton text=vscode_key />
-            </details>
-            <p class="muted">"Cloud-hosted clients (claude.ai custom connectors, ChatGPT) reach the gateway from the internet: its PUBLIC_URL must be publicly reachable over https. See docs/CLIENTS.md."</p>
-        </details>
-    }
 }
