@@ -76,9 +76,11 @@ pub async fn check_new_user(
     })
 }
 
-async fn insert_user(db: impl sqlx::AnyExecutor<'_>, user: &CheckedUser) -> Result<i64, ApiError> {
-    db::users::insert(
-        db,
+/// Inserts the user as a member of the default team (a single-team install needs no step
+/// more; an admin moves them to other teams).
+async fn insert_user(conn: &mut sqlx::AnyConnection, user: &CheckedUser) -> Result<i64, ApiError> {
+    let id = db::users::insert(
+        &mut *conn,
         &db::users::NewUser {
             username: &user.username,
             email: user.email.as_deref(),
@@ -94,7 +96,16 @@ async fn insert_user(db: impl sqlx::AnyExecutor<'_>, user: &CheckedUser) -> Resu
         } else {
             ApiError::Db(e)
         }
-    })
+    })?;
+    db::teams::set_member(
+        &mut *conn,
+        crate::teams::DEFAULT_TEAM,
+        id,
+        "member",
+        db::now(),
+    )
+    .await?;
+    Ok(id)
 }
 
 /// Creates an enabled user.
@@ -107,7 +118,9 @@ pub async fn create_user(
     min_password_length: usize,
 ) -> Result<UserRow, ApiError> {
     let user = check_new_user(username, password, email, role, min_password_length).await?;
-    let id = insert_user(&db.pool, &user).await?;
+    let mut tx = db.begin().await?;
+    let id = insert_user(&mut tx, &user).await?;
+    tx.commit().await?;
     found(db::users::find_by_id(&db.pool, id).await?)
 }
 
@@ -202,7 +215,7 @@ pub async fn create_first_admin(
     if db::users::count(&mut *tx).await? > 0 {
         return Err(setup_done());
     }
-    let id = insert_user(&mut *tx, &user).await?;
+    let id = insert_user(&mut tx, &user).await?;
     tx.commit().await?;
     found(db::users::find_by_id(&db.pool, id).await?)
 }
@@ -226,6 +239,31 @@ pub(crate) async fn audit(
     before: Option<Value>,
     after: Option<Value>,
 ) -> Result<(), ApiError> {
+    audit_in(
+        db,
+        actor,
+        None,
+        action,
+        target_type,
+        target_id,
+        before,
+        after,
+    )
+    .await
+}
+
+/// An audit entry about something of team `team` (its team admins see it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn audit_in(
+    db: impl sqlx::AnyExecutor<'_>,
+    actor: &Actor<'_>,
+    team: Option<i64>,
+    action: &str,
+    target_type: &str,
+    target_id: Option<String>,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Result<(), ApiError> {
     db::events::insert_audit(
         db,
         &AuditRow {
@@ -239,6 +277,7 @@ pub(crate) async fn audit(
             after_state: after.map(|v| v.to_string()),
             ip: Some(actor.ip.clone()),
             created_at: db::now(),
+            team_id: team,
         },
     )
     .await?;
@@ -269,6 +308,7 @@ pub async fn record_auth(
             after_state: Some(details.to_string()),
             ip: Some(ip.to_string()),
             created_at: db::now(),
+            team_id: None,
         },
     )
     .await?;
@@ -311,7 +351,7 @@ pub async fn admin_create_user(
     )
     .await?;
     let mut tx = state.db.begin().await?;
-    let id = insert_user(&mut *tx, &checked).await?;
+    let id = insert_user(&mut tx, &checked).await?;
     let user = to_user(&found(db::users::find_by_id(&mut *tx, id).await?)?);
     audit(
         &mut *tx,
@@ -485,6 +525,7 @@ async fn set_password(
                     after_state: None,
                     ip: None,
                     created_at: now,
+                    team_id: None,
                 },
             )
             .await?;

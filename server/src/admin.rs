@@ -11,6 +11,7 @@ mod pins;
 mod servers;
 mod session;
 mod stats;
+mod teams;
 mod tool_rules;
 mod users;
 
@@ -19,7 +20,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts::Actor;
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{Principal, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -39,13 +40,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(limits::router())
         .merge(console::router())
         .merge(stats::router())
+        .merge(teams::router())
         .routes(utoipa_axum::routes!(crate::live::ticket))
 }
 
 /// The actor of an admin change (for the audit log).
-pub(crate) fn actor<'a>(admin: &'a AdminUser, meta: &RequestMeta) -> Actor<'a> {
+pub(crate) fn actor<'a>(admin: &'a impl AsRef<Principal>, meta: &RequestMeta) -> Actor<'a> {
     Actor {
-        principal: &admin.0,
+        principal: admin.as_ref(),
         ip: meta.ip.0.to_string(),
     }
 }

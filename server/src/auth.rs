@@ -161,6 +161,7 @@ pub fn me_of(principal: &Principal) -> Me {
         role: principal.role,
         auth_method: auth_method.into(),
         api_key_id,
+        admin_of: principal.admin_of.to_vec(),
     }
 }
 

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::actor;
-use crate::auth::identity::{self, AdminUser, Principal, RequestMeta};
+use crate::auth::identity::{self, AdminScope, Principal, RequestMeta, ScopedAdmin};
 use crate::backend_auth::{Kind, connect};
 use crate::db::{self, backend_tokens::TokenRow};
 use crate::error::{ApiError, AppJson, AppPath};
@@ -107,13 +107,18 @@ fn health(
     }
 }
 
-fn backend_by_id(state: &AppState, id: i64) -> Result<std::sync::Arc<Backend>, ApiError> {
+/// A server `scope` may see (another team's is answered as one that does not exist).
+fn backend_by_id(
+    state: &AppState,
+    scope: &AdminScope,
+    id: i64,
+) -> Result<std::sync::Arc<Backend>, ApiError> {
     state
         .mcp
         .registry
         .snapshot()
         .values()
-        .find(|b| b.id == id)
+        .find(|b| b.id == id && scope.has_team(b.row.team_id))
         .cloned()
         .ok_or(ApiError::NotFound("no such server"))
 }
@@ -128,10 +133,18 @@ fn backend_by_id(state: &AppState, id: i64) -> Result<std::sync::Arc<Backend>, A
     ))]
 async fn list_tokens(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
 ) -> Result<AppJson<Vec<TokenHealth>>, ApiError> {
+    let scope = admin.admin_scope();
     let rows = db::backend_tokens::list_all(&state.db.pool).await?;
-    let mut backends: Vec<_> = state.mcp.registry.snapshot().values().cloned().collect();
+    let mut backends: Vec<_> = state
+        .mcp
+        .registry
+        .snapshot()
+        .values()
+        .filter(|b| scope.has_team(b.row.team_id))
+        .cloned()
+        .collect();
     backends.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
     for backend in backends {
@@ -179,11 +192,11 @@ struct TokenPath {
     ))]
 async fn refresh_token(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(TokenPath { server_id, user_id }): AppPath<TokenPath>,
 ) -> Result<AppJson<TokenHealth>, ApiError> {
-    let backend = backend_by_id(&state, server_id)?;
+    let backend = backend_by_id(&state, &admin.0.admin_scope(), server_id)?;
     let cell = match (&backend.target.credential, user_id) {
         (Credential::OAuth(cell), 0) => cell.clone(),
         (Credential::PerUser(auth), u) if u > 0 => state.mcp.tokens.cell(auth, u),
@@ -201,9 +214,10 @@ async fn refresh_token(
         recheck_health(&state, server_id);
     }
     let mut tx = state.db.begin().await?;
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         &actor(&admin, &meta),
+        team_of(&state, server_id),
         "backend_token.refresh",
         "mcp_server",
         Some(server_id.to_string()),
@@ -242,10 +256,11 @@ async fn refresh_token(
     ))]
 async fn disconnect_token(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(TokenPath { server_id, user_id }): AppPath<TokenPath>,
 ) -> Result<StatusCode, ApiError> {
+    backend_by_id(&state, &admin.0.admin_scope(), server_id)?;
     disconnect(&state, &actor(&admin, &meta), server_id, user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -260,9 +275,10 @@ async fn disconnect(
     if !db::backend_tokens::delete(&mut *tx, server_id, user_id).await? {
         return Err(ApiError::NotFound("no such credential"));
     }
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         actor,
+        team_of(state, server_id),
         "backend_token.disconnect",
         "mcp_server",
         Some(server_id.to_string()),
@@ -281,7 +297,7 @@ async fn disconnect(
 /// Checks a server's health again now (its own credential was just connected or renewed: the
 /// last check may have found none), off the request.
 fn recheck_health(state: &AppState, server_id: i64) {
-    let Ok(backend) = backend_by_id(state, server_id) else {
+    let Ok(backend) = backend_by_id(state, &AdminScope::All, server_id) else {
         return;
     };
     let state = state.clone();
@@ -340,15 +356,17 @@ fn started(state: &AppState, started: connect::Started) -> Result<Response, ApiE
     ))]
 async fn connect_server(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
 ) -> Result<Response, ApiError> {
+    backend_by_id(&state, &admin.0.admin_scope(), id)?;
     let flow = connect::start(&state, id, 0, admin.0.user_id, "/admin/tokens").await?;
     let mut tx = state.db.begin().await?;
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         &actor(&admin, &meta),
+        team_of(&state, id),
         "backend_token.connect_started",
         "mcp_server",
         Some(id.to_string()),
@@ -680,9 +698,10 @@ async fn write_connected_audit(
         ip: meta.ip.0.to_string(),
     };
     let mut tx = state.db.begin().await?;
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         &actor,
+        team_of(state, done.server_id),
         "backend_token.connected",
         "mcp_server",
         Some(done.server_id.to_string()),
@@ -696,4 +715,15 @@ async fn write_connected_audit(
 
 fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The team of a registered server (for its audit entries).
+fn team_of(state: &AppState, server_id: i64) -> Option<i64> {
+    state
+        .mcp
+        .registry
+        .snapshot()
+        .values()
+        .find(|b| b.id == server_id)
+        .map(|b| b.row.team_id)
 }

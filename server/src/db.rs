@@ -17,6 +17,7 @@ pub mod replicas;
 pub mod servers;
 pub mod sessions;
 pub mod setup;
+pub mod teams;
 pub mod tool_pins;
 pub mod tool_rules;
 pub mod users;

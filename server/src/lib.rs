@@ -41,3 +41,4 @@ pub mod servers;
 pub mod setup;
 pub mod spa;
 pub mod state;
+pub mod teams;

@@ -26,7 +26,7 @@ use shared::live::{LiveFilter, LiveMessage, LiveTicket};
 use shared::servers::ActivityRecord;
 use tokio::sync::broadcast;
 
-use crate::auth::identity::AdminUser;
+use crate::auth::identity::{AdminScope, ScopedAdmin};
 use crate::db::{self, events::SecurityEventRow, servers::ActivityRow};
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::keys::random_bytes;
@@ -155,7 +155,7 @@ struct Ticket {
     ))]
 pub async fn ticket(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
 ) -> Result<AppJson<LiveTicket>, ApiError> {
     let session = match &admin.method {
         crate::auth::identity::AuthMethod::Jwt { session_id } => Some(session_id.clone()),
@@ -182,9 +182,9 @@ pub struct LiveQuery {
     filter: LiveFilter,
 }
 
-/// The admin of a ticket (and their session), if it is valid, unused, and they are still
-/// an enabled admin.
-async fn redeem(state: &AppState, raw: &str) -> Option<(i64, Option<String>)> {
+/// The admin of a ticket (their session and what they may see), if it is valid, unused, and
+/// they are still an enabled admin or team admin.
+async fn redeem(state: &AppState, raw: &str) -> Option<(i64, Option<String>, AdminScope)> {
     let sealed = URL_SAFE_NO_PAD.decode(raw).ok()?;
     let json = state.secret_box.open(&sealed, TICKET_CONTEXT).ok()?;
     let ticket: Ticket = serde_json::from_slice(&json).ok()?;
@@ -201,9 +201,25 @@ async fn redeem(state: &AppState, raw: &str) -> Option<(i64, Option<String>)> {
     {
         return None;
     }
-    crate::auth::identity::still_valid(state, ticket.u, ticket.s.as_deref(), true)
-        .await
-        .then_some((ticket.u, ticket.s))
+    let scope =
+        crate::auth::identity::current_admin_scope(state, ticket.u, ticket.s.as_deref()).await?;
+    Some((ticket.u, ticket.s, scope))
+}
+
+/// Whether a message about `server` (a name; `None`: about no server) is for an admin of
+/// `scope`: a team admin sees only what concerns their teams' servers.
+fn in_scope(state: &AppState, scope: &AdminScope, server: Option<&str>) -> bool {
+    match scope {
+        AdminScope::All => true,
+        AdminScope::Teams(_) => server.is_some_and(|name| {
+            state
+                .mcp
+                .registry
+                .snapshot()
+                .values()
+                .any(|b| b.name == name && scope.has_team(b.row.team_id))
+        }),
+    }
 }
 
 /// `GET /admin/api/live?ticket=…[&server=…&user=…&method=…&errors_only=true&kinds=…]`: the live
@@ -239,7 +255,7 @@ async fn serve(
     state: AppState,
     mut socket: WebSocket,
     filter: LiveFilter,
-    (admin, session): (i64, Option<String>),
+    (admin, session, mut scope): (i64, Option<String>, AdminScope),
     // Every change of identity state re-checks the admin: demoted, disabled, deleted or signed
     // out, the feed ends at once.
     mut changes: tokio::sync::watch::Receiver<u64>,
@@ -263,9 +279,11 @@ async fn serve(
             next = rx.recv() => match next {
                 Ok(message) => {
                     let wanted = match &*message {
-                        LiveMessage::Activity { record } => filter.wants_activity(record),
-                        LiveMessage::SecurityEvent { event } => filter.wants_event(event),
-                        LiveMessage::AuditProgress { .. } => filter.wants_audit(),
+                        LiveMessage::Activity { record } => filter.wants_activity(record)
+                            && in_scope(&state, &scope, Some(&record.server)),
+                        LiveMessage::SecurityEvent { event } => filter.wants_event(event)
+                            && in_scope(&state, &scope, event.server.as_deref()),
+                        LiveMessage::AuditProgress { .. } => filter.wants_audit() && scope.is_global(),
                         LiveMessage::Subscribed { .. } => false,
                     };
                     if !wanted {
@@ -289,9 +307,15 @@ async fn serve(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             changed = changes.changed() => {
-                if changed.is_err()
-                    || !crate::auth::identity::still_valid(&state, admin, session.as_deref(), true).await
-                {
+                let now = if changed.is_ok() {
+                    crate::auth::identity::current_admin_scope(&state, admin, session.as_deref()).await
+                } else {
+                    None
+                };
+                if let Some(now) = now {
+                    // A team admin's teams may have changed: the feed follows at once.
+                    scope = now;
+                } else {
                     tracing::info!(admin, "live feed closed: the admin's access changed");
                     let revoked = Message::Close(Some(CloseFrame {
                         code: CLOSE_REVOKED,

@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         (name = "api-keys", description = "API keys (`amg_…`) for MCP clients and scripts"),
         (name = "admin", description = "Admin sessions, audit log, security events, signing keys"),
         (name = "users", description = "User administration"),
+        (name = "teams", description = "Teams: who owns which servers, and who administers them (team admins see and manage only their teams')"),
         (name = "portal", description = "The user portal: my servers, API keys, approved applications, password and activity (portal-audience sessions)"),
         (name = "mcp-servers", description = "MCP servers registry, per-user access, activity"),
         (name = "mcp", description = "The MCP endpoints (streamable HTTP, JSON-RPC bodies)"),

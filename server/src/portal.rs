@@ -285,9 +285,12 @@ async fn my_activity(
 ) -> Result<AppJson<Page<ActivityRecord>>, ApiError> {
     let page = PageQuery::checked(query.page, query.per_page)?;
     let (limit, offset) = page.limit_offset();
-    let user = Some(principal.user_id);
-    let rows = db::servers::list_activity(&state.db.pool, None, user, limit, offset).await?;
-    let total = db::servers::count_activity(&state.db.pool, None, user).await?;
+    let filter = db::servers::ActivityFilter {
+        user_id: Some(principal.user_id),
+        ..Default::default()
+    };
+    let rows = db::servers::list_activity(&state.db.pool, &filter, limit, offset).await?;
+    let total = db::servers::count_activity(&state.db.pool, &filter).await?;
     Ok(AppJson(Page {
         items: rows.iter().map(crate::live::activity).collect(),
         total,

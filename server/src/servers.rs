@@ -8,6 +8,7 @@ use shared::servers::{
 };
 
 use crate::accounts::{self, Actor, validate_server_name};
+use crate::auth::identity::AdminScope;
 use crate::db::{self, servers::ServerRow};
 use crate::error::ApiError;
 use crate::mcp::naming;
@@ -15,6 +16,7 @@ use crate::mcp::registry::{
     credential_context, credential_header, derive_prefix, effective_prefix,
 };
 use crate::state::AppState;
+use crate::teams;
 
 const MAX_TIMEOUT_SECS: u32 = 3600;
 
@@ -329,6 +331,7 @@ pub fn to_api(state: &AppState, row: &ServerRow) -> McpServer {
         detection: row.detection.clone(),
         tool_pinning: row.tool_pinning.clone(),
         health: state.mcp.registry.health(row.id),
+        team_id: row.team_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
@@ -338,7 +341,7 @@ fn snapshot(server: &McpServer) -> serde_json::Value {
     json!({
         "name": server.name, "display_name": server.display_name, "url": server.url, "enabled": server.enabled,
         "transport": server.transport, "timeout_seconds": server.timeout_seconds,
-        "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix, "detection": server.detection, "tool_pinning": server.tool_pinning,
+        "credential": server.credential.as_ref().map(|c| &c.kind), "tool_prefix": server.tool_prefix, "detection": server.detection, "tool_pinning": server.tool_pinning, "team_id": server.team_id,
     })
 }
 
@@ -443,11 +446,30 @@ fn credential_input(
     })
 }
 
+/// Claims `name` for `team` (409 when another team's server had it: a name and the history
+/// recorded under it never pass between teams).
+async fn claim_name(conn: &mut sqlx::AnyConnection, name: &str, team: i64) -> Result<(), ApiError> {
+    if db::teams::claim_name(conn, name, team).await? {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "name_taken",
+            "this server name belongs to another team",
+        ))
+    }
+}
+
 pub async fn create(
     state: &AppState,
     actor: &Actor<'_>,
+    scope: &AdminScope,
     req: &CreateServer,
 ) -> Result<McpServer, ApiError> {
+    let team = match req.team_id {
+        Some(team) => team,
+        None => teams::default_team(scope)?,
+    };
+    teams::team(state, scope, team).await?;
     // A name that is not a URL segment is a display name the segment is derived from.
     let (name, derived_display) = match validate_server_name(&req.name) {
         Ok(()) => (req.name.clone(), None),
@@ -497,6 +519,7 @@ pub async fn create(
             .unwrap_or("quarantine")
             .into(),
         display_name,
+        team_id: team,
         created_at: now,
         updated_at: now,
     };
@@ -508,6 +531,7 @@ pub async fn create(
     let id = db::servers::insert(&mut *tx, &row)
         .await
         .map_err(name_taken)?;
+    claim_name(&mut tx, &row.name, team).await?;
     if let Some(c) = &credential {
         store_credential(state, &mut tx, id, c).await?;
     }
@@ -515,9 +539,10 @@ pub async fn create(
         .await?
         .ok_or(ApiError::NotFound("no such server"))?;
     let server = to_api(state, &row);
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         actor,
+        Some(team),
         "mcp_server.create",
         "mcp_server",
         Some(id.to_string()),
@@ -543,12 +568,18 @@ fn origin(url: &str) -> Option<String> {
 pub async fn update(
     state: &AppState,
     actor: &Actor<'_>,
+    scope: &AdminScope,
     id: i64,
     req: &UpdateServer,
 ) -> Result<McpServer, ApiError> {
+    teams::server(state, scope, id).await?;
+    if let Some(team) = req.team_id {
+        teams::team(state, scope, team).await?;
+    }
     let mut tx = state.db.begin().await?;
     let before_row = db::servers::find(&mut *tx, id)
         .await?
+        .filter(|row| scope.has_team(row.team_id))
         .ok_or(ApiError::NotFound("no such server"))?;
     let before = to_api(state, &before_row);
     let mut row = before_row.clone();
@@ -591,10 +622,20 @@ pub async fn update(
     if let Some(mode) = validate_pinning(req.tool_pinning.as_deref())? {
         row.tool_pinning = mode.into();
     }
+    if let Some(team) = req.team_id {
+        row.team_id = team;
+    }
     row.updated_at = db::now().max(before_row.updated_at + 1);
     db::servers::update(&mut *tx, &row)
         .await
         .map_err(name_taken)?;
+    if row.team_id != before_row.team_id {
+        // Moved: the history recorded under its name goes with it.
+        db::teams::move_name(&mut *tx, &before_row.name, row.team_id).await?;
+    }
+    if row.name != before_row.name || row.team_id != before_row.team_id {
+        claim_name(&mut tx, &row.name, row.team_id).await?;
+    }
     match credential_input(req.backend_token.as_ref(), req.credential.as_ref()) {
         Some(c) => store_credential(state, &mut tx, id, &c).await?,
         // A credential never follows its server to another origin: a URL change there clears
@@ -608,9 +649,10 @@ pub async fn update(
         .await?
         .ok_or(ApiError::NotFound("no such server"))?;
     let after = to_api(state, &row);
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         actor,
+        Some(row.team_id),
         "mcp_server.update",
         "mcp_server",
         Some(id.to_string()),
@@ -625,6 +667,10 @@ pub async fn update(
     }
     state.mcp.reload().await?;
     state.changes.send(crate::feed::Change::Servers);
+    if row.team_id != before_row.team_id {
+        // Who may use it follows its team.
+        state.mcp.registry.invalidate_all_grants();
+    }
     Ok(after)
 }
 
@@ -641,15 +687,22 @@ async fn retire_resource(state: &AppState, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), ApiError> {
+pub async fn delete(
+    state: &AppState,
+    actor: &Actor<'_>,
+    scope: &AdminScope,
+    id: i64,
+) -> Result<(), ApiError> {
     let mut tx = state.db.begin().await?;
     let row = db::servers::find(&mut *tx, id)
         .await?
+        .filter(|row| scope.has_team(row.team_id))
         .ok_or(ApiError::NotFound("no such server"))?;
     db::servers::delete(&mut *tx, id).await?;
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         actor,
+        Some(row.team_id),
         "mcp_server.delete",
         "mcp_server",
         Some(id.to_string()),
@@ -665,17 +718,19 @@ pub async fn delete(state: &AppState, actor: &Actor<'_>, id: i64) -> Result<(), 
     Ok(())
 }
 
+/// A user's grants on the servers `scope` may see (`can_access`: granted; access also needs
+/// membership of the server's team).
 pub async fn permissions(
     state: &AppState,
+    scope: &AdminScope,
     user_id: i64,
 ) -> Result<Vec<ServerPermission>, ApiError> {
-    db::users::find_by_id(&state.db.pool, user_id)
-        .await?
-        .ok_or(ApiError::NotFound("no such user"))?;
-    let granted = db::servers::granted_servers(&state.db.pool, user_id).await?;
+    teams::member(state, scope, user_id).await?;
+    let granted = db::servers::grants_of(&state.db.pool, user_id).await?;
     Ok(db::servers::list(&state.db.pool)
         .await?
         .into_iter()
+        .filter(|s| scope.has_team(s.team_id))
         .map(|s| ServerPermission {
             can_access: granted.contains(&s.id),
             server_id: s.id,
@@ -687,25 +742,23 @@ pub async fn permissions(
 pub async fn set_permission(
     state: &AppState,
     actor: &Actor<'_>,
+    scope: &AdminScope,
     user_id: i64,
     server_id: i64,
     can_access: bool,
 ) -> Result<Vec<ServerPermission>, ApiError> {
-    db::users::find_by_id(&state.db.pool, user_id)
-        .await?
-        .ok_or(ApiError::NotFound("no such user"))?;
-    db::servers::find(&state.db.pool, server_id)
-        .await?
-        .ok_or(ApiError::NotFound("no such server"))?;
+    teams::member(state, scope, user_id).await?;
+    let server = teams::server(state, scope, server_id).await?;
     let mut tx = state.db.begin().await?;
     if can_access {
         db::servers::grant(&mut *tx, user_id, server_id, db::now()).await?;
     } else {
         db::servers::revoke(&mut *tx, user_id, server_id).await?;
     }
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         actor,
+        Some(server.team_id),
         if can_access {
             "mcp_permission.grant"
         } else {
@@ -719,7 +772,7 @@ pub async fn set_permission(
     .await?;
     tx.commit().await?;
     state.mcp.forget_access(user_id, server_id, can_access);
-    permissions(state, user_id).await
+    permissions(state, scope, user_id).await
 }
 
 #[cfg(test)]

@@ -112,6 +112,10 @@ pub struct Me {
     /// The API key's id when authenticated by one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<i64>,
+    /// The teams the user administers (`team_admin`): a user who is not a global admin sees
+    /// the admin pages of these teams only.
+    #[serde(default)]
+    pub admin_of: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,4 +16,5 @@ pub mod portal;
 pub mod routes;
 pub mod servers;
 pub mod stats;
+pub mod teams;
 pub mod users;

@@ -130,6 +130,8 @@ pub struct McpServer {
     /// `quarantine` (changed and new tools are also hidden and refused until approved).
     pub tool_pinning: String,
     pub health: ServerHealth,
+    /// The team that owns the server (1: the default team).
+    pub team_id: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -142,6 +144,10 @@ pub struct CreateServer {
     /// from which the segment is derived (`github-mcp`) and which is then kept as the display
     /// name.
     pub name: String,
+    /// The owning team (default: the default team for global admins, the caller's team for a
+    /// team admin of one team).
+    #[serde(default)]
+    pub team_id: Option<i64>,
     /// What the UI shows (default: the name as given).
     #[serde(default)]
     pub display_name: Option<String>,
@@ -181,6 +187,9 @@ fn default_true() -> bool {
 pub struct UpdateServer {
     #[serde(default)]
     pub name: Option<String>,
+    /// Moves the server (and the history recorded under its name) to another team.
+    #[serde(default)]
+    pub team_id: Option<i64>,
     /// A new display name; `""` goes back to the name.
     #[serde(default)]
     pub display_name: Option<String>,

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{RequestMeta, ScopedAdmin};
 use crate::error::{ApiError, AppJson};
 use crate::mcp::aggregate::catalog::Kind;
 use crate::mcp::error::{ErrorKind, McpError};
@@ -35,12 +35,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The server as it acts for the admin (a server with per-user accounts uses the admin's own).
-fn backend_named(state: &AppState, name: &str, user_id: i64) -> Result<Arc<Backend>, ApiError> {
+/// An enabled server the caller administers (a team admin: one of their teams'; another
+/// team's is answered as one that does not exist).
+fn backend_named(
+    state: &AppState,
+    name: &str,
+    principal: &crate::auth::identity::Principal,
+) -> Result<Arc<Backend>, ApiError> {
     let registry = &state.mcp.registry;
+    let scope = principal.admin_scope();
     registry
         .get(name)
-        .filter(|b| b.enabled)
-        .map(|b| registry.for_user(&b, user_id))
+        .filter(|b| b.enabled && scope.has_team(b.row.team_id))
+        .map(|b| registry.for_user(&b, principal.user_id))
         .ok_or(ApiError::NotFound("no such (enabled) MCP server"))
 }
 
@@ -64,11 +71,11 @@ fn unavailable(e: &crate::mcp::backend::BackendError) -> ApiError {
     ))]
 async fn tools(
     State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppJson(target): AppJson<ConsoleTarget>,
 ) -> Result<AppJson<Vec<ConsoleTool>>, ApiError> {
     let backends = match &target.server {
-        Some(name) => vec![backend_named(&state, name, admin.user_id)?],
+        Some(name) => vec![backend_named(&state, name, &admin)?],
         None => state.mcp.registry.usable(&admin).await?,
     };
     let filter = state.mcp.registry.tool_filter(&admin).await?;
@@ -113,10 +120,7 @@ async fn resolve(
     call: &ConsoleCall,
 ) -> Result<(Arc<Backend>, String), ApiError> {
     if let Some(name) = &call.server {
-        return Ok((
-            backend_named(state, name, principal.user_id)?,
-            call.tool.clone(),
-        ));
+        return Ok((backend_named(state, name, principal)?, call.tool.clone()));
     }
     aggregate::resolve::resolve_exposed(state, principal, Kind::Tools, &call.tool)
         .await
@@ -138,7 +142,7 @@ async fn resolve(
     ))]
 async fn call(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppJson(req): AppJson<ConsoleCall>,
 ) -> Result<AppJson<ConsoleResult>, ApiError> {

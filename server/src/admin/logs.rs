@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::admin::PageQuery;
-use crate::auth::identity::AdminUser;
+use crate::auth::identity::{AdminScope, ScopedAdmin};
 use crate::db::{self, events::EventFilter, events::SecurityEventRow};
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::state::AppState;
@@ -49,7 +49,7 @@ struct AuditQuery {
     ))]
 async fn audit_log(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppQuery(page): AppQuery<PageQuery>,
     AppQuery(query): AppQuery<AuditQuery>,
 ) -> Result<AppJson<Page<AuditEntry>>, ApiError> {
@@ -62,8 +62,10 @@ async fn audit_log(
         ));
     }
     let (limit, offset) = page.limit_offset();
-    let rows = db::events::list_audit(&state.db.pool, &kind, limit, offset).await?;
-    let total = db::events::count_audit(&state.db.pool, &kind).await?;
+    let teams = admin.admin_scope().filter();
+    let teams = teams.as_deref();
+    let rows = db::events::list_audit(&state.db.pool, &kind, teams, limit, offset).await?;
+    let total = db::events::count_audit(&state.db.pool, &kind, teams).await?;
     Ok(AppJson(Page {
         items: rows
             .into_iter()
@@ -111,7 +113,8 @@ struct EventQuery {
 }
 
 impl EventQuery {
-    fn filter(&self) -> EventFilter {
+    /// The filter asked for, within what `scope` may see.
+    fn filter(&self, scope: &AdminScope) -> EventFilter {
         EventFilter {
             event_type: self.event_type.clone().filter(|s| !s.is_empty()),
             severity: self.severity.clone().filter(|s| !s.is_empty()),
@@ -120,6 +123,7 @@ impl EventQuery {
             since: self.since,
             until: self.until,
             before_id: None,
+            teams: scope.filter(),
         }
     }
 }
@@ -139,12 +143,12 @@ fn to_event(r: SecurityEventRow) -> SecurityEvent {
     ))]
 async fn security_events(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppQuery(query): AppQuery<EventQuery>,
 ) -> Result<AppJson<Page<SecurityEvent>>, ApiError> {
     let page = PageQuery::checked(query.page, query.per_page)?;
     let (limit, offset) = page.limit_offset();
-    let filter = query.filter();
+    let filter = query.filter(&admin.admin_scope());
     let rows = db::events::list_security_events(&state.db.pool, &filter, limit, offset).await?;
     let total = db::events::count_security_events(&state.db.pool, &filter).await?;
     Ok(AppJson(Page {
@@ -166,10 +170,10 @@ async fn security_events(
     ))]
 async fn export_security_events(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppQuery(query): AppQuery<EventQuery>,
 ) -> Response {
-    let mut filter = query.filter();
+    let mut filter = query.filter(&admin.admin_scope());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         loop {

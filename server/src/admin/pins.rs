@@ -11,10 +11,11 @@ use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{RequestMeta, ScopedAdmin};
 use crate::db::{self, tool_pins::PinRow};
 use crate::error::{ApiError, AppJson, AppPath};
 use crate::state::AppState;
+use crate::teams;
 
 /// Pins listed at most in one answer (each carries up to two definitions of at most 64 KiB).
 const MAX_LISTED: i64 = 200;
@@ -64,7 +65,7 @@ pub struct PinQuery {
     ))]
 async fn list_pins(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     Query(q): Query<PinQuery>,
 ) -> Result<AppJson<Vec<ToolPin>>, ApiError> {
     let status = q.status.as_deref().unwrap_or("");
@@ -74,9 +75,15 @@ async fn list_pins(
             "status is \"approved\", \"pending\" or \"rejected\"",
         ));
     }
+    let visible = teams::server_ids(&state, &admin.admin_scope()).await?;
     let rows =
         db::tool_pins::list(&state.db.pool, q.server_id.unwrap_or(0), status, MAX_LISTED).await?;
-    Ok(AppJson(rows.into_iter().map(to_api).collect()))
+    Ok(AppJson(
+        rows.into_iter()
+            .filter(|p| visible.as_ref().is_none_or(|v| v.contains(&p.server_id)))
+            .map(to_api)
+            .collect(),
+    ))
 }
 
 /// Approves or rejects the definition a backend sends now for one tool. The decision names
@@ -96,11 +103,12 @@ async fn list_pins(
     ))]
 async fn decide(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
     AppJson(req): AppJson<PinDecision>,
 ) -> Result<AppJson<ToolPin>, ApiError> {
+    let server = teams::server(&state, &admin.0.admin_scope(), id).await?;
     let approve = match req.decision.as_str() {
         "approve" => true,
         "reject" => false,
@@ -143,9 +151,10 @@ async fn decide(
             },
         ));
     }
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         &actor(&admin, &meta),
+        Some(server.team_id),
         if approve {
             "tool_pin.approve"
         } else {

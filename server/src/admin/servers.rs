@@ -15,12 +15,13 @@ use utoipa_axum::routes;
 
 use crate::admin::PageQuery;
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{RequestMeta, ScopedAdmin};
 use crate::db;
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::mcp::health::to_health;
 use crate::servers;
 use crate::state::AppState;
+use crate::teams;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -41,11 +42,15 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn list_servers(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
 ) -> Result<AppJson<Vec<McpServer>>, ApiError> {
+    let scope = admin.admin_scope();
     let rows = db::servers::list(&state.db.pool).await?;
     Ok(AppJson(
-        rows.iter().map(|r| servers::to_api(&state, r)).collect(),
+        rows.iter()
+            .filter(|r| scope.has_team(r.team_id))
+            .map(|r| servers::to_api(&state, r))
+            .collect(),
     ))
 }
 
@@ -61,11 +66,12 @@ async fn list_servers(
     ))]
 async fn create_server(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppJson(req): AppJson<CreateServer>,
 ) -> Result<(StatusCode, AppJson<McpServer>), ApiError> {
-    let server = servers::create(&state, &actor(&admin, &meta), &req).await?;
+    let scope = admin.0.admin_scope();
+    let server = servers::create(&state, &actor(&admin, &meta), &scope, &req).await?;
     Ok((StatusCode::CREATED, AppJson(server)))
 }
 
@@ -78,12 +84,10 @@ async fn create_server(
     ))]
 async fn get_server(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<McpServer>, ApiError> {
-    let row = db::servers::find(&state.db.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound("no such server"))?;
+    let row = teams::server(&state, &admin.admin_scope(), id).await?;
     Ok(AppJson(servers::to_api(&state, &row)))
 }
 
@@ -101,13 +105,20 @@ async fn get_server(
     ))]
 async fn update_server(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
     AppJson(req): AppJson<UpdateServer>,
 ) -> Result<AppJson<McpServer>, ApiError> {
     Ok(AppJson(
-        servers::update(&state, &actor(&admin, &meta), id, &req).await?,
+        servers::update(
+            &state,
+            &actor(&admin, &meta),
+            &admin.0.admin_scope(),
+            id,
+            &req,
+        )
+        .await?,
     ))
 }
 
@@ -121,11 +132,11 @@ async fn update_server(
     ))]
 async fn delete_server(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    servers::delete(&state, &actor(&admin, &meta), id).await?;
+    servers::delete(&state, &actor(&admin, &meta), &admin.0.admin_scope(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,12 +151,10 @@ async fn delete_server(
     ))]
 async fn test_server(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<ConnectionTest>, ApiError> {
-    let row = db::servers::find(&state.db.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound("no such server"))?;
+    let row = teams::server(&state, &admin.admin_scope(), id).await?;
     let backend = state
         .mcp
         .registry
@@ -182,10 +191,12 @@ async fn test_server(
     ))]
 async fn list_permissions(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<Vec<ServerPermission>>, ApiError> {
-    Ok(AppJson(servers::permissions(&state, id).await?))
+    Ok(AppJson(
+        servers::permissions(&state, &admin.admin_scope(), id).await?,
+    ))
 }
 
 /// Grants or revokes one server for a user; effective on the user's next request.
@@ -199,7 +210,7 @@ async fn list_permissions(
     ))]
 async fn set_permission(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
     AppJson(req): AppJson<SetServerPermission>,
@@ -208,6 +219,7 @@ async fn set_permission(
         servers::set_permission(
             &state,
             &actor(&admin, &meta),
+            &admin.0.admin_scope(),
             id,
             req.server_id,
             req.can_access,
@@ -238,14 +250,19 @@ struct ActivityQuery {
         (status = 200, description = "One page of activity", body = Page<ActivityRecord>)))]
 async fn activity(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppQuery(query): AppQuery<ActivityQuery>,
 ) -> Result<AppJson<Page<ActivityRecord>>, ApiError> {
     let page = PageQuery::checked(query.page, query.per_page)?;
     let (limit, offset) = page.limit_offset();
     let server = query.server.as_deref();
-    let rows = db::servers::list_activity(&state.db.pool, server, None, limit, offset).await?;
-    let total = db::servers::count_activity(&state.db.pool, server, None).await?;
+    let filter = db::servers::ActivityFilter {
+        server,
+        user_id: None,
+        teams: admin.admin_scope().filter(),
+    };
+    let rows = db::servers::list_activity(&state.db.pool, &filter, limit, offset).await?;
+    let total = db::servers::count_activity(&state.db.pool, &filter).await?;
     Ok(AppJson(Page {
         items: rows
             .into_iter()

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{AdminUser, RequestMeta, ScopedAdmin};
 use crate::auth::{browser, me_of};
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
@@ -78,7 +78,7 @@ async fn admin_logout(
         (status = 200, description = "The caller", body = Me),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
     ))]
-async fn admin_me(AdminUser(principal): AdminUser) -> AppJson<Me> {
+async fn admin_me(ScopedAdmin(principal): ScopedAdmin) -> AppJson<Me> {
     AppJson(me_of(&principal))
 }
 

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::identity::AdminUser;
+use crate::auth::identity::ScopedAdmin;
 use crate::db::{self, servers::StatRow};
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::state::AppState;
@@ -168,12 +168,15 @@ pub fn compute(rows: &[StatRow], window: i64, now: i64, truncated: bool) -> Stat
     ))]
 async fn stats(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppQuery(query): AppQuery<StatsQuery>,
 ) -> Result<AppJson<Stats>, ApiError> {
     let window = window_seconds(query.window.as_deref())?;
     let now = db::now();
-    let rows = db::servers::activity_since(&state.db.pool, now - window, MAX_ROWS).await?;
+    let teams = admin.admin_scope().filter();
+    let rows =
+        db::servers::activity_since(&state.db.pool, now - window, teams.as_deref(), MAX_ROWS)
+            .await?;
     let truncated = rows.len() as i64 >= MAX_ROWS;
     Ok(AppJson(compute(&rows, window, now, truncated)))
 }

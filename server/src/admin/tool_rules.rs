@@ -10,11 +10,12 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{AdminScope, RequestMeta, ScopedAdmin};
 use crate::db::{self, tool_rules::Subject};
 use crate::error::{ApiError, AppJson, AppPath};
 use crate::mcp::naming;
 use crate::state::AppState;
+use crate::teams;
 
 /// Rules one user or key may have.
 const MAX_RULES: usize = 500;
@@ -25,11 +26,38 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_key_rules, set_key_rules))
 }
 
-async fn rules_of(state: &AppState, subject: Subject) -> Result<ToolRules, ApiError> {
+/// The subject if `scope` may see it (404 otherwise, as for one that does not exist): a user
+/// who is a member of one of the caller's teams, or such a user's API key.
+async fn in_scope(state: &AppState, scope: &AdminScope, subject: Subject) -> Result<(), ApiError> {
+    if scope.is_global() {
+        return Ok(());
+    }
+    match subject {
+        Subject::User(id) => teams::member(state, scope, id).await,
+        Subject::ApiKey(id) => {
+            let key = db::api_keys::find(&state.db.pool, id)
+                .await?
+                .ok_or(ApiError::NotFound("no such API key"))?;
+            teams::member(state, scope, key.user_id)
+                .await
+                .map_err(|_| ApiError::NotFound("no such API key"))
+        }
+    }
+}
+
+/// The subject's rules on the servers `scope` may see.
+async fn rules_of(
+    state: &AppState,
+    scope: &AdminScope,
+    subject: Subject,
+) -> Result<ToolRules, ApiError> {
+    in_scope(state, scope, subject).await?;
+    let visible = teams::server_ids(state, scope).await?;
     let rows = db::tool_rules::list(&state.db.pool, subject).await?;
     Ok(ToolRules {
         rules: rows
             .into_iter()
+            .filter(|r| visible.as_ref().is_none_or(|v| v.contains(&r.server_id)))
             .map(|r| ToolRule {
                 server_id: r.server_id,
                 server: r.server,
@@ -44,12 +72,18 @@ async fn rules_of(state: &AppState, subject: Subject) -> Result<ToolRules, ApiEr
     })
 }
 
+/// Replaces the subject's rules on the servers `scope` may see; its rules on other teams'
+/// servers stay as they are.
 async fn replace(
     state: &AppState,
     actor: &Actor<'_>,
+    scope: &AdminScope,
     subject: Subject,
     req: &ToolRules,
 ) -> Result<ToolRules, ApiError> {
+    in_scope(state, scope, subject).await?;
+    let visible = teams::server_ids(state, scope).await?;
+    let seen = |server: i64| visible.as_ref().is_none_or(|v| v.contains(&server));
     if req.rules.len() > MAX_RULES {
         return Err(ApiError::validation(
             "rules",
@@ -74,11 +108,24 @@ async fn replace(
             ("api_key", id)
         }
     };
-    let before = db::tool_rules::list(&mut *tx, subject).await?;
+    let all_before = db::tool_rules::list(&mut *tx, subject).await?;
     db::tool_rules::clear(&mut *tx, subject).await?;
     let now = db::now();
+    let (before, kept): (Vec<_>, Vec<_>) = all_before.into_iter().partition(|r| seen(r.server_id));
+    for rule in &kept {
+        db::tool_rules::insert(
+            &mut *tx,
+            subject,
+            rule.server_id,
+            &rule.pattern,
+            &rule.effect,
+            now,
+        )
+        .await?;
+    }
     for rule in &req.rules {
-        if db::servers::find(&mut *tx, rule.server_id).await?.is_none() {
+        // Another team's server is answered as one that does not exist.
+        if !seen(rule.server_id) || db::servers::find(&mut *tx, rule.server_id).await?.is_none() {
             return Err(ApiError::validation(
                 "server_id",
                 format!("no server with id {}", rule.server_id),
@@ -99,9 +146,10 @@ async fn replace(
             .map(|(s, p, e)| json!({ "server_id": s, "pattern": p, "effect": e }))
             .collect::<Vec<_>>()
     };
-    accounts::audit(
+    accounts::audit_in(
         &mut *tx,
         actor,
+        teams::only_team(scope),
         "tool_rules.set",
         kind,
         Some(id.to_string()),
@@ -125,7 +173,7 @@ async fn replace(
     .await?;
     tx.commit().await?;
     state.mcp.registry.invalidate_tool_rules(subject);
-    rules_of(state, subject).await
+    rules_of(state, scope, subject).await
 }
 
 /// A user's per-tool rules.
@@ -138,10 +186,12 @@ async fn replace(
     ))]
 async fn get_user_rules(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<ToolRules>, ApiError> {
-    Ok(AppJson(rules_of(&state, Subject::User(id)).await?))
+    Ok(AppJson(
+        rules_of(&state, &admin.admin_scope(), Subject::User(id)).await?,
+    ))
 }
 
 /// Replaces a user's per-tool rules; effective on their next request.
@@ -156,13 +206,20 @@ async fn get_user_rules(
     ))]
 async fn set_user_rules(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
     AppJson(req): AppJson<ToolRules>,
 ) -> Result<AppJson<ToolRules>, ApiError> {
     Ok(AppJson(
-        replace(&state, &actor(&admin, &meta), Subject::User(id), &req).await?,
+        replace(
+            &state,
+            &actor(&admin, &meta),
+            &admin.0.admin_scope(),
+            Subject::User(id),
+            &req,
+        )
+        .await?,
     ))
 }
 
@@ -176,10 +233,12 @@ async fn set_user_rules(
     ))]
 async fn get_key_rules(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<ToolRules>, ApiError> {
-    Ok(AppJson(rules_of(&state, Subject::ApiKey(id)).await?))
+    Ok(AppJson(
+        rules_of(&state, &admin.admin_scope(), Subject::ApiKey(id)).await?,
+    ))
 }
 
 /// Replaces an API key's per-tool rules (they narrow its owner's rules); effective on the
@@ -195,12 +254,19 @@ async fn get_key_rules(
     ))]
 async fn set_key_rules(
     State(state): State<AppState>,
-    admin: AdminUser,
+    admin: ScopedAdmin,
     meta: RequestMeta,
     AppPath(id): AppPath<i64>,
     AppJson(req): AppJson<ToolRules>,
 ) -> Result<AppJson<ToolRules>, ApiError> {
     Ok(AppJson(
-        replace(&state, &actor(&admin, &meta), Subject::ApiKey(id), &req).await?,
+        replace(
+            &state,
+            &actor(&admin, &meta),
+            &admin.0.admin_scope(),
+            Subject::ApiKey(id),
+            &req,
+        )
+        .await?,
     ))
 }

@@ -13,10 +13,11 @@ use utoipa_axum::routes;
 use crate::accounts;
 use crate::admin::PageQuery;
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{AdminUser, RequestMeta, ScopedAdmin};
 use crate::db::{self, users::UserFilter};
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::state::AppState;
+use crate::teams;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -54,7 +55,7 @@ struct UserListQuery {
     ))]
 async fn list_users(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppQuery(query): AppQuery<UserListQuery>,
 ) -> Result<AppJson<Page<User>>, ApiError> {
     let page = PageQuery::checked(query.page, query.per_page)?;
@@ -62,6 +63,7 @@ async fn list_users(
         role: query.role.map(|r| r.as_str().to_string()),
         enabled: query.enabled.map(i64::from),
         text: query.q.filter(|q| !q.trim().is_empty()),
+        teams: admin.admin_scope().filter(),
     };
     let (limit, offset) = page.limit_offset();
     let rows = db::users::list(&state.db.pool, &filter, limit, offset).await?;
@@ -110,9 +112,10 @@ async fn create_user(
     ))]
 async fn get_user(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    ScopedAdmin(admin): ScopedAdmin,
     AppPath(id): AppPath<i64>,
 ) -> Result<AppJson<User>, ApiError> {
+    teams::member(&state, &admin.admin_scope(), id).await?;
     let row = db::users::find_by_id(&state.db.pool, id)
         .await?
         .ok_or(ApiError::NotFound("no such user"))?;

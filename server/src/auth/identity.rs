@@ -38,6 +38,43 @@ pub struct Principal {
     pub method: AuthMethod,
     /// What an OAuth token's scopes allow on MCP endpoints.
     pub scope: McpScope,
+    /// The teams the user administers (`team_admin`), as of this request.
+    pub admin_of: Arc<[i64]>,
+}
+
+/// What an admin-audience caller may see and change: everything (a global admin) or only what
+/// belongs to the teams they administer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminScope {
+    All,
+    Teams(Arc<[i64]>),
+}
+
+impl AdminScope {
+    /// The caller's teams as the bound value of `team_filter!` (`None`: every team).
+    pub fn filter(&self) -> Option<String> {
+        match self {
+            AdminScope::All => None,
+            AdminScope::Teams(teams) => Some(
+                teams
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        }
+    }
+
+    pub fn has_team(&self, team_id: i64) -> bool {
+        match self {
+            AdminScope::All => true,
+            AdminScope::Teams(teams) => teams.contains(&team_id),
+        }
+    }
+
+    pub fn is_global(&self) -> bool {
+        *self == AdminScope::All
+    }
 }
 
 impl Principal {
@@ -53,6 +90,16 @@ impl Principal {
                 session_id: String::new(),
             },
             scope: McpScope::Full,
+            admin_of: Arc::from([]),
+        }
+    }
+
+    /// What the caller may see and change in the admin API.
+    pub fn admin_scope(&self) -> AdminScope {
+        if self.role == Role::Admin {
+            AdminScope::All
+        } else {
+            AdminScope::Teams(self.admin_of.clone())
         }
     }
 }
@@ -100,6 +147,8 @@ struct UserState {
     email: Option<String>,
     role: Role,
     enabled: bool,
+    /// The teams the user administers.
+    admin_of: Arc<[i64]>,
 }
 
 #[derive(Debug, Clone)]
@@ -434,7 +483,7 @@ async fn authenticate_jwt(
     if !user.enabled {
         return Err(Failure::UserDisabled(user_id));
     }
-    if audience == Audience::Admin && user.role != Role::Admin {
+    if audience == Audience::Admin && user.role != Role::Admin && user.admin_of.is_empty() {
         return Err(Failure::NotAdmin(user_id, user.username));
     }
     Ok(Principal {
@@ -446,6 +495,7 @@ async fn authenticate_jwt(
             session_id: claims.sid.clone(),
         },
         scope: McpScope::from_claim(claims.scope.as_deref()),
+        admin_of: user.admin_of,
     })
 }
 
@@ -490,6 +540,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal
             id: api_key.id,
             servers: api_key.servers,
         },
+        admin_of: user.admin_of,
     })
 }
 
@@ -535,11 +586,22 @@ async fn user_state(state: &AppState, user_id: i64) -> Result<Option<UserState>,
     let row = db::users::find_by_id(&state.db.pool, user_id)
         .await
         .map_err(|e| Failure::Internal(e.into()))?;
+    let admin_of: Arc<[i64]> = match row {
+        Some(_) => db::teams::memberships(&state.db.pool, user_id)
+            .await
+            .map_err(|e| Failure::Internal(e.into()))?
+            .into_iter()
+            .filter(|m| m.role == "team_admin")
+            .map(|m| m.team_id)
+            .collect(),
+        None => Arc::from([]),
+    };
     let u = row.map(|r| UserState {
         role: Role::parse(&r.role).unwrap_or(Role::User),
         username: r.username,
         email: r.email,
         enabled: r.enabled != 0,
+        admin_of,
     });
     cache.users.put(user_id, u.clone());
     Ok(u)
@@ -575,21 +637,22 @@ pub async fn current_role(
     valid.then_some(user.role)
 }
 
-/// Whether an admin authenticated earlier (with `session_id`) is still an enabled admin with
-/// that session valid (`current_role`).
-pub async fn still_valid(
+/// The admin scope now of a caller authenticated earlier (with `session_id`): `None` when the
+/// user is disabled, deleted, signed out, or administers nothing any more.
+pub async fn current_admin_scope(
     state: &AppState,
     user_id: i64,
     session_id: Option<&str>,
-    admin: bool,
-) -> bool {
+) -> Option<AdminScope> {
     let method = session_id.map(|s| AuthMethod::Jwt {
         session_id: s.to_string(),
     });
-    match current_role(state, user_id, method.as_ref()).await {
-        Some(role) => !admin || role == Role::Admin,
-        None => false,
+    let role = current_role(state, user_id, method.as_ref()).await?;
+    if role == Role::Admin {
+        return Some(AdminScope::All);
     }
+    let user = user_state(state, user_id).await.ok()??;
+    (!user.admin_of.is_empty()).then_some(AdminScope::Teams(user.admin_of))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -626,11 +689,46 @@ macro_rules! extractor {
 }
 
 extractor!(
-    /// An admin with an admin-audience JWT (the admin API). API keys are never accepted.
-    AdminUser,
+    /// An admin or team admin with an admin-audience JWT (the admin API's team-scoped
+    /// operations; the handler applies `Principal::admin_scope`). API keys are never accepted.
+    ScopedAdmin,
     Audience::Admin,
     false
 );
+
+impl AsRef<Principal> for ScopedAdmin {
+    fn as_ref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl AsRef<Principal> for AdminUser {
+    fn as_ref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+/// A global admin with an admin-audience JWT: every admin operation that is not team-scoped
+/// (a team admin gets 403 whatever the object, so nothing is learnt about it). API keys are
+/// never accepted.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub Principal);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ScopedAdmin(principal) = ScopedAdmin::from_request_parts(parts, state).await?;
+        if principal.role == Role::Admin {
+            Ok(AdminUser(principal))
+        } else {
+            Err(ApiError::Forbidden("only a global admin may do this"))
+        }
+    }
+}
 extractor!(
     /// A user with an MCP-audience JWT (self-service: logout, API keys).
     SessionUser,

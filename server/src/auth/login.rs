@@ -256,7 +256,10 @@ pub async fn verify_credentials(
     };
     let password_ok = req.password.len() <= password::MAX_PASSWORD_LENGTH * 4
         && password::verify(req.password.clone(), hash).await?;
-    let accepted = user.filter(|u| password_ok && u.enabled != 0 && audience.admits(&u.role));
+    let accepted = match user {
+        Some(u) if password_ok && audience.admits_user(&state.db.pool, &u).await? => Some(u),
+        _ => None,
+    };
     let Some(user) = accepted else {
         place.keep();
         return Err(failed(state, meta, &username_key, now).await?);

@@ -45,10 +45,29 @@ impl Audience {
         }
     }
 
-    /// Whether a user of `role` may hold a session of this audience (the admin API is for
-    /// admins only; the MCP endpoints and the portal for every enabled user).
-    pub fn admits(self, role: &str) -> bool {
-        self != Audience::Admin || role == Role::Admin.as_str()
+    /// Whether a user of `role` may hold a session of this audience: the admin API is for
+    /// global admins and team admins (`team_admin`: the user administers a team); the MCP
+    /// endpoints and the portal are for every enabled user.
+    pub fn admits(self, role: &str, team_admin: bool) -> bool {
+        self != Audience::Admin || role == Role::Admin.as_str() || team_admin
+    }
+
+    /// `admits` for an enabled user, looking up team administration only when it decides.
+    pub async fn admits_user(
+        self,
+        db: &sqlx::AnyPool,
+        user: &crate::db::users::UserRow,
+    ) -> Result<bool, sqlx::Error> {
+        if user.enabled == 0 {
+            return Ok(false);
+        }
+        if self.admits(&user.role, false) {
+            return Ok(true);
+        }
+        Ok(self.admits(
+            &user.role,
+            crate::db::teams::is_team_admin(db, user.id).await?,
+        ))
     }
 
     /// The `aud` claim.
@@ -270,9 +289,10 @@ pub async fn rotate(
         return Err(ApiError::Unauthorized);
     }
     let user = db::users::find_by_id(&state.db.pool, session.user_id).await?;
-    let allowed = user
-        .as_ref()
-        .is_some_and(|u| u.enabled != 0 && audience.admits(&u.role));
+    let allowed = match &user {
+        Some(u) => audience.admits_user(&state.db.pool, u).await?,
+        None => false,
+    };
     if !allowed {
         return Err(ApiError::Unauthorized);
     }

@@ -57,6 +57,9 @@ pub struct EventFilter {
     pub until: Option<i64>,
     /// Only ids below this (keyset pagination for the export).
     pub before_id: Option<i64>,
+    /// Only events about servers of these teams (`"1,5"`, see `team_filter!`); events about
+    /// no server are then left out.
+    pub teams: Option<String>,
 }
 
 const EVENT_WHERE: &str = "($1 is null or event_type = $1)
@@ -65,7 +68,9 @@ const EVENT_WHERE: &str = "($1 is null or event_type = $1)
            and ($4 is null or server = $4)
            and ($5 is null or created_at >= $5)
            and ($6 is null or created_at < $6)
-           and ($7 is null or id < $7)";
+           and ($7 is null or id < $7)
+           and ($8 is null or server in
+                (select n.name from server_names n where (',' || $8 || ',') like ('%,' || n.team_id || ',%')))";
 
 pub async fn list_security_events(
     db: impl AnyExecutor<'_>,
@@ -79,7 +84,7 @@ pub async fn list_security_events(
          from security_events
          where {EVENT_WHERE}
          order by id desc
-         limit $8 offset $9"
+         limit $9 offset $10"
     );
     // The statement text is a constant; every value is bound.
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -90,6 +95,7 @@ pub async fn list_security_events(
         .bind(filter.since)
         .bind(filter.until)
         .bind(filter.before_id)
+        .bind(filter.teams.as_deref())
         .bind(limit)
         .bind(offset)
         .fetch_all(db)
@@ -109,6 +115,7 @@ pub async fn count_security_events(
         .bind(filter.since)
         .bind(filter.until)
         .bind(filter.before_id)
+        .bind(filter.teams.as_deref())
         .fetch_one(db)
         .await
 }
@@ -125,14 +132,16 @@ pub struct AuditRow {
     pub after_state: Option<String>,
     pub ip: Option<String>,
     pub created_at: i64,
+    /// The team the entry concerns, if any.
+    pub team_id: Option<i64>,
 }
 
 pub async fn insert_audit(db: impl AnyExecutor<'_>, a: &AuditRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into audit_log
            (actor_user_id, actor_username, action, target_type, target_id, before_state,
-            after_state, ip, created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            after_state, ip, created_at, team_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(a.actor_user_id)
     .bind(&a.actor_username)
@@ -143,6 +152,7 @@ pub async fn insert_audit(db: impl AnyExecutor<'_>, a: &AuditRow) -> Result<(), 
     .bind(&a.after_state)
     .bind(&a.ip)
     .bind(a.created_at)
+    .bind(a.team_id)
     .execute(db)
     .await?;
     Ok(())
@@ -162,32 +172,45 @@ macro_rules! audit_kind {
 
 pub const AUDIT_KINDS: [&str; 4] = ["sign_in", "sign_out", "authorization", "change"];
 
+/// Audit entries of `kind`, newest first; of the teams in `teams` only when given (then entries
+/// about no team are left out).
 pub async fn list_audit(
     db: impl AnyExecutor<'_>,
     kind: &str,
+    teams: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
     sqlx::query_as(concat!(
         "select id, actor_user_id, actor_username, action, target_type, target_id, before_state,
-                after_state, ip, created_at
+                after_state, ip, created_at, team_id
          from audit_log where ",
         audit_kind!(),
+        " and ",
+        crate::team_filter!("4", "team_id"),
         " order by id desc limit $2 offset $3"
     ))
     .bind(kind)
     .bind(limit)
     .bind(offset)
+    .bind(teams)
     .fetch_all(db)
     .await
 }
 
-pub async fn count_audit(db: impl AnyExecutor<'_>, kind: &str) -> Result<i64, sqlx::Error> {
+pub async fn count_audit(
+    db: impl AnyExecutor<'_>,
+    kind: &str,
+    teams: Option<&str>,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(concat!(
         "select count(*) from audit_log where ",
-        audit_kind!()
+        audit_kind!(),
+        " and ",
+        crate::team_filter!("2", "team_id")
     ))
     .bind(kind)
+    .bind(teams)
     .fetch_one(db)
     .await
 }
@@ -200,7 +223,7 @@ pub async fn audit_after(
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
     sqlx::query_as(
         "select id, actor_user_id, actor_username, action, target_type, target_id, before_state,
-                after_state, ip, created_at
+                after_state, ip, created_at, team_id
          from audit_log where id > $1 order by id limit $2",
     )
     .bind(after_id)

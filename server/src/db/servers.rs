@@ -23,6 +23,8 @@ pub struct ServerRow {
     pub tool_pinning: String,
     /// What the UI shows; `None`: the name.
     pub display_name: Option<String>,
+    /// The team that owns the server.
+    pub team_id: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -31,7 +33,7 @@ pub async fn list(db: impl AnyExecutor<'_>) -> Result<Vec<ServerRow>, sqlx::Erro
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
                 credential_header, credential, credential_hint, tool_prefix, detection, tool_pinning,
-                display_name, created_at, updated_at
+                display_name, team_id, created_at, updated_at
          from mcp_servers order by name",
     )
     .fetch_all(db)
@@ -42,7 +44,7 @@ pub async fn find(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<ServerRow>
     sqlx::query_as(
         "select id, name, url, description, enabled, transport, timeout_ms, credential_type,
                 credential_header, credential, credential_hint, tool_prefix, detection, tool_pinning,
-                display_name, created_at, updated_at
+                display_name, team_id, created_at, updated_at
          from mcp_servers where id = $1",
     )
     .bind(id)
@@ -55,8 +57,8 @@ pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sq
     sqlx::query_scalar(
         "insert into mcp_servers (name, url, description, enabled, transport, timeout_ms,
                                   created_at, updated_at, tool_prefix, detection, tool_pinning,
-                                  display_name)
-         values ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)
+                                  display_name, team_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12)
          returning id",
     )
     .bind(&row.name)
@@ -70,6 +72,7 @@ pub async fn insert(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<i64, sq
     .bind(&row.detection)
     .bind(&row.tool_pinning)
     .bind(&row.display_name)
+    .bind(row.team_id)
     .fetch_one(db)
     .await
 }
@@ -79,7 +82,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
         "update mcp_servers
          set name = $1, url = $2, description = $3, enabled = $4, transport = $5,
              timeout_ms = $6, updated_at = $7, tool_prefix = $9, detection = $10,
-             tool_pinning = $11, display_name = $12
+             tool_pinning = $11, display_name = $12, team_id = $13
          where id = $8",
     )
     .bind(&row.name)
@@ -94,6 +97,7 @@ pub async fn update(db: impl AnyExecutor<'_>, row: &ServerRow) -> Result<u64, sq
     .bind(&row.detection)
     .bind(&row.tool_pinning)
     .bind(&row.display_name)
+    .bind(row.team_id)
     .execute(db)
     .await?;
     Ok(res.rows_affected())
@@ -155,15 +159,29 @@ pub async fn delete(db: impl AnyExecutor<'_>, id: i64) -> Result<u64, sqlx::Erro
     Ok(res.rows_affected())
 }
 
-/// Server ids the user has been granted.
-pub async fn granted_servers(
-    db: impl AnyExecutor<'_>,
-    user_id: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
+/// Server ids granted to the user (whether or not they are a member of the server's team).
+pub async fn grants_of(db: impl AnyExecutor<'_>, user_id: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("select server_id from mcp_permissions where user_id = $1")
         .bind(user_id)
         .fetch_all(db)
         .await
+}
+
+/// Server ids the user may use: granted, and of a team the user is a member of (leaving a
+/// team ends access to its servers whatever was granted).
+pub async fn granted_servers(
+    db: impl AnyExecutor<'_>,
+    user_id: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select p.server_id from mcp_permissions p
+         join mcp_servers s on s.id = p.server_id
+         join team_members m on m.team_id = s.team_id and m.user_id = p.user_id
+         where p.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
 }
 
 pub async fn grant(
@@ -285,41 +303,53 @@ pub async fn insert_activity(
     Ok(())
 }
 
-/// Activity newest first, of one server and/or one user when given.
+/// Which activity to list; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter<'a> {
+    pub server: Option<&'a str>,
+    pub user_id: Option<i64>,
+    /// Only servers (names) of these teams (`"1,5"`, see `team_filter!`).
+    pub teams: Option<String>,
+}
+
+const ACTIVITY_WHERE: &str = "($1 is null or server = $1) and ($2 is null or user_id = $2)
+    and ($3 is null or server in
+         (select n.name from server_names n where (',' || $3 || ',') like ('%,' || n.team_id || ',%')))";
+
+/// Activity newest first.
 pub async fn list_activity(
     db: impl AnyExecutor<'_>,
-    server: Option<&str>,
-    user_id: Option<i64>,
+    filter: &ActivityFilter<'_>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<ActivityRow>, sqlx::Error> {
-    sqlx::query_as(
+    let sql = format!(
         "select id, at, user_id, username, server, method, tool, status, http_status,
                 latency_ms, bytes_in, bytes_out, client_name, rpc_error_code, suspicious
-         from mcp_activity where ($1 is null or server = $1) and ($4 is null or user_id = $4)
-         order by id desc limit $2 offset $3",
-    )
-    .bind(server)
-    .bind(limit)
-    .bind(offset)
-    .bind(user_id)
-    .fetch_all(db)
-    .await
+         from mcp_activity where {ACTIVITY_WHERE}
+         order by id desc limit $4 offset $5"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(filter.server)
+        .bind(filter.user_id)
+        .bind(filter.teams.as_deref())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
 }
 
 pub async fn count_activity(
     db: impl AnyExecutor<'_>,
-    server: Option<&str>,
-    user_id: Option<i64>,
+    filter: &ActivityFilter<'_>,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from mcp_activity
-         where ($1 is null or server = $1) and ($2 is null or user_id = $2)",
-    )
-    .bind(server)
-    .bind(user_id)
-    .fetch_one(db)
-    .await
+    let sql = format!("select count(*) from mcp_activity where {ACTIVITY_WHERE}");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(filter.server)
+        .bind(filter.user_id)
+        .bind(filter.teams.as_deref())
+        .fetch_one(db)
+        .await
 }
 
 /// Deletes activity older than `before` (retention).
@@ -345,14 +375,18 @@ pub struct StatRow {
 pub async fn activity_since(
     db: impl AnyExecutor<'_>,
     since: i64,
+    teams: Option<&str>,
     limit: i64,
 ) -> Result<Vec<StatRow>, sqlx::Error> {
     sqlx::query_as(
         "select at, username, server, tool, status, latency_ms from mcp_activity
-         where at >= $1 order by at desc limit $2",
+         where at >= $1 and ($3 is null or server in
+               (select n.name from server_names n where (',' || $3 || ',') like ('%,' || n.team_id || ',%')))
+         order by at desc limit $2",
     )
     .bind(since)
     .bind(limit)
+    .bind(teams)
     .fetch_all(db)
     .await
 }

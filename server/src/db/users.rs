@@ -80,6 +80,8 @@ pub struct UserFilter {
     pub enabled: Option<i64>,
     /// Case-insensitive substring of the username or email.
     pub text: Option<String>,
+    /// Only members of these teams (`"1,5"`, see `team_filter!`).
+    pub teams: Option<String>,
 }
 
 impl UserFilter {
@@ -109,6 +111,8 @@ pub async fn list(
            and ($2 is null or enabled = $2)
            and ($3 is null or lower(username) like $3 escape '\\'
                 or lower(coalesce(email, '')) like $3 escape '\\')
+           and ($6 is null or exists (select 1 from team_members m where m.user_id = users.id
+                and (',' || $6 || ',') like ('%,' || m.team_id || ',%')))
          order by username
          limit $4 offset $5",
     )
@@ -117,6 +121,7 @@ pub async fn list(
     .bind(filter.like_pattern())
     .bind(limit)
     .bind(offset)
+    .bind(filter.teams.as_deref())
     .fetch_all(db)
     .await
 }
@@ -130,11 +135,14 @@ pub async fn count_matching(
          where ($1 is null or role = $1)
            and ($2 is null or enabled = $2)
            and ($3 is null or lower(username) like $3 escape '\\'
-                or lower(coalesce(email, '')) like $3 escape '\\')",
+                or lower(coalesce(email, '')) like $3 escape '\\')
+           and ($4 is null or exists (select 1 from team_members m where m.user_id = users.id
+                and (',' || $4 || ',') like ('%,' || m.team_id || ',%')))",
     )
     .bind(filter.role.as_deref())
     .bind(filter.enabled)
     .bind(filter.like_pattern())
+    .bind(filter.teams.as_deref())
     .fetch_one(db)
     .await
 }

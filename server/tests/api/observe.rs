@@ -612,7 +612,7 @@ db_test! {
         let mut tx = app.state.db.begin().await.unwrap();
         insert_activity(&mut tx, app.state.db.backend, &rows).await.unwrap();
         tx.commit().await.unwrap();
-        let mut stored = list_activity(&app.state.db.pool, None, None, 1000, 0).await.unwrap();
+        let mut stored = list_activity(&app.state.db.pool, &Default::default(), 1000, 0).await.unwrap();
         assert_eq!(stored.len(), 203);
         stored.sort_by_key(|r| r.at);
         for (want, got) in rows.iter().zip(&stored) {
