@@ -25,3 +25,4 @@ mod pins;
 mod portal;
 mod replicas;
 mod spa;
+mod teams;
