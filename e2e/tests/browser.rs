@@ -1277,3 +1277,111 @@ async fn a_user_creates_a_scoped_key_in_the_portal_and_uses_a_copied_configurati
     wait_text(&c, "signed-in-as", "dana").await;
     c.close().await.unwrap();
 }
+
+/// A team admin signs in to the admin pages and sees only their team's servers and events,
+/// and no page of what only global admins do.
+#[tokio::test]
+async fn a_team_admin_sees_only_their_teams_servers_and_events() {
+    let gateway =
+        start_gateway_with(&[("ADMIN_USERNAME", "admin"), ("ADMIN_PASSWORD", PASSWORD)]).await;
+    let base = format!("http://{}", gateway.addr);
+    let http = reqwest::Client::new();
+    let login = |user: &str, path: &str| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .json(&serde_json::json!({"username": user, "password": PASSWORD}));
+        async move {
+            let body: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
+            body["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let admin = login("admin", "/admin/api/login").await;
+    let call = |method: reqwest::Method, path: String, body: serde_json::Value| {
+        let req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert!(res.status().is_success(), "{path}: {}", res.status());
+            res.json::<serde_json::Value>().await.unwrap_or_default()
+        }
+    };
+    let post = reqwest::Method::POST;
+    let team_a = call(
+        post.clone(),
+        "/admin/api/teams".into(),
+        serde_json::json!({"name": "Alpha"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let team_b = call(
+        post.clone(),
+        "/admin/api/teams".into(),
+        serde_json::json!({"name": "Bravo"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let tara = call(
+        post.clone(),
+        "/admin/api/users".into(),
+        serde_json::json!({"username": "tara", "password": PASSWORD, "role": "user"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    call(
+        reqwest::Method::PUT,
+        format!("/admin/api/teams/{team_a}/members/{tara}"),
+        serde_json::json!({"role": "team_admin"}),
+    )
+    .await;
+    for (name, team) in [("alpha-srv", team_a), ("bravo-srv", team_b)] {
+        call(
+            post.clone(),
+            "/admin/api/mcp-servers".into(),
+            serde_json::json!({"name": name, "url": "http://127.0.0.1:9/mcp", "team_id": team}),
+        )
+        .await;
+    }
+    // Somebody of neither team is refused on both servers: an event on each.
+    call(
+        post.clone(),
+        "/admin/api/users".into(),
+        serde_json::json!({"username": "stranger", "password": PASSWORD, "role": "user"}),
+    )
+    .await;
+    let stranger = login("stranger", "/auth/login").await;
+    for server in ["alpha-srv", "bravo-srv"] {
+        mcp(&base, &format!("/mcp/{server}"), &stranger, None, serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})).await;
+    }
+
+    let driver = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path(), 1280, 900).await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    text_of(&c, "login-username").await;
+    fill(&c, "login-username", "tara").await;
+    fill(&c, "login-password", PASSWORD).await;
+    click(&c, "login-submit").await;
+    wait_url(&c, "/admin").await;
+    for hidden in ["Settings", "Teams", "OAuth clients", "Security audit"] {
+        assert!(
+            c.find(Locator::LinkText(hidden)).await.is_err(),
+            "a team admin is not shown {hidden}"
+        );
+    }
+    nav(&c, "MCP servers", "/admin/mcp-servers").await;
+    text_of(&c, "server-alpha-srv").await;
+    assert!(c.find(Locator::Id("server-bravo-srv")).await.is_err());
+    assert!(!text_of(&c, "servers-list").await.contains("bravo-srv"));
+    screenshot(&c, "team-admin-servers").await;
+    nav(&c, "Security events", "/admin/security-logs").await;
+    wait_text(&c, "events-table", "alpha-srv").await;
+    assert!(!text_of(&c, "events-table").await.contains("bravo-srv"));
+    screenshot(&c, "team-admin-events").await;
+    c.close().await.unwrap();
+}

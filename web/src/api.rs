@@ -35,6 +35,7 @@ use shared::servers::{
     SettingsUpdate, TokenHealth, ToolPin, ToolRules, UpdateServer,
 };
 use shared::stats::Stats;
+use shared::teams::{SetTeamMember, Team, TeamMember, TeamName};
 use shared::users::{ChangePassword, CreateUser, Page, ResetPassword, UpdateUser, User};
 
 /// An error as the UI shows it: the server's code and message, or a transport failure.
@@ -658,4 +659,38 @@ pub async fn portal_disconnect(server: &str) -> Result<(), ApiError> {
     send_in::<()>(Some(Realm::Portal), Method::DELETE, &path, None)
         .await
         .map(|_| ())
+}
+
+// Teams (`/admin/api/teams`).
+
+pub async fn teams() -> Result<Vec<Team>, ApiError> {
+    get("/admin/api/teams").await
+}
+
+pub async fn create_team(name: &str) -> Result<Team, ApiError> {
+    post("/admin/api/teams", &TeamName { name: name.into() }).await
+}
+
+pub async fn delete_team(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/teams/{id}")).await
+}
+
+pub async fn team_members(id: i64) -> Result<Vec<TeamMember>, ApiError> {
+    get(&format!("/admin/api/teams/{id}/members")).await
+}
+
+pub async fn set_team_member(
+    team: i64,
+    user: i64,
+    role: &str,
+) -> Result<Vec<TeamMember>, ApiError> {
+    put(
+        &format!("/admin/api/teams/{team}/members/{user}"),
+        &SetTeamMember { role: role.into() },
+    )
+    .await
+}
+
+pub async fn remove_team_member(team: i64, user: i64) -> Result<(), ApiError> {
+    delete(&format!("/admin/api/teams/{team}/members/{user}")).await
 }

@@ -17,6 +17,7 @@ use crate::pages::oauth::OAuthClients;
 use crate::pages::pins::ToolChanges;
 use crate::pages::servers::Servers;
 use crate::pages::settings::Settings;
+use crate::pages::teams::Teams;
 use crate::pages::tokens::Tokens;
 use crate::pages::users::{OwnApiKeys, UserDetail, Users};
 use crate::pages::{dashboard::Dashboard, login::Login, not_found::NotFound, setup::Setup};
@@ -41,6 +42,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/console") view=|| view! { <RequireAdmin><Console /></RequireAdmin> } />
                     <Route path=path!("/admin/settings") view=|| view! { <RequireAdmin><Settings /></RequireAdmin> } />
                     <Route path=path!("/admin/tokens") view=|| view! { <RequireAdmin><Tokens /></RequireAdmin> } />
+                    <Route path=path!("/admin/teams") view=|| view! { <RequireAdmin><Teams /></RequireAdmin> } />
                     <Route path=path!("/admin/audit-log") view=|| view! { <RequireAdmin><AuditLog /></RequireAdmin> } />
                     <Route path=path!("/admin/tool-changes") view=|| view! { <RequireAdmin><ToolChanges /></RequireAdmin> } />
                     <Route path=path!("/admin/audit") view=|| view! { <RequireAdmin><Audit /></RequireAdmin> } />

@@ -14,5 +14,6 @@ pub mod pins;
 pub mod servers;
 pub mod settings;
 pub mod setup;
+pub mod teams;
 pub mod tokens;
 pub mod users;

@@ -54,21 +54,28 @@ pub fn Layout(children: Children) -> impl IntoView {
                         <A href="/account/password">"Password"</A>
                     }.into_any()
                 } else {
+                    // A team admin is shown only what a team admin can do.
+                    let global = session.me.get().is_none_or(|me| me.role == shared::auth::Role::Admin);
                     view! {
                         <A href="/admin" attr:class="brand">"AuthMCP Gateway"</A>
                         <A href="/admin" exact=true>"Dashboard"</A>
                         <A href="/admin/mcp-servers">"MCP servers"</A>
-                        <A href="/admin/users">"Users"</A>
-                        <A href="/admin/oauth-clients">"OAuth clients"</A>
+                        <A href="/admin/users">{if global { "Users" } else { "Members" }}</A>
+                        {global.then(|| view! {
+                            <A href="/admin/teams">"Teams"</A>
+                            <A href="/admin/oauth-clients">"OAuth clients"</A>
+                        })}
                         <A href="/admin/tokens">"Backend tokens"</A>
                         <A href="/admin/mcp-activity">"Activity"</A>
                         <A href="/admin/security-logs">"Security events"</A>
                         <A href="/admin/audit-log">"Audit log"</A>
                         <A href="/admin/tool-changes">"Tool changes"</A>
-                        <A href="/admin/audit">"Security audit"</A>
+                        {global.then(|| view! { <A href="/admin/audit">"Security audit"</A> })}
                         <A href="/admin/console">"Test console"</A>
-                        <A href="/admin/settings">"Settings"</A>
-                        <A href="/admin/api-keys">"My API keys"</A>
+                        {global.then(|| view! {
+                            <A href="/admin/settings">"Settings"</A>
+                            <A href="/admin/api-keys">"My API keys"</A>
+                        })}
                         <A href="/account">"My account"</A>
                         <a href="/swagger-ui/" rel="external">"API docs"</a>
                     }.into_any()

@@ -326,6 +326,9 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     let detection = RwSignal::new("log".to_string());
     let pinning = RwSignal::new("quarantine".to_string());
     let message = RwSignal::new(None::<Result<String, String>>);
+    // The owning team: asked only when the caller may add servers to several.
+    let team = RwSignal::new(String::new());
+    let teams = LocalResource::new(|| async { api::teams().await.unwrap_or_default() });
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let credential = credential_input(
@@ -338,6 +341,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
         let description = description.get_untracked();
         let req = CreateServer {
             name: name.get_untracked(),
+            team_id: team.get_untracked().parse().ok(),
             display_name: None,
             url: url.get_untracked(),
             description: (!description.trim().is_empty()).then_some(description),
@@ -373,6 +377,14 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
             <form class="grid-form" id="add-server-form" on:submit=on_submit>
                 <label>"Name (e.g. GitHub MCP; its URL segment, github-mcp, is derived)"<input id="server-name" required maxlength="100" bind:value=name /></label>
                 <label>"URL"<input id="server-url" type="url" required placeholder="http://127.0.0.1:9000/mcp" bind:value=url /></label>
+                {move || teams.get().filter(|t| t.len() > 1).map(|list| view! {
+                    <label>"Team"
+                        <select id="server-team" required on:change=move |ev| team.set(event_target_value(&ev))>
+                            <option value="">"choose a team"</option>
+                            {list.into_iter().map(|t| view! { <option value=t.id.to_string()>{t.name}</option> }).collect_view()}
+                        </select>
+                    </label>
+                })}
                 <label>"Description"<input id="server-description" bind:value=description /></label>
                 <label>"Tool prefix on /mcp (default: the name)"<input id="server-prefix" pattern="[a-z0-9][a-z0-9_-]*" maxlength="32" bind:value=prefix /></label>
                 <label>"Suspicious payloads"

@@ -23,9 +23,10 @@ pub fn Users() -> impl IntoView {
         async move { api::list_users(&q).await }
     });
     let refresh = Callback::new(move |()| reload.update(|n| *n += 1));
+    let global = is_global();
     view! {
-        <h1>"Users"</h1>
-        <CreateUserForm on_created=refresh />
+        <h1>{if global { "Users" } else { "Members of my teams" }}</h1>
+        {global.then(|| view! { <CreateUserForm on_created=refresh /> })}
         <div class="toolbar">
             <label class="inline">"Search"
                 <input type="search" id="user-search" placeholder="username or email" bind:value=query />
@@ -82,13 +83,13 @@ fn UserRow(user: User, error: RwSignal<Option<String>>, on_change: Callback<()>)
             <td><A href=format!("/admin/users/{id}") attr:id=link_id>{username}</A></td>
             <td>{user.email.clone().unwrap_or_default()}</td>
             <td>
-                <select aria-label="Role" id=format!("role-{}", user.username) on:change=on_role>
+                <select aria-label="Role" id=format!("role-{}", user.username) disabled=!is_global() on:change=on_role>
                     <option value="user" selected=!is_admin>"user"</option>
                     <option value="admin" selected=is_admin>"admin"</option>
                 </select>
             </td>
             <td><input type="checkbox" aria-label="Enabled" id=format!("enabled-{}", user.username)
-                prop:checked=user.enabled on:change=on_enabled /></td>
+                disabled=!is_global() prop:checked=user.enabled on:change=on_enabled /></td>
             <td>{user.last_login_at.map(when).unwrap_or_else(|| "never".into())}</td>
         </tr>
     }
@@ -222,15 +223,26 @@ pub fn UserDetail() -> impl IntoView {
             </Transition>
         </section>
         <ToolRulesEditor user=Signal::derive(id) />
-        <crate::pages::oauth::UserGrants user=Signal::derive(id) />
-        <ApiKeys user=Signal::derive(id) />
-        <ResetPasswordForm user=Signal::derive(id) />
-        <section class="panel">
-            <h2>"Delete user"</h2>
-            <p class="muted">"Deletes the user with their sessions and API keys."</p>
-            <ConfirmDelete on_confirm=on_delete id="delete-user".to_string() />
-        </section>
+        // Account-wide actions are for global admins; a team admin manages access only.
+        {is_global().then(|| view! {
+            <crate::pages::oauth::UserGrants user=Signal::derive(id) />
+            <ApiKeys user=Signal::derive(id) />
+            <ResetPasswordForm user=Signal::derive(id) />
+            <section class="panel">
+                <h2>"Delete user"</h2>
+                <p class="muted">"Deletes the user with their sessions and API keys."</p>
+                <ConfirmDelete on_confirm=on_delete id="delete-user".to_string() />
+            </section>
+        })}
     }
+}
+
+/// Whether the signed-in admin is a global admin (not a team admin).
+fn is_global() -> bool {
+    crate::session::use_session()
+        .me
+        .get_untracked()
+        .is_none_or(|me| me.role == Role::Admin)
 }
 
 /// A user's per-tool rules: edited as a list and saved whole.
