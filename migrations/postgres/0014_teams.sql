@@ -26,17 +26,21 @@ create index mcp_servers_team on mcp_servers (team_id);
 
 -- Which team a server name belongs to, kept after the server is deleted, so the activity and
 -- security events recorded under a name (they store the name) stay with that team: another
--- team cannot take the name over and read its history.
+-- team cannot take the name over and read its history. When a team is deleted its names keep
+-- no team (only global admins see their history) and stay taken.
 create table server_names (
     name text primary key,
-    team_id bigint not null references teams (id) on delete cascade
+    team_id bigint references teams (id) on delete set null
 );
 insert into server_names (name, team_id) select name, 1 from mcp_servers;
+-- History under names no server has now. Never `*`, the aggregated endpoint's records of
+-- calls not routed to one server: those stay global admins' only.
 insert into server_names (name, team_id)
-    select distinct server, 1 from mcp_activity where server not in (select name from server_names);
+    select distinct server, 1 from mcp_activity
+    where server <> '*' and server not in (select name from server_names);
 insert into server_names (name, team_id)
     select distinct server, 1 from security_events
-    where server is not null and server not in (select name from server_names);
+    where server is not null and server <> '*' and server not in (select name from server_names);
 
 -- The team an audit entry concerns (its servers, grants, rules, pins), for team admins' view.
 alter table audit_log add column team_id bigint;

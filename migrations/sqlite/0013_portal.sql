@@ -4,7 +4,8 @@
 --
 -- SQLite cannot change a check constraint in place: `sessions` is rebuilt (SQLite's documented
 -- twelve steps), with foreign keys off so that dropping the old table does not cascade to
--- `refresh_tokens`, in one transaction, checked before it commits.
+-- `refresh_tokens`, in one transaction (the rows are copied as they are, so every reference
+-- that held before holds after).
 pragma foreign_keys = off;
 begin immediate;
 
@@ -30,7 +31,7 @@ alter table sessions_new rename to sessions;
 create index sessions_user_id on sessions (user_id);
 create index sessions_client_key on sessions (client_key);
 
-create index mcp_activity_user on mcp_activity (user_id, id);
+create index if not exists mcp_activity_user on mcp_activity (user_id, id);
 
 commit;
 pragma foreign_keys = on;

@@ -76,8 +76,9 @@ pub async fn check_new_user(
     })
 }
 
-/// Inserts the user as a member of the default team (a single-team install needs no step
-/// more; an admin moves them to other teams).
+/// Inserts the user, as a member of the default team while it is the only team (a single-team
+/// install needs no step more). Once there are several, a global admin puts new users in
+/// teams: none is chosen for them.
 async fn insert_user(conn: &mut sqlx::AnyConnection, user: &CheckedUser) -> Result<i64, ApiError> {
     let id = db::users::insert(
         &mut *conn,
@@ -97,14 +98,16 @@ async fn insert_user(conn: &mut sqlx::AnyConnection, user: &CheckedUser) -> Resu
             ApiError::Db(e)
         }
     })?;
-    db::teams::set_member(
-        &mut *conn,
-        crate::teams::DEFAULT_TEAM,
-        id,
-        "member",
-        db::now(),
-    )
-    .await?;
+    if db::teams::count(&mut *conn).await? == 1 {
+        db::teams::set_member(
+            &mut *conn,
+            crate::teams::DEFAULT_TEAM,
+            id,
+            "member",
+            db::now(),
+        )
+        .await?;
+    }
     Ok(id)
 }
 

@@ -452,9 +452,10 @@ async fn claim_name(conn: &mut sqlx::AnyConnection, name: &str, team: i64) -> Re
     if db::teams::claim_name(conn, name, team).await? {
         Ok(())
     } else {
+        // The same answer as for a server of this name now: nothing about whose it was.
         Err(ApiError::conflict(
-            "name_taken",
-            "this server name belongs to another team",
+            "server_name_taken",
+            "a server with this name already exists",
         ))
     }
 }
@@ -528,6 +529,11 @@ pub async fn create(
         credential_parts(c)?;
     }
     let mut tx = state.db.begin().await?;
+    // Inside the transaction: a team deleted meanwhile gets no server (SQLite has no foreign
+    // key on the column).
+    db::teams::find(&mut *tx, team)
+        .await?
+        .ok_or(ApiError::NotFound("no such team"))?;
     let id = db::servers::insert(&mut *tx, &row)
         .await
         .map_err(name_taken)?;

@@ -174,9 +174,25 @@ async fn export_security_events(
     AppQuery(query): AppQuery<EventQuery>,
 ) -> Response {
     let mut filter = query.filter(&admin.admin_scope());
+    let session = match &admin.method {
+        crate::auth::identity::AuthMethod::Jwt { session_id } => Some(session_id.clone()),
+        crate::auth::identity::AuthMethod::ApiKey { .. } => None,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         loop {
+            // Every batch is for the caller as they are now: signed out, demoted or moved to
+            // other teams, the export stops.
+            let now = crate::auth::identity::current_admin_scope(
+                &state,
+                admin.user_id,
+                session.as_deref(),
+            )
+            .await;
+            if now.as_ref().map(AdminScope::filter) != Some(filter.teams.clone()) {
+                let _ = tx.send(Err(std::io::Error::other("access changed"))).await;
+                return;
+            }
             let rows =
                 match db::events::list_security_events(&state.db.pool, &filter, 1000, 0).await {
                     Ok(rows) => rows,

@@ -226,10 +226,12 @@ async fn delete_team(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A membership changed: the user's admin scope and MCP access are re-read at once.
+/// A membership changed: the user's admin scope and MCP access are re-read at once, and the
+/// MCP sessions and backend links held for them here end (they open again where still
+/// allowed).
 fn member_changed(state: &AppState, user_id: i64) {
     state.auth_cache.invalidate_user(user_id);
-    state.mcp.registry.invalidate_grants(user_id);
+    state.mcp.forget_user(user_id);
 }
 
 /// A team's members and their roles.

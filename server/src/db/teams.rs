@@ -182,8 +182,9 @@ pub async fn is_member_of(
     Ok(n > 0)
 }
 
-/// Records that `name` belongs to `team_id`, unless it belongs to another team (then false):
-/// a server name, and the history recorded under it, never passes between teams.
+/// Records that `name` belongs to `team_id`, unless it belongs to another team or to a deleted
+/// one (then false): a server name, and the history recorded under it, never passes between
+/// teams.
 pub async fn claim_name(
     conn: &mut sqlx::AnyConnection,
     name: &str,
@@ -196,11 +197,18 @@ pub async fn claim_name(
     .bind(team_id)
     .execute(&mut *conn)
     .await?;
-    let owner: i64 = sqlx::query_scalar("select team_id from server_names where name = $1")
+    let owner: Option<i64> = sqlx::query_scalar("select team_id from server_names where name = $1")
         .bind(name)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(owner == team_id)
+    Ok(owner == Some(team_id))
+}
+
+/// How many teams there are.
+pub async fn count(db: impl AnyExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from teams")
+        .fetch_one(db)
+        .await
 }
 
 /// Whether the user administers at least one team.

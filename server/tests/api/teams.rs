@@ -170,9 +170,9 @@ db_test! {
         set_member(&app, &admin, team_a, ta, "team_admin").await;
         set_member(&app, &admin, team_a, au, "member").await;
         set_member(&app, &admin, team_b, bu, "member").await;
-        for user in [ta, au, bu] {
-            remove_member(&app, &admin, 1, user).await;
-        }
+        // With several teams, new users join none until a global admin says which.
+        let default: Value = app.get_as("/admin/api/teams/1/members", &admin).await.json().await.unwrap();
+        assert!(default.as_array().unwrap().iter().all(|m| m["user_id"] != ta && m["user_id"] != bu), "{default}");
         let alpha = add_server(&app, &admin, json!({"name": "alpha-srv", "url": "http://127.0.0.1:9/mcp", "team_id": team_a})).await;
         let bravo = add_server(&app, &admin, json!({"name": "bravo-srv", "url": "http://127.0.0.1:9/mcp", "team_id": team_b})).await;
         set_access(&app, &admin, au, alpha, true).await;
@@ -411,9 +411,25 @@ db_test! {
             .send(Method::PUT, &format!("/admin/api/teams/{team_a}/members/{user}"), Some(&admin), Some(json!({"role": "owner"})))
             .await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-        // A single-team install: a new user is in the default team, and access is as before.
+        // With several teams a new user joins none (in a single-team install they join the
+        // default team: the portal tests use granted servers that way).
         let solo = app.create_user(&admin, "solo", "user").await;
         let members: Value = app.get_as("/admin/api/teams/1/members", &admin).await.json().await.unwrap();
-        assert!(members.as_array().unwrap().iter().any(|m| m["user_id"] == solo), "{members}");
+        assert!(members.as_array().unwrap().iter().all(|m| m["user_id"] != solo), "{members}");
+        let default = add_server(&app, &admin, json!({"name": "default-srv", "url": "http://127.0.0.1:9/mcp"})).await;
+        set_access(&app, &admin, solo, default, true).await;
+        let solo_token = app.mcp_token("solo", USER_PASSWORD).await;
+        assert_eq!(mcp_status(&app, "/mcp/default-srv", &solo_token).await, StatusCode::FORBIDDEN, "granted, but in no team");
+        set_member(&app, &admin, 1, solo, "member").await;
+        assert_ne!(mcp_status(&app, "/mcp/default-srv", &solo_token).await, StatusCode::FORBIDDEN);
+        // A deleted team's names stay taken (its history is global admins' only).
+        let team_c = make_team(&app, &admin, "charlie-team").await;
+        let c_srv = add_server(&app, &admin, json!({"name": "charlie-srv", "url": "http://127.0.0.1:9/mcp", "team_id": team_c})).await;
+        let res = app.send(Method::DELETE, &format!("/admin/api/mcp-servers/{c_srv}"), Some(&admin), None).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let res = app.send(Method::DELETE, &format!("/admin/api/teams/{team_c}"), Some(&admin), None).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let res = app.post_json("/admin/api/mcp-servers", Some(&admin), json!({"name": "charlie-srv", "url": "http://127.0.0.1:9/mcp", "team_id": team_a})).await;
+        assert_eq!(res.status(), StatusCode::CONFLICT, "a deleted team's name is not passed on");
     }
 }
