@@ -310,6 +310,13 @@ db_test! {
         let res = app.post_json("/admin/api/mcp-servers", Some(&token), json!({"name": "alpha-two", "url": "http://127.0.0.1:9/mcp"})).await;
         assert_eq!(res.status(), StatusCode::CREATED, "in the team admin's only team by default");
         assert_eq!(res.json::<Value>().await.unwrap()["team_id"], team_a);
+        // A team admin cannot aim the gateway at the host's metadata service.
+        for url in ["http://169.254.169.254/latest", "http://[fd00:ec2::254]/mcp", "http://[::ffff:169.254.169.254]/x"] {
+            let res = app.post_json("/admin/api/mcp-servers", Some(&token), json!({"name": "meta", "url": url})).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{url}");
+            let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{alpha}"), Some(&token), Some(json!({"url": url}))).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{url}");
+        }
         let res = app.send(Method::PATCH, &format!("/admin/api/users/{au}/mcp-permissions"), Some(&token), Some(json!({"server_id": alpha, "can_access": false}))).await;
         assert_eq!(res.status(), StatusCode::OK);
         let res = app.send(Method::PUT, &format!("/admin/api/users/{au}/tool-rules"), Some(&token), Some(json!({"rules": [{"server_id": alpha, "pattern": "y*", "effect": "deny"}]}))).await;
