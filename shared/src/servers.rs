@@ -500,3 +500,25 @@ pub struct PinDecision {
     /// `approve` or `reject`.
     pub decision: String,
 }
+
+/// One server's rate-limit overrides (`/admin/api/mcp-servers/{id}/rate-limits`), which its
+/// team's admins manage: each user's budget on the server and per tool, in requests per minute
+/// (0 = off). Absent: the gateway's default applies.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServerRateLimits {
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+    #[serde(default)]
+    pub tools: Vec<ToolRateLimit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ToolRateLimit {
+    /// The backend's own tool name (1 to 200 bytes).
+    pub tool: String,
+    pub per_minute: u32,
+}

@@ -4,16 +4,19 @@
 use axum::extract::State;
 use serde_json::json;
 use shared::error::ApiErrorBody;
-use shared::servers::{GatewaySettings, RateLimitOverride, RateLimits, SettingsUpdate};
+use shared::servers::{
+    GatewaySettings, RateLimitOverride, RateLimits, ServerRateLimits, SettingsUpdate, ToolRateLimit,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
-use crate::auth::identity::{AdminUser, RequestMeta};
+use crate::auth::identity::{AdminUser, RequestMeta, ScopedAdmin};
 use crate::db::{self, limits::OverrideRow};
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
+use crate::teams;
 
 pub const SETTING_KEY: &str = "rate_limits";
 const MAX_OVERRIDES: usize = 1000;
@@ -21,6 +24,7 @@ const MAX_OVERRIDES: usize = 1000;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_limits, set_limits))
+        .routes(routes!(get_server_limits, set_server_limits))
         .routes(routes!(settings, set_settings))
 }
 
@@ -256,4 +260,124 @@ async fn set_limits(
     state.mcp.limits.set(table);
     state.changes.send(crate::feed::Change::Limits);
     Ok(AppJson(now))
+}
+
+/// Tools one server may have overrides for.
+const MAX_TOOL_LIMITS: usize = 200;
+
+async fn server_limits(state: &AppState, server_id: i64) -> Result<ServerRateLimits, ApiError> {
+    let overrides = db::limits::list_overrides(&state.db.pool).await?;
+    let mut out = ServerRateLimits::default();
+    for o in overrides
+        .into_iter()
+        .filter(|o| o.server_id == Some(server_id))
+    {
+        let per_minute = u32::try_from(o.per_minute).unwrap_or(0);
+        match (o.kind.as_str(), o.tool) {
+            ("server", _) => out.per_minute = Some(per_minute),
+            ("tool", Some(tool)) => out.tools.push(ToolRateLimit { tool, per_minute }),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// One server's rate-limit overrides (its team's admins and global admins).
+#[utoipa::path(get, path = "/admin/api/mcp-servers/{id}/rate-limits", tag = "mcp-servers", operation_id = "get_server_rate_limits",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Server id")),
+    responses(
+        (status = 200, description = "The server's overrides", body = ServerRateLimits),
+        (status = 400, description = "`validation_failed`: malformed id", body = ApiErrorBody),
+        (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
+        (status = 404, description = "No such server", body = ApiErrorBody),
+    ))]
+async fn get_server_limits(
+    State(state): State<AppState>,
+    ScopedAdmin(admin): ScopedAdmin,
+    crate::error::AppPath(id): crate::error::AppPath<i64>,
+) -> Result<AppJson<ServerRateLimits>, ApiError> {
+    teams::server(&state, &admin.admin_scope(), id).await?;
+    Ok(AppJson(server_limits(&state, id).await?))
+}
+
+/// Replaces one server's rate-limit overrides (each user's budget on it and per tool); the
+/// gateway-wide defaults and other servers' overrides stay. Applied at once.
+#[utoipa::path(put, path = "/admin/api/mcp-servers/{id}/rate-limits", tag = "mcp-servers", operation_id = "set_server_rate_limits",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Server id")),
+    request_body = ServerRateLimits,
+    responses(
+        (status = 200, description = "The server's overrides now", body = ServerRateLimits),
+        (status = 400, description = "`validation_failed`: a tool name, too many tools, or a malformed body", body = ApiErrorBody),
+        (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
+        (status = 404, description = "No such server", body = ApiErrorBody),
+    ))]
+async fn set_server_limits(
+    State(state): State<AppState>,
+    admin: ScopedAdmin,
+    meta: RequestMeta,
+    crate::error::AppPath(id): crate::error::AppPath<i64>,
+    AppJson(req): AppJson<ServerRateLimits>,
+) -> Result<AppJson<ServerRateLimits>, ApiError> {
+    let server = teams::server(&state, &admin.0.admin_scope(), id).await?;
+    if req.tools.len() > MAX_TOOL_LIMITS {
+        return Err(ApiError::validation(
+            "tools",
+            format!("at most {MAX_TOOL_LIMITS} tools"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in &req.tools {
+        if t.tool.is_empty() || t.tool.len() > 200 || !seen.insert(t.tool.as_str()) {
+            return Err(ApiError::validation(
+                "tools",
+                "each tool is named once, with 1 to 200 bytes",
+            ));
+        }
+    }
+    let before = server_limits(&state, id).await?;
+    let now = db::now();
+    let mut tx = state.db.begin().await?;
+    db::limits::clear_server_overrides(&mut *tx, id).await?;
+    let rows = req
+        .per_minute
+        .map(|p| ("server", None, p))
+        .into_iter()
+        .chain(
+            req.tools
+                .iter()
+                .map(|t| ("tool", Some(t.tool.clone()), t.per_minute)),
+        );
+    for (kind, tool, per_minute) in rows {
+        db::limits::insert_override(
+            &mut *tx,
+            &OverrideRow {
+                kind: kind.into(),
+                user_id: None,
+                server_id: Some(id),
+                tool,
+                per_minute: i64::from(per_minute),
+                label: None,
+            },
+            now,
+        )
+        .await?;
+    }
+    accounts::audit_in(
+        &mut *tx,
+        &actor(&admin, &meta),
+        Some(server.team_id),
+        "rate_limits.set_server",
+        "mcp_server",
+        Some(id.to_string()),
+        Some(serde_json::to_value(&before).unwrap_or_default()),
+        Some(serde_json::to_value(&req).unwrap_or_default()),
+    )
+    .await?;
+    tx.commit().await?;
+    let (_, table) = load(&state).await?;
+    state.mcp.limits.set(table);
+    state.changes.send(crate::feed::Change::Limits);
+    Ok(AppJson(server_limits(&state, id).await?))
 }

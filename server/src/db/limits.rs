@@ -80,3 +80,15 @@ pub async fn insert_override(
     .await?;
     Ok(())
 }
+
+/// Removes one server's overrides (its own and its tools').
+pub async fn clear_server_overrides(
+    db: impl AnyExecutor<'_>,
+    server_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from rate_limit_overrides where server_id = $1")
+        .bind(server_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}

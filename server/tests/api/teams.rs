@@ -72,6 +72,9 @@ fn body_for(operation: &str, ids: &Ids, server_name: &str) -> Option<Value> {
         "set_user_tool_rules" | "set_api_key_tool_rules" => rule,
         "console_tools" => json!({"server": server_name}),
         "console_call" => json!({"server": server_name, "tool": "echo", "arguments": {}}),
+        "set_server_rate_limits" => {
+            json!({"per_minute": 5, "tools": [{"tool": "echo", "per_minute": 1}]})
+        }
         // Global admins only: answered 403 before the body is read.
         _ => json!({}),
     })
@@ -310,6 +313,24 @@ db_test! {
         let res = app.post_json("/admin/api/mcp-servers", Some(&token), json!({"name": "alpha-two", "url": "http://127.0.0.1:9/mcp"})).await;
         assert_eq!(res.status(), StatusCode::CREATED, "in the team admin's only team by default");
         assert_eq!(res.json::<Value>().await.unwrap()["team_id"], team_a);
+        // Rate-limit overrides of A's server: set by its team admin, applied gateway-wide.
+        let limits = format!("/admin/api/mcp-servers/{alpha}/rate-limits");
+        for bad in [
+            json!({"tools": [{"tool": "", "per_minute": 1}]}),
+            json!({"tools": [{"tool": "echo", "per_minute": 1}, {"tool": "echo", "per_minute": 2}]}),
+            json!({"per_minute": -1}),
+            json!({"per_minute": 1, "extra": true}),
+            json!({"tools": "echo"}),
+        ] {
+            let res = app.send(Method::PUT, &limits, Some(&token), Some(bad.clone())).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let res = app.send(Method::PUT, &limits, Some(&token), Some(json!({"per_minute": 7, "tools": [{"tool": "echo", "per_minute": 2}]}))).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let all: Value = app.get_as("/admin/api/rate-limits", &admin).await.json().await.unwrap();
+        let overrides = all["overrides"].as_array().unwrap();
+        assert!(overrides.iter().any(|o| o["kind"] == "server" && o["server_id"] == alpha && o["per_minute"] == 7), "{all}");
+        assert!(overrides.iter().any(|o| o["kind"] == "tool" && o["tool"] == "echo" && o["per_minute"] == 2), "{all}");
         // A team admin cannot aim the gateway at the host's metadata service.
         for url in ["http://169.254.169.254/latest", "http://[fd00:ec2::254]/mcp", "http://[::ffff:169.254.169.254]/x"] {
             let res = app.post_json("/admin/api/mcp-servers", Some(&token), json!({"name": "meta", "url": url})).await;
