@@ -288,12 +288,37 @@ async fn setup_sign_in_session_resume_and_deep_links() {
 
 /// Signs in on the login page as `admin` with `PASSWORD`.
 async fn sign_in_as_admin(c: &Client, base: &str) {
-    c.goto(&format!("{base}/login")).await.unwrap();
-    text_of(c, "login-username").await;
-    fill(c, "login-username", "admin").await;
-    fill(c, "login-password", PASSWORD).await;
-    click(c, "login-submit").await;
+    submit_sign_in(c, base, false, "admin", PASSWORD).await;
     wait_url(c, "/admin").await;
+}
+
+/// Fills and submits a sign-in form: the admin pages' (`/login`) or the portal's
+/// (`/account/login`).
+async fn submit_sign_in(c: &Client, base: &str, portal: bool, username: &str, password: &str) {
+    let (page, prefix, submit) = if portal {
+        ("/account/login", "account", "account-login-submit")
+    } else {
+        ("/login", "login", "login-submit")
+    };
+    c.goto(&format!("{base}{page}")).await.unwrap();
+    text_of(c, &format!("{prefix}-username")).await;
+    fill(c, &format!("{prefix}-username"), username).await;
+    fill(c, &format!("{prefix}-password"), password).await;
+    click(c, submit).await;
+}
+
+/// An access token from a sign-in endpoint (`/auth/login`, `/admin/api/login`).
+async fn api_token(base: &str, path: &str, username: &str) -> String {
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&serde_json::json!({"username": username, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_string()
 }
 
 /// A real MCP backend (the Python SDK peer the server's interop tests use), killed on drop.
@@ -759,16 +784,7 @@ async fn backend_accounts_connect_through_the_authorization_servers_pages() {
 
     // A server each user connects for themselves, and a user with access to it.
     let http = reqwest::Client::new();
-    let admin: serde_json::Value = http
-        .post(format!("{base}/admin/api/login"))
-        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = admin["access_token"].as_str().unwrap().to_string();
+    let admin = api_token(&base, "/admin/api/login", "admin").await;
     let server: serde_json::Value = http
         .post(format!("{base}/admin/api/mcp-servers"))
         .bearer_auth(&admin)
@@ -966,16 +982,7 @@ async fn a_changed_tool_is_approved_in_the_browser_and_a_scan_report_opens() {
     );
 
     // A client lists the tools (the baseline), then the backend changes `rates`.
-    let login: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/auth/login"))
-        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
+    let token = api_token(&base, "/auth/login", "admin").await;
     let (_, sid) = mcp(&base, "/mcp/rates", &token, None, serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})).await;
     let sid = sid.expect("a session");
@@ -1156,16 +1163,7 @@ async fn a_user_creates_a_scoped_key_in_the_portal_and_uses_a_copied_configurati
 
     // The admin's part, through the API: a user and two servers granted to them.
     let http = reqwest::Client::new();
-    let admin: serde_json::Value = http
-        .post(format!("{base}/admin/api/login"))
-        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = admin["access_token"].as_str().unwrap().to_string();
+    let admin = api_token(&base, "/admin/api/login", "admin").await;
     let post = |path: &str, body: serde_json::Value| {
         let req = http
             .post(format!("{base}{path}"))
@@ -1206,17 +1204,11 @@ async fn a_user_creates_a_scoped_key_in_the_portal_and_uses_a_copied_configurati
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path(), 1280, 900).await;
     // The admin sign-in does not admit a user; the portal does.
-    c.goto(&format!("{base}/login")).await.unwrap();
-    text_of(&c, "login-username").await;
-    fill(&c, "login-username", "dana").await;
-    fill(&c, "login-password", PASSWORD).await;
-    click(&c, "login-submit").await;
+    submit_sign_in(&c, &base, false, "dana", PASSWORD).await;
     text_of(&c, "login-error").await;
     c.goto(&format!("{base}/account")).await.unwrap();
     wait_url(&c, "/account/login").await;
-    fill(&c, "account-username", "dana").await;
-    fill(&c, "account-password", PASSWORD).await;
-    click(&c, "account-login-submit").await;
+    submit_sign_in(&c, &base, true, "dana", PASSWORD).await;
     wait_url(&c, "/account").await;
     wait_text(&c, "url-alpha-tools", &format!("{base}/mcp/alpha-tools")).await;
     wait_text(&c, "url-beta", &format!("{base}/mcp/beta")).await;
@@ -1270,9 +1262,7 @@ async fn a_user_creates_a_scoped_key_in_the_portal_and_uses_a_copied_configurati
     wait_url(&c, "/account/login").await;
     c.goto(&format!("{base}/account/api-keys")).await.unwrap();
     wait_url(&c, "/account/login").await;
-    fill(&c, "account-username", "dana").await;
-    fill(&c, "account-password", "another long passphrase 42").await;
-    click(&c, "account-login-submit").await;
+    submit_sign_in(&c, &base, true, "dana", "another long passphrase 42").await;
     wait_url(&c, "/account").await;
     wait_text(&c, "signed-in-as", "dana").await;
     c.close().await.unwrap();
@@ -1286,16 +1276,7 @@ async fn a_team_admin_sees_only_their_teams_servers_and_events() {
         start_gateway_with(&[("ADMIN_USERNAME", "admin"), ("ADMIN_PASSWORD", PASSWORD)]).await;
     let base = format!("http://{}", gateway.addr);
     let http = reqwest::Client::new();
-    let login = |user: &str, path: &str| {
-        let req = http
-            .post(format!("{base}{path}"))
-            .json(&serde_json::json!({"username": user, "password": PASSWORD}));
-        async move {
-            let body: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
-            body["access_token"].as_str().unwrap().to_string()
-        }
-    };
-    let admin = login("admin", "/admin/api/login").await;
+    let admin = api_token(&base, "/admin/api/login", "admin").await;
     let call = |method: reqwest::Method, path: String, body: serde_json::Value| {
         let req = http
             .request(method, format!("{base}{path}"))
@@ -1353,7 +1334,7 @@ async fn a_team_admin_sees_only_their_teams_servers_and_events() {
         serde_json::json!({"username": "stranger", "password": PASSWORD, "role": "user"}),
     )
     .await;
-    let stranger = login("stranger", "/auth/login").await;
+    let stranger = api_token(&base, "/auth/login", "stranger").await;
     for server in ["alpha-srv", "bravo-srv"] {
         mcp(&base, &format!("/mcp/{server}"), &stranger, None, serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})).await;
@@ -1362,11 +1343,7 @@ async fn a_team_admin_sees_only_their_teams_servers_and_events() {
     let driver = start_chromedriver();
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path(), 1280, 900).await;
-    c.goto(&format!("{base}/login")).await.unwrap();
-    text_of(&c, "login-username").await;
-    fill(&c, "login-username", "tara").await;
-    fill(&c, "login-password", PASSWORD).await;
-    click(&c, "login-submit").await;
+    submit_sign_in(&c, &base, false, "tara", PASSWORD).await;
     wait_url(&c, "/admin").await;
     for hidden in ["Settings", "Teams", "OAuth clients", "Security audit"] {
         assert!(

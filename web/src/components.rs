@@ -1,5 +1,6 @@
 //! Reusable widgets.
 
 pub mod layout;
+pub mod sign_in;
 pub mod snippets;
 pub mod widgets;

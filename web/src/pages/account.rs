@@ -6,54 +6,21 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
-use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::hooks::use_query_map;
 use shared::auth::CreateApiKey;
 use shared::users::ChangePassword;
 
-use crate::api;
+use crate::api::{self, Realm};
+use crate::components::sign_in::SignInForm;
 use crate::components::snippets::ClientSnippets;
 use crate::components::widgets::{Badge, CopyButton, ErrorAlert, open_authorization, when};
-use crate::session::use_session;
 
-/// The portal's sign-in form (every user; admins sign in to the admin pages at `/login`).
+/// The portal's sign-in page (every user; admins sign in to the admin pages at `/login`).
 #[component]
 pub fn AccountLogin() -> impl IntoView {
-    let session = use_session();
-    let username = RwSignal::new(String::new());
-    let password = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let login = Action::new_local(move |(u, p): &(String, String)| {
-        let (u, p) = (u.clone(), p.clone());
-        async move { api::portal_login(&u, &p).await }
-    });
-    let navigate = use_navigate();
-    Effect::new(move |_| match login.value().get() {
-        Some(Ok(me)) => {
-            error.set(None);
-            session.account.set(Some(me));
-            navigate("/account", Default::default());
-        }
-        Some(Err(e)) => error.set(Some(e.message)),
-        None => {}
-    });
-    let on_submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        login.dispatch((username.get_untracked(), password.get_untracked()));
-    };
     view! {
         <h1>"Sign in to your account"</h1>
-        <form class="stack" id="account-login-form" on:submit=on_submit>
-            <label>"Username"
-                <input id="account-username" name="username" autocomplete="username" required
-                    bind:value=username />
-            </label>
-            <label>"Password"
-                <input id="account-password" name="password" type="password" autocomplete="current-password" required
-                    bind:value=password />
-            </label>
-            {move || error.get().map(|e| view! { <div class="alert" role="alert" id="account-login-error">{e}</div> })}
-            <button type="submit" id="account-login-submit" disabled=move || login.pending().get()>"Sign in"</button>
-        </form>
+        <SignInForm realm=Realm::Portal />
         <p class="muted">"Administrators manage the gateway at " <A href="/login">"the admin sign-in"</A> "."</p>
     }
 }
