@@ -57,32 +57,29 @@ pub fn use_session() -> Session {
 /// (first run) or the sign-in page.
 #[component]
 pub fn RequireAdmin(children: ChildrenFn) -> impl IntoView {
-    let session = use_session();
-    move || {
-        if !session.ready.get() {
-            view! { <p class="loading" id="session-loading">"Loading…"</p> }.into_any()
-        } else if session.setup_required.get() {
-            view! { <Redirect path="/setup" /> }.into_any()
-        } else if session.me.get().is_none() {
-            view! { <Redirect path="/login" /> }.into_any()
-        } else {
-            children().into_any()
-        }
-    }
+    guard(children, |s| s.me, "/login")
 }
 
 /// Shows `children` to a user signed in to the portal; otherwise sends the visitor to the
 /// portal's sign-in page.
 #[component]
 pub fn RequireAccount(children: ChildrenFn) -> impl IntoView {
+    guard(children, |s| s.account, "/account/login")
+}
+
+fn guard(
+    children: ChildrenFn,
+    who: fn(Session) -> RwSignal<Option<Me>>,
+    sign_in: &'static str,
+) -> impl IntoView {
     let session = use_session();
     move || {
         if !session.ready.get() {
             view! { <p class="loading" id="session-loading">"Loading…"</p> }.into_any()
         } else if session.setup_required.get() {
             view! { <Redirect path="/setup" /> }.into_any()
-        } else if session.account.get().is_none() {
-            view! { <Redirect path="/account/login" /> }.into_any()
+        } else if who(session).get().is_none() {
+            view! { <Redirect path=sign_in /> }.into_any()
         } else {
             children().into_any()
         }
