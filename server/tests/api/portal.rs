@@ -167,6 +167,17 @@ db_test! {
             "{log}"
         );
 
+        // The connections page's API takes the portal token (and no other bearer).
+        let res = app.send(Method::GET, "/oauth/backend/connections", Some(&portal), None).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.json::<Value>().await.unwrap()["username"], "pat");
+        for token in [mcp.as_str(), admin.as_str(), key.as_str()] {
+            let res = app.send(Method::GET, "/oauth/backend/connections", Some(token), None).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{token:.12}");
+        }
+        let res = app.send(Method::POST, "/oauth/backend/connections/nothing-here", Some(&portal), None).await;
+        assert!(matches!(res.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN), "{}", res.status());
+
         // A disabled user's portal session ends at once.
         let res = app
             .send(Method::PATCH, &format!("/admin/api/users/{pat}"), Some(&admin), Some(json!({"enabled": false})))
