@@ -1355,6 +1355,40 @@ async fn a_team_admin_sees_only_their_teams_servers_and_events() {
     text_of(&c, "server-alpha-srv").await;
     assert!(c.find(Locator::Id("server-bravo-srv")).await.is_err());
     assert!(!text_of(&c, "servers-list").await.contains("bravo-srv"));
+    // The team admin sets their server's rate limits.
+    click(&c, "limits-toggle-alpha-srv").await;
+    fill(&c, "limits-server-alpha-srv", "7").await;
+    fill(&c, "limits-tools-alpha-srv", "echo=2").await;
+    click(&c, "limits-save-alpha-srv").await;
+    let mut saved = serde_json::Value::Null;
+    for _ in 0..50 {
+        saved = reqwest::Client::new()
+            .get(format!("{base}/admin/api/rate-limits"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if saved.to_string().contains("\"per_minute\":7") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let overrides = saved["overrides"].as_array().unwrap();
+    assert!(
+        overrides
+            .iter()
+            .any(|o| o["kind"] == "server" && o["per_minute"] == 7),
+        "{saved}"
+    );
+    assert!(
+        overrides
+            .iter()
+            .any(|o| o["tool"] == "echo" && o["per_minute"] == 2),
+        "{saved}"
+    );
     screenshot(&c, "team-admin-servers").await;
     nav(&c, "Security events", "/admin/security-logs").await;
     wait_text(&c, "events-table", "alpha-srv").await;

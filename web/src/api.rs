@@ -694,3 +694,14 @@ pub async fn set_team_member(
 pub async fn remove_team_member(team: i64, user: i64) -> Result<(), ApiError> {
     delete(&format!("/admin/api/teams/{team}/members/{user}")).await
 }
+
+pub async fn server_rate_limits(id: i64) -> Result<shared::servers::ServerRateLimits, ApiError> {
+    get(&format!("/admin/api/mcp-servers/{id}/rate-limits")).await
+}
+
+pub async fn set_server_rate_limits(
+    id: i64,
+    limits: &shared::servers::ServerRateLimits,
+) -> Result<shared::servers::ServerRateLimits, ApiError> {
+    put(&format!("/admin/api/mcp-servers/{id}/rate-limits"), limits).await
+}

@@ -200,8 +200,98 @@ fn ServerCard(
                 }.into_any(),
             })}
             <EditServer server=editable error=error on_change=on_change />
+            <ServerLimits id=id name=name.clone() />
             <ClientSnippets name=name.clone() url=endpoint />
         </article>
+    }
+}
+
+/// One server's rate-limit overrides (each user's budget on it, and per tool), which its team's
+/// admins manage; one line per tool, `tool=per_minute`.
+#[component]
+fn ServerLimits(id: i64, name: String) -> impl IntoView {
+    let per_minute = RwSignal::new(String::new());
+    let tools = RwSignal::new(String::new());
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let loaded = LocalResource::new(move || async move { api::server_rate_limits(id).await });
+    Effect::new(move |_| {
+        if let Some(Ok(limits)) = loaded.get() {
+            per_minute.set(limits.per_minute.map(|p| p.to_string()).unwrap_or_default());
+            tools.set(
+                limits
+                    .tools
+                    .iter()
+                    .map(|t| format!("{}={}", t.tool, t.per_minute))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let mut parsed = Vec::new();
+        for line in tools
+            .get_untracked()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            match line
+                .rsplit_once('=')
+                .map(|(t, n)| (t.trim(), n.trim().parse::<u32>()))
+            {
+                Some((tool, Ok(n))) if !tool.is_empty() => {
+                    parsed.push(shared::servers::ToolRateLimit {
+                        tool: tool.to_string(),
+                        per_minute: n,
+                    })
+                }
+                _ => {
+                    message.set(Some(Err(format!("not tool=number: {line}"))));
+                    return;
+                }
+            }
+        }
+        let overall = per_minute.get_untracked();
+        let limits = shared::servers::ServerRateLimits {
+            per_minute: if overall.trim().is_empty() {
+                None
+            } else {
+                match overall.trim().parse() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        message.set(Some(Err("the budget is a whole number".into())));
+                        return;
+                    }
+                }
+            },
+            tools: parsed,
+        };
+        spawn_local(async move {
+            message.set(Some(
+                api::set_server_rate_limits(id, &limits)
+                    .await
+                    .map(|_| "Saved".to_string())
+                    .map_err(|e| e.message),
+            ));
+        });
+    };
+    view! {
+        <details>
+            <summary id=format!("limits-toggle-{name}")>"Rate limits"</summary>
+            <form class="grid-form" on:submit=on_submit>
+                <label>"Each user's requests per minute on this server (empty: the default; 0: off)"
+                    <input id=format!("limits-server-{name}") type="number" min="0" bind:value=per_minute />
+                </label>
+                <label>"Per tool, one per line: tool=requests per minute"
+                    <textarea id=format!("limits-tools-{name}") rows="3" bind:value=tools></textarea>
+                </label>
+                <button type="submit" id=format!("limits-save-{name}")>"Save limits"</button>
+                {move || message.get().map(|m| match m {
+                    Ok(text) => view! { <p class="ok">{text}</p> }.into_any(),
+                    Err(text) => view! { <ErrorAlert message=text /> }.into_any(),
+                })}
+            </form>
+        </details>
     }
 }
 
