@@ -233,6 +233,16 @@ pub struct Actor<'a> {
     pub ip: String,
 }
 
+impl<'a> Actor<'a> {
+    /// The caller of a request.
+    pub fn of(principal: &'a Principal, meta: &crate::auth::identity::RequestMeta) -> Actor<'a> {
+        Actor {
+            principal,
+            ip: meta.ip.0.to_string(),
+        }
+    }
+}
+
 pub(crate) async fn audit(
     db: impl sqlx::AnyExecutor<'_>,
     actor: &Actor<'_>,
@@ -688,7 +698,7 @@ pub async fn create_api_key(
     state: &AppState,
     user_id: i64,
     req: &CreateApiKey,
-    actor: Option<&Actor<'_>>,
+    actor: &Actor<'_>,
 ) -> Result<CreatedApiKey, ApiError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -737,18 +747,16 @@ pub async fn create_api_key(
         .await?
         .ok_or(ApiError::NotFound("no such API key"))?;
     let key = to_api_key(&row);
-    if let Some(actor) = actor {
-        audit(
-            &mut *tx,
-            actor,
-            "api_key.create",
-            "api_key",
-            Some(id.to_string()),
-            None,
-            Some(json!({ "user_id": user_id, "name": key.name, "servers": key.servers })),
-        )
-        .await?;
-    }
+    audit(
+        &mut *tx,
+        actor,
+        "api_key.create",
+        "api_key",
+        Some(id.to_string()),
+        None,
+        Some(json!({ "user_id": user_id, "name": key.name, "servers": key.servers })),
+    )
+    .await?;
     tx.commit().await?;
     Ok(CreatedApiKey { key, secret })
 }
@@ -766,24 +774,22 @@ pub async fn revoke_api_key(
     state: &AppState,
     user_id: i64,
     key_id: i64,
-    actor: Option<&Actor<'_>>,
+    actor: &Actor<'_>,
 ) -> Result<(), ApiError> {
     let mut tx = state.db.begin().await?;
     if db::api_keys::revoke(&mut *tx, key_id, user_id, db::now()).await? == 0 {
         return Err(ApiError::NotFound("no such API key"));
     }
-    if let Some(actor) = actor {
-        audit(
-            &mut *tx,
-            actor,
-            "api_key.revoke",
-            "api_key",
-            Some(key_id.to_string()),
-            None,
-            Some(json!({ "user_id": user_id })),
-        )
-        .await?;
-    }
+    audit(
+        &mut *tx,
+        actor,
+        "api_key.revoke",
+        "api_key",
+        Some(key_id.to_string()),
+        None,
+        Some(json!({ "user_id": user_id })),
+    )
+    .await?;
     tx.commit().await?;
     state.auth_cache.invalidate_api_key(key_id);
     Ok(())

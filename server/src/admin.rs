@@ -46,10 +46,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The actor of an admin change (for the audit log).
 pub(crate) fn actor<'a>(admin: &'a impl AsRef<Principal>, meta: &RequestMeta) -> Actor<'a> {
-    Actor {
-        principal: admin.as_ref(),
-        ip: meta.ip.0.to_string(),
-    }
+    Actor::of(admin.as_ref(), meta)
 }
 
 /// `?page=1&per_page=50` (per_page at most 200).

@@ -238,10 +238,12 @@ async fn list_api_keys(
     ))]
 async fn create_api_key(
     State(state): State<AppState>,
+    meta: RequestMeta,
     SessionUser(principal): SessionUser,
     AppJson(req): AppJson<CreateApiKey>,
 ) -> Result<(StatusCode, AppJson<CreatedApiKey>), ApiError> {
-    let created = accounts::create_api_key(&state, principal.user_id, &req, None).await?;
+    let actor = accounts::Actor::of(&principal, &meta);
+    let created = accounts::create_api_key(&state, principal.user_id, &req, &actor).await?;
     Ok((StatusCode::CREATED, AppJson(created)))
 }
 
@@ -256,9 +258,11 @@ async fn create_api_key(
     ))]
 async fn revoke_api_key(
     State(state): State<AppState>,
+    meta: RequestMeta,
     SessionUser(principal): SessionUser,
     AppPath(id): AppPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    accounts::revoke_api_key(&state, principal.user_id, id, None).await?;
+    let actor = accounts::Actor::of(&principal, &meta);
+    accounts::revoke_api_key(&state, principal.user_id, id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::PageQuery;
-use crate::auth::identity::{PortalUser, Principal, RequestMeta};
+use crate::auth::identity::{PortalUser, RequestMeta};
 use crate::auth::{browser, login, me_of};
 use crate::db;
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
@@ -43,13 +43,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_my_application))
         .routes(routes!(change_my_password))
         .routes(routes!(my_activity))
-}
-
-fn actor<'a>(principal: &'a Principal, meta: &RequestMeta) -> Actor<'a> {
-    Actor {
-        principal,
-        ip: meta.ip.0.to_string(),
-    }
 }
 
 /// Signs a user in to the portal (any enabled user); returns a portal-audience access token,
@@ -175,8 +168,8 @@ async fn create_my_api_key(
     PortalUser(principal): PortalUser,
     AppJson(req): AppJson<CreateApiKey>,
 ) -> Result<(StatusCode, AppJson<CreatedApiKey>), ApiError> {
-    let actor = actor(&principal, &meta);
-    let created = accounts::create_api_key(&state, principal.user_id, &req, Some(&actor)).await?;
+    let actor = Actor::of(&principal, &meta);
+    let created = accounts::create_api_key(&state, principal.user_id, &req, &actor).await?;
     Ok((StatusCode::CREATED, AppJson(created)))
 }
 
@@ -196,8 +189,8 @@ async fn revoke_my_api_key(
     PortalUser(principal): PortalUser,
     AppPath(id): AppPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let actor = actor(&principal, &meta);
-    accounts::revoke_api_key(&state, principal.user_id, id, Some(&actor)).await?;
+    let actor = Actor::of(&principal, &meta);
+    accounts::revoke_api_key(&state, principal.user_id, id, &actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -233,7 +226,13 @@ async fn revoke_my_application(
     PortalUser(principal): PortalUser,
     AppPath(client): AppPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    grants::revoke(&state, &actor(&principal, &meta), principal.user_id, client).await?;
+    grants::revoke(
+        &state,
+        &Actor::of(&principal, &meta),
+        principal.user_id,
+        client,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -215,7 +215,7 @@ async fn create_user_api_key(
     AppPath(id): AppPath<i64>,
     AppJson(req): AppJson<CreateApiKey>,
 ) -> Result<(StatusCode, AppJson<CreatedApiKey>), ApiError> {
-    let created = accounts::create_api_key(&state, id, &req, Some(&actor(&admin, &meta))).await?;
+    let created = accounts::create_api_key(&state, id, &req, &actor(&admin, &meta)).await?;
     Ok((StatusCode::CREATED, AppJson(created)))
 }
 
@@ -232,6 +232,6 @@ async fn revoke_user_api_key(
     meta: RequestMeta,
     AppPath((id, key_id)): AppPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    accounts::revoke_api_key(&state, id, key_id, Some(&actor(&admin, &meta))).await?;
+    accounts::revoke_api_key(&state, id, key_id, &actor(&admin, &meta)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

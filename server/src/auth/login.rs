@@ -353,10 +353,7 @@ pub async fn change_password(
         session: Default::default(),
     };
     let verified = verify_credentials(state, meta, &creds, Audience::Mcp).await?;
-    let actor = crate::accounts::Actor {
-        principal,
-        ip: meta.ip.0.to_string(),
-    };
+    let actor = crate::accounts::Actor::of(principal, meta);
     crate::accounts::change_own_password(state, &actor, &verified, session_id, &req.new_password)
         .await
 }

@@ -78,6 +78,11 @@ db_test! {
             .await
             .unwrap();
         let key = key["secret"].as_str().unwrap().to_string();
+        let log: Value = app.get_as("/admin/api/audit-log?kind=change", &admin).await.json().await.unwrap();
+        assert!(
+            log["items"].as_array().unwrap().iter().any(|e| e["action"] == "api_key.create" && e["actor_username"] == "pat"),
+            "self-service keys are audited too: {log}"
+        );
         for token in [mcp.as_str(), admin.as_str(), key.as_str(), "garbage", ""] {
             assert_eq!(
                 status(&app, Method::GET, "/portal/api/me", token, None).await,
