@@ -115,12 +115,20 @@ pub fn is_forbidden_address(ip: IpAddr) -> bool {
 }
 
 /// Addresses never reached, even where private ones are allowed: link-local (cloud metadata
-/// services live there, and at AWS's IPv6 `fd00:ec2::254`), unspecified, multicast and
-/// broadcast, also as IPv4 embedded in IPv6 (mapped, compatible, NAT64, 6to4).
+/// services live there, and at AWS's IPv6 `fd00:ec2::254`; Alibaba's at 100.100.100.200 and
+/// Azure's WireServer at 168.63.129.16), unspecified, multicast and broadcast, also as IPv4
+/// embedded in IPv6 (mapped, compatible, NAT64, 6to4). MCP backends are never reached there
+/// either (`mcp::backend::GuardedResolver`).
 pub fn is_never_allowed(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+            v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                // Alibaba Cloud's metadata service and Azure's WireServer, outside link-local.
+                || v4.octets() == [100, 100, 100, 200]
+                || v4.octets() == [168, 63, 129, 16]
         }
         IpAddr::V6(v6) => {
             let seg = v6.segments();

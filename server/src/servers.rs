@@ -57,6 +57,18 @@ fn validate_url(raw: &str) -> Result<String, ApiError> {
             "the URL must not have a fragment",
         ));
     }
+    // Names are checked when connecting (`backend::GuardedResolver`); literals skip resolvers.
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+        _ => None,
+    };
+    if literal.is_some_and(crate::fetch::is_never_allowed) {
+        return Err(ApiError::validation(
+            "url",
+            "the gateway never reaches link-local, cloud-metadata or other reserved addresses",
+        ));
+    }
     Ok(url.to_string())
 }
 
@@ -617,6 +629,12 @@ pub async fn update(
         .await?
         .filter(|row| scope.has_team(row.team_id))
         .ok_or(ApiError::NotFound("no such server"))?;
+    // Inside the transaction: a team deleted meanwhile gets no server.
+    if let Some(team) = req.team_id {
+        db::teams::find(&mut *tx, team)
+            .await?
+            .ok_or(ApiError::NotFound("no such team"))?;
+    }
     let before = to_api(state, &before_row);
     let mut row = before_row.clone();
     if let Some(name) = &req.name {

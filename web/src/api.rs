@@ -470,8 +470,45 @@ async fn sign_in(realm: Realm, username: &str, password: &str) -> Result<Me, Api
     me_in(realm).await
 }
 
-/// Trades the refresh cookie for a new access token (and a new cookie).
+/// A refresh shared by every request that waits for it.
+type Refresh = futures_util::future::Shared<
+    futures_util::future::LocalBoxFuture<'static, Result<(), ApiError>>,
+>;
+
+thread_local! {
+    /// The refresh in flight per realm, with its generation: requests that find the token
+    /// expired at once share one refresh, since a refresh token is single use and a second
+    /// use of it would end the session as stolen.
+    static REFRESHING: RefCell<[(u64, Option<Refresh>); 2]> = const { RefCell::new([(0, None), (0, None)]) };
+}
+
+/// Trades the refresh cookie for a new access token (and a new cookie), once for every
+/// request that asks meanwhile.
 async fn refresh(realm: Realm) -> Result<(), ApiError> {
+    use futures_util::FutureExt;
+    let slot = realm as usize;
+    let (generation, shared) = REFRESHING.with(|r| {
+        let mut r = r.borrow_mut();
+        let (generation, in_flight) = &mut r[slot];
+        if let Some(shared) = in_flight {
+            return (*generation, shared.clone());
+        }
+        *generation += 1;
+        let shared = refresh_once(realm).boxed_local().shared();
+        *in_flight = Some(shared.clone());
+        (*generation, shared)
+    });
+    let result = shared.await;
+    REFRESHING.with(|r| {
+        let mut r = r.borrow_mut();
+        if r[slot].0 == generation {
+            r[slot].1 = None;
+        }
+    });
+    result
+}
+
+async fn refresh_once(realm: Realm) -> Result<(), ApiError> {
     let result: Result<TokenResponse, ApiError> = decode(
         send_once(
             None,

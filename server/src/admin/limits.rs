@@ -364,6 +364,13 @@ async fn set_server_limits(
         )
         .await?;
     }
+    // One cap for every override, whoever sets them (the whole table's PUT checks the same).
+    if db::limits::list_overrides(&mut *tx).await?.len() > MAX_OVERRIDES {
+        return Err(ApiError::validation(
+            "tools",
+            format!("the gateway holds at most {MAX_OVERRIDES} rate-limit overrides in all"),
+        ));
+    }
     accounts::audit_in(
         &mut *tx,
         &actor(&admin, &meta),

@@ -174,10 +174,11 @@ async fn export_security_events(
     AppQuery(query): AppQuery<EventQuery>,
 ) -> Response {
     let mut filter = query.filter(&admin.admin_scope());
-    let session = match &admin.method {
-        crate::auth::identity::AuthMethod::Jwt { session_id } => Some(session_id.clone()),
-        crate::auth::identity::AuthMethod::ApiKey { .. } => None,
+    // Admin sessions only (`ScopedAdmin` takes no API key): the re-check below needs one.
+    let crate::auth::identity::AuthMethod::Jwt { session_id } = &admin.method else {
+        return ApiError::Unauthorized.into_response();
     };
+    let session = Some(session_id.clone());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         loop {

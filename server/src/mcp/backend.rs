@@ -134,7 +134,66 @@ pub struct RpcReply {
 /// Read buffer of a backend GET stream's connection (hyper's default is 8 KiB).
 const STREAM_READ_BUFFER: usize = 2048;
 
-type FastClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+type FastClient = hyper_util::client::legacy::Client<HttpConnector<GuardedResolver>, Full<Bytes>>;
+
+/// Resolves backend host names for both backend clients, dropping addresses never reached
+/// (`fetch::is_never_allowed`: link-local, where cloud metadata services live, and the other
+/// reserved ranges): checked when a connection is made, not only when a URL is saved, so a
+/// name that later resolves there (DNS rebinding) reaches nothing. IP literals skip resolvers;
+/// `servers::validate_url` refuses such literals.
+#[derive(Clone, Copy, Default)]
+pub struct GuardedResolver;
+
+impl GuardedResolver {
+    async fn lookup(host: String) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            .await?
+            .filter(|a| !crate::fetch::is_never_allowed(a.ip()))
+            .collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{host} has no address the gateway may reach"),
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+type Lookup = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = std::io::Result<std::vec::IntoIter<std::net::SocketAddr>>>
+            + Send,
+    >,
+>;
+
+impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Lookup;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let host = name.as_str().to_string();
+        Box::pin(async move { Ok(GuardedResolver::lookup(host).await?.into_iter()) })
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs = GuardedResolver::lookup(host).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
 
 #[derive(Clone)]
 pub struct BackendClient {
@@ -163,7 +222,7 @@ impl BackendClient {
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
         let direct = |read_buffer: Option<usize>| {
-            let mut connector = HttpConnector::new();
+            let mut connector = HttpConnector::new_with_resolver(GuardedResolver);
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(Duration::from_secs(10)));
             let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
@@ -180,6 +239,7 @@ impl BackendClient {
         let fast = (!proxied).then(|| direct(None));
         let streams = (!proxied).then(|| direct(Some(STREAM_READ_BUFFER)));
         let http = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(GuardedResolver))
             // Following a redirect could carry the credential to another host.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
@@ -903,6 +963,39 @@ async fn wait_for_response(
             {
                 return Ok(message);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a name resolves to when a backend connection is made: never a reserved address
+    /// (a name rebound to the metadata service reaches nothing), loopback and private ones as
+    /// before.
+    #[tokio::test]
+    async fn the_backend_resolver_never_returns_reserved_addresses() {
+        for reserved in [
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "100.100.100.200",
+            "168.63.129.16",
+            "0.0.0.0",
+        ] {
+            let err = GuardedResolver::lookup(reserved.into()).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::PermissionDenied,
+                "{reserved}"
+            );
+        }
+        for allowed in ["127.0.0.1", "10.0.0.5", "localhost"] {
+            assert!(
+                GuardedResolver::lookup(allowed.into()).await.is_ok(),
+                "{allowed}"
+            );
         }
     }
 }

@@ -331,6 +331,10 @@ db_test! {
         let overrides = all["overrides"].as_array().unwrap();
         assert!(overrides.iter().any(|o| o["kind"] == "server" && o["server_id"] == alpha && o["per_minute"] == 7), "{all}");
         assert!(overrides.iter().any(|o| o["kind"] == "tool" && o["tool"] == "echo" && o["per_minute"] == 2), "{all}");
+        // Nobody aims the gateway at the host's metadata service (a global admin neither:
+        // names are checked again when connecting).
+        let res = app.post_json("/admin/api/mcp-servers", Some(&admin), json!({"name": "meta", "url": "http://169.254.169.254/latest"})).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         // A team admin cannot aim the gateway at the host's metadata service.
         for url in ["http://169.254.169.254/latest", "http://[fd00:ec2::254]/mcp", "http://[::ffff:169.254.169.254]/x"] {
             let res = app.post_json("/admin/api/mcp-servers", Some(&token), json!({"name": "meta", "url": url})).await;
