@@ -18,15 +18,6 @@ pub const DEFAULT_TEAM: i64 = 1;
 /// Team roles.
 pub const ROLES: [&str; 2] = ["member", "team_admin"];
 
-/// Only a global admin may do this (403 for team admins, whatever the object).
-pub fn require_global(scope: &AdminScope) -> Result<(), ApiError> {
-    if scope.is_global() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("only a global admin may do this"))
-    }
-}
-
 /// The team of a new object when none is named: the default team for a global admin, the
 /// caller's team for a team admin of exactly one.
 pub fn default_team(scope: &AdminScope) -> Result<i64, ApiError> {
