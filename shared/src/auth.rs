@@ -113,7 +113,7 @@ pub struct Me {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<i64>,
     /// The teams the user administers (`team_admin`): a user who is not a global admin sees
-    /// the admin pages of these teams only.
+    /// the admin pages of these teams only. Filled by `/admin/api/me`; empty elsewhere.
     #[serde(default)]
     pub admin_of: Vec<i64>,
 }

@@ -38,7 +38,8 @@ pub struct Principal {
     pub method: AuthMethod,
     /// What an OAuth token's scopes allow on MCP endpoints.
     pub scope: McpScope,
-    /// The teams the user administers (`team_admin`), as of this request.
+    /// The teams the user administers (`team_admin`), as of this request; read for the admin
+    /// audience only (empty elsewhere).
     pub admin_of: Arc<[i64]>,
 }
 
@@ -147,8 +148,6 @@ struct UserState {
     email: Option<String>,
     role: Role,
     enabled: bool,
-    /// The teams the user administers.
-    admin_of: Arc<[i64]>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +172,9 @@ pub struct AuthCache {
     ttl: std::time::Duration,
     tokens: TtlMap<[u8; 32], Arc<AccessClaims>>,
     users: TtlMap<i64, Option<UserState>>,
+    /// The teams each user administers, read only for admin-audience callers (never on the MCP
+    /// path) and dropped with the user's state.
+    team_admin: TtlMap<i64, Arc<[i64]>>,
     sessions: TtlMap<String, Option<SessionState>>,
     api_keys: TtlMap<[u8; 32], Option<ApiKeyState>>,
     api_key_touched: TtlMap<i64, ()>,
@@ -187,6 +189,7 @@ impl AuthCache {
             ttl,
             tokens: TtlMap::new(),
             users: TtlMap::new(),
+            team_admin: TtlMap::new(),
             sessions: TtlMap::new(),
             api_keys: TtlMap::new(),
             api_key_touched: TtlMap::new(),
@@ -223,6 +226,7 @@ impl AuthCache {
         match change {
             Change::User(user_id) => {
                 self.users.retain(|id, _| id != user_id);
+                self.team_admin.retain(|id, _| id != user_id);
                 self.sessions
                     .retain(|_, s| s.as_ref().is_none_or(|s| s.user_id != *user_id));
                 self.api_keys
@@ -234,6 +238,7 @@ impl AuthCache {
                 .retain(|_, k| k.as_ref().is_none_or(|k| k.id != *key_id)),
             Change::All => {
                 self.users.clear();
+                self.team_admin.clear();
                 self.sessions.clear();
                 self.api_keys.clear();
             }
@@ -483,7 +488,12 @@ async fn authenticate_jwt(
     if !user.enabled {
         return Err(Failure::UserDisabled(user_id));
     }
-    if audience == Audience::Admin && user.role != Role::Admin && user.admin_of.is_empty() {
+    let admin_of = if audience == Audience::Admin {
+        admin_teams(state, user_id).await?
+    } else {
+        Arc::from([])
+    };
+    if audience == Audience::Admin && user.role != Role::Admin && admin_of.is_empty() {
         return Err(Failure::NotAdmin(user_id, user.username));
     }
     Ok(Principal {
@@ -495,7 +505,7 @@ async fn authenticate_jwt(
             session_id: claims.sid.clone(),
         },
         scope: McpScope::from_claim(claims.scope.as_deref()),
-        admin_of: user.admin_of,
+        admin_of,
     })
 }
 
@@ -540,7 +550,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal
             id: api_key.id,
             servers: api_key.servers,
         },
-        admin_of: user.admin_of,
+        admin_of: Arc::from([]),
     })
 }
 
@@ -586,25 +596,31 @@ async fn user_state(state: &AppState, user_id: i64) -> Result<Option<UserState>,
     let row = db::users::find_by_id(&state.db.pool, user_id)
         .await
         .map_err(|e| Failure::Internal(e.into()))?;
-    let admin_of: Arc<[i64]> = match row {
-        Some(_) => db::teams::memberships(&state.db.pool, user_id)
-            .await
-            .map_err(|e| Failure::Internal(e.into()))?
-            .into_iter()
-            .filter(|m| m.role == "team_admin")
-            .map(|m| m.team_id)
-            .collect(),
-        None => Arc::from([]),
-    };
     let u = row.map(|r| UserState {
         role: Role::parse(&r.role).unwrap_or(Role::User),
         username: r.username,
         email: r.email,
         enabled: r.enabled != 0,
-        admin_of,
     });
     cache.users.put(user_id, u.clone());
     Ok(u)
+}
+
+/// The teams a user administers, cached like the user's state.
+async fn admin_teams(state: &AppState, user_id: i64) -> Result<Arc<[i64]>, Failure> {
+    let cache = &state.auth_cache;
+    if let Some(teams) = cache.team_admin.get(&user_id, cache.ttl) {
+        return Ok(teams);
+    }
+    let teams: Arc<[i64]> = db::teams::memberships(&state.db.pool, user_id)
+        .await
+        .map_err(|e| Failure::Internal(e.into()))?
+        .into_iter()
+        .filter(|m| m.role == "team_admin")
+        .map(|m| m.team_id)
+        .collect();
+    cache.team_admin.put(user_id, teams.clone());
+    Ok(teams)
 }
 
 /// The current role of a caller authenticated earlier (at the start of a long-lived
@@ -651,8 +667,8 @@ pub async fn current_admin_scope(
     if role == Role::Admin {
         return Some(AdminScope::All);
     }
-    let user = user_state(state, user_id).await.ok()??;
-    (!user.admin_of.is_empty()).then_some(AdminScope::Teams(user.admin_of))
+    let teams = admin_teams(state, user_id).await.ok()?;
+    (!teams.is_empty()).then_some(AdminScope::Teams(teams))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
