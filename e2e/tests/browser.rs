@@ -1345,6 +1345,12 @@ async fn a_team_admin_sees_only_their_teams_servers_and_events() {
     let c = browser(&driver, profile.path(), 1280, 900).await;
     submit_sign_in(&c, &base, false, "tara", PASSWORD).await;
     wait_url(&c, "/admin").await;
+    // The navigation has rendered (with what a team admin may use) before absence is checked.
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::LinkText("Members"))
+        .await
+        .expect("a team admin's navigation");
     for hidden in ["Settings", "Teams", "OAuth clients", "Security audit"] {
         assert!(
             c.find(Locator::LinkText(hidden)).await.is_err(),

@@ -673,7 +673,13 @@ pub fn server_name_from(display: &str) -> Option<String> {
             out.push('-');
         }
     }
-    let out: String = out.trim_end_matches('-').chars().take(64).collect();
+    // A segment starts with a letter or digit (`_` may lead the display name).
+    let out: String = out
+        .trim_start_matches(['_', '-'])
+        .trim_end_matches('-')
+        .chars()
+        .take(64)
+        .collect();
     let out = out.trim_end_matches('-').to_string();
     validate_server_name(&out).ok().map(|()| out)
 }
@@ -819,6 +825,10 @@ mod tests {
             Some("n-code-tools")
         );
         assert_eq!(server_name_from("!!!"), None);
+        assert_eq!(
+            server_name_from("_private tools").as_deref(),
+            Some("private-tools")
+        );
         assert_eq!(server_name_from("日本語"), None);
         assert!(validate_display_name("GitHub MCP").is_ok());
         assert!(validate_display_name(" padded").is_err());
@@ -827,11 +837,18 @@ mod tests {
     }
 
     proptest! {
-        // Whatever an admin types, the derived segment is a valid server name or nothing.
+        // Whatever an admin types, a segment is derived whenever it has a letter or digit, and
+        // deriving from a segment gives it back (a name shown as derived is the one used).
         #[test]
-        fn derived_segments_are_always_valid(display in ".{0,120}") {
-            if let Some(name) = server_name_from(&display) {
-                prop_assert!(validate_server_name(&name).is_ok(), "{name}");
+        fn display_names_with_a_letter_or_digit_get_a_stable_segment(display in ".{0,120}") {
+            let derived = server_name_from(&display);
+            prop_assert_eq!(
+                derived.is_some(),
+                display.chars().any(|c| c.is_ascii_alphanumeric()),
+                "{:?} -> {:?}", display, derived
+            );
+            if let Some(name) = derived {
+                prop_assert_eq!(server_name_from(&name), Some(name.clone()), "{}", name);
             }
         }
     }

@@ -211,14 +211,9 @@ async fn redeem(state: &AppState, raw: &str) -> Option<(i64, Option<String>, Adm
 fn in_scope(state: &AppState, scope: &AdminScope, server: Option<&str>) -> bool {
     match scope {
         AdminScope::All => true,
-        AdminScope::Teams(_) => server.is_some_and(|name| {
-            state
-                .mcp
-                .registry
-                .snapshot()
-                .values()
-                .any(|b| b.name == name && scope.has_team(b.row.team_id))
-        }),
+        AdminScope::Teams(_) => server
+            .and_then(|name| state.mcp.registry.get(name))
+            .is_some_and(|b| scope.has_team(b.row.team_id)),
     }
 }
 

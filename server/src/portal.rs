@@ -8,7 +8,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde::Deserialize;
 use shared::auth::{
     ApiKey, CreateApiKey, CreatedApiKey, LoginRequest, Me, RefreshRequest, TokenResponse,
 };
@@ -17,7 +16,6 @@ use shared::oauth::OAuthGrant;
 use shared::portal::{MyServer, MyServers};
 use shared::servers::ActivityRecord;
 use shared::users::{ChangePassword, Page};
-use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -257,21 +255,10 @@ async fn change_my_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct MyActivityQuery {
-    /// 1-based page number (default 1).
-    #[param(minimum = 1)]
-    page: Option<u32>,
-    /// Items per page (default 50, at most 200).
-    #[param(minimum = 1, maximum = 200)]
-    per_page: Option<u32>,
-}
-
 /// The caller's own MCP requests through the gateway, newest first.
 #[utoipa::path(get, path = "/portal/api/activity", tag = "portal", operation_id = "my_activity",
     security(("bearer" = [])),
-    params(MyActivityQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "One page of my activity", body = Page<ActivityRecord>),
         (status = 400, description = "`validation_failed`: `page` or `per_page` out of range", body = ApiErrorBody),
@@ -280,7 +267,7 @@ struct MyActivityQuery {
 async fn my_activity(
     State(state): State<AppState>,
     PortalUser(principal): PortalUser,
-    AppQuery(query): AppQuery<MyActivityQuery>,
+    AppQuery(query): AppQuery<PageQuery>,
 ) -> Result<AppJson<Page<ActivityRecord>>, ApiError> {
     let page = PageQuery::checked(query.page, query.per_page)?;
     let (limit, offset) = page.limit_offset();

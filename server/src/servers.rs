@@ -458,28 +458,6 @@ fn credential_input(
     })
 }
 
-/// A team admin's backend URL may not point at link-local, metadata or other reserved
-/// addresses (`fetch::is_never_allowed`), which a global admin's may (a global admin decides
-/// what the gateway reaches; a team admin must not turn it against the host's own metadata
-/// service). The host is resolved now; one that does not resolve is refused.
-async fn check_team_url(scope: &AdminScope, url: &str) -> Result<(), ApiError> {
-    if scope.is_global() {
-        return Ok(());
-    }
-    let refused = |m: &str| ApiError::validation("url", m);
-    let parsed = url::Url::parse(url).map_err(|_| refused("not a URL"))?;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    let addrs = crate::fetch::resolve(&parsed, deadline)
-        .await
-        .map_err(|_| refused("the backend's host does not resolve"))?;
-    if addrs.iter().any(|a| crate::fetch::is_never_allowed(a.ip())) {
-        return Err(refused(
-            "a team admin cannot register a server on a link-local, metadata or other reserved address",
-        ));
-    }
-    Ok(())
-}
-
 /// Claims `name` for `team` (409 when another team's server had it: a name and the history
 /// recorded under it never pass between teams).
 async fn claim_name(conn: &mut sqlx::AnyConnection, name: &str, team: i64) -> Result<(), ApiError> {
@@ -532,11 +510,7 @@ pub async fn create(
     let row = ServerRow {
         id: 0,
         name: name.clone(),
-        url: {
-            let url = validate_url(&req.url)?;
-            check_team_url(scope, &url).await?;
-            url
-        },
+        url: validate_url(&req.url)?,
         description: validate_description(req.description.as_deref())?,
         enabled: i64::from(req.enabled),
         transport: transport_str(req.transport).into(),
@@ -619,10 +593,6 @@ pub async fn update(
     teams::server(state, scope, id).await?;
     if let Some(team) = req.team_id {
         teams::team(state, scope, team).await?;
-    }
-    // Before the transaction: resolving may take seconds, and SQLite's write lock is held.
-    if let Some(url) = &req.url {
-        check_team_url(scope, &validate_url(url)?).await?;
     }
     let mut tx = state.db.begin().await?;
     let before_row = db::servers::find(&mut *tx, id)

@@ -266,12 +266,9 @@ async fn set_limits(
 const MAX_TOOL_LIMITS: usize = 200;
 
 async fn server_limits(state: &AppState, server_id: i64) -> Result<ServerRateLimits, ApiError> {
-    let overrides = db::limits::list_overrides(&state.db.pool).await?;
+    let overrides = db::limits::server_overrides(&state.db.pool, server_id).await?;
     let mut out = ServerRateLimits::default();
-    for o in overrides
-        .into_iter()
-        .filter(|o| o.server_id == Some(server_id))
-    {
+    for o in overrides {
         let per_minute = u32::try_from(o.per_minute).unwrap_or(0);
         match (o.kind.as_str(), o.tool) {
             ("server", _) => out.per_minute = Some(per_minute),
@@ -365,7 +362,7 @@ async fn set_server_limits(
         .await?;
     }
     // One cap for every override, whoever sets them (the whole table's PUT checks the same).
-    if db::limits::list_overrides(&mut *tx).await?.len() > MAX_OVERRIDES {
+    if db::limits::count_overrides(&mut *tx).await? > MAX_OVERRIDES as i64 {
         return Err(ApiError::validation(
             "tools",
             format!("the gateway holds at most {MAX_OVERRIDES} rate-limit overrides in all"),

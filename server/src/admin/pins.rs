@@ -75,26 +75,17 @@ async fn list_pins(
             "status is \"approved\", \"pending\" or \"rejected\"",
         ));
     }
-    let rows = match teams::server_ids(&state, &admin.admin_scope()).await? {
-        None => {
-            db::tool_pins::list(&state.db.pool, q.server_id.unwrap_or(0), status, MAX_LISTED)
-                .await?
-        }
-        // A team admin: each of their servers' pins (another team's busy servers cannot crowd
-        // them out of the list), newest first.
-        Some(visible) => {
-            let mut rows = Vec::new();
-            for id in visible
-                .into_iter()
-                .filter(|id| q.server_id.is_none_or(|wanted| wanted == *id))
-            {
-                rows.extend(db::tool_pins::list(&state.db.pool, id, status, MAX_LISTED).await?);
-            }
-            rows.sort_by_key(|p| std::cmp::Reverse(p.changed_at));
-            rows.truncate(MAX_LISTED as usize);
-            rows
-        }
-    };
+    // A team admin's list is filtered in the query: another team's busy servers cannot crowd
+    // theirs out of it.
+    let teams = admin.admin_scope().filter();
+    let rows = db::tool_pins::list(
+        &state.db.pool,
+        q.server_id.unwrap_or(0),
+        status,
+        teams.as_deref(),
+        MAX_LISTED,
+    )
+    .await?;
     Ok(AppJson(rows.into_iter().map(to_api).collect()))
 }
 

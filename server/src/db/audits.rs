@@ -77,16 +77,6 @@ pub async fn prune(db: impl AnyExecutor<'_> + Copy, stale_before: i64) -> Result
     Ok(())
 }
 
-/// Running scans (for the limit on concurrent scans).
-pub async fn running(db: impl AnyExecutor<'_>, since: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from audit_scans where status = 'running' and started_at >= $1",
-    )
-    .bind(since)
-    .fetch_one(db)
-    .await
-}
-
 #[allow(clippy::too_many_arguments)]
 pub async fn progress(
     db: impl AnyExecutor<'_>,

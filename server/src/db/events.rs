@@ -62,15 +62,17 @@ pub struct EventFilter {
     pub teams: Option<String>,
 }
 
-const EVENT_WHERE: &str = "($1 is null or event_type = $1)
+const EVENT_WHERE: &str = concat!(
+    "($1 is null or event_type = $1)
            and ($2 is null or severity = $2)
            and ($3 is null or user_id = $3)
            and ($4 is null or server = $4)
            and ($5 is null or created_at >= $5)
            and ($6 is null or created_at < $6)
            and ($7 is null or id < $7)
-           and ($8 is null or server in
-                (select n.name from server_names n where (',' || $8 || ',') like ('%,' || n.team_id || ',%')))";
+           and ",
+    crate::team_servers!("8")
+);
 
 pub async fn list_security_events(
     db: impl AnyExecutor<'_>,

@@ -92,3 +92,24 @@ pub async fn clear_server_overrides(
         .await?;
     Ok(())
 }
+
+/// One server's own and its tools' overrides.
+pub async fn server_overrides(
+    db: impl AnyExecutor<'_>,
+    server_id: i64,
+) -> Result<Vec<OverrideRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select o.kind, o.user_id, o.server_id, o.tool, o.per_minute, s.name as label
+         from rate_limit_overrides o join mcp_servers s on s.id = o.server_id
+         where o.server_id = $1 order by o.kind, o.id",
+    )
+    .bind(server_id)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_overrides(db: impl AnyExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from rate_limit_overrides")
+        .fetch_one(db)
+        .await
+}

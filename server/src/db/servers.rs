@@ -312,9 +312,10 @@ pub struct ActivityFilter<'a> {
     pub teams: Option<String>,
 }
 
-const ACTIVITY_WHERE: &str = "($1 is null or server = $1) and ($2 is null or user_id = $2)
-    and ($3 is null or server in
-         (select n.name from server_names n where (',' || $3 || ',') like ('%,' || n.team_id || ',%')))";
+const ACTIVITY_WHERE: &str = concat!(
+    "($1 is null or server = $1) and ($2 is null or user_id = $2) and ",
+    crate::team_servers!("3")
+);
 
 /// Activity newest first.
 pub async fn list_activity(
@@ -378,12 +379,12 @@ pub async fn activity_since(
     teams: Option<&str>,
     limit: i64,
 ) -> Result<Vec<StatRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "select at, username, server, tool, status, latency_ms from mcp_activity
-         where at >= $1 and ($3 is null or server in
-               (select n.name from server_names n where (',' || $3 || ',') like ('%,' || n.team_id || ',%')))
-         order by at desc limit $2",
-    )
+         where at >= $1 and ",
+        crate::team_servers!("3"),
+        " order by at desc limit $2"
+    ))
     .bind(since)
     .bind(limit)
     .bind(teams)

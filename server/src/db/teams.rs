@@ -22,6 +22,38 @@ macro_rules! team_filter {
     };
 }
 
+/// True when `$n` (the bound team list, or null) admits the server name in column `server`:
+/// names of those teams' servers, present or past (`server_names`).
+#[macro_export]
+macro_rules! team_servers {
+    ($n:literal) => {
+        concat!(
+            "($",
+            $n,
+            " is null or server in (select n.name from server_names n where ",
+            $crate::team_filter!($n, "n.team_id"),
+            "))"
+        )
+    };
+}
+
+/// True when `$n` (the bound team list, or null) admits the user whose id is in `$user`: a
+/// member of one of those teams.
+#[macro_export]
+macro_rules! team_member {
+    ($n:literal, $user:literal) => {
+        concat!(
+            "($",
+            $n,
+            " is null or exists (select 1 from team_members m where m.user_id = ",
+            $user,
+            " and ",
+            $crate::team_filter!($n, "m.team_id"),
+            "))"
+        )
+    };
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct TeamRow {
     pub id: i64,
@@ -169,16 +201,14 @@ pub async fn is_member_of(
     user_id: i64,
     teams: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let sql = format!(
-        "select count(*) from users u where u.id = $2 and ($1 is null or exists
-           (select 1 from team_members m where m.user_id = u.id and {}))",
-        team_filter!("1", "m.team_id")
-    );
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(teams)
-        .bind(user_id)
-        .fetch_one(db)
-        .await?;
+    let n: i64 = sqlx::query_scalar(concat!(
+        "select count(*) from users u where u.id = $2 and ",
+        team_member!("1", "u.id")
+    ))
+    .bind(teams)
+    .bind(user_id)
+    .fetch_one(db)
+    .await?;
     Ok(n > 0)
 }
 

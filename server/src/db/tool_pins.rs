@@ -52,21 +52,26 @@ pub async fn states(
     .await
 }
 
-/// Pins of one server, or (`server_id` 0) every pin whose status is `status` (any when empty).
+/// Pins of one server, or (`server_id` 0) every pin whose status is `status` (any when empty),
+/// of servers of `teams` only when given (`team_filter!`).
 pub async fn list(
     db: impl AnyExecutor<'_>,
     server_id: i64,
     status: &str,
+    teams: Option<&str>,
     limit: i64,
 ) -> Result<Vec<PinRow>, sqlx::Error> {
     sqlx::query_as(concat!(
         row!(),
         " where ($1 = 0 or p.server_id = $1) and ($2 = '' or p.status = $2) and p.name <> ''
-         order by p.changed_at desc, s.name, p.name limit $3"
+           and ",
+        crate::team_filter!("4", "s.team_id"),
+        " order by p.changed_at desc, s.name, p.name limit $3"
     ))
     .bind(server_id)
     .bind(status)
     .bind(limit)
+    .bind(teams)
     .fetch_all(db)
     .await
 }

@@ -103,7 +103,7 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "select id, username, email, password_hash, role, enabled, created_at, updated_at,
                 last_login_at
          from users
@@ -111,11 +111,10 @@ pub async fn list(
            and ($2 is null or enabled = $2)
            and ($3 is null or lower(username) like $3 escape '\\'
                 or lower(coalesce(email, '')) like $3 escape '\\')
-           and ($6 is null or exists (select 1 from team_members m where m.user_id = users.id
-                and (',' || $6 || ',') like ('%,' || m.team_id || ',%')))
-         order by username
-         limit $4 offset $5",
-    )
+           and ",
+        crate::team_member!("6", "users.id"),
+        " order by username limit $4 offset $5"
+    ))
     .bind(filter.role.as_deref())
     .bind(filter.enabled)
     .bind(filter.like_pattern())
@@ -130,15 +129,15 @@ pub async fn count_matching(
     db: impl AnyExecutor<'_>,
     filter: &UserFilter,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(concat!(
         "select count(*) from users
          where ($1 is null or role = $1)
            and ($2 is null or enabled = $2)
            and ($3 is null or lower(username) like $3 escape '\\'
                 or lower(coalesce(email, '')) like $3 escape '\\')
-           and ($4 is null or exists (select 1 from team_members m where m.user_id = users.id
-                and (',' || $4 || ',') like ('%,' || m.team_id || ',%')))",
-    )
+           and ",
+        crate::team_member!("4", "users.id")
+    ))
     .bind(filter.role.as_deref())
     .bind(filter.enabled)
     .bind(filter.like_pattern())

@@ -255,10 +255,13 @@ impl Pins {
         Ok(())
     }
 
-    /// Forgets servers that no longer exist.
+    /// Forgets servers that no longer exist, with what was seen of them and not yet stored.
     pub fn retain(&self, ids: &[i64]) {
         if let Ok(mut table) = self.table.write() {
             table.retain(|id, _| ids.contains(id));
+        }
+        if let Ok(mut outstanding) = self.outstanding.lock() {
+            outstanding.retain(|(id, _), _| ids.contains(id));
         }
     }
 
