@@ -1,4 +1,4 @@
-# AuthMCP Gateway image: the release binary plus the built admin SPA.
+# AuthMCP Gateway image: the release binary, with the admin SPA built into it.
 # Build: docker build -t authmcp-gateway .   Run: docker compose up
 
 FROM rust:1.95-bookworm AS build
@@ -7,7 +7,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# Installs the wasm target, trunk, wasm-bindgen and wasm-opt, then builds web/dist.
+# Installs the wasm target, trunk, wasm-bindgen and wasm-opt, then builds web/dist, which the
+# release build embeds (server/build.rs).
 RUN cargo xtask build-web \
  && cargo build --release --locked --package authmcp-gateway
 
@@ -18,11 +19,9 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /data authmcp \
  && mkdir -p /data && chown authmcp /data
 COPY --from=build /src/target/release/authmcp-gateway /usr/local/bin/authmcp-gateway
-COPY --from=build /src/web/dist /usr/share/authmcp-gateway/web
 ENV GATEWAY_HOST=0.0.0.0 \
     GATEWAY_PORT=8000 \
     DATA_DIR=/data \
-    WEB_DIR=/usr/share/authmcp-gateway/web \
     LOG_FORMAT=json
 USER authmcp
 VOLUME ["/data"]

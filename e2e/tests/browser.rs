@@ -1402,3 +1402,250 @@ async fn a_team_admin_sees_only_their_teams_servers_and_events() {
     screenshot(&c, "team-admin-events").await;
     c.close().await.unwrap();
 }
+
+/// The release binary (`E2E_RELEASE_BINARY`, which `cargo xtask test` builds; otherwise built
+/// here with `cargo build --release`).
+fn release_binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("E2E_RELEASE_BINARY") {
+        return PathBuf::from(binary);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--package", "authmcp-gateway"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --release failed");
+    root.join("target/release/authmcp-gateway")
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match coding {
+        "br" => {
+            brotli::Decompressor::new(bytes, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "gzip" => {
+            flate2::read::GzDecoder::new(bytes)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        _ => out.extend_from_slice(bytes),
+    }
+    out
+}
+
+/// The release binary, copied alone into an empty directory and started there with no
+/// configuration at all, serves the admin UI (precompressed, cached by content) and the setup
+/// page renders; its health probe says so, and says so no more once it is gone.
+#[tokio::test]
+async fn a_copied_release_binary_serves_the_admin_ui() {
+    let built = release_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("authmcp-gateway");
+    std::fs::copy(&built, &binary).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    let vars = [
+        ("GATEWAY_HOST", "127.0.0.1".to_string()),
+        ("GATEWAY_PORT", port.to_string()),
+    ];
+    let gateway = Process(
+        Command::new(&binary)
+            .env_clear()
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(res) = client.get(format!("{base}/ready")).send().await {
+            ready = res.status().is_success();
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log_text = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    assert!(
+        ready,
+        "the copied binary never became ready:\n{}",
+        log_text()
+    );
+    assert!(
+        dir.path().join("data").is_dir(),
+        "its data lands beside it (DATA_DIR ./data)"
+    );
+    let healthcheck = |binary: &Path| {
+        Command::new(binary)
+            .env_clear()
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .args(["healthcheck", "--timeout", "2"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(healthcheck(&binary), Some(0));
+
+    // The page names its hashed assets; each is served in the coding asked for, the same bytes
+    // in all three, with one entity tag per coding.
+    let index = client
+        .get(format!("{base}/admin/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["cache-control"], "no-cache");
+    let html = index.text().await.unwrap();
+    let wasm = html
+        .split(['"', '\''])
+        .find(|s| s.ends_with("_bg.wasm"))
+        .unwrap_or_else(|| panic!("no wasm named in {html}"))
+        .to_string();
+    let url = format!(
+        "{base}{}",
+        if wasm.starts_with('/') {
+            String::new()
+        } else {
+            "/".into()
+        } + &wasm
+    );
+    let mut bodies = Vec::new();
+    let mut tags = Vec::new();
+    for (accept, coding) in [
+        ("gzip, deflate, br, zstd", "br"),
+        ("gzip", "gzip"),
+        ("br;q=0, gzip;q=0.5", "gzip"),
+        ("identity", "identity"),
+        ("", "identity"),
+    ] {
+        let res = client
+            .get(&url)
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{accept}");
+        let headers = res.headers().clone();
+        assert_eq!(
+            headers
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap())
+                .unwrap_or("identity"),
+            coding,
+            "{accept}"
+        );
+        assert_eq!(headers["content-type"], "application/wasm");
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(headers["vary"], "accept-encoding");
+        let body = res.bytes().await.unwrap();
+        assert_eq!(
+            headers["content-length"].to_str().unwrap(),
+            body.len().to_string()
+        );
+        bodies.push((coding, body.len(), decode(coding, &body)));
+        tags.push((coding, headers["etag"].to_str().unwrap().to_string()));
+    }
+    let identity = &bodies.last().unwrap().2;
+    assert!(identity.starts_with(b"\0asm"), "a wasm module");
+    for (coding, size, decoded) in &bodies {
+        assert!(decoded == identity, "{coding} decodes to the same module");
+        if *coding != "identity" {
+            assert!(size * 2 < identity.len(), "{coding} is compressed: {size}");
+        }
+    }
+    let br_size = bodies[0].1;
+    let gzip_size = bodies[1].1;
+    assert!(
+        br_size < gzip_size,
+        "brotli ({br_size}) beats gzip ({gzip_size})"
+    );
+    eprintln!(
+        "admin UI wasm: {} bytes, gzip {gzip_size}, brotli {br_size}",
+        identity.len()
+    );
+    assert_ne!(tags[0].1, tags[1].1, "one entity tag per coding");
+    assert_eq!(tags[1].1, tags[2].1);
+    // The browser's copy is still good: 304 without a body.
+    let res = client
+        .get(&url)
+        .header("accept-encoding", "br")
+        .header("if-none-match", &tags[0].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["etag"], tags[0].1.as_str());
+    assert!(res.bytes().await.unwrap().is_empty());
+    // Another coding's tag does not match this coding's representation.
+    let res = client
+        .get(&url)
+        .header("accept-encoding", "br")
+        .header("if-none-match", &tags[1].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client
+        .head(&url)
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-length"].to_str().unwrap(),
+        identity.len().to_string()
+    );
+    assert!(res.bytes().await.unwrap().is_empty());
+    let missing = client
+        .get(format!("{base}/web-0000000000000000_bg.wasm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["cache-control"], "no-store");
+
+    // A fresh gateway's first page in a real browser: the setup wizard.
+    let driver = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path(), 1280, 800).await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_url(&c, "/setup").await;
+    text_of(&c, "setup-form").await;
+    text_of(&c, "setup-submit").await;
+    screenshot(&c, "copied-binary-setup").await;
+    c.close().await.unwrap();
+
+    drop(gateway);
+    assert_eq!(healthcheck(&binary), Some(1), "nothing answers any more");
+}

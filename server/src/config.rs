@@ -106,7 +106,9 @@ pub struct Config {
     /// and base of OAuth resource identifiers.
     pub public_url: String,
     pub data_dir: PathBuf,
-    pub web_dir: PathBuf,
+    /// `WEB_DIR`: serve the admin UI from this directory (development) instead of the one
+    /// built into the binary.
+    pub web_dir: Option<PathBuf>,
     pub database: DatabaseConfig,
     pub database_max_connections: u32,
     /// How long start-up keeps retrying an unreachable database (0: try once).
@@ -454,7 +456,10 @@ impl Config {
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("DATA_DIR", "must not be empty"));
         }
-        let web_dir = PathBuf::from(vars.get("WEB_DIR").unwrap_or("web/dist"));
+        let web_dir = vars
+            .get("WEB_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
         let log_dir = match vars.get("LOG_DIR") {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => data_dir.join("logs"),

@@ -304,11 +304,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             println!("{config:#?}");
-            if !config.web_dir.join("index.html").is_file() {
-                println!(
+            match &config.web_dir {
+                Some(dir) if !dir.join("index.html").is_file() => println!(
                     "note: WEB_DIR {} has no index.html; the admin UI will not be served (cargo xtask build-web)",
-                    config.web_dir.display()
-                );
+                    dir.display()
+                ),
+                Some(_) => {}
+                None if !authmcp_gateway::spa::EMBEDDED => println!(
+                    "note: this binary was built without the admin UI and WEB_DIR is not set; the admin UI will not be served (cargo xtask build-web, then rebuild)"
+                ),
+                None => {}
             }
             println!("configuration is valid");
             Ok(())

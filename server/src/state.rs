@@ -166,7 +166,7 @@ impl AppState {
         let state = AppState(Arc::new(AppStateInner {
             oauth,
             mcp,
-            spa: Spa::load(&config.web_dir),
+            spa: Spa::load(config.web_dir.as_deref()),
             auth_cache: Arc::new(AuthCache::new(config.auth.cache_ttl, changes.clone())),
             changes,
             login_throttle: Arc::new(LoginThrottle::new(

@@ -492,6 +492,12 @@ fn test(args: &[String]) -> Result<()> {
     // Smoke-test the benchmark harness (debug build, seconds): proves it works, asserts
     // nothing about speed.
     bench(true, None)?;
+    // The browser test copies the release binary alone into an empty directory: the UI must
+    // be inside it (server/build.rs embeds web/dist, fresh from build_web above).
+    step("building the release gateway (cargo build --release), for the copied-binary test");
+    sh(Command::new(cargo())
+        .args(["build", "--release", "--package", "authmcp-gateway"])
+        .current_dir(root()))?;
     let postgres = Postgres::start()?;
     step("running the test suite (cargo nextest run --workspace)");
     let mut cmd = Command::new(cargo());
@@ -506,7 +512,11 @@ fn test(args: &[String]) -> Result<()> {
     .args(args)
     .current_dir(root())
     .env("TEST_POSTGRES_URL", &postgres.url)
-    .env("E2E_WEB_DIR", root().join("web/dist"));
+    .env("E2E_WEB_DIR", root().join("web/dist"))
+    .env(
+        "E2E_RELEASE_BINARY",
+        root().join("target/release/authmcp-gateway"),
+    );
     let result = sh(&mut cmd);
     drop(postgres);
     result

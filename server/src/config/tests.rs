@@ -25,7 +25,7 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(c.host.to_string(), "0.0.0.0");
     assert_eq!(c.public_url, "http://localhost:8000");
     assert_eq!(c.data_dir, PathBuf::from("./data"));
-    assert_eq!(c.web_dir, PathBuf::from("web/dist"));
+    assert_eq!(c.web_dir, None, "the UI built into the binary");
     assert_eq!(
         c.database,
         DatabaseConfig::Sqlite {
