@@ -17,14 +17,17 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data authmcp \
- && mkdir -p /data && chown authmcp /data
+ && mkdir -p /data /keys && chown authmcp /data /keys
 COPY --from=build /src/target/release/authmcp-gateway /usr/local/bin/authmcp-gateway
 ENV GATEWAY_HOST=0.0.0.0 \
     GATEWAY_PORT=8000 \
     DATA_DIR=/data \
+    KEY_DIR=/keys \
     LOG_FORMAT=json
 USER authmcp
-VOLUME ["/data"]
+# The generated encryption key (when ENCRYPTION_KEY is not given) on its own volume: the
+# database's volume and its snapshots do not carry the key to its secrets.
+VOLUME ["/data", "/keys"]
 EXPOSE 8000
 # The binary asks itself (GET /ready on its own port): no shell, no curl in the image.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s CMD ["/usr/local/bin/authmcp-gateway", "healthcheck"]

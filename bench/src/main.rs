@@ -328,6 +328,7 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
             .env("GATEWAY_HOST", "127.0.0.1")
             .env("GATEWAY_PORT", gateway_port.to_string())
             .env("DATA_DIR", &dir)
+            .env("KEY_DIR", dir.join("keys"))
             .env("WEB_DIR", dir.join("no-ui"))
             .env("ADMIN_USERNAME", "admin")
             .env("ADMIN_PASSWORD", PASSWORD)

@@ -47,6 +47,10 @@ async fn start_gateway_with(extra: &[(&str, &str)]) -> Gateway {
         ("GATEWAY_PORT".to_string(), port.to_string()),
         ("PUBLIC_URL".to_string(), format!("http://127.0.0.1:{port}")),
         ("DATA_DIR".to_string(), data.path().display().to_string()),
+        (
+            "KEY_DIR".to_string(),
+            data.path().join("keys").display().to_string(),
+        ),
         ("WEB_DIR".to_string(), web_dir.display().to_string()),
     ]);
     let mut vars = vars;
@@ -1498,6 +1502,11 @@ async fn a_copied_release_binary_serves_the_admin_ui() {
     assert!(
         dir.path().join("data").is_dir(),
         "its data lands beside it (DATA_DIR ./data)"
+    );
+    assert!(
+        dir.path().join("keys/encryption.key").is_file()
+            && !dir.path().join("data/encryption.key").exists(),
+        "its encryption key too, but not with the data (KEY_DIR ./keys)"
     );
     let healthcheck = |binary: &Path| {
         Command::new(binary)

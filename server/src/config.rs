@@ -33,6 +33,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "GATEWAY_PORT",
     "PUBLIC_URL",
     "DATA_DIR",
+    "KEY_DIR",
     "WEB_DIR",
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
@@ -106,6 +107,9 @@ pub struct Config {
     /// and base of OAuth resource identifiers.
     pub public_url: String,
     pub data_dir: PathBuf,
+    /// Where the encryption key is generated when `ENCRYPTION_KEY` is not set: apart from
+    /// `DATA_DIR`, so that the database's volume and its backups do not carry the key.
+    pub key_dir: PathBuf,
     /// `WEB_DIR`: serve the admin UI from this directory (development) instead of the one
     /// built into the binary.
     pub web_dir: Option<PathBuf>,
@@ -117,7 +121,7 @@ pub struct Config {
     /// shared database row). When unset, a key is generated once and stored in the database.
     pub jwt_secret: Option<Secret<String>>,
     /// 32-byte key for encrypting secrets at rest. When unset, generated once and kept in
-    /// `DATA_DIR/encryption.key` (mode 0600).
+    /// `KEY_DIR/encryption.key` (mode 0600).
     pub encryption_key: Option<Secret<[u8; 32]>>,
     pub admin_username: Option<String>,
     pub admin_password: Option<Secret<String>>,
@@ -455,6 +459,10 @@ impl Config {
         let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or("./data"));
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("DATA_DIR", "must not be empty"));
+        }
+        let key_dir = PathBuf::from(vars.get("KEY_DIR").unwrap_or("./keys"));
+        if key_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("KEY_DIR", "must not be empty"));
         }
         let web_dir = vars
             .get("WEB_DIR")
@@ -814,6 +822,7 @@ impl Config {
             port,
             public_url,
             data_dir,
+            key_dir,
             web_dir,
             database,
             database_max_connections,

@@ -25,6 +25,7 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(c.host.to_string(), "0.0.0.0");
     assert_eq!(c.public_url, "http://localhost:8000");
     assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.key_dir, PathBuf::from("./keys"), "apart from the data");
     assert_eq!(c.web_dir, None, "the UI built into the binary");
     assert_eq!(
         c.database,

@@ -265,7 +265,12 @@ async fn data_dir_database_keys_and_logs_are_private() {
     assert_eq!(mode(&root.join("db")), 0o700, "the database directory");
     assert_eq!(mode(&db_dir), 0o700, "the database directory");
     assert_eq!(mode(&db_dir.join("gateway.db")), 0o600, "the database");
-    assert_eq!(mode(&data.join("encryption.key")), 0o600, "the key");
+    assert_eq!(mode(&root.join("keys")), 0o700, "KEY_DIR");
+    assert_eq!(mode(&root.join("keys/encryption.key")), 0o600, "the key");
+    assert!(
+        !data.join("encryption.key").exists(),
+        "the key is not beside the data"
+    );
     assert_eq!(mode(&logs), 0o700, "the log directory");
     assert_eq!(
         mode(&log_file.expect("a JSONL log was written")),

@@ -127,6 +127,10 @@ impl TestEnv {
                 self.data_dir.path().display().to_string(),
             ),
             (
+                "KEY_DIR".to_string(),
+                self.data_dir.path().join("keys").display().to_string(),
+            ),
+            (
                 "WEB_DIR".to_string(),
                 self.web_dir
                     .clone()

@@ -46,14 +46,25 @@ db_test! {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].private_key[0], 1, "sealed format version");
         assert_eq!(rows[0].private_key.len(), 1 + 12 + 32 + 16, "nonce + seed + tag");
-        let key_file = env.data_dir.path().join("encryption.key");
+        let key_file = env.data_dir.path().join("keys/encryption.key");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        let kid = app.state.keys.current_kid().to_string();
         app.stop().await;
+
+        // A key an earlier version generated into DATA_DIR is still the key (it is never
+        // replaced by a new one, which would lose every sealed secret), until it is moved.
+        let legacy = env.data_dir.path().join("encryption.key");
+        std::fs::rename(&key_file, &legacy).unwrap();
+        let app = env.spawn().await;
+        assert_eq!(app.state.keys.current_kid(), kid, "the stored signing key opened");
+        assert!(!key_file.exists(), "no new key was made");
+        app.stop().await;
+        std::fs::rename(&legacy, &key_file).unwrap();
 
         // With another encryption key the stored signing key cannot be opened: start-up says so
         // instead of silently minting a new key (which would log everybody out).
