@@ -53,8 +53,8 @@ pub(crate) fn actor<'a>(admin: &'a impl AsRef<Principal>, meta: &RequestMeta) ->
 #[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// 1-based page number (default 1).
-    #[param(minimum = 1)]
+    /// 1-based page number (default 1, at most 1,000,000).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u32>,
     /// Items per page (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]
@@ -64,11 +64,17 @@ pub struct PageQuery {
 /// Most items one page may hold.
 pub const MAX_PER_PAGE: u32 = 200;
 
+/// The last page number a list answers (200 million items in).
+pub const MAX_PAGE: u32 = 1_000_000;
+
 impl PageQuery {
     /// The paging asked for, refused (400) when out of range rather than silently changed.
     pub fn checked(page: Option<u32>, per_page: Option<u32>) -> Result<PageQuery, ApiError> {
-        if page == Some(0) {
-            return Err(ApiError::validation("page", "page starts at 1"));
+        if page.is_some_and(|n| n == 0 || n > MAX_PAGE) {
+            return Err(ApiError::validation(
+                "page",
+                format!("page is 1 to {MAX_PAGE}"),
+            ));
         }
         if per_page.is_some_and(|n| n == 0 || n > MAX_PER_PAGE) {
             return Err(ApiError::validation(

@@ -213,6 +213,13 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The JSON API's router and its complete OpenAPI document (`openapi::complete`).
+pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut openapi) = api().split_for_parts();
+    crate::openapi::complete(&mut openapi);
+    (router, openapi)
+}
+
 /// The JSON API routes and their OpenAPI document, from one source.
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -230,7 +237,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// Served through `with_middleware`.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let (api_router, openapi) = api().split_for_parts();
+    let (api_router, openapi) = api_parts();
     let api_router = api_router
         .layer(middleware::from_fn_with_state(
             state.clone(),

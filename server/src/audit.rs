@@ -113,6 +113,22 @@ pub const CHECKS: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanError(pub String);
 
+/// Why `preflight` refused a target: the URL itself, or where it points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Invalid(String),
+    /// A reserved address, or a private one without the opt-in.
+    Address(String),
+}
+
+impl From<Refusal> for ScanError {
+    fn from(refusal: Refusal) -> ScanError {
+        match refusal {
+            Refusal::Invalid(why) | Refusal::Address(why) => ScanError(why),
+        }
+    }
+}
+
 impl std::fmt::Display for ScanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -145,26 +161,30 @@ pub fn shown_url(url: &url::Url) -> String {
 
 /// Checks a target before anything is sent: a web URL, and not on a private or reserved
 /// address unless the scan allows it.
-pub async fn preflight(url: &str, allow_private: bool) -> Result<url::Url, ScanError> {
-    let parsed = url::Url::parse(url).map_err(|_| ScanError("not a valid URL".into()))?;
+pub async fn preflight(url: &str, allow_private: bool) -> Result<url::Url, Refusal> {
+    let parsed = url::Url::parse(url).map_err(|_| Refusal::Invalid("not a valid URL".into()))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ScanError("the URL must be http(s) with a host".into()));
+        return Err(Refusal::Invalid(
+            "the URL must be http(s) with a host".into(),
+        ));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ScanError("the URL must not carry credentials".into()));
+        return Err(Refusal::Invalid(
+            "the URL must not carry credentials".into(),
+        ));
     }
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     let addrs = fetch::resolve(&parsed, deadline)
         .await
-        .map_err(|e| ScanError(e.0))?;
+        .map_err(|e| Refusal::Invalid(e.0))?;
     if addrs.iter().any(|a| fetch::is_never_allowed(a.ip())) {
-        return Err(ScanError(format!(
+        return Err(Refusal::Address(format!(
             "{} is on a link-local, multicast or unspecified address, which is never scanned",
             fetch::host_of(&parsed)
         )));
     }
     if !allow_private && addrs.iter().any(|a| fetch::is_forbidden_address(a.ip())) {
-        return Err(ScanError(format!(
+        return Err(Refusal::Address(format!(
             "{} is on a loopback or private address: allow private addresses for this scan to scan it",
             fetch::host_of(&parsed)
         )));

@@ -8,7 +8,7 @@
 //! Cookie-authenticated requests that change something must come from the gateway's own pages
 //! (`Origin`). No endpoint returns a token.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use crate::admin::actor;
 use crate::auth::identity::{self, AdminScope, Principal, RequestMeta, ScopedAdmin};
 use crate::backend_auth::{Kind, connect};
 use crate::db::{self, backend_tokens::TokenRow};
-use crate::error::{ApiError, AppJson, AppPath};
+use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::mcp::backend::Credential;
 use crate::mcp::registry::Backend;
 use crate::state::AppState;
@@ -348,6 +348,7 @@ fn started(state: &AppState, started: connect::Started) -> Result<Response, ApiE
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "Server id")),
     responses(
+        (status = 409, description = "`not_oauth`: the server's credential is not connected this way", body = ApiErrorBody),
         (status = 200, description = "Where to send the browser; sets the flow cookie", body = ConnectStart),
         (status = 400, description = "Not an `oauth_admin` server, or discovery/registration failed (`backend_oauth_failed`)", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
@@ -623,6 +624,7 @@ struct CallbackQuery {
 #[utoipa::path(get, path = "/oauth/backend/callback", tag = "connections", operation_id = "backend_oauth_callback",
     params(CallbackQuery),
     responses(
+        (status = 404, description = "`connection_invalid`: the attempt is unknown, expired or used", body = ApiErrorBody),
         (status = 303, description = "Back to the page that started the flow"),
         (status = 400, description = "Unknown, expired or used flow", body = ApiErrorBody),
     ))]
@@ -630,7 +632,7 @@ async fn callback(
     State(state): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    Query(q): Query<CallbackQuery>,
+    AppQuery(q): AppQuery<CallbackQuery>,
 ) -> Result<Response, ApiError> {
     let browser = crate::cookies::read(&headers, connect::FLOW_COOKIE);
     let clear = crate::cookies::set(
@@ -665,10 +667,9 @@ async fn callback(
             match e.return_to {
                 Some(to) => format!("{to}?error={}", encode(&e.message)),
                 None => {
-                    return Err(ApiError::Validation {
+                    return Err(ApiError::Gone {
                         code: "connection_invalid",
                         message: e.message,
-                        field: None,
                     });
                 }
             }

@@ -4,7 +4,6 @@
 //! Every failure becomes `{"error": {"code", "message"}}` with a status chosen here. Internal
 //! errors are logged with their detail and answered with an opaque `internal_error`.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,9 +28,17 @@ pub enum ApiError {
     /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// 403 `forbidden_address`: a URL the gateway will not reach (a reserved address; a
+    /// private one where that needs an opt-in).
+    #[error("{0}")]
+    ForbiddenAddress(String),
     /// 404: no such resource or route.
     #[error("{0}")]
     NotFound(&'static str),
+    /// 404 with its own code: what the request names (a consent request, a connection
+    /// attempt) is unknown, expired or used up.
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// 405: the route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -86,8 +93,8 @@ impl ApiError {
             ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) | ApiError::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) | ApiError::Gone { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,11 +109,13 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Validation { code, .. }
+            | ApiError::Gone { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::ForbiddenAddress(_) => "forbidden_address",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -153,39 +162,137 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections answer with the API error envelope instead of plain text.
+/// A JSON body, read like `axum::Json` (an `application/json` or `+json` content type, the
+/// body limit) with two differences: rejections answer with the API error envelope, and a
+/// number written with a fraction or exponent that is a whole number (`30.0`, `3e1`) reads as
+/// that integer, as JSON Schema's `integer` (and so the OpenAPI document) defines it. Struct
+/// fields are still read strictly: a duplicate or misspelt key is refused.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for AppJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(AppJson(value)),
-            Err(rejection) => Err(match rejection {
-                JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-                JsonRejection::BytesRejection(ref r)
-                    if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-                {
-                    ApiError::PayloadTooLarge
-                }
-                JsonRejection::JsonDataError(e) => ApiError::Validation {
-                    code: "invalid_body",
-                    message: e.body_text(),
-                    field: None,
-                },
-                other => ApiError::Validation {
-                    code: "invalid_json",
-                    message: other.body_text(),
-                    field: None,
-                },
-            }),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
         }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            Err(r) => {
+                return Err(ApiError::Validation {
+                    code: "invalid_json",
+                    message: r.body_text(),
+                    field: None,
+                });
+            }
+        };
+        let text = integral_numbers(&bytes);
+        // Every body of this API is an object; serde would also read a struct from an array.
+        if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::Validation {
+                code: "invalid_body",
+                message: "the body must be a JSON object".into(),
+                field: None,
+            });
+        }
+        let mut reader = serde_json::Deserializer::from_slice(&text);
+        let data = |e: serde_path_to_error::Error<serde_json::Error>| ApiError::Validation {
+            code: "invalid_body",
+            message: format!("Failed to deserialize the JSON body into the target type: {e}"),
+            field: None,
+        };
+        let syntax = |e: &serde_json::Error| ApiError::Validation {
+            code: "invalid_json",
+            message: format!("Failed to parse the request body as JSON: {e}"),
+            field: None,
+        };
+        let value = match serde_path_to_error::deserialize(&mut reader) {
+            Ok(value) => value,
+            Err(e) if e.inner().classify() == serde_json::error::Category::Data => {
+                return Err(data(e));
+            }
+            Err(e) => return Err(syntax(e.inner())),
+        };
+        reader.end().map_err(|e| syntax(&e))?;
+        Ok(AppJson(value))
+    }
+}
+
+/// `application/json` or `application/…+json`, as `axum::Json` requires.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// The JSON text with every number that has a fraction or exponent but a whole value (within
+/// ±2^53, where floats are exact) written as an integer; strings are left alone. Borrowed when
+/// there is nothing to rewrite. Malformed text is passed on for the parser to refuse.
+pub(crate) fn integral_numbers(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < text.len()
+                    && matches!(text[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                if !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+                    continue;
+                }
+                let value = std::str::from_utf8(token)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .filter(|v| v.is_finite() && v.fract() == 0.0 && v.abs() <= EXACT);
+                if let Some(value) = value {
+                    let out = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
+                    out.extend_from_slice(&text[copied..start]);
+                    // In range and whole: the cast is exact.
+                    #[allow(clippy::cast_possible_truncation)]
+                    out.extend_from_slice((value as i64).to_string().as_bytes());
+                    copied = i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    match out {
+        Some(mut out) => {
+            out.extend_from_slice(&text[copied.min(text.len())..]);
+            std::borrow::Cow::Owned(out)
+        }
+        None => std::borrow::Cow::Borrowed(text),
     }
 }
 
@@ -244,5 +351,113 @@ where
                 message: rejection.body_text(),
                 field: None,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::integral_numbers;
+
+    fn rewritten(text: &str) -> String {
+        String::from_utf8(integral_numbers(text.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn whole_numbers_read_as_integers_and_nothing_else_changes() {
+        for (text, expected) in [
+            (r#"{"a": 30.0}"#, r#"{"a": 30}"#),
+            (
+                r#"{"a": 3e1, "b": -2.50e1, "c": 1E2}"#,
+                r#"{"a": 30, "b": -25, "c": 100}"#,
+            ),
+            (r#"{"a": -0.0}"#, r#"{"a": 0}"#),
+            (r#"[1.0,2.00,3]"#, r#"[1,2,3]"#),
+            (r#"{"a": 9007199254740992.0}"#, r#"{"a": 9007199254740992}"#),
+            // Not whole, too large to be exact, or inside a string: unchanged.
+            (r#"{"a": 2.5}"#, r#"{"a": 2.5}"#),
+            (
+                r#"{"a": 9007199254740994.0}"#,
+                r#"{"a": 9007199254740994.0}"#,
+            ),
+            (r#"{"a": 1e400}"#, r#"{"a": 1e400}"#),
+            (
+                r#"{"2.0": "3.0 \" 4.0", "b": "\\"}"#,
+                r#"{"2.0": "3.0 \" 4.0", "b": "\\"}"#,
+            ),
+            (r#"{"a": 1.0.0}"#, r#"{"a": 1.0.0}"#),
+            (r#"{"a": "unterminated 1.0"#, r#"{"a": "unterminated 1.0"#),
+        ] {
+            assert_eq!(rewritten(text), expected, "{text}");
+        }
+        assert!(matches!(
+            integral_numbers(br#"{"a": 1, "b": "2.0"}"#),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            (-1000i64..1000).prop_map(|n| json!(n as f64)),
+            ".{0,12}".prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Equal as JSON Schema compares numbers: by value.
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+        /// Any JSON document reads as the same values after the rewrite (strings untouched,
+        /// numbers equal), and a whole-number float small enough to be exact becomes an integer.
+        #[test]
+        fn the_rewrite_keeps_every_value(value in json_value()) {
+            // Compared with what the text reads as without the rewrite (serde_json does not
+            // promise that every float survives a round trip).
+            for text in [serde_json::to_string(&value).unwrap(), serde_json::to_string_pretty(&value).unwrap()] {
+                let plain: Value = serde_json::from_str(&text).unwrap();
+                let out: Value = serde_json::from_slice(&integral_numbers(text.as_bytes())).unwrap();
+                prop_assert!(same(&plain, &out), "{text}");
+            }
+        }
+
+        #[test]
+        fn whole_floats_become_integers(n in -9_007_199_254_740_992i64..=9_007_199_254_740_992) {
+            let text = format!("{{\"n\": {}.0}}", n);
+            let out: Value = serde_json::from_slice(&integral_numbers(text.as_bytes())).unwrap();
+            prop_assert_eq!(out["n"].as_i64(), Some(n));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = integral_numbers(&bytes);
+        }
     }
 }

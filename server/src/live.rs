@@ -222,8 +222,19 @@ fn in_scope(state: &AppState, scope: &AdminScope, server: Option<&str>) -> bool 
 pub async fn socket(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<LiveQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return crate::error::ApiError::Validation {
+                code: "websocket_required",
+                message: rejection.body_text(),
+                field: None,
+            }
+            .into_response();
+        }
+    };
     // Subscribed before the admin is checked: a change made meanwhile re-checks them too.
     let changes = state.auth_cache.subscribe();
     let admin = redeem(&state, &query.ticket).await;
@@ -342,6 +353,7 @@ async fn send(socket: &mut WebSocket, message: &LiveMessage) -> Result<(), ()> {
     params(("ticket" = String, Query, description = "From `POST /admin/api/live/ticket`"), LiveFilter),
     responses(
         (status = 101, description = "WebSocket: JSON text messages (`LiveMessage`); closed with 4008 when too slow, 4001 for a bad ticket, 4003 when the admin is demoted, disabled, deleted or signed out", body = LiveMessage),
+        (status = 400, description = "`websocket_required`: not a WebSocket upgrade; `invalid_query`: a malformed filter", body = shared::error::ApiErrorBody),
     ))]
 #[allow(dead_code)]
 pub(crate) fn doc_socket() {}

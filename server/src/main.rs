@@ -320,7 +320,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Healthcheck { .. } | Command::Audit { .. } => Ok(()),
         Command::Openapi => {
-            let (_, openapi) = authmcp_gateway::app::api().split_for_parts();
+            let (_, openapi) = authmcp_gateway::app::api_parts();
             println!("{}", openapi.to_pretty_json()?);
             Ok(())
         }

@@ -466,3 +466,15 @@ mod process_tests {
         }
     }
 }
+
+/// Prometheus metrics in the text exposition format (docs/LOGGING.md names them). Off unless
+/// `METRICS_TOKEN` (then a bearer of that token is required) or `METRICS_PUBLIC` is set.
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "`unauthorized`: `METRICS_TOKEN` is set and was not presented", body = shared::error::ApiErrorBody),
+        (status = 404, description = "`not_found`: metrics are off", body = shared::error::ApiErrorBody),
+    ))]
+#[allow(dead_code)]
+pub(crate) fn doc_metrics() {}

@@ -64,9 +64,9 @@ fn validate_url(raw: &str) -> Result<String, ApiError> {
         _ => None,
     };
     if literal.is_some_and(crate::fetch::is_never_allowed) {
-        return Err(ApiError::validation(
-            "url",
-            "the gateway never reaches link-local, cloud-metadata or other reserved addresses",
+        return Err(ApiError::ForbiddenAddress(
+            "the gateway never reaches link-local, cloud-metadata or other reserved addresses"
+                .into(),
         ));
     }
     Ok(url.to_string())

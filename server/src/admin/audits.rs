@@ -66,6 +66,7 @@ async fn start(
     security(("bearer" = [])),
     request_body = AuditRequest,
     responses(
+        (status = 403, description = "`forbidden_address`: the target is on a reserved address, or a private one without `allow_private`", body = ApiErrorBody),
         (status = 202, description = "The scan, running", body = AuditScan),
         (status = 400, description = "No target, an invalid URL, or a private address without allow_private", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
@@ -218,6 +219,7 @@ async fn run_and_wait(
     security(("bearer" = [])),
     request_body = LegacyAuditRequest,
     responses(
+        (status = 403, description = "`forbidden_address`: the target is on a reserved address, or a private one without `allow_private`", body = ApiErrorBody),
         (status = 200, description = "The report", body = AuditReport),
         (status = 400, description = "An invalid URL, or a private address without allow_private", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
@@ -238,6 +240,7 @@ async fn run_mcp_audit(
     security(("bearer" = [])),
     request_body = LegacyAuditRequest,
     responses(
+        (status = 403, description = "`forbidden_address`: the target is on a reserved address, or a private one without `allow_private`", body = ApiErrorBody),
         (status = 200, description = "The report (a JSON attachment)", body = AuditReport),
         (status = 400, description = "An invalid URL, or a private address without allow_private", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),

@@ -125,7 +125,7 @@ async fn resolve(
     aggregate::resolve::resolve_exposed(state, principal, Kind::Tools, &call.tool)
         .await
         .map_err(|e| unavailable(&e))?
-        .ok_or_else(|| ApiError::validation("tool", "no tool of that name on /mcp"))
+        .ok_or(ApiError::NotFound("no tool of that name on /mcp"))
 }
 
 /// Calls a tool as the signed-in admin and returns its result, duration and the progress it

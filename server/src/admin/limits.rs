@@ -20,6 +20,18 @@ use crate::teams;
 
 pub const SETTING_KEY: &str = "rate_limits";
 const MAX_OVERRIDES: usize = 1000;
+/// The largest budget in requests per minute (as for the `MCP_RATE_LIMIT_*` settings).
+pub const MAX_PER_MINUTE: u32 = 1_000_000_000;
+
+fn check_budget(field: &'static str, per_minute: u32) -> Result<(), ApiError> {
+    if per_minute > MAX_PER_MINUTE {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} is 0 (off) to {MAX_PER_MINUTE} requests per minute"),
+        ));
+    }
+    Ok(())
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -186,6 +198,7 @@ fn check(o: &RateLimitOverride) -> Result<(), ApiError> {
     security(("bearer" = [])),
     request_body = RateLimits,
     responses(
+        (status = 404, description = "An override names no user or server", body = ApiErrorBody),
         (status = 200, description = "The limits now in force", body = RateLimits),
         (status = 400, description = "An invalid override, or an unknown user or server", body = ApiErrorBody),
     ))]
@@ -201,8 +214,12 @@ async fn set_limits(
             format!("at most {MAX_OVERRIDES} overrides"),
         ));
     }
+    check_budget("user_per_minute", req.user_per_minute)?;
+    check_budget("user_server_per_minute", req.user_server_per_minute)?;
+    check_budget("user_tool_per_minute", req.user_tool_per_minute)?;
     for o in &req.overrides {
         check(o)?;
+        check_budget("per_minute", o.per_minute)?;
     }
     let before = current(&state).await?;
     let now = db::now();
@@ -218,18 +235,12 @@ async fn set_limits(
         if let Some(user) = o.user_id
             && db::users::find_by_id(&mut *tx, user).await?.is_none()
         {
-            return Err(ApiError::validation(
-                "overrides",
-                format!("no user with id {user}"),
-            ));
+            return Err(ApiError::NotFound("no such user"));
         }
         if let Some(server) = o.server_id
             && db::servers::find(&mut *tx, server).await?.is_none()
         {
-            return Err(ApiError::validation(
-                "overrides",
-                format!("no server with id {server}"),
-            ));
+            return Err(ApiError::NotFound("no such server"));
         }
         db::limits::insert_override(
             &mut *tx,
@@ -324,8 +335,12 @@ async fn set_server_limits(
             format!("at most {MAX_TOOL_LIMITS} tools"),
         ));
     }
+    if let Some(per_minute) = req.per_minute {
+        check_budget("per_minute", per_minute)?;
+    }
     let mut seen = std::collections::HashSet::new();
     for t in &req.tools {
+        check_budget("per_minute", t.per_minute)?;
         if t.tool.is_empty() || t.tool.len() > 200 || !seen.insert(t.tool.as_str()) {
             return Err(ApiError::validation(
                 "tools",

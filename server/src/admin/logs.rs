@@ -34,7 +34,12 @@ fn parse_json(text: Option<&str>) -> Option<serde_json::Value> {
 struct AuditQuery {
     /// `sign_in`, `sign_out`, `authorization` (OAuth consents given) or `change` (what admins
     /// and users changed); absent: all.
+    #[param(schema_with = audit_kind)]
     kind: Option<String>,
+}
+
+fn audit_kind() -> utoipa::openapi::schema::Object {
+    crate::openapi::one_of(&db::events::AUDIT_KINDS)
 }
 
 /// The audit log, newest first: changes, successful sign-ins and sign-outs, OAuth
@@ -104,8 +109,8 @@ struct EventQuery {
     since: Option<i64>,
     /// Unix seconds, exclusive.
     until: Option<i64>,
-    /// 1-based page number (default 1).
-    #[param(minimum = 1)]
+    /// 1-based page number (default 1, at most 1,000,000).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<u32>,
     /// Items per page (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]

@@ -1,7 +1,7 @@
 //! `/admin/api/tool-pins`: pinned tool definitions — what changed, side by side — and the
 //! admin's decision on each (`mcp/pins.rs` is the engine).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::error::ApiErrorBody;
@@ -13,7 +13,7 @@ use crate::accounts;
 use crate::admin::actor;
 use crate::auth::identity::{RequestMeta, ScopedAdmin};
 use crate::db::{self, tool_pins::PinRow};
-use crate::error::{ApiError, AppJson, AppPath};
+use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::state::AppState;
 use crate::teams;
 
@@ -50,7 +50,14 @@ pub struct PinQuery {
     /// Only this server's pins.
     server_id: Option<i64>,
     /// `approved`, `pending` or `rejected`.
+    #[param(schema_with = pin_status)]
     status: Option<String>,
+}
+
+const STATUSES: [&str; 3] = ["approved", "pending", "rejected"];
+
+fn pin_status() -> utoipa::openapi::schema::Object {
+    crate::openapi::one_of(&STATUSES)
 }
 
 /// Pinned tool definitions, most recently changed first (at most 200): what was approved
@@ -66,10 +73,10 @@ pub struct PinQuery {
 async fn list_pins(
     State(state): State<AppState>,
     ScopedAdmin(admin): ScopedAdmin,
-    Query(q): Query<PinQuery>,
+    AppQuery(q): AppQuery<PinQuery>,
 ) -> Result<AppJson<Vec<ToolPin>>, ApiError> {
     let status = q.status.as_deref().unwrap_or("");
-    if !matches!(status, "" | "approved" | "pending" | "rejected") {
+    if !status.is_empty() && !STATUSES.contains(&status) {
         return Err(ApiError::validation(
             "status",
             "status is \"approved\", \"pending\" or \"rejected\"",

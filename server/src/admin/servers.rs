@@ -60,6 +60,7 @@ async fn list_servers(
     security(("bearer" = [])),
     request_body = CreateServer,
     responses(
+        (status = 403, description = "`forbidden_address`: the URL is on a reserved address", body = ApiErrorBody),
         (status = 201, description = "Registered", body = McpServer),
         (status = 400, description = "Invalid name, URL, timeout or credential", body = ApiErrorBody),
         (status = 409, description = "`server_name_taken`", body = ApiErrorBody),
@@ -98,6 +99,7 @@ async fn get_server(
     params(("id" = i64, Path, description = "Server id")),
     request_body = UpdateServer,
     responses(
+        (status = 403, description = "`forbidden_address`: the URL is on a reserved address", body = ApiErrorBody),
         (status = 200, description = "Updated", body = McpServer),
         (status = 400, description = "Invalid field", body = ApiErrorBody),
         (status = 404, description = "No such server", body = ApiErrorBody),
@@ -233,8 +235,8 @@ async fn set_permission(
 struct ActivityQuery {
     /// Only this server (by name).
     server: Option<String>,
-    /// 1-based page number (default 1).
-    #[param(minimum = 1)]
+    /// 1-based page number (default 1, at most 1,000,000).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<u32>,
     /// Items per page (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]

@@ -29,25 +29,34 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct StatsQuery {
     /// `5m`, `15m`, `1h`, `6h`, `24h`, `7d` or `30d` (default `24h`).
+    #[param(schema_with = window_schema)]
     window: Option<String>,
 }
 
+/// The windows the statistics cover, in seconds.
+const WINDOWS: [(&str, i64); 7] = [
+    ("5m", 300),
+    ("15m", 900),
+    ("1h", 3600),
+    ("6h", 6 * 3600),
+    ("24h", 86_400),
+    ("7d", 7 * 86_400),
+    ("30d", 30 * 86_400),
+];
+
+fn window_schema() -> utoipa::openapi::schema::Object {
+    crate::openapi::one_of(&WINDOWS.map(|(name, _)| name))
+}
+
 fn window_seconds(w: Option<&str>) -> Result<i64, ApiError> {
-    Ok(match w.unwrap_or("24h") {
-        "5m" => 300,
-        "15m" => 900,
-        "1h" => 3600,
-        "6h" => 6 * 3600,
-        "24h" => 86_400,
-        "7d" => 7 * 86_400,
-        "30d" => 30 * 86_400,
-        _ => {
-            return Err(ApiError::validation(
-                "window",
-                "window is one of 5m, 15m, 1h, 6h, 24h, 7d, 30d",
-            ));
-        }
-    })
+    let w = w.unwrap_or("24h");
+    WINDOWS
+        .iter()
+        .find(|(name, _)| *name == w)
+        .map(|(_, seconds)| *seconds)
+        .ok_or_else(|| {
+            ApiError::validation("window", "window is one of 5m, 15m, 1h, 6h, 24h, 7d, 30d")
+        })
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {

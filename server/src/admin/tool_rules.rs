@@ -126,10 +126,7 @@ async fn replace(
     for rule in &req.rules {
         // Another team's server is answered as one that does not exist.
         if !seen(rule.server_id) || db::servers::find(&mut *tx, rule.server_id).await?.is_none() {
-            return Err(ApiError::validation(
-                "server_id",
-                format!("no server with id {}", rule.server_id),
-            ));
+            return Err(ApiError::NotFound("no such server"));
         }
         db::tool_rules::insert(
             &mut *tx,

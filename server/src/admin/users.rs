@@ -36,8 +36,8 @@ struct UserListQuery {
     enabled: Option<bool>,
     /// Case-insensitive substring of the username or email.
     q: Option<String>,
-    /// 1-based page number (default 1).
-    #[param(minimum = 1)]
+    /// 1-based page number (default 1, at most 1,000,000).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<u32>,
     /// Items per page (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]

@@ -10,7 +10,7 @@ use shared::audit::{AuditProgress, AuditReport, AuditRequest, AuditScan, AuditSu
 use shared::live::LiveMessage;
 use tokio::sync::Semaphore;
 
-use crate::audit::{self, CHECKS, ScanError, Target};
+use crate::audit::{self, CHECKS, Target};
 use crate::db::{self, audits::ScanRow};
 use crate::error::ApiError;
 use crate::mcp::aggregate::catalog::Kind;
@@ -107,7 +107,10 @@ pub async fn resolve(state: &AppState, req: &AuditRequest) -> Result<(Target, ur
     let allow_private = req.allow_private.unwrap_or(private_default);
     let parsed = audit::preflight(&url, allow_private)
         .await
-        .map_err(|ScanError(why)| ApiError::validation("url", why))?;
+        .map_err(|refusal| match refusal {
+            audit::Refusal::Invalid(why) => ApiError::validation("url", why),
+            audit::Refusal::Address(why) => ApiError::ForbiddenAddress(why),
+        })?;
     Ok((
         Target {
             url,

@@ -55,7 +55,7 @@ pub async fn load(
         .as_deref()
         .and_then(Kind::parse)
         .ok_or_else(|| {
-            ApiError::validation("credential", "this server does not use an OAuth credential")
+            ApiError::conflict("not_oauth", "this server does not use an OAuth credential")
         })?;
     let sealed = row
         .credential
@@ -97,8 +97,8 @@ pub async fn start(
         (Kind::Admin, 0) => {}
         (Kind::User, u) if u > 0 => {}
         _ => {
-            return Err(ApiError::validation(
-                "credential",
+            return Err(ApiError::conflict(
+                "not_oauth",
                 "this server's credential is not connected this way",
             ));
         }

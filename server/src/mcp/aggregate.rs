@@ -766,7 +766,7 @@ pub(crate) fn doc_post() {}
     path = "/mcp",
     tag = "mcp",
     operation_id = "mcp_aggregated_get",
-    params(("Mcp-Session-Id" = String, Header, description = "Session")),
+    params(("Mcp-Session-Id" = Option<String>, Header, description = "Session (without one: 405)")),
     responses(
         (status = 200, description = "text/event-stream"),
         (status = 401, description = "Authentication required"),
@@ -784,7 +784,7 @@ pub(crate) fn doc_get() {}
     path = "/mcp",
     tag = "mcp",
     operation_id = "mcp_aggregated_delete",
-    params(("Mcp-Session-Id" = String, Header, description = "Session")),
+    params(("Mcp-Session-Id" = Option<String>, Header, description = "Session (without one: 404)")),
     responses(
         (status = 204, description = "Ended"),
         (status = 401, description = "Authentication required"),

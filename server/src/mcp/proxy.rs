@@ -714,10 +714,12 @@ pub(crate) fn doc_post() {}
 /// The server-to-client SSE stream of a session (handshake era).
 #[utoipa::path(get, path = "/mcp/{server}", tag = "mcp", operation_id = "mcp_get",
     security(("bearer" = [])),
-    params(("server" = String, Path, description = "Server name"), ("Mcp-Session-Id" = String, Header, description = "Session")),
+    params(("server" = String, Path, description = "Server name"), ("Mcp-Session-Id" = Option<String>, Header, description = "Session (without one: 405)")),
     responses(
         (status = 200, description = "SSE stream", content_type = "text/event-stream"),
-        (status = 404, description = "Unknown session"),
+        (status = 401, description = "Authentication required"),
+        (status = 403, description = "No access to this server, or Origin not allowed"),
+        (status = 404, description = "No such server, or unknown session"),
         (status = 405, description = "No session given, or the backend offers no stream"),
     ))]
 #[allow(dead_code)]
@@ -726,7 +728,13 @@ pub(crate) fn doc_get() {}
 /// Ends a session, at the gateway and at the backend.
 #[utoipa::path(delete, path = "/mcp/{server}", tag = "mcp", operation_id = "mcp_delete",
     security(("bearer" = [])),
-    params(("server" = String, Path, description = "Server name"), ("Mcp-Session-Id" = String, Header, description = "Session")),
-    responses((status = 204, description = "Ended"), (status = 404, description = "Unknown session")))]
+    params(("server" = String, Path, description = "Server name"), ("Mcp-Session-Id" = Option<String>, Header, description = "Session (without one: 400 or 404)")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 400, description = "No session given"),
+        (status = 401, description = "Authentication required"),
+        (status = 403, description = "No access to this server, or Origin not allowed"),
+        (status = 404, description = "No such server, or unknown session"),
+    ))]
 #[allow(dead_code)]
 pub(crate) fn doc_delete() {}

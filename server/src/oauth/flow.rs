@@ -603,22 +603,19 @@ pub struct RequestQuery {
 }
 
 fn already_decided() -> ApiError {
-    ApiError::Validation {
-        code: "consent_request_invalid",
-        message: "this sign-in request was decided already; start again from the application"
-            .into(),
-        field: Some("request"),
-    }
+    ApiError::conflict(
+        "consent_request_invalid",
+        "this sign-in request was decided already; start again from the application",
+    )
 }
 
 fn open_request(state: &AppState, sealed: &str) -> Result<AuthRequest, ApiError> {
     open::<AuthRequest>(state, sealed, REQUEST_CONTEXT)
         .filter(|r| r.e > db::now())
-        .ok_or(ApiError::Validation {
+        .ok_or(ApiError::Gone {
             code: "consent_request_invalid",
             message: "this sign-in request is invalid or expired; start again from the application"
                 .into(),
-            field: Some("request"),
         })
 }
 
@@ -626,10 +623,9 @@ async fn request_client(state: &AppState, req: &AuthRequest) -> Result<Arc<Clien
     match clients::lookup(state, &req.i).await {
         Ok(c) if c.id == req.c => Ok(c),
         Ok(_) | Err(LookupError::Unknown | LookupError::Revoked | LookupError::Document(_)) => {
-            Err(ApiError::Validation {
+            Err(ApiError::Gone {
                 code: "consent_request_invalid",
                 message: "this application can no longer sign in".into(),
-                field: Some("request"),
             })
         }
         Err(LookupError::Internal(e)) => Err(e),
@@ -641,6 +637,8 @@ async fn request_client(state: &AppState, req: &AuthRequest) -> Result<Arc<Clien
 #[utoipa::path(get, path = "/oauth/api/request", tag = "oauth", operation_id = "oauth_consent_request",
     params(RequestQuery),
     responses(
+        (status = 404, description = "`consent_request_invalid`: unknown or expired, or the application can no longer sign in", body = shared::error::ApiErrorBody),
+        (status = 409, description = "`consent_request_invalid`: decided already", body = shared::error::ApiErrorBody),
         (status = 200, description = "The pending request", body = ConsentRequest),
         (status = 400, description = "`consent_request_invalid`", body = shared::error::ApiErrorBody),
     ))]
@@ -707,6 +705,8 @@ pub(crate) fn same_origin_only(
 #[utoipa::path(post, path = "/oauth/api/decision", tag = "oauth", operation_id = "oauth_consent_decision",
     request_body = ConsentDecision,
     responses(
+        (status = 404, description = "`consent_request_invalid`: unknown or expired, or the application can no longer sign in", body = shared::error::ApiErrorBody),
+        (status = 409, description = "`consent_request_invalid`: decided already", body = shared::error::ApiErrorBody),
         (status = 200, description = "Where to send the browser", body = ConsentResult),
         (status = 400, description = "`consent_request_invalid`", body = shared::error::ApiErrorBody),
         (status = 401, description = "`invalid_credentials`, or not signed in", body = shared::error::ApiErrorBody),
@@ -1067,3 +1067,89 @@ async fn access_token_session(state: &AppState, token: &str) -> Option<(String, 
         .ok()?;
     Some((claims.sid, claims.client_id))
 }
+
+/// The token endpoint's form (`application/x-www-form-urlencoded`), for the document only.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenForm {
+    /// `authorization_code` or `refresh_token`.
+    grant_type: String,
+    /// The authorization code (`authorization_code`).
+    code: Option<String>,
+    /// The redirect URI the code was issued for (`authorization_code`).
+    redirect_uri: Option<String>,
+    /// The PKCE verifier (`authorization_code`).
+    code_verifier: Option<String>,
+    /// The refresh token (`refresh_token`); a new one replaces it.
+    refresh_token: Option<String>,
+    /// The client, when it does not authenticate with HTTP Basic.
+    client_id: Option<String>,
+    /// A confidential client's secret (`client_secret_post`).
+    client_secret: Option<String>,
+    /// The MCP endpoint the token is for (RFC 8707).
+    resource: Option<String>,
+}
+
+/// The revocation endpoint's form (`application/x-www-form-urlencoded`), for the document only.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct RevokeForm {
+    /// A refresh token or an access token of this client.
+    token: String,
+    /// `refresh_token` or `access_token` (a hint; both are looked for).
+    token_type_hint: Option<String>,
+    /// The client, when it does not authenticate with HTTP Basic.
+    client_id: Option<String>,
+    /// A confidential client's secret (`client_secret_post`).
+    client_secret: Option<String>,
+}
+
+/// The authorization endpoint (RFC 6749 §4.1.1, PKCE S256 required, RFC 8707 `resource`). A
+/// browser endpoint: it answers with redirects and, for requests that cannot be sent back to
+/// the client, an error page.
+#[utoipa::path(get, path = "/oauth/authorize", tag = "oauth", operation_id = "oauth_authorize",
+    params(
+        ("response_type" = String, Query, description = "`code`"),
+        ("client_id" = String, Query, description = "A registered client id, or the URL of a client ID metadata document"),
+        ("redirect_uri" = String, Query, description = "One of the client's redirect URIs"),
+        ("code_challenge" = String, Query, description = "PKCE challenge (base64url SHA-256 of the verifier)"),
+        ("code_challenge_method" = String, Query, description = "`S256`"),
+        ("scope" = Option<String>, Query, description = "`mcp` (default) or `mcp:read`"),
+        ("state" = Option<String>, Query, description = "Returned unchanged to the client"),
+        ("resource" = Option<String>, Query, description = "The MCP endpoint the token will be for"),
+    ),
+    responses(
+        (status = 302, description = "To the consent page; or back to the redirect URI with `code`, or with `error` for a client that may be told"),
+        (status = 400, description = "An error page (HTML): the request cannot be sent back to the client", content_type = "text/html"),
+        (status = 429, description = "Too many client metadata documents fetched for this address", content_type = "text/html"),
+    ))]
+#[allow(dead_code)]
+pub(crate) fn doc_authorize() {}
+
+/// The token endpoint (RFC 6749 §3.2): `authorization_code` with PKCE, and rotating
+/// `refresh_token`. Errors are RFC 6749 §5.2's `{"error", "error_description"}`.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth", operation_id = "oauth_token",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`access_token`, `token_type`, `expires_in`, `refresh_token`, `scope`", body = Object),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope` or `invalid_target`", body = Object),
+        (status = 401, description = "`invalid_client` (with a `Basic` challenge)", body = Object),
+        (status = 415, description = "`invalid_request`: the body is not form-encoded", body = Object),
+        (status = 429, description = "`slow_down`", body = Object),
+    ))]
+#[allow(dead_code)]
+pub(crate) fn doc_token() {}
+
+/// The revocation endpoint (RFC 7009): the token's session ends. Unknown tokens are not an
+/// error.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth", operation_id = "oauth_revoke",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or there was nothing to revoke"),
+        (status = 400, description = "`invalid_request`", body = Object),
+        (status = 401, description = "`invalid_client` (with a `Basic` challenge)", body = Object),
+        (status = 415, description = "`invalid_request`: the body is not form-encoded", body = Object),
+        (status = 429, description = "`slow_down`", body = Object),
+    ))]
+#[allow(dead_code)]
+pub(crate) fn doc_revoke() {}

@@ -575,12 +575,13 @@ async fn connection_flows_cannot_be_hijacked_or_replayed(env: TestEnv) {
     // The flow was used up by that attempt: alice's own browser cannot finish it either.
     let callback = page.visited.iter().find(|u| u.contains("/oauth/backend/callback")).unwrap().clone();
     let res = browser.send(Method::GET, &callback, None, None, None).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     // Unknown and missing states, and an error from the authorization server.
     let res = browser.send(Method::GET, &app.url("/oauth/backend/callback?state=nope&code=x"), None, None, None).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "connection_invalid");
     let res = browser.send(Method::GET, &app.url("/oauth/backend/callback"), None, None, None).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = browser.send(Method::POST, &app.url("/oauth/backend/connections/mine"), None, Some(&origin), None).await;
     let start: Value = res.json().await.unwrap();
     let state = url::Url::parse(start["authorization_url"].as_str().unwrap()).unwrap()

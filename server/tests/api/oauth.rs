@@ -540,7 +540,7 @@ db_test! {
         assert_eq!(shown["resource"], format!("{public}/mcp/alpha"));
         assert_eq!(shown["scopes"], json!(["mcp"]));
         assert_eq!(shown["signed_in_as"], Value::Null);
-        assert_eq!(app.get("/oauth/api/request?request=forged").await.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(app.get("/oauth/api/request?request=forged").await.status(), StatusCode::NOT_FOUND);
         // The consent page cannot be framed.
         let page = app.get(&format!("/consent?request={request}")).await;
         assert_eq!(page.headers()["x-frame-options"], "DENY");
@@ -1002,13 +1002,13 @@ db_test! {
         let (first, _, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
         let (second, body, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
         assert_eq!(first, StatusCode::OK);
-        assert_eq!((second, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("consent_request_invalid")), "{body}");
+        assert_eq!((second, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("consent_request_invalid")), "{body}");
         // A denial decides it too.
         let res = authorize(&app, &on("peer", "mcp"), None).await;
         let request = query_of(&location(&res))["request"].clone();
         let (denied, _, _) = decide(&app, &request, false, None, &public).await;
         let (after, _, _) = decide(&app, &request, true, Some(("admin", ADMIN_PASSWORD)), &public).await;
-        assert_eq!((denied, after), (StatusCode::OK, StatusCode::BAD_REQUEST), "deny, then approve");
+        assert_eq!((denied, after), (StatusCode::OK, StatusCode::CONFLICT), "deny, then approve");
 
         // Consent is bound to the redirect URI the user saw: a client that registered two gets
         // nothing silent, and no error redirect, at the one the user never approved.

@@ -283,8 +283,8 @@ db_test! {
         let cross = [
             (Method::PATCH, format!("/admin/api/users/{au}/mcp-permissions"), json!({"server_id": bravo, "can_access": true}), StatusCode::NOT_FOUND),
             (Method::PATCH, format!("/admin/api/users/{bu}/mcp-permissions"), json!({"server_id": alpha, "can_access": true}), StatusCode::NOT_FOUND),
-            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": bravo, "pattern": "*", "effect": "allow"}]}), StatusCode::BAD_REQUEST),
-            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": NONE, "pattern": "*", "effect": "allow"}]}), StatusCode::BAD_REQUEST),
+            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": bravo, "pattern": "*", "effect": "allow"}]}), StatusCode::NOT_FOUND),
+            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": NONE, "pattern": "*", "effect": "allow"}]}), StatusCode::NOT_FOUND),
             (Method::PATCH, format!("/admin/api/mcp-servers/{alpha}"), json!({"team_id": team_b}), StatusCode::NOT_FOUND),
         ];
         for (method, path, body, expected) in cross {
@@ -334,13 +334,14 @@ db_test! {
         // Nobody aims the gateway at the host's metadata service (a global admin neither:
         // names are checked again when connecting).
         let res = app.post_json("/admin/api/mcp-servers", Some(&admin), json!({"name": "meta", "url": "http://169.254.169.254/latest"})).await;
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "forbidden_address");
         // A team admin cannot aim the gateway at the host's metadata service.
         for url in ["http://169.254.169.254/latest", "http://[fd00:ec2::254]/mcp", "http://[::ffff:169.254.169.254]/x"] {
             let res = app.post_json("/admin/api/mcp-servers", Some(&token), json!({"name": "meta", "url": url})).await;
-            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{url}");
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{url}");
             let res = app.send(Method::PATCH, &format!("/admin/api/mcp-servers/{alpha}"), Some(&token), Some(json!({"url": url}))).await;
-            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{url}");
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{url}");
         }
         let res = app.send(Method::PATCH, &format!("/admin/api/users/{au}/mcp-permissions"), Some(&token), Some(json!({"server_id": alpha, "can_access": false}))).await;
         assert_eq!(res.status(), StatusCode::OK);
