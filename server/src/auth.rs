@@ -45,11 +45,32 @@ async fn jwks(State(state): State<AppState>) -> AppJson<Jwks> {
     AppJson(state.keys.jwks())
 }
 
+/// `LoginRequest` as `/auth/login` takes it (for the document): its tokens are always in the
+/// body, so `session` can only be `body`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct McpLogin {
+    username: String,
+    password: String,
+    /// `body` (the default): the tokens are in the answer. Cookie sessions are the admin
+    /// login's.
+    #[schema(schema_with = body_session)]
+    session: String,
+}
+
+fn body_session() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["body"]))
+        .description(Some("`body` (the default): the tokens are in the answer."))
+        .build()
+}
+
 /// Signs in with a username and password and returns an MCP-audience access token (for `/mcp`
 /// and self-service) and a refresh token. Wrong username and wrong password get the same
 /// answer; repeated failures lock the username for a while (429 `login_locked`).
 #[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "login",
-    request_body = LoginRequest,
+    request_body = McpLogin,
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 400, description = "Malformed body", body = ApiErrorBody),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub struct AuditRequest {
     /// The MCP endpoint to scan (absent when `server_id` is given).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::audit_url))]
     pub url: Option<String>,
     /// A registered server: its URL is scanned, and its tools are compared with the other
     /// registered servers' (name shadowing). Its stored credential is not used.
@@ -27,6 +28,7 @@ pub struct AuditRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LegacyAuditRequest {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::legacy_audit_url))]
     pub url: String,
     #[serde(default)]
     pub bearer_token: Option<String>,

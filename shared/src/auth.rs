@@ -135,9 +135,14 @@ pub struct SetupStatus {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"username": "admin", "password": "a long unusual passphrase", "email": "admin@example.com", "setup_token": "k3Jx…"})))]
 pub struct SetupAccount {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::username))]
     pub username: String,
+    // `password::validate_password` with the default `PASSWORD_MIN_LENGTH` (12); the password
+    // must also not contain the username nor be a well-known one.
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 256))]
     pub password: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::email))]
     pub email: Option<String>,
     /// The one-time setup token from the gateway's log, when `token_required`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,9 +154,14 @@ pub struct SetupAccount {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"username": "admin", "password": "a long unusual passphrase", "email": "admin@example.com"})))]
 pub struct NewAccount {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::username))]
     pub username: String,
+    // `password::validate_password` with the default `PASSWORD_MIN_LENGTH` (12); the password
+    // must also not contain the username nor be a well-known one.
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 256))]
     pub password: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::email))]
     pub email: Option<String>,
 }
 
@@ -176,12 +186,19 @@ pub struct ApiKey {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"name": "ci-agent", "expires_in_days": 90, "servers": ["github"]})))]
 pub struct CreateApiKey {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::api_key_name))]
     pub name: String,
     /// Days until the key expires; absent means no expiry.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<u32>,
     /// Restrict the key to these MCP servers (by name).
+    // Each a server name (`accounts::validate_server_name`); the item constraints go to the items.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = "^[a-z0-9][a-z0-9_-]*$")
+    )]
     pub servers: Option<Vec<String>>,
 }
 

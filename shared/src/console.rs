@@ -25,8 +25,11 @@ pub struct ConsoleTool {
 pub struct ConsoleCall {
     #[serde(default)]
     pub server: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::console_tool))]
     pub tool: String,
+    // The call's `params.arguments` (`mcp::message`): an object; null or absent for `{}`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub arguments: serde_json::Value,
 }
 

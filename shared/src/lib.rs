@@ -14,7 +14,10 @@ pub mod live;
 pub mod oauth;
 pub mod portal;
 pub mod routes;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub mod servers;
 pub mod stats;
 pub mod teams;
+pub mod text;
 pub mod users;

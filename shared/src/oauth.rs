@@ -66,7 +66,11 @@ pub struct OAuthClient {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"name": "Team Cursor", "redirect_uris": ["http://127.0.0.1/callback"], "confidential": false})))]
 pub struct CreateOAuthClient {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::oauth_client_name))]
     pub name: String,
+    /// 1 to 10 redirect URIs: https, or http on a loopback host (`localhost`, `127.0.0.1`,
+    /// `[::1]`); no fragment.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::redirect_uris))]
     pub redirect_uris: Vec<String>,
     /// Confidential clients get a secret (shown once) and authenticate with
     /// `client_secret_basic` or `client_secret_post`; public ones use PKCE alone.

@@ -24,28 +24,79 @@ pub enum CredentialInput {
     /// No credential.
     None,
     /// `Authorization: Bearer <token>`.
-    Bearer { token: String },
+    Bearer {
+        // No control character but tab (a header value); at most 8192 bytes
+        // (`servers::credential_parts`), which no character count states exactly.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_length = 1, pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F]+$")
+        )]
+        token: String,
+    },
     /// `Authorization: Basic base64(username:password)`.
-    Basic { username: String, password: String },
+    Basic {
+        // At most 8192 bytes, which no character count states exactly.
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = "^[^:]+$"))]
+        username: String,
+        password: String,
+    },
     /// A custom header, e.g. `X-API-Key: <value>`.
-    Header { name: String, value: String },
+    Header {
+        // An HTTP field name (token characters); the reserved names `servers::credential_parts`
+        // refuses (`host`, `content-type`, `mcp-session-id`, …) are not stated.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(max_length = 65535, pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+        )]
+        name: String,
+        // No control character but tab; at most 8192 bytes, which no character count states
+        // exactly.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_length = 1, pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F]+$")
+        )]
+        value: String,
+    },
     /// OAuth client credentials (RFC 6749 §4.4): the gateway gets and renews its own token.
     #[serde(rename = "oauth_client_credentials")]
     OAuthClientCredentials {
         /// The authorization server's token endpoint.
+        #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::token_url))]
         token_url: String,
+        // No control character; at most 512 bytes, which no character count states exactly.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+        )]
         client_id: String,
+        // At most 8192 bytes, which no character count states exactly.
+        #[cfg_attr(feature = "openapi", schema(min_length = 1))]
         client_secret: String,
+        // Space-separated scope tokens (RFC 6749 §3.3), `servers::valid_scope`.
         #[serde(default)]
+        #[cfg_attr(
+            feature = "openapi",
+            schema(
+                max_length = 1000,
+                pattern = r"^[\u0021\u0023-\u005B\u005D-\u007E]+(?: [\u0021\u0023-\u005B\u005D-\u007E]+)*$"
+            )
+        )]
         scope: Option<String>,
         /// Sent as `audience` (some authorization servers want it).
+        // No control character; at most 2000 bytes, which no character count states exactly.
         #[serde(default)]
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+        )]
         audience: Option<String>,
         /// Sent as `resource` (RFC 8707); default: the server's URL.
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::resource_url))]
         resource: Option<String>,
         /// `client_secret_basic` (default) or `client_secret_post`.
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::client_auth_method))]
         auth_method: Option<String>,
     },
     /// OAuth authorization code with PKCE, connected once by an admin (`POST
@@ -65,12 +116,26 @@ pub enum CredentialInput {
 pub struct OAuthCodeInput {
     /// A client registered beforehand with the authorization server (its redirect URI:
     /// `{PUBLIC_URL}/oauth/backend/callback`); without it the gateway registers one.
+    // No control character; at most 512 bytes, which no character count states exactly.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+    )]
     pub client_id: Option<String>,
+    // At most 8192 bytes, which no character count states exactly.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub client_secret: Option<String>,
     /// Scopes to ask for; default: the protected-resource metadata's `scopes_supported`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 1000,
+            pattern = r"^[\u0021\u0023-\u005B\u005D-\u007E]+(?: [\u0021\u0023-\u005B\u005D-\u007E]+)*$"
+        )
+    )]
     pub scope: Option<String>,
 }
 
@@ -143,6 +208,7 @@ pub struct CreateServer {
     /// The path segment of `/mcp/{name}` (`a-z 0-9 - _`), or a display name ("GitHub MCP"),
     /// from which the segment is derived (`github-mcp`) and which is then kept as the display
     /// name.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::server_name_or_display_name))]
     pub name: String,
     /// The owning team (default: the default team for global admins, the caller's team for a
     /// team admin of one team).
@@ -150,30 +216,46 @@ pub struct CreateServer {
     pub team_id: Option<i64>,
     /// What the UI shows (default: the name as given).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::display_name_on_create))]
     pub display_name: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::server_url))]
     pub url: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::server_description))]
     pub description: Option<String>,
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default)]
     pub transport: Transport,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     pub timeout_seconds: Option<u32>,
-    /// Shorthand for a bearer credential (the original gateway's field).
+    /// Shorthand for a bearer credential (the original gateway's field); `""` for none. Used
+    /// only without `credential`.
+    // No control character but tab (a header value), as `CredentialInput::Bearer`'s token.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F]*$")
+    )]
     pub backend_token: Option<String>,
     #[serde(default)]
     pub credential: Option<CredentialInput>,
     /// Prefix of its names on the aggregated `/mcp` (default: the name). `a-z 0-9 - _`, at most
     /// 32, no `__`, not ending in `_`; unique among servers.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 32, pattern = "^(?:[a-z0-9](?:[a-z0-9-]|_[a-z0-9-])*)?$")
+    )]
     pub tool_prefix: Option<String>,
     /// `off`, `log` (default) or `block`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::detection_on_create))]
     pub detection: Option<String>,
     /// `off`, `warn` or `quarantine` (default for new servers).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::tool_pinning_on_create))]
     pub tool_pinning: Option<String>,
 }
 
@@ -185,36 +267,56 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateServer {
+    // A server name (`accounts::validate_server_name`): no display name here.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = "^[a-z0-9][a-z0-9_-]*$")
+    )]
     pub name: Option<String>,
     /// Moves the server (and the history recorded under its name) to another team.
     #[serde(default)]
     pub team_id: Option<i64>,
     /// A new display name; `""` goes back to the name.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::display_name_on_update))]
     pub display_name: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::server_url_on_update))]
     pub url: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::server_description))]
     pub description: Option<String>,
     #[serde(default)]
     pub enabled: Option<bool>,
     #[serde(default)]
     pub transport: Option<Transport>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     pub timeout_seconds: Option<u32>,
+    /// A new bearer credential; `""` removes the credential. Used only without `credential`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[^\u0000-\u0008\u000A-\u001F\u007F]*$")
+    )]
     pub backend_token: Option<String>,
     #[serde(default)]
     pub credential: Option<CredentialInput>,
     /// A new prefix; `""` goes back to the default (the name).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 32, pattern = "^(?:[a-z0-9](?:[a-z0-9-]|_[a-z0-9-])*)?$")
+    )]
     pub tool_prefix: Option<String>,
     /// `off`, `log` or `block`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::detection))]
     pub detection: Option<String>,
     /// `off`, `warn` or `quarantine`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::tool_pinning))]
     pub tool_pinning: Option<String>,
 }
 
@@ -314,6 +416,11 @@ pub struct ToolRule {
     /// The server's name (read-only).
     #[serde(default)]
     pub server: String,
+    // `naming::validate_pattern`: 1 to 200 characters without control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+    )]
     pub pattern: String,
     pub effect: ToolRuleEffect,
 }
@@ -323,6 +430,7 @@ pub struct ToolRule {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"rules": [{"server_id": 1, "pattern": "delete_*", "effect": "deny"}]})))]
 pub struct ToolRules {
+    #[cfg_attr(feature = "openapi", schema(max_items = 500))]
     pub rules: Vec<ToolRule>,
 }
 
@@ -332,12 +440,16 @@ pub struct ToolRules {
 #[cfg_attr(feature = "openapi", schema(example = json!({"user_per_minute": 600, "user_server_per_minute": 0, "user_tool_per_minute": 0, "overrides": [{"kind": "tool", "server_id": 1, "tool": "search", "per_minute": 30}]})))]
 pub struct RateLimits {
     /// Each user's overall budget.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000000))]
     pub user_per_minute: u32,
     /// Each user's budget per server.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000000))]
     pub user_server_per_minute: u32,
     /// Each user's budget per tool.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000000))]
     pub user_tool_per_minute: u32,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::rate_limit_overrides))]
     pub overrides: Vec<RateLimitOverride>,
 }
 
@@ -347,14 +459,19 @@ pub struct RateLimits {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimitOverride {
     /// `user`, `server` or `tool`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::rate_limit_kind))]
     pub kind: String,
     #[serde(default)]
     pub user_id: Option<i64>,
     #[serde(default)]
     pub server_id: Option<i64>,
     /// The backend's tool name (`kind: tool`).
+    // At most 200 bytes (server/src/admin/limits.rs `check`), which no character count states
+    // exactly.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub tool: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000000))]
     pub per_minute: u32,
     /// The user's or server's name (read-only).
     #[serde(default)]
@@ -385,9 +502,11 @@ pub struct GatewaySettings {
 pub struct SettingsUpdate {
     /// 60 seconds to 1 day.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 86400))]
     pub access_token_ttl_secs: Option<u64>,
     /// 5 minutes to 365 days, longer than the access token lifetime.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 300, maximum = 31536000))]
     pub refresh_token_ttl_secs: Option<u64>,
     #[serde(default)]
     pub allow_registration: Option<bool>,
@@ -395,6 +514,7 @@ pub struct SettingsUpdate {
     pub oauth_dcr: Option<bool>,
     /// 1 to 3650 days (JSONL files, activity records, security events).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub log_retention_days: Option<u32>,
 }
 
@@ -498,6 +618,7 @@ pub struct PinDecision {
     /// when the backend has sent another one since.
     pub fingerprint: String,
     /// `approve` or `reject`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::pin_decision))]
     pub decision: String,
 }
 
@@ -509,8 +630,12 @@ pub struct PinDecision {
 #[serde(deny_unknown_fields)]
 pub struct ServerRateLimits {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000000))]
     pub per_minute: Option<u32>,
+    // Each tool named once (server/src/admin/limits.rs `set_server_limits`), which `uniqueItems`
+    // (whole items) does not state.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 200))]
     pub tools: Vec<ToolRateLimit>,
 }
 
@@ -519,6 +644,9 @@ pub struct ServerRateLimits {
 #[serde(deny_unknown_fields)]
 pub struct ToolRateLimit {
     /// The backend's own tool name (1 to 200 bytes).
+    // The byte limit has no exact count in characters: only its lower bound is stated.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub tool: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000000))]
     pub per_minute: u32,
 }

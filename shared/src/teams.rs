@@ -17,7 +17,8 @@ pub struct Team {
 #[serde(deny_unknown_fields)]
 pub struct TeamName {
     /// 1 to 100 characters, unique.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    // Trimmed, then a display name (`accounts::validate_display_name`).
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::team_name))]
     pub name: String,
 }
 
@@ -36,5 +37,6 @@ pub struct TeamMember {
 #[serde(deny_unknown_fields)]
 pub struct SetTeamMember {
     /// `member` or `team_admin`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::team_role))]
     pub role: String,
 }

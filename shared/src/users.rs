@@ -21,9 +21,14 @@ pub struct User {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({"username": "bob", "password": "a long unusual passphrase", "email": "bob@example.com", "role": "user"})))]
 pub struct CreateUser {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::username))]
     pub username: String,
+    // `password::validate_password` with the default `PASSWORD_MIN_LENGTH` (12); the password
+    // must also not contain the username nor be a well-known one.
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 256))]
     pub password: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::email))]
     pub email: Option<String>,
     #[serde(default = "default_role")]
     pub role: Role,
@@ -43,7 +48,7 @@ pub struct UpdateUser {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, schema_with = crate::schema::email))]
     pub email: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
@@ -54,6 +59,9 @@ pub struct UpdateUser {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResetPassword {
+    // `password::validate_password` with the default `PASSWORD_MIN_LENGTH` (12); it must also
+    // not contain the user's username nor be a well-known one.
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 256))]
     pub password: String,
 }
 
@@ -62,6 +70,9 @@ pub struct ResetPassword {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePassword {
     pub current_password: String,
+    // `password::validate_password` with the default `PASSWORD_MIN_LENGTH` (12); it must also
+    // not contain the username nor be a well-known one.
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 256))]
     pub new_password: String,
 }
 

@@ -287,8 +287,8 @@ fn setup_test_deps() -> Result<()> {
     if output(Command::new(cargo()).args(["nextest", "--version"])).is_none() {
         cargo_install("cargo-nextest", NEXTEST_VERSION, true)?;
     }
-    for (venv, spec, version) in PYTHON_PEERS {
-        python_venv(venv, spec, version)?;
+    for (venv, package, spec, version) in PYTHON_PEERS {
+        python_venv(venv, package, spec, version)?;
     }
     node_peers()
 }
@@ -345,25 +345,31 @@ fn node_peers() -> Result<()> {
         .current_dir(&dir))
 }
 
-/// The real MCP peers from PyPI used by the interop tests, one virtualenv per SDK major.
-const PYTHON_PEERS: &[(&str, &str, &str)] = &[
-    ("venv-mcp2", "mcp[cli]==2.3.0", "2.3.0"),
-    ("venv-mcp1", "mcp==1.30.0", "1.30.0"),
+/// Python tools, each in its own venv under `.tools/`: (venv, package, pip spec, version).
+/// The MCP SDK in both major versions (test peers and clients), and Schemathesis, which tests
+/// the gateway's OpenAPI contract (api::openapi).
+const PYTHON_PEERS: &[(&str, &str, &str, &str)] = &[
+    ("venv-mcp2", "mcp", "mcp[cli]==2.3.0", "2.3.0"),
+    ("venv-mcp1", "mcp", "mcp==1.30.0", "1.30.0"),
+    (
+        "venv-schemathesis",
+        "schemathesis",
+        "schemathesis==4.32.5",
+        "4.32.5",
+    ),
 ];
 
-fn python_venv(venv: &str, spec: &str, version: &str) -> Result<()> {
+fn python_venv(venv: &str, package: &str, spec: &str, version: &str) -> Result<()> {
     let dir = root().join(".tools").join(venv);
     let python = dir.join("bin/python");
     let installed = output(Command::new(&python).args([
         "-c",
-        "import importlib.metadata as m; print(m.version('mcp'))",
+        &format!("import importlib.metadata as m; print(m.version('{package}'))"),
     ]));
     if installed.is_some_and(|v| v.trim() == version) {
         return Ok(());
     }
-    step(&format!(
-        "installing the MCP test peer {spec} into .tools/{venv}"
-    ));
+    step(&format!("installing {spec} into .tools/{venv}"));
     sh(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
     sh(Command::new(&python).args([
         "-m",

@@ -38,8 +38,11 @@ struct AuditQuery {
     kind: Option<String>,
 }
 
+/// The kinds, or `""` for all.
 fn audit_kind() -> utoipa::openapi::schema::Object {
-    crate::openapi::one_of(&db::events::AUDIT_KINDS)
+    let mut kinds = vec![""];
+    kinds.extend(db::events::AUDIT_KINDS);
+    crate::openapi::one_of(&kinds)
 }
 
 /// The audit log, newest first: changes, successful sign-ins and sign-outs, OAuth
@@ -171,6 +174,7 @@ async fn security_events(
     params(EventQuery),
     responses(
         (status = 200, description = "JSON Lines", content_type = "application/x-ndjson"),
+        (status = 400, description = "`validation_failed`: `page` or `per_page` out of range (paging does not apply to the export)", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
     ))]
 async fn export_security_events(
@@ -178,6 +182,11 @@ async fn export_security_events(
     ScopedAdmin(admin): ScopedAdmin,
     AppQuery(query): AppQuery<EventQuery>,
 ) -> Response {
+    // The list's parameters: paging does not apply to the export, but out-of-range values are
+    // refused here as there.
+    if let Err(e) = PageQuery::checked(query.page, query.per_page) {
+        return e.into_response();
+    }
     let mut filter = query.filter(&admin.admin_scope());
     // Admin sessions only (`ScopedAdmin` takes no API key): the re-check below needs one.
     let crate::auth::identity::AuthMethod::Jwt { session_id } = &admin.method else {

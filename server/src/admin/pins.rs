@@ -56,8 +56,9 @@ pub struct PinQuery {
 
 const STATUSES: [&str; 3] = ["approved", "pending", "rejected"];
 
+/// The statuses, or `""` for all.
 fn pin_status() -> utoipa::openapi::schema::Object {
-    crate::openapi::one_of(&STATUSES)
+    crate::openapi::one_of(&["", STATUSES[0], STATUSES[1], STATUSES[2]])
 }
 
 /// Pinned tool definitions, most recently changed first (at most 200): what was approved

@@ -60,6 +60,7 @@ async fn list_servers(
     security(("bearer" = [])),
     request_body = CreateServer,
     responses(
+        (status = 404, description = "No such team", body = ApiErrorBody),
         (status = 403, description = "`forbidden_address`: the URL is on a reserved address", body = ApiErrorBody),
         (status = 201, description = "Registered", body = McpServer),
         (status = 400, description = "Invalid name, URL, timeout or credential", body = ApiErrorBody),

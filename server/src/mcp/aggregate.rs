@@ -753,6 +753,8 @@ pub async fn delete(
         (status = 400, description = "Malformed message, missing session or header mismatch"),
         (status = 401, description = "Authentication required"),
         (status = 404, description = "Unknown session"),
+        (status = 413, description = "Request too large"),
+        (status = 415, description = "Not sent as application/json"),
         (status = 429, description = "Rate limited (JSON-RPC error with data.retryAfterSeconds)"),
     ),
     security(("bearer" = []))

@@ -342,18 +342,10 @@ pub fn clean(s: &str) -> bool {
     s.trim() == s && !s.chars().any(|c| c.is_control() || invisible(c))
 }
 
-/// Invisible or direction-changing characters: zero-width, bidirectional controls, tag
-/// characters, byte-order marks, variation selectors, fillers, non-characters.
+/// Invisible or direction-changing characters (`shared::text::INVISIBLE`, which the OpenAPI
+/// patterns are built from too).
 pub fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFF}' | '\u{E0000}'..='\u{E0FFF}'
-        // Other format characters and line/paragraph separators.
-        | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}' | '\u{2028}' | '\u{2029}'
-        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}')
+    shared::text::invisible(c)
 }
 
 /// Shared by every seed: where a refusal with its own code, and the id once read, are left for

@@ -707,6 +707,8 @@ async fn admit_session(
         (status = 403, description = "No access to this server, or Origin not allowed"),
         (status = 404, description = "No such server, or unknown session"),
         (status = 413, description = "Request too large"),
+        (status = 415, description = "Not sent as application/json"),
+        (status = 429, description = "Rate limited (JSON-RPC error with data.retryAfterSeconds)"),
     ))]
 #[allow(dead_code)]
 pub(crate) fn doc_post() {}
@@ -728,10 +730,10 @@ pub(crate) fn doc_get() {}
 /// Ends a session, at the gateway and at the backend.
 #[utoipa::path(delete, path = "/mcp/{server}", tag = "mcp", operation_id = "mcp_delete",
     security(("bearer" = [])),
-    params(("server" = String, Path, description = "Server name"), ("Mcp-Session-Id" = Option<String>, Header, description = "Session (without one: 400 or 404)")),
+    params(("server" = String, Path, description = "Server name"), ("Mcp-Session-Id" = Option<String>, Header, description = "Session (without one: 405)")),
     responses(
         (status = 204, description = "Ended"),
-        (status = 400, description = "No session given"),
+        (status = 405, description = "No session given"),
         (status = 401, description = "Authentication required"),
         (status = 403, description = "No access to this server, or Origin not allowed"),
         (status = 404, description = "No such server, or unknown session"),

@@ -1119,7 +1119,7 @@ pub(crate) struct RevokeForm {
         ("resource" = Option<String>, Query, description = "The MCP endpoint the token will be for"),
     ),
     responses(
-        (status = 302, description = "To the consent page; or back to the redirect URI with `code`, or with `error` for a client that may be told"),
+        (status = 303, description = "To the consent page; or back to the redirect URI with `code`, or with `error` for a client that may be told"),
         (status = 400, description = "An error page (HTML): the request cannot be sent back to the client", content_type = "text/html"),
         (status = 429, description = "Too many client metadata documents fetched for this address", content_type = "text/html"),
     ))]

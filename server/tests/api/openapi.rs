@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestEnv};
+use crate::peers::{PeerServer, Sdk};
 
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
@@ -98,4 +99,100 @@ fn visit(dir: &Path, f: &mut impl FnMut(&Path, &str)) {
             f(&path, &std::fs::read_to_string(&path).unwrap());
         }
     }
+}
+
+/// Schemathesis (every check: status codes, content types, headers and response schemas as
+/// documented, schema-valid requests accepted and schema-invalid ones refused, no 5xx, auth not
+/// ignored, stateful links) against the live document of a gateway with some data in it. The
+/// hooks sign in per API audience; `schemathesis.toml` lists the few per-operation exceptions
+/// with their reasons. `cargo xtask test` installs Schemathesis into `.tools/venv-schemathesis`.
+#[tokio::test]
+async fn schemathesis_finds_no_contract_failures() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schemathesis = std::env::var_os("SCHEMATHESIS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace.join(".tools/venv-schemathesis/bin/schemathesis"));
+    assert!(
+        schemathesis.exists(),
+        "{} is missing: run `cargo xtask setup --test` (or the suite with `cargo xtask test`)",
+        schemathesis.display()
+    );
+    let app = TestEnv::new(Backend::Sqlite)
+        .await
+        .with_admin()
+        // Schemathesis tries sign-ins with generated passwords from one address; the lockouts
+        // they would earn are tested elsewhere (api::accounts).
+        .with_var("LOGIN_IP_MAX_FAILURES", "100000")
+        .with_var("LOGIN_MAX_FAILURES", "100")
+        .spawn()
+        .await;
+    let admin = app.admin_token().await;
+    let me: Value = app
+        .get_as("/admin/api/me", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let admin_id = me["id"].as_i64().unwrap();
+    // Something for the generated cases to find: a user, a server, a client.
+    app.create_user(&admin, "bob", "user").await;
+    // A real backend (the Python SDK peer), so that the console and the server tests reach one.
+    let peer = PeerServer::start(Sdk::Py2, "peer", &[]).await;
+    let res = app
+        .post_json(
+            "/admin/api/mcp-servers",
+            Some(&admin),
+            serde_json::json!({"name": "github", "url": peer.url(), "tool_pinning": "off"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let server: Value = res.json().await.unwrap();
+    let res = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/admin/api/users/{admin_id}/mcp-permissions"),
+            Some(&admin),
+            Some(serde_json::json!({"server_id": server["id"], "can_access": true})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/schemathesis");
+    // The JUnit report and the output stay in target/schemathesis/ for a failed run.
+    let report = workspace.join("target/schemathesis");
+    std::fs::create_dir_all(&report).unwrap();
+    let base = app.url("");
+    let run = tokio::process::Command::new(&schemathesis)
+        .arg("--config-file")
+        .arg(dir.join("schemathesis.toml"))
+        .arg("run")
+        .arg(app.url("/api-docs/openapi.json"))
+        .args(["--workers", "1", "--max-examples", "25"])
+        // A fixed seed: every run tries the same cases (`SCHEMATHESIS_SEED` explores others).
+        .arg("--seed")
+        .arg(std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261201".into()))
+        .args(["--no-color", "--report", "junit"])
+        // Nothing carried over from an earlier run: every run is the same run.
+        .args(["--generation-database", "none"])
+        .arg("--report-dir")
+        .arg(&report)
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", &dir)
+        .env("ST_BASE", base.trim_end_matches('/'))
+        .env("ST_USERNAME", "admin")
+        .env("ST_PASSWORD", crate::helpers::ADMIN_PASSWORD)
+        .env("ST_ADMIN_ID", admin_id.to_string())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(900), run)
+        .await
+        .expect("schemathesis finished within 15 minutes")
+        .expect("schemathesis runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    std::fs::write(report.join("output.txt"), stdout.as_bytes()).unwrap();
+    assert!(
+        out.status.success(),
+        "schemathesis found contract failures (exit {:?}):\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
