@@ -230,7 +230,15 @@ fn embed(dir: &Path, into: &Path) -> Result<String> {
 fn collect(base: &Path, dir: &Path, files: &mut Vec<String>) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
     for entry in entries {
-        let path = entry.map_err(|e| e.to_string())?.path();
+        let entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path();
+        // Only what trunk writes: no hidden files, no symbolic links (nothing outside the
+        // directory, no loops).
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        let link = entry.file_type().map_err(|e| e.to_string())?.is_symlink();
+        if hidden || link {
+            continue;
+        }
         if path.is_dir() {
             collect(base, &path, files)?;
         } else if let Ok(rel) = path.strip_prefix(base) {

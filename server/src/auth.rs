@@ -55,7 +55,7 @@ struct McpLogin {
     /// `body` (the default): the tokens are in the answer. Cookie sessions are the admin
     /// login's.
     #[schema(schema_with = body_session)]
-    session: String,
+    session: Option<String>,
 }
 
 fn body_session() -> utoipa::openapi::schema::Object {

@@ -626,7 +626,7 @@ struct CallbackQuery {
     responses(
         (status = 404, description = "`connection_invalid`: the attempt is unknown, expired or used", body = ApiErrorBody),
         (status = 303, description = "Back to the page that started the flow"),
-        (status = 400, description = "Unknown, expired or used flow", body = ApiErrorBody),
+        (status = 400, description = "`invalid_query`: a malformed query", body = ApiErrorBody),
     ))]
 async fn callback(
     State(state): State<AppState>,
@@ -667,7 +667,7 @@ async fn callback(
             match e.return_to {
                 Some(to) => format!("{to}?error={}", encode(&e.message)),
                 None => {
-                    return Err(ApiError::Gone {
+                    return Err(ApiError::Unknown {
                         code: "connection_invalid",
                         message: e.message,
                     });

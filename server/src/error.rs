@@ -38,7 +38,7 @@ pub enum ApiError {
     /// 404 with its own code: what the request names (a consent request, a connection
     /// attempt) is unknown, expired or used up.
     #[error("{message}")]
-    Gone { code: &'static str, message: String },
+    Unknown { code: &'static str, message: String },
     /// 405: the route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -94,7 +94,7 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) | ApiError::ForbiddenAddress(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) | ApiError::Gone { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::Unknown { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -109,7 +109,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Validation { code, .. }
-            | ApiError::Gone { code, .. }
+            | ApiError::Unknown { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
@@ -194,36 +194,54 @@ where
                 });
             }
         };
-        let text = integral_numbers(&bytes);
         // Every body of this API is an object; serde would also read a struct from an array.
-        if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::Validation {
                 code: "invalid_body",
                 message: "the body must be a JSON object".into(),
                 field: None,
             });
         }
-        let mut reader = serde_json::Deserializer::from_slice(&text);
-        let data = |e: serde_path_to_error::Error<serde_json::Error>| ApiError::Validation {
-            code: "invalid_body",
-            message: format!("Failed to deserialize the JSON body into the target type: {e}"),
-            field: None,
-        };
-        let syntax = |e: &serde_json::Error| ApiError::Validation {
-            code: "invalid_json",
-            message: format!("Failed to parse the request body as JSON: {e}"),
-            field: None,
-        };
-        let value = match serde_path_to_error::deserialize(&mut reader) {
-            Ok(value) => value,
-            Err(e) if e.inner().classify() == serde_json::error::Category::Data => {
-                return Err(data(e));
-            }
-            Err(e) => return Err(syntax(e.inner())),
-        };
-        reader.end().map_err(|e| syntax(&e))?;
-        Ok(AppJson(value))
+        // The body as sent; only when that does not fit the type is it read once more with its
+        // whole numbers written as integers (so a value that reads as is, such as the console's
+        // free-form arguments, is never rewritten).
+        let first = read_json(&bytes);
+        if matches!(
+            first,
+            Err(ApiError::Validation {
+                code: "invalid_body",
+                ..
+            })
+        ) && let std::borrow::Cow::Owned(text) = integral_numbers(&bytes)
+        {
+            return read_json(&text).map(AppJson);
+        }
+        first.map(AppJson)
     }
+}
+
+/// One strict reading of a JSON body into `T`: a syntax error is `invalid_json`, a value that
+/// does not fit `T` `invalid_body` with the path of the first wrong field; nothing may follow.
+fn read_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
+    let mut reader = serde_json::Deserializer::from_slice(text);
+    let syntax = |e: &serde_json::Error| ApiError::Validation {
+        code: "invalid_json",
+        message: format!("Failed to parse the request body as JSON: {e}"),
+        field: None,
+    };
+    let value = match serde_path_to_error::deserialize(&mut reader) {
+        Ok(value) => value,
+        Err(e) if e.inner().classify() == serde_json::error::Category::Data => {
+            return Err(ApiError::Validation {
+                code: "invalid_body",
+                message: format!("Failed to deserialize the JSON body into the target type: {e}"),
+                field: None,
+            });
+        }
+        Err(e) => return Err(syntax(e.inner())),
+    };
+    reader.end().map_err(|e| syntax(&e))?;
+    Ok(value)
 }
 
 /// `application/json` or `application/…+json`, as `axum::Json` requires.
@@ -243,11 +261,12 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
             || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
-/// The JSON text with every number that has a fraction or exponent but a whole value (within
-/// ±2^53, where floats are exact) written as an integer; strings are left alone. Borrowed when
-/// there is nothing to rewrite. Malformed text is passed on for the parser to refuse.
+/// The JSON text with every number that has a fraction or exponent but is whole, as decimal
+/// arithmetic says (not a float's rounding: `0.99999999999999999999` stays), and within ±2^53,
+/// written as an integer (`30.0`, `3e1`, `300e-1` → `30`; `-0.0` → `0`). Strings are left alone,
+/// and so is every token that is not a JSON number (`01.0`, `1.`, `.5`): the parser refuses
+/// those. Borrowed when there is nothing to rewrite.
 pub(crate) fn integral_numbers(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut i = 0;
@@ -267,20 +286,10 @@ pub(crate) fn integral_numbers(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
                 {
                     i += 1;
                 }
-                let token = &text[start..i];
-                if !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
-                    continue;
-                }
-                let value = std::str::from_utf8(token)
-                    .ok()
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .filter(|v| v.is_finite() && v.fract() == 0.0 && v.abs() <= EXACT);
-                if let Some(value) = value {
+                if let Some(integer) = whole_number(&text[start..i]) {
                     let out = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
                     out.extend_from_slice(&text[copied..start]);
-                    // In range and whole: the cast is exact.
-                    #[allow(clippy::cast_possible_truncation)]
-                    out.extend_from_slice((value as i64).to_string().as_bytes());
+                    out.extend_from_slice(integer.as_bytes());
                     copied = i;
                 }
             }
@@ -294,6 +303,79 @@ pub(crate) fn integral_numbers(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         }
         None => std::borrow::Cow::Borrowed(text),
     }
+}
+
+/// The integer a JSON number token with a fraction or an exponent stands for, when it is whole
+/// and within ±2^53; `None` for anything else (an integer token, a fraction, a token that is not
+/// JSON's `-? (0|[1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`).
+fn whole_number(token: &[u8]) -> Option<String> {
+    const LIMIT: u64 = 1 << 53;
+    let (negative, rest) = match token.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, token),
+    };
+    let int_len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (int, rest) = rest.split_at(int_len);
+    if int.is_empty() || (int.len() > 1 && int[0] == b'0') {
+        return None;
+    }
+    let (frac, rest) = match rest.split_first() {
+        Some((b'.', rest)) => {
+            let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            if n == 0 {
+                return None;
+            }
+            rest.split_at(n)
+        }
+        _ => (&rest[..0], rest),
+    };
+    let exponent: i64 = match rest.split_first() {
+        Some((b'e' | b'E', rest)) => {
+            let (sign, digits) = match rest.split_first() {
+                Some((b'-', d)) => (-1, d),
+                Some((b'+', d)) => (1, d),
+                _ => (1, rest),
+            };
+            if digits.is_empty() || digits.len() > 6 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            sign * std::str::from_utf8(digits).ok()?.parse::<i64>().ok()?
+        }
+        None if !frac.is_empty() => 0,
+        _ => return None,
+    };
+    // value = digits × 10^scale, exactly.
+    let digits: Vec<u8> = int.iter().chain(frac).copied().collect();
+    let scale = exponent - i64::try_from(frac.len()).ok()?;
+    let significant = match digits.iter().position(|&d| d != b'0') {
+        Some(first) => &digits[first..],
+        None => return Some("0".into()),
+    };
+    let whole: &[u8] = if scale >= 0 {
+        significant
+    } else {
+        let drop = usize::try_from(-scale).ok()?;
+        if drop >= significant.len()
+            || !significant[significant.len() - drop..]
+                .iter()
+                .all(|&d| d == b'0')
+        {
+            return None;
+        }
+        &significant[..significant.len() - drop]
+    };
+    let mut value: u64 = std::str::from_utf8(whole).ok()?.parse().ok()?;
+    for _ in 0..scale.max(0) {
+        value = value.checked_mul(10).filter(|v| *v <= LIMIT)?;
+    }
+    if value > LIMIT {
+        return None;
+    }
+    Some(if negative && value != 0 {
+        format!("-{value}")
+    } else {
+        value.to_string()
+    })
 }
 
 impl<T: serde::Serialize> IntoResponse for AppJson<T> {
@@ -389,6 +471,24 @@ mod tests {
             ),
             (r#"{"a": 1.0.0}"#, r#"{"a": 1.0.0}"#),
             (r#"{"a": "unterminated 1.0"#, r#"{"a": "unterminated 1.0"#),
+            // Decimal arithmetic, not a float's rounding.
+            (
+                r#"{"a": 0.99999999999999999999}"#,
+                r#"{"a": 0.99999999999999999999}"#,
+            ),
+            (
+                r#"{"a": 9007199254740993.0}"#,
+                r#"{"a": 9007199254740993.0}"#,
+            ),
+            (
+                r#"{"a": 300e-1, "b": 1.50e1, "c": 12.000e-2, "d": 0e5}"#,
+                r#"{"a": 30, "b": 15, "c": 12.000e-2, "d": 0}"#,
+            ),
+            // Not JSON numbers: left for the parser to refuse.
+            (
+                r#"{"a": 01.0, "b": 1., "c": -.0, "d": 1.e5, "e": 00.0, "f": 1e, "g": --1.0}"#,
+                r#"{"a": 01.0, "b": 1., "c": -.0, "d": 1.e5, "e": 00.0, "f": 1e, "g": --1.0}"#,
+            ),
         ] {
             assert_eq!(rewritten(text), expected, "{text}");
         }
@@ -453,6 +553,31 @@ mod tests {
             let text = format!("{{\"n\": {}.0}}", n);
             let out: Value = serde_json::from_slice(&integral_numbers(text.as_bytes())).unwrap();
             prop_assert_eq!(out["n"].as_i64(), Some(n));
+        }
+
+        /// Whatever number token: rewritten only to the integer its decimal value is.
+        #[test]
+        fn only_whole_values_are_rewritten(
+            int in "-?(0|[1-9][0-9]{0,20})",
+            frac in proptest::option::of("[0-9]{1,22}"),
+            exp in proptest::option::of("[eE][+-]?[0-9]{1,2}"),
+        ) {
+            let token = format!("{int}{}{}", frac.as_ref().map(|f| format!(".{f}")).unwrap_or_default(), exp.clone().unwrap_or_default());
+            let text = format!("{{\"n\": {token}}}");
+            let out = integral_numbers(text.as_bytes());
+            let Value::Number(n) = serde_json::from_slice::<Value>(&out).unwrap()["n"].clone() else {
+                panic!("{token}");
+            };
+            match (n.as_i64(), frac.is_some() || exp.is_some()) {
+                (Some(i), true) => {
+                    // The token was whole: its float is that integer, and no digit after the
+                    // point (scaled by the exponent) was other than 0.
+                    prop_assert_eq!(token.parse::<f64>().unwrap(), i as f64, "{}", token);
+                    prop_assert!(i.unsigned_abs() <= 1 << 53, "{}", token);
+                }
+                (None, true) => prop_assert_eq!(&*out, text.as_bytes(), "{}", token),
+                _ => {}
+            }
         }
 
         #[test]

@@ -1,6 +1,6 @@
 //! Files the gateway creates hold secrets and users' data: directories are created `0700` and
-//! files `0600` (on Unix), whatever the process umask, and `DATA_DIR` itself is tightened to
-//! `0700` at start-up if group or others could enter it.
+//! files `0600` (on Unix), whatever the process umask, and `DATA_DIR` and `KEY_DIR` themselves
+//! are tightened to `0700` at start-up if group or others could enter them.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -18,8 +18,9 @@ pub fn private_dir(path: &Path) -> io::Result<()> {
     builder.create(path)
 }
 
-/// `DATA_DIR`: created `0700`, or tightened to it when it exists with group or other access.
-pub fn secure_data_dir(path: &Path) -> io::Result<()> {
+/// `DATA_DIR` and `KEY_DIR`: created `0700`, or tightened to it when it exists with group or
+/// other access.
+pub fn secure_dir(path: &Path) -> io::Result<()> {
     private_dir(path)?;
     #[cfg(unix)]
     {
@@ -27,7 +28,7 @@ pub fn secure_data_dir(path: &Path) -> io::Result<()> {
         let mode = std::fs::metadata(path)?.permissions().mode();
         if mode & 0o077 != 0 {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
-            tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "DATA_DIR tightened to 0700");
+            tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "directory tightened to 0700");
         }
     }
     Ok(())

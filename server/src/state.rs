@@ -74,7 +74,7 @@ impl AppState {
     /// background tasks (security-event writer, pruning).
     pub async fn init(config: Config) -> anyhow::Result<AppState> {
         let config = Arc::new(config);
-        crate::files::secure_data_dir(&config.data_dir)
+        crate::files::secure_dir(&config.data_dir)
             .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
         let db = Db::connect_patiently(
             &config.database,
@@ -83,9 +83,12 @@ impl AppState {
         )
         .await?;
         db.migrate().await?;
-        let encryption_key = crate::keys::load_encryption_key(&config)?;
+        let loaded = crate::keys::load_encryption_key(&config)?;
+        let encryption_key = loaded.key;
         let secret_box = Arc::new(SecretBox::new(&encryption_key));
+        loaded.check(&db, &secret_box, &config).await?;
         let keys = KeyRing::load(db.clone(), config.clone(), secret_box.clone()).await?;
+        loaded.remember(&db, &secret_box).await?;
         bootstrap_admin(&db, &config).await?;
         let setup_token = accounts::SetupToken::issue(&db, &config, &encryption_key).await?;
 

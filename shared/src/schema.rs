@@ -306,12 +306,16 @@ pub fn oauth_client_name() -> Object {
 }
 
 /// The authority and the rest of an `http(s)` URL the `url` crate (WHATWG) parses as written:
-/// a host name whose last label starts with a letter (one ending in a number would be read as
-/// an IPv4 address), a dotted IPv4 address or `[::1]`, a port, a path and a query of URL code
-/// points. No credentials (`@` before the path) and no fragment: the gateway refuses both.
-const HOST: &str = "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+/// a host name whose last label starts with a letter or `_` (one ending in a number would be
+/// read as an IPv4 address), a dotted IPv4 address, `[::1]` or an IPv6 address in eight groups,
+/// a port (1 to 65535), a path and a query of URL code points. Other forms the server takes too
+/// (a shortened IPv6 address, surrounding spaces) are left out, so that every URL the pattern
+/// admits is one the server accepts. No credentials (`@` before the path) and no fragment: the gateway refuses both.
+const HOST: &str = "(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\\.)*[A-Za-z_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?";
 const IPV4: &str = "(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
-const PORT: &str = "(?::[1-9][0-9]{0,3})?";
+const PORT: &str = "(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?";
+/// `[::1]`, or an IPv6 address written out in eight groups.
+const IPV6: &str = "\\[(?:::1|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4})\\]";
 const REST: &str = "(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?";
 
 fn url_pattern(schemes: &str, hosts: &str) -> String {
@@ -326,8 +330,8 @@ pub fn http_url(nullable: bool, max_length: Option<usize>, description: &str) ->
         .min_length(Some(1))
         .max_length(max_length)
         .pattern(Some(url_pattern(
-            "https?",
-            &format!("{HOST}|{IPV4}|\\[::1\\]"),
+            "[Hh][Tt][Tt][Pp][Ss]?",
+            &format!("{HOST}|{IPV4}|{IPV6}"),
         )))
         .description(Some(description))
         .build()
@@ -387,7 +391,7 @@ pub fn legacy_audit_url() -> Object {
 /// (`oauth::clients::validate_redirect_uri` for a client that is not native): https anywhere,
 /// http on a loopback host, at most 2000 characters each.
 pub fn redirect_uris() -> utoipa::openapi::schema::Array {
-    let https = format!("https://(?:{HOST}|{IPV4}|\\[::1\\]){PORT}{REST}");
+    let https = format!("https://(?:{HOST}|{IPV4}|{IPV6}){PORT}{REST}");
     let http = format!("http://(?:localhost|127\\.0\\.0\\.1|\\[::1\\]){PORT}{REST}");
     let uri = string(false)
         .min_length(Some(1))

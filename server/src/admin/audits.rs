@@ -68,7 +68,7 @@ async fn start(
     responses(
         (status = 403, description = "`forbidden_address`: the target is on a reserved address, or a private one without `allow_private`", body = ApiErrorBody),
         (status = 202, description = "The scan, running", body = AuditScan),
-        (status = 400, description = "No target, an invalid URL, or a private address without allow_private", body = ApiErrorBody),
+        (status = 400, description = "No target (or both), an invalid URL, or one that does not resolve", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
         (status = 404, description = "No such server", body = ApiErrorBody),
         (status = 409, description = "Too many scans running", body = ApiErrorBody),
@@ -221,7 +221,7 @@ async fn run_and_wait(
     responses(
         (status = 403, description = "`forbidden_address`: the target is on a reserved address, or a private one without `allow_private`", body = ApiErrorBody),
         (status = 200, description = "The report", body = AuditReport),
-        (status = 400, description = "An invalid URL, or a private address without allow_private", body = ApiErrorBody),
+        (status = 400, description = "An invalid URL, or one that does not resolve", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
         (status = 409, description = "Too many scans running, or the scan failed", body = ApiErrorBody),
     ))]
@@ -242,7 +242,7 @@ async fn run_mcp_audit(
     responses(
         (status = 403, description = "`forbidden_address`: the target is on a reserved address, or a private one without `allow_private`", body = ApiErrorBody),
         (status = 200, description = "The report (a JSON attachment)", body = AuditReport),
-        (status = 400, description = "An invalid URL, or a private address without allow_private", body = ApiErrorBody),
+        (status = 400, description = "An invalid URL, or one that does not resolve", body = ApiErrorBody),
         (status = 401, description = "Not signed in as an admin", body = ApiErrorBody),
         (status = 409, description = "Too many scans running, or the scan failed", body = ApiErrorBody),
     ))]

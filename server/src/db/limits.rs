@@ -30,6 +30,25 @@ pub async fn set_setting(
     Ok(())
 }
 
+/// Stores a setting unless it exists (the first writer wins).
+pub async fn insert_setting(
+    db: impl AnyExecutor<'_>,
+    key: &str,
+    value: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into settings (key, value, updated_at) values ($1, $2, $3)
+         on conflict (key) do nothing",
+    )
+    .bind(key)
+    .bind(value)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct OverrideRow {
     pub kind: String,

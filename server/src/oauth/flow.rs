@@ -612,7 +612,7 @@ fn already_decided() -> ApiError {
 fn open_request(state: &AppState, sealed: &str) -> Result<AuthRequest, ApiError> {
     open::<AuthRequest>(state, sealed, REQUEST_CONTEXT)
         .filter(|r| r.e > db::now())
-        .ok_or(ApiError::Gone {
+        .ok_or(ApiError::Unknown {
             code: "consent_request_invalid",
             message: "this sign-in request is invalid or expired; start again from the application"
                 .into(),
@@ -623,7 +623,7 @@ async fn request_client(state: &AppState, req: &AuthRequest) -> Result<Arc<Clien
     match clients::lookup(state, &req.i).await {
         Ok(c) if c.id == req.c => Ok(c),
         Ok(_) | Err(LookupError::Unknown | LookupError::Revoked | LookupError::Document(_)) => {
-            Err(ApiError::Gone {
+            Err(ApiError::Unknown {
                 code: "consent_request_invalid",
                 message: "this application can no longer sign in".into(),
             })
@@ -640,7 +640,7 @@ async fn request_client(state: &AppState, req: &AuthRequest) -> Result<Arc<Clien
         (status = 404, description = "`consent_request_invalid`: unknown or expired, or the application can no longer sign in", body = shared::error::ApiErrorBody),
         (status = 409, description = "`consent_request_invalid`: decided already", body = shared::error::ApiErrorBody),
         (status = 200, description = "The pending request", body = ConsentRequest),
-        (status = 400, description = "`consent_request_invalid`", body = shared::error::ApiErrorBody),
+        (status = 400, description = "`invalid_query` or `invalid_body`: a malformed request", body = shared::error::ApiErrorBody),
     ))]
 pub async fn consent_request(
     State(state): State<AppState>,
@@ -708,7 +708,7 @@ pub(crate) fn same_origin_only(
         (status = 404, description = "`consent_request_invalid`: unknown or expired, or the application can no longer sign in", body = shared::error::ApiErrorBody),
         (status = 409, description = "`consent_request_invalid`: decided already", body = shared::error::ApiErrorBody),
         (status = 200, description = "Where to send the browser", body = ConsentResult),
-        (status = 400, description = "`consent_request_invalid`", body = shared::error::ApiErrorBody),
+        (status = 400, description = "`invalid_query` or `invalid_body`: a malformed request", body = shared::error::ApiErrorBody),
         (status = 401, description = "`invalid_credentials`, or not signed in", body = shared::error::ApiErrorBody),
         (status = 403, description = "Cross-origin request, or no access to the MCP server", body = shared::error::ApiErrorBody),
         (status = 429, description = "`login_locked` / `too_many_attempts`", body = shared::error::ApiErrorBody),

@@ -351,16 +351,16 @@ db_test! {
         assert_eq!(error_code(&reply), -32003);
         assert_eq!(tool_names(&app, &token, &session).await, ["alpha__echo"]);
 
-        // Bad rules are refused whole and change nothing.
-        for bad in [
-            json!({"rules": [{"server_id": alpha_id, "pattern": "", "effect": "deny"}]}),
-            json!({"rules": [{"server_id": 999_999, "pattern": "x", "effect": "deny"}]}),
-            json!({"rules": [{"server_id": alpha_id, "pattern": "x", "effect": "maybe"}]}),
+        // Bad rules are refused whole and change nothing (a rule naming no server: 404).
+        for (bad, expected) in [
+            (json!({"rules": [{"server_id": alpha_id, "pattern": "", "effect": "deny"}]}), StatusCode::BAD_REQUEST),
+            (json!({"rules": [{"server_id": 999_999, "pattern": "x", "effect": "deny"}]}), StatusCode::NOT_FOUND),
+            (json!({"rules": [{"server_id": alpha_id, "pattern": "x", "effect": "maybe"}]}), StatusCode::BAD_REQUEST),
         ] {
             let res = app
                 .send(Method::PUT, &format!("/admin/api/users/{user}/tool-rules"), Some(&admin), Some(bad.clone()))
                 .await;
-            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(res.status(), expected, "{bad}");
         }
         assert_eq!(tool_names(&app, &token, &session).await, ["alpha__echo"]);
         let res = app

@@ -118,6 +118,18 @@ impl TestEnv {
         self
     }
 
+    /// The same data directory and database with one more variable.
+    pub fn clone_with_var(&self, key: &str, value: &str) -> Self {
+        TestEnv {
+            backend: self.backend,
+            data_dir: self.data_dir.clone(),
+            database: self.database.clone(),
+            vars: self.vars.clone(),
+            web_dir: self.web_dir.clone(),
+        }
+        .with_var(key, value)
+    }
+
     /// The environment variables a gateway on this environment would be started with.
     pub fn env_vars(&self) -> BTreeMap<String, String> {
         let mut vars = BTreeMap::from([

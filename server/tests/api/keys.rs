@@ -66,11 +66,22 @@ db_test! {
         app.stop().await;
         std::fs::rename(&legacy, &key_file).unwrap();
 
-        // With another encryption key the stored signing key cannot be opened: start-up says so
-        // instead of silently minting a new key (which would log everybody out).
+        // A key lost from KEY_DIR is not replaced by a new one: start-up says so and writes
+        // nothing (the database holds a value sealed with its key).
+        let saved = std::fs::read(&key_file).unwrap();
         std::fs::remove_file(&key_file).unwrap();
-        let err = env.try_spawn().await.err().expect("start-up fails").to_string();
-        assert!(err.contains("signing key"), "{err}");
+        let err = format!("{:#}", env.try_spawn().await.err().expect("start-up fails"));
+        assert!(err.contains("holds no encryption key"), "{err}");
+        assert!(!key_file.exists(), "no new key was written");
+        // Another key (here with JWT_SECRET, so no signing key needs opening) is refused too,
+        // before anything is sealed with it.
+        let other = env
+            .clone_with_var("ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .with_var("JWT_SECRET", "0123456789abcdef0123456789abcdef-test");
+        let err = format!("{:#}", other.try_spawn().await.err().expect("start-up fails"));
+        assert!(err.contains("not the one this database was sealed with"), "{err}");
+        std::fs::write(&key_file, saved).unwrap();
+        env.spawn().await.stop().await;
     }
 }
 

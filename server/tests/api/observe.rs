@@ -113,13 +113,15 @@ db_test! {
             }
         }
         assert_eq!(refused.expect("the user budget runs out")["error"]["data"]["scope"], "user");
-        // Bad overrides are refused whole.
-        for bad in [
-            json!({"user_per_minute": 1, "user_server_per_minute": 0, "user_tool_per_minute": 0, "overrides": [{"kind": "tool", "server_id": alpha_id, "per_minute": 5}]}),
-            json!({"user_per_minute": 1, "user_server_per_minute": 0, "user_tool_per_minute": 0, "overrides": [{"kind": "user", "user_id": 424242, "per_minute": 5}]}),
+        // Bad overrides are refused whole: a malformed one (400), one naming no user (404), one
+        // over the largest budget (400).
+        for (bad, expected) in [
+            (json!({"user_per_minute": 1, "user_server_per_minute": 0, "user_tool_per_minute": 0, "overrides": [{"kind": "tool", "server_id": alpha_id, "per_minute": 5}]}), StatusCode::BAD_REQUEST),
+            (json!({"user_per_minute": 1, "user_server_per_minute": 0, "user_tool_per_minute": 0, "overrides": [{"kind": "user", "user_id": 424242, "per_minute": 5}]}), StatusCode::NOT_FOUND),
+            (json!({"user_per_minute": 1_000_000_001u64, "user_server_per_minute": 0, "user_tool_per_minute": 0, "overrides": []}), StatusCode::BAD_REQUEST),
         ] {
-            let res = app.send(Method::PUT, "/admin/api/rate-limits", Some(&admin), Some(bad)).await;
-            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            let res = app.send(Method::PUT, "/admin/api/rate-limits", Some(&admin), Some(bad.clone())).await;
+            assert_eq!(res.status(), expected, "{bad}");
         }
         let now: Value = app.get_as("/admin/api/rate-limits", &admin).await.json().await.unwrap();
         assert_eq!(now["overrides"][0]["kind"], "user");

@@ -162,7 +162,7 @@ def filter_case(ctx, case):
 
 
 SCANS = ("/admin/api/audits", "/admin/api/run-mcp-audit", "/admin/api/export-mcp-audit")
-_AUTHORITY = re.compile(r"^(https?://)[^/?#]*")
+_AUTHORITY = re.compile(r"^(https?://)[^/?#]*", re.IGNORECASE)
 
 
 # A scan resolves and contacts its target: whatever host a case names, it is sent to a closed
