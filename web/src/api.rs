@@ -108,19 +108,25 @@ fn transport_error(e: gloo_net::Error) -> ApiError {
     }
 }
 
-/// One HTTP exchange with `realm`'s token; `Ok(None)` for 204.
-async fn send_once<B: Serialize>(
+/// One HTTP exchange with `realm`'s token; `Ok(None)` for 204. `body` is JSON text.
+///
+/// The exchange itself is not generic: only turning values into JSON and back is compiled
+/// per type, which keeps the wasm small (docs/PERFORMANCE.md).
+async fn send_once(
     realm: Option<Realm>,
     method: Method,
     path: &str,
-    body: Option<&B>,
+    body: Option<&str>,
 ) -> Result<Option<gloo_net::http::Response>, ApiError> {
     let mut builder = RequestBuilder::new(path).method(method);
     if let Some(token) = access_token(realm) {
         builder = builder.header("Authorization", &format!("Bearer {token}"));
     }
     let request = match body {
-        Some(body) => builder.json(body).map_err(transport_error)?,
+        Some(body) => builder
+            .header("Content-Type", "application/json")
+            .body(body)
+            .map_err(transport_error)?,
         None => builder.build().map_err(transport_error)?,
     };
     let response = request.send().await.map_err(transport_error)?;
@@ -147,11 +153,11 @@ async fn send_once<B: Serialize>(
 
 /// Sends a request with `realm`'s token; on a 401 with a token in hand, refreshes that
 /// session once and retries.
-async fn send_in<B: Serialize>(
+async fn send_in(
     realm: Option<Realm>,
     method: Method,
     path: &str,
-    body: Option<&B>,
+    body: Option<&str>,
 ) -> Result<Option<gloo_net::http::Response>, ApiError> {
     let had_token = access_token(realm).is_some();
     match send_once(realm, method.clone(), path, body).await {
@@ -166,48 +172,66 @@ async fn send_in<B: Serialize>(
 }
 
 /// Sends a request with the token of the realm its path belongs to.
-async fn send<B: Serialize>(
+async fn send(
     method: Method,
     path: &str,
-    body: Option<&B>,
+    body: Option<&str>,
 ) -> Result<Option<gloo_net::http::Response>, ApiError> {
     send_in(Realm::of(path), method, path, body).await
 }
 
-async fn decode<T: DeserializeOwned>(
-    response: Option<gloo_net::http::Response>,
-) -> Result<T, ApiError> {
+/// A request body as JSON text.
+fn to_json<B: Serialize>(body: &B) -> Result<String, ApiError> {
+    serde_json::to_string(body).map_err(|e| transport_error(gloo_net::Error::SerdeError(e)))
+}
+
+/// The text of an answer that must have content.
+async fn content(response: Option<gloo_net::http::Response>) -> Result<String, ApiError> {
     let response = response.ok_or_else(|| ApiError {
         status: 204,
         code: "no_content".into(),
         message: "the server sent no content".into(),
     })?;
-    response.json::<T>().await.map_err(transport_error)
+    response.text().await.map_err(transport_error)
+}
+
+/// Reads an answer's JSON text as `T`.
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|e| transport_error(gloo_net::Error::SerdeError(e)))
+}
+
+/// Sends a request and answers the text of its (non-empty) answer.
+async fn exchange(method: Method, path: &str, body: Option<String>) -> Result<String, ApiError> {
+    content(send(method, path, body.as_deref()).await?).await
 }
 
 async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
-    decode(send::<()>(Method::GET, path, None).await?).await
+    from_json(&exchange(Method::GET, path, None).await?)
 }
 
 async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    decode(send(Method::POST, path, Some(body)).await?).await
+    let body = to_json(body)?;
+    from_json(&exchange(Method::POST, path, Some(body)).await?)
 }
 
 async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    decode(send(Method::PATCH, path, Some(body)).await?).await
+    let body = to_json(body)?;
+    from_json(&exchange(Method::PATCH, path, Some(body)).await?)
 }
 
 async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    decode(send(Method::PUT, path, Some(body)).await?).await
+    let body = to_json(body)?;
+    from_json(&exchange(Method::PUT, path, Some(body)).await?)
 }
 
 /// For endpoints that answer 204.
 async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
-    send(Method::POST, path, Some(body)).await.map(|_| ())
+    let body = to_json(body)?;
+    send(Method::POST, path, Some(&body)).await.map(|_| ())
 }
 
 async fn delete(path: &str) -> Result<(), ApiError> {
-    send::<()>(Method::DELETE, path, None).await.map(|_| ())
+    send(Method::DELETE, path, None).await.map(|_| ())
 }
 
 /// Percent-encodes a query value.
@@ -400,7 +424,7 @@ pub async fn security_events(filter: &str) -> Result<Page<SecurityEvent>, ApiErr
 /// The filtered events as JSON Lines text.
 pub async fn export_security_events(filter: &str) -> Result<String, ApiError> {
     let path = format!("/admin/api/security-events/export?{filter}");
-    match send::<()>(Method::GET, &path, None).await? {
+    match send(Method::GET, &path, None).await? {
         Some(res) => res.text().await.map_err(transport_error),
         None => Ok(String::new()),
     }
@@ -452,20 +476,13 @@ async fn sign_in(realm: Realm, username: &str, password: &str) -> Result<Me, Api
         Realm::Admin => "/admin/api/login",
         Realm::Portal => "/portal/api/login",
     };
-    let tokens: TokenResponse = decode(
-        send_once(
-            None,
-            Method::POST,
-            path,
-            Some(&LoginRequest {
-                username: username.into(),
-                password: password.into(),
-                session: SessionMode::Cookie,
-            }),
-        )
-        .await?,
-    )
-    .await?;
+    let login = to_json(&LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        session: SessionMode::Cookie,
+    })?;
+    let tokens: TokenResponse =
+        from_json(&content(send_once(None, Method::POST, path, Some(&login)).await?).await?)?;
     set_access_token(realm, Some(tokens.access_token));
     me_in(realm).await
 }
@@ -509,16 +526,11 @@ async fn refresh(realm: Realm) -> Result<(), ApiError> {
 }
 
 async fn refresh_once(realm: Realm) -> Result<(), ApiError> {
-    let result: Result<TokenResponse, ApiError> = decode(
-        send_once(
-            None,
-            Method::POST,
-            realm.refresh_path(),
-            Some(&serde_json::json!({})),
-        )
-        .await?,
-    )
-    .await;
+    let answer = send_once(None, Method::POST, realm.refresh_path(), Some("{}")).await?;
+    let result: Result<TokenResponse, ApiError> = match content(answer).await {
+        Ok(text) => from_json(&text),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(tokens) => {
             set_access_token(realm, Some(tokens.access_token));
@@ -550,7 +562,7 @@ pub async fn logout(realm: Realm) -> Result<(), ApiError> {
         Realm::Admin => "/admin/api/session/logout",
         Realm::Portal => "/portal/api/session/logout",
     };
-    let result = send_once::<()>(Some(realm), Method::POST, path, None).await;
+    let result = send_once(Some(realm), Method::POST, path, None).await;
     set_access_token(realm, None);
     result.map(|_| ())
 }
@@ -674,26 +686,25 @@ pub async fn my_activity() -> Result<Page<ActivityRecord>, ApiError> {
 
 /// My backend account connections, with the portal's token.
 pub async fn portal_connections() -> Result<MyConnections, ApiError> {
-    decode(
-        send_in::<()>(
-            Some(Realm::Portal),
-            Method::GET,
-            "/oauth/backend/connections",
-            None,
-        )
-        .await?,
+    let answer = send_in(
+        Some(Realm::Portal),
+        Method::GET,
+        "/oauth/backend/connections",
+        None,
     )
-    .await
+    .await?;
+    from_json(&content(answer).await?)
 }
 
 pub async fn portal_connect(server: &str) -> Result<ConnectStart, ApiError> {
     let path = format!("/oauth/backend/connections/{}", query_value(server));
-    decode(send_in(Some(Realm::Portal), Method::POST, &path, Some(&())).await?).await
+    let answer = send_in(Some(Realm::Portal), Method::POST, &path, Some("null")).await?;
+    from_json(&content(answer).await?)
 }
 
 pub async fn portal_disconnect(server: &str) -> Result<(), ApiError> {
     let path = format!("/oauth/backend/connections/{}", query_value(server));
-    send_in::<()>(Some(Realm::Portal), Method::DELETE, &path, None)
+    send_in(Some(Realm::Portal), Method::DELETE, &path, None)
         .await
         .map(|_| ())
 }

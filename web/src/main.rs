@@ -4,6 +4,7 @@ mod api;
 mod app;
 mod components;
 mod pages;
+mod resource;
 mod session;
 
 fn main() {

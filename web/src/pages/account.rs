@@ -14,6 +14,7 @@ use crate::api::{self, Realm};
 use crate::components::sign_in::SignInForm;
 use crate::components::snippets::ClientSnippets;
 use crate::components::widgets::{Badge, CopyButton, ErrorAlert, open_authorization, when};
+use crate::resource::Load;
 
 /// The portal's sign-in page (every user; admins sign in to the admin pages at `/login`).
 #[component]
@@ -31,11 +32,11 @@ pub fn MyServers() -> impl IntoView {
     let query = use_query_map();
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let servers = LocalResource::new(move || {
+    let servers = Load::new(move || {
         reload.track();
         async move { api::my_servers().await }
     });
-    let connections = LocalResource::new(move || {
+    let connections = Load::new(move || {
         reload.track();
         async move { api::portal_connections().await }
     });
@@ -132,11 +133,11 @@ pub fn MyApiKeys() -> impl IntoView {
     let chosen = RwSignal::new(Vec::<String>::new());
     let created = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
-    let keys = LocalResource::new(move || {
+    let keys = Load::new(move || {
         reload.track();
         async move { api::my_api_keys().await }
     });
-    let servers = LocalResource::new(|| async { api::my_servers().await });
+    let servers = Load::new(|| async { api::my_servers().await });
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let scoped = chosen.get_untracked();
@@ -254,7 +255,7 @@ pub fn MyApiKeys() -> impl IntoView {
 pub fn MyApplications() -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let apps = LocalResource::new(move || {
+    let apps = Load::new(move || {
         reload.track();
         async move { api::my_applications().await }
     });
@@ -356,7 +357,7 @@ pub fn MyPassword() -> impl IntoView {
 /// `/account/activity`: my recent MCP requests through the gateway.
 #[component]
 pub fn MyActivity() -> impl IntoView {
-    let rows = LocalResource::new(|| async { api::my_activity().await });
+    let rows = Load::new(|| async { api::my_activity().await });
     view! {
         <h1>"My activity"</h1>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>

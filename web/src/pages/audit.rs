@@ -11,6 +11,7 @@ use shared::live::{LiveFilter, LiveMessage};
 use crate::api;
 use crate::components::widgets::{Badge, ErrorAlert, when};
 use crate::pages::logs::LiveSocket;
+use crate::resource::Load;
 
 fn counts(scan: &AuditScan) -> String {
     let s = scan.summary;
@@ -24,8 +25,8 @@ fn counts(scan: &AuditScan) -> String {
 pub fn Audit() -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let servers = LocalResource::new(api::list_servers);
-    let scans = LocalResource::new(move || {
+    let servers = Load::new(api::list_servers);
+    let scans = Load::new(move || {
         reload.track();
         api::audits()
     });
@@ -159,7 +160,7 @@ pub fn AuditReportPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<i64>().ok()));
     let tick = RwSignal::new(0u32);
-    let scan = LocalResource::new(move || {
+    let scan = Load::new(move || {
         tick.track();
         let id = id();
         async move {

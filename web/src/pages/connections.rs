@@ -10,6 +10,7 @@ use shared::auth::LoginRequest;
 
 use crate::api;
 use crate::components::widgets::{Badge, ErrorAlert, open_authorization, when};
+use crate::resource::Load;
 
 async fn connect(server: String, error: RwSignal<Option<String>>) {
     open_authorization(api::connect_my_account(&server).await, error);
@@ -22,7 +23,7 @@ pub fn Connections() -> impl IntoView {
     let wanted = move || params.with(|p| p.get("server"));
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let mine = LocalResource::new(move || {
+    let mine = Load::new(move || {
         reload.track();
         async move { api::my_connections().await }
     });

@@ -9,6 +9,7 @@ use shared::oauth::ConsentDecision;
 
 use crate::api;
 use crate::components::widgets::ErrorAlert;
+use crate::resource::Load;
 
 fn scope_text(scope: &str) -> &'static str {
     match scope {
@@ -24,7 +25,7 @@ fn scope_text(scope: &str) -> &'static str {
 pub fn Consent() -> impl IntoView {
     let query = use_query_map();
     let request = move || query.with(|q| q.get("request").unwrap_or_default());
-    let details = LocalResource::new(move || {
+    let details = Load::new(move || {
         let r = request();
         async move { api::consent_request(&r).await }
     });

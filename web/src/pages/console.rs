@@ -10,10 +10,11 @@ use shared::console::{ConsoleCall, ConsoleResult, ConsoleTarget, ConsoleTool};
 
 use crate::api;
 use crate::components::widgets::ErrorAlert;
+use crate::resource::Load;
 
 #[component]
 pub fn Console() -> impl IntoView {
-    let servers = LocalResource::new(|| async { api::list_servers().await });
+    let servers = Load::new(|| async { api::list_servers().await });
     let target = RwSignal::new(String::new());
     let tools = RwSignal::new(Vec::<ConsoleTool>::new());
     let selected = RwSignal::new(None::<ConsoleTool>);

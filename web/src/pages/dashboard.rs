@@ -10,15 +10,16 @@ use shared::servers::ActivityRecord;
 use crate::api;
 use crate::components::widgets::{Badge, ErrorAlert, when};
 use crate::pages::logs::LiveSocket;
+use crate::resource::Load;
 
 #[component]
 pub fn Dashboard() -> impl IntoView {
-    let health = LocalResource::new(api::health);
-    let ready = LocalResource::new(api::ready);
-    let servers = LocalResource::new(api::list_servers);
-    let events = LocalResource::new(|| api::security_events(""));
-    let activity = LocalResource::new(api::activity);
-    let stats = LocalResource::new(|| api::stats("24h"));
+    let health = Load::new(api::health);
+    let ready = Load::new(api::ready);
+    let servers = Load::new(api::list_servers);
+    let events = Load::new(|| api::security_events(""));
+    let activity = Load::new(api::activity);
+    let stats = Load::new(|| api::stats("24h"));
     let live = RwSignal::new(Vec::<ActivityRecord>::new());
     let socket = StoredValue::new_local(None::<LiveSocket>);
     Effect::new(move || {

@@ -9,6 +9,7 @@ use shared::servers::ActivityRecord;
 
 use crate::api;
 use crate::components::widgets::{Badge, ErrorAlert, when};
+use crate::resource::Load;
 
 #[component]
 pub fn SecurityEvents() -> impl IntoView {
@@ -17,7 +18,7 @@ pub fn SecurityEvents() -> impl IntoView {
     let severity = RwSignal::new(String::new());
     let export = RwSignal::new(None::<Result<String, String>>);
     let filter = move || api::query(&[("type", kind.get()), ("severity", severity.get())]);
-    let events = LocalResource::new(move || {
+    let events = Load::new(move || {
         reload.track();
         let filter = filter();
         async move { api::security_events(&filter).await }
@@ -92,7 +93,7 @@ pub fn SecurityEvents() -> impl IntoView {
 #[component]
 pub fn AuditLog() -> impl IntoView {
     let kind = RwSignal::new(String::new());
-    let entries = LocalResource::new(move || {
+    let entries = Load::new(move || {
         let kind = kind.get();
         async move { api::audit_log(&kind).await }
     });
@@ -137,7 +138,7 @@ pub fn AuditLog() -> impl IntoView {
 /// Statistics cards for a window.
 #[component]
 pub fn StatsCards(window: Signal<String>) -> impl IntoView {
-    let stats = LocalResource::new(move || {
+    let stats = Load::new(move || {
         let w = window.get();
         async move { api::stats(&w).await }
     });

@@ -7,12 +7,13 @@ use shared::oauth::CreateOAuthClient;
 
 use crate::api;
 use crate::components::widgets::{ConfirmDelete, CopyButton, ErrorAlert, when};
+use crate::resource::Load;
 
 #[component]
 pub fn OAuthClients() -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let clients = LocalResource::new(move || {
+    let clients = Load::new(move || {
         reload.track();
         async move { api::oauth_clients().await }
     });
@@ -111,7 +112,7 @@ pub fn OAuthClients() -> impl IntoView {
 pub fn UserGrants(user: Signal<i64>) -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let grants = LocalResource::new(move || {
+    let grants = Load::new(move || {
         let id = user.get();
         reload.track();
         async move { api::user_grants(id).await }

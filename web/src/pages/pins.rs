@@ -10,6 +10,7 @@ use shared::servers::{PinDecision, ToolPin};
 
 use crate::api;
 use crate::components::widgets::{Badge, ErrorAlert, when};
+use crate::resource::Load;
 
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
@@ -40,7 +41,7 @@ pub fn ToolChanges() -> impl IntoView {
     let server = move || query.with(|q| q.get("server").and_then(|s| s.parse::<i64>().ok()));
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let pins = LocalResource::new(move || {
+    let pins = Load::new(move || {
         reload.track();
         let server = server();
         async move {

@@ -11,19 +11,20 @@ use shared::servers::{
 use crate::api;
 use crate::components::snippets::ClientSnippets;
 use crate::components::widgets::{Badge, ConfirmDelete, ErrorAlert};
+use crate::resource::Load;
 
 #[component]
 pub fn Servers() -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let servers = LocalResource::new(move || {
+    let servers = Load::new(move || {
         reload.track();
         async move { api::list_servers().await }
     });
     let refresh = Callback::new(move |()| reload.update(|n| *n += 1));
     // Clients use the gateway's PUBLIC_URL, which may differ from the address this browser
     // uses (a tunnel, a reverse proxy); the browser's own origin only until it is known.
-    let settings = LocalResource::new(|| async { api::gateway_settings().await });
+    let settings = Load::new(|| async { api::gateway_settings().await });
     let aggregated = Signal::derive(move || {
         let base = settings
             .get()
@@ -213,7 +214,7 @@ fn ServerLimits(id: i64, name: String) -> impl IntoView {
     let per_minute = RwSignal::new(String::new());
     let tools = RwSignal::new(String::new());
     let message = RwSignal::new(None::<Result<String, String>>);
-    let loaded = LocalResource::new(move || async move { api::server_rate_limits(id).await });
+    let loaded = Load::new(move || async move { api::server_rate_limits(id).await });
     Effect::new(move |_| {
         if let Some(Ok(limits)) = loaded.get() {
             per_minute.set(limits.per_minute.map(|p| p.to_string()).unwrap_or_default());
@@ -418,7 +419,7 @@ fn AddServerForm(on_added: Callback<()>) -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     // The owning team: asked only when the caller may add servers to several.
     let team = RwSignal::new(String::new());
-    let teams = LocalResource::new(|| async { api::teams().await.unwrap_or_default() });
+    let teams = Load::new(|| async { api::teams().await.unwrap_or_default() });
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let credential = credential_input(

@@ -7,13 +7,14 @@ use shared::servers::{RateLimitOverride, RateLimits};
 
 use crate::api;
 use crate::components::widgets::ErrorAlert;
+use crate::resource::Load;
 
 #[component]
 pub fn Settings() -> impl IntoView {
     let limits = RwSignal::new(None::<RateLimits>);
     let message = RwSignal::new(None::<Result<String, String>>);
-    let config = LocalResource::new(|| async { api::gateway_settings().await });
-    let servers = LocalResource::new(|| async { api::list_servers().await });
+    let config = Load::new(|| async { api::gateway_settings().await });
+    let servers = Load::new(|| async { api::list_servers().await });
     Effect::new(move || {
         spawn_local(async move {
             match api::rate_limits().await {

@@ -6,13 +6,14 @@ use leptos::task::spawn_local;
 
 use crate::api;
 use crate::components::widgets::{ConfirmDelete, ErrorAlert};
+use crate::resource::Load;
 
 #[component]
 pub fn Teams() -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
     let name = RwSignal::new(String::new());
-    let teams = LocalResource::new(move || {
+    let teams = Load::new(move || {
         reload.track();
         async move { api::teams().await }
     });
@@ -68,11 +69,11 @@ pub fn Teams() -> impl IntoView {
 #[component]
 fn Members(team: i64, error: RwSignal<Option<String>>) -> impl IntoView {
     let reload = RwSignal::new(0u32);
-    let members = LocalResource::new(move || {
+    let members = Load::new(move || {
         reload.track();
         async move { api::team_members(team).await }
     });
-    let users = LocalResource::new(|| async { api::list_users("").await });
+    let users = Load::new(|| async { api::list_users("").await });
     let user = RwSignal::new(String::new());
     let role = RwSignal::new("member".to_string());
     let on_add = move |ev: leptos::ev::SubmitEvent| {

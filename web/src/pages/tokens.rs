@@ -9,6 +9,7 @@ use shared::servers::TokenHealth;
 
 use crate::api;
 use crate::components::widgets::{Badge, ErrorAlert, open_authorization, when};
+use crate::resource::Load;
 
 fn kind_text(kind: &str) -> &'static str {
     match kind {
@@ -38,7 +39,7 @@ pub fn Tokens() -> impl IntoView {
     let query = use_query_map();
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let tokens = LocalResource::new(move || {
+    let tokens = Load::new(move || {
         reload.track();
         async move { api::backend_tokens().await }
     });

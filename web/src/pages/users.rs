@@ -11,13 +11,14 @@ use shared::users::{CreateUser, UpdateUser, User};
 
 use crate::api;
 use crate::components::widgets::{ConfirmDelete, CopyButton, ErrorAlert, when};
+use crate::resource::Load;
 
 #[component]
 pub fn Users() -> impl IntoView {
     let query = RwSignal::new(String::new());
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let users = LocalResource::new(move || {
+    let users = Load::new(move || {
         let q = query.get();
         reload.track();
         async move { api::list_users(&q).await }
@@ -157,11 +158,11 @@ pub fn UserDetail() -> impl IntoView {
     let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0));
     let reload = RwSignal::new(0u32);
     let error = RwSignal::new(None::<String>);
-    let user = LocalResource::new(move || {
+    let user = Load::new(move || {
         let id = id();
         async move { api::get_user(id).await }
     });
-    let perms = LocalResource::new(move || {
+    let perms = Load::new(move || {
         let id = id();
         reload.track();
         async move { api::permissions(id).await }
@@ -381,7 +382,7 @@ pub fn ApiKeys(user: Signal<i64>) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let created = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
-    let keys = LocalResource::new(move || {
+    let keys = Load::new(move || {
         let id = user.get();
         reload.track();
         async move { api::api_keys(id).await }
