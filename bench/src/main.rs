@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "bench passphrase 1234";
 /// The scenario name of the bare-proxy reference row.
 const REFERENCE: &str = "reference: bare hyper proxy, no auth (tools/call, session, JSON)";
+/// The nginx reference rows (prefix): nginx as a bare reverse proxy, no auth.
+const NGINX: &str = "reference: nginx, no auth";
 
 struct Args {
     gateway: PathBuf,
@@ -113,6 +115,92 @@ fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(14) + ticks(15)) / 100.0
+}
+
+/// CPU seconds of a process and its children (nginx's master and workers).
+fn cpu_seconds_with_children(pid: u32) -> f64 {
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // After the command name: state, then the parent's pid.
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .map(cpu_seconds)
+        .sum();
+    cpu_seconds(pid) + children
+}
+
+/// nginx's master process, stopped on drop with SIGTERM so that it takes its workers along
+/// (killed outright, it would leave them holding the ports).
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// nginx from Debian's package as a bare reverse proxy, the way operators put one in front of
+/// anything: one worker per core, keep-alive to the client and to the upstream, no buffering
+/// (answers stream through, as the gateway's do), no access log, no auth. Listens on two
+/// ports, one per backend (JSON, SSE). `NGINX` overrides the binary's path.
+fn start_nginx(dir: &Path, json_port: u16, sse_port: u16) -> anyhow::Result<(Nginx, u16, u16)> {
+    let nginx = std::env::var("NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".into());
+    let dir = dir.join("nginx");
+    std::fs::create_dir_all(&dir)?;
+    let (front_json, front_sse) = (free_port()?, free_port()?);
+    let server = |listen: u16, upstream: &str| {
+        format!(
+            "server {{ listen 127.0.0.1:{listen}; keepalive_requests 1000000; \
+             location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; proxy_buffering off; }} }}"
+        )
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes {workers};\ndaemon off;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n access_log off;\n\
+         client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         upstream json {{ server 127.0.0.1:{json_port}; keepalive 256; keepalive_requests 1000000; }}\n\
+         upstream sse {{ server 127.0.0.1:{sse_port}; keepalive 256; keepalive_requests 1000000; }}\n\
+         {}\n{}\n}}\n",
+        server(front_json, "json"),
+        server(front_sse, "sse"),
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let proc = Nginx(
+        Command::new(&nginx)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {nginx} (Debian's nginx package; `cargo xtask bench` installs it)"
+                )
+            })?,
+    );
+    Ok((proc, front_json, front_sse))
 }
 
 /// (VmRSS, VmHWM) in KiB.
@@ -343,6 +431,9 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
             // The harness opens 10,000 streams from one address; the hostile scenario floods
             // from another address (127.0.0.2), so this cap would hide its cost.
             .env("MAX_CONNECTIONS_PER_IP", "0")
+            // The 128-connection row is one user with 128 requests in progress: under the
+            // default cap of 64 per user, half of them would be answered 429.
+            .env("MCP_MAX_CONCURRENT_PER_USER", "256")
             .stdout(if std::env::var_os("BENCH_GATEWAY_LOG").is_some() {
                 Stdio::inherit()
             } else {
@@ -604,22 +695,27 @@ async fn main() -> anyhow::Result<()> {
             bodies: vec![rpc(2, "tools/list", json!({}))],
         },
     ));
-    scenarios.push((
-        "tools/call (session, SSE response)".into(),
-        c,
-        Target {
-            addr: addr(s.sse_port),
-            path: "/mcp".into(),
-            headers: vec![version.clone(), session(&direct_sse_session)],
-            bodies: vec![call_echo()],
-        },
-        Target {
-            addr: addr(s.gateway_port),
-            path: "/mcp/bench-sse".into(),
-            headers: vec![auth.clone(), version.clone(), session(&gateway_sse_session)],
-            bodies: vec![call_echo()],
-        },
-    ));
+    let direct_sse_call = Target {
+        addr: addr(s.sse_port),
+        path: "/mcp".into(),
+        headers: vec![version.clone(), session(&direct_sse_session)],
+        bodies: vec![call_echo()],
+    };
+    // The gateway against nginx: warm calls at 1, 8 and 32 connections (quick: 1 and 8).
+    let reference_conns: &[usize] = if args.quick { &[1, 8] } else { &[1, 8, 32] };
+    for &conns in reference_conns {
+        scenarios.push((
+            "tools/call (session, SSE response)".into(),
+            conns,
+            direct_sse_call.clone(),
+            Target {
+                addr: addr(s.gateway_port),
+                path: "/mcp/bench-sse".into(),
+                headers: vec![auth.clone(), version.clone(), session(&gateway_sse_session)],
+                bodies: vec![call_echo()],
+            },
+        ));
+    }
     scenarios.push((
         "tools/call (2026-07-28 stateless)".into(),
         c,
@@ -717,23 +813,63 @@ async fn main() -> anyhow::Result<()> {
         },
     ));
 
+    // nginx, measured like the gateway (its CPU: master and workers).
+    let (nginx, nginx_json, nginx_sse) = start_nginx(&s._dir, s.json_port, s.sse_port)?;
+    wait_port(nginx_json).await?;
+    wait_port(nginx_sse).await?;
+    for &conns in reference_conns {
+        scenarios.push((
+            format!("{NGINX} (tools/call, session, JSON)"),
+            conns,
+            direct_call.clone(),
+            Target {
+                addr: addr(nginx_json),
+                path: "/mcp".into(),
+                headers: vec![version.clone(), session(&direct_session)],
+                bodies: vec![call_echo()],
+            },
+        ));
+    }
+    for &conns in reference_conns {
+        scenarios.push((
+            format!("{NGINX} (tools/call, session, SSE response)"),
+            conns,
+            direct_sse_call.clone(),
+            Target {
+                addr: addr(nginx_sse),
+                path: "/mcp".into(),
+                headers: vec![version.clone(), session(&direct_sse_session)],
+                bodies: vec![call_echo()],
+            },
+        ));
+    }
+
     let mut rows = Vec::new();
     for (name, conns, direct, through) in scenarios {
         if !args.selects(&format!("{name} @{conns}")) {
             continue;
         }
+        let cpu = |pid: u32| {
+            if name.starts_with(NGINX) {
+                cpu_seconds_with_children(pid)
+            } else {
+                cpu_seconds(pid)
+            }
+        };
         let pid = if name == REFERENCE {
             reference.0.id()
+        } else if name.starts_with(NGINX) {
+            nginx.0.id()
         } else {
             gw_pid
         };
         let direct = load(&direct, conns, secs).await?;
-        let cpu_before = cpu_seconds(pid);
+        let cpu_before = cpu(pid);
         eprintln!("through the gateway: {name} @ {conns}");
         let gateway = load(&through, conns, secs).await?;
         // Let the activity writer finish the batch this run queued: it is part of the cost.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let cpu = cpu_seconds(pid) - cpu_before;
+        let cpu = cpu(pid) - cpu_before;
         let cpu_us_per_request = cpu * 1e6 / (gateway.requests.max(1) as f64);
         eprintln!(
             "{name} @ {conns}: direct {:.0} rps, gateway {:.0} rps",
@@ -753,10 +889,13 @@ async fn main() -> anyhow::Result<()> {
     // Hostile: the warm tools/call at 32 (8 quick) connections, quiet and then while another
     // address holds idle half-open connections and another user sends maximum-size initializes.
     let hostile = if args.selects("hostile") {
+        // A fresh session: the new-session scenario churned the first one out of the user's
+        // session budget (every legitimate call then failed).
+        let hostile_session = open_session(s.gateway_port, "/mcp/bench", Some(&s.token)).await?;
         let legit = Target {
             addr: addr(s.gateway_port),
             path: "/mcp/bench".into(),
-            headers: vec![auth.clone(), version.clone(), session(&gateway_session)],
+            headers: vec![auth.clone(), version.clone(), session(&hostile_session)],
             bodies: vec![call_echo()],
         };
         let (flood_conns, senders) = if args.quick { (300, 1) } else { (5000, 2) };
@@ -931,6 +1070,54 @@ fn report(
             "gateway_cpu_us_per_request": r.cpu_us_per_request,
         }));
     }
+    // The gateway against nginx measured in the same run: the yardstick of #21.
+    let mut against = Vec::new();
+    for (kind, gateway_name) in [
+        ("JSON", "tools/call (session, JSON)"),
+        ("SSE response", "tools/call (session, SSE response)"),
+    ] {
+        let nginx_name = format!("{NGINX} (tools/call, session, {kind})");
+        for g in rows.iter().filter(|r| r.scenario == gateway_name) {
+            let Some(n) = rows
+                .iter()
+                .find(|r| r.scenario == nginx_name && r.conns == g.conns)
+            else {
+                continue;
+            };
+            let added = |r: &Row, p: f64| r.gateway.percentile(p) - r.direct.percentile(p);
+            against.push(json!({
+                "scenario": gateway_name, "connections": g.conns,
+                "gateway_rps": g.gateway.rps(), "nginx_rps": n.gateway.rps(),
+                "ratio": g.gateway.rps() / n.gateway.rps().max(1e-9),
+                "gateway_added_p50_ms": added(g, 0.5), "nginx_added_p50_ms": added(n, 0.5),
+                "gateway_added_p99_ms": added(g, 0.99), "nginx_added_p99_ms": added(n, 0.99),
+                "gateway_cpu_us_per_request": g.cpu_us_per_request,
+                "nginx_cpu_us_per_request": n.cpu_us_per_request,
+            }));
+        }
+    }
+    if !against.is_empty() {
+        println!(
+            "\n### Against nginx (same run)\n\n| scenario | conns | gateway req/s | nginx req/s | gateway ÷ nginx | added p50 ms, gateway / nginx | added p99 ms, gateway / nginx | CPU µs/req, gateway / nginx |\n|---|---|---|---|---|---|---|---|"
+        );
+        for a in &against {
+            let f = |k: &str| a[k].as_f64().unwrap_or(0.0);
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} |",
+                a["scenario"].as_str().unwrap_or(""),
+                a["connections"],
+                f("gateway_rps"),
+                f("nginx_rps"),
+                f("ratio"),
+                f("gateway_added_p50_ms"),
+                f("nginx_added_p50_ms"),
+                f("gateway_added_p99_ms"),
+                f("nginx_added_p99_ms"),
+                f("gateway_cpu_us_per_request"),
+                f("nginx_cpu_us_per_request"),
+            );
+        }
+    }
     let stream_cost_mib = (with_streams.saturating_sub(before)) as f64 / 1024.0;
     println!(
         "\nGateway memory: idle RSS at start {:.1} MiB, idle after setup (4 argon2id logins) {:.1} MiB, peak during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
@@ -980,6 +1167,7 @@ fn report(
         "mode": if args.quick { "quick" } else { "full" },
         "machine": {"cpu": machine, "cpus": cpus},
         "rows": json_rows,
+        "against_nginx": against,
         "hostile": hostile.map(|h| json!({
             "connections": h.conns,
             "quiet_rps": h.quiet.rps(), "attacked_rps": h.attacked.rps(),
@@ -1000,6 +1188,21 @@ fn report(
     });
     std::fs::write(&file, serde_json::to_string_pretty(&out)?)?;
     eprintln!("results written to {}", Path::new(&file).display());
+    // A run with failed requests measured something else: the harness fails (the smoke test in
+    // `cargo xtask test` relies on it).
+    let mut failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.direct.errors + r.gateway.errors > 0 || r.gateway.iterations == 0)
+        .map(|r| format!("{} @{}", r.scenario, r.conns))
+        .collect();
+    if let Some(h) = hostile
+        && (h.quiet.errors > 0 || h.quiet.iterations == 0)
+    {
+        failed.push("hostile (quiet)".into());
+    }
+    if !failed.is_empty() {
+        bail!("requests failed in: {}", failed.join(", "));
+    }
     Ok(())
 }
 

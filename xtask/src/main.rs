@@ -273,7 +273,8 @@ fn setup_test_deps() -> Result<()> {
     if postgres_bin_dir().is_none() {
         packages.push("postgresql");
     }
-    // The load balancer in front of two replicas (tests/api/replicas.rs).
+    // The load balancer in front of two replicas (tests/api/replicas.rs) and the benchmark's
+    // reference proxy.
     if !Path::new("/usr/sbin/nginx").exists() {
         packages.push("nginx");
     }
@@ -531,6 +532,10 @@ fn test(args: &[String]) -> Result<()> {
 /// `cargo xtask bench [--quick]`: builds the gateway and the harness (release; debug for
 /// `--quick`) and runs the harness. Results: Markdown on stdout, JSON in `target/bench/`.
 fn bench(quick: bool, only: Option<&String>) -> Result<()> {
+    // The reference rows: nginx from Debian as a bare reverse proxy.
+    if !Path::new("/usr/sbin/nginx").exists() {
+        apt_install(&["nginx"])?;
+    }
     let profile = if quick { "debug" } else { "release" };
     step(&format!(
         "building the gateway and the benchmark harness ({profile})"
