@@ -145,9 +145,17 @@ struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
+        // Signalled directly (no `kill` program: procps is not in a minimal image); if that
+        // fails, killed outright rather than waited for forever.
+        let term = i32::try_from(self.0.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .is_some_and(|pid| {
+                rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+            });
+        if !term {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
@@ -813,10 +821,27 @@ async fn main() -> anyhow::Result<()> {
         },
     ));
 
-    // nginx, measured like the gateway (its CPU: master and workers).
-    let (nginx, nginx_json, nginx_sse) = start_nginx(&s._dir, s.json_port, s.sse_port)?;
-    wait_port(nginx_json).await?;
-    wait_port(nginx_sse).await?;
+    // nginx, measured like the gateway (its CPU: master and workers); started only when one of
+    // its rows is selected.
+    let nginx_selected = reference_conns.iter().any(|c| {
+        ["JSON", "SSE response"]
+            .iter()
+            .any(|kind| args.selects(&format!("{NGINX} (tools/call, session, {kind}) @{c}")))
+    });
+    let (nginx, nginx_json, nginx_sse) = if nginx_selected {
+        let (nginx, json, sse) = start_nginx(&s._dir, s.json_port, s.sse_port)?;
+        for port in [json, sse] {
+            wait_port(port).await.with_context(|| {
+                format!(
+                    "nginx did not start: see {}",
+                    s._dir.join("nginx/error.log").display()
+                )
+            })?;
+        }
+        (Some(nginx), json, sse)
+    } else {
+        (None, 0, 0)
+    };
     for &conns in reference_conns {
         scenarios.push((
             format!("{NGINX} (tools/call, session, JSON)"),
@@ -858,7 +883,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let pid = if name == REFERENCE {
             reference.0.id()
-        } else if name.starts_with(NGINX) {
+        } else if let (true, Some(nginx)) = (name.starts_with(NGINX), &nginx) {
             nginx.0.id()
         } else {
             gw_pid
@@ -954,8 +979,9 @@ async fn main() -> anyhow::Result<()> {
         before_streams,
         with_streams,
     );
-    // Stop the processes before removing their data directory.
+    // Stop the processes before removing their data directory (nginx's is inside it).
     let dir = s._dir.clone();
+    drop(nginx);
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
     reported
@@ -1192,7 +1218,11 @@ fn report(
     // `cargo xtask test` relies on it).
     let mut failed: Vec<String> = rows
         .iter()
-        .filter(|r| r.direct.errors + r.gateway.errors > 0 || r.gateway.iterations == 0)
+        .filter(|r| {
+            r.direct.errors + r.gateway.errors > 0
+                || r.direct.iterations == 0
+                || r.gateway.iterations == 0
+        })
         .map(|r| format!("{} @{}", r.scenario, r.conns))
         .collect();
     if let Some(h) = hostile

@@ -2,7 +2,7 @@
 //!
 //! A `LocalResource<T>` built from a closure compiles leptos's async-derived signal (its
 //! constructor, its future's `poll`, its reads) once per value type and per closure: about
-//! 4 KB of wasm for each of the UI's forty-odd resources. `Load<T>` keeps one
+//! 4 KB of wasm for each of the UI's 38 resources. `Load<T>` keeps one
 //! `LocalResource` of a type-erased value behind a boxed fetcher, so that machinery exists
 //! once; what stays per type is boxing the fetcher's future and cloning the value out.
 

@@ -282,6 +282,12 @@ async fn a_backend_cannot_slip_tools_past_the_pins() {
                     "initialize" => json_answer(json!({"jsonrpc": "2.0", "id": id, "result": {
                         "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
                         "serverInfo": {"name": "hostile", "version": "1"}}})),
+                    // The health checker's probe (its own id, about two seconds after the
+                    // start) lists tools too; counted, it took the empty first answer when it
+                    // came early and the test failed now and then.
+                    "tools/list" if id == "authmcp-tools" => {
+                        json_answer(json!({"jsonrpc": "2.0", "id": id, "result": {"tools": []}}))
+                    }
                     "tools/list" => match seen.fetch_add(1, Ordering::SeqCst) {
                         // The gateway's own first (complete) list: empty.
                         0 => json_answer(json!({"jsonrpc": "2.0", "id": id, "result": {"tools": []}})),
