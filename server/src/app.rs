@@ -328,8 +328,62 @@ pub fn with_middleware(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(cors(config))
+        .layer(tower::layer::layer_fn({
+            let cors = cors(config);
+            move |inner| CorsWhenAsked {
+                cors: tower::Layer::layer(&cors, inner),
+            }
+        }))
         .service(router)
+}
+
+/// CORS (tower-http's) for the requests it concerns: those with an `Origin` and preflights
+/// (`OPTIONS`). The others (MCP clients, curl, same-origin reads) only get its `Vary` header,
+/// as a static value: tower-http builds a header map and the `Vary` and expose lists anew for
+/// every request, a handful of allocations on each proxied MCP call.
+#[derive(Clone)]
+struct CorsWhenAsked<S> {
+    cors: tower_http::cors::Cors<S>,
+}
+
+/// Adds the `Vary` tower-http's CORS layer adds, as it says it.
+fn add_cors_vary(mut res: Response) -> Response {
+    res.headers_mut().append(
+        header::VARY,
+        HeaderValue::from_static(
+            "origin, access-control-request-method, access-control-request-headers",
+        ),
+    );
+    res
+}
+
+impl<S> tower::Service<Request> for CorsWhenAsked<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        tower_http::cors::ResponseFuture<S::Future>,
+        futures_util::future::MapOk<S::Future, fn(Response) -> Response>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.cors.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        use futures_util::TryFutureExt;
+        if req.method() == Method::OPTIONS || req.headers().contains_key(header::ORIGIN) {
+            futures_util::future::Either::Left(self.cors.call(req))
+        } else {
+            let add: fn(Response) -> Response = add_cors_vary;
+            futures_util::future::Either::Right(self.cors.get_mut().call(req).map_ok(add))
+        }
+    }
 }
 
 /// One INFO line per request (`ACCESS_LOG`, target `access`): method, the route's template,

@@ -13,6 +13,15 @@ use authmcp_gateway::{accounts, telemetry};
 use clap::{Parser, Subcommand};
 use shared::auth::Role;
 
+/// jemalloc instead of glibc's malloc (why, and what it was measured against: server/Cargo.toml
+/// and docs/PERFORMANCE.md), with its default settings: allocations of 8 MiB and more (an
+/// argon2id hash's 19 MiB) come from an arena of their own that returns them to the system at
+/// once, so logins leave nothing resident; other freed pages go back after ten seconds.
+/// Operators can tune it with `_RJEM_MALLOC_CONF` (docs/CONFIG.md).
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "authmcp-gateway",
@@ -82,7 +91,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    fix_malloc_threshold();
     let cli = Cli::parse();
     // The scanner needs no configuration or database.
     if let Some(Command::Audit {
@@ -200,27 +208,6 @@ fn healthcheck(config: &Config, timeout: std::time::Duration) -> ExitCode {
     }
     eprintln!("not ready: {last}");
     ExitCode::FAILURE
-}
-
-/// glibc raises its mmap threshold after the first large free, so every later argon2id hash
-/// (19 MiB) is carved from a thread arena and stays resident after it is freed: a few logins
-/// took the idle gateway from 17 to 76 MiB. A fixed threshold, which glibc reads only from the
-/// environment at start-up, keeps such buffers mmap-backed and returned on free. So the gateway
-/// re-executes itself once with `MALLOC_MMAP_THRESHOLD_` set, unless the operator set it.
-fn fix_malloc_threshold() {
-    const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(VAR).is_some() {
-        return;
-    }
-    #[cfg(unix)]
-    if let Ok(exe) = std::env::current_exe() {
-        use std::os::unix::process::CommandExt;
-        let err = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env(VAR, "1048576")
-            .exec();
-        eprintln!("warning: could not re-execute with {VAR} set ({err}); continuing");
-    }
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {

@@ -111,6 +111,46 @@ db_test! {
         assert_eq!(res.headers()["access-control-allow-origin"], "https://console.example");
         let res = preflight("https://evil.example").await.unwrap();
         assert!(res.headers().get("access-control-allow-origin").is_none());
+        // Plain requests: with the allowed origin the CORS answer, with another none, and
+        // without an Origin (the fast path) the same Vary, once, so caches keep them apart.
+        let vary = "origin, access-control-request-method, access-control-request-headers";
+        for (origin, allowed) in [
+            (Some("https://console.example"), true),
+            (Some("https://evil.example"), false),
+            (Some(""), false),
+            (None, false),
+        ] {
+            let mut req = app.client.get(app.url("/health"));
+            if let Some(origin) = origin {
+                req = req.header("origin", origin);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200, "{origin:?}");
+            let headers = res.headers();
+            assert_eq!(
+                headers.get("access-control-allow-origin").is_some(),
+                allowed,
+                "{origin:?}: {headers:?}"
+            );
+            assert_eq!(
+                headers.get("access-control-expose-headers").is_some(),
+                origin.is_some(),
+                "{origin:?}: {headers:?}"
+            );
+            let varies: Vec<_> = headers.get_all("vary").iter().collect();
+            assert_eq!(varies, [vary], "{origin:?}");
+        }
+        // A preflight without an Origin is still answered by the CORS layer (no handler runs).
+        let res = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url("/admin/api/users"))
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("access-control-allow-origin").is_none());
+        assert!(res.headers().get("access-control-allow-methods").is_some());
     }
 }
 
