@@ -16,7 +16,8 @@ use shared::auth::Role;
 /// jemalloc instead of glibc's malloc (why, and what it was measured against: server/Cargo.toml
 /// and docs/PERFORMANCE.md), with its default settings: allocations of 8 MiB and more (an
 /// argon2id hash's 19 MiB) come from an arena of their own that returns them to the system at
-/// once, so logins leave nothing resident; other freed pages go back after ten seconds.
+/// once, so logins leave nothing resident; other freed pages go back after about ten seconds
+/// while the gateway allocates (there is no background thread purging an idle one).
 /// Operators can tune it with `_RJEM_MALLOC_CONF` (docs/CONFIG.md).
 #[cfg(unix)]
 #[global_allocator]

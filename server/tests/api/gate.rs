@@ -767,8 +767,25 @@ async fn the_console_takes_the_same_rate_limits() {
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
-    let event = app.wait_for_event("rate_limited").await;
-    assert_eq!(event.server.as_deref(), Some("rec"));
+    // Both refusals are recorded; the console's own one names its endpoint.
+    app.wait_for_event("rate_limited").await;
+    let filter = authmcp_gateway::db::events::EventFilter {
+        event_type: Some("rate_limited".to_string()),
+        ..Default::default()
+    };
+    let events =
+        authmcp_gateway::db::events::list_security_events(&app.state.db.pool, &filter, 10, 0)
+            .await
+            .unwrap();
+    let console = events
+        .iter()
+        .find(|e| {
+            e.details.as_deref().is_some_and(|d| {
+                serde_json::from_str::<Value>(d).is_ok_and(|d| d["endpoint"] == "console")
+            })
+        })
+        .unwrap_or_else(|| panic!("no rate_limited event of the console: {events:?}"));
+    assert_eq!(console.server.as_deref(), Some("rec"));
 }
 
 /// A gateway served on loopback accepts loopback origins (the conformance suite's DNS-rebinding
