@@ -209,8 +209,18 @@ fn cargo_install(krate: &str, version: &str, locked: bool) -> Result<()> {
     sh(&mut cmd)
 }
 
+/// `make`, which the gateway's allocator (jemalloc, built from source by tikv-jemalloc-sys)
+/// needs besides the C compiler; a minimal image can have `cc` and not `make`.
+fn ensure_make() -> Result<()> {
+    if output(Command::new("make").arg("--version")).is_none() {
+        apt_install(&["make"])?;
+    }
+    Ok(())
+}
+
 /// Installs what building and running the gateway with its UI needs.
 fn setup(for_tests: bool) -> Result<()> {
+    ensure_make()?;
     if output(Command::new("rustup").arg("--version")).is_none() {
         return Err(
             "rustup is required (it adds the wasm32 target for the admin UI): install it from https://rustup.rs, then try again".into(),
@@ -536,6 +546,7 @@ fn bench(quick: bool, only: Option<&String>) -> Result<()> {
     if !Path::new("/usr/sbin/nginx").exists() {
         apt_install(&["nginx"])?;
     }
+    ensure_make()?;
     let profile = if quick { "debug" } else { "release" };
     step(&format!(
         "building the gateway and the benchmark harness ({profile})"

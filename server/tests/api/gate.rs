@@ -769,14 +769,7 @@ async fn the_console_takes_the_same_rate_limits() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
     // Both refusals are recorded; the console's own one names its endpoint.
     app.wait_for_event("rate_limited").await;
-    let filter = authmcp_gateway::db::events::EventFilter {
-        event_type: Some("rate_limited".to_string()),
-        ..Default::default()
-    };
-    let events =
-        authmcp_gateway::db::events::list_security_events(&app.state.db.pool, &filter, 10, 0)
-            .await
-            .unwrap();
+    let events = app.events("rate_limited", 10).await;
     let console = events
         .iter()
         .find(|e| {

@@ -358,25 +358,28 @@ impl TestApp {
         body["id"].as_i64().expect("id")
     }
 
+    /// The stored security events of `event_type`, newest first, at most `limit`.
+    pub async fn events(
+        &self,
+        event_type: &str,
+        limit: i64,
+    ) -> Vec<authmcp_gateway::db::events::SecurityEventRow> {
+        let filter = authmcp_gateway::db::events::EventFilter {
+            event_type: Some(event_type.to_string()),
+            ..Default::default()
+        };
+        authmcp_gateway::db::events::list_security_events(&self.state.db.pool, &filter, limit, 0)
+            .await
+            .expect("events")
+    }
+
     /// Waits (up to 5 s) for a security event of `event_type` written by the background writer.
     pub async fn wait_for_event(
         &self,
         event_type: &str,
     ) -> authmcp_gateway::db::events::SecurityEventRow {
         for _ in 0..100 {
-            let filter = authmcp_gateway::db::events::EventFilter {
-                event_type: Some(event_type.to_string()),
-                ..Default::default()
-            };
-            let rows = authmcp_gateway::db::events::list_security_events(
-                &self.state.db.pool,
-                &filter,
-                10,
-                0,
-            )
-            .await
-            .expect("events");
-            if let Some(row) = rows.into_iter().next() {
+            if let Some(row) = self.events(event_type, 10).await.into_iter().next() {
                 return row;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

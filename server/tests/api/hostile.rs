@@ -259,14 +259,7 @@ async fn idle_keep_alive_connections_are_closed_but_streams_are_not() {
 /// Sums what the stored `token_invalid` events stand for: one each, or their `repeated` /
 /// `folded` count.
 async fn stored_token_invalid(app: &TestApp) -> (usize, u64) {
-    let filter = authmcp_gateway::db::events::EventFilter {
-        event_type: Some("token_invalid".into()),
-        ..Default::default()
-    };
-    let rows =
-        authmcp_gateway::db::events::list_security_events(&app.state.db.pool, &filter, 100_000, 0)
-            .await
-            .unwrap();
+    let rows = app.events("token_invalid", 100_000).await;
     let total = rows
         .iter()
         .map(|r| {
