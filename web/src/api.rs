@@ -10,6 +10,12 @@
 //! path belongs to, and no token at all outside the two.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::future::LocalBoxFuture;
 
 use gloo_net::http::{Method, RequestBuilder};
 use serde::Serialize;
@@ -200,38 +206,102 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     serde_json::from_str(text).map_err(|e| transport_error(gloo_net::Error::SerdeError(e)))
 }
 
-/// Sends a request and answers the text of its (non-empty) answer.
-async fn exchange(method: Method, path: &str, body: Option<String>) -> Result<String, ApiError> {
-    content(send(method, path, body.as_deref()).await?).await
+/// A request on its way. Boxed, so the exchange's state machine is compiled once and not
+/// into every endpoint's, page's and resource's future (docs/PERFORMANCE.md).
+pub type Pending<T> = LocalBoxFuture<'static, Result<T, ApiError>>;
+
+/// Sends a request with `realm`'s token and answers the text of its (non-empty) answer.
+/// `body` is JSON text, or the error turning the value into JSON met.
+fn exchange_in(
+    realm: Option<Realm>,
+    method: Method,
+    path: String,
+    body: Option<Result<String, ApiError>>,
+) -> Pending<String> {
+    Box::pin(async move {
+        let body = body.transpose()?;
+        content(send_in(realm, method, &path, body.as_deref()).await?).await
+    })
 }
 
-async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
-    from_json(&exchange(Method::GET, path, None).await?)
+/// Like `exchange_in`, with the token of the realm the path belongs to.
+fn exchange(
+    method: Method,
+    path: String,
+    body: Option<Result<String, ApiError>>,
+) -> Pending<String> {
+    exchange_in(Realm::of(&path), method, path, body)
 }
 
-async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    let body = to_json(body)?;
-    from_json(&exchange(Method::POST, path, Some(body)).await?)
+/// A request whose answer (204 or any content) is not read.
+fn done_in(
+    realm: Option<Realm>,
+    method: Method,
+    path: String,
+    body: Option<Result<String, ApiError>>,
+) -> Pending<()> {
+    Box::pin(async move {
+        let body = body.transpose()?;
+        send_in(realm, method, &path, body.as_deref())
+            .await
+            .map(|_| ())
+    })
 }
 
-async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    let body = to_json(body)?;
-    from_json(&exchange(Method::PATCH, path, Some(body)).await?)
+/// Like `done_in`, with the token of the realm the path belongs to.
+fn done(method: Method, path: String, body: Option<Result<String, ApiError>>) -> Pending<()> {
+    done_in(Realm::of(&path), method, path, body)
 }
 
-async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
-    let body = to_json(body)?;
-    from_json(&exchange(Method::PUT, path, Some(body)).await?)
+/// An answer that is read as `T`: all that is compiled per type is the JSON reading.
+pub struct Json<T> {
+    text: Pending<String>,
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T> Json<T> {
+    fn new(text: Pending<String>) -> Self {
+        Self {
+            text,
+            value: PhantomData,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for Json<T> {
+    type Output = Result<T, ApiError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.text
+            .as_mut()
+            .poll(cx)
+            .map(|text| text.and_then(|text| from_json(&text)))
+    }
+}
+
+fn get<T: DeserializeOwned>(path: String) -> Json<T> {
+    Json::new(exchange(Method::GET, path, None))
+}
+
+fn post<B: Serialize, T: DeserializeOwned>(path: String, body: &B) -> Json<T> {
+    Json::new(exchange(Method::POST, path, Some(to_json(body))))
+}
+
+fn patch<B: Serialize, T: DeserializeOwned>(path: String, body: &B) -> Json<T> {
+    Json::new(exchange(Method::PATCH, path, Some(to_json(body))))
+}
+
+fn put<B: Serialize, T: DeserializeOwned>(path: String, body: &B) -> Json<T> {
+    Json::new(exchange(Method::PUT, path, Some(to_json(body))))
 }
 
 /// For endpoints that answer 204.
-async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
-    let body = to_json(body)?;
-    send(Method::POST, path, Some(&body)).await.map(|_| ())
+fn post_empty<B: Serialize>(path: String, body: &B) -> Pending<()> {
+    done(Method::POST, path, Some(to_json(body)))
 }
 
-async fn delete(path: &str) -> Result<(), ApiError> {
-    send(Method::DELETE, path, None).await.map(|_| ())
+fn delete(path: String) -> Pending<()> {
+    done(Method::DELETE, path, None)
 }
 
 /// Percent-encodes a query value.
@@ -246,179 +316,169 @@ fn query_value(v: &str) -> String {
         .collect()
 }
 
-pub async fn list_users(q: &str) -> Result<Page<User>, ApiError> {
-    get(&format!(
+pub fn list_users(q: &str) -> Json<Page<User>> {
+    get(format!(
         "/admin/api/users?per_page=200&q={}",
         query_value(q)
     ))
-    .await
 }
 
-pub async fn create_user(user: &CreateUser) -> Result<User, ApiError> {
-    post("/admin/api/users", user).await
+pub fn create_user(user: &CreateUser) -> Json<User> {
+    post("/admin/api/users".into(), user)
 }
 
-pub async fn get_user(id: i64) -> Result<User, ApiError> {
-    get(&format!("/admin/api/users/{id}")).await
+pub fn get_user(id: i64) -> Json<User> {
+    get(format!("/admin/api/users/{id}"))
 }
 
-pub async fn update_user(id: i64, change: &UpdateUser) -> Result<User, ApiError> {
-    patch(&format!("/admin/api/users/{id}"), change).await
+pub fn update_user(id: i64, change: &UpdateUser) -> Json<User> {
+    patch(format!("/admin/api/users/{id}"), change)
 }
 
-pub async fn reset_password(id: i64, password: &str) -> Result<(), ApiError> {
+pub fn reset_password(id: i64, password: &str) -> Pending<()> {
     post_empty(
-        &format!("/admin/api/users/{id}/password"),
+        format!("/admin/api/users/{id}/password"),
         &ResetPassword {
             password: password.into(),
         },
     )
-    .await
 }
 
-pub async fn delete_user(id: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/users/{id}")).await
+pub fn delete_user(id: i64) -> Pending<()> {
+    delete(format!("/admin/api/users/{id}"))
 }
 
-pub async fn permissions(user: i64) -> Result<Vec<ServerPermission>, ApiError> {
-    get(&format!("/admin/api/users/{user}/mcp-permissions")).await
+pub fn permissions(user: i64) -> Json<Vec<ServerPermission>> {
+    get(format!("/admin/api/users/{user}/mcp-permissions"))
 }
 
-pub async fn set_permission(
-    user: i64,
-    server_id: i64,
-    can_access: bool,
-) -> Result<Vec<ServerPermission>, ApiError> {
+pub fn set_permission(user: i64, server_id: i64, can_access: bool) -> Json<Vec<ServerPermission>> {
     patch(
-        &format!("/admin/api/users/{user}/mcp-permissions"),
+        format!("/admin/api/users/{user}/mcp-permissions"),
         &SetServerPermission {
             server_id,
             can_access,
         },
     )
-    .await
 }
 
-pub async fn consent_request(request: &str) -> Result<ConsentRequest, ApiError> {
-    get(&format!(
+pub fn consent_request(request: &str) -> Json<ConsentRequest> {
+    get(format!(
         "/oauth/api/request?request={}",
         query_value(request)
     ))
-    .await
 }
 
-pub async fn consent_decision(decision: &ConsentDecision) -> Result<ConsentResult, ApiError> {
-    post("/oauth/api/decision", decision).await
+pub fn consent_decision(decision: &ConsentDecision) -> Json<ConsentResult> {
+    post("/oauth/api/decision".into(), decision)
 }
 
-pub async fn oauth_clients() -> Result<Vec<OAuthClient>, ApiError> {
-    get("/admin/api/oauth/clients").await
+pub fn oauth_clients() -> Json<Vec<OAuthClient>> {
+    get("/admin/api/oauth/clients".into())
 }
 
-pub async fn create_oauth_client(req: &CreateOAuthClient) -> Result<CreatedOAuthClient, ApiError> {
-    post("/admin/api/oauth/clients", req).await
+pub fn create_oauth_client(req: &CreateOAuthClient) -> Json<CreatedOAuthClient> {
+    post("/admin/api/oauth/clients".into(), req)
 }
 
-pub async fn revoke_oauth_client(id: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/oauth/clients/{id}")).await
+pub fn revoke_oauth_client(id: i64) -> Pending<()> {
+    delete(format!("/admin/api/oauth/clients/{id}"))
 }
 
-pub async fn user_grants(user: i64) -> Result<Vec<OAuthGrant>, ApiError> {
-    get(&format!("/admin/api/users/{user}/oauth-grants")).await
+pub fn user_grants(user: i64) -> Json<Vec<OAuthGrant>> {
+    get(format!("/admin/api/users/{user}/oauth-grants"))
 }
 
-pub async fn revoke_grant(user: i64, client: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/users/{user}/oauth-grants/{client}")).await
+pub fn revoke_grant(user: i64, client: i64) -> Pending<()> {
+    delete(format!("/admin/api/users/{user}/oauth-grants/{client}"))
 }
 
-pub async fn stats(window: &str) -> Result<Stats, ApiError> {
-    get(&format!("/admin/api/stats?window={}", query_value(window))).await
+pub fn stats(window: &str) -> Json<Stats> {
+    get(format!("/admin/api/stats?window={}", query_value(window)))
 }
 
-pub async fn live_ticket() -> Result<LiveTicket, ApiError> {
-    post("/admin/api/live/ticket", &serde_json::json!({})).await
+pub fn live_ticket() -> Json<LiveTicket> {
+    post("/admin/api/live/ticket".into(), &serde_json::json!({}))
 }
 
-pub async fn gateway_settings() -> Result<GatewaySettings, ApiError> {
-    get("/admin/api/settings").await
+pub fn gateway_settings() -> Json<GatewaySettings> {
+    get("/admin/api/settings".into())
 }
 
-pub async fn set_gateway_settings(update: &SettingsUpdate) -> Result<GatewaySettings, ApiError> {
-    put("/admin/api/settings", update).await
+pub fn set_gateway_settings(update: &SettingsUpdate) -> Json<GatewaySettings> {
+    put("/admin/api/settings".into(), update)
 }
 
-pub async fn rate_limits() -> Result<RateLimits, ApiError> {
-    get("/admin/api/rate-limits").await
+pub fn rate_limits() -> Json<RateLimits> {
+    get("/admin/api/rate-limits".into())
 }
 
-pub async fn set_rate_limits(limits: &RateLimits) -> Result<RateLimits, ApiError> {
-    put("/admin/api/rate-limits", limits).await
+pub fn set_rate_limits(limits: &RateLimits) -> Json<RateLimits> {
+    put("/admin/api/rate-limits".into(), limits)
 }
 
-pub async fn console_tools(target: &ConsoleTarget) -> Result<Vec<ConsoleTool>, ApiError> {
-    post("/admin/api/console/tools", target).await
+pub fn console_tools(target: &ConsoleTarget) -> Json<Vec<ConsoleTool>> {
+    post("/admin/api/console/tools".into(), target)
 }
 
-pub async fn console_call(call: &ConsoleCall) -> Result<ConsoleResult, ApiError> {
-    post("/admin/api/console/call", call).await
+pub fn console_call(call: &ConsoleCall) -> Json<ConsoleResult> {
+    post("/admin/api/console/call".into(), call)
 }
 
-pub async fn tool_rules(user: i64) -> Result<ToolRules, ApiError> {
-    get(&format!("/admin/api/users/{user}/tool-rules")).await
+pub fn tool_rules(user: i64) -> Json<ToolRules> {
+    get(format!("/admin/api/users/{user}/tool-rules"))
 }
 
-pub async fn set_tool_rules(user: i64, rules: &ToolRules) -> Result<ToolRules, ApiError> {
-    put(&format!("/admin/api/users/{user}/tool-rules"), rules).await
+pub fn set_tool_rules(user: i64, rules: &ToolRules) -> Json<ToolRules> {
+    put(format!("/admin/api/users/{user}/tool-rules"), rules)
 }
 
-pub async fn api_keys(user: i64) -> Result<Vec<ApiKey>, ApiError> {
-    get(&format!("/admin/api/users/{user}/api-keys")).await
+pub fn api_keys(user: i64) -> Json<Vec<ApiKey>> {
+    get(format!("/admin/api/users/{user}/api-keys"))
 }
 
-pub async fn create_api_key(user: i64, key: &CreateApiKey) -> Result<CreatedApiKey, ApiError> {
-    post(&format!("/admin/api/users/{user}/api-keys"), key).await
+pub fn create_api_key(user: i64, key: &CreateApiKey) -> Json<CreatedApiKey> {
+    post(format!("/admin/api/users/{user}/api-keys"), key)
 }
 
-pub async fn revoke_api_key(user: i64, key: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/users/{user}/api-keys/{key}")).await
+pub fn revoke_api_key(user: i64, key: i64) -> Pending<()> {
+    delete(format!("/admin/api/users/{user}/api-keys/{key}"))
 }
 
-pub async fn list_servers() -> Result<Vec<McpServer>, ApiError> {
-    get("/admin/api/mcp-servers").await
+pub fn list_servers() -> Json<Vec<McpServer>> {
+    get("/admin/api/mcp-servers".into())
 }
 
-pub async fn create_server(server: &CreateServer) -> Result<McpServer, ApiError> {
-    post("/admin/api/mcp-servers", server).await
+pub fn create_server(server: &CreateServer) -> Json<McpServer> {
+    post("/admin/api/mcp-servers".into(), server)
 }
 
-pub async fn update_server(id: i64, change: &UpdateServer) -> Result<McpServer, ApiError> {
-    patch(&format!("/admin/api/mcp-servers/{id}"), change).await
+pub fn update_server(id: i64, change: &UpdateServer) -> Json<McpServer> {
+    patch(format!("/admin/api/mcp-servers/{id}"), change)
 }
 
-pub async fn delete_server(id: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/mcp-servers/{id}")).await
+pub fn delete_server(id: i64) -> Pending<()> {
+    delete(format!("/admin/api/mcp-servers/{id}"))
 }
 
-pub async fn test_server(id: i64) -> Result<ConnectionTest, ApiError> {
+pub fn test_server(id: i64) -> Json<ConnectionTest> {
     post(
-        &format!("/admin/api/mcp-servers/{id}/test"),
+        format!("/admin/api/mcp-servers/{id}/test"),
         &serde_json::json!({}),
     )
-    .await
 }
 
 /// The audit log, newest first; `kind`: `""`, `sign_in`, `sign_out`, `authorization`, `change`.
-pub async fn audit_log(kind: &str) -> Result<Page<shared::users::AuditEntry>, ApiError> {
-    get(&format!(
+pub fn audit_log(kind: &str) -> Json<Page<shared::users::AuditEntry>> {
+    get(format!(
         "/admin/api/audit-log?per_page=100&{}",
         query(&[("kind", kind.to_string())])
     ))
-    .await
 }
 
 /// `filter` is a query string such as `type=auth_failed&severity=high` (already encoded).
-pub async fn security_events(filter: &str) -> Result<Page<SecurityEvent>, ApiError> {
-    get(&format!("/admin/api/security-events?per_page=100&{filter}")).await
+pub fn security_events(filter: &str) -> Json<Page<SecurityEvent>> {
+    get(format!("/admin/api/security-events?per_page=100&{filter}"))
 }
 
 /// The filtered events as JSON Lines text.
@@ -440,24 +500,24 @@ pub fn query(pairs: &[(&str, String)]) -> String {
         .join("&")
 }
 
-pub async fn activity() -> Result<Page<ActivityRecord>, ApiError> {
-    get("/admin/api/mcp-activity?per_page=100").await
+pub fn activity() -> Json<Page<ActivityRecord>> {
+    get("/admin/api/mcp-activity?per_page=100".into())
 }
 
-pub async fn health() -> Result<Health, ApiError> {
-    get(shared::routes::HEALTH).await
+pub fn health() -> Json<Health> {
+    get(shared::routes::HEALTH.into())
 }
 
-pub async fn ready() -> Result<Ready, ApiError> {
-    get(shared::routes::READY).await
+pub fn ready() -> Json<Ready> {
+    get(shared::routes::READY.into())
 }
 
-pub async fn setup_status() -> Result<SetupStatus, ApiError> {
-    get("/setup/status").await
+pub fn setup_status() -> Json<SetupStatus> {
+    get("/setup/status".into())
 }
 
-pub async fn setup_create_admin(account: &SetupAccount) -> Result<User, ApiError> {
-    post("/setup/create-admin", account).await
+pub fn setup_create_admin(account: &SetupAccount) -> Json<User> {
+    post("/setup/create-admin".into(), account)
 }
 
 /// Signs an admin in; the refresh token goes into the HttpOnly cookie, the access token into
@@ -551,8 +611,8 @@ pub async fn resume(realm: Realm) -> Option<Me> {
 
 async fn me_in(realm: Realm) -> Result<Me, ApiError> {
     match realm {
-        Realm::Admin => get("/admin/api/me").await,
-        Realm::Portal => get("/portal/api/me").await,
+        Realm::Admin => get("/admin/api/me".into()).await,
+        Realm::Portal => get("/portal/api/me".into()).await,
     }
 }
 
@@ -568,24 +628,24 @@ pub async fn logout(realm: Realm) -> Result<(), ApiError> {
 }
 
 /// Token health of every OAuth credential toward backends.
-pub async fn audits() -> Result<Vec<AuditScan>, ApiError> {
-    get("/admin/api/audits").await
+pub fn audits() -> Json<Vec<AuditScan>> {
+    get("/admin/api/audits".into())
 }
 
-pub async fn audit(id: i64) -> Result<AuditScan, ApiError> {
-    get(&format!("/admin/api/audits/{id}")).await
+pub fn audit(id: i64) -> Json<AuditScan> {
+    get(format!("/admin/api/audits/{id}"))
 }
 
-pub async fn start_audit(req: &AuditRequest) -> Result<AuditScan, ApiError> {
-    post("/admin/api/audits", req).await
+pub fn start_audit(req: &AuditRequest) -> Json<AuditScan> {
+    post("/admin/api/audits".into(), req)
 }
 
-pub async fn cancel_audit(id: i64) -> Result<AuditScan, ApiError> {
-    post(&format!("/admin/api/audits/{id}/cancel"), &()).await
+pub fn cancel_audit(id: i64) -> Json<AuditScan> {
+    post(format!("/admin/api/audits/{id}/cancel"), &())
 }
 
 /// Pinned tool definitions: one server's (`server`), or every pin of a `status`.
-pub async fn tool_pins(server: Option<i64>, status: &str) -> Result<Vec<ToolPin>, ApiError> {
+pub fn tool_pins(server: Option<i64>, status: &str) -> Json<Vec<ToolPin>> {
     let mut query = Vec::new();
     if let Some(s) = server {
         query.push(format!("server_id={s}"));
@@ -593,163 +653,155 @@ pub async fn tool_pins(server: Option<i64>, status: &str) -> Result<Vec<ToolPin>
     if !status.is_empty() {
         query.push(format!("status={status}"));
     }
-    get(&format!("/admin/api/tool-pins?{}", query.join("&"))).await
+    get(format!("/admin/api/tool-pins?{}", query.join("&")))
 }
 
-pub async fn decide_tool_pin(server: i64, decision: &PinDecision) -> Result<ToolPin, ApiError> {
+pub fn decide_tool_pin(server: i64, decision: &PinDecision) -> Json<ToolPin> {
     post(
-        &format!("/admin/api/mcp-servers/{server}/tool-pins/decision"),
+        format!("/admin/api/mcp-servers/{server}/tool-pins/decision"),
         decision,
     )
-    .await
 }
 
-pub async fn backend_tokens() -> Result<Vec<TokenHealth>, ApiError> {
-    get("/admin/api/tokens").await
+pub fn backend_tokens() -> Json<Vec<TokenHealth>> {
+    get("/admin/api/tokens".into())
 }
 
-pub async fn refresh_backend_token(server: i64, user: i64) -> Result<TokenHealth, ApiError> {
-    post(&format!("/admin/api/tokens/{server}/{user}/refresh"), &()).await
+pub fn refresh_backend_token(server: i64, user: i64) -> Json<TokenHealth> {
+    post(format!("/admin/api/tokens/{server}/{user}/refresh"), &())
 }
 
-pub async fn disconnect_backend_token(server: i64, user: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/tokens/{server}/{user}")).await
+pub fn disconnect_backend_token(server: i64, user: i64) -> Pending<()> {
+    delete(format!("/admin/api/tokens/{server}/{user}"))
 }
 
 /// Starts connecting an `oauth_admin` server's account (the flow cookie lands in this browser).
-pub async fn connect_backend_account(server: i64) -> Result<ConnectStart, ApiError> {
-    post(&format!("/admin/api/servers/{server}/connect"), &()).await
+pub fn connect_backend_account(server: i64) -> Json<ConnectStart> {
+    post(format!("/admin/api/servers/{server}/connect"), &())
 }
 
 /// The connections page (signed in with the consent page's cookie).
-pub async fn my_connections() -> Result<MyConnections, ApiError> {
-    get("/oauth/backend/connections").await
+pub fn my_connections() -> Json<MyConnections> {
+    get("/oauth/backend/connections".into())
 }
 
-pub async fn connections_sign_in(req: &LoginRequest) -> Result<ConnectionsUser, ApiError> {
-    post("/oauth/backend/signin", req).await
+pub fn connections_sign_in(req: &LoginRequest) -> Json<ConnectionsUser> {
+    post("/oauth/backend/signin".into(), req)
 }
 
-pub async fn connections_sign_out() -> Result<(), ApiError> {
-    post_empty("/oauth/backend/signout", &()).await
+pub fn connections_sign_out() -> Pending<()> {
+    post_empty("/oauth/backend/signout".into(), &())
 }
 
-pub async fn connect_my_account(server: &str) -> Result<ConnectStart, ApiError> {
+pub fn connect_my_account(server: &str) -> Json<ConnectStart> {
     post(
-        &format!("/oauth/backend/connections/{}", query_value(server)),
+        format!("/oauth/backend/connections/{}", query_value(server)),
         &(),
     )
-    .await
 }
 
-pub async fn disconnect_my_account(server: &str) -> Result<(), ApiError> {
-    delete(&format!(
+pub fn disconnect_my_account(server: &str) -> Pending<()> {
+    delete(format!(
         "/oauth/backend/connections/{}",
         query_value(server)
     ))
-    .await
 }
 
 // The user portal (`/portal/api`, the portal's token).
 
-pub async fn my_servers() -> Result<MyServers, ApiError> {
-    get("/portal/api/servers").await
+pub fn my_servers() -> Json<MyServers> {
+    get("/portal/api/servers".into())
 }
 
-pub async fn my_api_keys() -> Result<Vec<ApiKey>, ApiError> {
-    get("/portal/api/api-keys").await
+pub fn my_api_keys() -> Json<Vec<ApiKey>> {
+    get("/portal/api/api-keys".into())
 }
 
-pub async fn create_my_api_key(key: &CreateApiKey) -> Result<CreatedApiKey, ApiError> {
-    post("/portal/api/api-keys", key).await
+pub fn create_my_api_key(key: &CreateApiKey) -> Json<CreatedApiKey> {
+    post("/portal/api/api-keys".into(), key)
 }
 
-pub async fn revoke_my_api_key(id: i64) -> Result<(), ApiError> {
-    delete(&format!("/portal/api/api-keys/{id}")).await
+pub fn revoke_my_api_key(id: i64) -> Pending<()> {
+    delete(format!("/portal/api/api-keys/{id}"))
 }
 
-pub async fn my_applications() -> Result<Vec<OAuthGrant>, ApiError> {
-    get("/portal/api/applications").await
+pub fn my_applications() -> Json<Vec<OAuthGrant>> {
+    get("/portal/api/applications".into())
 }
 
-pub async fn revoke_my_application(client: i64) -> Result<(), ApiError> {
-    delete(&format!("/portal/api/applications/{client}")).await
+pub fn revoke_my_application(client: i64) -> Pending<()> {
+    delete(format!("/portal/api/applications/{client}"))
 }
 
-pub async fn change_my_password(change: &ChangePassword) -> Result<(), ApiError> {
-    post_empty("/portal/api/password", change).await
+pub fn change_my_password(change: &ChangePassword) -> Pending<()> {
+    post_empty("/portal/api/password".into(), change)
 }
 
-pub async fn my_activity() -> Result<Page<ActivityRecord>, ApiError> {
-    get("/portal/api/activity?per_page=100").await
+pub fn my_activity() -> Json<Page<ActivityRecord>> {
+    get("/portal/api/activity?per_page=100".into())
 }
 
 /// My backend account connections, with the portal's token.
-pub async fn portal_connections() -> Result<MyConnections, ApiError> {
-    let answer = send_in(
+pub fn portal_connections() -> Json<MyConnections> {
+    Json::new(exchange_in(
         Some(Realm::Portal),
         Method::GET,
-        "/oauth/backend/connections",
+        "/oauth/backend/connections".into(),
         None,
-    )
-    .await?;
-    from_json(&content(answer).await?)
+    ))
 }
 
-pub async fn portal_connect(server: &str) -> Result<ConnectStart, ApiError> {
+pub fn portal_connect(server: &str) -> Json<ConnectStart> {
     let path = format!("/oauth/backend/connections/{}", query_value(server));
-    let answer = send_in(Some(Realm::Portal), Method::POST, &path, Some("null")).await?;
-    from_json(&content(answer).await?)
+    Json::new(exchange_in(
+        Some(Realm::Portal),
+        Method::POST,
+        path,
+        Some(Ok("null".into())),
+    ))
 }
 
-pub async fn portal_disconnect(server: &str) -> Result<(), ApiError> {
+pub fn portal_disconnect(server: &str) -> Pending<()> {
     let path = format!("/oauth/backend/connections/{}", query_value(server));
-    send_in(Some(Realm::Portal), Method::DELETE, &path, None)
-        .await
-        .map(|_| ())
+    done_in(Some(Realm::Portal), Method::DELETE, path, None)
 }
 
 // Teams (`/admin/api/teams`).
 
-pub async fn teams() -> Result<Vec<Team>, ApiError> {
-    get("/admin/api/teams").await
+pub fn teams() -> Json<Vec<Team>> {
+    get("/admin/api/teams".into())
 }
 
-pub async fn create_team(name: &str) -> Result<Team, ApiError> {
-    post("/admin/api/teams", &TeamName { name: name.into() }).await
+pub fn create_team(name: &str) -> Json<Team> {
+    post("/admin/api/teams".into(), &TeamName { name: name.into() })
 }
 
-pub async fn delete_team(id: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/teams/{id}")).await
+pub fn delete_team(id: i64) -> Pending<()> {
+    delete(format!("/admin/api/teams/{id}"))
 }
 
-pub async fn team_members(id: i64) -> Result<Vec<TeamMember>, ApiError> {
-    get(&format!("/admin/api/teams/{id}/members")).await
+pub fn team_members(id: i64) -> Json<Vec<TeamMember>> {
+    get(format!("/admin/api/teams/{id}/members"))
 }
 
-pub async fn set_team_member(
-    team: i64,
-    user: i64,
-    role: &str,
-) -> Result<Vec<TeamMember>, ApiError> {
+pub fn set_team_member(team: i64, user: i64, role: &str) -> Json<Vec<TeamMember>> {
     put(
-        &format!("/admin/api/teams/{team}/members/{user}"),
+        format!("/admin/api/teams/{team}/members/{user}"),
         &SetTeamMember { role: role.into() },
     )
-    .await
 }
 
-pub async fn remove_team_member(team: i64, user: i64) -> Result<(), ApiError> {
-    delete(&format!("/admin/api/teams/{team}/members/{user}")).await
+pub fn remove_team_member(team: i64, user: i64) -> Pending<()> {
+    delete(format!("/admin/api/teams/{team}/members/{user}"))
 }
 
-pub async fn server_rate_limits(id: i64) -> Result<shared::servers::ServerRateLimits, ApiError> {
-    get(&format!("/admin/api/mcp-servers/{id}/rate-limits")).await
+pub fn server_rate_limits(id: i64) -> Json<shared::servers::ServerRateLimits> {
+    get(format!("/admin/api/mcp-servers/{id}/rate-limits"))
 }
 
-pub async fn set_server_rate_limits(
+pub fn set_server_rate_limits(
     id: i64,
     limits: &shared::servers::ServerRateLimits,
-) -> Result<shared::servers::ServerRateLimits, ApiError> {
-    put(&format!("/admin/api/mcp-servers/{id}/rate-limits"), limits).await
+) -> Json<shared::servers::ServerRateLimits> {
+    put(format!("/admin/api/mcp-servers/{id}/rate-limits"), limits)
 }
