@@ -429,77 +429,66 @@ pub fn scan_result(result: &Value) -> Vec<Finding> {
 /// first word of each phrase, `<`/`[` for markers, secret prefixes, `..`, shell metacharacters,
 /// and any non-ASCII byte or `\u` escape (hidden characters). Most benign traffic has none.
 pub fn maybe_suspicious(raw: &[u8]) -> bool {
-    const NEEDLES: &[&[u8]] = &[
-        b"ignore",
-        b"disregard",
-        b"forget",
-        b"override",
-        b"new instructions",
-        b"you are now",
-        b"do not tell",
-        b"don't tell",
-        b"without telling",
-        b"do not mention",
-        b"reveal your",
-        b"print your",
-        b"important>",
-        b"<system>",
-        b"[system]",
-        b"<|",
-        b"-----begin",
-        b"akia",
-        b"asia",
-        b"ghp_",
-        b"gho_",
-        b"ghu_",
-        b"ghs_",
-        b"ghr_",
-        b"xox",
-        b"aiza",
-        b"sk-",
-        b"eyj",
-        b"..",
-        b";",
-        b"|",
-        b"`",
-        b"$(",
-        b"&&",
-        b"\\n",
-        b"\\u",
-        b"\\0",
-        // Phrases are matched whitespace-normalised: unusual spacing must be scanned.
-        b"  ",
-        b"\\t",
-        b"\\r",
-        b"\\f",
-    ];
-    // One pass; at each byte only the needles starting with it are compared (no allocation).
-    static BY_FIRST: std::sync::OnceLock<Vec<Vec<&'static [u8]>>> = std::sync::OnceLock::new();
-    let by_first = BY_FIRST.get_or_init(|| {
-        let mut table = vec![Vec::new(); 256];
-        for n in NEEDLES {
-            table[usize::from(n[0])].push(*n);
-        }
-        table
-    });
-    for (i, &b) in raw.iter().enumerate() {
-        if !b.is_ascii() {
-            return true;
-        }
-        let candidates = &by_first[usize::from(b.to_ascii_lowercase())];
-        if candidates.is_empty() {
-            continue;
-        }
-        let rest = &raw[i..];
-        if candidates
-            .iter()
-            .any(|n| rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n))
-        {
-            return true;
-        }
-    }
-    false
+    // One automaton over all needles, ASCII case-insensitive: a table step per byte. (The
+    // earlier byte loop compared every needle starting with each letter it met, and letters
+    // are most of any message: a profile showed it at 2 % of a proxied call.)
+    static NEEDLES: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(PRECHECK_NEEDLES)
+                .ok()
+        });
+    // Without its automaton (it cannot fail to build) every message is scanned in full.
+    !raw.is_ascii() || NEEDLES.as_ref().is_none_or(|n| n.is_match(raw))
 }
+
+/// What `maybe_suspicious` looks for (lower case; matched ignoring ASCII case).
+const PRECHECK_NEEDLES: &[&[u8]] = &[
+    b"ignore",
+    b"disregard",
+    b"forget",
+    b"override",
+    b"new instructions",
+    b"you are now",
+    b"do not tell",
+    b"don't tell",
+    b"without telling",
+    b"do not mention",
+    b"reveal your",
+    b"print your",
+    b"important>",
+    b"<system>",
+    b"[system]",
+    b"<|",
+    b"-----begin",
+    b"akia",
+    b"asia",
+    b"ghp_",
+    b"gho_",
+    b"ghu_",
+    b"ghs_",
+    b"ghr_",
+    b"xox",
+    b"aiza",
+    b"sk-",
+    b"eyj",
+    b"..",
+    b";",
+    b"|",
+    b"`",
+    b"$(",
+    b"&&",
+    b"\\n",
+    b"\\u",
+    b"\\0",
+    // Phrases are matched whitespace-normalised: unusual spacing must be scanned.
+    b"  ",
+    b"\\t",
+    b"\\r",
+    b"\\f",
+];
 
 /// Per-server detection mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -682,6 +671,67 @@ mod tests {
         assert_eq!(f.len(), 2, "{f:?}");
         assert_eq!(f[1].location, "description of echo.text");
         assert!(scan_result(&json!({ "content": [{ "type": "text", "text": "42" }] })).is_empty());
+    }
+
+    /// The byte loop `maybe_suspicious` was before its automaton: the reference it must agree
+    /// with.
+    fn maybe_suspicious_reference(raw: &[u8]) -> bool {
+        raw.iter().enumerate().any(|(i, &b)| {
+            !b.is_ascii()
+                || PRECHECK_NEEDLES.iter().any(|n| {
+                    raw[i..].len() >= n.len() && raw[i..i + n.len()].eq_ignore_ascii_case(n)
+                })
+        })
+    }
+
+    fn precheck_text() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        // Needle pieces in any case, letters, JSON punctuation and any byte at all.
+        let piece = prop_oneof![
+            proptest::sample::select(PRECHECK_NEEDLES).prop_flat_map(|n| {
+                let n = n.to_vec();
+                (
+                    0..=n.len(),
+                    proptest::collection::vec(any::<bool>(), n.len()),
+                )
+                    .prop_map(move |(cut, upper)| {
+                        n[..cut]
+                            .iter()
+                            .zip(upper)
+                            .map(|(b, u)| if u { b.to_ascii_uppercase() } else { *b })
+                            .collect::<Vec<u8>>()
+                    })
+            }),
+            "[a-zA-Z0-9 \"{}:,\\\\]{1,8}".prop_map(String::into_bytes),
+            any::<u8>().prop_map(|b| vec![b]),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(4000))]
+        /// The automaton answers what the byte loop answered, for text made of needle pieces
+        /// in mixed case, cut short, and any other bytes.
+        #[test]
+        fn the_precheck_agrees_with_the_byte_loop(raw in precheck_text()) {
+            proptest::prop_assert_eq!(maybe_suspicious(&raw), maybe_suspicious_reference(&raw));
+        }
+    }
+
+    #[test]
+    fn the_precheck_finds_each_needle_in_any_case_and_passes_plain_json() {
+        for n in PRECHECK_NEEDLES {
+            let upper = n.to_ascii_uppercase();
+            for needle in [n.to_vec(), upper] {
+                let mut raw = br#"{"jsonrpc":"2.0","params":{"q":"x"#.to_vec();
+                raw.extend_from_slice(&needle);
+                raw.extend_from_slice(br#""}}"#);
+                assert!(maybe_suspicious(&raw), "{}", String::from_utf8_lossy(&raw));
+            }
+        }
+        let plain = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
+        assert!(!maybe_suspicious(plain));
+        assert!(maybe_suspicious("{\"q\":\"caf\u{e9}\"}".as_bytes()));
     }
 
     fn argument_value() -> impl proptest::strategy::Strategy<Value = Value> {

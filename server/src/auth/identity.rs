@@ -461,7 +461,7 @@ async fn authenticate_jwt(
         return Err(Failure::Expired);
     }
     let public_url = &state.config.public_url;
-    let aud_ok = claims.aud == audience.claim(public_url)
+    let aud_ok = audience.is_claim(&claims.aud, public_url)
         || resource.is_some_and(|r| is_resource(&claims.aud, public_url, r));
     if !aud_ok {
         return Err(Failure::Malformed(TokenError::Malformed));

@@ -72,10 +72,19 @@ impl Audience {
 
     /// The `aud` claim.
     pub fn claim(self, public_url: &str) -> String {
+        format!("{public_url}{}", self.path())
+    }
+
+    /// Whether `aud` is this audience's claim (`claim` without building it).
+    pub fn is_claim(self, aud: &str, public_url: &str) -> bool {
+        aud.strip_prefix(public_url) == Some(self.path())
+    }
+
+    fn path(self) -> &'static str {
         match self {
-            Audience::Mcp => format!("{public_url}/mcp"),
-            Audience::Admin => format!("{public_url}/admin/api"),
-            Audience::Portal => format!("{public_url}/portal/api"),
+            Audience::Mcp => "/mcp",
+            Audience::Admin => "/admin/api",
+            Audience::Portal => "/portal/api",
         }
     }
 }

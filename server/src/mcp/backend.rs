@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Body as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use std::sync::Arc;
 
 use crate::backend_auth::{ServerAuth, TokenCell};
@@ -37,7 +37,7 @@ pub struct Target {
     /// `url`, parsed once (parsing it per request showed up in profiles).
     pub parsed_url: reqwest::Url,
     /// `url` for the direct HTTP/1.1 client: set for plain `http://` URLs without userinfo.
-    pub uri: Option<http::Uri>,
+    pub direct: Option<Direct>,
     pub credential: Credential,
     pub timeout: Duration,
     /// Upper bound on a backend response body (JSON) or event (SSE).
@@ -210,10 +210,35 @@ pub struct BackendClient {
 
 /// `target.url` in the form the direct client uses: plain `http://` without userinfo (reqwest
 /// turns userinfo into Basic credentials, and handles TLS).
-pub fn fast_uri(url: &reqwest::Url) -> Option<http::Uri> {
-    (url.scheme() == "http" && url.username().is_empty() && url.password().is_none())
-        .then(|| url.as_str().parse().ok())
-        .flatten()
+pub fn direct(url: &reqwest::Url) -> Option<Direct> {
+    if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let uri: http::Uri = url.as_str().parse().ok()?;
+    let host = host_header(&uri)?;
+    Some(Direct { uri, host })
+}
+
+/// A backend URL the direct client reaches, with its `Host` header made once: hyper's client
+/// would otherwise format it for every request (it showed up in profiles).
+#[derive(Clone)]
+pub struct Direct {
+    pub uri: http::Uri,
+    pub host: HeaderValue,
+}
+
+/// The `Host` header hyper's client sends for `uri`: the host, and the port as written unless
+/// it is the scheme's default.
+fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let secure = matches!(uri.scheme_str(), Some("https" | "wss"));
+    let value = match uri.port() {
+        Some(port) if !matches!((port.as_u16(), secure), (443, true) | (80, false)) => {
+            HeaderValue::from_str(&format!("{host}:{port}"))
+        }
+        _ => HeaderValue::from_str(host),
+    };
+    value.ok()
 }
 
 impl BackendClient {
@@ -270,7 +295,7 @@ impl BackendClient {
         if let Some(last) = last_event_id {
             headers.push((protocol::H_LAST_EVENT_ID, last));
         }
-        let (Some(streams), Some(fast), Some(uri)) = (&self.streams, &self.fast, &target.uri)
+        let (Some(streams), Some(fast), Some(direct)) = (&self.streams, &self.fast, &target.direct)
         else {
             let mut req = self
                 .request(target, reqwest::Method::GET)
@@ -282,8 +307,9 @@ impl BackendClient {
         };
         let credential = self.auth_header(target).await?;
         let mut req = http::Request::new(Full::new(Bytes::new()));
-        *req.uri_mut() = uri.clone();
+        *req.uri_mut() = direct.uri.clone();
         let map = req.headers_mut();
+        map.insert(HOST, direct.host.clone());
         map.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         if let Some((name, value)) = credential {
             map.insert(name, value);
@@ -333,7 +359,7 @@ impl BackendClient {
         version: Option<&str>,
         extra: &[(String, String)],
     ) -> Result<BackendResponse, BackendError> {
-        let (Some(fast), Some(uri)) = (&self.fast, &target.uri) else {
+        let (Some(fast), Some(direct)) = (&self.fast, &target.direct) else {
             let mut req = self
                 .request(target, reqwest::Method::POST)
                 .header(ACCEPT, ACCEPT_BOTH)
@@ -354,8 +380,9 @@ impl BackendClient {
         let build = |credential: &AuthHeader| -> Result<http::Request<Full<Bytes>>, BackendError> {
             let mut req = http::Request::new(Full::new(body.clone()));
             *req.method_mut() = http::Method::POST;
-            *req.uri_mut() = uri.clone();
+            *req.uri_mut() = direct.uri.clone();
             let headers = req.headers_mut();
+            headers.insert(HOST, direct.host.clone());
             headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             if let Some((name, value)) = credential {
@@ -970,6 +997,71 @@ async fn wait_for_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `Host` header made once per backend is the one hyper's client would have made: what
+    /// the client sends without it, to a listener that reads the request head, for several URL
+    /// forms; and the default port left out.
+    #[tokio::test]
+    async fn the_direct_host_header_is_the_one_hyper_would_send() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut hosts = Vec::new();
+            for _ in 0..3 {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = sock.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the connection closed before the request head");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let host = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host: "))
+                    .map(str::to_owned);
+                hosts.push(host);
+                sock.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+            hosts
+        });
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build::<_, Full<Bytes>>(HttpConnector::new());
+        let urls = [
+            format!("http://127.0.0.1:{port}/mcp"),
+            format!("http://localhost:{port}/a/b?q=1"),
+            format!("http://LocalHost:{port}"),
+        ];
+        let mut ours = Vec::new();
+        for url in &urls {
+            let direct = direct(&reqwest::Url::parse(url).unwrap()).unwrap();
+            ours.push(direct.host.to_str().unwrap().to_owned());
+            let mut req = http::Request::new(Full::new(Bytes::new()));
+            *req.uri_mut() = direct.uri.clone();
+            assert_eq!(client.request(req).await.unwrap().status(), 204);
+        }
+        let sent: Vec<String> = server
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        assert_eq!(ours, sent);
+        assert_eq!(ours[0], format!("127.0.0.1:{port}"));
+
+        let host = |url: &str| direct(&reqwest::Url::parse(url).unwrap()).map(|d| d.host);
+        assert_eq!(host("http://example.com:80/mcp").unwrap(), "example.com");
+        assert_eq!(host("http://example.com/mcp").unwrap(), "example.com");
+        assert_eq!(host("http://[::1]:8080/mcp").unwrap(), "[::1]:8080");
+        assert_eq!(host("http://example.com:443/").unwrap(), "example.com:443");
+        // Not for the direct client: TLS, and credentials in the URL.
+        assert!(host("https://example.com/mcp").is_none());
+        assert!(host("http://user:pw@example.com/mcp").is_none());
+    }
 
     /// What a name resolves to when a backend connection is made: never a reserved address
     /// (a name rebound to the metadata service reaches nothing), loopback and private ones as

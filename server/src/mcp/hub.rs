@@ -150,7 +150,7 @@ mod tests {
         Target {
             name: "t".into(),
             url: url.to_string(),
-            uri: None,
+            direct: None,
             parsed_url: url,
             credential: crate::mcp::backend::Credential::None,
             timeout: Duration::from_secs(5),

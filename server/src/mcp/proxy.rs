@@ -55,10 +55,11 @@ use crate::state::AppState;
 async fn find(
     state: &AppState,
     server: &str,
+    resource: &str,
     headers: &HeaderMap,
     meta: &RequestMeta,
 ) -> Result<Call, Response> {
-    let principal = authenticate(state, &format!("mcp/{server}"), headers, meta).await?;
+    let principal = authenticate(state, resource, headers, meta).await?;
     let Some(backend) = state.mcp.registry.get(server).filter(|b| b.enabled) else {
         return Err(McpError::new(None, ErrorKind::NoSuchServer).into_response());
     };
@@ -81,11 +82,11 @@ pub async fn post(
     let (parts, body) = req.into_parts();
     // Changes from here on end a streamed answer (`gate::revocable`).
     let changes = state.auth_cache.subscribe();
-    let call = match find(&state, &server, &parts.headers, &meta).await {
+    let resource = format!("mcp/{server}");
+    let call = match find(&state, &server, &resource, &parts.headers, &meta).await {
         Ok(call) => call,
         Err(res) => return res,
     };
-    let resource = format!("mcp/{server}");
     // The slot is held until the answer is on its way.
     let (body, _slot) = match gate::receive(
         &state,
@@ -664,8 +665,8 @@ async fn admit_session(
     headers: &HeaderMap,
     meta: &RequestMeta,
 ) -> Result<(Call, Arc<ProxySession>), Response> {
-    let call = find(state, server, headers, meta).await?;
     let resource = format!("mcp/{server}");
+    let call = find(state, server, &resource, headers, meta).await?;
     let caller = call.caller(state, meta, &resource, 0);
     let route = Route::Backend {
         backend: &call.backend,

@@ -334,7 +334,7 @@ impl Registry {
                 name: row.name.clone(),
                 url: row.url.clone(),
                 parsed_url: parsed_url.clone(),
-                uri: crate::mcp::backend::fast_uri(&parsed_url),
+                direct: crate::mcp::backend::direct(&parsed_url),
                 credential,
                 timeout: Duration::from_millis(u64::try_from(row.timeout_ms).unwrap_or(30_000)),
                 max_response_bytes: self.config.mcp.max_response_bytes,
