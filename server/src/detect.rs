@@ -688,7 +688,7 @@ mod tests {
         use proptest::prelude::*;
         // Needle pieces in any case, letters, JSON punctuation and any byte at all.
         let piece = prop_oneof![
-            proptest::sample::select(PRECHECK_NEEDLES).prop_flat_map(|n| {
+            10 => proptest::sample::select(PRECHECK_NEEDLES).prop_flat_map(|n| {
                 let n = n.to_vec();
                 (
                     0..=n.len(),
@@ -702,8 +702,9 @@ mod tests {
                             .collect::<Vec<u8>>()
                     })
             }),
-            "[a-zA-Z0-9 \"{}:,\\\\]{1,8}".prop_map(String::into_bytes),
-            any::<u8>().prop_map(|b| vec![b]),
+            10 => "[a-zA-Z0-9 \"{}:,\\\\]{1,8}".prop_map(String::into_bytes),
+            // Rare: one non-ASCII byte makes both answers true, which tests little.
+            1 => any::<u8>().prop_map(|b| vec![b]),
         ];
         proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
     }
@@ -720,6 +721,12 @@ mod tests {
 
     #[test]
     fn the_precheck_finds_each_needle_in_any_case_and_passes_plain_json() {
+        // The reference compares ignoring case; the list is written in lower case.
+        assert!(
+            PRECHECK_NEEDLES
+                .iter()
+                .all(|n| n.to_ascii_lowercase() == *n)
+        );
         for n in PRECHECK_NEEDLES {
             let upper = n.to_ascii_uppercase();
             for needle in [n.to_vec(), upper] {
