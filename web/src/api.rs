@@ -548,9 +548,7 @@ async fn sign_in(realm: Realm, username: &str, password: &str) -> Result<Me, Api
 }
 
 /// A refresh shared by every request that waits for it.
-type Refresh = futures_util::future::Shared<
-    futures_util::future::LocalBoxFuture<'static, Result<(), ApiError>>,
->;
+type Refresh = futures_util::future::Shared<Pending<()>>;
 
 thread_local! {
     /// The refresh in flight per realm, with its generation: requests that find the token

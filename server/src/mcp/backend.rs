@@ -227,15 +227,12 @@ pub struct Direct {
     pub host: HeaderValue,
 }
 
-/// The `Host` header hyper's client sends for `uri`: the host, and the port as written unless
-/// it is the scheme's default.
+/// The `Host` header hyper's client sends for an `http://` URI: the host, and the port as
+/// written unless it is 80.
 fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
     let host = uri.host()?;
-    let secure = matches!(uri.scheme_str(), Some("https" | "wss"));
     let value = match uri.port() {
-        Some(port) if !matches!((port.as_u16(), secure), (443, true) | (80, false)) => {
-            HeaderValue::from_str(&format!("{host}:{port}"))
-        }
+        Some(port) if port.as_u16() != 80 => HeaderValue::from_str(&format!("{host}:{port}")),
         _ => HeaderValue::from_str(host),
     };
     value.ok()

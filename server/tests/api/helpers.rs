@@ -379,7 +379,7 @@ impl TestApp {
         event_type: &str,
     ) -> authmcp_gateway::db::events::SecurityEventRow {
         for _ in 0..100 {
-            if let Some(row) = self.events(event_type, 10).await.into_iter().next() {
+            if let Some(row) = self.events(event_type, 1).await.into_iter().next() {
                 return row;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
