@@ -222,6 +222,8 @@ where
 
 /// One strict reading of a JSON body into `T`: a syntax error is `invalid_json`, a value that
 /// does not fit `T` `invalid_body` with the path of the first wrong field; nothing may follow.
+/// A string holding a NUL (`\u0000`) is `invalid_body` too: Postgres text cannot hold one, so
+/// the API takes none anywhere (the OpenAPI document's string patterns say so).
 fn read_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     let mut reader = serde_json::Deserializer::from_slice(text);
     let syntax = |e: &serde_json::Error| ApiError::Validation {
@@ -241,7 +243,37 @@ fn read_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, ApiError>
         Err(e) => return Err(syntax(e.inner())),
     };
     reader.end().map_err(|e| syntax(&e))?;
+    if escaped_nul(text) {
+        return Err(ApiError::Validation {
+            code: "invalid_body",
+            message: "text may not contain the NUL character (\\u0000)".into(),
+            field: None,
+        });
+    }
     Ok(value)
+}
+
+/// Whether JSON text (read without error) has a `\u0000` escape, the only way a NUL gets into a
+/// JSON string: a backslash always starts an escape there, so after one that is not `\u0000`
+/// the next byte is skipped (`\\u0000` is a backslash and the text `u0000`).
+pub fn escaped_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(at) = json[i..].iter().position(|&b| b == b'\\') {
+        let escape = i + at + 1;
+        if json.get(escape..escape + 5) == Some(&b"u0000"[..]) {
+            return true;
+        }
+        i = escape + 1;
+        if i >= json.len() {
+            return false;
+        }
+    }
+    false
+}
+
+/// Whether a raw path or query has a `%00` (a NUL once decoded; `%` always starts an escape).
+fn encoded_nul(raw: &str) -> bool {
+    raw.contains("%00")
 }
 
 /// `application/json` or `application/…+json`, as `axum::Json` requires.
@@ -399,6 +431,13 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
+        if encoded_nul(parts.uri.path()) {
+            return Err(ApiError::Validation {
+                code: "invalid_path",
+                message: "the path may not contain the NUL character (%00)".into(),
+                field: None,
+            });
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| AppPath(v))
@@ -425,6 +464,13 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(encoded_nul) {
+            return Err(ApiError::Validation {
+                code: "invalid_query",
+                message: "a parameter may not contain the NUL character (%00)".into(),
+                field: None,
+            });
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| AppQuery(v))
@@ -583,6 +629,56 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = integral_numbers(&bytes);
+        }
+    }
+
+    /// One piece of a JSON string's text: a plain character or an escape.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => any::<char>()
+                .prop_filter("plain", |c| *c != '"' && *c != '\\' && !c.is_control())
+                .prop_map(String::from),
+            1 => prop::sample::select(vec![
+                r"\\", r#"\""#, r"\/", r"\n", r"\t", r"\u0000", r"\u0041", r"\u00e9",
+                r"\ud83d\ude00", r"\\u0000", r"\u000A", r"\u0001",
+            ])
+            .prop_map(String::from),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// `escaped_nul` finds a NUL exactly when serde_json reads one into a string (object
+        /// keys included), whatever escapes surround it.
+        #[test]
+        fn escaped_nul_agrees_with_serde(
+            key in proptest::collection::vec(piece(), 0..6),
+            value in proptest::collection::vec(piece(), 0..12),
+        ) {
+            let (key, value) = (key.concat(), value.concat());
+            let text = format!(r#"{{"{key}": ["{value}", 1, null]}}"#);
+            let read: std::collections::BTreeMap<String, Value> =
+                serde_json::from_str(&text).unwrap();
+            let nul = read.iter().any(|(k, v)| {
+                k.contains('\0') || v[0].as_str().is_some_and(|s| s.contains('\0'))
+            });
+            prop_assert_eq!(super::escaped_nul(text.as_bytes()), nul, "{}", text);
+        }
+    }
+
+    #[test]
+    fn escaped_nul_cases() {
+        for (text, nul) in [
+            (r#"{"a": "\u0000"}"#, true),
+            (r#"{"a\u0000": 1}"#, true),
+            (r#"{"a": "\\u0000"}"#, false),
+            (r#"{"a": "\\\u0000"}"#, true),
+            (r#"{"a": "u0000"}"#, false),
+            (r#"{"a": "\u00000"}"#, true),
+            (r#"{"a": "\"}"#, false),
+            ("\\", false),
+        ] {
+            assert_eq!(super::escaped_nul(text.as_bytes()), nul, "{text}");
         }
     }
 }

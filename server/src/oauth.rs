@@ -182,11 +182,14 @@ pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-/// Parses an `application/x-www-form-urlencoded` body or query; a repeated parameter is an
-/// error (its description).
+/// Parses an `application/x-www-form-urlencoded` body or query; a repeated parameter, or one
+/// holding a NUL (`%00`, which Postgres text cannot hold), is an error (its description).
 pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
+        if k.contains('\0') || v.contains('\0') {
+            return Err("a parameter contains the NUL character (%00)".into());
+        }
         if out.insert(k.to_string(), v.to_string()).is_some() {
             return Err(format!("parameter `{k}` is repeated"));
         }

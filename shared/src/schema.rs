@@ -63,10 +63,14 @@ fn whitespace() -> String {
     class(false, &[WHITESPACE], "")
 }
 
-/// One character that is not `White_Space`.
+/// One character that is not `White_Space` (nor NUL, which the API refuses in every string).
 fn not_whitespace() -> String {
-    class(true, &[WHITESPACE], "")
+    class(true, &[WHITESPACE, &[('\u{0}', '\u{0}')]], "")
 }
+
+/// Any character but NUL, which the API refuses in every string (server/src/error.rs
+/// `read_json`; Postgres text cannot hold it).
+const NOT_NUL: &str = "[^\\u0000]";
 
 /// One character of a display name: no control or invisible character.
 fn visible() -> String {
@@ -268,7 +272,7 @@ pub fn server_description() -> Object {
     let (space, other) = (whitespace(), not_whitespace());
     string(true)
         .pattern(Some(format!(
-            "^{space}*(?:{other}(?:[\\s\\S]{{0,998}}{other})?)?{space}*$"
+            "^{space}*(?:{other}(?:{NOT_NUL}{{0,998}}{other})?)?{space}*$"
         )))
         .description(Some(
             "At most 1000 characters once surrounding whitespace is removed; empty: none.",
@@ -282,7 +286,7 @@ pub fn api_key_name() -> Object {
     string(false)
         .min_length(Some(1))
         .pattern(Some(format!(
-            "^{space}*{other}(?:[\\s\\S]{{0,98}}{other})?{space}*$"
+            "^{space}*{other}(?:{NOT_NUL}{{0,98}}{other})?{space}*$"
         )))
         .description(Some(
             "1 to 100 characters once surrounding whitespace is removed.",
@@ -297,7 +301,7 @@ pub fn oauth_client_name() -> Object {
     string(false)
         .min_length(Some(1))
         .max_length(Some(100))
-        .pattern(Some(format!("^{space}*{other}[\\s\\S]*$")))
+        .pattern(Some(format!("^{space}*{other}{NOT_NUL}*$")))
         .description(Some(
             "At most 100 characters, not only whitespace. The consent page shows it without \
              control or invisible characters.",

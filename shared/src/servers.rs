@@ -36,7 +36,10 @@ pub enum CredentialInput {
     /// `Authorization: Basic base64(username:password)`.
     Basic {
         // At most 8192 bytes, which no character count states exactly.
-        #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = "^[^:]+$"))]
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_length = 1, pattern = r"^[^:\u0000]+$")
+        )]
         username: String,
         password: String,
     },

@@ -205,12 +205,14 @@ pub async fn verify_credentials(
         Err(retry) => return Err(address_exhausted(state, meta, retry)),
     };
     // Usernames are at most 64 characters: a longer one matches nobody, and is not stored
-    // whole as a lockout key.
+    // whole as a lockout key. Nor is a control character, which no username has (and a NUL
+    // Postgres text cannot hold).
     let username_key: String = req
         .username
         .trim()
         .to_lowercase()
         .chars()
+        .filter(|c| !c.is_control())
         .take(128)
         .collect();
     let now = db::now();

@@ -73,7 +73,8 @@ impl ActivitySink {
         }
     }
 
-    pub fn record(&self, row: ActivityRow) {
+    pub fn record(&self, mut row: ActivityRow) {
+        nul_free(&mut row);
         if self.tx.try_send(row).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -84,8 +85,51 @@ impl ActivitySink {
     }
 }
 
+/// A NUL, which Postgres text cannot hold, becomes U+FFFD: one record's text must never fail
+/// the statement that carries a whole batch of everyone's records. (The MCP reading already
+/// keeps control characters out of every field a client sets; this is the sink's own rule.)
+fn nul_free(row: &mut ActivityRow) {
+    let fields = [
+        row.username.as_mut(),
+        Some(&mut row.server),
+        Some(&mut row.method),
+        row.tool.as_mut(),
+        Some(&mut row.status),
+        row.client_name.as_mut(),
+    ];
+    for text in fields.into_iter().flatten() {
+        if text.contains('\0') {
+            *text = text.replace('\0', "\u{fffd}");
+        }
+    }
+}
+
 async fn write_batch(db: &Db, batch: &[ActivityRow]) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     db::servers::insert_activity(&mut tx, db.backend, batch).await?;
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_in_any_text_of_a_record_becomes_a_replacement_character() {
+        let mut row = ActivityRow {
+            username: Some("a\0".into()),
+            server: "\0s".into(),
+            method: "m".into(),
+            tool: Some("t\0\0".into()),
+            status: "ok".into(),
+            client_name: Some("c\0lient".into()),
+            ..Default::default()
+        };
+        nul_free(&mut row);
+        assert_eq!(row.username.as_deref(), Some("a\u{fffd}"));
+        assert_eq!(row.server, "\u{fffd}s");
+        assert_eq!(row.method, "m");
+        assert_eq!(row.tool.as_deref(), Some("t\u{fffd}\u{fffd}"));
+        assert_eq!(row.client_name.as_deref(), Some("c\u{fffd}lient"));
+    }
 }

@@ -233,7 +233,7 @@ pub async fn post(State(state): State<AppState>, meta: RequestMeta, req: Request
     };
     ctx.client_name = sess.client["name"]
         .as_str()
-        .map(|n| n.chars().take(100).collect());
+        .map(crate::mcp::message::client_label);
     let res = dispatch(&ctx, &sess, &msg).await;
     // A streamed answer ends if the caller loses access meanwhile (routed calls also when they
     // lose their server: `route`).

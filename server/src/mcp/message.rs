@@ -315,7 +315,7 @@ impl<'de> Top<'de> {
         let client_name = params
             .client_name
             .or(params.meta_client_name)
-            .map(|n| n.chars().take(100).collect());
+            .map(|n| client_label(&n));
         Ok(Message {
             kind,
             id: self.id,
@@ -328,6 +328,18 @@ impl<'de> Top<'de> {
             client_name,
         })
     }
+}
+
+/// A client's `clientInfo.name` as activity records and the UI show it: at most 100 characters,
+/// without control or invisible characters (a NUL would fail the database write of a whole
+/// batch of records on Postgres; a direction control would make the name pose as another).
+pub fn client_label(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control() && !invisible(*c))
+        .take(100)
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 /// Visible ASCII only.

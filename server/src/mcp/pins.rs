@@ -312,7 +312,10 @@ impl Pins {
             .map(|t| {
                 t.get("name")
                     .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty() && n.len() <= MAX_NAME)
+                    // A name no client may send (`message::clean`) is no tool to pin.
+                    .filter(|n| {
+                        !n.is_empty() && n.len() <= MAX_NAME && crate::mcp::message::clean(n)
+                    })
                     .map(|_| fingerprint(t))
             })
             .collect();

@@ -205,20 +205,17 @@ fn check_metadata(
             format!("supported scopes: {}", SCOPES.join(" ")),
         ));
     }
-    let https_uri =
-        |u: Option<String>| u.filter(|u| u.starts_with("https://") && u.len() <= MAX_URI_LEN);
+    // Shown as links; a control character (a NUL, which Postgres text cannot hold) is none.
+    let https_uri = |u: Option<String>| {
+        u.filter(|u| {
+            u.starts_with("https://") && u.len() <= MAX_URI_LEN && !u.chars().any(char::is_control)
+        })
+    };
     // The consent screen shows the name: control, invisible and direction-changing
     // characters go (a name cannot pose as another or hide part of itself).
     let name: String = m
         .client_name
-        .map(|n| {
-            n.chars()
-                .filter(|c| !c.is_control() && !crate::mcp::message::invisible(*c))
-                .take(100)
-                .collect::<String>()
-                .trim()
-                .to_string()
-        })
+        .map(|n| crate::mcp::message::client_label(&n))
         .filter(|n: &String| !n.is_empty())
         .unwrap_or_else(|| "Unnamed client".into());
     Ok(Checked {
@@ -597,10 +594,12 @@ pub async fn authenticate(
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| {
             let (id, secret) = s.split_once(':')?;
-            Some((
+            let (id, secret) = (
                 crate::oauth::form_decode(id),
                 crate::oauth::form_decode(secret),
-            ))
+            );
+            // A NUL names no client (and Postgres text cannot hold one): no credentials.
+            (!id.contains('\0') && !secret.contains('\0')).then_some((id, secret))
         });
     let invalid = |description: &str| OAuthError {
         basic_challenge: basic.is_some(),

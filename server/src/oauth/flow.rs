@@ -422,7 +422,7 @@ pub async fn authorize(
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Invalid sign-in request",
-                "A parameter is repeated.",
+                "A parameter is repeated or contains the NUL character.",
             );
         }
     };

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{ADMIN_PASSWORD, Backend, TestApp, TestEnv};
+use crate::helpers::{ADMIN_PASSWORD, Backend, TestApp, TestEnv, db_test};
 
 /// A gateway on a fresh SQLite store with the bootstrap admin and these settings.
 async fn gateway_with(vars: &[(&str, &str)]) -> TestApp {
@@ -1058,4 +1058,88 @@ async fn behind_trusted_proxies_the_first_admin_needs_the_setup_token_even_on_lo
         "loopback without proxies stays one step"
     );
     app.stop().await;
+}
+
+db_test! {
+    /// Postgres text cannot hold a NUL (U+0000): every way a client can send one is refused
+    /// with a clear error before anything is stored or looked up (on SQLite, which could store
+    /// it, the same), and an MCP client's name is shown without control characters, so that no
+    /// batch of activity records (everyone's) can fail on it.
+    async fn a_nul_character_is_refused_everywhere_and_fails_no_write(env: TestEnv) {
+        let app = env.with_admin().spawn().await;
+        let admin = app.admin_token().await;
+        let code = |v: &serde_json::Value| v["error"]["code"].as_str().unwrap_or_default().to_string();
+        // JSON bodies: a NUL anywhere (value, key, password) is `invalid_body`, unauthenticated
+        // or not; the text `\u0000` (an escaped backslash) is ordinary text.
+        for body in [
+            r#"{"username": "ad\u0000min", "password": "x"}"#,
+            r#"{"username": "admin", "password": "x\u0000"}"#,
+            r#"{"username": "admin", "password": "x", "\u0000": 1}"#,
+        ] {
+            let res = app.client.post(app.url("/auth/login"))
+                .header("content-type", "application/json").body(body).send().await.unwrap();
+            assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(code(&res.json().await.unwrap()), "invalid_body", "{body}");
+        }
+        let token = app.mcp_token("admin", ADMIN_PASSWORD).await;
+        for (name, status) in [(r#""k\u0000""#, 400), (r#""k\\u0000""#, 201)] {
+            let res = app.client.post(app.url("/auth/api-keys")).bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"name": {name}}}"#)).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), status, "{name}");
+        }
+        let keys: serde_json::Value = app.get_as("/auth/api-keys", &token).await.json().await.unwrap();
+        assert!(keys.to_string().contains(r#""k\\u0000""#), "the text kept as sent: {keys}");
+        // Query and path parameters: `%00` is `invalid_query` / `invalid_path`; `%2500` is text.
+        let res = app.get_as("/admin/api/users?q=%00", &admin).await;
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+        assert_eq!(code(&res.json().await.unwrap()), "invalid_query");
+        assert_eq!(app.get_as("/admin/api/users?q=%2500", &admin).await.status(), reqwest::StatusCode::OK);
+        let res = app.get_as("/admin/api/security-events?severity=%00", &admin).await;
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+        let res = app.get_as("/admin/api/users/1%00", &admin).await;
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+        assert_eq!(code(&res.json().await.unwrap()), "invalid_path");
+        // OAuth: forms and the authorization request refuse it; Basic credentials holding one
+        // are no credentials.
+        let res = app.client.post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=authorization_code&code=x&client_id=a%00b").send().await.unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode("a%00b:secret");
+        let res = app.client.post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", format!("Basic {basic}"))
+            .body("grant_type=authorization_code&code=x").send().await.unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+        let res = app.get("/oauth/authorize?response_type=code&client_id=a%00b&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb").await;
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+        // MCP: a client name with a NUL and a direction control is recorded without them, and
+        // the records around it (the same batch) are all stored.
+        for name in ["before", "ev\u{0}il\u{202e}", "after"] {
+            let res = app.client.post(app.url("/mcp")).bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                               "clientInfo": {"name": name, "version": "1"}}}))
+                .send().await.unwrap();
+            assert_eq!(res.status(), reqwest::StatusCode::OK, "{name}");
+        }
+        let mut names = Vec::new();
+        for _ in 0..100 {
+            let activity: serde_json::Value =
+                app.get_as("/admin/api/mcp-activity", &admin).await.json().await.unwrap();
+            names = activity["items"].as_array().unwrap().iter()
+                .filter_map(|r| r["client_name"].as_str().map(str::to_string)).collect();
+            if names.len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        names.sort();
+        assert_eq!(names, ["after", "before", "evil"]);
+    }
 }
