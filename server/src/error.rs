@@ -222,8 +222,8 @@ where
 
 /// One strict reading of a JSON body into `T`: a syntax error is `invalid_json`, a value that
 /// does not fit `T` `invalid_body` with the path of the first wrong field; nothing may follow.
-/// A string holding a NUL (`\u0000`) is `invalid_body` too: Postgres text cannot hold one, so
-/// the API takes none anywhere (the OpenAPI document's string patterns say so).
+/// A NUL (`\u0000`) in any string `T` reads is `invalid_body` too: Postgres text cannot hold
+/// one, so the API takes none (the OpenAPI document's string patterns say so).
 fn read_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     let mut reader = serde_json::Deserializer::from_slice(text);
     let syntax = |e: &serde_json::Error| ApiError::Validation {
@@ -243,7 +243,7 @@ fn read_json<T: serde::de::DeserializeOwned>(text: &[u8]) -> Result<T, ApiError>
         Err(e) => return Err(syntax(e.inner())),
     };
     reader.end().map_err(|e| syntax(&e))?;
-    if escaped_nul(text) {
+    if nul_read::<T>(text) {
         return Err(ApiError::Validation {
             code: "invalid_body",
             message: "text may not contain the NUL character (\\u0000)".into(),
@@ -269,6 +269,89 @@ pub fn escaped_nul(json: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Whether reading `text` (JSON that reads as `T`) as `T` reads a NUL: in a key or string of
+/// anything but what `T` ignores (fields it does not know, which the schemas allow; those are
+/// found by reading once more with `serde_ignored`, only for a body that has a NUL at all).
+/// A path it cannot follow leaves its part in place: in doubt, the NUL counts.
+fn nul_read<T: serde::de::DeserializeOwned>(text: &[u8]) -> bool {
+    if !escaped_nul(text) {
+        return false;
+    }
+    let mut ignored: Vec<Vec<Step>> = Vec::new();
+    let mut reader = serde_json::Deserializer::from_slice(text);
+    let _ = serde_ignored::deserialize::<_, _, T>(&mut reader, |path| ignored.push(steps(&path)));
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(text) else {
+        return true;
+    };
+    for path in &ignored {
+        drop_at(&mut value, path);
+    }
+    holds_nul(&value)
+}
+
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn steps(path: &serde_ignored::Path<'_>) -> Vec<Step> {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => Vec::new(),
+        Path::Seq { parent, index } => {
+            let mut steps = steps(parent);
+            steps.push(Step::Index(*index));
+            steps
+        }
+        Path::Map { parent, key } => {
+            let mut steps = steps(parent);
+            steps.push(Step::Key(key.clone()));
+            steps
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => steps(parent),
+    }
+}
+
+/// Takes out the member (key and value) or element at `path`, if it is there.
+fn drop_at(value: &mut serde_json::Value, path: &[Step]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = value;
+    for step in parents {
+        let next = match step {
+            Step::Key(key) => at.get_mut(key.as_str()),
+            Step::Index(index) => at.get_mut(*index),
+        };
+        let Some(next) = next else {
+            return;
+        };
+        at = next;
+    }
+    match (last, at) {
+        (Step::Key(key), serde_json::Value::Object(map)) => {
+            map.remove(key);
+        }
+        (Step::Index(index), serde_json::Value::Array(items)) => {
+            if let Some(item) = items.get_mut(*index) {
+                *item = serde_json::Value::Null;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// Whether a raw path or query has a `%00` (a NUL once decoded; `%` always starts an escape).
@@ -679,6 +762,68 @@ mod tests {
             ("\\", false),
         ] {
             assert_eq!(super::escaped_nul(text.as_bytes()), nul, "{text}");
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        list: Option<Vec<String>>,
+        args: Option<Value>,
+        inner: Option<Inner>,
+        kind: Option<Kind>,
+        credential: Option<shared::servers::CredentialInput>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        k: String,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Plain,
+        With { k: String },
+    }
+
+    /// A NUL counts where the type reads it (its own fields, free-form values, lists,
+    /// variants), not in fields it ignores.
+    #[test]
+    fn a_nul_counts_only_in_what_is_read() {
+        for (text, nul) in [
+            (r#"{"name": "a"}"#, false),
+            (r#"{"name": "a\u0000"}"#, true),
+            (r#"{"name": "a", "unknown\u0000": 1}"#, false),
+            (r#"{"name": "a", "extra": {"x": ["\u0000"]}}"#, false),
+            (r#"{"name": "a", "args": {"x": "\u0000"}}"#, true),
+            (r#"{"name": "a", "args": {"\u0000": 1}}"#, true),
+            (r#"{"name": "a", "list": ["b", "\u0000"]}"#, true),
+            (
+                r#"{"name": "a", "inner": {"k": "v", "zz": "\u0000"}}"#,
+                false,
+            ),
+            (r#"{"name": "a", "inner": {"k": "\u0000"}}"#, true),
+            (r#"{"name": "a", "kind": {"with": {"k": "\u0000"}}}"#, true),
+            // serde_ignored's path leaves out the variant's name: not followed, so it counts.
+            (
+                r#"{"name": "a", "kind": {"with": {"k": "v", "zz": "\u0000"}}}"#,
+                true,
+            ),
+            (r#"{"name": "a", "kind": "plain", "z": "\\u0000"}"#, false),
+            (
+                r#"{"name": "a", "credential": {"type": "bearer", "token": "\u0000"}}"#,
+                true,
+            ),
+            (
+                r#"{"name": "a", "credential": {"type": "bearer", "token": "t", "z": "\u0000"}}"#,
+                false,
+            ),
+        ] {
+            assert_eq!(super::nul_read::<Body>(text.as_bytes()), nul, "{text}");
         }
     }
 }

@@ -19,7 +19,10 @@ pub enum Transport {
 /// A backend credential as written by an admin. Never returned by any endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", rename_all = "lowercase")]
+// Read through `CredentialFields`, a plain struct: serde reads an internally tagged enum by
+// buffering every field first, so which fields a variant then ignores could not be told
+// (server/src/error.rs `nul_read` needs to).
+#[serde(tag = "type", rename_all = "lowercase", try_from = "CredentialFields")]
 pub enum CredentialInput {
     /// No credential.
     None,
@@ -140,6 +143,78 @@ pub struct OAuthCodeInput {
         )
     )]
     pub scope: Option<String>,
+}
+
+/// Every field of every kind of `CredentialInput`, as one struct: how it is read (see there).
+/// Fields no kind has are ignored, as serde ignores them; those of another kind are read and
+/// then left unused.
+#[derive(Deserialize)]
+struct CredentialFields {
+    #[serde(rename = "type")]
+    kind: String,
+    token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    name: Option<String>,
+    value: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    audience: Option<String>,
+    resource: Option<String>,
+    auth_method: Option<String>,
+}
+
+impl TryFrom<CredentialFields> for CredentialInput {
+    type Error = String;
+
+    fn try_from(f: CredentialFields) -> Result<Self, String> {
+        let need = |value: Option<String>, field: &str| {
+            value.ok_or_else(|| format!("missing field `{field}`"))
+        };
+        Ok(match f.kind.as_str() {
+            "none" => CredentialInput::None,
+            "bearer" => CredentialInput::Bearer {
+                token: need(f.token, "token")?,
+            },
+            "basic" => CredentialInput::Basic {
+                username: need(f.username, "username")?,
+                password: need(f.password, "password")?,
+            },
+            "header" => CredentialInput::Header {
+                name: need(f.name, "name")?,
+                value: need(f.value, "value")?,
+            },
+            "oauth_client_credentials" => CredentialInput::OAuthClientCredentials {
+                token_url: need(f.token_url, "token_url")?,
+                client_id: need(f.client_id, "client_id")?,
+                client_secret: need(f.client_secret, "client_secret")?,
+                scope: f.scope,
+                audience: f.audience,
+                resource: f.resource,
+                auth_method: f.auth_method,
+            },
+            kind @ ("oauth_admin" | "oauth_user") => {
+                let code = OAuthCodeInput {
+                    client_id: f.client_id,
+                    client_secret: f.client_secret,
+                    scope: f.scope,
+                };
+                if kind == "oauth_admin" {
+                    CredentialInput::OAuthAdmin(code)
+                } else {
+                    CredentialInput::OAuthUser(code)
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown credential type `{other}`, expected one of `none`, `bearer`, \
+                     `basic`, `header`, `oauth_client_credentials`, `oauth_admin`, `oauth_user`"
+                ));
+            }
+        })
+    }
 }
 
 /// What the API shows of a credential: its kind and a hint (the last 4 characters of a static
@@ -652,4 +727,62 @@ pub struct ToolRateLimit {
     pub tool: String,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000000))]
     pub per_minute: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `CredentialFields` reads what the enum writes, every kind; fields no kind has are
+    /// ignored; a missing field or an unknown kind is refused.
+    #[test]
+    fn a_credential_reads_as_it_is_written() {
+        let code = OAuthCodeInput {
+            client_id: Some("id".into()),
+            client_secret: None,
+            scope: Some("read".into()),
+        };
+        for credential in [
+            CredentialInput::None,
+            CredentialInput::Bearer { token: "t".into() },
+            CredentialInput::Basic {
+                username: "u".into(),
+                password: "p".into(),
+            },
+            CredentialInput::Header {
+                name: "X-Key".into(),
+                value: "v".into(),
+            },
+            CredentialInput::OAuthClientCredentials {
+                token_url: "https://as/token".into(),
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                scope: None,
+                audience: Some("a".into()),
+                resource: None,
+                auth_method: Some("client_secret_post".into()),
+            },
+            CredentialInput::OAuthAdmin(code.clone()),
+            CredentialInput::OAuthUser(code.clone()),
+        ] {
+            let text = serde_json::to_string(&credential).unwrap();
+            let read: CredentialInput = serde_json::from_str(&text).unwrap();
+            assert_eq!(read, credential, "{text}");
+        }
+        let read: CredentialInput =
+            serde_json::from_str(r#"{"type": "bearer", "token": "t", "other": [1]}"#).unwrap();
+        assert_eq!(read, CredentialInput::Bearer { token: "t".into() });
+        for bad in [
+            r#"{"type": "bearer"}"#,
+            r#"{"type": "bearer", "token": null}"#,
+            r#"{"type": "magic"}"#,
+            r#"{"token": "t"}"#,
+            r#"{"type": 1}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<CredentialInput>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }
