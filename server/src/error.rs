@@ -271,13 +271,19 @@ pub fn escaped_nul(json: &[u8]) -> bool {
     false
 }
 
-/// Whether reading `text` (JSON that reads as `T`) as `T` reads a NUL: in a key or string of
-/// anything but what `T` ignores (fields it does not know, which the schemas allow; those are
-/// found by reading once more with `serde_ignored`, only for a body that has a NUL at all).
-/// A path it cannot follow leaves its part in place: in doubt, the NUL counts.
+/// Whether reading `text` (JSON that reads as `T`) as `T` reads a NUL, in a key or a string
+/// of anything but what `T` ignores (fields it does not know, which the schemas allow). Only a
+/// body that has a NUL at all is read again, twice:
+/// - its string values with each NUL written as a lone surrogate (`\udc00`): serde_json refuses
+///   one in a string it reads but only skips one it ignores, so this is exact for values;
+/// - as a tree without the fields `serde_ignored` reports as ignored, for keys (which serde
+///   reads even to ignore them). A path it cannot follow leaves its part in place.
 fn nul_read<T: serde::de::DeserializeOwned>(text: &[u8]) -> bool {
     if !escaped_nul(text) {
         return false;
+    }
+    if serde_json::from_slice::<T>(&values_nul_unreadable(text)).is_err() {
+        return true;
     }
     let mut ignored: Vec<Vec<Step>> = Vec::new();
     let mut reader = serde_json::Deserializer::from_slice(text);
@@ -289,6 +295,43 @@ fn nul_read<T: serde::de::DeserializeOwned>(text: &[u8]) -> bool {
         drop_at(&mut value, path);
     }
     holds_nul(&value)
+}
+
+/// `text` (valid JSON) with every `\u0000` in a string value (not a key) written `\udc00`,
+/// which cannot pair with anything before it (a high surrogate there would have made the
+/// string unreadable already).
+fn values_nul_unreadable(text: &[u8]) -> Vec<u8> {
+    let mut out = text.to_vec();
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        // A string from `i`: its NUL escapes, then whether a `:` follows (a key).
+        let mut nuls = Vec::new();
+        let mut j = i + 1;
+        while j < text.len() && text[j] != b'"' {
+            if text[j] == b'\\' {
+                if text.get(j + 1..j + 6) == Some(&b"u0000"[..]) {
+                    nuls.push(j + 2);
+                }
+                j += 2;
+            } else {
+                j += 1;
+            }
+        }
+        let next = text[(j + 1).min(text.len())..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace());
+        if next != Some(&b':') {
+            for at in nuls {
+                out[at..at + 4].copy_from_slice(b"dc00");
+            }
+        }
+        i = j + 1;
+    }
+    out
 }
 
 enum Step {
@@ -813,6 +856,18 @@ mod tests {
                 r#"{"name": "a", "kind": {"with": {"k": "v", "zz": "\u0000"}}}"#,
                 true,
             ),
+            // Nor can an ignored field named like the variant hide what is read.
+            (
+                r#"{"name": "a", "kind": {"with": {"k": "\u0000", "with": 0}}}"#,
+                true,
+            ),
+            // A lone surrogate after the NUL: the NUL is still refused where it is read.
+            (r#"{"name": "a", "args": {"x": "\u0000\udc00"}}"#, true),
+            (r#"{"name": "a", "list": ["\u0000\u0000"]}"#, true),
+            (r#"{"name": "a", "yy": {"\u0000": "\u0000"}}"#, false),
+            // A lone surrogate (which serde_json skips where ignored) makes the tree unreadable:
+            // in doubt, the NUL counts.
+            (r#"{"name": "a", "zz": "\ud800\u0000"}"#, true),
             (r#"{"name": "a", "kind": "plain", "z": "\\u0000"}"#, false),
             (
                 r#"{"name": "a", "credential": {"type": "bearer", "token": "\u0000"}}"#,

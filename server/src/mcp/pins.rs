@@ -312,9 +312,10 @@ impl Pins {
             .map(|t| {
                 t.get("name")
                     .and_then(Value::as_str)
-                    // A name no client may send (`message::clean`) is no tool to pin.
+                    // A name with a control character is none a client may call, nor one the
+                    // pins table can store (a NUL): not pinned, and so not listed under pinning.
                     .filter(|n| {
-                        !n.is_empty() && n.len() <= MAX_NAME && crate::mcp::message::clean(n)
+                        !n.is_empty() && n.len() <= MAX_NAME && !n.chars().any(char::is_control)
                     })
                     .map(|_| fingerprint(t))
             })

@@ -248,7 +248,10 @@ fn hold_tools(
         let Some(n) = t["name"].as_str() else {
             return false;
         };
+        // Under pinning every tool listed is pinned: one that cannot be (no usable name) is not
+        // listed, whatever the mode.
         tool_filter.is_none_or(|f| f.permits(server_id, n))
+            && (pinning == Pinning::Off || fp.is_some())
             && (pinning != Pinning::Quarantine
                 || fp.is_some_and(|fp| state.mcp.pins.approved(server_id, n, &fp)))
     });

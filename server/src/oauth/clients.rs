@@ -160,6 +160,14 @@ fn check_metadata(
                 format!("a redirect URI may have at most {MAX_URI_LEN} characters"),
             ));
         }
+        // The URL parser would take (and encode) one; stored and sent back as written, it
+        // must hold none (a NUL Postgres text cannot hold).
+        if uri.chars().any(char::is_control) {
+            return Err((
+                "invalid_redirect_uri",
+                "a redirect URI may not contain control characters".into(),
+            ));
+        }
         validate_redirect_uri(uri, application_type == "native")
             .map_err(|e| ("invalid_redirect_uri", e))?;
     }
@@ -581,11 +589,12 @@ pub async fn authenticate(
     headers: &HeaderMap,
     form: &std::collections::HashMap<String, String>,
 ) -> Result<Arc<ClientRow>, OAuthError> {
-    let basic = headers
+    let basic_sent = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"));
+    let basic = basic_sent
         .and_then(|(_, b64)| {
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
@@ -602,9 +611,13 @@ pub async fn authenticate(
             (!id.contains('\0') && !secret.contains('\0')).then_some((id, secret))
         });
     let invalid = |description: &str| OAuthError {
-        basic_challenge: basic.is_some(),
+        basic_challenge: basic_sent.is_some(),
         ..OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
     };
+    // Basic credentials that cannot be read are refused, not passed over for the form's.
+    if basic_sent.is_some() && basic.is_none() {
+        return Err(invalid("the Basic credentials cannot be read"));
+    }
     let (client_id, secret, method) = match (&basic, form.get("client_secret")) {
         (Some((id, secret)), None) => (id.clone(), Some(secret.clone()), "client_secret_basic"),
         (None, Some(secret)) => (

@@ -122,14 +122,18 @@ impl Listed {
         }
     }
 
-    /// Whether item `i` may be shown: under quarantine, a tool only in its approved version.
+    /// Whether item `i` may be shown: under pinning, only a tool that could be pinned (one with
+    /// a usable name); under quarantine, only in its approved version.
     pub fn pinned(&self, state: &AppState, backend: &Backend, i: usize) -> bool {
-        if backend.pinning != crate::mcp::pins::Pinning::Quarantine || self.fingerprints.is_empty()
-        {
+        use crate::mcp::pins::Pinning;
+        if backend.pinning == Pinning::Off || self.fingerprints.is_empty() {
             return true;
         }
         match (self.name(i), self.fingerprints.get(i).copied().flatten()) {
-            (Some(name), Some(fp)) => state.mcp.pins.approved(backend.id, name, &fp),
+            (Some(name), Some(fp)) => {
+                backend.pinning != Pinning::Quarantine
+                    || state.mcp.pins.approved(backend.id, name, &fp)
+            }
             _ => false,
         }
     }
