@@ -2,7 +2,7 @@
 //! `utoipa_axum::routes!`, which adds it to the router and to this document in one step, so
 //! the two cannot drift (a test also checks that no route bypasses it).
 
-use utoipa::openapi::path::{Operation, Parameter};
+use utoipa::openapi::path::{Operation, Parameter, PathItem};
 use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
@@ -89,17 +89,23 @@ pub fn complete(doc: &mut utoipa::openapi::OpenApi) {
         if path.starts_with("/mcp") {
             continue;
         }
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations(item) {
             complete_operation(path, operation);
         }
     }
+}
+
+/// The operations of a path the API serves (it has no other methods).
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The pattern of a request string that has none: no NUL (`error::read_json`, `AppQuery`,
@@ -117,14 +123,7 @@ fn no_nul(doc: &mut utoipa::openapi::OpenApi) {
             continue;
         }
         patch_parameters(item.parameters.as_mut(), &mut refs);
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations(item) {
             patch_parameters(operation.parameters.as_mut(), &mut refs);
             if let Some(RefOr::T(body)) = &mut operation.request_body {
                 for media in body.content.values_mut() {
