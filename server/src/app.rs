@@ -238,6 +238,13 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let (api_router, openapi) = api_parts();
+    // Served as the bytes it serialises to (375 kB), built once: the tree behind it is about
+    // 5 MB of small allocations that an idle gateway would otherwise hold for its lifetime
+    // (heaptrack; docs/PERFORMANCE.md), and each request serialised it again.
+    let document = axum::body::Bytes::from(
+        serde_json::to_vec(&openapi).expect("an OpenAPI document serialises to JSON"),
+    );
+    drop(openapi);
     let api_router = api_router
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -265,8 +272,16 @@ pub fn router(state: AppState) -> Router {
         .merge(form_router)
         .route("/admin/api/live", axum::routing::get(crate::live::socket)) // not json: WebSocket upgrade
         .route("/metrics", axum::routing::get(crate::metrics::handler)) // not json: Prometheus text
+        .route(
+            shared::routes::OPENAPI_JSON,
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+            }),
+        )
         .merge(
-            SwaggerUi::new(shared::routes::SWAGGER_UI).url(shared::routes::OPENAPI_JSON, openapi),
+            SwaggerUi::new(shared::routes::SWAGGER_UI)
+                .config(utoipa_swagger_ui::Config::new([shared::routes::OPENAPI_JSON])),
         )
         .fallback(spa::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
