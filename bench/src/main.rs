@@ -212,6 +212,9 @@ fn start_nginx(dir: &Path, json_port: u16, sse_port: u16) -> anyhow::Result<(Ngi
 }
 
 /// (VmRSS, VmHWM) in KiB.
+/// How long the idle gateway is left alone before its settled RSS is read.
+const SETTLE: Duration = Duration::from_secs(20);
+
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
@@ -639,6 +642,15 @@ async fn main() -> anyhow::Result<()> {
     let gw_pid = s.gateway.0.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (idle_rss, _) = memory_kib(gw_pid);
+    // Idle as an operator sees it: after start-up's and setup's freed memory has gone back
+    // (jemalloc's background thread purges freed pages over its 10-second decay). The budget
+    // (idle ≤ 25 MB) is compared with this figure; the two above are reported as they were.
+    let settled_rss = if args.quick {
+        None
+    } else {
+        tokio::time::sleep(SETTLE).await;
+        Some(memory_kib(gw_pid).0)
+    };
     let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let auth = ("authorization".to_string(), format!("Bearer {}", s.token));
     let version = ("mcp-protocol-version".to_string(), "2025-11-25".to_string());
@@ -973,7 +985,7 @@ async fn main() -> anyhow::Result<()> {
         &args,
         &rows,
         hostile.as_ref(),
-        (s.start_rss, idle_rss),
+        (s.start_rss, idle_rss, settled_rss),
         peak_rss,
         opened,
         before_streams,
@@ -1050,7 +1062,7 @@ fn report(
     args: &Args,
     rows: &[Row],
     hostile: Option<&Hostile>,
-    (start_rss, idle_rss): (u64, u64),
+    (start_rss, idle_rss, settled_rss): (u64, u64, Option<u64>),
     peak_rss: u64,
     streams: usize,
     before: u64,
@@ -1145,10 +1157,15 @@ fn report(
         }
     }
     let stream_cost_mib = (with_streams.saturating_sub(before)) as f64 / 1024.0;
+    let settled = settled_rss.map_or_else(
+        || "not measured in quick mode".to_string(),
+        |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
+    );
     println!(
-        "\nGateway memory: idle RSS at start {:.1} MiB, idle after setup (4 argon2id logins) {:.1} MiB, peak during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
+        "\nGateway memory: idle RSS at start {:.1} MiB, idle after setup (4 argon2id logins) {:.1} MiB, settled ({} s later, no requests; budget 25 MB) {settled}, peak during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
         start_rss as f64 / 1024.0,
         idle_rss as f64 / 1024.0,
+        SETTLE.as_secs(),
         peak_rss as f64 / 1024.0,
         stream_cost_mib
     );
@@ -1204,7 +1221,7 @@ fn report(
             "peak_rss_mib": h.peak_rss as f64 / 1024.0,
             "peak_over_idle_mib": h.peak_rss.saturating_sub(idle_rss) as f64 / 1024.0,
         })),
-        "memory": {"start_rss_mib": start_rss as f64 / 1024.0, "idle_rss_mib": idle_rss as f64 / 1024.0, "peak_rss_mib": peak_rss as f64 / 1024.0, "open_streams": streams, "open_streams_added_mib": stream_cost_mib},
+        "memory": {"start_rss_mib": start_rss as f64 / 1024.0, "idle_rss_mib": idle_rss as f64 / 1024.0, "settled_rss_mib": settled_rss.map(|kib| kib as f64 / 1024.0), "peak_rss_mib": peak_rss as f64 / 1024.0, "open_streams": streams, "open_streams_added_mib": stream_cost_mib},
     });
     std::fs::create_dir_all(&args.out)?;
     let file = args.out.join(if args.quick {

@@ -280,8 +280,9 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(
-            SwaggerUi::new(shared::routes::SWAGGER_UI)
-                .config(utoipa_swagger_ui::Config::new([shared::routes::OPENAPI_JSON])),
+            SwaggerUi::new(shared::routes::SWAGGER_UI).config(utoipa_swagger_ui::Config::new([
+                shared::routes::OPENAPI_JSON,
+            ])),
         )
         .fallback(spa::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -14,10 +14,11 @@ use clap::{Parser, Subcommand};
 use shared::auth::Role;
 
 /// jemalloc instead of glibc's malloc (why, and what it was measured against: server/Cargo.toml
-/// and docs/PERFORMANCE.md), with its default settings: allocations of 8 MiB and more (an
-/// argon2id hash's 19 MiB) come from an arena of their own that returns them to the system at
-/// once, so logins leave nothing resident; other freed pages go back after about ten seconds
-/// while the gateway allocates (there is no background thread purging an idle one).
+/// and docs/PERFORMANCE.md), with its default settings and its background thread (the
+/// `background_threads` feature): allocations of 8 MiB and more (an argon2id hash's 19 MiB)
+/// come from an arena of their own that returns them to the system at once, so logins leave
+/// nothing resident; other freed pages go back over about ten seconds, purged by that thread,
+/// so an idle gateway too returns what start-up or a burst freed.
 /// Operators can tune it with `_RJEM_MALLOC_CONF` (docs/CONFIG.md).
 #[cfg(unix)]
 #[global_allocator]

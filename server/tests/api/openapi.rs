@@ -13,7 +13,11 @@ async fn every_documented_operation_is_routed() {
     let app = TestEnv::new(Backend::Sqlite).await.spawn().await;
     let res = app.get("/api-docs/openapi.json").await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/json");
     let doc: Value = res.json().await.unwrap();
+    // Served as bytes serialised once at start: the same document the code builds.
+    let (_, built) = authmcp_gateway::app::api_parts();
+    assert_eq!(doc, serde_json::to_value(&built).unwrap());
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "OpenAPI 3.1"
