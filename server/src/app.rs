@@ -63,7 +63,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let service = with_middleware(router(self.state.clone()), &self.state.config);
+        let service = with_middleware(router(self.state.clone())?, &self.state.config);
         serve(
             self.listener,
             service,
@@ -235,14 +235,14 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// The whole HTTP surface: the API (with OpenAPI and Swagger UI) and the SPA fallback.
 ///
 /// Served through `with_middleware`.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> anyhow::Result<Router> {
     let config = state.config.clone();
     let (api_router, openapi) = api_parts();
     // Served as the bytes it serialises to (375 kB), built once: the tree behind it is about
     // 5 MB of small allocations that an idle gateway would otherwise hold for its lifetime
     // (heaptrack; docs/PERFORMANCE.md), and each request serialised it again.
     let document = axum::body::Bytes::from(
-        serde_json::to_vec(&openapi).expect("an OpenAPI document serialises to JSON"),
+        serde_json::to_vec(&openapi).context("serialising the OpenAPI document")?,
     );
     drop(openapi);
     let api_router = api_router
@@ -266,7 +266,7 @@ pub fn router(state: AppState) -> Router {
         mcp_router = mcp_router.route_layer(middleware::from_fn(access_log));
     }
 
-    Router::new()
+    Ok(Router::new()
         .merge(api_router)
         .merge(mcp_router)
         .merge(form_router)
@@ -286,7 +286,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(spa::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        .with_state(state))
 }
 
 /// The middleware every request passes (request ids, tracing span, `nosniff`, CORS), around the
