@@ -245,6 +245,10 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         serde_json::to_vec(&openapi).context("serialising the OpenAPI document")?,
     );
     drop(openapi);
+    let openapi_json = axum::routing::get(move || {
+        let document = document.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+    });
     let api_router = api_router
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -272,13 +276,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .merge(form_router)
         .route("/admin/api/live", axum::routing::get(crate::live::socket)) // not json: WebSocket upgrade
         .route("/metrics", axum::routing::get(crate::metrics::handler)) // not json: Prometheus text
-        .route(
-            shared::routes::OPENAPI_JSON,
-            axum::routing::get(move || {
-                let document = document.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
-            }),
-        )
+        .route(shared::routes::OPENAPI_JSON, openapi_json) // not json: the document itself
         .merge(
             SwaggerUi::new(shared::routes::SWAGGER_UI).config(utoipa_swagger_ui::Config::new([
                 shared::routes::OPENAPI_JSON,
