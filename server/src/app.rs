@@ -238,7 +238,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let config = state.config.clone();
     let (api_router, openapi) = api_parts();
-    // Served as the bytes it serialises to (375 kB), built once: the tree behind it is about
+    // Served as the bytes it serialises to (205 kB), built once: the tree behind it is about
     // 5 MB of small allocations that an idle gateway would otherwise hold for its lifetime
     // (heaptrack; docs/PERFORMANCE.md), and each request serialised it again.
     let document = axum::body::Bytes::from(
