@@ -211,10 +211,10 @@ fn start_nginx(dir: &Path, json_port: u16, sse_port: u16) -> anyhow::Result<(Ngi
     Ok((proc, front_json, front_sse))
 }
 
-/// (VmRSS, VmHWM) in KiB.
 /// How long the idle gateway is left alone before its settled RSS is read.
 const SETTLE: Duration = Duration::from_secs(20);
 
+/// (VmRSS, VmHWM) in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
