@@ -1162,7 +1162,7 @@ fn report(
         |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
     );
     println!(
-        "\nGateway memory: idle RSS at start {:.1} MiB, idle after setup (4 argon2id logins) {:.1} MiB, settled ({} s later, no requests; budget 25 MB) {settled}, peak during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
+        "\nGateway memory: idle RSS at start {:.1} MiB, idle after setup (6 argon2id logins) {:.1} MiB, settled ({} s later, no requests; budget 25 MB) {settled}, peak during the runs {:.1} MiB, {streams} open SSE streams: +{:.1} MiB.",
         start_rss as f64 / 1024.0,
         idle_rss as f64 / 1024.0,
         SETTLE.as_secs(),
