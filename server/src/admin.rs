@@ -17,18 +17,17 @@ mod users;
 
 use serde::Deserialize;
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
 
 use crate::accounts::Actor;
 use crate::auth::identity::{Principal, RequestMeta};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::openapi::router::ApiRouter;
 
 /// The `settings` key of the rate-limit defaults.
 pub const RATE_LIMITS_SETTING: &str = limits::SETTING_KEY;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .merge(session::router())
         .merge(audits::router())
         .merge(users::router())
@@ -41,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(console::router())
         .merge(stats::router())
         .merge(teams::router())
-        .routes(utoipa_axum::routes!(crate::live::ticket))
+        .routes(crate::routes!(crate::live::ticket))
 }
 
 /// The actor of an admin change (for the audit log).

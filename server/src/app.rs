@@ -22,14 +22,12 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::{AccessLog, Config};
 use crate::conn::{Connections, Tracked};
 use crate::error::ApiError;
-use crate::openapi::ApiDoc;
+use crate::openapi::router::ApiRouter;
 use crate::state::AppState;
 use crate::{admin, auth, health, mcp, oauth, setup, spa};
 
@@ -63,7 +61,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let service = with_middleware(router(self.state.clone())?, &self.state.config);
+        let service = with_middleware(router(self.state.clone()), &self.state.config);
         serve(
             self.listener,
             service,
@@ -213,16 +211,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The JSON API's router and its complete OpenAPI document (`openapi::complete`).
+/// The JSON API's router and its complete OpenAPI document (`openapi::complete`), built now.
 pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, mut openapi) = api().split_for_parts();
-    crate::openapi::complete(&mut openapi);
-    (router, openapi)
+    let (router, docs) = api().split();
+    (router, docs.build())
 }
 
-/// The JSON API routes and their OpenAPI document, from one source.
-pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The JSON API routes and what their OpenAPI document is built from, from one source.
+pub fn api() -> ApiRouter {
+    ApiRouter::new()
         .merge(health::router())
         .merge(setup::router())
         .merge(auth::router())
@@ -235,19 +232,26 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// The whole HTTP surface: the API (with OpenAPI and Swagger UI) and the SPA fallback.
 ///
 /// Served through `with_middleware`.
-pub fn router(state: AppState) -> anyhow::Result<Router> {
+pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let (api_router, openapi) = api_parts();
-    // Served as the bytes it serialises to (205 kB), built once: the tree behind it is about
-    // 5 MB of small allocations that an idle gateway would otherwise hold for its lifetime
-    // (heaptrack; docs/PERFORMANCE.md), and each request serialised it again.
-    let document = axum::body::Bytes::from(
-        serde_json::to_vec(&openapi).context("serialising the OpenAPI document")?,
-    );
-    drop(openapi);
+    let (api_router, docs) = api().split();
+    // The document is built on its first request and kept as the bytes it serialises to
+    // (205 kB); building it at start-up ran 1.8 MB of code that then stayed resident, and the
+    // tree behind it is about 5 MB of small allocations (docs/PERFORMANCE.md). One build at a
+    // time: concurrent first requests wait for it rather than each building their own.
+    let document = Arc::new(tokio::sync::OnceCell::<axum::body::Bytes>::new());
     let openapi_json = axum::routing::get(move || {
-        let document = document.clone();
-        async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+        let (document, docs) = (document.clone(), docs.clone());
+        async move {
+            let bytes = document
+                .get_or_try_init(|| async move {
+                    serde_json::to_vec(&docs.build())
+                        .map(axum::body::Bytes::from)
+                        .context("serialising the OpenAPI document")
+                })
+                .await?;
+            Ok::<_, ApiError>(([(header::CONTENT_TYPE, "application/json")], bytes.clone()))
+        }
     });
     let api_router = api_router
         .layer(middleware::from_fn_with_state(
@@ -270,7 +274,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         mcp_router = mcp_router.route_layer(middleware::from_fn(access_log));
     }
 
-    Ok(Router::new()
+    Router::new()
         .merge(api_router)
         .merge(mcp_router)
         .merge(form_router)
@@ -284,7 +288,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         )
         .fallback(spa::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state))
+        .with_state(state)
 }
 
 /// The middleware every request passes (request ids, tracing span, `nosniff`, CORS), around the

@@ -15,17 +15,17 @@ use shared::auth::{
 };
 use shared::error::ApiErrorBody;
 use shared::users::{ChangePassword, User};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::auth::identity::{AuthMethod, McpUser, Principal, RequestMeta, SessionUser};
 use crate::auth::tokens::Audience;
 use crate::error::{ApiError, AppJson, AppPath};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(jwks))
         .routes(routes!(login))
         .routes(routes!(refresh))

@@ -17,8 +17,6 @@ use shared::auth::LoginRequest;
 use shared::error::ApiErrorBody;
 use shared::servers::{ConnectStart, ConnectionsUser, MyConnections, TokenHealth, UserConnection};
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::actor;
@@ -28,10 +26,12 @@ use crate::db::{self, backend_tokens::TokenRow};
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::mcp::backend::Credential;
 use crate::mcp::registry::Backend;
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(list_tokens))
         .routes(routes!(refresh_token))
         .routes(routes!(disconnect_token))

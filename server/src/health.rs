@@ -3,14 +3,14 @@
 use axum::extract::State;
 use shared::error::ApiErrorBody;
 use shared::health::{Health, Ready};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::error::{ApiError, AppJson};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(ready))
 }

@@ -18,8 +18,10 @@ use shared::auth::Role;
 /// `background_threads` feature): allocations of 8 MiB and more (an argon2id hash's 19 MiB)
 /// come from an arena of their own that returns them to the system at once, so logins leave
 /// nothing resident; other freed pages go back over about ten seconds, purged by that thread,
-/// so an idle gateway too returns what start-up or a burst freed.
-/// Operators can tune it with `_RJEM_MALLOC_CONF` (docs/CONFIG.md).
+/// so an idle gateway too returns what start-up or a burst freed. It is the process's `malloc`
+/// too (`unprefixed_malloc_on_supported_platforms`), so SQLite's C code allocates from it
+/// rather than from glibc arenas of its own that kept freed memory.
+/// Operators can tune it with `MALLOC_CONF` (docs/CONFIG.md).
 #[cfg(unix)]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -30,14 +30,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::cache::TtlMap;
 use crate::config::Config;
 use crate::db::oauth::ClientRow;
 use crate::error::{ApiError, AppPath};
+use crate::openapi::router::ApiRouter;
 use crate::ratelimit::IpLimiter;
+use crate::routes;
 use crate::state::AppState;
 
 /// Full MCP access.
@@ -72,8 +72,8 @@ impl OAuthState {
 }
 
 /// The JSON endpoints (in the OpenAPI document).
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(resource_metadata_root))
         .routes(routes!(resource_metadata_aggregated))
         .routes(routes!(resource_metadata_server))

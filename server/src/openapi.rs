@@ -1,6 +1,9 @@
-//! The OpenAPI 3.1 document. Every JSON route is registered through
-//! `utoipa_axum::routes!`, which adds it to the router and to this document in one step, so
-//! the two cannot drift (a test also checks that no route bypasses it).
+//! The OpenAPI 3.1 document. Every JSON route is registered through `crate::routes!`
+//! (`router.rs`), which routes it and keeps its documentation in one step, so the two cannot
+//! drift (a test also checks that no route bypasses it); the document is built from that when
+//! first requested.
+
+pub mod router;
 
 use utoipa::openapi::path::{Operation, Parameter, PathItem};
 use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Schema, SchemaType, Type};

@@ -16,8 +16,6 @@ use shared::oauth::OAuthGrant;
 use shared::portal::{MyServer, MyServers};
 use shared::servers::ActivityRecord;
 use shared::users::{ChangePassword, Page};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::PageQuery;
@@ -26,10 +24,12 @@ use crate::auth::{browser, login, me_of};
 use crate::db;
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::oauth::grants;
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(portal_login))
         .routes(routes!(portal_refresh))
         .routes(routes!(portal_logout))

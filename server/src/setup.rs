@@ -5,16 +5,16 @@ use axum::http::StatusCode;
 use shared::auth::{SetupAccount, SetupStatus};
 use shared::error::ApiErrorBody;
 use shared::users::User;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::db;
 use crate::error::{ApiError, AppJson};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(status))
         .routes(routes!(create_admin))
 }

@@ -7,8 +7,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shared::audit::{AuditReport, AuditRequest, AuditScan, LegacyAuditRequest};
 use shared::error::ApiErrorBody;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
@@ -16,13 +14,15 @@ use crate::audit::jobs;
 use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db;
 use crate::error::{ApiError, AppJson, AppPath};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
 /// Scans listed at most.
 const MAX_LISTED: i64 = 200;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(start_scan, list_scans))
         .routes(routes!(get_scan))
         .routes(routes!(cancel_scan))

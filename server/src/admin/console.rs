@@ -11,8 +11,6 @@ use serde_json::{Value, json};
 use shared::console::{ConsoleCall, ConsoleResult, ConsoleTarget, ConsoleTool};
 use shared::error::ApiErrorBody;
 use tokio::sync::mpsc;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
@@ -24,12 +22,14 @@ use crate::mcp::gate::{self, Caller, Payload, Route};
 use crate::mcp::message::Message;
 use crate::mcp::registry::Backend;
 use crate::mcp::{aggregate, inspect, naming};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
 const CLIENT_NAME: &str = "admin console";
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(tools))
         .routes(routes!(call))
 }

@@ -7,14 +7,14 @@ use shared::error::ApiErrorBody;
 use shared::servers::{
     GatewaySettings, RateLimitOverride, RateLimits, ServerRateLimits, SettingsUpdate, ToolRateLimit,
 };
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
 use crate::auth::identity::{AdminUser, RequestMeta, ScopedAdmin};
 use crate::db::{self, limits::OverrideRow};
 use crate::error::{ApiError, AppJson};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 use crate::teams;
 
@@ -33,8 +33,8 @@ fn check_budget(field: &'static str, per_minute: u32) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(get_limits, set_limits))
         .routes(routes!(get_server_limits, set_server_limits))
         .routes(routes!(settings, set_settings))

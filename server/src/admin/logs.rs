@@ -9,17 +9,17 @@ use shared::error::ApiErrorBody;
 use shared::events::SecurityEvent;
 use shared::users::{AuditEntry, Page};
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::admin::PageQuery;
 use crate::auth::identity::{AdminScope, ScopedAdmin};
 use crate::db::{self, events::EventFilter, events::SecurityEventRow};
 use crate::error::{ApiError, AppJson, AppQuery};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(audit_log))
         .routes(routes!(security_events))
         .routes(routes!(export_security_events))

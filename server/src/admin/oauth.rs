@@ -6,8 +6,6 @@ use axum::http::StatusCode;
 use serde_json::json;
 use shared::error::ApiErrorBody;
 use shared::oauth::{CreateOAuthClient, CreatedOAuthClient, OAuthClient, OAuthGrant};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
@@ -15,10 +13,12 @@ use crate::auth::identity::{AdminUser, RequestMeta};
 use crate::db;
 use crate::error::{ApiError, AppJson, AppPath};
 use crate::oauth::{clients, grants};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(list_clients, create_client))
         .routes(routes!(get_client, revoke_client))
         .routes(routes!(client_grants))

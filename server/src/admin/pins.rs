@@ -6,22 +6,22 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::error::ApiErrorBody;
 use shared::servers::{PinDecision, ToolPin};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
 use crate::auth::identity::{RequestMeta, ScopedAdmin};
 use crate::db::{self, tool_pins::PinRow};
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 use crate::teams;
 
 /// Pins listed at most in one answer (each carries up to two definitions of at most 64 KiB).
 const MAX_LISTED: i64 = 200;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(list_pins))
         .routes(routes!(decide))
 }

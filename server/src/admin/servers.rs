@@ -10,8 +10,6 @@ use shared::servers::{
 };
 use shared::users::Page;
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::admin::PageQuery;
 use crate::admin::actor;
@@ -19,12 +17,14 @@ use crate::auth::identity::{RequestMeta, ScopedAdmin};
 use crate::db;
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::mcp::health::to_health;
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::servers;
 use crate::state::AppState;
 use crate::teams;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(list_servers, create_server))
         .routes(routes!(get_server, update_server, delete_server))
         .routes(routes!(test_server))

@@ -8,16 +8,16 @@ use serde::Serialize;
 use shared::auth::{LoginRequest, Me, RefreshRequest, TokenResponse};
 use shared::error::ApiErrorBody;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::auth::identity::{AdminUser, RequestMeta, ScopedAdmin};
 use crate::auth::{browser, me_of};
 use crate::error::{ApiError, AppJson};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(admin_login))
         .routes(routes!(admin_refresh))
         .routes(routes!(admin_logout))

@@ -9,20 +9,20 @@ use serde::Deserialize;
 use shared::error::ApiErrorBody;
 use shared::stats::{Stats, StatsPoint, StatsRow};
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::auth::identity::ScopedAdmin;
 use crate::db::{self, servers::StatRow};
 use crate::error::{ApiError, AppJson, AppQuery};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 
 /// Most records one answer reads (the newest of the window).
 const MAX_ROWS: i64 = 200_000;
 const POINTS: i64 = 60;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(stats))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().routes(routes!(stats))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -6,19 +6,19 @@ use axum::http::StatusCode;
 use serde_json::json;
 use shared::error::ApiErrorBody;
 use shared::teams::{SetTeamMember, Team, TeamMember, TeamName};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::actor;
 use crate::auth::identity::{AdminUser, RequestMeta, ScopedAdmin};
 use crate::db::{self, teams::TeamRow};
 use crate::error::{ApiError, AppJson, AppPath};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 use crate::teams;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(list_teams, create_team))
         .routes(routes!(get_team, rename_team, delete_team))
         .routes(routes!(list_members))

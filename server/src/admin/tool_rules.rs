@@ -5,8 +5,6 @@ use axum::extract::State;
 use serde_json::json;
 use shared::error::ApiErrorBody;
 use shared::servers::{ToolRule, ToolRuleEffect, ToolRules};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts::{self, Actor};
 use crate::admin::actor;
@@ -14,14 +12,16 @@ use crate::auth::identity::{AdminScope, RequestMeta, ScopedAdmin};
 use crate::db::{self, tool_rules::Subject};
 use crate::error::{ApiError, AppJson, AppPath};
 use crate::mcp::naming;
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 use crate::teams;
 
 /// Rules one user or key may have.
 const MAX_RULES: usize = 500;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(get_user_rules, set_user_rules))
         .routes(routes!(get_key_rules, set_key_rules))
 }

@@ -7,8 +7,6 @@ use shared::auth::{ApiKey, CreateApiKey, CreatedApiKey, Role};
 use shared::error::ApiErrorBody;
 use shared::users::{CreateUser, Page, ResetPassword, UpdateUser, User};
 use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::accounts;
 use crate::admin::PageQuery;
@@ -16,11 +14,13 @@ use crate::admin::actor;
 use crate::auth::identity::{AdminUser, RequestMeta, ScopedAdmin};
 use crate::db::{self, users::UserFilter};
 use crate::error::{ApiError, AppJson, AppPath, AppQuery};
+use crate::openapi::router::ApiRouter;
+use crate::routes;
 use crate::state::AppState;
 use crate::teams;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user, delete_user))
         .routes(routes!(reset_password))

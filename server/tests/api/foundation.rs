@@ -186,7 +186,7 @@ db_test! {
         use axum::routing::get;
         let state = authmcp_gateway::state::AppState::init(env.config()).await.unwrap();
         let config = state.config.clone();
-        let router = authmcp_gateway::app::router(state).unwrap().merge(
+        let router = authmcp_gateway::app::router(state).merge(
             axum::Router::new().route(
                 "/slow",
                 get(|| async {

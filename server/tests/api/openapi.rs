@@ -68,7 +68,7 @@ async fn swagger_ui_is_served_offline() {
     assert!(res.text().await.unwrap().contains("/api-docs/openapi.json"));
 }
 
-/// Every JSON route must be registered with `utoipa_axum::routes!` (router and OpenAPI in one
+/// Every JSON route must be registered with `crate::routes!` (router and OpenAPI in one
 /// step). A plain `.route(…)` or `.route_service(…)` in server code bypasses the document, so
 /// it is allowed only on a line marked `// not json:` with a reason.
 #[test]
@@ -77,6 +77,10 @@ fn no_route_bypasses_the_openapi_document() {
     visit(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
         &mut |path, text| {
+            // `crate::routes!`'s own router, which routes what the macro documents.
+            if path.ends_with("src/openapi/router.rs") {
+                return;
+            }
             for (n, line) in text.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("");
                 if (code.contains(".route(") || code.contains(".route_service("))
@@ -89,7 +93,7 @@ fn no_route_bypasses_the_openapi_document() {
     );
     assert!(
         offenders.is_empty(),
-        "routes registered outside utoipa_axum::routes!:\n{}",
+        "routes registered outside crate::routes!:\n{}",
         offenders.join("\n")
     );
 }
