@@ -218,6 +218,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             telemetry::init(config.log_format, &config.log_level);
+            if cfg!(all(
+                unix,
+                not(target_vendor = "apple"),
+                not(target_os = "android"),
+                not(target_os = "dragonfly")
+            )) && std::env::var_os("_RJEM_MALLOC_CONF").is_some()
+            {
+                tracing::warn!(
+                    "_RJEM_MALLOC_CONF is set but no longer read: jemalloc is the process's malloc and reads MALLOC_CONF (docs/CONFIG.md)"
+                );
+            }
             authmcp_gateway::conn::raise_fd_limit();
             let app = App::build(config).await?;
             let addr = app.local_addr()?;

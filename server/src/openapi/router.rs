@@ -15,8 +15,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::MethodRouter;
 use utoipa::OpenApi as _;
-use utoipa::openapi::OpenApi;
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa::openapi::{Components, OpenApi};
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::state::AppState;
 
@@ -24,10 +24,11 @@ use crate::state::AppState;
 pub type DocFn = fn() -> UtoipaMethodRouter<AppState>;
 
 /// One [`routes!`](crate::routes) group: its handlers routed on their documented paths, and
-/// the function that documents them.
+/// the function that documents them. Made only by the macro.
+#[doc(hidden)]
 pub struct Routes {
-    pub routed: Vec<(String, MethodRouter<AppState>)>,
-    pub doc: DocFn,
+    pub(crate) routed: Vec<(String, MethodRouter<AppState>)>,
+    pub(crate) doc: DocFn,
 }
 
 /// The JSON API under construction: the axum router, and the documentation still to build.
@@ -70,13 +71,27 @@ impl ApiRouter {
 pub struct ApiDocs(Arc<[DocFn]>);
 
 impl ApiDocs {
-    /// The complete document ([`super::complete`] applied).
+    /// The complete document ([`super::complete`] applied). Only the documentation of each
+    /// group is used (as `OpenApiRouter::routes` merges it), not its router: nothing here
+    /// routes, so nothing here can panic on a route.
     pub fn build(&self) -> OpenApi {
-        let mut docs = OpenApiRouter::<AppState>::with_openapi(super::ApiDoc::openapi());
+        let mut openapi = super::ApiDoc::openapi();
         for doc in self.0.iter() {
-            docs = docs.routes(doc());
+            let (schemas, paths, _) = doc();
+            for (path, item) in paths.paths {
+                match openapi.paths.paths.get_mut(&path) {
+                    Some(existing) => existing.merge_operations(item),
+                    None => {
+                        openapi.paths.paths.insert(path, item);
+                    }
+                }
+            }
+            openapi
+                .components
+                .get_or_insert_with(Components::new)
+                .schemas
+                .extend(schemas);
         }
-        let mut openapi = docs.into_openapi();
         super::complete(&mut openapi);
         openapi
     }

@@ -15,7 +15,7 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/json");
     let doc: Value = res.json().await.unwrap();
-    // Served as bytes serialised once at start: the same document the code builds.
+    // Built on the first request and served as those bytes: the same document the code builds.
     let (_, built) = authmcp_gateway::app::api_parts();
     assert_eq!(doc, serde_json::to_value(&built).unwrap());
     assert!(
@@ -77,11 +77,14 @@ fn no_route_bypasses_the_openapi_document() {
     visit(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
         &mut |path, text| {
-            // `crate::routes!`'s own router, which routes what the macro documents.
-            if path.ends_with("src/openapi/router.rs") {
-                return;
-            }
+            let routes_macro = path.ends_with("src/openapi/router.rs");
             for (n, line) in text.lines().enumerate() {
+                // `crate::routes!`'s own router, which routes what the macro documents.
+                if routes_macro
+                    && line.trim() == "self.router = self.router.route(path, method_router);"
+                {
+                    continue;
+                }
                 let code = line.split("//").next().unwrap_or("");
                 if (code.contains(".route(") || code.contains(".route_service("))
                     && !line.contains("// not json:")
