@@ -690,17 +690,30 @@ mod tests {
         })
     }
 
-    /// Equal as JSON Schema compares numbers: by value.
-    fn same(a: &Value, b: &Value) -> bool {
-        match (a, b) {
-            (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-            (Value::Array(x), Value::Array(y)) => {
-                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+    /// Equal as JSON Schema compares numbers (by value): `out` is the rewrite's reading and
+    /// `plain` serde_json's reading of the same text, `original` the value serialised to it.
+    /// A number the rewrite made an integer is its token's exact value, which serde_json's
+    /// default float parser (not correctly rounded) can miss by an ulp (found by this test:
+    /// `-3607761096618926.0`), so such a number is compared with the value serialised, which
+    /// the token (ryu's shortest form) stands for exactly.
+    fn same(original: &Value, plain: &Value, out: &Value) -> bool {
+        match (original, plain, out) {
+            (Value::Number(v), Value::Number(x), Value::Number(y)) => {
+                x.as_f64() == y.as_f64() || (!y.is_f64() && v.as_f64() == y.as_f64())
             }
-            (Value::Object(x), Value::Object(y)) => {
-                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            (Value::Array(v), Value::Array(x), Value::Array(y)) => {
+                v.len() == x.len()
+                    && x.len() == y.len()
+                    && v.iter().zip(x).zip(y).all(|((v, x), y)| same(v, x, y))
             }
-            _ => a == b,
+            (Value::Object(v), Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len()
+                    && x.iter().all(|(k, xv)| match (v.get(k), y.get(k)) {
+                        (Some(vv), Some(yv)) => same(vv, xv, yv),
+                        _ => false,
+                    })
+            }
+            _ => plain == out,
         }
     }
 
@@ -716,7 +729,7 @@ mod tests {
             for text in [serde_json::to_string(&value).unwrap(), serde_json::to_string_pretty(&value).unwrap()] {
                 let plain: Value = serde_json::from_str(&text).unwrap();
                 let out: Value = serde_json::from_slice(&integral_numbers(text.as_bytes())).unwrap();
-                prop_assert!(same(&plain, &out), "{text}");
+                prop_assert!(same(&value, &plain, &out), "{text}");
             }
         }
 
