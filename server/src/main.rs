@@ -218,13 +218,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             telemetry::init(config.log_format, &config.log_level);
-            if cfg!(all(
-                unix,
-                not(target_vendor = "apple"),
-                not(target_os = "android"),
-                not(target_os = "dragonfly")
-            )) && std::env::var_os("_RJEM_MALLOC_CONF").is_some()
-            {
+            // Linux only: where tikv-jemalloc-sys keeps the prefix (macOS), the old name is read.
+            if cfg!(target_os = "linux") && std::env::var_os("_RJEM_MALLOC_CONF").is_some() {
                 tracing::warn!(
                     "_RJEM_MALLOC_CONF is set but no longer read: jemalloc is the process's malloc and reads MALLOC_CONF (docs/CONFIG.md)"
                 );
