@@ -1,4 +1,4 @@
-//! The database: one `sqlx::AnyPool` over SQLite (default) or Postgres, the embedded
+//! The database: a `sqlx::AnyPool` over SQLite (default) or Postgres, the embedded
 //! migrations, and — in the submodules — every SQL statement the gateway runs.
 //!
 //! Queries are runtime queries with `$n` placeholders, which both databases accept, so one
@@ -58,10 +58,25 @@ impl Backend {
     }
 }
 
+/// How long an idle SQLite connection of the main pool stays open. A SQLite connection is a
+/// thread of our own with its page cache, schema and prepared statements (about 700 KB
+/// measured, PERFORMANCE.md), and opening one costs a thread and four pragmas, not a network
+/// round trip; so what a burst (logins, an admin page) opened is closed within 5–10 s of the
+/// burst, while steady traffic keeps its connections (the activity writer flushes every
+/// 250 ms). Postgres keeps sqlx's 10-minute default: there a connection costs a handshake.
+const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A cheap-to-clone handle on the pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pub pool: AnyPool,
+    /// Where the periodic readers (registry, limits and settings reloads, signing keys, the
+    /// audit tail) run: on SQLite one connection of its own, so that their ticks every few
+    /// seconds do not keep every connection of `pool` warm (sqlx hands out idle connections
+    /// first in, first out, so pollers on `pool` would reuse each one before it timed out);
+    /// on Postgres `pool` itself (a connection there is a server process; the pool's own
+    /// 10-minute idle timeout applies).
+    background: AnyPool,
     pub backend: Backend,
 }
 
@@ -104,34 +119,41 @@ impl Db {
             DatabaseConfig::Postgres { url } => (url.expose().clone(), Backend::Postgres),
         };
         let options = AnyConnectOptions::from_str(&url).context("parsing DATABASE_URL")?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; the busy timeout makes a
-                        // second writer wait instead of failing; foreign keys are off by
-                        // default in SQLite.
-                        conn.execute("pragma journal_mode = wal").await?;
-                        conn.execute("pragma busy_timeout = 5000").await?;
-                        conn.execute("pragma foreign_keys = on").await?;
-                        conn.execute("pragma synchronous = normal").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let context = || match config {
+            DatabaseConfig::Sqlite { path } => {
+                format!("opening the SQLite database {}", path.display())
+            }
+            DatabaseConfig::Postgres { url } => {
+                format!("connecting to {}", redact_url_password(url.expose()))
+            }
+        };
+        let pool = pool_options(backend, max_connections)
+            .connect_with(options.clone())
             .await
-            .with_context(|| match config {
-                DatabaseConfig::Sqlite { path } => {
-                    format!("opening the SQLite database {}", path.display())
-                }
-                DatabaseConfig::Postgres { url } => {
-                    format!("connecting to {}", redact_url_password(url.expose()))
-                }
-            })?;
-        Ok(Db { pool, backend })
+            .with_context(context)?;
+        let background = match backend {
+            // Opened on first use, and kept: the pollers use it every few seconds.
+            Backend::Sqlite => pool_options(backend, 1)
+                .idle_timeout(None)
+                .connect_lazy_with(options),
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Db {
+            pool,
+            background,
+            backend,
+        })
+    }
+
+    /// The same database for the periodic readers: a handle whose `pool` is the background
+    /// pool (see the field). Their queries are short reads; a task holding a connection of it
+    /// must not wait for a second one.
+    pub fn background(&self) -> Db {
+        Db {
+            pool: self.background.clone(),
+            background: self.background.clone(),
+            backend: self.backend,
+        }
     }
 
     /// Applies every embedded migration not yet applied.
@@ -170,6 +192,31 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.background.close().await;
+    }
+}
+
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the writer; the busy timeout makes a second
+                    // writer wait instead of failing; foreign keys are off by default in
+                    // SQLite.
+                    conn.execute("pragma journal_mode = wal").await?;
+                    conn.execute("pragma busy_timeout = 5000").await?;
+                    conn.execute("pragma foreign_keys = on").await?;
+                    conn.execute("pragma synchronous = normal").await?;
+                }
+                Ok(())
+            })
+        });
+    match backend {
+        Backend::Sqlite => options.idle_timeout(SQLITE_IDLE_TIMEOUT),
+        Backend::Postgres => options,
     }
 }
 
@@ -228,4 +275,45 @@ fn retryable(e: &anyhow::Error) -> bool {
             }
             _ => false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a burst opened on SQLite closes again while the periodic readers keep running on
+    /// their own connection: the readers must not keep the main pool's connections warm.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_connections_of_a_burst_close_while_the_readers_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig::Sqlite {
+            path: dir.path().join("gateway.db"),
+        };
+        let db = Db::connect(&config, 4).await.unwrap();
+        db.migrate().await.unwrap();
+        // A burst: four connections held at once.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(db.pool.acquire().await.unwrap());
+        }
+        drop(held);
+        assert_eq!(db.pool.size(), 4);
+        let background = db.background();
+        // Poll through the background handle as the pollers do (every 2 s at the fastest),
+        // for longer than the idle timeout plus the reaper's period.
+        let until = std::time::Instant::now() + SQLITE_IDLE_TIMEOUT * 2 + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            events::max_audit_id(&background.pool).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(db.pool.size(), 0, "the burst's connections were closed");
+        assert_eq!(background.pool.size(), 1, "the readers kept one connection");
+        // The main pool opens a connection again when asked.
+        events::max_audit_id(&db.pool).await.unwrap();
+        db.close().await;
+        assert!(
+            background.pool.is_closed(),
+            "closing the handle closes the readers' pool"
+        );
+    }
 }

@@ -333,7 +333,13 @@ impl KeyRing {
     }
 
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let keys = SigningKeys::load_or_create(&self.db, &self.config, &self.secret_box).await?;
+        self.reload_from(&self.db).await
+    }
+
+    /// `reload` reading (and, if no key is usable, writing) through `db` (the periodic reload
+    /// passes `Db::background`).
+    pub async fn reload_from(&self, db: &Db) -> anyhow::Result<()> {
+        let keys = SigningKeys::load_or_create(db, &self.config, &self.secret_box).await?;
         match self.keys.write() {
             Ok(mut slot) => *slot = Arc::new(keys),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),

@@ -630,9 +630,11 @@ impl McpState {
         })
     }
 
+    /// The periodic tasks; `db` is the handle they read and prune through (`Db::background`).
     pub fn spawn_background(self: &Arc<Self>, config: &Config, db: Db) {
         let state = self.clone();
         let config_for_reload = config.clone();
+        let sweep_db = db.clone();
         tokio::spawn(async move {
             let config = config_for_reload;
             let mut tick = tokio::time::interval(REGISTRY_RELOAD);
@@ -642,7 +644,7 @@ impl McpState {
                 if db.pool.is_closed() {
                     break;
                 }
-                if let Err(e) = state.registry.reload().await {
+                if let Err(e) = state.registry.reload_from(&db).await {
                     tracing::debug!(
                         error = format!("{e:#}"),
                         "reloading the MCP server registry failed"
@@ -655,6 +657,7 @@ impl McpState {
         });
         let state = self.clone();
         let idle = config.mcp.session_idle;
+        let db = sweep_db;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SESSION_SWEEP);
             loop {
@@ -663,8 +666,7 @@ impl McpState {
                 let now = crate::db::now();
                 let idle_secs = i64::try_from(idle.as_secs()).unwrap_or(i64::MAX);
                 if let Err(e) =
-                    crate::db::replicas::prune(&state.db.pool, now.saturating_sub(idle_secs), now)
-                        .await
+                    crate::db::replicas::prune(&db.pool, now.saturating_sub(idle_secs), now).await
                 {
                     tracing::debug!(error = %e, "pruning stored MCP sessions failed");
                 }
@@ -672,7 +674,7 @@ impl McpState {
                 // gone and the rest fit, memory answers again.
                 if state.aggregate.ended_overflowed()
                     && let Ok(rows) = crate::db::replicas::ended_aggregated(
-                        &state.db.pool,
+                        &db.pool,
                         now,
                         i64::try_from(crate::mcp::aggregate::links::MAX_ENDED + 1)
                             .unwrap_or(i64::MAX),

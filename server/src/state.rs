@@ -93,7 +93,9 @@ impl AppState {
         let setup_token = accounts::SetupToken::issue(&db, &config, &encryption_key).await?;
 
         let keys = Arc::new(keys);
-        spawn_key_reload(keys.clone(), db.clone());
+        // The periodic readers share one connection of their own (`Db::background`).
+        let background = db.background();
+        spawn_key_reload(keys.clone(), background.clone());
         // What other replicas send is applied once the state exists (`slot`).
         let slot: Arc<std::sync::OnceLock<std::sync::Weak<AppStateInner>>> = Arc::default();
         let (changes, listener) = match &config.database {
@@ -131,7 +133,7 @@ impl AppState {
         };
         let live = LiveHub::new(config.live_feed_buffer, changes.clone());
         let runtime = Arc::new(RuntimeSettings::load(&db, &config).await?);
-        runtime.spawn_reload(db.clone());
+        runtime.spawn_reload(background.clone());
         spawn_pruning(db.clone(), runtime.clone(), config.oauth.unused_client_ttl);
         let events = EventSink::spawn(
             db.clone(),
@@ -152,8 +154,8 @@ impl AppState {
             events.clone(),
         )
         .await?;
-        spawn_audit_log(db.clone(), &config, runtime.retention_days.clone());
-        mcp.spawn_background(&config, db.clone());
+        spawn_audit_log(background.clone(), &config, runtime.retention_days.clone());
+        mcp.spawn_background(&config, background);
         let oauth = Arc::new(OAuthState::new(&config));
         {
             let oauth = oauth.clone();
@@ -350,7 +352,7 @@ fn spawn_key_reload(keys: Arc<KeyRing>, db: Db) {
             if db.pool.is_closed() {
                 break;
             }
-            if let Err(e) = keys.reload().await {
+            if let Err(e) = keys.reload_from(&db).await {
                 tracing::warn!(error = format!("{e:#}"), "reloading signing keys failed");
             }
         }

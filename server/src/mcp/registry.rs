@@ -251,7 +251,12 @@ impl Registry {
 
     /// Re-reads the servers table; backends whose row did not change keep their state.
     pub async fn reload(&self) -> anyhow::Result<()> {
-        let rows = db::servers::list(&self.db.pool).await?;
+        self.reload_from(&self.db).await
+    }
+
+    /// `reload` reading through `db` (the periodic reload passes `Db::background`).
+    pub async fn reload_from(&self, db: &Db) -> anyhow::Result<()> {
+        let rows = db::servers::list(&db.pool).await?;
         let old = self.snapshot();
         let mut next = HashMap::with_capacity(rows.len());
         // Servers added, edited or removed since the last reload (by their rows, whether they
