@@ -313,19 +313,44 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// 35,000 relative relocations then take a 9 KB table instead of 850 KB of `.rela.dyn`, which
 /// the loader reads whole at every start and which stayed resident: the idle gateway's RSS,
 /// most of which is the binary's own pages, fell by about 0.8 MiB (docs/PERFORMANCE.md). ASLR
-/// stays. LLD emits DT_RELR only against a glibc that has `GLIBC_ABI_DT_RELR` (2.36: Debian 12,
-/// the Dockerfile's base); against an older one it links as before.
+/// stays.
 ///
-/// A build that chooses its own linker (`target.<triple>.linker`, or `-C linker`,
-/// `linker-features` or `link-arg`s in its rustflags) does not get it.
+/// The binary then needs a glibc with DT_RELR support (2.36: Debian 12, Ubuntu 24.04, RHEL 10)
+/// where it runs; LLD adds that requirement whatever the build host's glibc is, so it is only
+/// used when the build host has such a glibc itself (a binary built there already needs 2.34)
+/// and builds for itself. `AUTHMCP_PACK_RELOCS=0` turns it off for a binary meant for an older
+/// host (docs/DEPLOYMENT.md). A build that chooses its own linker (`target.<triple>.linker`, or
+/// `-C linker`, `linker-features` or `link-arg`s in its rustflags) does not get it either.
 fn link_options() {
-    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    println!("cargo:rerun-if-env-changed=AUTHMCP_PACK_RELOCS");
     let target = env::var("TARGET").unwrap_or_default();
+    let host = env::var("HOST").unwrap_or_default();
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     let own_linker = flags.contains("linker") || flags.contains("link-arg");
     // Cargo sets RUSTC_LINKER when a linker is configured (`target.<triple>.linker`).
     let linker_set = env::var_os("RUSTC_LINKER").is_some();
-    if target == "x86_64-unknown-linux-gnu" && !own_linker && !linker_set {
+    let off = env::var("AUTHMCP_PACK_RELOCS").is_ok_and(|v| v == "0");
+    if target == "x86_64-unknown-linux-gnu"
+        && host == target
+        && !own_linker
+        && !linker_set
+        && !off
+        && host_glibc().is_some_and(|version| version >= (2, 36))
+    {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// The build host's glibc version (`getconf GNU_LIBC_VERSION` prints `glibc 2.36`).
+fn host_glibc() -> Option<(u32, u32)> {
+    let out = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let version = text.trim().strip_prefix("glibc ")?;
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }

@@ -662,6 +662,9 @@ impl McpState {
             let mut tick = tokio::time::interval(SESSION_SWEEP);
             loop {
                 tick.tick().await;
+                if db.pool.is_closed() {
+                    break;
+                }
                 let expired = state.sessions.expire(idle);
                 let now = crate::db::now();
                 let idle_secs = i64::try_from(idle.as_secs()).unwrap_or(i64::MAX);

@@ -154,6 +154,35 @@ db_test! {
     }
 }
 
+/// On SQLite the connections a burst opened are closed again while the gateway idles: its
+/// periodic tasks (the audit tail every 2 s, the reloads every 5 s) read through a connection
+/// of their own (`Db::background`) and do not keep the main pool's connections warm (sqlx
+/// hands out idle connections first in, first out, so any of them on the main pool would).
+#[tokio::test]
+async fn sqlite_connections_of_a_burst_close_while_the_gateway_idles() {
+    let (app, admin) = crate::helpers::TestApp::sqlite_with_admin().await;
+    let pool = &app.state.db.pool;
+    let held = futures::future::try_join_all((0..4).map(|_| pool.acquire()))
+        .await
+        .unwrap();
+    drop(held);
+    assert!(pool.size() >= 4, "the burst opened four connections");
+    // Closed 5–10 s after the burst; the pollers tick several times meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    while pool.size() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        pool.size(),
+        0,
+        "an idle gateway keeps no connection of the main pool open"
+    );
+    // The next request opens one again.
+    let res = app.get_as("/admin/api/users", &admin).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(pool.size() >= 1);
+}
+
 #[tokio::test]
 async fn sqlite_file_is_created_with_wal_and_foreign_keys() {
     let env = TestEnv::new(Backend::Sqlite).await;
