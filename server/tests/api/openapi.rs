@@ -56,6 +56,27 @@ async fn every_documented_operation_is_routed() {
     }
 }
 
+/// The document is built on its first request: many first requests at once all get it, the
+/// same bytes, while it is being built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_all_get_the_same_document() {
+    let app = TestEnv::new(Backend::Sqlite).await.spawn().await;
+    let bodies = futures::future::join_all((0..16).map(|_| async {
+        let res = app.get("/api-docs/openapi.json").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.bytes().await.unwrap()
+    }))
+    .await;
+    assert!(bodies[0].len() > 100_000, "the whole document");
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "one document for all"
+    );
+    let doc: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    let (_, built) = authmcp_gateway::app::api_parts();
+    assert_eq!(doc, serde_json::to_value(&built).unwrap());
+}
+
 #[tokio::test]
 async fn swagger_ui_is_served_offline() {
     let app = TestEnv::new(Backend::Sqlite).await.spawn().await;
