@@ -772,7 +772,14 @@ pub async fn set_permission(
     can_access: bool,
 ) -> Result<Vec<ServerPermission>, ApiError> {
     teams::member(state, scope, user_id).await?;
-    let server = teams::server(state, scope, server_id).await?;
+    // The server is named in the body: one that does not exist (or is another team's) is a 400
+    // naming the field; a 404 is about the path's user.
+    let server = teams::server(state, scope, server_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(message) => ApiError::validation("server_id", message),
+            other => other,
+        })?;
     let mut tx = state.db.begin().await?;
     if can_access {
         db::servers::grant(&mut *tx, user_id, server_id, db::now()).await?;

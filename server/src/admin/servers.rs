@@ -209,7 +209,8 @@ async fn list_permissions(
     request_body = SetServerPermission,
     responses(
         (status = 200, description = "The user's permissions after the change", body = Vec<ServerPermission>),
-        (status = 404, description = "No such user or server", body = ApiErrorBody),
+        (status = 400, description = "No such server", body = ApiErrorBody),
+        (status = 404, description = "No such user", body = ApiErrorBody),
     ))]
 async fn set_permission(
     State(state): State<AppState>,

@@ -124,9 +124,11 @@ async fn replace(
         .await?;
     }
     for rule in &req.rules {
-        // Another team's server is answered as one that does not exist.
+        // Another team's server is answered as one that does not exist. A 400 naming the
+        // field, as documented: the 404s of this operation are about its path (the user or the
+        // key), which exists. The transaction is dropped, so nothing of the change is kept.
         if !seen(rule.server_id) || db::servers::find(&mut *tx, rule.server_id).await?.is_none() {
-            return Err(ApiError::NotFound("no such server"));
+            return Err(ApiError::validation("server_id", "no such server"));
         }
         db::tool_rules::insert(
             &mut *tx,

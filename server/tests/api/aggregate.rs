@@ -351,10 +351,11 @@ db_test! {
         assert_eq!(error_code(&reply), -32003);
         assert_eq!(tool_names(&app, &token, &session).await, ["alpha__echo"]);
 
-        // Bad rules are refused whole and change nothing (a rule naming no server: 404).
+        // Bad rules are refused whole and change nothing (a rule naming no server: 400, for the
+        // body; 404 is for the path's user, below).
         for (bad, expected) in [
             (json!({"rules": [{"server_id": alpha_id, "pattern": "", "effect": "deny"}]}), StatusCode::BAD_REQUEST),
-            (json!({"rules": [{"server_id": 999_999, "pattern": "x", "effect": "deny"}]}), StatusCode::NOT_FOUND),
+            (json!({"rules": [{"server_id": 999_999, "pattern": "x", "effect": "deny"}]}), StatusCode::BAD_REQUEST),
             (json!({"rules": [{"server_id": alpha_id, "pattern": "x", "effect": "maybe"}]}), StatusCode::BAD_REQUEST),
         ] {
             let res = app

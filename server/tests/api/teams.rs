@@ -279,12 +279,13 @@ db_test! {
             assert_eq!(tried.get(op), Some(&404), "{op}");
         }
 
-        // Crossed objects: A's member with B's server and B's user with A's server.
+        // Crossed objects: A's member with B's server (a 400 for the body's server, as for one
+        // that does not exist) and B's user with A's server (a 404 for the path's user).
         let cross = [
-            (Method::PATCH, format!("/admin/api/users/{au}/mcp-permissions"), json!({"server_id": bravo, "can_access": true}), StatusCode::NOT_FOUND),
+            (Method::PATCH, format!("/admin/api/users/{au}/mcp-permissions"), json!({"server_id": bravo, "can_access": true}), StatusCode::BAD_REQUEST),
             (Method::PATCH, format!("/admin/api/users/{bu}/mcp-permissions"), json!({"server_id": alpha, "can_access": true}), StatusCode::NOT_FOUND),
-            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": bravo, "pattern": "*", "effect": "allow"}]}), StatusCode::NOT_FOUND),
-            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": NONE, "pattern": "*", "effect": "allow"}]}), StatusCode::NOT_FOUND),
+            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": bravo, "pattern": "*", "effect": "allow"}]}), StatusCode::BAD_REQUEST),
+            (Method::PUT, format!("/admin/api/users/{au}/tool-rules"), json!({"rules": [{"server_id": NONE, "pattern": "*", "effect": "allow"}]}), StatusCode::BAD_REQUEST),
             (Method::PATCH, format!("/admin/api/mcp-servers/{alpha}"), json!({"team_id": team_b}), StatusCode::NOT_FOUND),
         ];
         for (method, path, body, expected) in cross {
