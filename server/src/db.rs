@@ -62,8 +62,9 @@ impl Backend {
 /// thread of our own with its page cache, schema and prepared statements (about 700 KB
 /// measured, PERFORMANCE.md), and opening one costs a thread and four pragmas, not a network
 /// round trip; so what a burst (logins, an admin page) opened is closed 5–10 s after the burst
-/// (sqlx's reaper runs every `SQLITE_IDLE_TIMEOUT`), while steady traffic keeps its connections (the activity writer flushes every
-/// 250 ms). Postgres keeps sqlx's 10-minute default: there a connection costs a handshake.
+/// (sqlx's reaper runs every `SQLITE_IDLE_TIMEOUT`), while steady traffic keeps its
+/// connections (the activity writer flushes every 250 ms). Postgres keeps sqlx's 10-minute
+/// default: there a connection costs a handshake.
 const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A cheap-to-clone handle on the pool.
@@ -71,9 +72,10 @@ const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Db {
     pub pool: AnyPool,
     /// Where the periodic tasks (registry, limits and settings reloads, signing keys, the
-    /// audit tail, the MCP session sweep, which also deletes) run: on SQLite one connection of its own, so that their ticks every few
-    /// seconds do not keep every connection of `pool` warm (sqlx hands out idle connections
-    /// first in, first out, so pollers on `pool` would reuse each one before it timed out);
+    /// audit tail, the MCP session sweep, which also deletes) run: on SQLite one connection of
+    /// its own, so that their ticks every few seconds do not keep every connection of `pool`
+    /// warm (sqlx hands out idle connections first in, first out, so pollers on `pool` would
+    /// reuse each one before it timed out);
     /// on Postgres `pool` itself (a connection there is a server process; the pool's own
     /// 10-minute idle timeout applies).
     background: AnyPool,
@@ -145,9 +147,9 @@ impl Db {
         })
     }
 
-    /// The same database for the periodic readers: a handle whose `pool` is the background
-    /// pool (see the field). Their queries are short reads; a task holding a connection of it
-    /// must not wait for a second one.
+    /// The same database for the periodic tasks: a handle whose `pool` is the background pool
+    /// (see the field). Their statements are short, one at a time; a task holding a connection
+    /// of it must not wait for a second one.
     pub fn background(&self) -> Db {
         Db {
             pool: self.background.clone(),
