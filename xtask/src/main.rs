@@ -33,12 +33,16 @@ fn main() -> ExitCode {
         "test" | "ci" => test(&rest),
         "setup" => setup(rest.iter().any(|a| a == "--test")),
         "build-web" => setup(false).and_then(|()| build_web()),
-        "bench" => bench(
-            rest.iter().any(|a| a == "--quick"),
-            rest.iter()
-                .position(|a| a == "--only")
-                .and_then(|i| rest.get(i + 1)),
-        ),
+        // The release gateway embeds the admin UI, which server/build.rs builds with trunk
+        // when web/dist is missing or stale: on a fresh machine the build tools come first.
+        "bench" => setup(false).and_then(|()| {
+            bench(
+                rest.iter().any(|a| a == "--quick"),
+                rest.iter()
+                    .position(|a| a == "--only")
+                    .and_then(|i| rest.get(i + 1)),
+            )
+        }),
         _ => {
             eprintln!(
                 "usage: cargo xtask <run|test|setup [--test]|build-web> [ARGS]\n\
