@@ -2,6 +2,7 @@
 //! from the database, and can be invalidated at once (`feed.rs` carries the invalidations to
 //! open connections and other replicas).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::RwLock;
@@ -28,8 +29,13 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         }
     }
 
-    /// The value if it was stored less than `ttl` ago.
-    pub fn get(&self, key: &K, ttl: Duration) -> Option<V> {
+    /// The value if it was stored less than `ttl` ago (looked up by a borrowed key, e.g. a
+    /// `&str` for a `String` key, so a lookup allocates nothing).
+    pub fn get<Q>(&self, key: &Q, ttl: Duration) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let entries = self.entries.read().ok()?;
         entries
             .get(key)

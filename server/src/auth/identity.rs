@@ -175,7 +175,7 @@ pub struct AuthCache {
     /// The teams each user administers, read only for admin-audience callers (never on the MCP
     /// path) and dropped with the user's state.
     team_admin: TtlMap<i64, Arc<[i64]>>,
-    sessions: TtlMap<String, Option<SessionState>>,
+    sessions: TtlMap<String, Option<Arc<SessionState>>>,
     api_keys: TtlMap<[u8; 32], Option<ApiKeyState>>,
     api_key_touched: TtlMap<i64, ()>,
     /// Moved on every change of identity state made through this replica, so open
@@ -570,19 +570,21 @@ fn touch_api_key(state: &AppState, id: i64, now: i64) {
     });
 }
 
-async fn session_state(state: &AppState, id: &str) -> Result<Option<SessionState>, Failure> {
+async fn session_state(state: &AppState, id: &str) -> Result<Option<Arc<SessionState>>, Failure> {
     let cache = &state.auth_cache;
-    if let Some(s) = cache.sessions.get(&id.to_string(), cache.ttl) {
+    if let Some(s) = cache.sessions.get(id, cache.ttl) {
         return Ok(s);
     }
     let row = db::sessions::find(&state.db.pool, id)
         .await
         .map_err(|e| Failure::Internal(e.into()))?;
-    let s = row.map(|r| SessionState {
-        user_id: r.user_id,
-        audience: r.audience,
-        revoked: r.revoked_at.is_some(),
-        expires_at: r.expires_at,
+    let s = row.map(|r| {
+        Arc::new(SessionState {
+            user_id: r.user_id,
+            audience: r.audience,
+            revoked: r.revoked_at.is_some(),
+            expires_at: r.expires_at,
+        })
     });
     cache.sessions.put(id.to_string(), s.clone());
     Ok(s)

@@ -197,8 +197,8 @@ pub(super) async fn cached_link(
     key: &Arc<str>,
     user_id: i64,
     backend: &Arc<Backend>,
-    capabilities: Value,
-    client: Value,
+    capabilities: &Value,
+    client: &Value,
 ) -> Result<(Arc<Link>, bool), BackendError> {
     let slot = state.mcp.aggregate.slot(key, user_id, backend.id);
     let mut guard = slot.lock().await;
@@ -209,6 +209,8 @@ pub(super) async fn cached_link(
         link.session.touch();
         return Ok((link.clone(), false));
     }
+    // Copied only when a backend session is opened, not on every routed request.
+    let (capabilities, client) = (capabilities.clone(), client.clone());
     let link = Arc::new(Link::open(state, backend.clone(), user_id, capabilities, client).await?);
     *guard = Some(link.clone());
     Ok((link, true))
@@ -225,8 +227,8 @@ pub(super) async fn link_for(
         &sess.key,
         ctx.principal.user_id,
         backend,
-        sess.capabilities.clone(),
-        sess.client.clone(),
+        &sess.capabilities,
+        &sess.client,
     )
     .await?;
     if fresh && let Some(mut rx) = link.listen(&ctx.state).await {
@@ -256,7 +258,7 @@ pub(crate) async fn console_link(
 ) -> Result<Arc<Link>, BackendError> {
     let key: Arc<str> = Arc::from(format!("console:{user_id}"));
     let client = json!({ "name": "authmcp-console", "version": env!("CARGO_PKG_VERSION") });
-    cached_link(state, &key, user_id, backend, json!({}), client)
+    cached_link(state, &key, user_id, backend, &json!({}), &client)
         .await
         .map(|(link, _)| link)
 }

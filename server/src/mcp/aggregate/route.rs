@@ -205,41 +205,41 @@ pub(super) async fn route(
     // The answer alone comes back as JSON; if the backend sends anything before it (progress,
     // log messages, a request to the client) and the client takes SSE, the answer streams.
     let mut pending = Vec::new();
-    let early = tokio::select! {
+    let mut early = tokio::select! {
         result = &mut call => Some(result),
         Some(m) = events_rx.recv() => {
             pending.push(m);
             None
         }
     };
-    if let Some(result) = &early {
+    if early.is_some() {
         while let Ok(m) = events_rx.try_recv() {
             pending.push(m);
         }
-        if pending.is_empty() || !ctx.accepts_sse {
-            let outbox = state.mcp.aggregate.outbox(&sess.key);
-            for m in pending {
-                if let Some(m) = from_backend(state, server_id, m, None)
-                    && let Some(outbox) = &outbox
-                {
-                    let _ = outbox.try_send(m);
-                }
+    }
+    if let Some(result) = early.take_if(|_| pending.is_empty() || !ctx.accepts_sse) {
+        let outbox = state.mcp.aggregate.outbox(&sess.key);
+        for m in pending {
+            if let Some(m) = from_backend(state, server_id, m, None)
+                && let Some(outbox) = &outbox
+            {
+                let _ = outbox.try_send(m);
             }
-            if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
-                inflight.remove(&inflight_key);
-            }
-            return match result {
-                Ok(reply) => {
-                    let (body, outcome) = finish_reply(reply.clone());
-                    record(outcome, 200, body.len());
-                    relay::json_response(StatusCode::OK, body, None)
-                }
-                Err(e) => {
-                    record(e.label(), 502, 0);
-                    relay::backend_error(msg.id.as_deref(), e)
-                }
-            };
         }
+        if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
+            inflight.remove(&inflight_key);
+        }
+        return match result {
+            Ok(reply) => {
+                let (body, outcome) = finish_reply(reply);
+                record(outcome, 200, body.len());
+                relay::json_response(StatusCode::OK, body, None)
+            }
+            Err(e) => {
+                record(e.label(), 502, 0);
+                relay::backend_error(msg.id.as_deref(), &e)
+            }
+        };
     }
     if !ctx.accepts_sse {
         // JSON only: whatever the backend sends meanwhile goes to the client's GET stream.
