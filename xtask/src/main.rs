@@ -6,6 +6,8 @@
 //!                            Postgres, run the whole suite with nextest (ARGS go to nextest)
 //!   cargo xtask setup        install the tools only (add --test for the test peers too)
 //!   cargo xtask build-web    build the SPA into web/dist
+//!   cargo xtask bench        benchmark the MCP path against nginx (--quick: a debug smoke run;
+//!                            --only NAMES: some scenarios); a full run installs the tools first
 //!
 //! Every install step first checks whether the right version is already there, so a second
 //! run takes seconds.
@@ -33,19 +35,24 @@ fn main() -> ExitCode {
         "test" | "ci" => test(&rest),
         "setup" => setup(rest.iter().any(|a| a == "--test")),
         "build-web" => setup(false).and_then(|()| build_web()),
-        // The release gateway embeds the admin UI, which server/build.rs builds with trunk
-        // when web/dist is missing or stale: on a fresh machine the build tools come first.
-        "bench" => setup(false).and_then(|()| {
-            bench(
-                rest.iter().any(|a| a == "--quick"),
-                rest.iter()
-                    .position(|a| a == "--only")
-                    .and_then(|i| rest.get(i + 1)),
-            )
-        }),
+        "bench" => {
+            let quick = rest.iter().any(|a| a == "--quick");
+            // The release gateway embeds the admin UI, which server/build.rs builds with trunk
+            // when web/dist is missing or stale: on a fresh machine the build tools come
+            // first. A quick (debug) build never runs trunk.
+            let ready = if quick { Ok(()) } else { setup(false) };
+            ready.and_then(|()| {
+                bench(
+                    quick,
+                    rest.iter()
+                        .position(|a| a == "--only")
+                        .and_then(|i| rest.get(i + 1)),
+                )
+            })
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|setup [--test]|build-web> [ARGS]\n\
+                "usage: cargo xtask <run|test|setup [--test]|build-web|bench> [ARGS]\n\
                  \n  run        build the admin UI and run the gateway (ARGS go to the gateway)\
                  \n  test       run the whole test suite (ARGS go to cargo nextest run)\
                  \n  setup      install the build tools (--test: and the test dependencies)\
