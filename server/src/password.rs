@@ -8,6 +8,8 @@
 use anyhow::anyhow;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Semaphore;
 
 pub const MAX_PASSWORD_LENGTH: usize = 256;
 
@@ -101,18 +103,34 @@ pub fn validate_password(password: &str, username: &str, min_length: usize) -> R
 
 /// At most this many argon2 computations run at once: each takes 19 MiB and tens of
 /// milliseconds of a core, so unbounded concurrent logins would be a memory and CPU DoS.
-fn hash_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+fn hash_slots() -> &'static Arc<Semaphore> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
     SLOTS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::sync::Semaphore::new(cores.max(2))
+        Arc::new(Semaphore::new(cores.max(2)))
     })
+}
+
+/// Runs `work` on the blocking pool once one of `slots` is free. The slot moves into the
+/// blocking task and is given back when `work` ends, not when the caller stops waiting: a
+/// request that times out or whose client hangs up cannot leave its computation running
+/// outside the bound (a login flood cut off at the request timeout would otherwise start a
+/// new argon2 for every request while the abandoned ones still run).
+async fn bounded<T: Send + 'static>(
+    slots: &Arc<Semaphore>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let slot = slots.clone().acquire_owned().await?;
+    Ok(tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await?)
 }
 
 /// Hashes on the blocking pool.
 pub async fn hash(password: String) -> anyhow::Result<String> {
-    let _slot = hash_slots().acquire().await?;
-    tokio::task::spawn_blocking(move || {
+    bounded(hash_slots(), move || {
         let salt = SaltString::encode_b64(&crate::keys::random_bytes::<16>()?)
             .map_err(|e| anyhow!("encoding salt: {e}"))?;
         argon2()
@@ -125,8 +143,7 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 
 /// Verifies on the blocking pool; a malformed stored hash verifies nothing.
 pub async fn verify(password: String, hash: String) -> anyhow::Result<bool> {
-    let _slot = hash_slots().acquire().await?;
-    Ok(tokio::task::spawn_blocking(move || {
+    bounded(hash_slots(), move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
                 argon2()
@@ -135,7 +152,7 @@ pub async fn verify(password: String, hash: String) -> anyhow::Result<bool> {
             })
             .unwrap_or(false)
     })
-    .await?)
+    .await
 }
 
 #[cfg(test)]
@@ -189,5 +206,41 @@ mod tests {
         );
         assert!(!verify("another phrase".into(), a).await.unwrap());
         assert!(!verify("x".into(), "not a hash".into()).await.unwrap());
+    }
+
+    /// A caller that stops waiting (request timeout, client gone) does not give its slot back
+    /// while its computation still runs: the next caller waits for the computation to end.
+    #[tokio::test]
+    async fn an_abandoned_computation_keeps_its_slot_until_it_ends() {
+        let slots = Arc::new(Semaphore::new(1));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let first = tokio::spawn({
+            let slots = slots.clone();
+            async move {
+                bounded(&slots, move || {
+                    let _ = started_tx.send(());
+                    let _ = wait.recv();
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            slots.available_permits(),
+            0,
+            "the running computation holds it"
+        );
+        let second = tokio::spawn({
+            let slots = slots.clone();
+            async move { bounded(&slots, || 2).await.unwrap() }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "waits for the abandoned computation");
+        release.send(()).unwrap();
+        assert_eq!(second.await.unwrap(), 2);
+        assert_eq!(slots.available_permits(), 1);
     }
 }
