@@ -56,6 +56,8 @@ use crate::state::AppState;
 pub const AGGREGATED: &str = "*";
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long `logging/setLevel` waits for the backends it is passed on to.
+const SET_LEVEL_WAIT: Duration = Duration::from_secs(5);
 
 /// The raw JSON id as a value.
 fn id_value(raw: Option<&str>) -> Value {
@@ -424,19 +426,26 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message) -> Response {
             }
         }
         "logging/setLevel" => {
+            // Passed on to every open backend session, within this request: its slot and
+            // timeout bound the calls, and a client that hangs up takes them with it (detached,
+            // each setLevel would leave one call per backend running outside every bound).
+            // Backends that have not answered within `SET_LEVEL_WAIT` are not waited for.
+            let mut calls = Vec::new();
             for slot in ctx.state.mcp.aggregate.links_of(&sess.key) {
                 if let Some(link) = slot.lock().await.clone() {
                     let id = splice::quoted(&format!("amg-{}", ctx.state.mcp.next_id()));
                     let Some(forwarded) = splice::set(text, &["id"], &id) else {
                         continue;
                     };
-                    let state = ctx.state.clone();
-                    tokio::spawn(async move {
+                    let state = &ctx.state;
+                    calls.push(async move {
                         let forwarded = Outgoing::new(Bytes::from(forwarded));
-                        let _ = link.call(&state, forwarded, None).await;
+                        let _ = link.call(state, forwarded, None).await;
                     });
                 }
             }
+            let _ =
+                tokio::time::timeout(SET_LEVEL_WAIT, futures_util::future::join_all(calls)).await;
             reply(json!({}), false)
         }
         "tools/call" | "prompts/get" => {

@@ -30,6 +30,18 @@ pub struct Link {
     /// The backend's InitializeResult (or `server/discover` result): capabilities, serverInfo,
     /// instructions.
     pub result: Value,
+    /// The task reading the backend's GET stream (`listen`), ended with the `Link`: a backend
+    /// session pushed out of the per-user cap, idle or replaced must not leave its stream open
+    /// (nothing else refers to it, and it would run until the backend ends it).
+    listener: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get_mut().ok().and_then(Option::take) {
+            listener.abort();
+        }
+    }
 }
 
 impl Link {
@@ -115,6 +127,7 @@ impl Link {
             )),
             backend,
             result,
+            listener: Default::default(),
         })
     }
 
@@ -300,7 +313,7 @@ impl Link {
                     return None;
                 }
                 let (tx, rx) = mpsc::channel(64);
-                tokio::spawn(async move {
+                let reader = tokio::spawn(async move {
                     let mut stream = res.bytes_stream();
                     let mut parser = sse::Parser::new(target.max_response_bytes);
                     while let Some(Ok(chunk)) = stream.next().await {
@@ -317,6 +330,11 @@ impl Link {
                         }
                     }
                 });
+                if let Ok(mut listener) = self.listener.lock()
+                    && let Some(earlier) = listener.replace(reader.abort_handle())
+                {
+                    earlier.abort();
+                }
                 Some(rx)
             }
         }

@@ -1138,3 +1138,256 @@ db_test! {
         assert_eq!(names, ["after", "before", "evil"]);
     }
 }
+
+/// Counts what is open: incremented when made, decremented when dropped.
+struct Open(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Open {
+    fn new(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Open {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A handshake-era backend that never finishes: its GET stream, its tool calls (`hang` sends
+/// one progress notification first, `silent` nothing) and `logging/setLevel` stay open until
+/// the gateway lets go of them, and it counts how many of each are open.
+#[derive(Clone, Default)]
+struct HoldingBackend {
+    streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    set_level: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// `logging/setLevel` requests received, ended or not.
+    set_level_seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HoldingBackend {
+    async fn start(&self) -> String {
+        use axum::response::IntoResponse;
+        let held = self.clone();
+        let never = |first: Option<String>, open: Open| {
+            let head = futures::stream::iter(first.map(|m| {
+                Ok::<_, std::convert::Infallible>(format!("event: message\ndata: {m}\n\n"))
+            }));
+            let body = head.chain(futures::stream::pending()).map(move |chunk| {
+                let _ = &open;
+                chunk
+            });
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
+        };
+        let post = {
+            let held = held.clone();
+            move |body: axum::body::Bytes| {
+                let held = held.clone();
+                async move {
+                    let m: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let id = m["id"].clone();
+                    let ok = |result: serde_json::Value| {
+                        axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+                    };
+                    match m["method"].as_str().unwrap_or_default() {
+                        "initialize" => (
+                            [("mcp-session-id", "held-1")],
+                            ok(json!({"protocolVersion": "2025-11-25",
+                                "capabilities": {"tools": {}, "logging": {}},
+                                "serverInfo": {"name": "held", "version": "1"}})),
+                        )
+                            .into_response(),
+                        "server/discover" => axum::Json(json!({"jsonrpc": "2.0", "id": id,
+                            "error": {"code": -32601, "message": "no"}}))
+                        .into_response(),
+                        _ if id.is_null() => axum::http::StatusCode::ACCEPTED.into_response(),
+                        "tools/list" => ok(json!({"tools": [
+                            {"name": "hang", "inputSchema": {"type": "object"}},
+                            {"name": "silent", "inputSchema": {"type": "object"}}]}))
+                        .into_response(),
+                        "tools/call" => {
+                            let progress = (m["params"]["name"] == "hang").then(|| {
+                                json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                    "params": {"progressToken": m["params"]["_meta"]["progressToken"],
+                                               "progress": 1}})
+                                .to_string()
+                            });
+                            never(progress, Open::new(&held.calls))
+                        }
+                        "logging/setLevel" => {
+                            held.set_level_seen
+                                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            never(None, Open::new(&held.set_level))
+                        }
+                        _ => ok(json!({})).into_response(),
+                    }
+                }
+            }
+        };
+        let get = move || {
+            let held = held.clone();
+            async move { never(None, Open::new(&held.streams)) }
+        };
+        let app = axum::Router::new().route(
+            "/mcp",
+            axum::routing::post(post)
+                .get(get)
+                .delete(|| async { axum::http::StatusCode::OK }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://127.0.0.1:{port}/mcp")
+    }
+}
+
+/// Waits up to 10 s for `count` to read `want`; returns what it read last.
+async fn settles_at(count: &std::sync::atomic::AtomicUsize, want: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = count.load(std::sync::atomic::Ordering::SeqCst);
+        if now == want || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits up to 10 s for the aggregated endpoint to have no request in flight; returns how
+/// many it had last.
+async fn in_flight_settles(app: &TestApp) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = app.state.mcp.aggregate.requests_in_flight();
+        if now == 0 || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// On the aggregated endpoint nothing a client starts outlives the client: a streamed call
+/// it hangs up on, a call it gives up waiting for, a `logging/setLevel` passed on to its
+/// backends, and a backend session's GET stream once the session is dropped (here: access
+/// revoked) all end at the backend, so the per-user bounds bound the backend work too.
+#[tokio::test]
+async fn abandoned_aggregated_work_ends_at_the_backend() {
+    use crate::mcp::{add_server, set_access, user_token};
+    let held = HoldingBackend::default();
+    let url = held.start().await;
+    let app = gateway_with(&[]).await;
+    let admin = app.admin_token().await;
+    let user = app.create_user(&admin, "alice", "user").await;
+    let server = add_server(&app, &admin, json!({"name": "held", "url": url})).await;
+    set_access(&app, &admin, user, server, true).await;
+    let token = user_token(&app, "alice").await;
+    let post = |session: Option<&str>, body: serde_json::Value| {
+        let mut req = app
+            .client
+            .post(app.url("/mcp"))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        req
+    };
+    let res = post(
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                          "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let session = res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let session = Some(session.as_str());
+    let call = |id: i64, tool: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": format!("held__{tool}"), "arguments": {},
+                          "_meta": {"progressToken": "p"}}})
+    };
+
+    // A streamed call: the client reads the progress, then hangs up.
+    let res = post(session, call(2, "hang")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("notifications/progress") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the progress arrives")
+            .expect("the stream is open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(settles_at(&held.calls, 1).await, 1, "the call is open");
+    // The GET streams of the catalog's backend session (shared, for list changes) and of
+    // this client session's.
+    assert_eq!(settles_at(&held.streams, 2).await, 2, "the GET streams");
+    drop(body);
+    assert_eq!(
+        settles_at(&held.calls, 0).await,
+        0,
+        "the call ends with its client"
+    );
+    assert_eq!(
+        in_flight_settles(&app).await,
+        0,
+        "no entry outlives its request"
+    );
+
+    // A call the backend never answers, given up on by the client.
+    let gave_up = post(session, call(3, "silent"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gave_up.unwrap_err().is_timeout());
+    assert_eq!(
+        settles_at(&held.calls, 0).await,
+        0,
+        "the call ends with its client"
+    );
+    assert_eq!(
+        in_flight_settles(&app).await,
+        0,
+        "no entry outlives its request"
+    );
+
+    // logging/setLevel is answered, and what it passed on does not outlive it.
+    let res = post(
+        session,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
+               "params": {"level": "debug"}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains(r#""result":{}"#));
+    assert_eq!(settles_at(&held.set_level_seen, 1).await, 1, "passed on");
+    assert_eq!(settles_at(&held.set_level, 0).await, 0, "and ended");
+
+    // Access revoked: the client session's backend session is dropped, and its GET stream
+    // with it (the catalog's stays).
+    assert_eq!(held.streams.load(std::sync::atomic::Ordering::SeqCst), 2);
+    set_access(&app, &admin, user, server, false).await;
+    assert_eq!(settles_at(&held.streams, 1).await, 1, "the GET stream ends");
+    app.stop().await;
+}

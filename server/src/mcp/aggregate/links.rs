@@ -185,8 +185,47 @@ impl AggregateState {
         }
     }
 
+    /// Client requests on their way to a backend here (entries of `inflight`).
+    pub fn requests_in_flight(&self) -> usize {
+        self.inflight.lock().map_or(0, |i| i.len())
+    }
+
     pub(crate) fn outbox(&self, key: &str) -> Option<mpsc::Sender<Value>> {
         self.outboxes.lock().ok()?.get(key).cloned()
+    }
+}
+
+/// A client request's entry in `inflight` (for `notifications/cancelled`), removed when the
+/// request ends however it ends: answered, failed, or dropped because the client hung up or
+/// the request timed out. Only its own entry is removed (two requests may carry one id).
+pub(crate) struct InflightEntry {
+    state: AppState,
+    key: Inflight,
+    gateway_id: Value,
+}
+
+impl InflightEntry {
+    pub(crate) fn new(state: &AppState, key: Inflight, server_id: i64, gateway_id: Value) -> Self {
+        if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
+            inflight.insert(key.clone(), (server_id, gateway_id.clone()));
+        }
+        InflightEntry {
+            state: state.clone(),
+            key,
+            gateway_id,
+        }
+    }
+}
+
+impl Drop for InflightEntry {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.state.mcp.aggregate.inflight.lock()
+            && inflight
+                .get(&self.key)
+                .is_some_and(|(_, id)| *id == self.gateway_id)
+        {
+            inflight.remove(&self.key);
+        }
     }
 }
 

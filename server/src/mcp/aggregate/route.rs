@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::mcp::aggregate::links::link_for;
+use crate::mcp::aggregate::links::{InflightEntry, link_for};
 use crate::mcp::aggregate::session::Sess;
 use crate::mcp::aggregate::{Ctx, id_value};
 use crate::mcp::backend::BackendError;
@@ -137,10 +137,7 @@ pub(super) async fn route(
     };
     let message = Outgoing::new(Bytes::from(message));
     let client_id = msg.id.clone().unwrap_or_default();
-    let inflight_key = (sess.key.clone(), client_id.clone());
-    if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
-        inflight.insert(inflight_key.clone(), (backend.id, gateway_id));
-    }
+    let inflight = InflightEntry::new(state, (sess.key.clone(), client_id), backend.id, gateway_id);
     let client_id_value = id_value(msg.id.as_deref());
     let modern = sess.modern;
     let answer_check = (
@@ -226,9 +223,7 @@ pub(super) async fn route(
                 let _ = outbox.try_send(m);
             }
         }
-        if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
-            inflight.remove(&inflight_key);
-        }
+        drop(inflight);
         return match result {
             Ok(reply) => {
                 let (body, outcome) = finish_reply(reply);
@@ -261,9 +256,7 @@ pub(super) async fn route(
         while let Ok(m) = events_rx.try_recv() {
             forward(m);
         }
-        if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
-            inflight.remove(&inflight_key);
-        }
+        drop(inflight);
         return match result {
             Ok(reply) => {
                 let (body, outcome) = finish_reply(reply);
@@ -306,11 +299,15 @@ pub(super) async fn route(
             client_gone |= !send(m, &mut bytes_out).await;
         }
         // Dropping `call` (client gone) drops the backend stream: the request is cancelled.
+        // The client's going is noticed when it goes, not at the next message the backend
+        // sends: the per-user slot was given back with the answer's head, so a backend call
+        // left running after a hang-up would be outside every bound.
         let result = if client_gone {
             None
         } else {
             loop {
                 tokio::select! {
+                    () = chunks_tx.closed() => break None,
                     Some(m) = events_rx.recv() => {
                         if !send(m, &mut bytes_out).await {
                             break None;
@@ -343,9 +340,7 @@ pub(super) async fn route(
             bytes_out += bytes.len();
             let _ = chunks_tx.send(Ok(bytes)).await;
         }
-        if let Ok(mut inflight) = state.mcp.aggregate.inflight.lock() {
-            inflight.remove(&inflight_key);
-        }
+        drop(inflight);
         gate::finish(recorder, status, 200, bytes_out);
     });
     // Ends if the caller loses this server meanwhile (grant removed, server disabled).
