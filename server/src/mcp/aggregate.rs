@@ -429,21 +429,25 @@ async fn dispatch(ctx: &Ctx, sess: &Sess, msg: &Message) -> Response {
             // Passed on to every open backend session, within this request: its slot and
             // timeout bound the calls, and a client that hangs up takes them with it (detached,
             // each setLevel would leave one call per backend running outside every bound).
-            // Backends that have not answered within `SET_LEVEL_WAIT` are not waited for.
-            let mut calls = Vec::new();
-            for slot in ctx.state.mcp.aggregate.links_of(&sess.key) {
-                if let Some(link) = slot.lock().await.clone() {
-                    let id = splice::quoted(&format!("amg-{}", ctx.state.mcp.next_id()));
-                    let Some(forwarded) = splice::set(text, &["id"], &id) else {
-                        continue;
-                    };
-                    let state = &ctx.state;
-                    calls.push(async move {
-                        let forwarded = Outgoing::new(Bytes::from(forwarded));
-                        let _ = link.call(state, forwarded, None).await;
+            // Backends not reached and answered within `SET_LEVEL_WAIT` (a slot busy opening
+            // its backend session counts) are not waited for: their calls are dropped.
+            let state = &ctx.state;
+            let calls =
+                state
+                    .mcp
+                    .aggregate
+                    .links_of(&sess.key)
+                    .into_iter()
+                    .map(|slot| async move {
+                        let link = slot.lock().await.clone();
+                        let id = splice::quoted(&format!("amg-{}", state.mcp.next_id()));
+                        if let Some(link) = link
+                            && let Some(forwarded) = splice::set(text, &["id"], &id)
+                        {
+                            let forwarded = Outgoing::new(Bytes::from(forwarded));
+                            let _ = link.call(state, forwarded, None).await;
+                        }
                     });
-                }
-            }
             let _ =
                 tokio::time::timeout(SET_LEVEL_WAIT, futures_util::future::join_all(calls)).await;
             reply(json!({}), false)
@@ -578,9 +582,17 @@ async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, text: &str) 
                 .lock()
                 .ok()
                 .and_then(|i| i.get(&(sess.key.clone(), client_id)).cloned());
-            if let Some((server_id, gateway_id)) = target
-                && let Some(slot) = aggregate.link_slot(&sess.key, server_id)
-                && let Some(link) = slot.lock().await.clone()
+            // The slot's lock is let go before the backend is written to (a guard in an `if let`
+            // would live through the send, holding up this session's routed requests).
+            let slot = target
+                .as_ref()
+                .and_then(|(server_id, _)| aggregate.link_slot(&sess.key, *server_id));
+            let link = match slot {
+                Some(slot) => slot.lock().await.clone(),
+                None => None,
+            };
+            if let Some((_, gateway_id)) = target
+                && let Some(link) = link
                 && let Some(forwarded) =
                     splice::set(text, &["params", "requestId"], &gateway_id.to_string())
             {
@@ -591,7 +603,8 @@ async fn client_notification(ctx: &Ctx, sess: &Sess, msg: &Message, text: &str) 
         Some(_) => {
             // roots/list_changed and the like concern every backend session of the client.
             for slot in aggregate.links_of(&sess.key) {
-                if let Some(link) = slot.lock().await.clone() {
+                let link = slot.lock().await.clone();
+                if let Some(link) = link {
                     let _ = link.send(&ctx.state, ctx.body.clone()).await;
                 }
             }

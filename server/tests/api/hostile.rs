@@ -1353,12 +1353,15 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
         "no entry outlives its request"
     );
 
-    // A call the backend never answers, given up on by the client.
-    let gave_up = post(session, call(3, "silent"))
-        .timeout(Duration::from_millis(500))
-        .send()
-        .await;
-    assert!(gave_up.unwrap_err().is_timeout());
+    // A call the backend never answers, given up on by the client once it is under way.
+    let waiting = tokio::spawn(post(session, call(3, "silent")).send());
+    assert_eq!(settles_at(&held.calls, 1).await, 1, "the call is open");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.mcp.aggregate.requests_in_flight() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.state.mcp.aggregate.requests_in_flight(), 1);
+    waiting.abort();
     assert_eq!(
         settles_at(&held.calls, 0).await,
         0,
@@ -1384,10 +1387,48 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
     assert_eq!(settles_at(&held.set_level_seen, 1).await, 1, "passed on");
     assert_eq!(settles_at(&held.set_level, 0).await, 0, "and ended");
 
-    // Access revoked: the client session's backend session is dropped, and its GET stream
-    // with it (the catalog's stays).
+    // The idle sweep (here with no idle time allowed) drops a backend session nobody uses,
+    // and its GET stream with it (the catalog's stays) ...
     assert_eq!(held.streams.load(std::sync::atomic::Ordering::SeqCst), 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let aggregate = &app.state.mcp.aggregate;
+    aggregate.retain_links(|_, _| true, Some(Duration::ZERO));
+    assert_eq!(settles_at(&held.streams, 1).await, 1, "an idle one ends");
+    // ... but not one whose client holds its own GET stream open, waiting for what the
+    // backend sends unasked.
+    let waiting = tokio::spawn(post(session, call(5, "silent")).send());
+    assert_eq!(settles_at(&held.calls, 1).await, 1, "the call is open");
+    waiting.abort();
+    assert_eq!(settles_at(&held.calls, 0).await, 0);
+    assert_eq!(
+        settles_at(&held.streams, 2).await,
+        2,
+        "a new backend session"
+    );
+    let listening = app
+        .client
+        .get(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session.unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listening.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    aggregate.retain_links(|_, _| true, Some(Duration::ZERO));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        held.streams.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "kept"
+    );
+
+    // Access revoked: the client session's backend session is dropped, and its GET stream
+    // with it, listened to or not.
     set_access(&app, &admin, user, server, false).await;
     assert_eq!(settles_at(&held.streams, 1).await, 1, "the GET stream ends");
+    drop(listening);
     app.stop().await;
 }

@@ -167,10 +167,25 @@ impl AggregateState {
         removed
     }
 
-    /// Drops backend sessions of servers that are gone, of users who lost access, or idle.
+    /// Drops backend sessions of servers that are gone, of users who lost access, or idle. A
+    /// backend session is not idle while its client holds the GET stream open: what the
+    /// backend sends unasked (log messages, resource updates) is what that client waits for.
     pub fn retain_links(&self, keep: impl Fn(i64, i64) -> bool, idle: Option<Duration>) {
+        let listening: std::collections::HashSet<Arc<str>> = match idle {
+            Some(_) => self
+                .outboxes
+                .lock()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(_, tx)| !tx.is_closed())
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
         if let Ok(mut links) = self.links.lock() {
-            links.retain(|(_, server_id), slot| {
+            links.retain(|(key, server_id), slot| {
                 let Ok(guard) = slot.try_lock() else {
                     return true;
                 };
@@ -178,7 +193,9 @@ impl AggregateState {
                     None => false,
                     Some(link) => {
                         keep(link.session.user_id, *server_id)
-                            && idle.is_none_or(|idle| !link.session.idle_for(idle))
+                            && idle.is_none_or(|idle| {
+                                listening.contains(key) || !link.session.idle_for(idle)
+                            })
                     }
                 }
             });
