@@ -1313,11 +1313,11 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
     .await
     .unwrap();
     assert_eq!(res.status(), 200);
-    let session = res.headers()["mcp-session-id"]
+    let session_id = res.headers()["mcp-session-id"]
         .to_str()
         .unwrap()
         .to_string();
-    let session = Some(session.as_str());
+    let session = Some(session_id.as_str());
     let call = |id: i64, tool: &str| {
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                "params": {"name": format!("held__{tool}"), "arguments": {},
@@ -1410,7 +1410,7 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
         .get(app.url("/mcp"))
         .bearer_auth(&token)
         .header("accept", "text/event-stream")
-        .header("mcp-session-id", session.unwrap())
+        .header("mcp-session-id", &session_id)
         .header("mcp-protocol-version", "2025-11-25")
         .send()
         .await
