@@ -249,7 +249,15 @@ pub(crate) async fn legacy_call(
             let mut bytes_out = 0;
             let mut outcome = None;
             loop {
-                let next = tokio::time::timeout(target.timeout, rx.recv()).await;
+                // A client that hangs up is noticed at once, not at the backend's next message
+                // (which may be the server timeout away).
+                let next = tokio::select! {
+                    () = tx.closed() => {
+                        outcome = Some("client_closed");
+                        break;
+                    }
+                    next = tokio::time::timeout(target.timeout, rx.recv()) => next,
+                };
                 let message = match next {
                     Ok(Some(m)) => m,
                     Ok(None) | Err(_) => break,

@@ -1432,3 +1432,168 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
     drop(listening);
     app.stop().await;
 }
+
+/// An HTTP+SSE (2024-11-05) backend whose `hang` tool sends one progress notification and
+/// then nothing: `/sse` gives each connection its own `/messages?c=N` endpoint.
+async fn silent_legacy_backend() -> String {
+    use axum::extract::Query;
+    use axum::response::IntoResponse;
+    type Streams = std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<u64, tokio::sync::mpsc::UnboundedSender<String>>,
+        >,
+    >;
+    let streams: Streams = Default::default();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let open = {
+        let streams = streams.clone();
+        move || {
+            let (streams, next) = (streams.clone(), next.clone());
+            async move {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                tx.send(format!("event: endpoint\ndata: /messages?c={n}\n\n"))
+                    .unwrap();
+                streams.lock().unwrap().insert(n, tx);
+                let body = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv()
+                        .await
+                        .map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+                });
+                (
+                    [("content-type", "text/event-stream")],
+                    axum::body::Body::from_stream(body),
+                )
+                    .into_response()
+            }
+        }
+    };
+    let message = move |Query(q): Query<std::collections::HashMap<String, u64>>,
+                        body: axum::body::Bytes| {
+        let streams = streams.clone();
+        async move {
+            let m: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let id = m["id"].clone();
+            let out = |v: serde_json::Value| format!("event: message\ndata: {v}\n\n");
+            let ok = |result: serde_json::Value| {
+                out(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+            };
+            let event = match m["method"].as_str().unwrap_or_default() {
+                _ if id.is_null() => None,
+                "initialize" => Some(ok(json!({"protocolVersion": "2024-11-05",
+                    "capabilities": {"tools": {}}, "serverInfo": {"name": "old", "version": "1"}}))),
+                "tools/list" => Some(ok(
+                    json!({"tools": [{"name": "hang", "inputSchema": {"type": "object"}}]}),
+                )),
+                "tools/call" => Some(out(json!({"jsonrpc": "2.0",
+                    "method": "notifications/progress",
+                    "params": {"progressToken": m["params"]["_meta"]["progressToken"],
+                               "progress": 1}}))),
+                _ => Some(ok(json!({}))),
+            };
+            if let Some(event) = event
+                && let Some(tx) = q
+                    .get("c")
+                    .and_then(|c| streams.lock().unwrap().get(c).cloned())
+            {
+                let _ = tx.send(event);
+            }
+            axum::http::StatusCode::ACCEPTED
+        }
+    };
+    let app = axum::Router::new()
+        .route("/sse", axum::routing::get(open))
+        .route("/messages", axum::routing::post(message));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://127.0.0.1:{port}/sse")
+}
+
+/// A streamed call to an HTTP+SSE backend on `/mcp/{server}` ends when its client hangs up,
+/// not when the backend next speaks: the call is recorded `client_closed` at once (it was
+/// held until the server timeout, a minute, when the backend went quiet after a progress).
+#[tokio::test]
+async fn a_legacy_backend_call_ends_with_its_client() {
+    use crate::mcp::{add_server, set_access, user_token};
+    let url = silent_legacy_backend().await;
+    let app = gateway_with(&[]).await;
+    let admin = app.admin_token().await;
+    let user = app.create_user(&admin, "alice", "user").await;
+    let server = add_server(
+        &app,
+        &admin,
+        json!({"name": "old", "url": url, "transport": "sse"}),
+    )
+    .await;
+    set_access(&app, &admin, user, server, true).await;
+    let token = user_token(&app, "alice").await;
+    let post = |session: Option<&str>, body: serde_json::Value| {
+        let mut req = app
+            .client
+            .post(app.url("/mcp/old"))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(session) = session {
+            req = req
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        req
+    };
+    let res = post(
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                          "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let session_id = res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let res = post(
+        Some(&session_id),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "hang", "arguments": {}, "_meta": {"progressToken": "p"}}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("notifications/progress") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the progress arrives")
+            .expect("the stream is open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(body);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let closed = loop {
+        let closed: i64 = sqlx::query_scalar(
+            "select count(*) from mcp_activity where status = 'client_closed' and tool = 'hang'",
+        )
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        if closed > 0 || Instant::now() > deadline {
+            break closed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        closed, 1,
+        "recorded as the client's leaving, within seconds"
+    );
+    app.stop().await;
+}
