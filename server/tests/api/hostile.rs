@@ -1249,12 +1249,16 @@ impl HoldingBackend {
     }
 }
 
-/// Waits up to 30 s (a loaded CI machine is slow; without the fixes these stay open for the
-/// backend timeout, a minute) for `count` to read `want`; returns what it read last.
-async fn settles_at(count: &std::sync::atomic::AtomicUsize, want: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// How long a check waits for the gateway to let go of something: long for a loaded CI
+/// machine, shorter than the minute (the backend timeout) the unfixed code held it.
+const SETTLE: Duration = Duration::from_secs(45);
+
+/// Reads `read` every 20 ms until it gives `want` or `SETTLE` has passed; returns what it
+/// read last.
+async fn settles<T: PartialEq>(want: T, read: impl AsyncFn() -> T) -> T {
+    let deadline = Instant::now() + SETTLE;
     loop {
-        let now = count.load(std::sync::atomic::Ordering::SeqCst);
+        let now = read().await;
         if now == want || Instant::now() > deadline {
             return now;
         }
@@ -1262,16 +1266,93 @@ async fn settles_at(count: &std::sync::atomic::AtomicUsize, want: usize) -> usiz
     }
 }
 
-/// Waits up to 30 s for the aggregated endpoint to have no request in flight; returns how
-/// many it had last.
-async fn in_flight_settles(app: &TestApp) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = app.state.mcp.aggregate.requests_in_flight();
-        if now == 0 || Instant::now() > deadline {
-            return now;
+async fn settles_at(count: &std::sync::atomic::AtomicUsize, want: usize) -> usize {
+    settles(want, async || {
+        count.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await
+}
+
+/// `alice` with access to one server and an MCP session on `path` (`/mcp` or `/mcp/{name}`).
+struct Alice {
+    app: TestApp,
+    admin: String,
+    user: i64,
+    server: i64,
+    token: String,
+    path: &'static str,
+    session: String,
+}
+
+impl Alice {
+    async fn start(server: serde_json::Value, path: &'static str) -> Alice {
+        use crate::mcp::{add_server, set_access, user_token};
+        let app = gateway_with(&[]).await;
+        let admin = app.admin_token().await;
+        let user = app.create_user(&admin, "alice", "user").await;
+        let server = add_server(&app, &admin, server).await;
+        set_access(&app, &admin, user, server, true).await;
+        let token = user_token(&app, "alice").await;
+        let mut alice = Alice {
+            app,
+            admin,
+            user,
+            server,
+            token,
+            path,
+            session: String::new(),
+        };
+        let res = alice
+            .post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                    "clientInfo": {"name": "t", "version": "1"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        alice.session = res.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        alice
+    }
+
+    /// A request on the session (once there is one).
+    fn on_session(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = req.bearer_auth(&self.token);
+        if self.session.is_empty() {
+            return req;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        req.header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-11-25")
+    }
+
+    fn post(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+        let req = self.app.client.post(self.app.url(self.path));
+        self.on_session(req)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+    }
+
+    /// Sends `body` and reads its streamed answer up to the first progress notification;
+    /// returns the rest of the stream.
+    async fn until_progress(
+        &self,
+        body: serde_json::Value,
+    ) -> impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + use<> {
+        let res = self.post(body).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let mut stream = res.bytes_stream();
+        let mut seen = String::new();
+        while !seen.contains("notifications/progress") {
+            let chunk = tokio::time::timeout(SETTLE, stream.next())
+                .await
+                .expect("the progress arrives")
+                .expect("the stream is open")
+                .unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        stream
     }
 }
 
@@ -1281,63 +1362,19 @@ async fn in_flight_settles(app: &TestApp) -> usize {
 /// revoked) all end at the backend, so the per-user bounds bound the backend work too.
 #[tokio::test]
 async fn abandoned_aggregated_work_ends_at_the_backend() {
-    use crate::mcp::{add_server, set_access, user_token};
     let held = HoldingBackend::default();
     let url = held.start().await;
-    let app = gateway_with(&[]).await;
-    let admin = app.admin_token().await;
-    let user = app.create_user(&admin, "alice", "user").await;
-    let server = add_server(&app, &admin, json!({"name": "held", "url": url})).await;
-    set_access(&app, &admin, user, server, true).await;
-    let token = user_token(&app, "alice").await;
-    let post = |session: Option<&str>, body: serde_json::Value| {
-        let mut req = app
-            .client
-            .post(app.url("/mcp"))
-            .bearer_auth(&token)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(session) = session {
-            req = req
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
-        req
-    };
-    let res = post(
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-               "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                          "clientInfo": {"name": "t", "version": "1"}}}),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 200);
-    let session_id = res.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let session = Some(session_id.as_str());
+    let alice = Alice::start(json!({"name": "held", "url": url}), "/mcp").await;
+    let (app, aggregate) = (&alice.app, &alice.app.state.mcp.aggregate);
     let call = |id: i64, tool: &str| {
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                "params": {"name": format!("held__{tool}"), "arguments": {},
                           "_meta": {"progressToken": "p"}}})
     };
+    let in_flight = async |want| settles(want, async || aggregate.requests_in_flight()).await;
 
     // A streamed call: the client reads the progress, then hangs up.
-    let res = post(session, call(2, "hang")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let mut body = res.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("notifications/progress") {
-        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
-            .await
-            .expect("the progress arrives")
-            .expect("the stream is open")
-            .unwrap();
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let body = alice.until_progress(call(2, "hang")).await;
     assert_eq!(settles_at(&held.calls, 1).await, 1, "the call is open");
     // The GET streams of the catalog's backend session (shared, for list changes) and of
     // this client session's.
@@ -1348,41 +1385,29 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
         0,
         "the call ends with its client"
     );
-    assert_eq!(
-        in_flight_settles(&app).await,
-        0,
-        "no entry outlives its request"
-    );
+    assert_eq!(in_flight(0).await, 0, "no entry outlives its request");
 
     // A call the backend never answers, given up on by the client once it is under way.
-    let waiting = tokio::spawn(post(session, call(3, "silent")).send());
+    let waiting = tokio::spawn(alice.post(call(3, "silent")).send());
     assert_eq!(settles_at(&held.calls, 1).await, 1, "the call is open");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while app.state.mcp.aggregate.requests_in_flight() == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(app.state.mcp.aggregate.requests_in_flight(), 1);
+    assert_eq!(in_flight(1).await, 1);
     waiting.abort();
     assert_eq!(
         settles_at(&held.calls, 0).await,
         0,
         "the call ends with its client"
     );
-    assert_eq!(
-        in_flight_settles(&app).await,
-        0,
-        "no entry outlives its request"
-    );
+    assert_eq!(in_flight(0).await, 0, "no entry outlives its request");
 
     // logging/setLevel is answered, and what it passed on does not outlive it.
-    let res = post(
-        session,
-        json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
-               "params": {"level": "debug"}}),
-    )
-    .send()
-    .await
-    .unwrap();
+    let res = alice
+        .post(
+            json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
+                     "params": {"level": "debug"}}),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains(r#""result":{}"#));
     assert_eq!(settles_at(&held.set_level_seen, 1).await, 1, "passed on");
@@ -1392,12 +1417,11 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
     // and its GET stream with it (the catalog's stays) ...
     assert_eq!(held.streams.load(std::sync::atomic::Ordering::SeqCst), 2);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let aggregate = &app.state.mcp.aggregate;
     aggregate.retain_links(|_, _| true, Some(Duration::ZERO));
     assert_eq!(settles_at(&held.streams, 1).await, 1, "an idle one ends");
     // ... but not one whose client holds its own GET stream open, waiting for what the
     // backend sends unasked.
-    let waiting = tokio::spawn(post(session, call(5, "silent")).send());
+    let waiting = tokio::spawn(alice.post(call(5, "silent")).send());
     assert_eq!(settles_at(&held.calls, 1).await, 1, "the call is open");
     waiting.abort();
     assert_eq!(settles_at(&held.calls, 0).await, 0);
@@ -1406,13 +1430,9 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
         2,
         "a new backend session"
     );
-    let listening = app
-        .client
-        .get(app.url("/mcp"))
-        .bearer_auth(&token)
+    let listening = alice
+        .on_session(app.client.get(app.url("/mcp")))
         .header("accept", "text/event-stream")
-        .header("mcp-session-id", &session_id)
-        .header("mcp-protocol-version", "2025-11-25")
         .send()
         .await
         .unwrap();
@@ -1428,10 +1448,10 @@ async fn abandoned_aggregated_work_ends_at_the_backend() {
 
     // Access revoked: the client session's backend session is dropped, and its GET stream
     // with it, listened to or not.
-    set_access(&app, &admin, user, server, false).await;
+    crate::mcp::set_access(app, &alice.admin, alice.user, alice.server, false).await;
     assert_eq!(settles_at(&held.streams, 1).await, 1, "the GET stream ends");
     drop(listening);
-    app.stop().await;
+    alice.app.stop().await;
 }
 
 /// An HTTP+SSE (2024-11-05) backend whose `hang` tool sends one progress notification and
@@ -1518,83 +1538,29 @@ async fn silent_legacy_backend() -> String {
 /// held until the server timeout, a minute, when the backend went quiet after a progress).
 #[tokio::test]
 async fn a_legacy_backend_call_ends_with_its_client() {
-    use crate::mcp::{add_server, set_access, user_token};
     let url = silent_legacy_backend().await;
-    let app = gateway_with(&[]).await;
-    let admin = app.admin_token().await;
-    let user = app.create_user(&admin, "alice", "user").await;
-    let server = add_server(
-        &app,
-        &admin,
+    let alice = Alice::start(
         json!({"name": "old", "url": url, "transport": "sse"}),
+        "/mcp/old",
     )
     .await;
-    set_access(&app, &admin, user, server, true).await;
-    let token = user_token(&app, "alice").await;
-    let post = |session: Option<&str>, body: serde_json::Value| {
-        let mut req = app
-            .client
-            .post(app.url("/mcp/old"))
-            .bearer_auth(&token)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(session) = session {
-            req = req
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
-        req
-    };
-    let res = post(
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-               "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                          "clientInfo": {"name": "t", "version": "1"}}}),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 200);
-    let session_id = res.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let res = post(
-        Some(&session_id),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-               "params": {"name": "hang", "arguments": {}, "_meta": {"progressToken": "p"}}}),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 200);
-    let mut body = res.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("notifications/progress") {
-        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
-            .await
-            .expect("the progress arrives")
-            .expect("the stream is open")
-            .unwrap();
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let body = alice
+        .until_progress(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "hang", "arguments": {}, "_meta": {"progressToken": "p"}}}))
+        .await;
     drop(body);
-    let deadline = Instant::now() + Duration::from_secs(45);
-    let closed = loop {
-        let closed: i64 = sqlx::query_scalar(
+    let closed = settles(1, async || {
+        sqlx::query_scalar::<_, i64>(
             "select count(*) from mcp_activity where status = 'client_closed' and tool = 'hang'",
         )
-        .fetch_one(&app.state.db.pool)
+        .fetch_one(&alice.app.state.db.pool)
         .await
-        .unwrap();
-        if closed > 0 || Instant::now() > deadline {
-            break closed;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        .unwrap()
+    })
+    .await;
     assert_eq!(
         closed, 1,
         "recorded as the client's leaving, within seconds"
     );
-    app.stop().await;
+    alice.app.stop().await;
 }
